@@ -1,0 +1,30 @@
+"""Timer triggers that pull relationships and sign-ins into Table Storage."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.runtime import get_services
+from shared.timeutil import utcnow
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.function_name("relationship_sync")
+@bp.timer_trigger(arg_name="timer", schedule="%RELATIONSHIP_SYNC_SCHEDULE%", run_on_startup=False,
+                  use_monitor=True)
+async def relationship_sync(timer: func.TimerRequest) -> None:
+    services = await get_services()
+    result = await services.sync_relationships(utcnow())
+    log.info("relationship sync: %s", result)
+
+
+@bp.function_name("signin_ingest")
+@bp.timer_trigger(arg_name="timer", schedule="%SIGNIN_INGEST_SCHEDULE%", run_on_startup=False, use_monitor=True)
+async def signin_ingest(timer: func.TimerRequest) -> None:
+    services = await get_services()
+    result = await services.ingest_sign_ins(utcnow())
+    log.info("sign-in ingestion: %s", result)

@@ -1,0 +1,1 @@
+"""Delegated Admin Monitor: the domain (settings, clients, stores, rules, policy, command line)."""

@@ -1,0 +1,149 @@
+"""Command line: ``python -m shared.cli [--emulator URL] COMMAND [options]`` (CONTRACTS section 4).
+
+Exit codes: 0 success; 2 bad arguments or settings (one line on stderr, nothing written);
+3 an upstream service failed after retries (what was done so far is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import Any, NoReturn
+
+from shared.retry import UpstreamError
+from shared.settings import Settings, SettingsError, get_settings
+from shared.timeutil import parse_iso, utcnow
+
+EXIT_OK, EXIT_USAGE, EXIT_UPSTREAM = 0, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _as_of(value: str) -> datetime:
+    try:
+        return parse_iso(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp: {value!r}") from None
+
+
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {value!r}")
+    return value.rstrip("/")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m shared.cli", description="Delegated Admin Monitor")
+    parser.add_argument("--emulator", type=_url, metavar="URL",
+                        help="point every Microsoft endpoint at this emulator root (development token)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    audit = commands.add_parser("audit", help="sync, ingest and print the audit report; removes nothing")
+    audit.add_argument("--as-of", type=_as_of, help="ISO time the audit is computed for (default: now)")
+    audit.add_argument("--format", choices=("json", "csv", "table"), default="json")
+    audit.add_argument("--limit", type=int, default=None, help="table format: at most this many rows")
+
+    serve = commands.add_parser("serve", help="run the HTTP API and the portal locally")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--local-operator", action="store_true",
+                       help="treat every request as a local user holding both roles (loopback only)")
+
+    enforce = commands.add_parser("enforce", help="run the whole automated cycle once")
+    enforce.add_argument("--as-of", type=_as_of, help="ISO time the cycle runs for (default: now)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if args.emulator:
+        os.environ["EMULATOR_URL"] = args.emulator
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    return asyncio.run(coro_factory())
+
+
+async def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.audit import report_csv, report_table
+    from shared.services import Services
+
+    as_of = args.as_of or utcnow()
+    async with Services(settings) as services:
+        report = await services.audit(as_of)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
+    elif args.format == "csv":
+        sys.stdout.write(report_csv(report))
+    else:
+        sys.stdout.write(report_table(report, limit=args.limit))
+    return EXIT_OK
+
+
+async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.enforcement import run_cycle  # type: ignore[import-not-found,unused-ignore]
+    from shared.services import Services
+
+    as_of = args.as_of or utcnow()
+    async with Services(settings) as services:
+        summary = await run_cycle(services, as_of)
+    sys.stdout.write(json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
+    return EXIT_OK
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.web.server import serve  # type: ignore[import-not-found,unused-ignore]
+
+    if args.local_operator and args.host not in ("127.0.0.1", "localhost", "::1"):
+        raise UsageError("--local-operator is accepted only with a loopback --host")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    serve(settings, host=args.host, port=args.port, local_operator=args.local_operator)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "limit", None) is not None and args.limit < 1:
+            raise UsageError("--limit must be at least 1")
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if not args.verbose:
+            logging.getLogger("azure").setLevel(logging.ERROR)
+            logging.getLogger("httpx").setLevel(logging.WARNING)
+        settings = _settings(args)
+        if args.command == "audit":
+            return _run(lambda: _audit(settings, args))
+        if args.command == "enforce":
+            return _run(lambda: _enforce(settings, args))
+        if args.command == "serve":
+            return _serve(settings, args)
+        raise UsageError(f"unknown command {args.command}")
+    except (UsageError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UpstreamError as exc:
+        print(f"error: upstream service failed: {exc}", file=sys.stderr)
+        return EXIT_UPSTREAM
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The monitoring rules of CONTRACTS section 1, as pure functions (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from shared.models import Relationship
+from shared.timeutil import iso, iso_optional, whole_days
+
+Bucket = Literal["active", "30-60", "61-90", "90+"]
+BUCKETS: tuple[Bucket, ...] = ("active", "30-60", "61-90", "90+")
+
+
+@dataclass(frozen=True)
+class Policy:
+    mode: str = "report"
+    recommend_after_days: int = 60
+    remove_after_days: int = 90
+    excluded: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "recommendAfterDays": self.recommend_after_days,
+                "removeAfterDays": self.remove_after_days}
+
+
+def bucket_of(days: int) -> Bucket:
+    """active d <= 29; 30-60; 61-90; 90+ d >= 91 (CONTRACTS decides the seed's overlapping ranges)."""
+    if days <= 29:
+        return "active"
+    if days <= 60:
+        return "30-60"
+    if days <= 90:
+        return "61-90"
+    return "90+"
+
+
+def established_at(relationships: Iterable[Relationship]) -> datetime | None:
+    """The earliest establishment over the customer's active relationships."""
+    times = [r.established_at for r in relationships if r.active and r.established_at is not None]
+    return min(times) if times else None
+
+
+def inactive_for_at_least(as_of: datetime, last_sign_in: datetime | None, established: datetime,
+                          coverage_from: datetime | None) -> int:
+    """What the store can prove: floor((asOf - max(lastSignInAt, establishedAt, coverage.from)) / 1 day).
+
+    Without any coverage nothing is proven, so the evidence starts at asOf itself (0 days).
+    """
+    evidence = [established, coverage_from if coverage_from is not None else as_of]
+    if last_sign_in is not None:
+        evidence.append(last_sign_in)
+    return max(0, whole_days(as_of - max(evidence)))
+
+
+def is_removal_candidate(row: dict[str, Any], policy: Policy) -> bool:
+    return (policy.mode == "enforce" and not row["excluded"]
+            and row["inactiveForAtLeastDays"] > policy.remove_after_days)
+
+
+def days_until_candidate(row: dict[str, Any], policy: Policy) -> int:
+    """Days until inactiveForAtLeastDays exceeds removeAfterDays if nobody signs in (0 = already)."""
+    return max(0, policy.remove_after_days + 1 - row["inactiveForAtLeastDays"])
+
+
+def relationship_json(rel: Relationship) -> dict[str, Any]:
+    return {
+        "type": rel.type, "id": rel.id, "displayName": rel.display_name, "status": rel.status,
+        "establishedAt": iso_optional(rel.established_at), "endsAt": iso_optional(rel.ends_at),
+        "autoExtend": rel.auto_extend, "roles": list(rel.roles),
+    }
+
+
+def customer_row(*, tenant_id: str, display_name: str, relationships: list[Relationship], as_of: datetime,
+                 last_sign_in: datetime | None, agents_last_day: int, sign_ins_last_day: int,
+                 coverage_from: datetime | None, policy: Policy) -> dict[str, Any] | None:
+    """One customer's row of the report, or None when the customer is not under monitoring."""
+    active = sorted((r for r in relationships if r.active), key=lambda r: (r.type, r.id))
+    established = established_at(active)
+    if not active or established is None:
+        return None
+    if last_sign_in is not None and last_sign_in > as_of:
+        raise ValueError("last sign-in after asOf")
+    d = inactive_for_at_least(as_of, last_sign_in, established, coverage_from)
+    excluded = tenant_id in policy.excluded
+    return {
+        "tenantId": tenant_id,
+        "displayName": display_name,
+        "relationships": [relationship_json(r) for r in active],
+        "establishedAt": iso(established),
+        "daysActive": whole_days(as_of - established),
+        "lastSignInAt": iso_optional(last_sign_in),
+        "daysInactive": None if last_sign_in is None else whole_days(as_of - last_sign_in),
+        "inactiveForAtLeastDays": d,
+        "bucket": bucket_of(d),
+        "establishedLast7Days": established > as_of - timedelta(days=7),
+        "agentsSignedInLastDay": agents_last_day,
+        "signInsLastDay": sign_ins_last_day,
+        "recommendation": "remove" if d > policy.recommend_after_days and not excluded else "none",
+        "excluded": excluded,
+    }
+
+
+def sort_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: (-r["inactiveForAtLeastDays"], r["tenantId"]))
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        "customersUnderMonitoring": len(rows),
+        "inactiveOver90Days": sum(1 for r in rows if r["bucket"] == "90+"),
+        "inactive61To90Days": sum(1 for r in rows if r["bucket"] == "61-90"),
+        "inactive30To60Days": sum(1 for r in rows if r["bucket"] == "30-60"),
+        "establishedLast7Days": sum(1 for r in rows if r["establishedLast7Days"]),
+        "recommendedForRemoval": sum(1 for r in rows if r["recommendation"] == "remove"),
+    }

@@ -1,0 +1,187 @@
+"""Partner Center REST and the CustomerServiceAdminApi (legacy DAP), over httpx.
+
+Retries 429 and 5xx honouring Retry-After, and transport faults with backoff. Tokens come from an
+azure-identity style credential (App+User in Azure, a fixed token against the emulator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from shared.identity import CUSTOMER_ADMIN_SCOPE, PARTNER_CENTER_SCOPE
+from shared.retry import (
+    MAX_RETRY_AFTER_SECONDS,
+    RETRY_STATUSES,
+    UpstreamError,
+    backoff_seconds,
+    retry_after_seconds,
+)
+from shared.timeutil import parse_optional
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DapCustomer:
+    tenant_id: str
+    display_name: str
+    dap_enabled: bool
+    start: datetime | None
+    last_sign_in: datetime | None
+
+
+@dataclass
+class PartnerCustomer:
+    tenant_id: str
+    company_name: str
+    domain: str
+
+
+@dataclass
+class BillingProfile:
+    email: str
+    culture: str
+    language: str
+    company_name: str
+
+
+class PartnerCenterClient:
+    def __init__(self, partner_center_root: str, customer_admin_root: str, credential: Any, *,
+                 max_retries: int = 5, retry_base: float = 1.0, timeout: float = 60.0) -> None:
+        self.pc_root = partner_center_root.rstrip("/")
+        self.admin_root = customer_admin_root.rstrip("/")
+        self._credential = credential
+        self._max_retries = max_retries
+        self._retry_base = retry_base
+        self._http = httpx.AsyncClient(timeout=timeout)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _token(self, scope: str) -> str:
+        result = self._credential.get_token(scope)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return str(result.token)
+
+    async def request(self, method: str, url: str, *, scope: str, json_body: Any = None,
+                      headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200,)) -> httpx.Response:
+        """One call with retries. Returns the response when its status is in ``ok``; raises otherwise."""
+        what = f"{method} {url.split('?')[0]}"
+        for attempt in range(self._max_retries + 1):
+            request_headers = {
+                "Authorization": f"Bearer {await self._token(scope)}",
+                "Accept": "application/json",
+                "MS-CorrelationId": str(uuid.uuid4()),
+                "MS-RequestId": str(uuid.uuid4()),
+                **(headers or {}),
+            }
+            try:
+                response = await self._http.request(method, url, json=json_body, headers=request_headers)
+                await response.aread()
+            except httpx.TransportError as exc:
+                if attempt == self._max_retries:
+                    raise UpstreamError(f"{what}: {type(exc).__name__}: {exc}") from exc
+                await asyncio.sleep(backoff_seconds(attempt, self._retry_base))
+                continue
+            if response.status_code in ok:
+                return response
+            if response.status_code in RETRY_STATUSES and attempt < self._max_retries:
+                delay = retry_after_seconds(response.headers.get("Retry-After"))
+                if delay is None:
+                    delay = backoff_seconds(attempt, self._retry_base)
+                if delay < MAX_RETRY_AFTER_SECONDS:
+                    log.warning("%s answered %s; retrying in %.1fs", what, response.status_code, delay)
+                    await asyncio.sleep(delay)
+                    continue
+            raise UpstreamError(f"{what}: answered {response.status_code} {_error_text(response)}",
+                                status=response.status_code)
+        raise AssertionError("unreachable")
+
+    async def _json(self, method: str, url: str, *, scope: str, **kwargs: Any) -> Any:
+        response = await self.request(method, url, scope=scope, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise UpstreamError(f"{method} {url}: answered malformed JSON") from exc
+
+    # --- DAP: CustomerServiceAdminApi -------------------------------------------------------------
+    async def list_dap_customers(self) -> list[DapCustomer]:
+        url: str | None = f"{self.admin_root}/v1/delegatedAdminCustomers?$top=300"
+        out: list[DapCustomer] = []
+        while url:
+            page = await self._json("GET", url, scope=CUSTOMER_ADMIN_SCOPE)
+            for item in page.get("value", []):
+                tenant = str(item.get("customerTenantId") or item.get("id") or "").lower()
+                if not tenant:
+                    continue
+                out.append(DapCustomer(
+                    tenant_id=tenant,
+                    display_name=str(item.get("organizationDisplayName") or ""),
+                    dap_enabled=bool(item.get("dapEnabled")),
+                    start=parse_optional(item.get("startDateTime")),
+                    last_sign_in=parse_optional(item.get("lastSignInDateTime")),
+                ))
+            url = page.get("@odata.nextLink")
+        return out
+
+    # --- Partner Center REST --------------------------------------------------------------------
+    async def list_customers(self) -> list[PartnerCustomer]:
+        url = f"{self.pc_root}/v1/customers?size=500"
+        headers: dict[str, str] = {}
+        out: list[PartnerCustomer] = []
+        while True:
+            page = await self._json("GET", url, scope=PARTNER_CENTER_SCOPE, headers=headers)
+            for item in page.get("items", []):
+                profile = item.get("companyProfile") or {}
+                tenant = str(profile.get("tenantId") or item.get("id") or "").lower()
+                if tenant:
+                    out.append(PartnerCustomer(tenant, str(profile.get("companyName") or ""),
+                                               str(profile.get("domain") or "")))
+            following = (page.get("links") or {}).get("next")
+            if not following:
+                return out
+            headers = {h["key"]: h["value"] for h in following.get("headers", []) if "key" in h}
+            # links.next.uri is relative to the API root ("/v1/customers?size=500").
+            url = self_root_join(self.pc_root, str(following.get("uri") or "/v1/customers?size=500"))
+
+    async def billing_profile(self, tenant_id: str) -> BillingProfile | None:
+        try:
+            data = await self._json("GET", f"{self.pc_root}/v1/customers/{tenant_id}/profiles/billing",
+                                    scope=PARTNER_CENTER_SCOPE)
+        except UpstreamError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return BillingProfile(email=str(data.get("email") or ""), culture=str(data.get("culture") or ""),
+                              language=str(data.get("language") or ""),
+                              company_name=str(data.get("companyName") or ""))
+
+    async def disable_dap(self, tenant_id: str) -> None:
+        """Remove DAP (AllowDelegatedAccess false). Never touches the reseller relationship."""
+        await self.request(
+            "PATCH", f"{self.pc_root}/v1/customers/{tenant_id}", scope=PARTNER_CENTER_SCOPE,
+            json_body={"AllowDelegatedAccess": False, "attributes": {"objectType": "Customer"}})
+
+
+def self_root_join(root: str, uri: str) -> str:
+    return uri if uri.startswith(("http://", "https://")) else root + "/" + uri.lstrip("/")
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(data, dict):
+        if isinstance(data.get("error"), dict):
+            return str(data["error"].get("message") or data["error"].get("code") or "")
+        return str(data.get("description") or data.get("errorName") or "")
+    return ""

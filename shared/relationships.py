@@ -1,0 +1,259 @@
+"""Relationship sync: GDAP (Graph) and DAP (Partner Center) into Table Storage, with status history.
+
+Only what changed is written, so an hourly sync of 10,000 customers costs a few writes, and every
+status change (e.g. terminationRequested -> terminated) lands in ``RelationshipChanges``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from azure.data.tables import UpdateMode
+
+from shared.graph import GraphClient
+from shared.models import DAP_ROLES, AccessAssignment, Customer, Relationship
+from shared.partner_center import PartnerCenterClient
+from shared.storage import Storage, partition, query_all, shard_of, upsert_all
+from shared.timeutil import iso, parse_optional
+
+log = logging.getLogger(__name__)
+
+
+def relationship_entity(rel: Relationship) -> dict[str, Any]:
+    return {
+        "PartitionKey": rel.tenant_id,
+        "RowKey": rel.key,
+        "Type": rel.type,
+        "Id": rel.id,
+        "DisplayName": rel.display_name,
+        "Status": rel.status,
+        "EstablishedAt": iso(rel.established_at) if rel.established_at else "",
+        "CreatedAt": iso(rel.created_at) if rel.created_at else "",
+        "EndsAt": iso(rel.ends_at) if rel.ends_at else "",
+        "Duration": rel.duration,
+        "AutoExtendDuration": rel.auto_extend_duration,
+        "Roles": json.dumps(rel.roles),
+        "AccessAssignments": json.dumps([a.to_json() for a in rel.access_assignments]),
+        "GraphEtag": rel.etag or "",
+        "CustomerName": rel.customer_name,
+    }
+
+
+def relationship_from_entity(e: dict[str, Any]) -> Relationship:
+    return Relationship(
+        tenant_id=e["PartitionKey"],
+        type=e["Type"],
+        id=e["Id"],
+        display_name=e.get("DisplayName", ""),
+        status=e.get("Status", ""),
+        established_at=parse_optional(e.get("EstablishedAt")),
+        created_at=parse_optional(e.get("CreatedAt")),
+        ends_at=parse_optional(e.get("EndsAt")),
+        duration=e.get("Duration", ""),
+        auto_extend_duration=e.get("AutoExtendDuration", ""),
+        roles=json.loads(e.get("Roles") or "[]"),
+        access_assignments=[AccessAssignment.from_json(a) for a in json.loads(e.get("AccessAssignments") or "[]")],
+        etag=e.get("GraphEtag") or None,
+        customer_name=e.get("CustomerName", ""),
+    )
+
+
+def customer_entity(c: Customer) -> dict[str, Any]:
+    return {"PartitionKey": shard_of(c.tenant_id), "RowKey": c.tenant_id, "DisplayName": c.display_name,
+            "DefaultDomain": c.default_domain, "Culture": c.culture, "Contacts": json.dumps(c.contacts)}
+
+
+def customer_from_entity(e: dict[str, Any]) -> Customer:
+    return Customer(tenant_id=e["RowKey"], display_name=e.get("DisplayName", ""),
+                    default_domain=e.get("DefaultDomain", ""), culture=e.get("Culture", ""),
+                    contacts=json.loads(e.get("Contacts") or "[]"))
+
+
+def _comparable(entity: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entity.items() if k not in ("Timestamp", "etag") and not k.startswith("odata")}
+
+
+@dataclass
+class Estate:
+    customers: dict[str, Customer] = field(default_factory=dict)
+    relationships: dict[str, list[Relationship]] = field(default_factory=dict)
+
+    def active(self, tenant_id: str) -> list[Relationship]:
+        return [r for r in self.relationships.get(tenant_id, []) if r.active]
+
+    def monitored(self) -> list[str]:
+        return sorted(t for t in self.relationships if self.active(t))
+
+
+class RelationshipStore:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def load(self) -> Estate:
+        estate = Estate()
+        async for e in query_all(self.storage.table("Customers")):
+            c = customer_from_entity(e)
+            estate.customers[c.tenant_id] = c
+        async for e in query_all(self.storage.table("Relationships")):
+            r = relationship_from_entity(e)
+            estate.relationships.setdefault(r.tenant_id, []).append(r)
+        return estate
+
+    async def load_customer(self, tenant_id: str) -> tuple[Customer | None, list[Relationship]]:
+        from shared.storage import get_or_none
+
+        entity = await get_or_none(self.storage.table("Customers"), shard_of(tenant_id), tenant_id)
+        rels = [relationship_from_entity(e) for e in await partition(self.storage.table("Relationships"), tenant_id)]
+        return (customer_from_entity(entity) if entity else None), rels
+
+    async def changes(self, tenant_id: str) -> list[dict[str, Any]]:
+        rows = await partition(self.storage.table("RelationshipChanges"), tenant_id)
+        return [{"at": r["At"], "relationship": r["Key"], "from": r.get("From") or None, "to": r["To"]} for r in rows]
+
+    async def save_relationship(self, rel: Relationship, seen_at: datetime) -> bool:
+        """Write one relationship's fresh state (e.g. read back after a removal). True if it changed."""
+        _, stored = await self.load_customer(rel.tenant_id)
+        before = next((r for r in stored if r.key == rel.key), None)
+        if before is not None and not rel.access_assignments:
+            rel.access_assignments = before.access_assignments
+        changed = await self._write([rel], {rel.tenant_id: stored}, seen_at)
+        return changed > 0
+
+    async def _write(self, fresh: list[Relationship], stored: dict[str, list[Relationship]],
+                     seen_at: datetime) -> int:
+        stored_entities = {(r.tenant_id, r.key): relationship_entity(r) for rs in stored.values() for r in rs}
+        stored_status = {(r.tenant_id, r.key): r.status for rs in stored.values() for r in rs}
+        writes: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
+        for rel in fresh:
+            entity = relationship_entity(rel)
+            ident = (rel.tenant_id, rel.key)
+            if stored_entities.get(ident) != entity:
+                writes.append(entity)
+            before = stored_status.get(ident)
+            if before != rel.status:
+                changes.append({
+                    "PartitionKey": rel.tenant_id,
+                    "RowKey": f"{iso(seen_at)}|{rel.key}",
+                    "At": iso(seen_at), "Key": rel.key, "Type": rel.type, "RelationshipId": rel.id,
+                    "From": before or "", "To": rel.status,
+                })
+        await upsert_all(self.storage.table("Relationships"), writes, UpdateMode.REPLACE)
+        await upsert_all(self.storage.table("RelationshipChanges"), changes, UpdateMode.REPLACE)
+        return len(writes)
+
+
+class RelationshipSync:
+    """Reads every relationship the partner holds and records what changed."""
+
+    def __init__(self, storage: Storage, graph: GraphClient, partner_center: PartnerCenterClient | None,
+                 *, concurrency: int = 16) -> None:
+        self.storage = storage
+        self.store = RelationshipStore(storage)
+        self.graph = graph
+        self.partner_center = partner_center
+        self.concurrency = concurrency
+
+    async def run(self, now: datetime) -> dict[str, Any]:
+        before = await self.store.load()
+        gdap = await self.graph.list_relationships()
+        stored_by_key = {(r.tenant_id, r.key): r for rs in before.relationships.values() for r in rs}
+        await self._access_assignments(gdap, stored_by_key)
+        fresh: list[Relationship] = list(gdap)
+        customers: dict[str, Customer] = {}
+        for rel in gdap:
+            if rel.tenant_id:
+                customers.setdefault(rel.tenant_id, Customer(rel.tenant_id, rel.customer_name))
+        fresh_keys = {(r.tenant_id, r.key) for r in gdap}
+
+        if self.partner_center is not None:
+            dap = await self.partner_center.list_dap_customers()
+            for item in dap:
+                fresh.append(Relationship(
+                    tenant_id=item.tenant_id, type="DAP", id=item.tenant_id,
+                    display_name="DAP (Admin Agents, Helpdesk Agents)",
+                    status="active" if item.dap_enabled else "disabled",
+                    established_at=item.start, roles=list(DAP_ROLES), customer_name=item.display_name))
+                customer = customers.setdefault(item.tenant_id, Customer(item.tenant_id, item.display_name))
+                customer.display_name = customer.display_name or item.display_name
+                fresh_keys.add((item.tenant_id, "DAP"))
+            for pc in await self.partner_center.list_customers():
+                customer = customers.setdefault(pc.tenant_id, Customer(pc.tenant_id, pc.company_name))
+                customer.display_name = pc.company_name or customer.display_name
+                customer.default_domain = pc.domain
+            # DAP rows that no longer appear in the list are no longer enabled.
+            for (tenant, key), rel in stored_by_key.items():
+                if key == "DAP" and (tenant, key) not in fresh_keys and rel.status != "disabled":
+                    rel.status = "disabled"
+                    fresh.append(rel)
+
+        # Relationships Graph no longer lists (auto-cleaned after a year) keep their last state.
+        for ident, rel in stored_by_key.items():
+            if rel.type == "GDAP" and ident not in fresh_keys and rel.status not in ("terminated", "expired"):
+                log.info("relationship %s no longer listed; keeping last state %s", rel.id, rel.status)
+
+        for tenant, customer in customers.items():
+            old = before.customers.get(tenant)
+            if old is not None:
+                customer.culture = customer.culture or old.culture
+                customer.contacts = customer.contacts or old.contacts
+                customer.default_domain = customer.default_domain or old.default_domain
+                customer.display_name = customer.display_name or old.display_name
+        await self._billing_profiles(customers, fresh)
+
+        written = await self.store._write(fresh, before.relationships, now)
+        customer_writes = []
+        for tenant, customer in customers.items():
+            entity = customer_entity(customer)
+            old = before.customers.get(tenant)
+            if old is None or customer_entity(old) != entity:
+                customer_writes.append(entity)
+        await upsert_all(self.storage.table("Customers"), customer_writes, UpdateMode.REPLACE)
+        from shared.state import StateStore
+
+        result = {"at": iso(now), "gdap": len(gdap), "dap": sum(1 for r in fresh if r.type == "DAP"),
+                  "customers": len(customers), "relationshipsWritten": written,
+                  "customersWritten": len(customer_writes)}
+        await StateStore(self.storage).record_success("sync", now, result)
+        return result
+
+    async def _access_assignments(self, gdap: list[Relationship],
+                                  stored: dict[tuple[str, str], Relationship]) -> None:
+        """Access assignments of active relationships; unchanged relationships (same ETag) reuse them."""
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def fill(rel: Relationship) -> None:
+            old = stored.get((rel.tenant_id, rel.key))
+            if old is not None and old.etag and old.etag == rel.etag and old.status == rel.status \
+                    and all(a.status == "active" for a in old.access_assignments):
+                rel.access_assignments = old.access_assignments
+                return
+            async with semaphore:
+                rel.access_assignments = await self.graph.list_access_assignments(rel.id)
+
+        await asyncio.gather(*(fill(r) for r in gdap if r.active))
+
+    async def _billing_profiles(self, customers: dict[str, Customer], fresh: list[Relationship]) -> None:
+        """Culture and e-mail from the billing profile, fetched once per monitored customer."""
+        if self.partner_center is None:
+            return
+        pc = self.partner_center
+        monitored = {r.tenant_id for r in fresh if r.active}
+        wanted = [c for t, c in customers.items() if t in monitored and not c.culture]
+        semaphore = asyncio.Semaphore(8)
+
+        async def fetch(customer: Customer) -> None:
+            async with semaphore:
+                profile = await pc.billing_profile(customer.tenant_id)
+            if profile is None:
+                return
+            customer.culture = profile.culture or "en-US"
+            if profile.email and profile.email not in customer.contacts:
+                customer.contacts = [profile.email, *customer.contacts]
+
+        await asyncio.gather(*(fetch(c) for c in wanted))

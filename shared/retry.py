@@ -1,0 +1,80 @@
+"""Retry policy shared by the Graph and Partner Center clients.
+
+Status-code retries (429 and 5xx with Retry-After) happen inside the HTTP pipelines; this module
+covers what those pipelines do not: a connection reset, a timeout, a truncated body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import httpx
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_SECONDS = 180.0
+
+
+class UpstreamError(RuntimeError):
+    """A Microsoft service still failed after retries. The CLI maps this to exit code 3."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: an integer, a decimal, or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def backoff_seconds(attempt: int, base: float) -> float:
+    return min(30.0, base * (2 ** attempt)) + random.uniform(0, base)
+
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    httpx.TransportError,  # resets, timeouts, truncated bodies (RemoteProtocolError)
+    json.JSONDecodeError,
+)
+
+
+async def retry_transient(
+    operation: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    attempts: int = 4,
+    base_delay: float = 0.5,
+) -> T:
+    """Run ``operation``, retrying transport-level faults with exponential backoff."""
+    for attempt in range(attempts):
+        try:
+            return await operation()
+        except TRANSIENT_ERRORS as exc:
+            if attempt == attempts - 1:
+                raise UpstreamError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            delay = backoff_seconds(attempt, base_delay)
+            log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")

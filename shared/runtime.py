@@ -1,0 +1,32 @@
+"""The process-wide :class:`Services` used by the function triggers.
+
+One per event loop: the Functions worker runs one loop for the life of the process, so in Azure this
+is one set of clients per process; tests that call triggers under ``asyncio.run`` get a fresh set
+per loop instead of clients bound to a closed one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared.services import Services
+from shared.settings import get_settings
+
+_services: dict[int, Services] = {}
+
+
+async def get_services() -> Services:
+    loop_id = id(asyncio.get_running_loop())
+    services = _services.get(loop_id)
+    if services is None:
+        services = Services(get_settings())
+        await services.storage.ensure()
+        _services.clear()  # a previous loop's clients cannot be used any more
+        _services[loop_id] = services
+    return services
+
+
+async def close_services() -> None:
+    for services in list(_services.values()):
+        await services.close()
+    _services.clear()

@@ -1,0 +1,258 @@
+"""Typed application settings, read from the environment (app settings in Azure,
+``local.settings.json`` values locally).
+
+Built lazily through :func:`get_settings` so tests can set the environment first; nothing here
+runs at import time. Every value that differs between environments lives here and nowhere else.
+Invalid values raise :class:`SettingsError` with one line a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+# Queue names used by the app; the infrastructure creates each of them and its poison queue.
+REMOVALS_QUEUE = "removals"
+NOTIFICATIONS_QUEUE = "notifications"
+QUEUES = (REMOVALS_QUEUE, NOTIFICATIONS_QUEUE)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed. The message names the setting and what is wrong."""
+
+
+def _env_name(f: Any) -> str:
+    return str(f.metadata["env"])
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- storage -------------------------------------------------------------------------------
+    storage_connection: str = _setting(
+        "AzureWebJobsStorage", "", "Storage connection string (Azurite locally); empty in Azure, where "
+        "AzureWebJobsStorage__tableServiceUri / __queueServiceUri with the managed identity are used")
+    table_service_uri: str = _setting("AzureWebJobsStorage__tableServiceUri", "", "Table endpoint (identity-based)")
+    queue_service_uri: str = _setting("AzureWebJobsStorage__queueServiceUri", "", "Queue endpoint (identity-based)")
+    storage_prefix: str = _setting(
+        "STORAGE_PREFIX", "", "Prefix for table and queue names; lets tests share one Azurite")
+
+    # --- Microsoft endpoints -------------------------------------------------------------------
+    partner_tenant_id: str = _setting(
+        "PARTNER_TENANT_ID", "", "Partner tenant id; read from Graph /organization when empty")
+    graph_base_url: str = _setting("GRAPH_BASE_URL", "https://graph.microsoft.com", "Graph root (no version)")
+    partner_center_base_url: str = _setting(
+        "PARTNER_CENTER_BASE_URL", "https://api.partnercenter.microsoft.com", "Partner Center REST root")
+    customer_admin_base_url: str = _setting(
+        "CUSTOMER_ADMIN_BASE_URL",
+        "https://traf-pcsvcadmin-prod.trafficmanager.net/CustomerServiceAdminApi/Web",
+        "Partner Center CustomerServiceAdminApi root (delegatedAdminCustomers)")
+    emulator_url: str = _setting(
+        "EMULATOR_URL", "", "Development only: point every Microsoft endpoint at this emulator root")
+    azure_client_id: str = _setting("AZURE_CLIENT_ID", "", "Client id of the user-assigned managed identity")
+    partner_center_app_id: str = _setting(
+        "PARTNER_CENTER_APP_ID", "", "App registration used for Partner Center App+User calls (DAP)")
+    partner_center_app_secret: str = _setting(
+        "PARTNER_CENTER_APP_SECRET", "", "Its secret (a Key Vault reference in Azure)")
+    partner_center_refresh_token: str = _setting(
+        "PARTNER_CENTER_REFRESH_TOKEN", "", "App+User refresh token (a Key Vault reference in Azure)")
+    dap_enabled: bool = _setting(
+        "DAP_ENABLED", True, "Read and remove legacy DAP through Partner Center (needs App+User credentials)")
+
+    # --- schedules (NCRONTAB, referenced as %SETTING% in the timer decorators) -----------------
+    relationship_sync_schedule: str = _setting(
+        "RELATIONSHIP_SYNC_SCHEDULE", "0 0 * * * *", "When relationships are synced (hourly)")
+    signin_ingest_schedule: str = _setting(
+        "SIGNIN_INGEST_SCHEDULE", "0 */15 * * * *", "When sign-ins are ingested (every 15 minutes)")
+    evaluation_schedule: str = _setting(
+        "EVALUATION_SCHEDULE", "0 30 6 * * *", "When the policy is evaluated (daily, 06:30 UTC)")
+
+    # --- ingestion ------------------------------------------------------------------------------
+    signin_backfill_days: int = _setting(
+        "SIGNIN_BACKFILL_DAYS", 30, "How far back the first ingestion reads; never more than log retention")
+    signin_overlap_minutes: int = _setting(
+        "SIGNIN_OVERLAP_MINUTES", 120, "Each ingestion re-reads this much before its checkpoint (late logs)")
+    signin_slice_hours: int = _setting(
+        "SIGNIN_SLICE_HOURS", 24, "Ingestion reads the log in time slices of this size, checkpointing each")
+
+    # --- policy (CONTRACTS section 6) ------------------------------------------------------------
+    policy_mode: str = _setting("POLICY_MODE", "report", "report: never remove; enforce: remove candidates")
+    recommend_after_days: int = _setting("RECOMMEND_AFTER_DAYS", 60, "Recommend removal after this many days")
+    remove_after_days: int = _setting("REMOVE_AFTER_DAYS", 90, "Removal candidate after this many days")
+    warn_days_before_removal: int = _setting(
+        "WARN_DAYS_BEFORE_REMOVAL", 14, "Warn this many days before a customer becomes a candidate")
+    removal_scope: tuple[str, ...] = _setting("REMOVAL_SCOPE", ("dap", "gdap"), "Relationship types removed")
+    max_removals_per_run: int = _setting(
+        "MAX_REMOVALS_PER_RUN", 25, "Circuit breaker: more candidates than this and nothing is removed")
+    excluded_tenants: frozenset[str] = _setting(
+        "EXCLUDED_TENANTS", frozenset(), "Customer tenant ids never removed automatically")
+    ingestion_stale_hours: int = _setting(
+        "INGESTION_STALE_HOURS", 6, "No enforcement when the last successful ingestion is older than this")
+
+    # --- notifications ----------------------------------------------------------------------------
+    notify_sender: str = _setting("NOTIFY_SENDER", "", "Mailbox that sends mail (default: partner senderMailbox)")
+    notify_partner_addresses: tuple[str, ...] = _setting(
+        "NOTIFY_PARTNER_ADDRESSES", (), "Partner admin addresses for warnings, digests and alerts")
+    notify_customers: bool = _setting("NOTIFY_CUSTOMERS", True, "Mail the customer's contacts after a removal")
+    notify_customers_before_removal: bool = _setting(
+        "NOTIFY_CUSTOMERS_BEFORE_REMOVAL", False, "Also warn customers ahead of removal")
+
+    # --- derived helpers ------------------------------------------------------------------------
+    @property
+    def graph_root(self) -> str:
+        return (self.emulator_url or self.graph_base_url).rstrip("/")
+
+    @property
+    def partner_center_root(self) -> str:
+        if self.emulator_url:
+            return self.emulator_url.rstrip("/") + "/partnercenter"
+        return self.partner_center_base_url.rstrip("/")
+
+    @property
+    def customer_admin_root(self) -> str:
+        if self.emulator_url:
+            return self.emulator_url.rstrip("/") + "/customeradmin"
+        return self.customer_admin_base_url.rstrip("/")
+
+    @property
+    def enforce(self) -> bool:
+        return self.policy_mode == "enforce"
+
+    def table_name(self, name: str) -> str:
+        return f"{self.storage_prefix}{name}"
+
+    def queue_name(self, name: str) -> str:
+        return f"{self.storage_prefix.lower()}{name}"
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """Every environment variable the settings class reads (the infrastructure sets each)."""
+        return [_env_name(f) for f in fields(cls)]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        source = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = _env_name(f)
+            raw = source.get(name)
+            if raw is None or raw.strip() == "":
+                continue
+            values[f.name] = _parse(name, raw.strip(), f.default)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.policy_mode not in ("report", "enforce"):
+            raise SettingsError(f"POLICY_MODE must be 'report' or 'enforce', not {self.policy_mode!r}")
+        for name, value, low, high in (
+            ("SIGNIN_BACKFILL_DAYS", self.signin_backfill_days, 1, 3650),
+            ("SIGNIN_OVERLAP_MINUTES", self.signin_overlap_minutes, 0, 7 * 24 * 60),
+            ("SIGNIN_SLICE_HOURS", self.signin_slice_hours, 1, 24),
+            ("RECOMMEND_AFTER_DAYS", self.recommend_after_days, 1, 3650),
+            ("REMOVE_AFTER_DAYS", self.remove_after_days, 1, 3650),
+            ("WARN_DAYS_BEFORE_REMOVAL", self.warn_days_before_removal, 0, 365),
+            ("MAX_REMOVALS_PER_RUN", self.max_removals_per_run, 0, 100000),
+            ("INGESTION_STALE_HOURS", self.ingestion_stale_hours, 1, 24 * 365),
+        ):
+            if not low <= value <= high:
+                raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+        if 24 % self.signin_slice_hours:
+            raise SettingsError(f"SIGNIN_SLICE_HOURS must divide 24, not {self.signin_slice_hours}")
+        unknown = set(self.removal_scope) - {"dap", "gdap"}
+        if unknown or not self.removal_scope:
+            raise SettingsError(
+                f"REMOVAL_SCOPE must be a comma-separated subset of dap,gdap, not {','.join(self.removal_scope)!r}")
+        for tenant in self.excluded_tenants:
+            if not GUID_RE.match(tenant):
+                raise SettingsError(f"EXCLUDED_TENANTS: {tenant!r} is not a tenant id (GUID)")
+        if self.partner_tenant_id and not GUID_RE.match(self.partner_tenant_id):
+            raise SettingsError(f"PARTNER_TENANT_ID: {self.partner_tenant_id!r} is not a tenant id (GUID)")
+        for address in (*self.notify_partner_addresses, *([self.notify_sender] if self.notify_sender else [])):
+            if not _looks_like_address(address):
+                raise SettingsError(f"{address!r} is not an e-mail address (NOTIFY_SENDER / NOTIFY_PARTNER_ADDRESSES)")
+        if self.storage_prefix and not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,19}", self.storage_prefix):
+            raise SettingsError("STORAGE_PREFIX must be letters and digits, starting with a letter (at most 20)")
+        for name, url in (("GRAPH_BASE_URL", self.graph_base_url), ("EMULATOR_URL", self.emulator_url),
+                          ("PARTNER_CENTER_BASE_URL", self.partner_center_base_url),
+                          ("CUSTOMER_ADMIN_BASE_URL", self.customer_admin_base_url)):
+            if url and not re.match(r"^https?://[^/\s]+", url):
+                raise SettingsError(f"{name} must be an http(s) URL, not {url!r}")
+
+    def describe(self) -> dict[str, Any]:
+        """Settings without secrets, for logs and the portal."""
+        hidden = {"storage_connection", "partner_center_app_secret", "partner_center_refresh_token"}
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in hidden:
+                value = "***" if value else ""
+            elif isinstance(value, frozenset | tuple):
+                value = sorted(value) if isinstance(value, frozenset) else list(value)
+            out[_env_name(f)] = value
+        return out
+
+
+def _looks_like_address(value: str) -> bool:
+    return bool(re.fullmatch(r"[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+|[^@\s,;<>\"]+@localhost", value))
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, not {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if isinstance(default, frozenset):
+        return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+    if isinstance(default, tuple):
+        return tuple(part.strip().lower() if name == "REMOVAL_SCOPE" else part.strip()
+                     for part in raw.split(",") if part.strip())
+    return raw
+
+
+def load_local_settings(path: Path) -> dict[str, str]:
+    """The ``Values`` of a local.settings.json, as the Functions host would export them."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read local settings ({exc})") from None
+    values = document.get("Values", {}) if isinstance(document, dict) else {}
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path}: 'Values' must be an object")
+    return {str(k): str(v) for k, v in values.items()}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use (after tests or the CLI set the environment)."""
+    env = dict(os.environ)
+    local = Path("local.settings.json")
+    if local.exists():
+        for key, value in load_local_settings(local).items():
+            env.setdefault(key, value)
+    return Settings.from_env(env)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,330 @@
+"""Sign-in ingestion: the partner tenant's cross-tenant sign-in log into Table Storage.
+
+What is kept, per customer and UTC day (``SignInDays``, PK = day, RK = customer tenant): the
+qualifying sign-ins packed as (microsecond of day, agent index) pairs, the day's distinct agents and
+its count and last time. That is everything the report needs, exact for any ``asOf`` (the last-24h
+window and the last sign-in at or before ``asOf``), at a fraction of the rows of the raw log.
+
+Idempotence without storing sign-in ids: the log is read in time slices [start, end]; a slice's
+result *replaces* that time range of each day entity (events before and after it are kept). Reading
+the same range twice, or resuming after a crash, therefore gives the same entities, and a late log
+entry that appears on a re-read (the overlap window) is added exactly once. Coverage grows only
+after a slice is fully read and written, so it never claims more than was read.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from azure.data.tables import UpdateMode
+
+from shared.graph import GraphClient, parse_sign_in_time
+from shared.state import Coverage, StateStore
+from shared.storage import Storage, get_or_none, partition, query_all, shard_of, upsert_all
+from shared.timeutil import DAY, day_key, day_start, iso, parse_day_key, parse_optional
+
+log = logging.getLogger(__name__)
+
+EVENT = struct.Struct("<QH")  # microsecond of day, agent index
+EVENTS_PER_CHUNK = 6000  # 60 KB: under the 64 KB limit of a binary property
+MAX_CHUNKS = 15  # keeps an entity under 1 MB
+TICK = timedelta(microseconds=1)
+
+
+def qualifies(raw: dict[str, Any], partner_tenant: str) -> bool:
+    """CONTRACTS section 1, "qualifying sign-in" (the time bound is checked by the caller)."""
+    access = str(raw.get("crossTenantAccessType") or "")
+    if "serviceprovider" not in {part.strip().lower() for part in access.split(",")}:
+        return False
+    status = raw.get("status") or {}
+    if not isinstance(status, dict) or status.get("errorCode", 0) != 0:
+        return False
+    home = str(raw.get("homeTenantId") or partner_tenant).lower()
+    resource = str(raw.get("resourceTenantId") or "").lower()
+    return home == partner_tenant.lower() and bool(resource) and resource != partner_tenant.lower()
+
+
+@dataclass
+class DayActivity:
+    """One customer's qualifying sign-ins on one UTC day."""
+
+    day: datetime
+    agents: list[str] = field(default_factory=list)
+    events: list[tuple[int, int]] = field(default_factory=list)  # (microsecond of day, agent index)
+
+    def add(self, at: datetime, user_id: str) -> None:
+        try:
+            index = self.agents.index(user_id)
+        except ValueError:
+            self.agents.append(user_id)
+            index = len(self.agents) - 1
+        micro = (at - self.day) // TICK
+        self.events.append((micro, index))
+
+    def times(self) -> Iterable[tuple[datetime, str]]:
+        for micro, index in self.events:
+            yield self.day + timedelta(microseconds=micro), self.agents[index]
+
+    def replace_range(self, start: datetime, end: datetime, fresh: DayActivity | None) -> None:
+        """Drop events in [start, end] and take ``fresh``'s events (which all lie in that range)."""
+        lo, hi = (start - self.day) // TICK, (end - self.day) // TICK
+        kept = [(t, self.agents[i]) for t, i in self.events if not lo <= t <= hi]
+        incoming = [] if fresh is None else [(t, fresh.agents[i]) for t, i in fresh.events]
+        self.agents, self.events = [], []
+        for micro, user in sorted(kept + incoming):
+            self.add(self.day + timedelta(microseconds=micro), user)
+
+    @property
+    def last(self) -> datetime | None:
+        if not self.events:
+            return None
+        return self.day + timedelta(microseconds=max(t for t, _ in self.events))
+
+    def to_entity(self, tenant_id: str) -> dict[str, Any]:
+        import json
+
+        events = sorted(self.events)
+        if len(events) > EVENTS_PER_CHUNK * MAX_CHUNKS:
+            log.warning("%s on %s: %d sign-ins, keeping the latest %d", tenant_id, day_key(self.day),
+                        len(events), EVENTS_PER_CHUNK * MAX_CHUNKS)
+            events = events[-EVENTS_PER_CHUNK * MAX_CHUNKS:]
+        entity: dict[str, Any] = {
+            "PartitionKey": day_key(self.day), "RowKey": tenant_id,
+            "Count": len(self.events), "Agents": json.dumps(self.agents),
+            "LastAt": iso(self.last) if self.last else "",
+        }
+        for n in range(0, len(events), EVENTS_PER_CHUNK):
+            chunk = events[n:n + EVENTS_PER_CHUNK]
+            entity[f"Ev{n // EVENTS_PER_CHUNK}"] = b"".join(EVENT.pack(t, i) for t, i in chunk)
+        return entity
+
+    @classmethod
+    def from_entity(cls, entity: dict[str, Any]) -> DayActivity:
+        import json
+
+        activity = cls(parse_day_key(entity["PartitionKey"]), agents=json.loads(entity.get("Agents") or "[]"))
+        n = 0
+        while f"Ev{n}" in entity:
+            data = bytes(entity[f"Ev{n}"])
+            activity.events.extend(EVENT.iter_unpack(data))
+            n += 1
+        return activity
+
+
+def slices(start: datetime, end: datetime, hours: int) -> list[tuple[datetime, datetime]]:
+    """[start, end] cut at multiples of ``hours`` (UTC); each piece stays within one day."""
+    out: list[tuple[datetime, datetime]] = []
+    step = timedelta(hours=hours)
+    cursor = start
+    while cursor <= end:
+        boundary = day_start(cursor) + step * ((cursor - day_start(cursor)) // step + 1)
+        piece_end = min(end, boundary - TICK)
+        out.append((cursor, piece_end))
+        cursor = boundary
+    return out
+
+
+class SignInIngestion:
+    def __init__(self, storage: Storage, graph: GraphClient, *, partner_tenant: str, backfill_days: int,
+                 overlap_minutes: int, slice_hours: int) -> None:
+        self.storage = storage
+        self.graph = graph
+        self.partner_tenant = partner_tenant.lower()
+        self.backfill = timedelta(days=backfill_days)
+        self.overlap = timedelta(minutes=overlap_minutes)
+        self.slice_hours = slice_hours
+        self.state = StateStore(storage)
+
+    def window(self, coverage: Coverage, as_of: datetime) -> tuple[datetime, datetime] | None:
+        floor = as_of - self.backfill
+        if coverage.covering(as_of) is not None:
+            # Already holds the log up to as_of; only re-read the overlap for late entries
+            # when as_of is the newest point read.
+            end = max(e for _, e in coverage.intervals)
+            if end > as_of:
+                return None
+        last_end = coverage.latest_end_before(as_of)
+        if last_end is not None and last_end >= floor:
+            return max(floor, last_end - self.overlap), as_of
+        return floor, as_of
+
+    async def run(self, as_of: datetime, stop_after_slices: int | None = None) -> dict[str, Any]:
+        """Ingest up to ``as_of``. ``stop_after_slices`` simulates an interruption (tests)."""
+        coverage = await self.state.load_coverage()
+        window = self.window(coverage, as_of)
+        totals = {"signIns": 0, "slices": 0, "entities": 0}
+        if window is not None:
+            last = await self._load_last_sign_ins()
+            for start, end in slices(window[0], window[1], self.slice_hours):
+                if stop_after_slices is not None and totals["slices"] >= stop_after_slices:
+                    raise InterruptedError(f"stopped by request after {totals['slices']} slices")
+                read, written = await self._ingest_slice(start, end, last)
+                coverage.add(start, end)
+                await self.state.save_coverage(coverage)
+                totals["signIns"] += read
+                totals["entities"] += written
+                totals["slices"] += 1
+        result = {"asOf": iso(as_of), "window": [iso(w) for w in window] if window else None, **totals}
+        await self.state.record_success("signins", as_of, result)
+        return result
+
+    async def _load_last_sign_ins(self) -> dict[str, datetime]:
+        out: dict[str, datetime] = {}
+        async for e in query_all(self.storage.table("LastSignIns")):
+            at = parse_optional(e.get("LastAt"))
+            if at is not None:
+                out[e["RowKey"]] = at
+        return out
+
+    async def _ingest_slice(self, start: datetime, end: datetime, last: dict[str, datetime]) -> tuple[int, int]:
+        fresh: dict[str, DayActivity] = {}
+        day = day_start(start)
+        seen: set[str] = set()
+        count = 0
+        async for page in self.graph.sign_in_pages(start, end):
+            for raw in page:
+                sign_in_id = str(raw.get("id") or "")
+                if not sign_in_id or sign_in_id in seen or not qualifies(raw, self.partner_tenant):
+                    continue
+                at = parse_sign_in_time(raw.get("createdDateTime"))
+                if at is None or not start <= at <= end:
+                    continue
+                seen.add(sign_in_id)
+                tenant = str(raw["resourceTenantId"]).lower()
+                activity = fresh.get(tenant)
+                if activity is None:
+                    activity = fresh[tenant] = DayActivity(day)
+                activity.add(at, str(raw.get("userId") or ""))
+                count += 1
+        table = self.storage.table("SignInDays")
+        existing = {e["RowKey"]: DayActivity.from_entity(e) for e in await partition(table, day_key(day))}
+        writes = []
+        for tenant in set(fresh) | set(existing):
+            if tenant in existing:
+                merged = existing[tenant]
+                before = (list(merged.agents), list(merged.events))
+                merged.replace_range(start, end, fresh.get(tenant))
+                if (merged.agents, merged.events) == before:
+                    continue
+            else:
+                merged = fresh[tenant]
+                merged.replace_range(start, end, DayActivity(day, list(merged.agents), list(merged.events)))
+            writes.append(merged.to_entity(tenant))
+        await upsert_all(table, writes, UpdateMode.REPLACE)
+        last_writes = []
+        for tenant, activity in fresh.items():
+            newest = activity.last
+            if newest is not None and (tenant not in last or newest > last[tenant]):
+                last[tenant] = newest
+                last_writes.append({"PartitionKey": shard_of(tenant), "RowKey": tenant, "LastAt": iso(newest)})
+        await upsert_all(self.storage.table("LastSignIns"), last_writes, UpdateMode.REPLACE)
+        log.info("sign-ins %s..%s: %d qualifying, %d day entities written", iso(start), iso(end), count, len(writes))
+        return count, len(writes)
+
+
+def last_day_counts(activities: Iterable[DayActivity], as_of: datetime) -> tuple[int, int]:
+    """(sign-ins, distinct agents) with as_of - 24h < createdDateTime <= as_of."""
+    start = as_of - DAY
+    count, agents = 0, set()
+    for activity in activities:
+        for at, user in activity.times():
+            if start < at <= as_of:
+                count += 1
+                agents.add(user)
+    return count, len(agents)
+
+
+def latest_at_or_before(activity: DayActivity, as_of: datetime) -> datetime | None:
+    times = [at for at, _ in activity.times() if at <= as_of]
+    return max(times) if times else None
+
+
+@dataclass
+class Activity:
+    last_sign_in_at: datetime | None = None
+    agents_last_day: int = 0
+    sign_ins_last_day: int = 0
+
+
+class ActivityReader:
+    """Per-customer activity at ``as_of`` from the stored aggregates: O(customers + 2 days)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def read(self, as_of: datetime, tenants: Iterable[str], coverage_start: datetime | None
+                   ) -> dict[str, Activity]:
+        wanted = set(tenants)
+        result = {t: Activity() for t in wanted}
+        last: dict[str, datetime] = {}
+        async for e in query_all(self.storage.table("LastSignIns")):
+            at = parse_optional(e.get("LastAt"))
+            if at is not None and e["RowKey"] in wanted:
+                last[e["RowKey"]] = at
+        today = day_start(as_of)
+        table = self.storage.table("SignInDays")
+        # The two days that the (as_of - 24h, as_of] window touches.
+        days: dict[str, list[DayActivity]] = defaultdict(list)
+        for day in (today, today - DAY):
+            for entity in await partition(table, day_key(day)):
+                if entity["RowKey"] in wanted:
+                    days[entity["RowKey"]].append(DayActivity.from_entity(entity))
+        for tenant, activities in days.items():
+            result[tenant].sign_ins_last_day, result[tenant].agents_last_day = last_day_counts(activities, as_of)
+        # Latest sign-in at or before as_of: the stored maximum, unless it lies after as_of.
+        later = set()
+        for tenant in wanted:
+            at = last.get(tenant)
+            if at is None:
+                continue
+            if at <= as_of:
+                result[tenant].last_sign_in_at = at
+            else:
+                later.add(tenant)
+        if later:
+            await self._scan_back(as_of, later, result, coverage_start)
+        return result
+
+    async def _scan_back(self, as_of: datetime, tenants: set[str], result: dict[str, Activity],
+                         floor: datetime | None) -> None:
+        """For an as_of in the past: walk days backwards until each customer's last sign-in is found."""
+        table = self.storage.table("SignInDays")
+        oldest = await self._oldest_day()
+        day = day_start(as_of)
+        remaining = set(tenants)
+        while remaining and oldest is not None and day >= oldest:
+            for entity in await partition(table, day_key(day)):
+                tenant = entity["RowKey"]
+                if tenant not in remaining:
+                    continue
+                latest = latest_at_or_before(DayActivity.from_entity(entity), as_of)
+                if latest is not None:
+                    result[tenant].last_sign_in_at = latest
+                    remaining.discard(tenant)
+            day -= DAY
+
+    async def _oldest_day(self) -> datetime | None:
+        state = await StateStore(self.storage).load_coverage()
+        if not state.intervals:
+            return None
+        return day_start(min(s for s, _ in state.intervals))
+
+    async def history(self, tenant_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Daily sign-ins and agents for one customer (portal detail view)."""
+        table = self.storage.table("SignInDays")
+        out = []
+        day = day_start(start)
+        while day <= end:
+            entity = await get_or_none(table, day_key(day), tenant_id)
+            if entity is not None:
+                activity = DayActivity.from_entity(entity)
+                out.append({"day": day_key(day), "signIns": len(activity.events), "agents": activity.agents,
+                            "lastAt": iso(activity.last) if activity.last else None})
+            day += DAY
+        return out

@@ -1,0 +1,115 @@
+"""Run records, checkpoints and sign-in coverage (``IngestionState`` table)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
+
+from shared.storage import Storage, get_or_none
+from shared.timeutil import iso, parse_iso, parse_optional
+
+
+class ConcurrentRunError(RuntimeError):
+    """Another run moved the same checkpoint first; this run stops without writing it."""
+
+
+Interval = tuple[datetime, datetime]
+
+
+def merge_intervals(intervals: list[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+@dataclass
+class Coverage:
+    """The stretches of sign-in log the store holds completely."""
+
+    intervals: list[Interval] = field(default_factory=list)
+    etag: str | None = None
+
+    def add(self, start: datetime, end: datetime) -> None:
+        self.intervals = merge_intervals([*self.intervals, (start, end)])
+
+    def covering(self, as_of: datetime) -> Interval | None:
+        """The unbroken stretch that contains ``as_of`` (clipped to it), or None."""
+        for start, end in self.intervals:
+            if start <= as_of <= end:
+                return start, as_of
+        return None
+
+    def latest_end_before(self, moment: datetime) -> datetime | None:
+        ends = [end for _, end in self.intervals if end <= moment]
+        return max(ends) if ends else None
+
+    def to_json(self) -> str:
+        return json.dumps([[iso(a), iso(b)] for a, b in self.intervals])
+
+    @classmethod
+    def from_json(cls, text: str | None, etag: str | None = None) -> Coverage:
+        pairs = json.loads(text or "[]")
+        return cls([(parse_iso(a), parse_iso(b)) for a, b in pairs], etag)
+
+
+class StateStore:
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("IngestionState")
+
+    async def record_success(self, kind: str, at: datetime, details: dict[str, Any]) -> None:
+        await self.table.upsert_entity({"PartitionKey": kind, "RowKey": "lastSuccess", "At": iso(at),
+                                        "Details": json.dumps(details)}, mode=UpdateMode.REPLACE)
+
+    async def last_success(self, kind: str) -> tuple[datetime | None, dict[str, Any]]:
+        entity = await get_or_none(self.table, kind, "lastSuccess")
+        if entity is None:
+            return None, {}
+        return parse_optional(entity.get("At")), json.loads(entity.get("Details") or "{}")
+
+    async def get_value(self, kind: str, name: str) -> str | None:
+        entity = await get_or_none(self.table, kind, name)
+        return None if entity is None else str(entity.get("Value", ""))
+
+    async def set_value(self, kind: str, name: str, value: str) -> None:
+        await self.table.upsert_entity({"PartitionKey": kind, "RowKey": name, "Value": value},
+                                       mode=UpdateMode.REPLACE)
+
+    async def load_coverage(self) -> Coverage:
+        try:
+            entity = await self.table.get_entity("signins", "coverage")
+        except ResourceNotFoundError:
+            return Coverage()
+        return Coverage.from_json(entity.get("Intervals"), entity.metadata.get("etag"))
+
+    async def save_coverage(self, coverage: Coverage) -> None:
+        """Write coverage only if nobody else changed it since it was read (ETag)."""
+        entity = {"PartitionKey": "signins", "RowKey": "coverage", "Intervals": coverage.to_json()}
+        try:
+            if coverage.etag is None:
+                result = await self.table.create_entity(entity)
+            else:
+                result = await self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=coverage.etag,
+                                                        match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            raise ConcurrentRunError("sign-in coverage was changed by another run") from exc
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise ConcurrentRunError("sign-in coverage was changed by another run") from exc
+            raise
+        coverage.etag = result.get("etag")

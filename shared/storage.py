@@ -1,0 +1,191 @@
+"""Azure Table and Queue Storage clients (async), created once per process.
+
+Identity-based in Azure (``AzureWebJobsStorage__tableServiceUri`` / ``__queueServiceUri`` with the
+managed identity). A connection string with an account key is accepted only for Azurite on loopback:
+shared keys are disabled on the real account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+from urllib.parse import urlparse
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables.aio import TableClient, TableServiceClient
+from azure.storage.queue.aio import QueueClient, QueueServiceClient
+
+from shared.settings import Settings, SettingsError
+
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+BATCH_LIMIT = 100
+
+# Every table the product uses (names before STORAGE_PREFIX).
+TABLES = (
+    "Customers",            # PK shard, RK tenantId: name, domain, culture, contacts
+    "Relationships",        # PK tenantId, RK DAP | GDAP-<id>: the latest synced state
+    "RelationshipChanges",  # PK tenantId, RK time|key: every status change seen by a sync
+    "SignInDays",           # PK yyyy-mm-dd, RK tenantId: that day's qualifying sign-ins, packed
+    "LastSignIns",          # PK shard, RK tenantId: latest qualifying sign-in ever ingested
+    "IngestionState",       # PK kind, RK name: checkpoints, coverage intervals, run records
+    "Evaluations",          # PK "evaluation", RK inverted time: one row per stored evaluation
+    "EvaluationRows",       # PK evaluation id, RK tenantId: the report's customer rows
+    "Actions",              # PK tenantId, RK time|id: append-only audit trail of what was done
+    "Removals",             # PK shard, RK removal id: removal requests and their state
+    "Warnings",             # PK tenantId, RK stretch: advance warnings already sent
+)
+
+
+def expand_connection_string(value: str) -> str:
+    if value.strip().lower().rstrip(";") == "usedevelopmentstorage=true":
+        return ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                f"AccountKey={AZURITE_KEY};"
+                "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+                "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+                "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;")
+    return value
+
+
+def _check_key_based(conn: str) -> None:
+    parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    if "AccountKey" not in parts and "SharedAccessSignature" not in parts:
+        return
+    endpoints = [v for k, v in parts.items() if k.endswith("Endpoint")]
+    hosts = {urlparse(e).hostname for e in endpoints}
+    if not endpoints or not hosts <= {"127.0.0.1", "localhost", "::1"}:
+        raise SettingsError("AzureWebJobsStorage: key-based connections are accepted only for Azurite on "
+                            "loopback; in Azure use the identity-based AzureWebJobsStorage__* settings")
+
+
+def shard_of(tenant_id: str) -> str:
+    """16 partitions for per-customer tables that are read whole (spreads write load)."""
+    return tenant_id[:1].lower() or "0"
+
+
+class Storage:
+    """Owns the table and queue service clients; hands out prefixed table and queue clients."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._tables: dict[str, TableClient] = {}
+        self._queues: dict[str, QueueClient] = {}
+        self._ensured = False
+        self._lock = asyncio.Lock()
+        conn = settings.storage_connection
+        if conn:
+            conn = expand_connection_string(conn)
+            _check_key_based(conn)
+            self.table_service = TableServiceClient.from_connection_string(conn)
+            self.queue_service = QueueServiceClient.from_connection_string(conn)
+        elif settings.table_service_uri and settings.queue_service_uri:
+            from shared.identity import storage_credential
+
+            credential = storage_credential(settings)
+            self.table_service = TableServiceClient(settings.table_service_uri, credential=credential)
+            self.queue_service = QueueServiceClient(settings.queue_service_uri, credential=credential)
+        else:
+            raise SettingsError("AzureWebJobsStorage is not set (UseDevelopmentStorage=true for Azurite)")
+
+    async def close(self) -> None:
+        for table in self._tables.values():
+            await table.close()
+        for queue in self._queues.values():
+            await queue.close()
+        await self.table_service.close()
+        await self.queue_service.close()
+
+    async def ensure(self) -> None:
+        """Create every table and queue once per process (idempotent)."""
+        if self._ensured:
+            return
+        async with self._lock:
+            if self._ensured:
+                return
+            from shared.settings import QUEUES
+
+            for name in TABLES:
+                with contextlib.suppress(ResourceExistsError):
+                    await self.table_service.create_table(self.settings.table_name(name))
+            for queue in QUEUES:
+                for full in (queue, f"{queue}-poison"):
+                    with contextlib.suppress(ResourceExistsError):
+                        await self.queue_service.create_queue(self.settings.queue_name(full))
+            self._ensured = True
+
+    def table(self, name: str) -> TableClient:
+        if name not in TABLES:
+            raise KeyError(name)
+        client = self._tables.get(name)
+        if client is None:
+            client = self.table_service.get_table_client(self.settings.table_name(name))
+            self._tables[name] = client
+        return client
+
+    def queue(self, name: str) -> QueueClient:
+        client = self._queues.get(name)
+        if client is None:
+            client = self.queue_service.get_queue_client(self.settings.queue_name(name))
+            self._queues[name] = client
+        return client
+
+
+async def upsert_all(table: TableClient, entities: Iterable[dict[str, Any]],
+                     mode: UpdateMode = UpdateMode.REPLACE, concurrency: int = 8) -> int:
+    """Upsert in transactions of up to 100 entities per partition, several partitions at once."""
+    by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entity in entities:
+        by_partition[entity["PartitionKey"]].append(entity)
+    chunks = [rows[i:i + BATCH_LIMIT] for rows in by_partition.values() for i in range(0, len(rows), BATCH_LIMIT)]
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def submit(chunk: list[dict[str, Any]]) -> None:
+        async with semaphore:
+            operations: list[Any] = [("upsert", e, {"mode": mode}) for e in chunk]
+            if len(operations) == 1:
+                await table.upsert_entity(chunk[0], mode=mode)
+                return
+            await table.submit_transaction(operations)
+
+    await asyncio.gather(*(submit(c) for c in chunks))
+    return sum(len(c) for c in chunks)
+
+
+async def query_all(table: TableClient, query: str | None = None,
+                    parameters: dict[str, Any] | None = None,
+                    select: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
+    if query is None:
+        pager = table.list_entities(select=select, results_per_page=1000)
+    else:
+        pager = table.query_entities(query, parameters=parameters, select=select, results_per_page=1000)
+    async for entity in pager:
+        yield dict(entity)
+
+
+async def partition(table: TableClient, pk: str, select: list[str] | None = None) -> list[dict[str, Any]]:
+    return [e async for e in query_all(table, "PartitionKey eq @pk", {"pk": pk}, select)]
+
+
+async def get_or_none(table: TableClient, pk: str, rk: str) -> dict[str, Any] | None:
+    try:
+        return dict(await table.get_entity(pk, rk))
+    except ResourceNotFoundError:
+        return None
+
+
+SAFE_KEY = re.compile(r"^[^/\\#?\x00-\x1f\x7f-\x9f]{1,512}$")
+
+
+def check_key(value: str) -> str:
+    """Table keys may not hold / \\ # ? or control characters."""
+    if not SAFE_KEY.match(value):
+        raise ValueError(f"not a valid table key: {value!r}")
+    return value
+
+
+__all__ = ["Storage", "TableTransactionError", "UpdateMode", "check_key", "get_or_none", "partition",
+           "query_all", "shard_of", "upsert_all"]
