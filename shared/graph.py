@@ -122,7 +122,9 @@ class GraphClient:
 
     async def _get_json(self, url: str, what: str) -> dict[str, Any]:
         async def fetch() -> dict[str, Any]:
-            info = RequestInformation(Method.GET, url)
+            info = RequestInformation()
+            info.http_method = Method.GET
+            info.url = url  # verbatim: a URI template would drop the commas of $select
             info.headers.try_add("Accept", "application/json")
             raw = await self.adapter.send_primitive_async(info, "bytes", ERROR_MAP)
             document = json.loads(raw or b"{}")

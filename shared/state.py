@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -28,9 +28,10 @@ Interval = tuple[datetime, datetime]
 
 
 def merge_intervals(intervals: list[Interval]) -> list[Interval]:
+    """Union of closed intervals. Times are kept to the microsecond, so [a, b] and [b + 1us, c] touch."""
     merged: list[Interval] = []
     for start, end in sorted(intervals):
-        if merged and start <= merged[-1][1]:
+        if merged and start <= merged[-1][1] + timedelta(microseconds=1):
             if end > merged[-1][1]:
                 merged[-1] = (merged[-1][0], end)
         else:

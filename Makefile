@@ -1,0 +1,47 @@
+# Delegated Admin Monitor: developer entry points.
+#   make setup  - idempotent installer (.venv, node_modules with Azurite, .venv-tools, Debian chromium)
+#   make test   - lint, type-check and every test (Azurite and the emulator are started by the tests)
+#   make demo   - a generated estate through the whole product, then the portal on http://127.0.0.1:7071
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .venv-tools
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+
+.PHONY: setup test lint typecheck demo bench soak clean chromium
+
+setup: $(VENV)/.installed node_modules/.installed $(TOOLS)/.installed chromium
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(TOOLS)/.installed: requirements-tools.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	@touch $@
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+
+typecheck: $(VENV)/.installed
+	$(PY) -m mypy shared functions function_app.py tools
+
+test: setup lint typecheck
+	$(PY) -m pytest
+
+demo: setup
+	$(PY) -m tools.demo
+
+clean:
+	rm -rf .demo .bench test-artifacts .pytest_cache .mypy_cache .ruff_cache

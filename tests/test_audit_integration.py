@@ -1,0 +1,189 @@
+"""The audit end to end: emulator -> real msgraph-sdk / httpx -> Azurite -> report.
+
+Every test gets its own tables and a freshly loaded emulator estate (fixtures in conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.audit import EvaluationStore
+from shared.retry import UpstreamError
+from shared.services import Services
+from shared.state import StateStore
+from shared.timeutil import iso, parse_iso
+from tests.conftest import ROOT, load_example, settings_with
+from tests.oracle import comparable, expected_report
+
+AS_OF = parse_iso("2026-11-21T00:00:00Z")
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def audit(as_of: Any = AS_OF, **overrides: str) -> dict[str, Any]:
+    async with Services(settings_with(**overrides)) as services:
+        return await services.audit(as_of)
+
+
+def generate(tmp_path: Path, *, customers: int, signins: int, days: int, seed: int, now: str) -> dict[str, Any]:
+    out = tmp_path / f"estate-{seed}.json"
+    subprocess.run([sys.executable, "-m", "tools.emulator.generate", "--customers", str(customers),
+                    "--signins", str(signins), "--days", str(days), "--seed", str(seed), "--now", now,
+                    "--out", str(out)], check=True, cwd=ROOT)
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_example_estate_report(env: dict[str, str]) -> None:
+    report = run(audit())
+    assert report["schemaVersion"] == 1
+    assert report["asOf"] == "2026-11-21T00:00:00Z"
+    assert report["partnerTenantId"] == "6513270e-269e-4d37-b2a7-4de452e6b438"
+    assert report["coverage"] == {"from": "2026-10-22T00:00:00Z", "to": "2026-11-21T00:00:00Z"}
+    assert report["policy"] == {"mode": "report", "recommendAfterDays": 60, "removeAfterDays": 90}
+    assert report["summary"] == {"customersUnderMonitoring": 5, "inactiveOver90Days": 0, "inactive61To90Days": 0,
+                                 "inactive30To60Days": 2, "establishedLast7Days": 1, "recommendedForRemoval": 0}
+    rows = {r["displayName"]: r for r in report["customers"]}
+    assert [r["displayName"] for r in report["customers"]] == [
+        "Wingtip Ltd", "Proseware Ltd", "Lamna Ltd", "Relecloud Ltd", "Adatum Ltd"]
+    adatum = rows["Adatum Ltd"]
+    assert (adatum["agentsSignedInLastDay"], adatum["signInsLastDay"], adatum["daysInactive"]) == (2, 2, 0)
+    assert adatum["lastSignInAt"] == "2026-11-20T21:00:00Z"
+    # Exactly asOf - 24h is outside the last-day window.
+    relecloud = rows["Relecloud Ltd"]
+    assert (relecloud["signInsLastDay"], relecloud["daysInactive"], relecloud["establishedLast7Days"]) == (0, 1, True)
+    # Wingtip's only sign-in failed: no activity; the store proves 30 days (its coverage).
+    wingtip = rows["Wingtip Ltd"]
+    assert wingtip["lastSignInAt"] is None and wingtip["daysInactive"] is None
+    assert wingtip["inactiveForAtLeastDays"] == 30 and wingtip["bucket"] == "30-60"
+    lamna = rows["Lamna Ltd"]
+    assert {r["type"] for r in lamna["relationships"]} == {"DAP", "GDAP"}
+    assert lamna["daysActive"] == 200 and lamna["daysInactive"] == 20
+    # DAP disabled (Fourth Coffee) and approvalPending GDAP (Munson) are not under monitoring.
+    assert "Fourth Coffee Ltd" not in rows and "Munson Ltd" not in rows
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+def test_generated_estates_match_the_oracle(env: dict[str, str], emulator: Any, tmp_path: Path, seed: int) -> None:
+    """Paging past 1,000 sign-ins and 300 relationships; every row exact against a brute-force reading."""
+    scenario = generate(tmp_path, customers=400, signins=6000, days=90, seed=seed, now="2026-11-21T00:00:00Z")
+    emulator.post_scenario(scenario)
+    report = run(audit(SIGNIN_BACKFILL_DAYS="90"))
+    gdap = sum(len(c["gdapRelationships"]) for c in scenario["customers"])
+    assert gdap > 300 and len(scenario["signIns"]) > 1000
+    expected = expected_report(scenario, AS_OF, 90)
+    assert comparable(report) == expected["customers"]
+    buckets = {r["bucket"] for r in report["customers"]}
+    assert buckets == {"active", "30-60", "61-90", "90+"}
+
+
+def test_throttling_and_outages_are_survived(env: dict[str, str], emulator: Any) -> None:
+    undisturbed = run(audit())
+    env2 = settings_with(STORAGE_PREFIX=env["STORAGE_PREFIX"] + "b")
+    emulator.post_scenario(load_example())
+    emulator.add_faults([
+        {"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 429, "retryAfter": 1, "times": 2},
+        {"method": "GET", "pathPrefix": "/v1.0/tenantRelationships", "status": 503, "times": 1},
+        {"method": "GET", "pathPrefix": "/customeradmin/", "status": 429, "retryAfter": 1, "times": 1},
+        {"method": "GET", "pathPrefix": "/partnercenter/v1/customers", "status": 503, "times": 1},
+    ])
+
+    async def disturbed() -> dict[str, Any]:
+        async with Services(env2) as services:
+            return await services.audit(AS_OF)
+
+    report = run(disturbed())
+    assert report == undisturbed
+    faulted = [e for e in emulator.log(all_requests=True) if e.get("fault")]
+    assert len(faulted) >= 5  # the faults were really served
+
+
+def test_ingesting_twice_counts_nothing_twice(env: dict[str, str], emulator: Any) -> None:
+    first = run(audit())
+    second = run(audit())
+    assert second == first
+    # A later run re-reads only the overlap window, and late entries inside it count once.
+    emulator.add_sign_ins([{
+        "id": "00000000-0000-0000-0000-00000000late", "createdDateTime": "2026-11-20T23:30:00Z",
+        "userId": "8d116ece-1738-47d9-bd9c-172411e20b8f", "resourceTenantId": "3f98e277-4cbd-47ad-9c90-a9587403e430",
+        "crossTenantAccessType": "serviceProvider", "errorCode": 0, "appDisplayName": "Exchange admin center"}])
+    later = AS_OF + timedelta(hours=1)
+    emulator.set_now(iso(later))
+    third = run(audit(later))
+    fourth = run(audit(later))
+    assert third == fourth
+    lamna = next(r for r in third["customers"] if r["displayName"] == "Lamna Ltd")
+    assert lamna["lastSignInAt"] == "2026-11-20T23:30:00Z"
+    assert lamna["signInsLastDay"] == 1 and lamna["agentsSignedInLastDay"] == 1
+
+
+def test_interrupted_ingestion_resumes_from_its_checkpoint(env: dict[str, str]) -> None:
+    settings = settings_with()
+
+    async def interrupted_then_resumed() -> tuple[dict[str, Any], list[Any]]:
+        async with Services(settings) as services:
+            await services.sync_relationships(AS_OF)
+            ingestion = services.ingestion(await services.partner_tenant_id())
+            with pytest.raises(InterruptedError):
+                await ingestion.run(AS_OF, stop_after_slices=12)
+            partial = await StateStore(services.storage).load_coverage()
+            await services.ingest_sign_ins(AS_OF)
+            return await services.report(AS_OF), partial.intervals
+
+    resumed, partial = run(interrupted_then_resumed())
+    # The checkpoint held exactly the 12 slices read, never more.
+    assert len(partial) == 1 and partial[0][0] == parse_iso("2026-10-22T00:00:00Z")
+    assert partial[0][1] == parse_iso("2026-11-03T00:00:00Z") - timedelta(microseconds=1)
+    undisturbed = run(audit(STORAGE_PREFIX=env["STORAGE_PREFIX"] + "u"))
+    assert resumed == undisturbed
+
+
+def test_coverage_never_claims_more_than_was_read(env: dict[str, str], emulator: Any) -> None:
+    # The sign-in log fails for good after the first slices: ingestion stops, coverage ends there.
+    emulator.add_faults([{"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 500, "times": 1000}])
+    settings = settings_with()
+
+    async def attempt() -> Any:
+        async with Services(settings) as services:
+            await services.sync_relationships(AS_OF)
+            with pytest.raises(UpstreamError):
+                await services.ingest_sign_ins(AS_OF)
+            coverage = await StateStore(services.storage).load_coverage()
+            return coverage, await services.report(AS_OF)
+
+    coverage, report = run(attempt())
+    assert coverage.intervals == []
+    assert report["coverage"] == {"from": None, "to": None}
+    # Nothing read, nothing proven: nobody is called inactive.
+    assert all(r["inactiveForAtLeastDays"] == 0 or r["lastSignInAt"] for r in report["customers"])
+    assert {r["bucket"] for r in report["customers"]} == {"active"}
+
+
+def test_audit_as_of_in_the_past_ignores_later_sign_ins(env: dict[str, str]) -> None:
+    run(audit())
+    earlier = parse_iso("2026-11-20T18:00:00Z")
+    report = run(audit(earlier))
+    adatum = next(r for r in report["customers"] if r["displayName"] == "Adatum Ltd")
+    assert adatum["lastSignInAt"] == "2026-11-20T15:00:00Z"  # the 21:00 sign-in is after asOf
+    assert adatum["signInsLastDay"] == 1
+
+
+def test_the_audit_is_stored_as_an_evaluation(env: dict[str, str]) -> None:
+    settings = settings_with()
+
+    async def go() -> tuple[dict[str, Any], Any]:
+        async with Services(settings) as services:
+            report = await services.audit(AS_OF)
+            return report, await EvaluationStore(services.storage).latest()
+
+    report, stored = run(go())
+    assert stored is not None and stored.report == report
