@@ -16,6 +16,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, NoReturn
 
+from azure.core.exceptions import AzureError
+
 from shared.retry import UpstreamError
 from shared.settings import Settings, SettingsError, get_settings
 from shared.timeutil import parse_iso, utcnow
@@ -107,12 +109,12 @@ async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.web.server import serve  # type: ignore[import-not-found,unused-ignore]
-
     if args.local_operator and args.host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError("--local-operator is accepted only with a loopback --host")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    from shared.web.server import serve  # type: ignore[import-not-found,unused-ignore]
+
     serve(settings, host=args.host, port=args.port, local_operator=args.local_operator)
     return EXIT_OK
 
@@ -140,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except UpstreamError as exc:
         print(f"error: upstream service failed: {exc}", file=sys.stderr)
+        return EXIT_UPSTREAM
+    except AzureError as exc:
+        print(f"error: storage failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
         return EXIT_UPSTREAM
     except KeyboardInterrupt:
         return 130

@@ -24,17 +24,17 @@ log = logging.getLogger(__name__)
 
 
 class Services:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, max_retries: int = 5) -> None:
         self.settings = settings
         self.storage = Storage(settings)
         fast = bool(settings.emulator_url)  # the emulator answers Retry-After: no extra base delay
         self.graph = GraphClient(settings.graph_root, graph_credential(settings),
-                                 retry_delay=0.0 if fast else 3.0)
+                                 retry_delay=0.0 if fast else 3.0, max_retries=max_retries)
         self.partner_center: PartnerCenterClient | None = None
         if settings.dap_enabled:
             self.partner_center = PartnerCenterClient(
                 settings.partner_center_root, settings.customer_admin_root, partner_center_credential(settings),
-                retry_base=0.2 if fast else 1.0)
+                retry_base=0.2 if fast else 1.0, max_retries=max_retries)
         self.evaluations = EvaluationStore(self.storage)
         self._partner_tenant: str | None = settings.partner_tenant_id.lower() or None
 

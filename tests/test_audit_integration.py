@@ -153,7 +153,7 @@ def test_coverage_never_claims_more_than_was_read(env: dict[str, str], emulator:
     settings = settings_with()
 
     async def attempt() -> Any:
-        async with Services(settings) as services:
+        async with Services(settings, max_retries=2) as services:
             await services.sync_relationships(AS_OF)
             with pytest.raises(UpstreamError):
                 await services.ingest_sign_ins(AS_OF)
