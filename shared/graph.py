@@ -46,6 +46,7 @@ from msgraph_core import GraphClientFactory
 
 from shared.models import AccessAssignment, Relationship
 from shared.retry import RETRY_STATUSES, UpstreamError, retry_transient
+from shared.settings import GUID_RE
 from shared.timeutil import graph_literal, parse_optional
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,32 @@ class GraphClient:
             values = page.get("value") or []
             yield [v for v in values if isinstance(v, dict)]
             url = page.get("@odata.nextLink")
+
+    def customer_sign_in_url(self, tenant_id: str, since: datetime) -> str:
+        if not GUID_RE.match(tenant_id):
+            raise ValueError(f"not a tenant id: {tenant_id!r}")
+        flt = (f"resourceTenantId eq '{tenant_id.lower()}' and createdDateTime ge {graph_literal(since)}"
+               " and crossTenantAccessType eq 'serviceProvider' and status/errorCode eq 0")
+        query = urlencode({"$filter": flt, "$select": SIGNIN_SELECT, "$top": "1"}, quote_via=quote, safe="$,/'")
+        return f"{self.root}/beta/auditLogs/signIns?{query}"
+
+    async def latest_sign_in(self, tenant_id: str, since: datetime) -> dict[str, Any] | None:
+        """The newest qualifying sign-in into one customer at or after ``since`` (None: none).
+
+        Asked right before a removal: activity after the evaluation must stop it.
+        """
+        page = await self._get_json(self.customer_sign_in_url(tenant_id, since), "GET /beta/auditLogs/signIns")
+        for item in page.get("value") or []:
+            if isinstance(item, dict) and str(item.get("resourceTenantId") or "").lower() == tenant_id.lower():
+                return item
+        return None
+
+    async def partner_display_name(self) -> str:
+        """The partner organisation's name (signs customer mail)."""
+        result = await self._call("GET /organization", lambda: self.client.organization.get())
+        if result is None or not result.value:
+            return ""
+        return str(result.value[0].display_name or "")
 
     # --- GDAP -----------------------------------------------------------------------------------
     @property

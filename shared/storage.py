@@ -38,6 +38,7 @@ TABLES = (
     "Actions",              # PK tenantId, RK time|id: append-only audit trail of what was done
     "Removals",             # PK shard, RK removal id: removal requests and their state
     "Warnings",             # PK tenantId, RK stretch: advance warnings already sent
+    "Notifications",        # PK shard, RK sha256(idempotency key): mail state (sending -> sent)
 )
 
 
