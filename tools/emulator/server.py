@@ -1,0 +1,935 @@
+"""HTTP surface of the emulator: Microsoft Graph, Partner Center, and the ``/_emulator`` control API.
+
+Routing is done here (one catch-all aiohttp route and a case-insensitive table) because Graph treats
+paths case-insensitively and answers unknown routes with its own JSON error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aiohttp import web
+
+from .filters import FilterError, Node, parse_filter
+from .state import (
+    BETA_FIELDS,
+    V1_FIELDS,
+    AccessAssignment,
+    Customer,
+    EmulatorError,
+    Estate,
+    Fault,
+    Relationship,
+    bad_request,
+    decode_token,
+    encode_token,
+    load_scenario_text,
+    not_found,
+    stable_guid,
+)
+
+GRAPH_CONTENT_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+PC_CONTENT_TYPE = "application/json; charset=utf-8"
+API_PREFIXES = ("/v1.0/", "/beta/", "/partnercenter/", "/customeradmin/")
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+SIGNIN_PAGE_MAX = 1000
+GDAP_PAGE_MAX = 300
+PC_PAGE_MAX = 500
+_NO_BODY = object()
+
+Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Runtime:
+    estate: Estate
+    log: list[dict[str, Any]] = field(default_factory=list)  # mutating requests
+    all_requests: list[dict[str, Any]] = field(default_factory=list)  # every API request
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+# --------------------------------------------------------------------------------------------------
+# Response helpers
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def graph_json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    hdrs = {"Content-Type": GRAPH_CONTENT_TYPE, **(headers or {})}
+    return web.Response(body=_dumps(obj), status=status, headers=hdrs)
+
+
+def pc_json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_dumps(obj), status=status, headers={"Content-Type": PC_CONTENT_TYPE})
+
+
+def graph_error(request: web.Request, status: int, code: str, message: str,
+                headers: dict[str, str] | None = None) -> web.Response:
+    inner = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+        "request-id": request.get("request_id", ""),
+        "client-request-id": request.get("client_request_id", ""),
+    }
+    return graph_json({"error": {"code": code, "message": message, "innerError": inner}}, status, headers)
+
+
+def pc_error(status: int, code: str, message: str) -> web.Response:
+    numeric = int(code) if code.isdigit() else status
+    name = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+            409: "Conflict"}.get(status, "ServerError")
+    return pc_json({"code": numeric, "description": message, "errorName": name}, status)
+
+
+def empty(status: int, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, headers=headers or {})
+
+
+def estate(request: web.Request) -> Estate:
+    return request.app[RUNTIME].estate
+
+
+def origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def body_json(request: web.Request) -> Any:
+    raw = request.get("raw_body", b"")
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request("The request body is not valid JSON.") from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# Query handling
+
+
+def query_params(request: web.Request) -> dict[str, str]:
+    """Decoded query parameters keyed by lower-case name without the leading ``$``."""
+    out: dict[str, str] = {}
+    for piece in request.rel_url.raw_query_string.split("&"):
+        if not piece:
+            continue
+        key, _, value = piece.partition("=")
+        out[unquote_plus(key).lstrip("$").lower()] = unquote_plus(value)
+    return out
+
+
+def next_link(request: web.Request, replace: dict[str, str]) -> str:
+    """The request's own absolute URL with some query options replaced (others kept verbatim)."""
+    names = {k.lower() for k in replace}
+    kept = []
+    for piece in request.rel_url.raw_query_string.split("&"):
+        if not piece:
+            continue
+        key = unquote_plus(piece.partition("=")[0]).lstrip("$").lower()
+        if key not in names:
+            kept.append(piece)
+    kept.extend(f"${k}={v}" for k, v in replace.items())
+    path = request.raw_path.split("?", 1)[0]
+    return f"{origin(request)}{path}?{'&'.join(kept)}"
+
+
+def page_size(params: dict[str, str], default: int, maximum: int, name: str = "top") -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise bad_request(f"Invalid value '{raw}' for ${name}: an integer is expected.") from exc
+    if value < 1 or value > maximum:
+        raise bad_request(f"Invalid page size specified: '{value}'. Must be between 1 and {maximum} inclusive.")
+    return value
+
+
+def parse_filter_or_400(text: str | None) -> Node | None:
+    if not text:
+        return None
+    try:
+        return parse_filter(text)
+    except FilterError as exc:
+        msg = str(exc)
+        raise bad_request(msg if msg.startswith("Invalid filter clause") else f"Invalid filter clause: {msg}") from exc
+
+
+def select_fields(params: dict[str, str], allowed: tuple[str, ...] | list[str], type_name: str) -> list[str] | None:
+    raw = params.get("select")
+    if not raw:
+        return None
+    canon = {f.lower(): f for f in allowed}
+    out = []
+    for name in (p.strip() for p in raw.split(",")):
+        if not name:
+            continue
+        f = canon.get(name.lower())
+        if f is None:
+            raise bad_request(f"Could not find a property named '{name}' on type '{type_name}'.")
+        if f not in out:
+            out.append(f)
+    return out
+
+
+def apply_select(item: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    if fields is None:
+        return item
+    return {k: v for k, v in item.items() if k.startswith("@") or k == "id" or k in fields}
+
+
+def offset_page(request: web.Request, params: dict[str, str], items: list[Any], default: int, maximum: int,
+                ) -> tuple[list[Any], str | None]:
+    top = page_size(params, default, maximum)
+    start = 0
+    if params.get("skiptoken"):
+        token = decode_token(params["skiptoken"])
+        if not isinstance(token, dict) or not isinstance(token.get("o"), int):
+            raise bad_request("The $skiptoken is invalid or expired.")
+        start = token["o"]
+    page = items[start:start + top]
+    link = None
+    if start + top < len(items):
+        link = next_link(request, {"skiptoken": encode_token({"o": start + top})})
+    return page, link
+
+
+def collection(request: web.Request, context: str, items: list[Any], link: str | None,
+               extra: dict[str, Any] | None = None) -> web.Response:
+    body: dict[str, Any] = {"@odata.context": f"{origin(request)}/{request['version']}/$metadata#{context}"}
+    if extra:
+        body.update(extra)
+    body["value"] = items
+    if link:
+        body["@odata.nextLink"] = link
+    return graph_json(body)
+
+
+# --------------------------------------------------------------------------------------------------
+# Graph handlers
+
+
+async def get_organization(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    domains = [{"capabilities": "Email, OfficeCommunicationsOnlineService", "isDefault": i == 0,
+                "isInitial": d.endswith(".onmicrosoft.com"), "name": d, "type": "Managed"}
+               for i, d in enumerate(e.partner_domains)]
+    org = {"id": e.partner_tenant_id, "displayName": e.partner_display_name, "verifiedDomains": domains,
+           "tenantType": "AAD", "countryLetterCode": "JP", "partnerTenantType": "resellerPartnerDelegatedAdmin"}
+    return collection(request, "organization", [org], None)
+
+
+async def list_signins(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    beta = request["version"] == "beta"
+    params = query_params(request)
+    top = page_size(params, SIGNIN_PAGE_MAX, SIGNIN_PAGE_MAX)
+    order = params.get("orderby", "").strip().lower()
+    if order and re.sub(r"\s+", " ", order) not in ("createddatetime desc", "createddatetime"):
+        raise bad_request(f"Invalid $orderby '{params['orderby']}': only 'createdDateTime desc' is supported.")
+    fields = select_fields(params, BETA_FIELDS if beta else V1_FIELDS, "microsoft.graph.signIn")
+    lower, upper, predicate = e.signin_filter(params.get("filter"), beta)
+    if params.get("skiptoken"):
+        token = decode_token(params["skiptoken"])
+        if not isinstance(token, dict) or not isinstance(token.get("k"), str):
+            raise bad_request("The $skiptoken is invalid or expired.")
+        upper = min(upper, token["k"])
+    rows, more = e.signins.scan_desc(lower, upper, predicate, top)
+    if fields is None:
+        items = ",".join([e.signin_json(r, beta) for r in rows])
+    else:
+        items = ",".join([e.signin_select_json(r, beta, fields) for r in rows])
+    link = next_link(request, {"skiptoken": encode_token({"k": rows[-1].key})}) if more and rows else None
+    context = "auditLogs/signIns" + (f"({','.join(fields)})" if fields else "")
+    head = json.dumps(f"{origin(request)}/{request['version']}/$metadata#{context}", ensure_ascii=False)
+    tail = f',"@odata.nextLink":{json.dumps(link)}' if link else ""
+    body = f'{{"@odata.context":{head},"value":[{items}]{tail}}}'
+    return web.Response(body=body.encode(), headers={"Content-Type": GRAPH_CONTENT_TYPE})
+
+
+async def get_signin(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    lower, upper = e.retention_bounds()
+    row = e.signins.find(m["id"], lower, upper)
+    if row is None:
+        raise not_found(f"Sign-in '{m['id']}' was not found.", "Request_ResourceNotFound")
+    beta = request["version"] == "beta"
+    item = e.signin_wire(row, beta)
+    item["@odata.context"] = f"{origin(request)}/{request['version']}/$metadata#auditLogs/signIns/$entity"
+    return graph_json(item)
+
+
+def _rel_url(request: web.Request, rel: Relationship, *tail: str) -> str:
+    base = f"{origin(request)}/{request['version']}/tenantRelationships/delegatedAdminRelationships/{rel.id}"
+    return "/".join([base, *tail])
+
+
+def _entity(request: web.Request, context: str, item: dict[str, Any], status: int = 200,
+            headers: dict[str, str] | None = None) -> web.Response:
+    body = {"@odata.context": f"{origin(request)}/{request['version']}/$metadata#{context}/$entity", **item}
+    return graph_json(body, status, headers)
+
+
+REL_FIELDS = ("id", "displayName", "duration", "status", "autoExtendDuration", "createdDateTime",
+              "lastModifiedDateTime", "activatedDateTime", "endDateTime", "customer", "accessDetails")
+
+
+async def list_relationships(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    params = query_params(request)
+    top = page_size(params, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
+    filt = parse_filter_or_400(params.get("filter"))
+    fields = select_fields(params, REL_FIELDS, "microsoft.graph.delegatedAdminRelationship")
+    after: tuple[str, str] | None = None
+    if params.get("skiptoken"):
+        token = decode_token(params["skiptoken"])
+        if not isinstance(token, list) or len(token) != 2:
+            raise bad_request("The $skiptoken is invalid or expired.")
+        after = (str(token[0]), str(token[1]))
+    rels, cursor = e.list_relationships(filt, top, after)
+    link = next_link(request, {"skiptoken": encode_token(list(cursor))}) if cursor else None
+    extra = None
+    if params.get("count", "").lower() == "true":
+        all_rels, _ = e.list_relationships(filt, 10**9, None, advance=False)
+        extra = {"@odata.count": len(all_rels)}
+    return collection(request, "tenantRelationships/delegatedAdminRelationships",
+                      [apply_select(r.wire(), fields) for r in rels], link, extra)
+
+
+async def get_relationship(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    rel = estate(request).get_relationship(m["rid"])
+    fields = select_fields(query_params(request), REL_FIELDS, "microsoft.graph.delegatedAdminRelationship")
+    return _entity(request, "tenantRelationships/delegatedAdminRelationships", apply_select(rel.wire(), fields))
+
+
+async def create_relationship(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    rel = estate(request).create_relationship(body_json(request))
+    return _entity(request, "tenantRelationships/delegatedAdminRelationships", rel.wire(), 201,
+                   {"Location": _rel_url(request, rel)})
+
+
+async def patch_relationship(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    rel, op = estate(request).update_relationship(m["rid"], body_json(request), request.headers.get("If-Match"))
+    if op is not None:
+        return empty(202, {"Location": _rel_url(request, rel, "operations", op.id), "Retry-After": "10"})
+    return _entity(request, "tenantRelationships/delegatedAdminRelationships", rel.wire())
+
+
+async def delete_relationship(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    estate(request).delete_relationship(m["rid"], request.headers.get("If-Match"))
+    return empty(204)
+
+
+async def create_request(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    req = e.create_request(m["rid"], body_json(request))
+    rel = e.get_relationship(m["rid"], advance=False)
+    ctx = f"tenantRelationships/delegatedAdminRelationships('{rel.id}')/requests"
+    return _entity(request, ctx, req.wire(), 201, {"Location": _rel_url(request, rel, "requests", req.id)})
+
+
+async def list_requests(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    reqs = [r.wire() for r in e.list_requests(m["rid"])]
+    page, link = offset_page(request, query_params(request), reqs, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
+    return collection(request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests", page, link)
+
+
+async def get_request(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    req = estate(request).get_request(m["rid"], m["sub"])
+    return _entity(request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests", req.wire())
+
+
+async def list_operations(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    ops = [o.wire() for o in estate(request).list_operations(m["rid"])]
+    page, link = offset_page(request, query_params(request), ops, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
+    return collection(request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations",
+                      page, link)
+
+
+async def get_operation(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    op = estate(request).get_operation(m["rid"], m["sub"])
+    return _entity(request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations", op.wire())
+
+
+def _aa_context(m: dict[str, str]) -> str:
+    return f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/accessAssignments"
+
+
+async def list_assignments(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    items = [a.wire() for a in estate(request).list_assignments(m["rid"])]
+    page, link = offset_page(request, query_params(request), items, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
+    return collection(request, _aa_context(m), page, link)
+
+
+async def get_assignment(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    aa = estate(request).get_assignment(m["rid"], m["sub"])
+    return _entity(request, _aa_context(m), aa.wire())
+
+
+def _aa_url(request: web.Request, rel_id: str, aa: AccessAssignment) -> str:
+    return (f"{origin(request)}/{request['version']}/tenantRelationships/delegatedAdminRelationships/"
+            f"{rel_id}/accessAssignments/{aa.id}")
+
+
+async def create_assignment(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    aa = estate(request).create_assignment(m["rid"], body_json(request))
+    return _entity(request, _aa_context(m), aa.wire(), 201, {"Location": _aa_url(request, m["rid"], aa)})
+
+
+async def patch_assignment(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    aa, op = e.update_assignment(m["rid"], m["sub"], body_json(request), request.headers.get("If-Match"))
+    if op is None:
+        return _entity(request, _aa_context(m), aa.wire())
+    rel = e.get_relationship(m["rid"], advance=False)
+    return empty(202, {"Location": _rel_url(request, rel, "operations", op.id), "Retry-After": "10"})
+
+
+async def delete_assignment(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    estate(request).delete_assignment(m["rid"], m["sub"], request.headers.get("If-Match"))
+    return empty(204)
+
+
+def _dac_wire(c: Customer) -> dict[str, Any]:
+    return {"@odata.type": "#microsoft.graph.delegatedAdminCustomer", "id": c.tenant_id, "tenantId": c.tenant_id,
+            "displayName": c.display_name}
+
+
+async def list_dac(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    items = [_dac_wire(c) for c in estate(request).delegated_admin_customers()]
+    page, link = offset_page(request, query_params(request), items, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
+    return collection(request, "tenantRelationships/delegatedAdminCustomers", page, link)
+
+
+async def get_dac(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    for c in estate(request).delegated_admin_customers():
+        if c.tenant_id.lower() == m["id"].lower():
+            return _entity(request, "tenantRelationships/delegatedAdminCustomers", _dac_wire(c))
+    raise not_found(f"The delegated admin customer '{m['id']}' was not found.")
+
+
+def _contract(c: Customer) -> dict[str, Any]:
+    return {"@odata.type": "#microsoft.graph.contract", "id": stable_guid("contract", c.tenant_id),
+            "deletedDateTime": None, "contractType": "ResellerPartner", "customerId": c.tenant_id,
+            "defaultDomainName": c.default_domain, "displayName": c.display_name}
+
+
+async def list_contracts(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    items = [_contract(c) for c in estate(request).customers.values()]
+    page, link = offset_page(request, query_params(request), items, 100, 999)
+    return collection(request, "contracts", page, link)
+
+
+async def get_contract(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    for c in estate(request).customers.values():
+        item = _contract(c)
+        if m["id"].lower() in (item["id"], c.tenant_id.lower()):
+            return _entity(request, "contracts", item)
+    raise not_found(f"Resource '{m['id']}' does not exist.", "Request_ResourceNotFound")
+
+
+def _user(agent: dict[str, Any]) -> dict[str, Any]:
+    return {"@odata.type": "#microsoft.graph.user", "id": agent["id"],
+            "userPrincipalName": agent["userPrincipalName"], "displayName": agent["displayName"],
+            "mail": agent["userPrincipalName"]}
+
+
+async def group_members(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    members = [_user(a) for a in estate(request).group_members(m["id"])]
+    params = query_params(request)
+    fields = select_fields(params, ("id", "userPrincipalName", "displayName", "mail"), "microsoft.graph.user")
+    page, link = offset_page(request, params, [apply_select(u, fields) for u in members], 100, 999)
+    return collection(request, "directoryObjects", page, link)
+
+
+async def get_group(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    group = e.groups.get(m["id"].lower())
+    if group is None:
+        raise not_found(f"Resource '{m['id']}' does not exist or one of its queried reference-property objects "
+                        "are not present.", "Request_ResourceNotFound")
+    return _entity(request, "groups", {"id": group["id"], "displayName": group["displayName"],
+                                       "securityEnabled": True, "mailEnabled": False})
+
+
+async def get_user(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    key = m["id"].lower()
+    for a in e.agents:
+        if key in (a["id"].lower(), a["userPrincipalName"].lower()):
+            return _entity(request, "users", {k: v for k, v in _user(a).items() if k != "@odata.type"})
+    if key == e.sender_mailbox.lower():
+        return _entity(request, "users", {"id": stable_guid("mailbox", key), "userPrincipalName": e.sender_mailbox,
+                                          "displayName": e.sender_mailbox, "mail": e.sender_mailbox})
+    raise not_found(f"Resource '{m['id']}' does not exist or one of its queried reference-property objects are "
+                    "not present.", "Request_ResourceNotFound")
+
+
+async def send_mail(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    estate(request).send_mail(m["id"], body_json(request))
+    return empty(202)
+
+
+# --------------------------------------------------------------------------------------------------
+# Partner Center
+
+
+def pc_customer(c: Customer) -> dict[str, Any]:
+    return {
+        "id": c.tenant_id,
+        "commerceId": c.commerce_id,
+        "companyProfile": {"tenantId": c.tenant_id, "domain": c.default_domain, "companyName": c.display_name,
+                           "attributes": {"objectType": "CustomerCompanyProfile"}},
+        "relationshipToPartner": "reseller",
+        "allowDelegatedAccess": bool(c.dap and c.dap.get("enabled")),
+        "links": {"self": {"uri": f"/v1/customers/{c.tenant_id}", "method": "GET", "headers": []}},
+        "attributes": {"objectType": "Customer"},
+    }
+
+
+_ADDRESSES = {
+    "ja": {"country": "JP", "region": "Tokyo", "city": "Chiyoda-ku", "addressLine1": "1-1-1 Marunouchi",
+           "postalCode": "100-0005", "phoneNumber": "+81-3-0000-0000"},
+    "de": {"country": "DE", "region": "Berlin", "city": "Berlin", "addressLine1": "Unter den Linden 1",
+           "postalCode": "10117", "phoneNumber": "+49-30-000000"},
+    "fr": {"country": "FR", "region": "Ile-de-France", "city": "Paris", "addressLine1": "1 Rue de Rivoli",
+           "postalCode": "75001", "phoneNumber": "+33-1-00-00-00-00"},
+    "en": {"country": "US", "region": "WA", "city": "Redmond", "addressLine1": "1 Microsoft Way",
+           "postalCode": "98052", "phoneNumber": "+1-425-000-0000"},
+}
+
+
+def pc_billing_profile(c: Customer) -> dict[str, Any]:
+    email = c.contacts[0] if c.contacts else None
+    local = (email or "billing").split("@", 1)[0]
+    parts = [p for p in re.split(r"[._\-+]", local) if p] or ["Billing"]
+    first, last = parts[0].capitalize(), (parts[1].capitalize() if len(parts) > 1 else "Contact")
+    language = c.culture.split("-", 1)[0].lower() or "en"
+    address = dict(_ADDRESSES.get(language, _ADDRESSES["en"]))
+    if c.culture.lower() == "en-gb":
+        address.update(country="GB", region="London", city="London", addressLine1="1 Victoria Street",
+                       postalCode="SW1H 0ET", phoneNumber="+44-20-0000-0000")
+    address.update(firstName=first, lastName=last)
+    etag = hashlib.sha1(f"{c.tenant_id}|{email}|{c.culture}".encode()).hexdigest()
+    return {
+        "id": stable_guid("billing", c.tenant_id),
+        "firstName": first,
+        "lastName": last,
+        "email": email,
+        "culture": c.culture,
+        "language": language,
+        "companyName": c.display_name,
+        "defaultAddress": address,
+        "links": {"self": {"uri": f"/v1/customers/{c.tenant_id}/profiles/billing", "method": "GET", "headers": []}},
+        "attributes": {"etag": etag, "objectType": "CustomerBillingProfile"},
+    }
+
+
+def _pc_customer_or_404(request: web.Request, tenant_id: str) -> Customer:
+    c = estate(request).customer(tenant_id)
+    if c is None:
+        raise EmulatorError(404, "2000", f"Customer {tenant_id} was not found.")
+    return c
+
+
+async def pc_list_customers(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    params = query_params(request)
+    size_raw = params.get("size")
+    start = 0
+    size: int | None = None
+    token = request.headers.get("MS-ContinuationToken")
+    if token:
+        data = decode_token(token)
+        if not isinstance(data, dict) or not isinstance(data.get("o"), int):
+            raise EmulatorError(400, "2001", "The continuation token is invalid.")
+        start, size = data["o"], int(data.get("s") or PC_PAGE_MAX)
+    if size_raw:
+        try:
+            size = int(size_raw)
+        except ValueError as exc:
+            raise EmulatorError(400, "2001", f"Invalid size '{size_raw}'.") from exc
+        if not 1 <= size <= PC_PAGE_MAX:
+            raise EmulatorError(400, "2001", f"The size must be between 1 and {PC_PAGE_MAX}.")
+    size = size or PC_PAGE_MAX
+    customers = list(e.customers.values())
+    page = customers[start:start + size]
+    body: dict[str, Any] = {"totalCount": len(page), "items": [pc_customer(c) for c in page], "links": {}}
+    if start + size < len(customers):
+        body["links"]["next"] = {
+            "uri": f"/v1/customers?size={size}", "method": "GET",
+            "headers": [{"key": "MS-ContinuationToken", "value": encode_token({"o": start + size, "s": size})}],
+        }
+    body["links"]["self"] = {"uri": f"/v1/customers?size={size}", "method": "GET", "headers": []}
+    body["attributes"] = {"objectType": "Collection"}
+    return pc_json(body)
+
+
+async def pc_get_customer(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    return pc_json(pc_customer(_pc_customer_or_404(request, m["id"])))
+
+
+async def pc_billing(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    return pc_json(pc_billing_profile(_pc_customer_or_404(request, m["id"])))
+
+
+async def pc_patch_customer(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    _pc_customer_or_404(request, m["id"])
+    try:
+        body = body_json(request)
+    except EmulatorError as exc:
+        raise EmulatorError(400, "2001", exc.message) from exc
+    c = estate(request).disable_dap(m["id"], body)
+    return pc_json(pc_customer(c))
+
+
+async def ca_delegated_admin_customers(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    params = query_params(request)
+    top = page_size(params, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
+    try:
+        skip = int(params.get("skip") or 0)
+    except ValueError as exc:
+        raise bad_request("Invalid $skip.") from exc
+    if skip < 0:
+        raise bad_request("Invalid $skip.")
+    wanted: bool | None = None
+    filt = parse_filter_or_400(params.get("filter"))
+    if filt is not None:
+        from .filters import Compare
+
+        if not (isinstance(filt, Compare) and filt.key == "dapenabled" and filt.op == "eq"
+                and isinstance(filt.value, bool)):
+            raise bad_request("Invalid filter clause: only 'dapEnabled eq true|false' is supported.")
+        wanted = filt.value
+    items = []
+    for c in e.customers.values():
+        if c.dap is None or (wanted is not None and bool(c.dap.get("enabled")) != wanted):
+            continue
+        agents, count, ga, latest = e.qualifying_stats(c.tenant_id)
+        items.append({
+            "id": c.tenant_id, "customerTenantId": c.tenant_id, "organizationDisplayName": c.display_name,
+            "partnerAgentCount": agents, "partnerSignInCount": count, "globalAdminSignInCount": ga,
+            "dapEnabled": bool(c.dap.get("enabled")), "startDateTime": c.dap.get("startDateTime"),
+            "endDateTime": c.dap.get("endDateTime"), "lastSignInDateTime": latest,
+        })
+    page = items[skip:skip + top]
+    body: dict[str, Any] = {"value": page}
+    if params.get("count", "").lower() == "true":
+        body["@odata.count"] = len(items)
+    if skip + top < len(items):
+        body["@odata.nextLink"] = next_link(request, {"skip": str(skip + top)})
+    return pc_json(body)
+
+
+# --------------------------------------------------------------------------------------------------
+# Emulator control
+
+
+def _runtime(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+async def ctl_log(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    rt = _runtime(request)
+    every = request.query.get("all", "").lower() in ("1", "true")
+    return pc_json(rt.all_requests if every else rt.log)
+
+
+async def ctl_state(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    include = request.query.get("signIns", "true").lower() not in ("false", "0", "no")
+    if not include or len(e.signins) < 50_000:
+        return pc_json(e.scenario(include_signins=include))
+    # Large estates: stream the sign-ins instead of building one huge string.
+    head = e.scenario(include_signins=False)
+    resp = web.StreamResponse(headers={"Content-Type": PC_CONTENT_TYPE})
+    await resp.prepare(request)
+    prefix = _dumps(head)[:-1] + b',"signIns":['
+    await resp.write(prefix)
+    rows = e.signins.rows
+    for start in range(0, len(rows), 20_000):
+        chunk = b",".join(_dumps(e.signin_scenario(r)) for r in rows[start:start + 20_000])
+        await resp.write((b"," if start else b"") + chunk)
+    await resp.write(b"]}")
+    await resp.write_eof()
+    return resp
+
+
+async def ctl_scenario(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    raw = request.get("raw_body", b"")
+    gc.disable()
+    try:
+        scenario = load_scenario_text(raw or b"{}")
+    finally:
+        gc.enable()
+    rt = _runtime(request)
+    rt.estate = build_estate(scenario)
+    del scenario
+    rt.log.clear()
+    rt.all_requests.clear()
+    return pc_json({"ok": True, "customers": len(rt.estate.customers), "signIns": len(rt.estate.signins)})
+
+
+async def ctl_clock(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    e.set_clock(body_json(request))
+    return pc_json({"now": e.now_ts})
+
+
+async def ctl_signins(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    raw = request.get("raw_body", b"")
+    items = load_scenario_text(b'{"signIns":' + raw + b"}")["signIns"] if raw else None
+    added = estate(request).add_signins(items)
+    return pc_json({"added": added, "total": len(estate(request).signins)})
+
+
+async def ctl_add_faults(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    body = body_json(request)
+    if isinstance(body, dict):
+        body = [body]
+    if not isinstance(body, list):
+        raise bad_request("Body must be an array of faults.")
+    e = estate(request)
+    e.faults.extend(Fault.parse(f) for f in body)
+    return pc_json([f.scenario() for f in e.faults])
+
+
+async def ctl_list_faults(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    return pc_json([f.scenario() for f in estate(request).faults])
+
+
+async def ctl_clear_faults(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    estate(request).faults.clear()
+    return pc_json([])
+
+
+async def ctl_approve(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    rel = estate(request).approve(m["rid"], body_json(request))
+    return pc_json(rel.wire())
+
+
+async def ctl_health(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    e = estate(request)
+    return pc_json({"ok": True, "now": e.now_ts, "signIns": len(e.signins), "customers": len(e.customers)})
+
+
+# --------------------------------------------------------------------------------------------------
+# Routing
+
+_V = r"/(?P<version>v1\.0|beta)"
+_REL = _V + r"/tenantRelationships/delegatedAdminRelationships"
+_SEG = r"[^/]+"
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("GET", _V + r"/organization", get_organization),
+    ("GET", _V + r"/auditLogs/signIns", list_signins),
+    ("GET", _V + rf"/auditLogs/signIns/(?P<id>{_SEG})", get_signin),
+    ("GET", _REL, list_relationships),
+    ("POST", _REL, create_relationship),
+    ("GET", _REL + rf"/(?P<rid>{_SEG})", get_relationship),
+    ("PATCH", _REL + rf"/(?P<rid>{_SEG})", patch_relationship),
+    ("DELETE", _REL + rf"/(?P<rid>{_SEG})", delete_relationship),
+    ("GET", _REL + rf"/(?P<rid>{_SEG})/requests", list_requests),
+    ("POST", _REL + rf"/(?P<rid>{_SEG})/requests", create_request),
+    ("GET", _REL + rf"/(?P<rid>{_SEG})/requests/(?P<sub>{_SEG})", get_request),
+    ("GET", _REL + rf"/(?P<rid>{_SEG})/operations", list_operations),
+    ("GET", _REL + rf"/(?P<rid>{_SEG})/operations/(?P<sub>{_SEG})", get_operation),
+    ("GET", _REL + rf"/(?P<rid>{_SEG})/accessAssignments", list_assignments),
+    ("POST", _REL + rf"/(?P<rid>{_SEG})/accessAssignments", create_assignment),
+    ("GET", _REL + rf"/(?P<rid>{_SEG})/accessAssignments/(?P<sub>{_SEG})", get_assignment),
+    ("PATCH", _REL + rf"/(?P<rid>{_SEG})/accessAssignments/(?P<sub>{_SEG})", patch_assignment),
+    ("DELETE", _REL + rf"/(?P<rid>{_SEG})/accessAssignments/(?P<sub>{_SEG})", delete_assignment),
+    ("GET", _V + r"/tenantRelationships/delegatedAdminCustomers", list_dac),
+    ("GET", _V + rf"/tenantRelationships/delegatedAdminCustomers/(?P<id>{_SEG})", get_dac),
+    ("GET", _V + r"/contracts", list_contracts),
+    ("GET", _V + rf"/contracts/(?P<id>{_SEG})", get_contract),
+    ("GET", _V + rf"/groups/(?P<id>{_SEG})/(?:transitiveMembers|members)(?:/microsoft\.graph\.user)?", group_members),
+    ("GET", _V + rf"/groups/(?P<id>{_SEG})", get_group),
+    ("GET", _V + rf"/users/(?P<id>{_SEG})", get_user),
+    ("POST", _V + rf"/users/(?P<id>{_SEG})/(?:microsoft\.graph\.)?sendMail", send_mail),
+    ("GET", r"/partnercenter/v1/customers", pc_list_customers),
+    ("GET", rf"/partnercenter/v1/customers/(?P<id>{_SEG})", pc_get_customer),
+    ("PATCH", rf"/partnercenter/v1/customers/(?P<id>{_SEG})", pc_patch_customer),
+    ("GET", rf"/partnercenter/v1/customers/(?P<id>{_SEG})/profiles/billing", pc_billing),
+    ("GET", r"/customeradmin/v1/delegatedAdminCustomers", ca_delegated_admin_customers),
+    ("GET", r"/_emulator/log", ctl_log),
+    ("GET", r"/_emulator/state", ctl_state),
+    ("POST", r"/_emulator/scenario", ctl_scenario),
+    ("POST", r"/_emulator/clock", ctl_clock),
+    ("POST", r"/_emulator/signIns", ctl_signins),
+    ("GET", r"/_emulator/faults", ctl_list_faults),
+    ("POST", r"/_emulator/faults", ctl_add_faults),
+    ("DELETE", r"/_emulator/faults", ctl_clear_faults),
+    ("POST", rf"/_emulator/approve/(?P<rid>{_SEG})", ctl_approve),
+    ("GET", r"/_emulator/health", ctl_health),
+]
+_COMPILED = [(method, re.compile(pattern + r"/?", re.IGNORECASE), handler) for method, pattern, handler in ROUTES]
+
+
+def _resolve(method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
+    """(handler, path params, path-known-for-another-method)."""
+    other = False
+    for route_method, regex, handler in _COMPILED:
+        m = regex.fullmatch(path)
+        if m:
+            if route_method == method or (method == "HEAD" and route_method == "GET"):
+                return handler, {k: v for k, v in m.groupdict().items() if v is not None}, False
+            other = True
+    return None, {}, other
+
+
+def _is_api(path: str) -> bool:
+    return path.startswith(API_PREFIXES)
+
+
+def _log_entry(request: web.Request, raw: bytes) -> dict[str, Any]:
+    body: Any = None
+    if raw:
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            body = raw.decode("utf-8", "replace")
+    headers = {k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"}
+    return {"method": request.method, "path": request.path, "body": body, "headers": headers}
+
+
+def _error_response(request: web.Request, exc: EmulatorError) -> web.Response:
+    if request.path.lower().startswith("/partnercenter/"):
+        resp = pc_error(exc.status, exc.code, exc.message)
+        resp.headers.update(exc.headers)
+        return resp
+    return graph_error(request, exc.status, exc.code, exc.message, exc.headers)
+
+
+async def _serve_fault(request: web.Request, fault: Fault, dispatch: Callable[[], Awaitable[web.StreamResponse]]
+                       ) -> web.StreamResponse:
+    transport = request.transport
+    if fault.kind == "reset":
+        if transport is not None:
+            transport.abort()
+        raise asyncio.CancelledError  # nothing more to send on this connection
+    if fault.kind == "timeout":
+        await asyncio.sleep(fault.delay_seconds)
+        return await dispatch()
+    if fault.kind == "truncate":
+        full = await dispatch()
+        body = full.body if isinstance(full, web.Response) and isinstance(full.body, bytes) else b"{}"
+        resp = web.StreamResponse(status=200, headers={"Content-Type": full.headers.get("Content-Type",
+                                                                                         GRAPH_CONTENT_TYPE)})
+        resp.content_length = len(body)
+        _stamp(request, resp)
+        await resp.prepare(request)
+        await resp.write(body[: max(1, len(body) // 2)])
+        if transport is not None:
+            await asyncio.sleep(0.01)
+            transport.close()
+        raise asyncio.CancelledError
+    headers: dict[str, str] = {}
+    if fault.retry_after is not None:
+        headers["Retry-After"] = str(fault.retry_after)
+    code, message = {
+        429: ("TooManyRequests", "Too many requests. Please retry again later."),
+        503: ("ServiceUnavailable", "The service is temporarily unavailable. Please retry again later."),
+        504: ("GatewayTimeout", "The gateway timed out."),
+        500: ("InternalServerError", "An internal server error occurred."),
+        502: ("BadGateway", "Bad gateway."),
+    }.get(fault.status, ("Fault", f"Injected fault {fault.status}."))
+    return graph_error(request, fault.status, code, message, headers)
+
+
+def _stamp(request: web.Request, resp: web.StreamResponse) -> None:
+    resp.headers["request-id"] = request["request_id"]
+    resp.headers["client-request-id"] = request["client_request_id"]
+
+
+async def dispatch_all(request: web.Request) -> web.StreamResponse:
+    request["request_id"] = str(uuid.uuid4())
+    request["client_request_id"] = request.headers.get("client-request-id") or request["request_id"]
+    path = request.path
+    method = request.method.upper()
+    raw = await request.read() if request.can_read_body else b""
+    request["raw_body"] = raw
+    rt = request.app[RUNTIME]
+    handler, params, other = _resolve(method, path)
+    version = params.get("version")
+    request["version"] = version.lower() if version else ("beta" if path.lower().startswith("/beta") else "v1.0")
+
+    async def run() -> web.StreamResponse:
+        if handler is None:
+            if other:
+                raise EmulatorError(405, "Request_BadRequest", f"The HTTP method '{method}' is not allowed.")
+            raise EmulatorError(400, "BadRequest", f"Resource not found for the segment '{path.rsplit('/', 1)[-1]}'.")
+        return await handler(request, params)
+
+    async def guarded() -> web.StreamResponse:
+        try:
+            return await run()
+        except EmulatorError as exc:
+            return _error_response(request, exc)
+
+    resp: web.StreamResponse
+    if not _is_api(path):
+        if handler is None:
+            resp = pc_json({"error": f"unknown emulator route {method} {path}"}, 404)
+        else:
+            resp = await guarded()
+        _stamp(request, resp)
+        return resp
+
+    entry = _log_entry(request, raw)
+    fault = next((f for f in rt.estate.faults if f.matches(method, path)), None)
+    if fault is not None:
+        fault.consume()
+        entry["fault"] = fault.kind or fault.status
+    rt.all_requests.append(entry)
+    if method in MUTATING:
+        rt.log.append(entry)
+    if fault is not None:
+        resp = await _serve_fault(request, fault, guarded)
+        _stamp(request, resp)
+        return resp
+
+    auth = request.headers.get("Authorization", "")
+    if not auth.startswith("Bearer ") or not auth[7:].strip():
+        resp = graph_error(request, 401, "InvalidAuthenticationToken",
+                           "Access token is empty." if not auth else "Access token validation failure.")
+    else:
+        resp = await guarded()
+    _stamp(request, resp)
+    return resp
+
+
+def build_estate(scenario: dict[str, Any]) -> Estate:
+    """Build the estate without the cyclic GC repeatedly walking a million fresh sign-ins, then move
+    everything built so far out of the GC's way (a full collection over 1M rows stalls for seconds)."""
+    gc.disable()
+    try:
+        result = Estate(scenario)
+    finally:
+        gc.enable()
+    gc.freeze()
+    return result
+
+
+def create_app(scenario: dict[str, Any]) -> web.Application:
+    """The emulator as an aiohttp application over ``scenario`` (a parsed scenario document)."""
+    app = web.Application(client_max_size=4 * 1024**3)
+    app[RUNTIME] = Runtime(build_estate(scenario))
+    app.router.add_route("*", "/{tail:.*}", dispatch_all)
+    return app

@@ -1,0 +1,1745 @@
+"""The emulator's in-memory estate: customers, GDAP relationships, sign-ins, mail, and their state machine.
+
+Everything here is plain Python without HTTP; :mod:`tools.emulator.server` maps it onto the wire.
+Business rule violations raise :class:`EmulatorError` carrying the HTTP status and a Graph error code.
+
+Asynchronous Microsoft behaviour (terminations, approvals, access assignment changes, long-running
+operations) is modelled as "advance one step on every later read": a read of an entity first moves it
+one step along its state machine and then serves the new state. Mutations never advance anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import sys
+import uuid
+import zlib
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+from .filters import (
+    Compare,
+    DateTimeLiteral,
+    FilterError,
+    Node,
+    conjunction,
+    evaluate,
+    format_timestamp,
+    parse_timestamp,
+)
+
+GLOBAL_ADMIN_ROLE = "62e90394-69f5-4237-9190-012177145e10"
+HELPDESK_ADMIN_ROLE = "729827e3-9c14-49f7-bb1b-9608f156bbb8"
+NAMESPACE = uuid.UUID("8f0d5a1e-5b7c-4a43-9a55-2d3c4e1f7a10")
+
+RELATIONSHIP_STATUSES = (
+    "activating",
+    "active",
+    "approvalPending",
+    "approved",
+    "created",
+    "expired",
+    "expiring",
+    "terminated",
+    "terminating",
+    "terminationRequested",
+)
+# A delegatedAdminCustomer exists while the customer has at least one of these.
+CUSTOMER_VISIBLE_STATUSES = {"active", "expiring", "terminationRequested", "terminating", "activating", "approved"}
+TERMINATING_STATUSES = {"terminationRequested", "terminating", "terminated"}
+AUTO_EXTEND_VALUES = {"P0D": "P0D", "PT0S": "PT0S", "P180D": "P180D"}
+
+SIGNIN_TS_LEN = 28  # len("2026-11-20T21:00:00.0000000Z")
+MAX_DISPLAY_NAME = 50
+
+
+class EmulatorError(Exception):
+    """A request the real service would refuse: HTTP status + Graph error code + message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def bad_request(message: str, code: str = "BadRequest") -> EmulatorError:
+    return EmulatorError(400, code, message)
+
+
+def not_found(message: str, code: str = "NotFound") -> EmulatorError:
+    return EmulatorError(404, code, message)
+
+
+# --------------------------------------------------------------------------------------------------
+# Time and duration helpers
+
+
+def ts(value: datetime | None) -> str | None:
+    return None if value is None else format_timestamp(value)
+
+
+def parse_time(value: Any, what: str = "timestamp") -> datetime:
+    if not isinstance(value, str):
+        raise bad_request(f"'{what}' must be an ISO 8601 timestamp.")
+    try:
+        return parse_timestamp(value)
+    except FilterError as exc:
+        raise bad_request(f"'{what}' is not a valid ISO 8601 timestamp: {value!r}.") from exc
+
+
+def parse_optional_time(value: Any, what: str) -> datetime | None:
+    return None if value in (None, "") else parse_time(value, what)
+
+
+_DURATION_RE = re.compile(
+    r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(value: Any) -> timedelta:
+    """ISO 8601 duration (``P730D``, ``P2Y``, ``PT6H``, ``PT0S``); years count 365 days, months 30."""
+    if not isinstance(value, str):
+        raise bad_request(f"'{value}' is not a valid ISO 8601 duration.")
+    m = _DURATION_RE.match(value.strip().upper())
+    if not m or value.strip().upper() in ("P", "PT"):
+        raise bad_request(f"'{value}' is not a valid ISO 8601 duration.")
+    y, mo, w, d, h, mi, s = m.groups()
+    return timedelta(
+        days=int(y or 0) * 365 + int(mo or 0) * 30 + int(w or 0) * 7 + int(d or 0),
+        hours=int(h or 0),
+        minutes=int(mi or 0),
+        seconds=float(s or 0),
+    )
+
+
+def normalize_signin_time(value: str) -> str:
+    """Fast path for ``…Z`` timestamps (the common case for a million sign-ins), else a full parse."""
+    if len(value) >= 20 and value[-1] == "Z" and value[10] == "T" and value[4] == "-" and value[16] == ":":
+        if value[19] == ".":
+            frac = value[20:-1]
+            if frac.isdigit():
+                return value[:19] + "." + (frac + "0000000")[:7] + "Z"
+        elif len(value) == 20:
+            return value[:19] + ".0000000Z"
+    return format_timestamp(parse_time(value, "createdDateTime"))
+
+
+def make_etag(seed: str) -> str:
+    """An opaque weak etag shaped like Graph's: ``W/"<base64 of a quoted guid-like value>"``."""
+    h = hashlib.sha1(seed.encode()).hexdigest()
+    inner = f"'\"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}\"'"
+    return 'W/"' + base64.b64encode(inner.encode()).decode() + '"'
+
+
+def stable_guid(*parts: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, "/".join(parts)))
+
+
+def encode_token(payload: Any) -> str:
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> Any:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        return json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request("The $skiptoken is invalid or expired.") from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# Sign-ins
+
+
+class SignInRow(NamedTuple):
+    """One sign-in, compact. ``key`` is the 7-digit createdDateTime followed by the id (sort key)."""
+
+    key: str
+    user_id: str
+    resource_tenant_id: str
+    cross_tenant_access_type: str
+    error_code: int
+    app_display_name: str
+
+    @property
+    def created(self) -> str:
+        return self.key[:SIGNIN_TS_LEN]
+
+    @property
+    def id(self) -> str:
+        return self.key[SIGNIN_TS_LEN:]
+
+
+_intern = sys.intern
+
+
+def signin_row(d: dict[str, Any]) -> SignInRow:
+    """Build a row from a scenario sign-in object (``errorCode`` flat, or ``status.errorCode``)."""
+    sid = d.get("id")
+    created = d.get("createdDateTime")
+    if not isinstance(created, str):
+        raise bad_request("Every sign-in needs a createdDateTime.")
+    if not isinstance(sid, str) or not sid:
+        sid = stable_guid("signin", created, str(d.get("userId")), str(d.get("resourceTenantId")))
+    err = d.get("errorCode")
+    if err is None and isinstance(d.get("status"), dict):
+        err = d["status"].get("errorCode")
+    return SignInRow(
+        normalize_signin_time(created) + sid,
+        _intern(str(d.get("userId") or "")),
+        _intern(str(d.get("resourceTenantId") or "")),
+        _intern(str(d.get("crossTenantAccessType") or "serviceProvider")),
+        int(err or 0),
+        _intern(str(d.get("appDisplayName") or "Microsoft 365 admin center")),
+    )
+
+
+def scenario_object_hook(d: dict[str, Any]) -> Any:
+    """``json`` object hook turning sign-in objects into rows while parsing (keeps a 1M load lean)."""
+    if "resourceTenantId" in d and "createdDateTime" in d and "gdapRelationships" not in d:
+        return signin_row(d)
+    return d
+
+
+def load_scenario_text(text: str | bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(text, object_hook=scenario_object_hook)
+    except json.JSONDecodeError as exc:
+        raise bad_request(f"The scenario is not valid JSON: {exc}.") from exc
+    if not isinstance(data, dict):
+        raise bad_request("A scenario is a JSON object.")
+    return data
+
+
+_FLAG_CACHE: dict[str, frozenset[str]] = {}
+
+
+def access_type_flags(value: str) -> frozenset[str]:
+    flags = _FLAG_CACHE.get(value)
+    if flags is None:
+        flags = frozenset(p.strip().lower() for p in value.split(",") if p.strip())
+        _FLAG_CACHE[value] = flags
+    return flags
+
+
+class QualifyingIndex:
+    """Per customer tenant: successful serviceProvider sign-ins, ascending key, with their user ids."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.users: list[str] = []
+
+    def add(self, row: SignInRow) -> None:
+        i = bisect_left(self.keys, row.key)
+        self.keys.insert(i, row.key)
+        self.users.insert(i, row.user_id)
+
+
+def is_qualifying(row: SignInRow) -> bool:
+    return row.error_code == 0 and "serviceprovider" in access_type_flags(row.cross_tenant_access_type)
+
+
+class SignInStore:
+    """Sign-ins sorted ascending by (createdDateTime, id); pages walk it backwards (newest first)."""
+
+    def __init__(self, rows: Iterable[SignInRow] = ()) -> None:
+        self.rows: list[SignInRow] = sorted(rows, key=itemgetter(0))
+        # drop duplicate keys (same id and time) so cursors stay unambiguous
+        if self.rows:
+            dedup = [self.rows[0]]
+            for r in self.rows[1:]:
+                if r.key != dedup[-1].key:
+                    dedup.append(r)
+            self.rows = dedup
+        self.keys: list[str] = [r.key for r in self.rows]
+        self.qualifying: dict[str, QualifyingIndex] = {}
+        for r in self.rows:
+            if is_qualifying(r):
+                idx = self.qualifying.get(r.resource_tenant_id)
+                if idx is None:
+                    idx = self.qualifying[r.resource_tenant_id] = QualifyingIndex()
+                idx.keys.append(r.key)
+                idx.users.append(r.user_id)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, rows: Iterable[SignInRow]) -> int:
+        n = 0
+        for r in rows:
+            i = bisect_left(self.keys, r.key)
+            if i < len(self.keys) and self.keys[i] == r.key:
+                continue
+            self.keys.insert(i, r.key)
+            self.rows.insert(i, r)
+            if is_qualifying(r):
+                self.qualifying.setdefault(r.resource_tenant_id, QualifyingIndex()).add(r)
+            n += 1
+        return n
+
+    def scan_desc(
+        self,
+        lower: str,
+        upper_exclusive: str,
+        predicate: Callable[[SignInRow], bool] | None,
+        limit: int,
+    ) -> tuple[list[SignInRow], bool]:
+        """Up to ``limit`` rows with ``lower <= key < upper_exclusive``, newest first, and whether more match."""
+        lo = bisect_left(self.keys, lower)
+        hi = bisect_left(self.keys, upper_exclusive)
+        rows = self.rows
+        if predicate is None:
+            start = max(lo, hi - limit)
+            page = rows[start:hi]
+            page.reverse()
+            return page, start > lo
+        out: list[SignInRow] = []
+        i = hi - 1
+        while i >= lo:
+            r = rows[i]
+            if predicate(r):
+                if len(out) == limit:
+                    return out, True
+                out.append(r)
+            i -= 1
+        return out, False
+
+    def find(self, signin_id: str, lower: str, upper_exclusive: str) -> SignInRow | None:
+        lo = bisect_left(self.keys, lower)
+        hi = bisect_left(self.keys, upper_exclusive)
+        for i in range(lo, hi):
+            if self.rows[i].id == signin_id:
+                return self.rows[i]
+        return None
+
+
+# Well-known first-party apps, so sign-ins carry plausible app/resource ids.
+_APPS: dict[str, tuple[str, str, str]] = {
+    "microsoft 365 admin center": (
+        "00000006-0000-0ff1-ce00-000000000000", "Microsoft Graph", "00000003-0000-0000-c000-000000000000"),
+    "azure portal": (
+        "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+        "Windows Azure Service Management API",
+        "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+    ),
+    "microsoft exchange online": (
+        "00000002-0000-0ff1-ce00-000000000000", "Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000"),
+    "microsoft graph powershell": (
+        "14d82eec-204b-4c2f-b7e8-296a70dab67e", "Microsoft Graph", "00000003-0000-0000-c000-000000000000"),
+    "microsoft intune": (
+        "0000000a-0000-0000-c000-000000000000", "Microsoft Intune", "0000000a-0000-0000-c000-000000000000"),
+    "microsoft entra admin center": (
+        "c44b4083-3bb0-49c1-b47d-974e53cbdf3c", "Microsoft Graph", "00000003-0000-0000-c000-000000000000"),
+}
+_APP_CACHE: dict[str, tuple[str, str, str]] = {}
+
+_FAILURES = {
+    50076: (
+        "Due to a configuration change made by your administrator, or because you moved to a new location, "
+        "you must use multi-factor authentication to access the resource.",
+        "MFA required in Azure AD",
+    ),
+    50126: ("Error validating credentials due to invalid username or password.", "Invalid username or password"),
+    50053: ("The account is locked, you've tried to sign in too many times.", "Account locked"),
+}
+_CITIES = (
+    ("Tokyo", "Tokyo", "JP", 35.6895, 139.6917),
+    ("Osaka", "Osaka", "JP", 34.6937, 135.5023),
+    ("Seattle", "Washington", "US", 47.6062, -122.3321),
+    ("Redmond", "Washington", "US", 47.6740, -122.1215),
+    ("Frankfurt", "Hesse", "DE", 50.1109, 8.6821),
+)
+_DEVICES = (
+    ("Windows10", "Edge 131.0.0"),
+    ("Windows10", "Chrome 131.0.0"),
+    ("MacOs", "Safari 17.6"),
+    ("Windows10", "Firefox 133.0"),
+)
+V1_FIELDS = (
+    "id", "createdDateTime", "userDisplayName", "userPrincipalName", "userId", "appId", "appDisplayName",
+    "ipAddress", "clientAppUsed", "correlationId", "conditionalAccessStatus", "isInteractive",
+    "riskDetail", "riskLevelAggregated", "riskLevelDuringSignIn", "riskState", "riskEventTypes",
+    "riskEventTypes_v2", "resourceDisplayName", "resourceId", "homeTenantId", "resourceTenantId",
+    "status", "deviceDetail", "location", "appliedConditionalAccessPolicies",
+)
+BETA_ONLY_FIELDS = (
+    "crossTenantAccessType", "homeTenantName", "userType", "signInEventTypes", "resourceOwnerTenantId",
+    "appOwnerTenantId", "incomingTokenType", "isTenantRestricted", "signInIdentifier", "signInIdentifierType",
+)
+BETA_FIELDS = V1_FIELDS + BETA_ONLY_FIELDS
+
+
+
+def _j(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+_CONSTANT_FRAGMENT = (
+    '"conditionalAccessStatus":"notApplied","isInteractive":true,"riskDetail":"none",'
+    '"riskLevelAggregated":"none","riskLevelDuringSignIn":"none","riskState":"none","riskEventTypes":[],'
+    '"riskEventTypes_v2":[]'
+)
+_STATUS_FRAGMENTS = {0: '"status":{"errorCode":0,"failureReason":null,"additionalDetails":null}'}
+_DEVICE_FRAGMENTS = [
+    '"deviceDetail":' + json.dumps({"deviceId": "", "displayName": "", "operatingSystem": o, "browser": b,
+                                    "isCompliant": False, "isManaged": False, "trustType": ""},
+                                   separators=(",", ":"))
+    for o, b in _DEVICES
+]
+_LOCATION_FRAGMENTS = [
+    '"location":' + json.dumps({"city": c, "state": st, "countryOrRegion": co,
+                                "geoCoordinates": {"altitude": None, "latitude": la, "longitude": lo}},
+                               separators=(",", ":"))
+    for c, st, co, la, lo in _CITIES
+]
+
+
+def app_info(name: str) -> tuple[str, str, str]:
+    info = _APP_CACHE.get(name)
+    if info is None:
+        info = _APPS.get(name.lower()) or (
+            stable_guid("app", name), "Microsoft Graph", "00000003-0000-0000-c000-000000000000")
+        _APP_CACHE[name] = info
+    return info
+
+
+# --------------------------------------------------------------------------------------------------
+# GDAP entities
+
+
+@dataclass
+class Operation:
+    id: str
+    operation_type: str
+    data: str
+    status: str
+    created: datetime
+    modified: datetime
+    etag: str
+    apply: Callable[[], None] | None = None  # runs once when the operation succeeds
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "@odata.type": "#microsoft.graph.delegatedAdminRelationshipOperation",
+            "@odata.etag": self.etag,
+            "id": self.id,
+            "operationType": self.operation_type,
+            "data": self.data,
+            "status": self.status,
+            "createdDateTime": ts(self.created),
+            "lastModifiedDateTime": ts(self.modified),
+        }
+
+
+@dataclass
+class RelationshipRequest:
+    id: str
+    action: str
+    status: str
+    created: datetime
+    modified: datetime
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "@odata.type": "#microsoft.graph.delegatedAdminRelationshipRequest",
+            "id": self.id,
+            "action": self.action,
+            "status": self.status,
+            "createdDateTime": ts(self.created),
+            "lastModifiedDateTime": ts(self.modified),
+        }
+
+
+@dataclass
+class AccessAssignment:
+    id: str
+    group_id: str
+    roles: list[str]
+    status: str
+    created: datetime
+    modified: datetime
+    etag: str
+    pending_op: Operation | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "@odata.type": "#microsoft.graph.delegatedAdminAccessAssignment",
+            "@odata.etag": self.etag,
+            "id": self.id,
+            "status": self.status,
+            "createdDateTime": ts(self.created),
+            "lastModifiedDateTime": ts(self.modified),
+            "accessContainer": {"accessContainerId": self.group_id, "accessContainerType": "securityGroup"},
+            "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in self.roles]},
+        }
+
+    def scenario(self) -> dict[str, Any]:
+        return {"id": self.id, "groupId": self.group_id, "roles": list(self.roles), "status": self.status,
+                "createdDateTime": ts(self.created), "lastModifiedDateTime": ts(self.modified)}
+
+
+@dataclass
+class Relationship:
+    id: str
+    display_name: str
+    status: str
+    duration: str
+    customer_tenant_id: str | None
+    customer_display_name: str | None
+    created: datetime
+    activated: datetime | None
+    end: datetime | None
+    modified: datetime
+    auto_extend: str
+    roles: list[str]
+    etag: str
+    assignments: dict[str, AccessAssignment] = field(default_factory=dict)
+    requests: list[RelationshipRequest] = field(default_factory=list)
+    operations: list[Operation] = field(default_factory=list)
+    pending_op: Operation | None = None
+
+    def sort_key(self) -> tuple[str, str]:
+        return (ts(self.created) or "", self.id)
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "@odata.type": "#microsoft.graph.delegatedAdminRelationship",
+            "@odata.etag": self.etag,
+            "id": self.id,
+            "displayName": self.display_name,
+            "duration": self.duration,
+            "status": self.status,
+            "autoExtendDuration": self.auto_extend,
+            "createdDateTime": ts(self.created),
+            "lastModifiedDateTime": ts(self.modified),
+            "activatedDateTime": ts(self.activated),
+            "endDateTime": ts(self.end),
+            "customer": None if self.customer_tenant_id is None else {
+                "tenantId": self.customer_tenant_id, "displayName": self.customer_display_name},
+            "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in self.roles]},
+        }
+
+    def scenario(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "displayName": self.display_name,
+            "status": self.status,
+            "duration": self.duration,
+            "createdDateTime": ts(self.created),
+            "activatedDateTime": ts(self.activated),
+            "endDateTime": ts(self.end),
+            "lastModifiedDateTime": ts(self.modified),
+            "autoExtendDuration": self.auto_extend,
+            "roles": list(self.roles),
+            "accessAssignments": [a.scenario() for a in self.assignments.values()],
+            "requests": [r.wire() for r in self.requests],
+            "operations": [o.wire() for o in self.operations],
+        }
+
+    def filter_value(self, key: str) -> Any:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "displayname": self.display_name,
+            "customer/tenantid": self.customer_tenant_id,
+            "customer/displayname": self.customer_display_name,
+            "autoextendduration": self.auto_extend,
+            "duration": self.duration,
+            "createddatetime": ts(self.created),
+            "activateddatetime": ts(self.activated),
+            "enddatetime": ts(self.end),
+        }.get(key)
+
+
+GDAP_FILTER_PROPS = {"id", "status", "displayname", "customer/tenantid", "customer/displayname",
+                     "autoextendduration", "duration", "createddatetime", "activateddatetime", "enddatetime"}
+
+
+@dataclass
+class Customer:
+    tenant_id: str
+    display_name: str
+    default_domain: str
+    culture: str
+    contacts: list[str]
+    dap: dict[str, Any] | None
+    relationships: list[str] = field(default_factory=list)  # relationship ids
+
+    @property
+    def commerce_id(self) -> str:
+        return stable_guid("commerce", self.tenant_id)
+
+    def scenario(self, rels: dict[str, Relationship]) -> dict[str, Any]:
+        return {
+            "tenantId": self.tenant_id,
+            "displayName": self.display_name,
+            "defaultDomainName": self.default_domain,
+            "culture": self.culture,
+            "contacts": list(self.contacts),
+            "dap": None if self.dap is None else dict(self.dap),
+            "gdapRelationships": [rels[r].scenario() for r in self.relationships if r in rels],
+        }
+
+
+@dataclass
+class Fault:
+    method: str
+    path_prefix: str
+    status: int
+    times: int
+    retry_after: Any = None
+    kind: str | None = None
+    delay_seconds: float = 30.0
+    served: int = 0
+
+    @classmethod
+    def parse(cls, d: Any) -> Fault:
+        if not isinstance(d, dict):
+            raise bad_request("A fault is a JSON object.")
+        prefix = d.get("pathPrefix")
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            raise bad_request("A fault needs a 'pathPrefix' starting with '/'.")
+        kind = d.get("kind")
+        if kind not in (None, "reset", "timeout", "truncate"):
+            raise bad_request("A fault 'kind' is one of reset, timeout, truncate.")
+        status = d.get("status", 503 if kind is None else 200)
+        if not isinstance(status, int) or not 100 <= status <= 599:
+            raise bad_request("A fault 'status' is an HTTP status code.")
+        times = d.get("times", 1)
+        if not isinstance(times, int):
+            raise bad_request("A fault 'times' is an integer (-1 = forever).")
+        return cls(
+            method=str(d.get("method") or "*").upper(),
+            path_prefix=prefix,
+            status=status,
+            times=times,
+            retry_after=d.get("retryAfter"),
+            kind=kind,
+            delay_seconds=float(d.get("delaySeconds", 30)),
+        )
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.times != 0 and self.method in ("*", method.upper()) and path.startswith(self.path_prefix)
+
+    def consume(self) -> None:
+        if self.times > 0:
+            self.times -= 1
+        self.served += 1
+
+    def scenario(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method, "pathPrefix": self.path_prefix, "status": self.status,
+                               "times": self.times, "served": self.served}
+        if self.retry_after is not None:
+            out["retryAfter"] = self.retry_after
+        if self.kind:
+            out["kind"] = self.kind
+            out["delaySeconds"] = self.delay_seconds
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The estate
+
+
+def _role_list(value: Any, what: str) -> list[str]:
+    """Roles from a scenario list of ids or the wire ``{"unifiedRoles": [{"roleDefinitionId"}]}``."""
+    if isinstance(value, dict):
+        value = value.get("unifiedRoles")
+        if not isinstance(value, list):
+            raise bad_request(f"'{what}.unifiedRoles' is required.")
+        value = [r.get("roleDefinitionId") if isinstance(r, dict) else r for r in value]
+    if not isinstance(value, list) or not all(isinstance(r, str) and r for r in value):
+        raise bad_request(f"'{what}' must list role definition ids.")
+    seen: list[str] = []
+    for r in value:
+        if r.lower() not in (s.lower() for s in seen):
+            seen.append(r)
+    return seen
+
+
+def _lower_set(values: Iterable[str]) -> set[str]:
+    return {v.lower() for v in values}
+
+
+class Estate:
+    """The whole emulated world. Not thread-safe: the aiohttp server runs it on one event loop."""
+
+    def __init__(self, scenario: dict[str, Any]) -> None:
+        self._seq = 0
+        self.now: datetime = parse_time(scenario.get("now") or format_timestamp(datetime.now(UTC)), "now")
+        self.retention_days = float(scenario.get("signInRetentionDays", 30))
+        partner = scenario.get("partner") or {}
+        self.partner_tenant_id: str = str(partner.get("tenantId") or stable_guid("partner"))
+        self.partner_display_name: str = str(partner.get("displayName") or "Partner")
+        self.sender_mailbox: str = str(partner.get("senderMailbox") or f"notices@{self._partner_domain(partner)}")
+        self.partner_domains: list[str] = self._domains(partner)
+        self.groups: dict[str, dict[str, Any]] = {}
+        for g in scenario.get("groups") or []:
+            if isinstance(g, dict) and g.get("id"):
+                self.groups[str(g["id"]).lower()] = {"id": str(g["id"]), "displayName": str(g.get("displayName") or "")}
+        self.agents: list[dict[str, Any]] = []
+        self.agents_by_id: dict[str, dict[str, Any]] = {}
+        for a in scenario.get("agents") or []:
+            if not isinstance(a, dict) or not a.get("id"):
+                continue
+            agent: dict[str, Any] = {
+                "id": str(a["id"]),
+                "userPrincipalName": str(a.get("userPrincipalName") or f"{a['id']}@{self.partner_domains[0]}"),
+                "displayName": str(a.get("displayName") or a.get("userPrincipalName") or a["id"]),
+                "groupIds": [str(g) for g in a.get("groupIds") or []],
+            }
+            self.agents.append(agent)
+            self.agents_by_id[agent["id"].lower()] = agent
+        self.customers: dict[str, Customer] = {}
+        self.relationships: dict[str, Relationship] = {}
+        for c in scenario.get("customers") or []:
+            self._load_customer(c)
+        for r in scenario.get("gdapRelationshipsWithoutCustomer") or []:
+            self._load_relationship(r, None)
+        rows: list[SignInRow] = []
+        for s in scenario.get("signIns") or []:
+            rows.append(s if isinstance(s, SignInRow) else signin_row(s))
+        self.signins = SignInStore(rows)
+        self.faults: list[Fault] = [Fault.parse(f) for f in scenario.get("faults") or []]
+        self.outbox: list[dict[str, Any]] = []
+        self._fragments: dict[tuple[str, str], str] = {}
+        self._admins: set[str] | None = None
+
+    # ---- loading
+
+    @staticmethod
+    def _partner_domain(partner: dict[str, Any]) -> str:
+        mailbox = str(partner.get("senderMailbox") or "")
+        return mailbox.split("@", 1)[1] if "@" in mailbox else "partner.onmicrosoft.com"
+
+    def _domains(self, partner: dict[str, Any]) -> list[str]:
+        domains = [str(d) for d in partner.get("verifiedDomains") or [] if isinstance(d, str)]
+        main = self._partner_domain(partner)
+        if main not in domains:
+            domains.insert(0, main)
+        return domains
+
+    def next_etag(self, entity_id: str) -> str:
+        self._seq += 1
+        return make_etag(f"{entity_id}:{self._seq}")
+
+    def _load_customer(self, c: Any) -> None:
+        if not isinstance(c, dict) or not c.get("tenantId"):
+            return
+        tenant_id = str(c["tenantId"])
+        name = str(c.get("displayName") or tenant_id)
+        dap = c.get("dap")
+        if isinstance(dap, dict):
+            dap = {"enabled": bool(dap.get("enabled", False)),
+                   "startDateTime": dap.get("startDateTime"),
+                   **({"endDateTime": dap["endDateTime"]} if dap.get("endDateTime") else {})}
+            if dap.get("startDateTime"):
+                dap["startDateTime"] = format_timestamp(parse_time(dap["startDateTime"], "dap.startDateTime"))
+        else:
+            dap = None
+        slug = re.sub(r"[^a-z0-9]", "", name.lower()) or tenant_id.split("-")[0]
+        customer = Customer(
+            tenant_id=tenant_id,
+            display_name=name,
+            default_domain=str(c.get("defaultDomainName") or f"{slug}.onmicrosoft.com"),
+            culture=str(c.get("culture") or "en-US"),
+            contacts=[str(x) for x in c.get("contacts") or []],
+            dap=dap,
+        )
+        self.customers[tenant_id.lower()] = customer
+        for r in c.get("gdapRelationships") or []:
+            self._load_relationship(r, customer)
+
+    def _load_relationship(self, r: Any, customer: Customer | None) -> None:
+        if not isinstance(r, dict) or not r.get("id"):
+            return
+        created = parse_optional_time(r.get("createdDateTime"), "createdDateTime") or self.now
+        rid = str(r["id"])
+        rel = Relationship(
+            id=rid,
+            display_name=str(r.get("displayName") or rid[:50]),
+            status=str(r.get("status") or "active"),
+            duration=str(r.get("duration") or "P730D"),
+            customer_tenant_id=customer.tenant_id if customer else None,
+            customer_display_name=customer.display_name if customer else None,
+            created=created,
+            activated=parse_optional_time(r.get("activatedDateTime"), "activatedDateTime"),
+            end=parse_optional_time(r.get("endDateTime"), "endDateTime"),
+            modified=parse_optional_time(r.get("lastModifiedDateTime"), "lastModifiedDateTime")
+            or parse_optional_time(r.get("activatedDateTime"), "activatedDateTime") or created,
+            auto_extend=str(r.get("autoExtendDuration") or "PT0S"),
+            roles=_role_list(r.get("roles") if "roles" in r else r.get("accessDetails") or [], "roles"),
+            etag=self.next_etag(rid),
+        )
+        for a in r.get("accessAssignments") or []:
+            if not isinstance(a, dict) or not a.get("id"):
+                continue
+            group_id = a.get("groupId") or (a.get("accessContainer") or {}).get("accessContainerId") or ""
+            roles = a.get("roles") if "roles" in a else a.get("accessDetails") or []
+            aa = AccessAssignment(
+                id=str(a["id"]),
+                group_id=str(group_id),
+                roles=_role_list(roles, "accessAssignments.roles"),
+                status=str(a.get("status") or "active"),
+                created=parse_optional_time(a.get("createdDateTime"), "createdDateTime") or rel.modified,
+                modified=parse_optional_time(a.get("lastModifiedDateTime"), "lastModifiedDateTime") or rel.modified,
+                etag=self.next_etag(str(a["id"])),
+            )
+            rel.assignments[aa.id] = aa
+        self.relationships[rid] = rel
+        if customer:
+            customer.relationships.append(rid)
+
+    # ---- export
+
+    def scenario(self, include_signins: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "now": ts(self.now),
+            "signInRetentionDays": self.retention_days if self.retention_days % 1 else int(self.retention_days),
+            "partner": {"tenantId": self.partner_tenant_id, "displayName": self.partner_display_name,
+                        "senderMailbox": self.sender_mailbox},
+            "groups": list(self.groups.values()),
+            "agents": self.agents,
+            "customers": [c.scenario(self.relationships) for c in self.customers.values()],
+        }
+        orphans = [r.scenario() for r in self.relationships.values() if r.customer_tenant_id is None]
+        if orphans:
+            out["gdapRelationshipsWithoutCustomer"] = orphans
+        if include_signins:
+            out["signIns"] = [self.signin_scenario(r) for r in self.signins.rows]
+        out["signInCount"] = len(self.signins)
+        out["faults"] = [f.scenario() for f in self.faults]
+        out["outbox"] = self.outbox
+        return out
+
+    @staticmethod
+    def signin_scenario(r: SignInRow) -> dict[str, Any]:
+        return {"id": r.id, "createdDateTime": r.created, "userId": r.user_id,
+                "resourceTenantId": r.resource_tenant_id, "crossTenantAccessType": r.cross_tenant_access_type,
+                "errorCode": r.error_code, "appDisplayName": r.app_display_name}
+
+    # ---- clock
+
+    @property
+    def now_ts(self) -> str:
+        return format_timestamp(self.now)
+
+    def set_clock(self, body: Any) -> None:
+        if not isinstance(body, dict):
+            raise bad_request("Body must be {\"now\": ISO} or {\"advance\": duration}.")
+        if "now" in body:
+            self.now = parse_time(body["now"], "now")
+        elif "advance" in body:
+            self.now = self.now + parse_duration(body["advance"])
+        else:
+            raise bad_request("Body must be {\"now\": ISO} or {\"advance\": duration}.")
+        self._expire_relationships()
+
+    def _expire_relationships(self) -> None:
+        for rel in self.relationships.values():
+            if rel.status not in ("active", "expiring") or rel.end is None or rel.end > self.now:
+                continue
+            if rel.auto_extend.upper() in ("PT0S", "P0D"):
+                rel.status = "expired"
+            else:
+                step = parse_duration(rel.auto_extend)
+                while rel.end <= self.now:
+                    rel.end += step
+            rel.modified = self.now
+            rel.etag = self.next_etag(rel.id)
+
+    # ---- sign-ins
+
+    def retention_bounds(self) -> tuple[str, str]:
+        """Visible key range ``[lower, upper)``: ``now - retention <= createdDateTime <= now``."""
+        lower = format_timestamp(self.now - timedelta(days=self.retention_days))
+        upper = self.now_ts + "\uffff"
+        return lower, upper
+
+    def add_signins(self, items: Any) -> int:
+        if isinstance(items, dict) and isinstance(items.get("signIns"), list):
+            items = items["signIns"]
+        if not isinstance(items, list):
+            raise bad_request("Body must be an array of sign-ins.")
+        rows = [s if isinstance(s, SignInRow) else signin_row(s) for s in items if isinstance(s, dict | SignInRow)]
+        return self.signins.add(rows)
+
+    def signin_wire(self, r: SignInRow, beta: bool) -> dict[str, Any]:
+        agent = self.agents_by_id.get(r.user_id.lower())
+        upn = agent["userPrincipalName"] if agent else r.user_id
+        display = agent["displayName"] if agent else r.user_id
+        app_id, resource_name, resource_id = app_info(r.app_display_name)
+        sid = r.id
+        h = zlib.crc32(sid.encode())
+        city, state, country, lat, lon = _CITIES[h % len(_CITIES)]
+        os_name, browser = _DEVICES[(h >> 4) % len(_DEVICES)]
+        corr = hashlib.md5(sid.encode()).hexdigest()
+        if r.error_code:
+            reason, details = _FAILURES.get(r.error_code, ("Other.", None))
+        else:
+            reason, details = None, None
+        item: dict[str, Any] = {
+            "id": sid,
+            "createdDateTime": r.created,
+            "userDisplayName": display,
+            "userPrincipalName": upn,
+            "userId": r.user_id,
+            "appId": app_id,
+            "appDisplayName": r.app_display_name,
+            "ipAddress": f"{20 + (h >> 8) % 180}.{(h >> 16) % 256}.{(h >> 24) % 256}.{1 + h % 253}",
+            "clientAppUsed": "Browser",
+            "correlationId": f"{corr[:8]}-{corr[8:12]}-{corr[12:16]}-{corr[16:20]}-{corr[20:32]}",
+            "conditionalAccessStatus": "notApplied",
+            "isInteractive": True,
+            "riskDetail": "none",
+            "riskLevelAggregated": "none",
+            "riskLevelDuringSignIn": "none",
+            "riskState": "none",
+            "riskEventTypes": [],
+            "riskEventTypes_v2": [],
+            "resourceDisplayName": resource_name,
+            "resourceId": resource_id,
+            "homeTenantId": self.partner_tenant_id,
+            "resourceTenantId": r.resource_tenant_id,
+            "status": {"errorCode": r.error_code, "failureReason": reason, "additionalDetails": details},
+            "deviceDetail": {"deviceId": "", "displayName": "", "operatingSystem": os_name, "browser": browser,
+                             "isCompliant": False, "isManaged": False, "trustType": ""},
+            "location": {"city": city, "state": state, "countryOrRegion": country,
+                         "geoCoordinates": {"altitude": None, "latitude": lat, "longitude": lon}},
+            "appliedConditionalAccessPolicies": [],
+        }
+        if beta:
+            item.update({
+                "crossTenantAccessType": r.cross_tenant_access_type,
+                "homeTenantName": self.partner_display_name,
+                "userType": "member",
+                "signInEventTypes": ["interactiveUser"],
+                "resourceOwnerTenantId": r.resource_tenant_id,
+                "appOwnerTenantId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
+                "incomingTokenType": "none",
+                "isTenantRestricted": False,
+                "signInIdentifier": upn,
+                "signInIdentifierType": "userPrincipalName",
+            })
+        return item
+
+    def _fragment(self, kind: str, value: str) -> str:
+        """Pre-encoded JSON pieces shared by many sign-ins (per agent, app, tenant...)."""
+        key = (kind, value)
+        frag = self._fragments.get(key)
+        if frag is not None:
+            return frag
+        if kind == "user":
+            agent = self.agents_by_id.get(value.lower())
+            upn = agent["userPrincipalName"] if agent else value
+            display = agent["displayName"] if agent else value
+            frag = (f'"userDisplayName":{_j(display)},"userPrincipalName":{_j(upn)},"userId":{_j(value)}')
+        elif kind == "upn":
+            agent = self.agents_by_id.get(value.lower())
+            frag = _j(agent["userPrincipalName"] if agent else value)
+        elif kind == "app":
+            app_id, resource_name, resource_id = app_info(value)
+            frag = f'"appId":"{app_id}","appDisplayName":{_j(value)}'
+        elif kind == "resource":
+            app_id, resource_name, resource_id = app_info(value)
+            frag = f'"resourceDisplayName":{_j(resource_name)},"resourceId":"{resource_id}"'
+        else:  # plain JSON string
+            frag = _j(value)
+        self._fragments[key] = frag
+        return frag
+
+    def signin_json(self, r: SignInRow, beta: bool) -> str:
+        """The same object as :meth:`signin_wire`, encoded straight to JSON (hot path of paging)."""
+        frag = self._fragment
+        sid = r.id
+        h = zlib.crc32(sid.encode())
+        corr = hashlib.md5(sid.encode()).hexdigest()
+        err = r.error_code
+        status = _STATUS_FRAGMENTS.get(err)
+        if status is None:
+            reason, details = _FAILURES.get(err, ("Other.", None))
+            status = f'"status":{{"errorCode":{err},"failureReason":{_j(reason)},"additionalDetails":{_j(details)}}}'
+        rtid = frag("str", r.resource_tenant_id)
+        text = (
+            f'{{"id":{_j(sid)},"createdDateTime":"{r.created}",{frag("user", r.user_id)},'
+            f'{frag("app", r.app_display_name)},'
+            f'"ipAddress":"{20 + (h >> 8) % 180}.{(h >> 16) % 256}.{(h >> 24) % 256}.{1 + h % 253}",'
+            f'"clientAppUsed":"Browser",'
+            f'"correlationId":"{corr[:8]}-{corr[8:12]}-{corr[12:16]}-{corr[16:20]}-{corr[20:32]}",'
+            f'{_CONSTANT_FRAGMENT},{frag("resource", r.app_display_name)},'
+            f'"homeTenantId":{frag("str", self.partner_tenant_id)},"resourceTenantId":{rtid},{status},'
+            f'{_DEVICE_FRAGMENTS[(h >> 4) % len(_DEVICES)]},{_LOCATION_FRAGMENTS[h % len(_CITIES)]},'
+            f'"appliedConditionalAccessPolicies":[]'
+        )
+        if not beta:
+            return text + "}"
+        return (
+            f'{text},"crossTenantAccessType":{frag("str", r.cross_tenant_access_type)},'
+            f'"homeTenantName":{frag("str", self.partner_display_name)},"userType":"member",'
+            f'"signInEventTypes":["interactiveUser"],"resourceOwnerTenantId":{rtid},'
+            f'"appOwnerTenantId":"f8cdef31-a31e-4b4a-93e4-5f571e91255a","incomingTokenType":"none",'
+            f'"isTenantRestricted":false,"signInIdentifier":{frag("upn", r.user_id)},'
+            f'"signInIdentifierType":"userPrincipalName"}}'
+        )
+
+    def signin_select_json(self, r: SignInRow, beta: bool, fields: list[str]) -> str:
+        """``$select`` projection encoded directly; cheap fields avoid building the whole object."""
+        frag = self._fragment
+        parts = [f'"id":{_j(r.id)}']
+        wire: dict[str, Any] | None = None
+        for name in fields:
+            if name == "id":
+                continue
+            if name == "createdDateTime":
+                parts.append(f'"createdDateTime":"{r.created}"')
+            elif name == "userId":
+                parts.append('"userId":' + frag("str", r.user_id))
+            elif name == "userPrincipalName":
+                parts.append('"userPrincipalName":' + frag("upn", r.user_id))
+            elif name == "homeTenantId":
+                parts.append('"homeTenantId":' + frag("str", self.partner_tenant_id))
+            elif name in ("resourceTenantId", "resourceOwnerTenantId"):
+                parts.append(f'"{name}":' + frag("str", r.resource_tenant_id))
+            elif name == "crossTenantAccessType":
+                parts.append('"crossTenantAccessType":' + frag("str", r.cross_tenant_access_type))
+            elif name == "appDisplayName":
+                parts.append('"appDisplayName":' + frag("str", r.app_display_name))
+            elif name == "status" and r.error_code in _STATUS_FRAGMENTS:
+                parts.append(_STATUS_FRAGMENTS[r.error_code])
+            else:
+                if wire is None:
+                    wire = self.signin_wire(r, beta)
+                parts.append(f'"{name}":{_j(wire[name])}')
+        return "{" + ",".join(parts) + "}"
+
+    def signin_filter(
+        self, text: str | None, beta: bool
+    ) -> tuple[str, str, Callable[[SignInRow], bool] | None]:
+        """Turn ``$filter`` into a key range within retention plus a row predicate."""
+        lower, upper = self.retention_bounds()
+        if not text:
+            return lower, upper, None
+        m = re.search(r"crosstenantaccesstype", text, re.IGNORECASE)
+        if m and not beta:
+            raise bad_request(
+                f"Invalid filter clause: Could not find a property named '{text[m.start():m.end()]}' "
+                "on type 'microsoft.graph.signIn'."
+            )
+        try:
+            clauses = conjunction(_parse(text))
+        except FilterError as exc:
+            raise bad_request(_filter_message(exc)) from exc
+        checks: list[Callable[[SignInRow], bool]] = []
+        for c in clauses:
+            key, op, value = c.key, c.op, c.value
+            if key == "createddatetime":
+                if not isinstance(value, DateTimeLiteral) or op == "ne":
+                    raise bad_request(f"Invalid filter clause: unsupported comparison '{c.prop} {op}'.")
+                v = value.value
+                if op in ("ge", "gt", "eq"):
+                    bound = v if op != "gt" else v + "\uffff"
+                    lower = max(lower, bound)
+                if op in ("le", "lt", "eq"):
+                    bound = v + "\uffff" if op != "lt" else v
+                    upper = min(upper, bound)
+            elif key == "crosstenantaccesstype":
+                if op not in ("eq", "ne") or not isinstance(value, str):
+                    raise bad_request(f"Invalid filter clause: unsupported comparison '{c.prop} {op}'.")
+                checks.append(_access_type_check(op, value.lower()))
+            elif key == "status/errorcode":
+                if op not in ("eq", "ne") or not isinstance(value, int) or isinstance(value, bool):
+                    raise bad_request(f"Invalid filter clause: unsupported comparison '{c.prop} {op}'.")
+                checks.append(_error_code_check(op, value))
+            elif key in ("resourcetenantid", "hometenantid", "userid", "id", "appdisplayname",
+                         "userprincipalname"):
+                if op not in ("eq", "ne") or not isinstance(value, str):
+                    raise bad_request(f"Invalid filter clause: unsupported comparison '{c.prop} {op}'.")
+                checks.append(self._string_check(key, op, value.lower()))
+            else:
+                raise bad_request(
+                    f"Invalid filter clause: Could not find a property named '{c.prop}' on type "
+                    "'microsoft.graph.signIn'." if key.split("/")[0] not in _lower_set(BETA_FIELDS)
+                    else f"Invalid filter clause: filtering on '{c.prop}' is not supported."
+                )
+        if not checks:
+            return lower, upper, None
+        if len(checks) == 1:
+            return lower, upper, checks[0]
+        return lower, upper, lambda r: all(chk(r) for chk in checks)
+
+    def _string_check(self, key: str, op: str, value: str) -> Callable[[SignInRow], bool]:
+        getter: Callable[[SignInRow], str]
+        if key == "resourcetenantid":
+            getter = itemgetter(2)
+        elif key == "userid":
+            getter = itemgetter(1)
+        elif key == "id":
+            getter = lambda r: r.id  # noqa: E731
+        elif key == "appdisplayname":
+            getter = itemgetter(5)
+        elif key == "userprincipalname":
+            def getter(r: SignInRow) -> str:
+                agent = self.agents_by_id.get(r.user_id.lower())
+                return agent["userPrincipalName"] if agent else r.user_id
+        else:  # hometenantid: every sign-in in this log is the partner's own user
+            partner = self.partner_tenant_id.lower()
+            return (lambda r: value == partner) if op == "eq" else (lambda r: value != partner)
+        if op == "eq":
+            return lambda r: getter(r).lower() == value
+        return lambda r: getter(r).lower() != value
+
+    # ---- GDAP relationships
+
+    def _advance_relationship(self, rel: Relationship) -> None:
+        changed = False
+        if rel.status == "terminationRequested":
+            rel.status = "terminating"
+            changed = True
+        elif rel.status == "terminating":
+            rel.status = "terminated"
+            rel.end = self.now
+            changed = True
+        elif rel.status == "approved":
+            rel.status = "activating"
+            changed = True
+        elif rel.status == "activating":
+            rel.status = "active"
+            rel.activated = self.now
+            rel.end = self.now + parse_duration(rel.duration)
+            changed = True
+        if rel.pending_op is not None:
+            self._finish_operation(rel.pending_op)
+            changed = True
+        if changed:
+            rel.modified = self.now
+            rel.etag = self.next_etag(rel.id)
+
+    def _finish_operation(self, op: Operation) -> None:
+        op.status = "succeeded"
+        op.modified = self.now
+        op.etag = self.next_etag(op.id)
+        if op.apply:
+            apply, op.apply = op.apply, None
+            apply()
+
+    def _advance_operation(self, op: Operation) -> None:
+        if op.status == "notStarted":
+            op.status = "running"
+            op.modified = self.now
+            op.etag = self.next_etag(op.id)
+        elif op.status == "running":
+            self._finish_operation(op)
+
+    def get_relationship(self, rid: str, advance: bool = True) -> Relationship:
+        rel = self.relationships.get(rid)
+        if rel is None:
+            for key, value in self.relationships.items():
+                if key.lower() == rid.lower():
+                    rel = value
+                    break
+        if rel is None:
+            raise not_found(f"The delegated admin relationship with id '{rid}' was not found.")
+        if advance:
+            self._advance_relationship(rel)
+        return rel
+
+    def list_relationships(self, filt: Node | None, top: int, after: tuple[str, str] | None,
+                           advance: bool = True) -> tuple[list[Relationship], tuple[str, str] | None]:
+        """A page in (createdDateTime, id) order starting after ``after``; returns the next cursor.
+
+        Every relationship the scan passes counts as read (and advances), like a real list call."""
+        if filt is not None:
+            _check_props(filt, GDAP_FILTER_PROPS, "microsoft.graph.delegatedAdminRelationship")
+        ordered = sorted(self.relationships.values(), key=Relationship.sort_key)
+        out: list[Relationship] = []
+        for rel in ordered:
+            if after is not None and rel.sort_key() <= after:
+                continue
+            if advance:
+                self._advance_relationship(rel)
+            if filt is not None and not evaluate(filt, rel.filter_value):
+                continue
+            if len(out) == top:
+                return out, out[-1].sort_key()
+            out.append(rel)
+        return out, None
+
+    def _validate_display_name(self, name: Any, exclude: str | None = None) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise bad_request("The 'displayName' property is required.")
+        if len(name) > MAX_DISPLAY_NAME:
+            raise bad_request(f"The 'displayName' must be at most {MAX_DISPLAY_NAME} characters.")
+        for rel in self.relationships.values():
+            if rel.id != exclude and rel.display_name.lower() == name.lower():
+                raise EmulatorError(409, "Conflict",
+                                    f"A delegated admin relationship named '{name}' already exists.")
+        return name
+
+    @staticmethod
+    def _validate_duration(value: Any) -> str:
+        if value is None:
+            raise bad_request("The 'duration' property is required.")
+        d = parse_duration(value)
+        if not timedelta(days=1) <= d <= timedelta(days=730):
+            raise bad_request("The 'duration' must be between P1D and P730D (2 years).")
+        return str(value)
+
+    @staticmethod
+    def _validate_auto_extend(value: Any, roles: list[str]) -> str:
+        if not isinstance(value, str) or value.upper() not in AUTO_EXTEND_VALUES:
+            raise bad_request("The 'autoExtendDuration' must be one of P0D, PT0S, P180D.")
+        value = AUTO_EXTEND_VALUES[value.upper()]
+        if value == "P180D" and GLOBAL_ADMIN_ROLE in _lower_set(roles):
+            raise bad_request(
+                "Relationships that include the Global Administrator role cannot be auto-extended.",
+                "AutoExtendNotSupportedForGlobalAdministrator",
+            )
+        return value
+
+    def _customer_for(self, body: Any) -> Customer | None:
+        if body is None:
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("tenantId"), str) or not body["tenantId"]:
+            raise bad_request("'customer.tenantId' is required when 'customer' is given.")
+        tenant_id = body["tenantId"]
+        customer = self.customers.get(tenant_id.lower())
+        if customer is None:  # a tenant we did not know yet: the real service accepts any tenant id
+            name = str(body.get("displayName") or tenant_id)
+            slug = re.sub(r"[^a-z0-9]", "", name.lower()) or tenant_id.split("-")[0]
+            customer = Customer(tenant_id, name, f"{slug}.onmicrosoft.com", "en-US", [], None)
+            self.customers[tenant_id.lower()] = customer
+        return customer
+
+    def create_relationship(self, body: Any) -> Relationship:
+        if not isinstance(body, dict):
+            raise bad_request("The request body must be a delegatedAdminRelationship object.")
+        name = self._validate_display_name(body.get("displayName"))
+        duration = self._validate_duration(body.get("duration"))
+        if body.get("accessDetails") is None:
+            raise bad_request("The 'accessDetails' property is required.")
+        roles = _role_list(body.get("accessDetails"), "accessDetails")
+        if not roles:
+            raise bad_request("'accessDetails.unifiedRoles' must contain at least one role.")
+        auto = self._validate_auto_extend(body.get("autoExtendDuration", "PT0S"), roles)
+        customer = self._customer_for(body.get("customer"))
+        base = str(uuid.uuid4())
+        rid = f"{base}-{customer.tenant_id}" if customer else base
+        rel = Relationship(
+            id=rid, display_name=name, status="created", duration=duration,
+            customer_tenant_id=customer.tenant_id if customer else None,
+            customer_display_name=customer.display_name if customer else None,
+            created=self.now, activated=None, end=None, modified=self.now, auto_extend=auto, roles=roles,
+            etag=self.next_etag(rid),
+        )
+        self.relationships[rid] = rel
+        if customer:
+            customer.relationships.append(rid)
+        return rel
+
+    @staticmethod
+    def check_if_match(entity_etag: str, if_match: str | None) -> None:
+        if if_match is None or not if_match.strip():
+            raise EmulatorError(400, "MissingIfMatchHeader",
+                                "The 'If-Match' header is required for this request.")
+        candidates = [p.strip() for p in if_match.split(",")]
+        if "*" in candidates:
+            return
+        # tolerate strong/weak mismatch (W/ prefix dropped by some clients)
+        norm = entity_etag[2:] if entity_etag.startswith("W/") else entity_etag
+        for cand in candidates:
+            c = cand[2:] if cand.startswith("W/") else cand
+            if c == norm or c.strip('"') == norm.strip('"'):
+                return
+        raise EmulatorError(412, "PreconditionFailed",
+                            "The 'If-Match' header does not match the current version of the entity.")
+
+    def update_relationship(self, rid: str, body: Any, if_match: str | None) -> tuple[Relationship, Operation | None]:
+        rel = self.get_relationship(rid, advance=False)
+        self.check_if_match(rel.etag, if_match)
+        if not isinstance(body, dict):
+            raise bad_request("The request body must be a delegatedAdminRelationship object.")
+        fields_ = {k: v for k, v in body.items() if not k.startswith("@")}
+        if rel.status == "created":
+            allowed = {"displayName", "duration", "accessDetails", "customer", "autoExtendDuration"}
+            bad = [k for k in fields_ if k not in allowed]
+            if bad:
+                raise bad_request(f"The property '{bad[0]}' cannot be updated.")
+            name = self._validate_display_name(fields_["displayName"], rel.id) if "displayName" in fields_ else None
+            duration = self._validate_duration(fields_["duration"]) if "duration" in fields_ else None
+            roles = _role_list(fields_["accessDetails"], "accessDetails") if "accessDetails" in fields_ else None
+            if roles is not None and not roles:
+                raise bad_request("'accessDetails.unifiedRoles' must contain at least one role.")
+            auto = self._validate_auto_extend(fields_.get("autoExtendDuration", rel.auto_extend),
+                                              roles if roles is not None else rel.roles)
+            customer = self._customer_for(fields_["customer"]) if fields_.get("customer") is not None else None
+            if name is not None:
+                rel.display_name = name
+            if duration is not None:
+                rel.duration = duration
+            if roles is not None:
+                rel.roles = roles
+            rel.auto_extend = auto
+            if customer is not None and customer.tenant_id != rel.customer_tenant_id:
+                old = self.customers.get((rel.customer_tenant_id or "").lower())
+                if old and rel.id in old.relationships:
+                    old.relationships.remove(rel.id)
+                customer.relationships.append(rel.id)
+                rel.customer_tenant_id = customer.tenant_id
+                rel.customer_display_name = customer.display_name
+            rel.modified = self.now
+            rel.etag = self.next_etag(rel.id)
+            return rel, None
+        if rel.status != "active":
+            raise EmulatorError(
+                409, "Conflict",
+                f"The delegated admin relationship is in status '{rel.status}' and cannot be updated.")
+        bad = [k for k in fields_ if k not in ("autoExtendDuration", "accessDetails")]
+        if bad:
+            raise bad_request(
+                f"The property '{bad[0]}' can only be updated while the relationship is in status 'created'.")
+        new_roles: list[str] | None = None
+        if "accessDetails" in fields_:
+            wanted = _role_list(fields_["accessDetails"], "accessDetails")
+            current = _lower_set(rel.roles)
+            if _lower_set(wanted) != current:
+                if GLOBAL_ADMIN_ROLE not in current or _lower_set(wanted) != current - {GLOBAL_ADMIN_ROLE}:
+                    raise bad_request(
+                        "Only the removal of the Global Administrator role is supported on an active "
+                        "relationship.", "InvalidAccessDetailsUpdate")
+                if rel.pending_op is not None:
+                    raise EmulatorError(409, "Conflict", "An update of this relationship is already in progress.")
+                new_roles = [r for r in rel.roles if r.lower() != GLOBAL_ADMIN_ROLE]
+        if "autoExtendDuration" in fields_:
+            rel.auto_extend = self._validate_auto_extend(
+                fields_["autoExtendDuration"], new_roles if new_roles is not None else rel.roles)
+        op: Operation | None = None
+        if new_roles is not None:
+            roles_after = new_roles
+
+            def apply() -> None:
+                rel.roles = roles_after
+                rel.pending_op = None
+                rel.modified = self.now
+                rel.etag = self.next_etag(rel.id)
+
+            op = self._new_operation("delegatedAdminRelationshipUpdate",
+                                     {"accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in new_roles]}},
+                                     apply)
+            rel.operations.append(op)
+            rel.pending_op = op
+        rel.modified = self.now
+        rel.etag = self.next_etag(rel.id)
+        return rel, op
+
+    def _new_operation(self, op_type: str, data: dict[str, Any], apply: Callable[[], None]) -> Operation:
+        oid = str(uuid.uuid4())
+        return Operation(id=oid, operation_type=op_type, data=json.dumps(data), status="notStarted",
+                         created=self.now, modified=self.now, etag=self.next_etag(oid), apply=apply)
+
+    def delete_relationship(self, rid: str, if_match: str | None) -> None:
+        rel = self.get_relationship(rid, advance=False)
+        self.check_if_match(rel.etag, if_match)
+        if rel.status != "created":
+            raise EmulatorError(
+                409, "Conflict",
+                f"Only relationships in status 'created' can be deleted; this one is '{rel.status}'. "
+                "Use a terminate request instead.")
+        del self.relationships[rel.id]
+        customer = self.customers.get((rel.customer_tenant_id or "").lower())
+        if customer and rel.id in customer.relationships:
+            customer.relationships.remove(rel.id)
+
+    def create_request(self, rid: str, body: Any) -> RelationshipRequest:
+        rel = self.get_relationship(rid, advance=False)
+        action = body.get("action") if isinstance(body, dict) else None
+        if not isinstance(action, str):
+            raise bad_request("The 'action' property is required.")
+        if action == "lockForApproval":
+            if rel.status != "created":
+                raise bad_request(
+                    f"lockForApproval is only allowed in status 'created'; the relationship is '{rel.status}'.")
+            rel.status = "approvalPending"
+        elif action == "terminate":
+            if rel.status in TERMINATING_STATUSES:
+                raise EmulatorError(409, "Conflict",
+                                    f"The relationship is already being terminated (status '{rel.status}').")
+            if rel.status not in ("active", "expiring"):
+                raise bad_request(
+                    f"terminate is only allowed for an active relationship; the relationship is '{rel.status}'.")
+            rel.status = "terminationRequested"
+        elif action in ("approve", "reject"):
+            raise bad_request(f"The action '{action}' is only available to indirect resellers.")
+        else:
+            raise bad_request(f"The action '{action}' is not valid.")
+        rel.modified = self.now
+        rel.etag = self.next_etag(rel.id)
+        req = RelationshipRequest(id=str(uuid.uuid4()), action=action, status="created",
+                                  created=self.now, modified=self.now)
+        rel.requests.append(req)
+        return req
+
+    def _advance_request(self, req: RelationshipRequest) -> None:
+        if req.status == "created":
+            req.status = "pending"
+            req.modified = self.now
+        elif req.status == "pending":
+            req.status = "succeeded"
+            req.modified = self.now
+
+    def list_requests(self, rid: str) -> list[RelationshipRequest]:
+        rel = self.get_relationship(rid, advance=False)
+        for req in rel.requests:
+            self._advance_request(req)
+        return list(rel.requests)
+
+    def get_request(self, rid: str, req_id: str) -> RelationshipRequest:
+        rel = self.get_relationship(rid, advance=False)
+        for req in rel.requests:
+            if req.id == req_id:
+                self._advance_request(req)
+                return req
+        raise not_found(f"The request '{req_id}' was not found.")
+
+    def list_operations(self, rid: str) -> list[Operation]:
+        rel = self.get_relationship(rid, advance=False)
+        for op in rel.operations:
+            self._advance_operation(op)
+        return list(rel.operations)
+
+    def get_operation(self, rid: str, op_id: str) -> Operation:
+        rel = self.get_relationship(rid, advance=False)
+        for op in rel.operations:
+            if op.id == op_id:
+                self._advance_operation(op)
+                return op
+        raise not_found(f"The operation '{op_id}' was not found.")
+
+    def approve(self, rid: str, body: Any) -> Relationship:
+        """Emulator control: the customer approves an approvalPending relationship."""
+        rel = self.get_relationship(rid, advance=False)
+        if rel.status != "approvalPending":
+            raise EmulatorError(409, "Conflict", f"The relationship is '{rel.status}', not 'approvalPending'.")
+        if rel.customer_tenant_id is None:
+            customer = self._customer_for((body or {}).get("customer") if isinstance(body, dict) else None)
+            if customer is None:
+                raise bad_request("This relationship has no customer yet: post {\"customer\": {\"tenantId\"}}.")
+            customer.relationships.append(rel.id)
+            rel.customer_tenant_id = customer.tenant_id
+            rel.customer_display_name = customer.display_name
+        rel.status = "approved"
+        rel.modified = self.now
+        rel.etag = self.next_etag(rel.id)
+        return rel
+
+    # ---- access assignments
+
+    def _advance_assignment(self, aa: AccessAssignment) -> None:
+        changed = False
+        if aa.status == "pending":
+            aa.status = "active"
+            changed = True
+        elif aa.status == "deleting":
+            aa.status = "deleted"
+            changed = True
+        if aa.pending_op is not None:
+            self._finish_operation(aa.pending_op)
+            changed = True
+        if changed:
+            aa.modified = self.now
+            aa.etag = self.next_etag(aa.id)
+
+    def list_assignments(self, rid: str) -> list[AccessAssignment]:
+        rel = self.get_relationship(rid, advance=False)
+        out = []
+        for aa in rel.assignments.values():
+            if aa.status == "deleted":
+                continue
+            self._advance_assignment(aa)
+            out.append(aa)
+        return out
+
+    def _assignment(self, rel: Relationship, aa_id: str) -> AccessAssignment:
+        aa = rel.assignments.get(aa_id)
+        if aa is None:
+            raise not_found(f"The access assignment '{aa_id}' was not found.")
+        return aa
+
+    def get_assignment(self, rid: str, aa_id: str) -> AccessAssignment:
+        rel = self.get_relationship(rid, advance=False)
+        aa = self._assignment(rel, aa_id)
+        self._advance_assignment(aa)
+        return aa
+
+    def create_assignment(self, rid: str, body: Any) -> AccessAssignment:
+        rel = self.get_relationship(rid, advance=False)
+        if rel.status != "active":
+            raise bad_request(
+                f"Access assignments can only be created for an active relationship; this one is '{rel.status}'.")
+        if not isinstance(body, dict):
+            raise bad_request("The request body must be a delegatedAdminAccessAssignment object.")
+        container = body.get("accessContainer")
+        if not isinstance(container, dict) or not isinstance(container.get("accessContainerId"), str):
+            raise bad_request("'accessContainer.accessContainerId' is required.")
+        ctype = container.get("accessContainerType", "securityGroup")
+        if ctype != "securityGroup":
+            raise bad_request("'accessContainer.accessContainerType' must be 'securityGroup'.")
+        group_id = container["accessContainerId"]
+        if group_id.lower() not in self.groups:
+            raise bad_request(f"The security group '{group_id}' was not found in the partner tenant.")
+        roles = self._assignment_roles(rel, body.get("accessDetails"))
+        for aa in rel.assignments.values():
+            if aa.group_id.lower() == group_id.lower() and aa.status not in ("deleting", "deleted"):
+                raise EmulatorError(409, "Conflict",
+                                    f"An access assignment for the security group '{group_id}' already exists.")
+        aid = str(uuid.uuid4())
+        aa = AccessAssignment(id=aid, group_id=group_id, roles=roles, status="pending", created=self.now,
+                              modified=self.now, etag=self.next_etag(aid))
+        rel.assignments[aid] = aa
+        return aa
+
+    @staticmethod
+    def _assignment_roles(rel: Relationship, details: Any) -> list[str]:
+        if details is None:
+            raise bad_request("'accessDetails' is required.")
+        roles = _role_list(details, "accessDetails")
+        if not roles:
+            raise bad_request("'accessDetails.unifiedRoles' must contain at least one role.")
+        extra = _lower_set(roles) - _lower_set(rel.roles)
+        if extra:
+            raise bad_request(
+                f"The role '{sorted(extra)[0]}' is not part of the relationship's access details.")
+        return roles
+
+    def update_assignment(self, rid: str, aa_id: str, body: Any, if_match: str | None
+                          ) -> tuple[AccessAssignment, Operation | None]:
+        rel = self.get_relationship(rid, advance=False)
+        aa = self._assignment(rel, aa_id)
+        self.check_if_match(aa.etag, if_match)
+        if aa.status != "active":
+            raise EmulatorError(409, "Conflict", f"The access assignment is '{aa.status}' and cannot be updated.")
+        if not isinstance(body, dict):
+            raise bad_request("The request body must be a delegatedAdminAccessAssignment object.")
+        fields_ = {k: v for k, v in body.items() if not k.startswith("@")}
+        if "accessContainer" in fields_:
+            container = fields_["accessContainer"] or {}
+            if str(container.get("accessContainerId", aa.group_id)).lower() != aa.group_id.lower():
+                raise bad_request("The 'accessContainer' of an access assignment cannot be changed.")
+        bad = [k for k in fields_ if k not in ("accessDetails", "accessContainer")]
+        if bad:
+            raise bad_request(f"The property '{bad[0]}' cannot be updated.")
+        if "accessDetails" not in fields_:
+            return aa, None
+        roles = self._assignment_roles(rel, fields_["accessDetails"])
+        if _lower_set(roles) == _lower_set(aa.roles):
+            return aa, None
+
+        def apply() -> None:
+            aa.roles = roles
+            aa.pending_op = None
+            aa.modified = self.now
+            aa.etag = self.next_etag(aa.id)
+
+        op = self._new_operation(
+            "delegatedAdminAccessAssignmentUpdate",
+            {"id": aa.id, "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in roles]}}, apply)
+        rel.operations.append(op)
+        aa.pending_op = op
+        aa.modified = self.now
+        aa.etag = self.next_etag(aa.id)
+        return aa, op
+
+    def delete_assignment(self, rid: str, aa_id: str, if_match: str | None) -> None:
+        rel = self.get_relationship(rid, advance=False)
+        aa = self._assignment(rel, aa_id)
+        self.check_if_match(aa.etag, if_match)
+        if aa.status in ("deleting", "deleted"):
+            raise EmulatorError(409, "Conflict", f"The access assignment is already '{aa.status}'.")
+        aa.status = "deleting"
+        aa.modified = self.now
+        aa.etag = self.next_etag(aa.id)
+
+    # ---- GDAP customers, contracts, groups
+
+    def delegated_admin_customers(self) -> list[Customer]:
+        out = []
+        for c in self.customers.values():
+            if any(self.relationships[r].status in CUSTOMER_VISIBLE_STATUSES
+                   for r in c.relationships if r in self.relationships):
+                out.append(c)
+        return out
+
+    def customer(self, tenant_id: str) -> Customer | None:
+        return self.customers.get(tenant_id.lower())
+
+    def group_members(self, group_id: str) -> list[dict[str, Any]]:
+        group = self.groups.get(group_id.lower())
+        if group is None:
+            raise not_found(f"Resource '{group_id}' does not exist or one of its queried reference-property "
+                            "objects are not present.", "Request_ResourceNotFound")
+        gid = group["id"].lower()
+        return [a for a in self.agents if gid in _lower_set(a["groupIds"])]
+
+    # ---- mail
+
+    def send_mail(self, sender: str, body: Any) -> None:
+        mailbox = self._mailbox(sender)
+        if not isinstance(body, dict):
+            raise bad_request("The request body must be a JSON object with a 'message'.")
+        lowered = {k[:1].lower() + k[1:]: v for k, v in body.items()}
+        message = lowered.get("message")
+        if not isinstance(message, dict):
+            raise EmulatorError(400, "BadRequest", "The 'message' parameter is required.")
+        message = _camel_keys(message)
+        subject = message.get("subject")
+        if not isinstance(subject, str):
+            raise EmulatorError(400, "BadRequest", "The message needs a 'subject'.")
+        mail_body = message.get("body")
+        if not isinstance(mail_body, dict) or not isinstance(mail_body.get("content"), str):
+            raise EmulatorError(400, "BadRequest", "The message needs a 'body' with 'content'.")
+        ctype = str(mail_body.get("contentType") or "text")
+        if ctype.lower() not in ("text", "html"):
+            raise EmulatorError(400, "BadRequest", "'body.contentType' must be Text or HTML.")
+        recipients = 0
+        for key in ("toRecipients", "ccRecipients", "bccRecipients"):
+            items = message.get(key) or []
+            if not isinstance(items, list):
+                raise EmulatorError(400, "ErrorInvalidRecipients", f"'{key}' must be a list of recipients.")
+            for rcpt in items:
+                address = (rcpt or {}).get("emailAddress", {}).get("address") if isinstance(rcpt, dict) else None
+                if not isinstance(address, str) or "@" not in address:
+                    raise EmulatorError(400, "ErrorInvalidRecipients",
+                                        "At least one recipient is not valid., Recipient is not a valid address.")
+                recipients += 1
+        if recipients == 0:
+            raise EmulatorError(400, "ErrorInvalidRecipients", "At least one recipient is required.")
+        save = lowered.get("saveToSentItems", True)
+        if isinstance(save, str):
+            save = save.strip().lower() != "false"
+        self.outbox.append({"from": mailbox, "message": message, "saveToSentItems": bool(save),
+                            "sentDateTime": self.now_ts})
+
+    def _mailbox(self, sender: str) -> str:
+        s = sender.strip().lower()
+        if s == self.sender_mailbox.lower():
+            return self.sender_mailbox
+        for a in self.agents:
+            if s in (a["id"].lower(), a["userPrincipalName"].lower()):
+                return str(a["userPrincipalName"])
+        raise not_found(f"The requested user '{sender}' is invalid.", "ErrorInvalidUser")
+
+    # ---- Partner Center
+
+    def disable_dap(self, tenant_id: str, body: Any) -> Customer:
+        customer = self.customers.get(tenant_id.lower())
+        if customer is None:
+            raise EmulatorError(404, "2000", f"Customer {tenant_id} was not found.")
+        if not isinstance(body, dict):
+            raise EmulatorError(400, "2001", "The request body must be a Customer object.")
+        allow = None
+        found = False
+        for k, v in body.items():
+            kl = k.lower()
+            if kl == "allowdelegatedaccess":
+                allow, found = v, True
+            elif kl in ("attributes", "id"):
+                continue
+            else:
+                raise EmulatorError(400, "2001", f"The property '{k}' cannot be updated with this request.")
+        if not found:
+            raise EmulatorError(400, "2001", "'AllowDelegatedAccess' is required.")
+        if allow is not False:
+            raise EmulatorError(400, "2001", "Delegated admin privileges can only be removed (AllowDelegatedAccess=false).")
+        if customer.dap is not None and customer.dap.get("enabled"):
+            customer.dap["enabled"] = False
+            customer.dap["endDateTime"] = self.now_ts
+        return customer
+
+    def admin_agent_ids(self) -> set[str]:
+        """Agents in the AdminAgents group (DAP's Global Administrator path), lower-cased ids."""
+        if self._admins is None:
+            admin_groups = {g["id"].lower() for g in self.groups.values()
+                            if g["displayName"].lower() == "adminagents"}
+            self._admins = {a["id"].lower() for a in self.agents if admin_groups & _lower_set(a["groupIds"])}
+        return self._admins
+
+    def qualifying_stats(self, tenant_id: str) -> tuple[int, int, int, str | None]:
+        """(agents, sign-ins, global-admin-agent sign-ins) in ``(now-24h, now]`` and the latest sign-in."""
+        idx = self.signins.qualifying.get(tenant_id)
+        if idx is None:
+            for key, value in self.signins.qualifying.items():
+                if key.lower() == tenant_id.lower():
+                    idx = value
+                    break
+        if idx is None:
+            return 0, 0, 0, None
+        upper = bisect_left(idx.keys, self.now_ts + "\uffff")
+        if upper == 0:
+            return 0, 0, 0, None
+        latest = idx.keys[upper - 1][:SIGNIN_TS_LEN]
+        lower = bisect_left(idx.keys, format_timestamp(self.now - timedelta(days=1)) + "\uffff")
+        users = idx.users[lower:upper]
+        admins = self.admin_agent_ids()
+        ga = sum(1 for u in users if u.lower() in admins)
+        return len(set(users)), len(users), ga, latest
+
+
+def _access_type_check(op: str, flag: str) -> Callable[[SignInRow], bool]:
+    """``crossTenantAccessType`` is a flags enum: ``eq X`` matches when X is one of the set flags."""
+    if flag == "none":
+        def has_flags(r: SignInRow) -> bool:
+            return bool(access_type_flags(r.cross_tenant_access_type) - {"none"})
+        return has_flags if op == "ne" else lambda r: not has_flags(r)
+    if op == "eq":
+        return lambda r: flag in access_type_flags(r.cross_tenant_access_type)
+    return lambda r: flag not in access_type_flags(r.cross_tenant_access_type)
+
+
+def _error_code_check(op: str, code: int) -> Callable[[SignInRow], bool]:
+    if op == "eq":
+        return lambda r: r.error_code == code
+    return lambda r: r.error_code != code
+
+
+def _camel_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {(k if k.startswith("@") else k[:1].lower() + k[1:]): _camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel_keys(v) for v in value]
+    return value
+
+
+def _parse(text: str) -> Node:
+    from .filters import parse_filter
+
+    return parse_filter(text)
+
+
+def _filter_message(exc: FilterError) -> str:
+    msg = str(exc)
+    return msg if msg.startswith("Invalid filter clause") else f"Invalid filter clause: {msg}"
+
+
+def _check_props(node: Node, allowed: set[str], type_name: str) -> None:
+    for c in _walk(node):
+        if c.key not in allowed:
+            raise bad_request(f"Invalid filter clause: Could not find a property named '{c.prop}' on type '{type_name}'.")
+
+
+def _walk(node: Node) -> Iterator[Compare]:
+    if isinstance(node, Compare):
+        yield node
+    elif hasattr(node, "items"):
+        for item in node.items:  # type: ignore[union-attr]
+            yield from _walk(item)
+    else:
+        yield from _walk(node.item)  # type: ignore[union-attr]
