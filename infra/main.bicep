@@ -1,0 +1,384 @@
+// Delegated Admin Monitor: everything a partner needs in their own subscription, for `azd up`.
+// Composes the local modules in ./modules (self-contained, so checkov and a Bicep parser can
+// check all of it). Names are derived from one resource token, so a redeployment of the same
+// azd environment updates the same resources.
+targetScope = 'subscription'
+
+// ---------------------------------------------------------------------------------------------
+// azd
+// ---------------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; names the resource group and seeds the resource token.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region for every resource. Must offer the Flex Consumption plan (az functionapp list-flexconsumption-locations).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id of the user running azd (AZURE_PRINCIPAL_ID); gets the Relationships.Read app role so the first sign-in works. Empty: nobody.')
+param principalId string = ''
+
+@description('E-mail address of the partner admin (or distribution list) that receives the Azure Monitor alerts.')
+param partnerAdminEmail string
+
+// ---------------------------------------------------------------------------------------------
+// Microsoft endpoints and credentials
+// ---------------------------------------------------------------------------------------------
+
+@description('PARTNER_TENANT_ID: the partner tenant. Empty: the tenant being deployed to, which is the partner tenant.')
+param partnerTenantId string = ''
+
+@description('GRAPH_BASE_URL: Microsoft Graph root, without a version.')
+param graphBaseUrl string = 'https://graph.microsoft.com'
+
+@description('PARTNER_CENTER_BASE_URL: Partner Center REST root.')
+param partnerCenterBaseUrl string = 'https://api.partnercenter.microsoft.com'
+
+@description('CUSTOMER_ADMIN_BASE_URL: Partner Center CustomerServiceAdminApi root (delegatedAdminCustomers).')
+param customerAdminBaseUrl string = 'https://traf-pcsvcadmin-prod.trafficmanager.net/CustomerServiceAdminApi/Web'
+
+@description('DAP_ENABLED: read and remove legacy DAP through Partner Center (needs the App+User credentials below).')
+param dapEnabled bool = true
+
+@description('PARTNER_CENTER_APP_ID: the Partner Center App+User application (DAP).')
+param partnerCenterAppId string = ''
+
+@secure()
+@description('PARTNER_CENTER_APP_SECRET, stored in Key Vault. Empty: keep what the vault holds.')
+param partnerCenterAppSecret string = ''
+
+@secure()
+@description('PARTNER_CENTER_REFRESH_TOKEN, stored in Key Vault. Empty: keep what the vault holds.')
+param partnerCenterRefreshToken string = ''
+
+// ---------------------------------------------------------------------------------------------
+// Schedules (NCRONTAB, referenced as %SETTING% by the timer functions)
+// ---------------------------------------------------------------------------------------------
+
+@description('RELATIONSHIP_SYNC_SCHEDULE: when relationships are synced.')
+param relationshipSyncSchedule string = '0 0 * * * *'
+
+@description('SIGNIN_INGEST_SCHEDULE: when sign-ins are ingested.')
+param signinIngestSchedule string = '0 */15 * * * *'
+
+@description('EVALUATION_SCHEDULE: when the policy is evaluated (UTC).')
+param evaluationSchedule string = '0 30 6 * * *'
+
+// ---------------------------------------------------------------------------------------------
+// Ingestion and policy (CONTRACTS.md section 6)
+// ---------------------------------------------------------------------------------------------
+
+@description('SIGNIN_BACKFILL_DAYS: how far back the first ingestion reads; never more than the tenant\'s sign-in log retention.')
+@minValue(1)
+@maxValue(3650)
+param signinBackfillDays int = 30
+
+@description('SIGNIN_OVERLAP_MINUTES: each ingestion re-reads this much before its checkpoint (late logs).')
+@minValue(0)
+@maxValue(10080)
+param signinOverlapMinutes int = 120
+
+@description('SIGNIN_SLICE_HOURS: ingestion reads the log in slices of this many hours (a divisor of 24).')
+@allowed([
+  1
+  2
+  3
+  4
+  6
+  8
+  12
+  24
+])
+param signinSliceHours int = 24
+
+@description('POLICY_MODE: report never removes anything automatically; enforce removes candidates.')
+@allowed([
+  'report'
+  'enforce'
+])
+param policyMode string = 'report'
+
+@description('RECOMMEND_AFTER_DAYS: recommend removal after this many days without activity.')
+@minValue(1)
+@maxValue(3650)
+param recommendAfterDays int = 60
+
+@description('REMOVE_AFTER_DAYS: removal candidate after this many days without activity.')
+@minValue(1)
+@maxValue(3650)
+param removeAfterDays int = 90
+
+@description('WARN_DAYS_BEFORE_REMOVAL: warn this many days before a customer becomes a candidate.')
+@minValue(0)
+@maxValue(365)
+param warnDaysBeforeRemoval int = 14
+
+@description('REMOVAL_SCOPE: comma-separated relationship types removal touches (dap, gdap).')
+@allowed([
+  'dap,gdap'
+  'gdap,dap'
+  'dap'
+  'gdap'
+])
+param removalScope string = 'dap,gdap'
+
+@description('MAX_REMOVALS_PER_RUN: circuit breaker; a run with more candidates removes none.')
+@minValue(0)
+@maxValue(100000)
+param maxRemovalsPerRun int = 25
+
+@description('EXCLUDED_TENANTS: comma-separated customer tenant ids never removed automatically.')
+param excludedTenants string = ''
+
+@description('INGESTION_STALE_HOURS: no enforcement when the last successful ingestion is older than this; also the window of the stale-ingestion alert (at most 48 hours).')
+@minValue(1)
+@maxValue(8760)
+param ingestionStaleHours int = 6
+
+// ---------------------------------------------------------------------------------------------
+// Notifications
+// ---------------------------------------------------------------------------------------------
+
+@description('NOTIFY_SENDER: mailbox that sends the mail through Graph (restrict Mail.Send to it, docs/deploy.md).')
+param notifySender string = ''
+
+@description('NOTIFY_PARTNER_ADDRESSES: comma-separated partner admin addresses for warnings, digests and alerts.')
+param notifyPartnerAddresses string = ''
+
+@description('NOTIFY_CUSTOMERS: e-mail the customer\'s contacts after a removal.')
+param notifyCustomers bool = true
+
+@description('NOTIFY_CUSTOMERS_BEFORE_REMOVAL: also warn customers ahead of removal.')
+param notifyCustomersBeforeRemoval bool = false
+
+// ---------------------------------------------------------------------------------------------
+// Entra ID
+// ---------------------------------------------------------------------------------------------
+
+@description('Grant Microsoft Graph Mail.Send (application) to the app\'s identity. false when the mailbox scope is granted with Exchange RBAC for Applications instead (docs/deploy.md).')
+param grantMailSend bool = true
+
+@description('Create the Partner Customer Delegated Administration service principal (appId 2832473f-ec63-45fb-976f-5d45a7d4bb91) if the tenant lacks it.')
+param provisionPartnerCustomerDelegatedAdministration bool = true
+
+// ---------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+  application: 'delegated-admin-monitor'
+}
+var functionAppName = 'func-dam-${resourceToken}'
+
+// shared.settings.QUEUES and, for each, the poison queue the Functions host moves a message to
+// after its last failed attempt. tests/test_infra.py keeps this list in step with the code.
+var queueNames = [
+  'removals'
+  'removals-poison'
+  'notifications'
+  'notifications-poison'
+]
+
+// Every setting of shared.settings.Settings that the partner chooses, with the class's defaults.
+// The platform-derived ones (AzureWebJobsStorage__*, AZURE_CLIENT_ID, the Key Vault references)
+// are added in modules/functionapp.bicep.
+var appSettings = {
+  PARTNER_TENANT_ID: empty(partnerTenantId) ? tenant().tenantId : partnerTenantId
+  GRAPH_BASE_URL: graphBaseUrl
+  PARTNER_CENTER_BASE_URL: partnerCenterBaseUrl
+  CUSTOMER_ADMIN_BASE_URL: customerAdminBaseUrl
+  PARTNER_CENTER_APP_ID: partnerCenterAppId
+  DAP_ENABLED: dapEnabled ? 'true' : 'false'
+  RELATIONSHIP_SYNC_SCHEDULE: relationshipSyncSchedule
+  SIGNIN_INGEST_SCHEDULE: signinIngestSchedule
+  EVALUATION_SCHEDULE: evaluationSchedule
+  SIGNIN_BACKFILL_DAYS: string(signinBackfillDays)
+  SIGNIN_OVERLAP_MINUTES: string(signinOverlapMinutes)
+  SIGNIN_SLICE_HOURS: string(signinSliceHours)
+  POLICY_MODE: policyMode
+  RECOMMEND_AFTER_DAYS: string(recommendAfterDays)
+  REMOVE_AFTER_DAYS: string(removeAfterDays)
+  WARN_DAYS_BEFORE_REMOVAL: string(warnDaysBeforeRemoval)
+  REMOVAL_SCOPE: removalScope
+  MAX_REMOVALS_PER_RUN: string(maxRemovalsPerRun)
+  EXCLUDED_TENANTS: excludedTenants
+  INGESTION_STALE_HOURS: string(ingestionStaleHours)
+  NOTIFY_SENDER: notifySender
+  NOTIFY_PARTNER_ADDRESSES: notifyPartnerAddresses
+  NOTIFY_CUSTOMERS: notifyCustomers ? 'true' : 'false'
+  NOTIFY_CUSTOMERS_BEFORE_REMOVAL: notifyCustomersBeforeRemoval ? 'true' : 'false'
+}
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-dam-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module network 'modules/network.bicep' = {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-dam-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-dam-${resourceToken}'
+    applicationInsightsName: 'appi-dam-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'stdam${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: 'app-package'
+    queueNames: queueNames
+    privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
+    privateDnsZoneIds: network.outputs.privateDnsZoneIds
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: 'kv-dam-${resourceToken}'
+    location: location
+    tags: tags
+    privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
+    privateDnsZoneId: network.outputs.privateDnsZoneIds.vault
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+    partnerCenterAppSecret: partnerCenterAppSecret
+    partnerCenterRefreshToken: partnerCenterRefreshToken
+  }
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultName: keyVault.outputs.name
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: 'plan-dam-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: 'app-package'
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+    appSubnetId: network.outputs.appSubnetId
+    keyVaultName: keyVault.outputs.name
+    keyVaultSecretNames: {
+      appSecret: keyVault.outputs.appSecretName
+      refreshToken: keyVault.outputs.refreshTokenName
+    }
+    partnerCenterSecretsFromKeyVault: dapEnabled
+    appSettings: appSettings
+  }
+  // The host must be able to reach its storage the moment it starts.
+  dependsOn: [
+    rbac
+  ]
+}
+
+module entra 'modules/entra.bicep' = {
+  name: 'entra'
+  scope: rg
+  params: {
+    appUniqueName: 'delegated-admin-monitor-${resourceToken}'
+    appDisplayName: 'Delegated Admin Monitor (${environmentName})'
+    functionAppHostName: functionApp.outputs.defaultHostName
+    identityPrincipalId: identity.outputs.principalId
+    readerPrincipalId: principalId
+    grantMailSend: grantMailSend
+    provisionPartnerCustomerDelegatedAdministration: provisionPartnerCustomerDelegatedAdministration
+  }
+}
+
+module auth 'modules/auth.bicep' = {
+  name: 'auth'
+  scope: rg
+  params: {
+    functionAppName: functionApp.outputs.name
+    clientId: entra.outputs.clientId
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    namePrefix: 'dam-${resourceToken}'
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    partnerAdminEmail: partnerAdminEmail
+    ingestionStaleHours: min(ingestionStaleHours, 48)
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICE_API_NAME string = functionApp.outputs.name
+output SERVICE_API_URI string = functionApp.outputs.uri
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output ENTRA_APP_CLIENT_ID string = entra.outputs.clientId
+output ENTRA_APP_OBJECT_ID string = entra.outputs.applicationObjectId

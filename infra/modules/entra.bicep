@@ -1,0 +1,155 @@
+// Microsoft Entra ID objects, deployed with the Microsoft Graph Bicep extension (bicepconfig.json
+// pins its version). This is the only file that uses the extension; checkov and the pycep parser
+// pinned by checkov predate the "extension" keyword, so tests/test_infra.py parses this file with
+// that one declaration blanked out, and checkov (which has no checks for Microsoft.Graph types)
+// lists it as its one parsing error. See docs/deploy.md, "What the deployment does in Entra ID".
+//
+// The deploying user needs, in the partner tenant: Application Administrator (or
+// Application.ReadWrite.All) for the app registration, and Privileged Role Administrator (or
+// AppRoleAssignment.ReadWrite.All) to grant Microsoft Graph application permissions.
+extension microsoftGraphV1
+
+@description('Immutable unique name of the app registration (also its display name suffix).')
+param appUniqueName string
+
+@description('Display name of the app registration users sign in to.')
+param appDisplayName string
+
+@description('Default host name of the function app, for the sign-in redirect URI.')
+param functionAppHostName string
+
+@description('Principal (object) id of the function app\'s managed identity.')
+param identityPrincipalId string
+
+@description('Object id of a user or group to give Relationships.Read right away (azd passes the deploying user). Empty: nobody.')
+param readerPrincipalId string = ''
+
+@description('Grant Microsoft Graph Mail.Send (application) to the managed identity. Restrict it to the sender mailbox with an Exchange application access policy (docs/deploy.md). Set false when the mailbox scope is granted with Exchange RBAC for Applications instead, which must not be combined with the Entra grant.')
+param grantMailSend bool = true
+
+@description('Create the "Partner Customer Delegated Administration" service principal in the partner tenant if it is missing (needed for app-only GDAP calls).')
+param provisionPartnerCustomerDelegatedAdministration bool = true
+
+// Well-known ids: Microsoft Graph and its application permissions (app roles), and the
+// first-party app GDAP app-only calls require in the partner tenant.
+var graphAppId = '00000003-0000-0000-c000-000000000000'
+var partnerCustomerDelegatedAdministrationAppId = '2832473f-ec63-45fb-976f-5d45a7d4bb91'
+var graphUserReadScope = 'e1fe6dd8-ba31-4d61-89e7-88639da4683d'
+var graphAppRoles = {
+  'AuditLog.Read.All': 'b0afded3-3588-46d8-8b3d-9842eff778da'
+  'Directory.Read.All': '7ab1d382-f21e-4acd-a863-ba3e13f7da61'
+  'DelegatedAdminRelationship.ReadWrite.All': 'cc13eba4-8cd8-44c6-b4d4-f93237adce58'
+  'Mail.Send': 'b633e1c5-b582-4048-a93e-9f11b44c7e96'
+}
+var grantedGraphRoles = concat([
+  graphAppRoles['AuditLog.Read.All']
+  graphAppRoles['Directory.Read.All']
+  graphAppRoles['DelegatedAdminRelationship.ReadWrite.All']
+], grantMailSend ? [
+  graphAppRoles['Mail.Send']
+] : [])
+
+// The product's app roles (CONTRACTS.md section 7). Fixed ids: they must not change between
+// deployments, or every assignment would be orphaned.
+var relationshipsReadRoleId = '4f6d1c8e-2a55-4c2b-9e0e-6a3d6f1b7c01'
+var relationshipsRemoveRoleId = '9b2e7a44-53c1-4f0d-8d6a-1c5e2f8a9d02'
+
+resource app 'Microsoft.Graph/applications@v1.0' = {
+  uniqueName: appUniqueName
+  displayName: appDisplayName
+  signInAudience: 'AzureADMyOrg'
+  appRoles: [
+    {
+      id: relationshipsReadRoleId
+      value: 'Relationships.Read'
+      displayName: 'Relationships.Read'
+      description: 'View the delegated admin monitor: portal, audit report, customers and removal history.'
+      allowedMemberTypes: [
+        'User'
+        'Application'
+      ]
+      isEnabled: true
+    }
+    {
+      id: relationshipsRemoveRoleId
+      value: 'Relationships.Remove'
+      displayName: 'Relationships.Remove'
+      description: 'Everything Relationships.Read allows, and request the removal of DAP/GDAP relationships.'
+      allowedMemberTypes: [
+        'User'
+        'Application'
+      ]
+      isEnabled: true
+    }
+  ]
+  api: {
+    requestedAccessTokenVersion: 2
+  }
+  web: {
+    redirectUris: [
+      'https://${functionAppHostName}/.auth/login/aad/callback'
+    ]
+    implicitGrantSettings: {
+      enableIdTokenIssuance: true
+      enableAccessTokenIssuance: false
+    }
+  }
+  requiredResourceAccess: [
+    {
+      resourceAppId: graphAppId
+      resourceAccess: [
+        {
+          id: graphUserReadScope
+          type: 'Scope'
+        }
+      ]
+    }
+  ]
+}
+
+// App Service Authentication proves the app's identity with the managed identity instead of a
+// client secret (OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID): no secret to store or rotate.
+resource managedIdentityCredential 'Microsoft.Graph/applications/federatedIdentityCredentials@v1.0' = {
+  name: '${app.uniqueName}/function-app-managed-identity'
+  audiences: [
+    'api://AzureADTokenExchange'
+  ]
+  issuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+  subject: identityPrincipalId
+  description: 'The delegated admin monitor function app signs users in with its managed identity.'
+}
+
+// Only users and groups assigned one of the two roles can sign in at all.
+resource appServicePrincipal 'Microsoft.Graph/servicePrincipals@v1.0' = {
+  appId: app.appId
+  appRoleAssignmentRequired: true
+}
+
+resource readerAssignment 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (!empty(readerPrincipalId)) {
+  appRoleId: relationshipsReadRoleId
+  principalId: readerPrincipalId
+  resourceId: appServicePrincipal.id
+}
+
+resource graph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
+  appId: graphAppId
+}
+
+// Application permissions of the function app's identity on Microsoft Graph. Assigning the app
+// role is the admin consent: no separate consent step.
+resource graphPermissions 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for appRoleId in grantedGraphRoles: {
+  appRoleId: appRoleId
+  principalId: identityPrincipalId
+  resourceId: graph.id
+}]
+
+// GDAP with application permissions requires this first-party service principal in the partner
+// tenant ("provision the service principal identified by appId 2832473f-..."). Creating it is
+// idempotent: an existing one is left as it is.
+resource partnerCustomerDelegatedAdministration 'Microsoft.Graph/servicePrincipals@v1.0' = if (provisionPartnerCustomerDelegatedAdministration) {
+  appId: partnerCustomerDelegatedAdministrationAppId
+}
+
+output clientId string = app.appId
+output applicationObjectId string = app.id
+output servicePrincipalId string = appServicePrincipal.id
