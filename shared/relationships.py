@@ -18,16 +18,24 @@ from azure.data.tables import UpdateMode
 from shared.graph import GraphClient
 from shared.models import DAP_ROLES, AccessAssignment, Customer, Relationship
 from shared.partner_center import PartnerCenterClient
-from shared.storage import Storage, partition, query_all, shard_of, upsert_all
+from shared.storage import Storage, query_all, shard_of, upsert_all
 from shared.timeutil import iso, parse_optional
 
 log = logging.getLogger(__name__)
 
 
+def tenant_range(tenant_id: str) -> tuple[str, dict[str, Any]]:
+    """Rows of one customer in a table keyed (shard, "<tenant>|..."): a parameterised RowKey range."""
+    return ("PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
+            {"pk": shard_of(tenant_id), "lo": f"{tenant_id}|", "hi": f"{tenant_id}|~"})
+
+
 def relationship_entity(rel: Relationship) -> dict[str, Any]:
+    # Keyed by shard so that a sync writes 100 relationships per transaction, not one.
     return {
-        "PartitionKey": rel.tenant_id,
-        "RowKey": rel.key,
+        "PartitionKey": shard_of(rel.tenant_id),
+        "RowKey": f"{rel.tenant_id}|{rel.key}",
+        "TenantId": rel.tenant_id,
         "Type": rel.type,
         "Id": rel.id,
         "DisplayName": rel.display_name,
@@ -46,7 +54,7 @@ def relationship_entity(rel: Relationship) -> dict[str, Any]:
 
 def relationship_from_entity(e: dict[str, Any]) -> Relationship:
     return Relationship(
-        tenant_id=e["PartitionKey"],
+        tenant_id=e["TenantId"],
         type=e["Type"],
         id=e["Id"],
         display_name=e.get("DisplayName", ""),
@@ -108,11 +116,14 @@ class RelationshipStore:
         from shared.storage import get_or_none
 
         entity = await get_or_none(self.storage.table("Customers"), shard_of(tenant_id), tenant_id)
-        rels = [relationship_from_entity(e) for e in await partition(self.storage.table("Relationships"), tenant_id)]
+        query, params = tenant_range(tenant_id)
+        rels = [relationship_from_entity(e)
+                async for e in query_all(self.storage.table("Relationships"), query, params)]
         return (customer_from_entity(entity) if entity else None), rels
 
     async def changes(self, tenant_id: str) -> list[dict[str, Any]]:
-        rows = await partition(self.storage.table("RelationshipChanges"), tenant_id)
+        query, params = tenant_range(tenant_id)
+        rows = [e async for e in query_all(self.storage.table("RelationshipChanges"), query, params)]
         return [{"at": r["At"], "relationship": r["Key"], "from": r.get("From") or None, "to": r["To"]} for r in rows]
 
     async def save_relationship(self, rel: Relationship, seen_at: datetime) -> bool:
@@ -138,8 +149,8 @@ class RelationshipStore:
             before = stored_status.get(ident)
             if before != rel.status:
                 changes.append({
-                    "PartitionKey": rel.tenant_id,
-                    "RowKey": f"{iso(seen_at)}|{rel.key}",
+                    "PartitionKey": shard_of(rel.tenant_id),
+                    "RowKey": f"{rel.tenant_id}|{iso(seen_at)}|{rel.key}",
                     "At": iso(seen_at), "Key": rel.key, "Type": rel.type, "RelationshipId": rel.id,
                     "From": before or "", "To": rel.status,
                 })
@@ -245,7 +256,7 @@ class RelationshipSync:
         pc = self.partner_center
         monitored = {r.tenant_id for r in fresh if r.active}
         wanted = [c for t, c in customers.items() if t in monitored and not c.culture]
-        semaphore = asyncio.Semaphore(8)
+        semaphore = asyncio.Semaphore(self.concurrency)
 
         async def fetch(customer: Customer) -> None:
             async with semaphore:

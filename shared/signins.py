@@ -14,6 +14,7 @@ after a slice is fully read and written, so it never claims more than was read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections import defaultdict
@@ -141,36 +142,62 @@ class SignInIngestion:
         self.slice_hours = slice_hours
         self.state = StateStore(storage)
 
-    def window(self, coverage: Coverage, as_of: datetime) -> tuple[datetime, datetime] | None:
-        floor = as_of - self.backfill
-        if coverage.covering(as_of) is not None:
-            # Already holds the log up to as_of; only re-read the overlap for late entries
-            # when as_of is the newest point read.
-            end = max(e for _, e in coverage.intervals)
-            if end > as_of:
-                return None
-        last_end = coverage.latest_end_before(as_of)
-        if last_end is not None and last_end >= floor:
-            return max(floor, last_end - self.overlap), as_of
-        return floor, as_of
+    def pieces(self, coverage: Coverage, as_of: datetime) -> list[tuple[datetime, datetime]]:
+        """The parts of [as_of - backfill, as_of] the store does not hold yet, as slices.
 
-    async def run(self, as_of: datetime, stop_after_slices: int | None = None) -> dict[str, Any]:
-        """Ingest up to ``as_of``. ``stop_after_slices`` simulates an interruption (tests)."""
+        The newest gap starts ``overlap`` earlier, so entries Entra writes late are picked up; gaps
+        left by an interrupted run (slices finish out of order) are filled on the next run.
+        """
+        floor = as_of - self.backfill
+        gaps: list[tuple[datetime, datetime]] = []
+        cursor = floor
+        for start, end in coverage.intervals:
+            if end < cursor:
+                continue
+            if start > as_of:
+                break
+            if start > cursor:
+                gaps.append((cursor, start - TICK))
+            cursor = max(cursor, end + TICK)
+        if cursor <= as_of:
+            gaps.append((cursor, as_of))
+        if gaps and gaps[-1][1] == as_of and gaps[-1][0] > floor:
+            gaps[-1] = (max(floor, gaps[-1][0] - self.overlap), as_of)
+        return [piece for start, end in gaps for piece in slices(start, end, self.slice_hours)]
+
+    async def run(self, as_of: datetime, stop_after_slices: int | None = None,
+                  concurrency: int = 4) -> dict[str, Any]:
+        """Ingest up to ``as_of``, several slices at once; each finished slice is checkpointed.
+
+        ``stop_after_slices`` simulates an interruption (tests): that many slices finish, then it stops.
+        """
         coverage = await self.state.load_coverage()
-        window = self.window(coverage, as_of)
+        pieces = self.pieces(coverage, as_of)
         totals = {"signIns": 0, "slices": 0, "entities": 0}
-        if window is not None:
+        if pieces:
             last = await self._load_last_sign_ins()
-            for start, end in slices(window[0], window[1], self.slice_hours):
-                if stop_after_slices is not None and totals["slices"] >= stop_after_slices:
-                    raise InterruptedError(f"stopped by request after {totals['slices']} slices")
-                read, written = await self._ingest_slice(start, end, last)
-                coverage.add(start, end)
-                await self.state.save_coverage(coverage)
-                totals["signIns"] += read
-                totals["entities"] += written
-                totals["slices"] += 1
-        result = {"asOf": iso(as_of), "window": [iso(w) for w in window] if window else None, **totals}
+            semaphore = asyncio.Semaphore(1 if stop_after_slices is not None else concurrency)
+            checkpoint = asyncio.Lock()
+
+            async def one(start: datetime, end: datetime) -> None:
+                async with semaphore:
+                    if stop_after_slices is not None and totals["slices"] >= stop_after_slices:
+                        raise InterruptedError(f"stopped by request after {totals['slices']} slices")
+                    read, written, newest = await self._ingest_slice(start, end)
+                    async with checkpoint:  # one writer of LastSignIns and coverage at a time
+                        await self._raise_last_sign_ins(last, newest)
+                        coverage.add(start, end)
+                        await self.state.save_coverage(coverage)
+                        totals["signIns"] += read
+                        totals["entities"] += written
+                        totals["slices"] += 1
+
+            results = await asyncio.gather(*(one(a, b) for a, b in pieces), return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
+        window = [iso(pieces[0][0]), iso(pieces[-1][1])] if pieces else None
+        result = {"asOf": iso(as_of), "window": window, **totals}
         await self.state.record_success("signins", as_of, result)
         return result
 
@@ -182,7 +209,15 @@ class SignInIngestion:
                 out[e["RowKey"]] = at
         return out
 
-    async def _ingest_slice(self, start: datetime, end: datetime, last: dict[str, datetime]) -> tuple[int, int]:
+    async def _raise_last_sign_ins(self, last: dict[str, datetime], newest: dict[str, datetime]) -> None:
+        writes = []
+        for tenant, at in newest.items():
+            if tenant not in last or at > last[tenant]:
+                last[tenant] = at
+                writes.append({"PartitionKey": shard_of(tenant), "RowKey": tenant, "LastAt": iso(at)})
+        await upsert_all(self.storage.table("LastSignIns"), writes, UpdateMode.REPLACE)
+
+    async def _ingest_slice(self, start: datetime, end: datetime) -> tuple[int, int, dict[str, datetime]]:
         fresh: dict[str, DayActivity] = {}
         day = day_start(start)
         seen: set[str] = set()
@@ -217,15 +252,9 @@ class SignInIngestion:
                 merged.replace_range(start, end, DayActivity(day, list(merged.agents), list(merged.events)))
             writes.append(merged.to_entity(tenant))
         await upsert_all(table, writes, UpdateMode.REPLACE)
-        last_writes = []
-        for tenant, activity in fresh.items():
-            newest = activity.last
-            if newest is not None and (tenant not in last or newest > last[tenant]):
-                last[tenant] = newest
-                last_writes.append({"PartitionKey": shard_of(tenant), "RowKey": tenant, "LastAt": iso(newest)})
-        await upsert_all(self.storage.table("LastSignIns"), last_writes, UpdateMode.REPLACE)
         log.info("sign-ins %s..%s: %d qualifying, %d day entities written", iso(start), iso(end), count, len(writes))
-        return count, len(writes)
+        newest = {tenant: a.last for tenant, a in fresh.items() if a.last is not None}
+        return count, len(writes), newest
 
 
 def last_day_counts(activities: Iterable[DayActivity], as_of: datetime) -> tuple[int, int]:

@@ -28,8 +28,8 @@ BATCH_LIMIT = 100
 # Every table the product uses (names before STORAGE_PREFIX).
 TABLES = (
     "Customers",            # PK shard, RK tenantId: name, domain, culture, contacts
-    "Relationships",        # PK tenantId, RK DAP | GDAP-<id>: the latest synced state
-    "RelationshipChanges",  # PK tenantId, RK time|key: every status change seen by a sync
+    "Relationships",        # PK shard, RK tenantId|DAP or tenantId|GDAP-<id>: the latest synced state
+    "RelationshipChanges",  # PK shard, RK tenantId|time|key: every status change seen by a sync
     "SignInDays",           # PK yyyy-mm-dd, RK tenantId: that day's qualifying sign-ins, packed
     "LastSignIns",          # PK shard, RK tenantId: latest qualifying sign-in ever ingested
     "IngestionState",       # PK kind, RK name: checkpoints, coverage intervals, run records

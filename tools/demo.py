@@ -48,7 +48,7 @@ def main() -> int:
     estate = DEMO / "estate.json"
     banner("1. Generating a partner estate: 300 customers, 90 days of sign-ins")
     subprocess.run([sys.executable, "-m", "tools.emulator.generate", "--customers", "300", "--signins", "20000",
-                    "--days", "90", "--retention-days", "90", "--seed", "42", "--now", now,
+                    "--days", "90", "--retention-days", "120", "--seed", "42", "--now", now,
                     "--out", str(estate)], cwd=ROOT, check=True)
     scenario: dict[str, Any] = json.loads(estate.read_text(encoding="utf-8"))
     print(f"{len(scenario['customers'])} customers, {len(scenario['signIns'])} sign-ins, partner "
@@ -63,7 +63,9 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AzureWebJobs")}
     env.update({
         "AzureWebJobsStorage": azurite.connection_string,
-        "SIGNIN_BACKFILL_DAYS": "90",  # the generated log keeps 90 days: every bucket can show
+        # The generated log is kept 120 days (Entra keeps 30): backfilling all of it lets the store
+        # prove more than 90 days of inactivity, so every bucket can show.
+        "SIGNIN_BACKFILL_DAYS": "120",
         "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
         "NOTIFY_PARTNER_ADDRESSES": "partner-admins@" + scenario["partner"]["senderMailbox"].split("@", 1)[1],
         "POLICY_MODE": "report",
