@@ -11,6 +11,7 @@ import asyncio
 
 from shared.services import Services
 from shared.settings import get_settings
+from shared.telemetry import configure_telemetry
 
 _services: dict[int, Services] = {}
 
@@ -19,6 +20,7 @@ async def get_services() -> Services:
     loop_id = id(asyncio.get_running_loop())
     services = _services.get(loop_id)
     if services is None:
+        configure_telemetry()  # exporter wiring only when Application Insights is configured
         services = Services(get_settings())
         await services.storage.ensure()
         _services.clear()  # a previous loop's clients cannot be used any more

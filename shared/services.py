@@ -19,6 +19,8 @@ from shared.settings import Settings
 from shared.signins import SignInIngestion
 from shared.state import StateStore
 from shared.storage import Storage
+from shared.telemetry import EVENT_INGESTION_COMPLETED, EVENT_INGESTION_FAILED, track_event
+from shared.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,15 @@ class Services:
 
     async def ingest_sign_ins(self, as_of: datetime) -> dict[str, Any]:
         await self.storage.ensure()
-        return await self.ingestion(await self.partner_tenant_id()).run(as_of)
+        try:
+            result = await self.ingestion(await self.partner_tenant_id()).run(as_of)
+        except Exception as exc:
+            track_event(EVENT_INGESTION_FAILED, {"reason": f"{type(exc).__name__}: {exc}"[:500]})
+            raise
+        lag = (utcnow() - as_of).total_seconds() / 60
+        track_event(EVENT_INGESTION_COMPLETED, {"signIns": result["signIns"], "slices": result["slices"],
+                                                "lagMinutes": round(max(0.0, lag), 1)})
+        return result
 
     async def report(self, as_of: datetime) -> dict[str, Any]:
         """The report from what the store holds now."""
