@@ -27,6 +27,10 @@ from shared.timeutil import parse_optional
 
 log = logging.getLogger(__name__)
 
+# Page sizes below the services' maxima (300 and 500): smaller pages fail and retry cheaper.
+DAP_PAGE_SIZE = 100
+CUSTOMER_PAGE_SIZE = 200
+
 
 @dataclass
 class DapCustomer:
@@ -114,7 +118,7 @@ class PartnerCenterClient:
 
     # --- DAP: CustomerServiceAdminApi -------------------------------------------------------------
     async def list_dap_customers(self) -> list[DapCustomer]:
-        url: str | None = f"{self.admin_root}/v1/delegatedAdminCustomers?$top=300"
+        url: str | None = f"{self.admin_root}/v1/delegatedAdminCustomers?$top={DAP_PAGE_SIZE}"
         out: list[DapCustomer] = []
         while url:
             page = await self._json("GET", url, scope=CUSTOMER_ADMIN_SCOPE)
@@ -134,7 +138,7 @@ class PartnerCenterClient:
 
     # --- Partner Center REST --------------------------------------------------------------------
     async def list_customers(self) -> list[PartnerCustomer]:
-        url = f"{self.pc_root}/v1/customers?size=500"
+        url = f"{self.pc_root}/v1/customers?size={CUSTOMER_PAGE_SIZE}"
         headers: dict[str, str] = {}
         out: list[PartnerCustomer] = []
         while True:
@@ -150,7 +154,7 @@ class PartnerCenterClient:
                 return out
             headers = {h["key"]: h["value"] for h in following.get("headers", []) if "key" in h}
             # links.next.uri is relative to the API root ("/v1/customers?size=500").
-            url = self_root_join(self.pc_root, str(following.get("uri") or "/v1/customers?size=500"))
+            url = self_root_join(self.pc_root, str(following.get("uri") or url))
 
     async def billing_profile(self, tenant_id: str) -> BillingProfile | None:
         try:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from shared.audit import EvaluationStore
+from shared.relationships import RelationshipStore
 from shared.retry import UpstreamError
 from shared.services import Services
 from shared.state import StateStore
@@ -192,3 +193,35 @@ def test_the_audit_is_stored_as_an_evaluation(env: dict[str, str]) -> None:
 
     report, stored = run(go())
     assert stored is not None and stored.report == report
+
+
+def test_sync_records_status_changes_and_pages_partner_center(env: dict[str, str], emulator: Any,
+                                                              tmp_path: Path) -> None:
+    scenario = generate(tmp_path, customers=450, signins=100, days=30, seed=3, now="2026-11-21T00:00:00Z",
+                        retention=30)
+    emulator.post_scenario(scenario)
+    settings = settings_with()
+    target = next(rel for c in scenario["customers"] for rel in c["gdapRelationships"] if rel["status"] == "active")
+    dap_customers = [c for c in scenario["customers"] if c.get("dap")]
+
+    async def go() -> tuple[list[dict[str, Any]], Any, int, int]:
+        async with Services(settings) as services:
+            await services.sync_relationships(AS_OF)
+            await services.graph.request_termination(target["id"])
+            await services.sync_relationships(AS_OF + timedelta(hours=1))  # terminating
+            await services.sync_relationships(AS_OF + timedelta(hours=2))  # terminated
+            store = RelationshipStore(services.storage)
+            tenant = target["id"][-36:]
+            estate = await store.load()
+            return (await store.changes(tenant), estate, len(estate.customers),
+                    sum(1 for rs in estate.relationships.values() for r in rs if r.type == "DAP"))
+
+    changes, estate, customers, daps = run(go())
+    key = f"GDAP-{target['id']}"
+    mine = [(c["from"], c["to"]) for c in changes if c["relationship"] == key]
+    assert mine == [(None, "active"), ("active", "terminating"), ("terminating", "terminated")]
+    # Partner Center customers (page size 200) and DAP customers (page size 100) were read past page 1.
+    assert customers == len(scenario["customers"]) and daps == len(dap_customers) > 100
+    pc_pages = [e for e in emulator.log(all_requests=True) if e["path"].startswith("/partnercenter/v1/customers")
+                and e["method"] == "GET" and "profiles" not in e["path"]]
+    assert len(pc_pages) >= 3 * 3  # three syncs, at least three pages each
