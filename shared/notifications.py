@@ -414,10 +414,19 @@ async def send_notification(services: Services, message: dict[str, Any], *, owne
         raise
 
 
+# Every name a template may test, so that StrictUndefined flags only real template mistakes.
+CONTEXT_DEFAULTS: dict[str, Any] = {
+    "more": 0, "domain": "", "lastSignInAt": None, "inactiveDays": 0, "dap": False, "gdap": [], "source": "policy",
+    "customers": [], "candidates": 0, "limit": 0, "lastSuccess": None, "hours": 0, "error": "", "queue": "",
+    "removalId": "", "displayName": "", "tenantId": "", "detail": "", "attempts": 5, "count": 0,
+    "coverageFrom": None, "asOf": None, "alert": "",
+}
+
+
 def _context(kind: str, data: dict[str, Any], *, partner: str, contact: str, settings: Settings) -> dict[str, Any]:
-    return {**data, "kind": kind, "partnerName": partner, "contact": contact,
-            "removeAfterDays": settings.remove_after_days, "recommendAfterDays": settings.recommend_after_days,
-            "more": data.get("more", 0)}
+    return {**CONTEXT_DEFAULTS, "removeAfterDays": settings.remove_after_days,
+            "recommendAfterDays": settings.recommend_after_days, **data, "kind": kind, "partnerName": partner,
+            "contact": contact}
 
 
 async def _send(services: Services, store: NotificationStore, row: NotificationRow, message: dict[str, Any]) -> str:

@@ -1,0 +1,301 @@
+"""Policy enforcement: the daily evaluation and the whole automated cycle (CONTRACTS sections 1, 4, 6).
+
+``run_evaluation`` is what the evaluation timer runs: refresh the store, compute and keep the report
+(the daily snapshot the trends read), then apply the policy -- recommendations are in the report;
+advance warnings go to partner admins (and customers, if enabled) once per customer per inactivity
+stretch; removal candidates go onto the removal queue, one message per customer.
+
+Guards, each reported in the summary, written to ``Actions`` and alerted, never silent:
+
+* coverage floor: a customer whose inactivity the stored sign-in log cannot prove is never a
+  candidate (``inactiveForAtLeastDays`` encodes it); the ones held back only by it are listed;
+* staleness: no removals and no warnings when the last successful sign-in ingestion is older than
+  ``INGESTION_STALE_HOURS``;
+* circuit breaker: more candidates than ``MAX_REMOVALS_PER_RUN`` and none is removed;
+* exclusions: ``EXCLUDED_TENANTS`` are never touched.
+
+``run_cycle`` (``python -m shared.cli enforce``) runs the evaluation and then drains the removal
+and notification queues in-process with the same handlers the queue functions call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import ResourceExistsError
+
+from shared.audit import policy_from_settings
+from shared.inactivity import days_until_candidate
+from shared.notifications import (
+    drain_notifications,
+    enqueue_customer_warning,
+    enqueue_partner_alert,
+    enqueue_partner_digest,
+    enqueue_partner_warning,
+    mail_needed,
+    require_sender,
+)
+from shared.removals import (
+    POLICY_ACTOR,
+    RemovalStore,
+    drain_removals,
+    in_scope,
+    policy_removal_id,
+    queue_removal,
+    record_action,
+    refresh_requested_removals,
+    removal_from_row,
+    stretch_of,
+)
+from shared.retry import UpstreamError
+from shared.state import ConcurrentRunError, StateStore
+from shared.storage import get_or_none
+from shared.timeutil import iso, parse_iso, parse_optional, utcnow, whole_days
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_LISTED = 200  # customers named in one alert or digest
+
+
+def _brief(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"tenantId": row["tenantId"], "displayName": row["displayName"],
+            "inactiveForAtLeastDays": row["inactiveForAtLeastDays"], "lastSignInAt": row["lastSignInAt"],
+            "relationships": [r["type"] if r["type"] == "DAP" else f"GDAP {r['displayName'] or r['id']}"
+                              for r in row["relationships"]], **extra}
+
+
+def _unproven_days(row: dict[str, Any], as_of: datetime) -> int:
+    """Days since the last known activity, ignoring the coverage floor (what the store cannot prove)."""
+    evidence = [t for t in (parse_optional(row.get("lastSignInAt")), parse_optional(row.get("establishedAt")))
+                if t is not None]
+    return whole_days(as_of - max(evidence)) if evidence else 0
+
+
+def _warning_key(stretch: str) -> str:
+    return "".join("_" if ch in "/\\#?" or ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in stretch)[:500]
+
+
+async def _refresh(services: Services, as_of: datetime) -> str | None:
+    """Sync relationships and ingest sign-ins up to as_of; a failure is returned, not raised, so that
+    the evaluation still runs, its guards see stale data, and partner admins hear about it."""
+    errors = []
+    try:
+        await services.sync_relationships(as_of)
+    except (UpstreamError, ConcurrentRunError) as exc:
+        log.error("relationship sync failed: %s", exc)
+        errors.append(f"relationship sync failed: {exc}")
+    try:
+        await services.ingest_sign_ins(as_of)
+    except (UpstreamError, ConcurrentRunError) as exc:
+        log.error("sign-in ingestion failed: %s", exc)
+        errors.append(f"sign-in ingestion failed: {exc}")
+    return "; ".join(errors) or None
+
+
+async def run_evaluation(services: Services, as_of: datetime, *, refresh: bool = True) -> dict[str, Any]:
+    """The evaluation timer's work: report, snapshot, policy. Removals are queued, not executed."""
+    settings = services.settings
+    if mail_needed(settings):
+        require_sender(settings)  # SettingsError before anything is written
+    await services.storage.ensure()
+    refresh_error = await _refresh(services, as_of) if refresh else None
+
+    state = StateStore(services.storage)
+    coverage = await state.load_coverage()
+    effective = as_of
+    if coverage.covering(as_of) is None:
+        # Ingestion did not reach as_of (it failed, or another run holds it): report the newest moment
+        # the store holds completely rather than a moment it holds nothing about.
+        end = coverage.latest_end_before(as_of)
+        if end is not None:
+            effective = end
+    report = await services.report(effective)
+    evaluation_id = await services.evaluations.save(report)
+    try:
+        await refresh_requested_removals(services)
+    except Exception:  # progress of earlier removals must not stop today's evaluation
+        log.exception("refreshing requested removals failed")
+
+    rows: list[dict[str, Any]] = report["customers"]
+    scope = settings.removal_scope
+    remove_after = settings.remove_after_days
+    coverage_from = parse_optional(report["coverage"]["from"])
+    enforce = settings.enforce
+    policy = policy_from_settings(settings)
+    summary: dict[str, Any] = {
+        "asOf": report["asOf"], "mode": settings.policy_mode, "evaluationId": evaluation_id,
+        "candidates": [], "removed": [], "warned": [], "skipped": [], "halted": None,
+        "queued": [], "wouldRemove": [], "wouldWarn": [], "recommended": [],
+        "refreshError": refresh_error,
+    }
+    summary["recommended"] = [r["tenantId"] for r in rows if r["recommendation"] == "remove"]
+
+    over = [r for r in rows if r["inactiveForAtLeastDays"] > remove_after and in_scope(r["relationships"], scope)]
+    candidates = [r for r in over if not r["excluded"]]
+    for r in over:
+        if r["excluded"]:
+            summary["skipped"].append({"tenantId": r["tenantId"], "displayName": r["displayName"],
+                                       "reason": "excluded (EXCLUDED_TENANTS)"})
+    held_back = [r for r in rows if not r["excluded"] and in_scope(r["relationships"], scope)
+                 and r["inactiveForAtLeastDays"] <= remove_after
+                 and _unproven_days(r, effective) > remove_after]
+    for r in held_back:
+        summary["skipped"].append({
+            "tenantId": r["tenantId"], "displayName": r["displayName"],
+            "reason": (f"coverage: the sign-in log held since {report['coverage']['from'] or 'nowhere'} proves only "
+                       f"{r['inactiveForAtLeastDays']} days of inactivity")})
+    summary["wouldRemove"] = [_brief(r) for r in candidates]
+    to_warn = [r for r in rows if not r["excluded"] and in_scope(r["relationships"], scope)
+               and r["inactiveForAtLeastDays"] <= remove_after
+               and 0 < days_until_candidate(r, policy) <= settings.warn_days_before_removal]
+    summary["wouldWarn"] = [_brief(r, removeOn=_remove_on(r, effective, settings.remove_after_days))
+                            for r in to_warn]
+
+    if enforce:
+        summary["candidates"] = [r["tenantId"] for r in candidates]
+    last_success, _ = await state.last_success("signins")
+    stale_after = timedelta(hours=settings.ingestion_stale_hours)
+    if last_success is None or as_of - last_success > stale_after:
+        summary["halted"] = (f"stale: the last successful sign-in ingestion ({iso(last_success) if last_success else 'never'})"
+                             f" is more than {settings.ingestion_stale_hours} hours before {iso(as_of)}")
+        await _alert(services, "stale", f"stale:{iso(as_of)[:10]}", summary["halted"], {
+            "asOf": iso(as_of), "lastSuccess": iso(last_success) if last_success else None,
+            "hours": settings.ingestion_stale_hours, "error": refresh_error or ""})
+        return summary
+    if not enforce:
+        return summary
+
+    if len(candidates) > settings.max_removals_per_run:
+        summary["halted"] = (f"circuit breaker: {len(candidates)} removal candidates, more than "
+                             f"MAX_REMOVALS_PER_RUN ({settings.max_removals_per_run}); nothing removed")
+        await _alert(services, "breaker", f"breaker:{evaluation_id}", summary["halted"], {
+            "asOf": report["asOf"], "candidates": len(candidates), "limit": settings.max_removals_per_run,
+            "customers": [_brief(r) for r in candidates[:MAX_LISTED]]})
+    else:
+        for row in candidates:
+            stretch = stretch_of(row)
+            removal = removal_from_row(
+                row, removal_id=policy_removal_id(row["tenantId"], stretch), source="policy",
+                requested_by=POLICY_ACTOR, customer_notified=True, scope=scope, evaluation_id=evaluation_id,
+                as_of=parse_iso(report["asOf"]), coverage_from=coverage_from, now=utcnow(),
+                reason=(f"no partner sign-in for at least {row['inactiveForAtLeastDays']} days "
+                        f"(policy: remove after {remove_after} days)"))
+            stored, created = await queue_removal(services, removal)
+            if stored.status in ("queued", "requesting"):
+                summary["queued"].append({"tenantId": row["tenantId"], "removalId": stored.id, "new": created})
+            else:
+                summary["skipped"].append({"tenantId": row["tenantId"], "displayName": row["displayName"],
+                                           "reason": f"removal {stored.id} for this inactivity stretch is "
+                                                     f"already {stored.status}"})
+
+    warned = await _warn(services, to_warn, effective)
+    summary["warned"] = [w["tenantId"] for w in warned]
+    if held_back:
+        await _alert(services, "coverage", f"coverage:{report['coverage']['from']}",
+                     f"{len(held_back)} customer(s) held back by the coverage floor", {
+                         "count": len(held_back), "coverageFrom": report["coverage"]["from"],
+                         "removeAfterDays": remove_after,
+                         "customers": [_brief(r) for r in held_back[:MAX_LISTED]]})
+    new_removals = [q for q in summary["queued"] if q["new"]]
+    if new_removals or warned or summary["halted"]:
+        by_id = {r["tenantId"]: r for r in rows}
+        await enqueue_partner_digest(services, f"digest:{evaluation_id}", {
+            "asOf": report["asOf"], "mode": settings.policy_mode, "halted": summary["halted"],
+            "removals": [_brief(by_id[q["tenantId"]]) for q in new_removals][:MAX_LISTED],
+            "warned": warned[:MAX_LISTED],
+            "skipped": summary["skipped"][:MAX_LISTED]})
+    return summary
+
+
+def _remove_on(row: dict[str, Any], as_of: datetime, remove_after: int) -> str:
+    days = max(0, remove_after + 1 - int(row["inactiveForAtLeastDays"]))
+    return iso((as_of + timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0))
+
+
+async def _alert(services: Services, alert: str, key: str, headline: str, data: dict[str, Any]) -> None:
+    await record_action(services.storage, tenant_id=None, actor=POLICY_ACTOR, action=f"enforcement.{alert}",
+                        result="halted" if alert in ("stale", "breaker") else "alerted", detail=headline,
+                        action_id=f"alert:{key}")
+    await enqueue_partner_alert(services, alert, key, {"detail": headline, **data})
+
+
+async def _warn(services: Services, rows: list[dict[str, Any]], as_of: datetime) -> list[dict[str, Any]]:
+    """Advance warnings, once per customer per inactivity stretch (``Warnings`` rows)."""
+    settings = services.settings
+    table = services.storage.table("Warnings")
+    fresh: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
+    for row in rows:
+        stretch = stretch_of(row)
+        if await get_or_none(table, row["tenantId"], _warning_key(stretch)) is not None:
+            continue
+        fresh.append((row, stretch, _brief(row, removeOn=_remove_on(row, as_of, settings.remove_after_days))))
+    if not fresh:
+        return []
+    # The key names exactly this set of warnings: a run that crashes after enqueueing and before the
+    # Warnings rows are written enqueues the same key again, which the notification worker dedupes.
+    digest = hashlib.sha256(json.dumps(sorted(f"{r['tenantId']}|{s}" for r, s, _ in fresh)).encode()).hexdigest()
+    await enqueue_partner_warning(services, f"partner-warning:{digest[:32]}", [b for _, _, b in fresh])
+    for row, stretch, brief in fresh:
+        if settings.notify_customers_before_removal:
+            await enqueue_customer_warning(services, row, stretch, brief["removeOn"])
+        try:
+            await table.create_entity({"PartitionKey": row["tenantId"], "RowKey": _warning_key(stretch),
+                                       "Stretch": stretch, "RemoveOn": brief["removeOn"],
+                                       "InactiveDays": row["inactiveForAtLeastDays"], "At": iso(utcnow())})
+        except ResourceExistsError:
+            continue
+        await record_action(services.storage, tenant_id=row["tenantId"], actor=POLICY_ACTOR, action="warning.queued",
+                            result="warned", detail=f"will lose delegated access on {brief['removeOn'][:10]} "
+                                                    f"unless an agent signs in",
+                            action_id=f"warning:{row['tenantId']}:{stretch}")
+    return [b for _, _, b in fresh]
+
+
+async def run_cycle(services: Services, as_of: datetime) -> dict[str, Any]:
+    """``python -m shared.cli enforce``: the evaluation, then the removal and notification queues,
+    drained in-process exactly as their queue functions process them.
+
+    Raises UpstreamError at the end (after everything that could be done is done and written down)
+    when a Microsoft service failed for good; the summary is attached as ``exc.summary``.
+    """
+    summary = await run_evaluation(services, as_of, refresh=True)
+    removals = await drain_removals(services)
+    store = RemovalStore(services.storage)
+    for queued in summary["queued"]:
+        removal = await store.get(queued["removalId"])
+        if removal is None:
+            continue
+        if removal.status in ("requested", "completed"):
+            summary["removed"].append(removal.tenant_id)
+        elif removal.status in ("skipped", "failed"):
+            summary["skipped"].append({"tenantId": removal.tenant_id, "displayName": removal.display_name,
+                                       "reason": f"{removal.status}: {removal.status_reason}"})
+        else:
+            summary["skipped"].append({"tenantId": removal.tenant_id, "displayName": removal.display_name,
+                                       "reason": f"not finished in this run (status {removal.status})"})
+    notifications = await drain_notifications(services)
+    summary["notifications"] = {"processed": notifications.processed, "failed": len(notifications.poisoned)}
+    failures = [e for e in removals.errors + notifications.errors if isinstance(e, UpstreamError)]
+    if summary.get("refreshError"):
+        failures.insert(0, UpstreamError(str(summary["refreshError"])))
+    if failures:
+        error = UpstreamError(f"{failures[0]} (cycle summary: {json.dumps(_public(summary), ensure_ascii=False)})")
+        error.summary = summary  # type: ignore[attr-defined]
+        raise error
+    return _public(summary)
+
+
+def _public(summary: dict[str, Any]) -> dict[str, Any]:
+    out = dict(summary)
+    out["queued"] = [{"tenantId": q["tenantId"], "removalId": q["removalId"]} for q in summary["queued"]]
+    return out
+
+
+__all__ = ["run_cycle", "run_evaluation"]
