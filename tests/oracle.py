@@ -28,7 +28,6 @@ def _days(delta: timedelta) -> int:
 
 def expected_report(scenario: dict[str, Any], as_of: datetime, backfill_days: int, *, recommend_after: int = 60,
                     excluded: frozenset[str] = frozenset()) -> dict[str, Any]:
-    partner = scenario["partner"]["tenantId"].lower()
     retention = timedelta(days=scenario.get("signInRetentionDays", 30))
     emulator_now = _t(scenario["now"])
     coverage_from = as_of - timedelta(days=backfill_days)
