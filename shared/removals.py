@@ -633,10 +633,17 @@ async def _execute(services: Services, store: RemovalStore, removal: Removal) ->
         reason = await _prechecks(services, removal, live)
         if reason is not None:
             return await _skip(services, store, removal, reason)
-    # DAP first: it is the broadest access (Global Administrator).
+    # DAP first: it is the broadest access (Global Administrator). One relationship failing does not
+    # hold back the others; the failure is raised afterwards so that the queue retries what is left.
+    failures: list[UpstreamError] = []
     for rel in sorted(removal.relationships, key=lambda r: (r["type"] != "DAP", r["id"])):
         if rel["state"] in ("pending", "requesting"):
-            await _remove_one(services, store, removal, rel, live)
+            try:
+                await _remove_one(services, store, removal, rel, live)
+            except UpstreamError as exc:
+                failures.append(exc)
+    if failures:
+        raise failures[0]
     states = {r["state"] for r in removal.relationships}
     if states <= {"skipped"}:
         return await _skip(services, store, removal, "; ".join(
