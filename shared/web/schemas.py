@@ -1,0 +1,174 @@
+"""Shapes of the API's answers, for the OpenAPI document only.
+
+Handlers build their JSON directly (a page of 10,000 customers is served from precomputed JSON), so
+these models document the contract without validating every answer at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["invalidTenantId"])
+    message: str
+
+
+class Error(BaseModel):
+    error: ErrorBody
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "malformed request (nothing was changed)"},
+    401: {"model": Error, "description": "no signed-in principal"},
+    403: {"model": Error, "description": "the principal lacks the app role, or the request is cross-site"},
+    404: {"model": Error, "description": "not found (or no evaluation stored yet)"},
+}
+
+
+class Me(BaseModel):
+    name: str
+    roles: list[str]
+    canRemove: bool
+    localOperator: bool
+
+
+class Relationship(BaseModel):
+    type: Literal["DAP", "GDAP"]
+    id: str
+    displayName: str
+    status: str
+    establishedAt: str
+    endsAt: str | None
+    autoExtend: bool
+    roles: list[str]
+    roleNames: list[str]
+
+
+class CustomerRow(BaseModel):
+    """A customer row of the audit report (CONTRACTS section 5), plus display helpers."""
+
+    tenantId: str
+    displayName: str
+    relationships: list[Relationship]
+    establishedAt: str
+    daysActive: int
+    lastSignInAt: str | None
+    daysInactive: int | None
+    inactiveForAtLeastDays: int
+    bucket: Literal["active", "30-60", "61-90", "90+"]
+    establishedLast7Days: bool
+    agentsSignedInLastDay: int
+    signInsLastDay: int
+    recommendation: Literal["remove", "none"]
+    excluded: bool
+    relationshipTypes: list[str]
+    roles: list[str]
+    roleNames: list[str]
+
+
+class Summary(BaseModel):
+    customersUnderMonitoring: int
+    inactiveOver90Days: int
+    inactive61To90Days: int
+    inactive30To60Days: int
+    establishedLast7Days: int
+    recommendedForRemoval: int
+
+
+class CustomerPage(BaseModel):
+    evaluationId: str
+    evaluatedAt: str
+    asOf: str
+    coverage: dict[str, str | None]
+    policy: dict[str, Any]
+    summary: Summary
+    query: dict[str, Any]
+    total: int
+    page: int
+    pageSize: int
+    pages: int
+    customers: list[CustomerRow]
+
+
+class DaySignIns(BaseModel):
+    day: str
+    signIns: int
+    agents: list[str]
+    agentCount: int
+    lastAt: str | None
+
+
+class CustomerDetail(BaseModel):
+    tenantId: str
+    displayName: str
+    defaultDomainName: str
+    culture: str
+    evaluation: dict[str, str] | None
+    row: CustomerRow | None
+    relationships: list[dict[str, Any]]
+    changes: list[dict[str, Any]]
+    signIns: dict[str, Any]
+    agents: list[dict[str, Any]]
+    actions: list[dict[str, Any]] | None
+
+
+class Actions(BaseModel):
+    actions: list[dict[str, Any]]
+    count: int
+
+
+class TrendPoint(BaseModel):
+    day: str
+    asOf: str
+    evaluationId: str
+    customersUnderMonitoring: int
+    active: int
+    inactive30To60Days: int
+    inactive61To90Days: int
+    inactiveOver90Days: int
+    establishedLast7Days: int
+    recommendedForRemoval: int
+
+
+class Trends(BaseModel):
+    days: int
+    points: list[TrendPoint]
+
+
+class AuditRun(BaseModel):
+    id: str
+    status: Literal["running", "succeeded", "failed"]
+    startedAt: str
+    finishedAt: str | None
+    requestedBy: str
+    asOf: str | None
+    summary: Summary | None
+    error: str | None
+
+
+class RemovalRequest(BaseModel):
+    tenantIds: list[str] = Field(min_length=1, max_length=100, description="customer tenant ids (GUIDs)")
+    customerNotified: Literal[True] = Field(description="must be true: the customers were told")
+    reason: str = Field(default="", max_length=500)
+
+
+class Removal(BaseModel):
+    id: str
+    tenantId: str
+    status: Literal["queued", "requested", "completed", "skipped", "failed"]
+    reason: str | None = None
+    requestedBy: str | None = None
+    requestedAt: str | None = None
+    updatedAt: str | None = None
+
+
+class RemovalsAccepted(BaseModel):
+    removals: list[Removal]
+
+
+class RemovalList(BaseModel):
+    removals: list[Removal]
+    missing: list[str]

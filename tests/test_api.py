@@ -1,0 +1,596 @@
+"""The HTTP API (CONTRACTS section 7): every route, both roles, and bad input that must change nothing.
+
+Requests go through the real ASGI app (Starlette's TestClient) against Azurite and the emulator;
+one test goes through the function app's HTTP function with a real ``func.HttpRequest``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import io
+import json
+import re
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from shared.audit import EvaluationStore
+from shared.services import Services
+from shared.settings import Settings
+from shared.storage import query_all
+from shared.timeutil import parse_iso
+from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal, parse_principal
+from shared.web.server import build_app
+from tests.conftest import settings_with
+
+with warnings.catch_warnings():  # starlette nags about its httpx transport on import
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+AS_OF = parse_iso("2026-11-21T00:00:00Z")
+WINGTIP = "ca02135e-92b1-43f2-8ede-0d7ac3baea9e"    # GDAP only, 30-60, never signed in
+LAMNA = "3f98e277-4cbd-47ad-9c90-a9587403e430"      # DAP + GDAP
+ADATUM = "92276658-1e27-41c0-8a6a-63ec24ede6a4"     # DAP, active
+FOURTH_COFFEE = "9be4bcfc-49b6-4a08-b2e6-cc3ababced20"  # DAP disabled: not under monitoring
+UNKNOWN = "00000000-1111-2222-3333-444444444444"
+
+READER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("reader@contoso.example", [READ_ROLE])}
+REMOVER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("admin@contoso.example", [READ_ROLE, REMOVE_ROLE],
+                                                     object_id="4f1c2a7e-0000-4000-8000-000000000001")}
+NO_ROLES = {"X-MS-CLIENT-PRINCIPAL": encode_principal("guest@contoso.example", [])}
+JSON = {"Content-Type": "application/json"}
+
+GET_ROUTES = [
+    "/api/audit", "/api/audit?format=csv", "/api/customers", f"/api/customers/{WINGTIP}", "/api/actions",
+    "/api/trends", "/api/removals/00000000-0000-0000-0000-000000000000",
+    "/api/removals?ids=00000000-0000-0000-0000-000000000000", "/api/audit/runs/" + "0" * 32, "/api/me",
+    "/api/roles", "/api/openapi.json",
+]
+POST_ROUTES = ["/api/removals", "/api/audit/run"]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The example estate, audited at AS_OF and stored as the latest evaluation."""
+    monkeypatch.setenv("NOTIFY_SENDER", "notices@contoso.example")
+    settings = settings_with()
+
+    async def audit() -> None:
+        async with Services(settings) as services:
+            await services.audit(AS_OF)
+
+    run(audit())
+    return settings
+
+
+@contextmanager
+def client(settings: Settings, *, local_operator: bool = False) -> Iterator[TestClient]:
+    app = build_app(settings, local_operator=local_operator, drain_removals=False)
+    with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
+        yield c
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    return dict(error)
+
+
+def storage_state(settings: Settings) -> dict[str, Any]:
+    """What a removal request would change: removals, the trail, the queue."""
+
+    async def read() -> dict[str, Any]:
+        async with Services(settings) as services:
+            removals = [e async for e in query_all(services.storage.table("Removals"))]
+            actions = [e async for e in query_all(services.storage.table("Actions"))]
+            queue = services.storage.queue("removals")
+            props = await queue.get_queue_properties()
+            return {"removals": len(removals), "actions": len(actions),
+                    "queued": props.approximate_message_count}
+
+    result: dict[str, Any] = run(read())
+    return result
+
+
+# --- who may do what --------------------------------------------------------------------------------
+
+def principal_header(document: Any) -> str:
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+FORGED = [
+    pytest.param("not base64 at all!", id="not-base64"),
+    pytest.param(base64.b64encode(b"\xff\xfe not utf-8").decode(), id="not-utf8"),
+    pytest.param(base64.b64encode(b"{not json").decode(), id="not-json"),
+    pytest.param(principal_header(["roles", READ_ROLE]), id="json-array"),
+    pytest.param(principal_header({"auth_typ": "aad", "roles": [READ_ROLE, REMOVE_ROLE]}), id="roles-outside-claims"),
+    pytest.param(principal_header({"claims": "roles=Relationships.Read"}), id="claims-not-a-list"),
+    pytest.param(principal_header({"claims": [{"typ": "roles", "val": READ_ROLE}]}), id="roles-but-no-identity"),
+    pytest.param(principal_header({"claims": [{"typ": "name", "val": "x"}, {"typ": "roles", "val": 7}]}),
+                 id="claim-value-not-text"),
+    pytest.param(principal_header({"claims": [{"typ": "name", "val": "x"}, ["roles", REMOVE_ROLE]]}),
+                 id="claim-not-an-object"),
+    pytest.param("", id="empty"),
+]
+
+
+def test_principal_parsing() -> None:
+    principal = parse_principal(REMOVER["X-MS-CLIENT-PRINCIPAL"])
+    assert principal is not None
+    assert principal.roles == {READ_ROLE, REMOVE_ROLE}
+    assert principal.name == "admin@contoso.example"
+    assert principal.display == "admin@contoso.example (4f1c2a7e-0000-4000-8000-000000000001)"
+    # Easy Auth's own role claim type is honoured when it names one; a similar-looking value is not a role.
+    doc = {"claims": [{"typ": "name", "val": "u"}, {"typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role",
+                                                     "val": READ_ROLE}, {"typ": "roles", "val": "relationships.remove"}],
+           "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
+    parsed = parse_principal(principal_header(doc))
+    assert parsed is not None and parsed.has(READ_ROLE) and not parsed.has(REMOVE_ROLE)
+    for forged in FORGED:
+        assert parse_principal(forged.values[0]) is None, forged.id
+
+
+def test_no_or_forged_principal_is_401_everywhere(settings: Settings, emulator: Any) -> None:
+    with client(settings) as c:
+        for path in GET_ROUTES:
+            assert_error(c.get(path), 401, "unauthenticated")
+        for forged in FORGED:
+            header = {"X-MS-CLIENT-PRINCIPAL": forged.values[0]}
+            for path in GET_ROUTES:
+                assert_error(c.get(path, headers=header), 401, "unauthenticated")
+            for path in POST_ROUTES:
+                body = {"tenantIds": [WINGTIP], "customerNotified": True}
+                response = c.post(path, json=body, headers=header)
+                assert_error(response, 401, "unauthenticated")
+                assert response.headers["www-authenticate"]
+    assert storage_state(settings) == {"removals": 0, "actions": 0, "queued": 0}
+    assert emulator.log() == []
+
+
+def test_roles_decide_what_a_principal_may_do(settings: Settings, emulator: Any) -> None:
+    with client(settings) as c:
+        for path in GET_ROUTES:
+            assert_error(c.get(path, headers=NO_ROLES), 403, "forbidden")
+        for path in POST_ROUTES:
+            assert_error(c.post(path, json={"tenantIds": [WINGTIP], "customerNotified": True}, headers=NO_ROLES),
+                         403, "forbidden")
+        # Read may read everything but may not remove.
+        for path in ("/api/audit", "/api/customers", f"/api/customers/{WINGTIP}", "/api/actions", "/api/trends",
+                     "/api/me", "/api/roles", "/api/openapi.json"):
+            assert c.get(path, headers=READER).status_code == 200, path
+        assert_error(c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True},
+                            headers=READER), 403, "forbidden")
+        me = c.get("/api/me", headers=READER).json()
+        assert me == {"name": "reader@contoso.example", "roles": [READ_ROLE], "canRemove": False,
+                      "localOperator": False}
+        # Remove implies Read: a remover sees what they remove.
+        only_remove = {"X-MS-CLIENT-PRINCIPAL": encode_principal("r@contoso.example", [REMOVE_ROLE])}
+        assert c.get("/api/customers", headers=only_remove).status_code == 200
+    assert storage_state(settings) == {"removals": 0, "actions": 0, "queued": 0}
+    assert emulator.log() == []
+
+
+def test_local_operator_holds_both_roles(settings: Settings) -> None:
+    with client(settings, local_operator=True) as c:
+        assert c.get("/api/me").json() == {"name": "local-operator", "roles": [READ_ROLE, REMOVE_ROLE],
+                                           "canRemove": True, "localOperator": True}
+        assert c.get("/api/customers").status_code == 200
+
+
+def test_principal_header_is_ignored_on_app_service_without_easy_auth(settings: Settings,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEBSITE_SITE_NAME", "dam-func")
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "False")
+    with client(settings) as c:
+        assert_error(c.get("/api/customers", headers=REMOVER), 401)
+        monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+        assert c.get("/api/customers", headers=REMOVER).status_code == 200
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+def test_audit_is_the_stored_report_as_json_and_csv(settings: Settings) -> None:
+    async def stored() -> dict[str, Any]:
+        async with Services(settings) as services:
+            latest = await EvaluationStore(services.storage).latest()
+            assert latest is not None
+            return latest.report
+
+    report = run(stored())
+    with client(settings) as c:
+        response = c.get("/api/audit", headers=READER)
+        assert response.status_code == 200
+        assert response.json() == report
+        assert response.headers["cache-control"] == "no-store"
+        response = c.get("/api/audit?format=csv", headers=READER)
+        assert response.headers["content-type"].startswith("text/csv")
+        assert "attachment" in response.headers["content-disposition"]
+        rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+        assert [r["tenantId"] for r in rows] == [r["tenantId"] for r in report["customers"]]
+        assert_error(c.get("/api/audit?format=xml", headers=READER), 400, "invalidParameter")
+
+
+def test_customers_filter_sort_and_page(settings: Settings) -> None:
+    with client(settings) as c:
+        page = c.get("/api/customers", headers=READER).json()
+        assert page["total"] == 5 and page["pages"] == 1 and page["page"] == 1
+        assert page["summary"]["customersUnderMonitoring"] == 5
+        assert [r["displayName"] for r in page["customers"]] == [
+            "Wingtip Ltd", "Proseware Ltd", "Lamna Ltd", "Relecloud Ltd", "Adatum Ltd"]
+        wingtip = page["customers"][0]
+        assert wingtip["roleNames"] == ["Exchange Administrator", "Helpdesk Administrator"]
+        assert wingtip["relationships"][0]["roleNames"] == ["Exchange Administrator", "Helpdesk Administrator"]
+        dap = next(r for r in page["customers"] if r["displayName"] == "Adatum Ltd")
+        assert dap["roleNames"] == ["Global Administrator", "Helpdesk Administrator"]
+
+        def names(query: str) -> list[str]:
+            response = c.get("/api/customers?" + query, headers=READER)
+            assert response.status_code == 200, response.text
+            return [r["displayName"] for r in response.json()["customers"]]
+
+        assert names("bucket=30-60") == ["Wingtip Ltd", "Proseware Ltd"]
+        assert names("bucket=new") == ["Relecloud Ltd"]
+        assert names("bucket=90%2B") == []
+        assert names("q=lamna") == ["Lamna Ltd"]
+        assert names("q=" + WINGTIP[:8].upper()) == ["Wingtip Ltd"]
+        assert names("q=Global%20Admin") == ["Proseware Ltd", "Lamna Ltd", "Adatum Ltd"]
+        assert names("q=ＬＡＭＮＡ") == ["Lamna Ltd"]  # full-width input matches
+        assert names("sort=name") == ["Adatum Ltd", "Lamna Ltd", "Proseware Ltd", "Relecloud Ltd", "Wingtip Ltd"]
+        assert names("sort=-name")[0] == "Wingtip Ltd"
+        # Blank days inactive (never signed in) sort last both ways.
+        never = {r["displayName"] for r in page["customers"] if r["daysInactive"] is None}
+        assert never and set(names("sort=daysInactive")[-len(never):]) == never
+        assert set(names("sort=-daysInactive")[-len(never):]) == never
+        ascending = [r for r in names("sort=daysInactive") if r not in never]
+        assert ascending == list(reversed([r for r in names("sort=-daysInactive") if r not in never]))
+        assert names("sort=name&pageSize=2&page=2") == ["Proseware Ltd", "Relecloud Ltd"]
+        second = c.get("/api/customers?sort=name&pageSize=2&page=3", headers=READER).json()
+        assert second["pages"] == 3 and second["total"] == 5 and len(second["customers"]) == 1
+        assert names("type=DAP&sort=name") == ["Adatum Ltd", "Lamna Ltd", "Proseware Ltd"]
+        csv_text = c.get("/api/customers?bucket=30-60&format=csv", headers=READER).content.decode("utf-8-sig")
+        assert [r["displayName"] for r in csv.DictReader(io.StringIO(csv_text))] == ["Wingtip Ltd", "Proseware Ltd"]
+        for bad in ("bucket=old", "sort=colour", "sort=--name", "page=0", "page=x", "pageSize=501",
+                    "pageSize=-1", "recommendation=maybe", "type=CSP", "format=pdf", "q=" + "x" * 201):
+            assert_error(c.get("/api/customers?" + bad, headers=READER), 400, "invalidParameter")
+
+
+def test_customer_detail(settings: Settings) -> None:
+    with client(settings) as c:
+        detail = c.get(f"/api/customers/{LAMNA}?days=30", headers=READER).json()
+        assert detail["displayName"] == "Lamna Ltd"
+        assert detail["row"]["tenantId"] == LAMNA and detail["row"]["daysInactive"] == 20
+        types = {r["type"]: r for r in detail["relationships"]}
+        assert set(types) == {"DAP", "GDAP"}
+        assert types["DAP"]["roleNames"] == ["Global Administrator", "Helpdesk Administrator"]
+        gdap = types["GDAP"]
+        assert gdap["accessAssignments"] and gdap["accessAssignments"][0]["roleNames"]
+        days = detail["signIns"]["days"]
+        assert len(days) == 30 and days[-1]["day"] == "2026-11-21" and days[0]["day"] == "2026-10-23"
+        active_days = [d for d in days if d["signIns"]]
+        assert active_days and all(d["agentCount"] == len(d["agents"]) for d in days)
+        assert sum(d["signIns"] for d in days) >= len(active_days)
+        assert detail["agents"] and {a["userId"] for a in detail["agents"]} == {
+            agent for d in active_days for agent in d["agents"]}
+        assert detail["actions"] == []
+        assert detail["changes"]
+        # Not under monitoring (DAP disabled): known, without a row.
+        fourth = c.get(f"/api/customers/{FOURTH_COFFEE}", headers=READER).json()
+        assert fourth["row"] is None and fourth["relationships"][0]["active"] is False
+        assert_error(c.get(f"/api/customers/{UNKNOWN}", headers=READER), 404, "unknownCustomer")
+        assert_error(c.get("/api/customers/not-a-guid", headers=READER), 400, "invalidTenantId")
+        assert_error(c.get(f"/api/customers/{WINGTIP}?days=0", headers=READER), 400, "invalidParameter")
+
+
+def test_trends_are_daily_points_from_stored_evaluations(settings: Settings) -> None:
+    async def more_evaluations() -> None:
+        async with Services(settings) as services:
+            # An older evaluation for an earlier day, and a second one for the same day as AS_OF.
+            await services.audit(parse_iso("2026-11-19T12:00:00Z"))
+            await services.audit(AS_OF)
+
+    run(more_evaluations())
+    with client(settings) as c:
+        trends = c.get("/api/trends", headers=READER).json()
+        assert [p["day"] for p in trends["points"]] == ["2026-11-19", "2026-11-21"]
+        last = trends["points"][-1]
+        assert last["customersUnderMonitoring"] == 5 and last["inactive30To60Days"] == 2
+        assert last["active"] == 3
+        assert [p["day"] for p in c.get("/api/trends?days=1", headers=READER).json()["points"]] == ["2026-11-21"]
+        assert_error(c.get("/api/trends?days=abc", headers=READER), 400, "invalidParameter")
+
+
+def test_no_evaluation_yet_is_a_json_404(env: dict[str, str]) -> None:
+    with client(settings_with()) as c:
+        assert_error(c.get("/api/customers", headers=READER), 404, "noEvaluation")
+        assert_error(c.get("/api/audit", headers=READER), 404, "noEvaluation")
+        assert c.get("/api/trends", headers=READER).json()["points"] == []
+
+
+def test_unknown_routes_and_methods_are_json(settings: Settings) -> None:
+    with client(settings) as c:
+        assert_error(c.get("/api/nothing", headers=READER), 404)
+        assert_error(c.delete("/api/removals", headers=REMOVER), 405)
+        assert_error(c.put("/api/removals", headers=REMOVER, json={}), 405)
+
+
+def test_openapi_document_lists_every_route(settings: Settings) -> None:
+    with client(settings) as c:
+        document = c.get("/api/openapi.json", headers=READER).json()
+    paths = document["paths"]
+    for path, method in [("/api/audit", "get"), ("/api/customers", "get"), ("/api/customers/{tenant_id}", "get"),
+                         ("/api/actions", "get"), ("/api/trends", "get"), ("/api/audit/run", "post"),
+                         ("/api/audit/runs/{run_id}", "get"), ("/api/removals", "post"), ("/api/removals", "get"),
+                         ("/api/removals/{removal_id}", "get"), ("/api/me", "get")]:
+        assert method in paths[path], (path, method)
+    body = paths["/api/removals"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == {"tenantIds", "customerNotified"}
+    assert "easyAuth" in document["components"]["securitySchemes"]
+
+
+# --- removals -------------------------------------------------------------------------------------
+
+def test_removals_are_queued_then_executed(settings: Settings, emulator: Any) -> None:
+    from shared.removals import process_removal_queue
+
+    with client(settings) as c:
+        response = c.post("/api/removals", headers={**REMOVER, "Origin": "http://testserver"},
+                          json={"tenantIds": [WINGTIP, LAMNA.upper(), WINGTIP], "customerNotified": True,
+                                "reason": "unused for a month"})
+        assert response.status_code == 202, response.text
+        removals = response.json()["removals"]
+        assert [(r["tenantId"], r["status"]) for r in removals] == [(WINGTIP, "queued"), (LAMNA, "queued")]
+        assert emulator.log() == []  # nothing is removed by the request itself
+        one = c.get(f"/api/removals/{removals[0]['id']}", headers=READER).json()
+        assert one["status"] == "queued" and one["requestedBy"].startswith("admin@contoso.example")
+
+        async def drain() -> int:
+            async with Services(settings) as services:
+                return int(await process_removal_queue(services))
+
+        assert run(drain()) >= 2
+        ids = ",".join(r["id"] for r in removals)
+        deadline = time.monotonic() + 20
+        while True:
+            states = c.get(f"/api/removals?ids={ids}", headers=READER).json()
+            if all(r["status"] in ("completed", "skipped", "failed") for r in states["removals"]):
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.3)
+        assert {r["status"] for r in states["removals"]} == {"completed"}, states
+        assert states["missing"] == []
+        assert_error(c.get("/api/removals/does-not-exist", headers=READER), 404, "unknownRemoval")
+        assert_error(c.get("/api/removals/bad%20id!", headers=READER), 400, "invalidParameter")
+        assert_error(c.get("/api/removals?ids=", headers=READER), 400, "invalidParameter")
+        trail = c.get(f"/api/actions?tenantId={WINGTIP}", headers=READER).json()["actions"]
+        assert trail and all(a["tenantId"] == WINGTIP for a in trail)
+        assert any(a["reason"] == "unused for a month" for a in trail)
+        everyone = c.get("/api/actions?since=2000-01-01T00:00:00Z", headers=READER).json()
+        assert {a["tenantId"] for a in everyone["actions"]} >= {WINGTIP, LAMNA}
+        assert c.get("/api/actions?until=2000-01-01T00:00:00Z", headers=READER).json()["actions"] == []
+        assert_error(c.get("/api/actions?since=yesterday", headers=READER), 400, "invalidParameter")
+        assert_error(c.get("/api/actions?tenantId=nope", headers=READER), 400, "invalidTenantId")
+        detail = c.get(f"/api/customers/{WINGTIP}", headers=READER).json()
+        assert detail["actions"]
+    touched = {json.dumps(entry).lower() for entry in emulator.log() if entry["method"] in ("PATCH", "POST")
+               and "sendmail" not in entry["path"].lower()}
+    assert touched and all(WINGTIP in t or LAMNA in t for t in touched), touched
+    assert not any(ADATUM in t for t in touched)
+
+
+def ids(n: int) -> list[str]:
+    return [f"{i:08x}-0000-4000-8000-000000000000" for i in range(n)]
+
+
+BAD_BODIES = [
+    pytest.param(b"{", JSON, 400, "malformedJson", id="malformed-json"),
+    pytest.param(b"\xff\xfe", JSON, 400, "malformedJson", id="not-utf8"),
+    pytest.param(b'["' + WINGTIP.encode() + b'"]', JSON, 400, "malformedBody", id="array-body"),
+    pytest.param(b"null", JSON, 400, "malformedBody", id="null-body"),
+    pytest.param(b'{"customerNotified": true}', JSON, 400, "malformedBody", id="no-tenant-ids"),
+    pytest.param(b'{"tenantIds": [], "customerNotified": true}', JSON, 400, "malformedBody", id="empty-ids"),
+    pytest.param(b'{"tenantIds": "' + WINGTIP.encode() + b'", "customerNotified": true}', JSON, 400,
+                 "malformedBody", id="ids-not-a-list"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP, *ids(100)], "customerNotified": True}).encode(), JSON, 400,
+                 "tooManyTenantIds", id="101-ids"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP, "not-a-guid"], "customerNotified": True}).encode(), JSON,
+                 400, "invalidTenantId", id="malformed-id"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP + "\n"], "customerNotified": True}).encode(), JSON,
+                 400, "invalidTenantId", id="id-with-newline"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP, 42], "customerNotified": True}).encode(), JSON,
+                 400, "invalidTenantId", id="id-not-text"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP, UNKNOWN], "customerNotified": True}).encode(), JSON,
+                 400, "unknownTenantId", id="unknown-id"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP, FOURTH_COFFEE], "customerNotified": True}).encode(), JSON,
+                 400, "unknownTenantId", id="not-under-monitoring"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP]}).encode(), JSON, 400, "customerNotNotified",
+                 id="no-acknowledgement"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": False}).encode(), JSON, 400,
+                 "customerNotNotified", id="not-notified"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": "true"}).encode(), JSON, 400,
+                 "customerNotNotified", id="notified-as-text"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": 1}).encode(), JSON, 400,
+                 "customerNotNotified", id="notified-as-number"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True, "reason": 5}).encode(), JSON, 400,
+                 "malformedBody", id="reason-not-text"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True, "reason": "x" * 501}).encode(),
+                 JSON, 400, "malformedBody", id="reason-too-long"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True, "reason": "a\x00b"}).encode(),
+                 JSON, 400, "malformedBody", id="reason-control-chars"),
+    pytest.param(f"tenantIds={WINGTIP}&customerNotified=true".encode(),
+                 {"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupportedMediaType", id="form-post"),
+    pytest.param(b"--b\r\nContent-Disposition: form-data; name=\"tenantIds\"\r\n\r\n" + WINGTIP.encode()
+                 + b"\r\n--b--\r\n", {"Content-Type": "multipart/form-data; boundary=b"}, 415,
+                 "unsupportedMediaType", id="multipart-form-post"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+                 {"Content-Type": "text/plain"}, 415, "unsupportedMediaType", id="text-plain-json"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(), {}, 415,
+                 "unsupportedMediaType", id="no-content-type"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+                 {**JSON, "Origin": "https://evil.example"}, 403, "crossSiteRequest", id="cross-site-origin"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+                 {**JSON, "Origin": "null"}, 403, "crossSiteRequest", id="null-origin"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+                 {**JSON, "Sec-Fetch-Site": "cross-site"}, 403, "crossSiteRequest", id="sec-fetch-cross-site"),
+    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+                 {**JSON, "Origin": "http://testserver.evil.example"}, 403, "crossSiteRequest",
+                 id="lookalike-origin"),
+    pytest.param(b"{" + b'"a":1,' * 12000 + b'"b":1}', JSON, 413, "bodyTooLarge", id="too-large"),
+]
+
+
+def test_bad_removal_requests_change_nothing(settings: Settings, emulator: Any) -> None:
+    # One estate for every case (an audit per case would cost a minute); the state is checked after each.
+    with client(settings) as c:
+        for case in BAD_BODIES:
+            body, headers, status, code = case.values
+            response = c.post("/api/removals", content=body, headers={**REMOVER, **headers})
+            try:
+                assert_error(response, status, code)
+            except AssertionError as exc:
+                raise AssertionError(f"{case.id}: {exc}") from None
+            assert storage_state(settings) == {"removals": 0, "actions": 0, "queued": 0}, case.id
+            assert emulator.log() == [], case.id
+
+
+def test_a_cross_site_form_cannot_refresh_either(settings: Settings) -> None:
+    with client(settings) as c:
+        assert_error(c.post("/api/audit/run", content=b"x=1", headers={
+            **READER, "Content-Type": "application/x-www-form-urlencoded"}), 415)
+        assert_error(c.post("/api/audit/run", json={}, headers={**READER, "Origin": "https://evil.example"}), 403)
+        assert_error(c.post("/api/audit/run", content=b"[1]", headers={**READER, **JSON}), 400, "malformedBody")
+
+
+def test_removals_refused_when_customers_cannot_be_notified(settings: Settings, monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    monkeypatch.delenv("NOTIFY_SENDER")
+    with client(settings_with()) as c:
+        assert_error(c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True},
+                            headers=REMOVER), 503, "notConfigured")
+    assert storage_state(settings)["removals"] == 0
+
+
+# --- on-demand refresh ---------------------------------------------------------------------------------
+
+def test_audit_run_refreshes_in_the_background(settings: Settings, emulator: Any) -> None:
+    with client(settings) as c:
+        before = c.get("/api/customers", headers=READER).json()["evaluationId"]
+        started = c.post("/api/audit/run", json={}, headers={**READER, "Origin": "http://testserver"})
+        assert started.status_code == 202, started.text
+        run_ = started.json()
+        assert run_["status"] == "running" and run_["statusUrl"] == f"/api/audit/runs/{run_['id']}"
+        again = c.post("/api/audit/run", headers={**READER, **JSON})  # an empty JSON body is fine
+        assert again.status_code == 202
+        if again.json()["status"] == "running":
+            assert again.json()["id"] == run_["id"] and again.json()["started"] is False
+        deadline = time.monotonic() + 30
+        while (state := c.get(run_["statusUrl"], headers=READER).json())["status"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert state["status"] == "succeeded", state
+        assert state["summary"]["customersUnderMonitoring"] == 5
+        time.sleep(2.1)  # the index re-checks for a newer evaluation at most every 2 s
+        assert c.get("/api/customers", headers=READER).json()["evaluationId"] != before
+        assert_error(c.get("/api/audit/runs/" + "f" * 32, headers=READER), 404, "unknownRun")
+        assert_error(c.get("/api/audit/runs/nope", headers=READER), 400, "invalidParameter")
+    assert emulator.log() == []  # a refresh reads; it never changes anything at Microsoft
+
+
+# --- the portal's HTTP surface ----------------------------------------------------------------------
+
+STATIC = Path(__file__).resolve().parent.parent / "shared" / "web" / "static"
+
+
+def test_security_headers_on_every_answer(settings: Settings) -> None:
+    with client(settings) as c:
+        for path, headers in [("/", {}), ("/static/app.js", {}), ("/static/app.css", {}),
+                              ("/api/customers", READER), ("/api/customers", {}), ("/api/nothing", READER)]:
+            response = c.get(path, headers=headers)
+            csp = response.headers["content-security-policy"]
+            assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+            assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "style-src 'self'" in csp
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["referrer-policy"] == "no-referrer"
+            assert response.headers["x-frame-options"] == "DENY"
+        assert c.get("/static/app.js").headers["content-type"].split(";")[0] in (
+            "text/javascript", "application/javascript")
+
+
+def test_portal_has_no_inline_script_style_or_handlers() -> None:
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r"<script\b[^>]*>", html) == [
+        '<script src="/static/i18n.js" defer>', '<script src="/static/app.js" defer>']
+    assert "<style" not in html and " style=" not in html
+    assert not re.search(r"\son[a-z]+\s*=", html)
+    assert "http://" not in html and "https://" not in html  # no CDN, no external fonts
+    script = (STATIC / "app.js").read_text(encoding="utf-8")
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script
+    assert "eval(" not in script and "new Function" not in script
+    css = (STATIC / "app.css").read_text(encoding="utf-8")
+    assert "@import" not in css and "url(" not in css
+
+
+# --- the function app ----------------------------------------------------------------------------------
+
+def http_function() -> Any:
+    # test_function_app indexes function_app.app once (the host does too); share that index.
+    from test_function_app import functions_by_name
+
+    return functions_by_name()["http_api"].get_user_function()
+
+
+class Context:
+    function_name = "http_api"
+    function_directory = "."
+    invocation_id = "test"
+    thread_local_storage = None
+    trace_context = None
+    retry_context = None
+
+
+def test_http_function_serves_the_app(settings: Settings, emulator: Any) -> None:
+    from shared.runtime import close_services
+
+    handler = http_function()
+
+    async def call() -> list[func.HttpResponse]:
+        try:
+            requests = [
+                func.HttpRequest("GET", "https://dam.example/api/customers?bucket=30-60", params={"bucket": "30-60"},
+                                 headers=READER, body=b""),
+                func.HttpRequest("GET", "https://dam.example/api/customers", headers={}, body=b""),
+                func.HttpRequest("POST", "https://dam.example/api/removals",
+                                 headers={**REMOVER, "Content-Type": "application/x-www-form-urlencoded",
+                                          "Origin": "https://evil.example"},
+                                 body=f"tenantIds={WINGTIP}&customerNotified=true".encode()),
+                func.HttpRequest("GET", "https://dam.example/", headers={}, body=b""),
+            ]
+            return [await handler(r, Context()) for r in requests]
+        finally:
+            await close_services()
+
+    ok, anonymous, form, portal = run(call())
+    assert ok.status_code == 200, ok.get_body()
+    assert [r["displayName"] for r in json.loads(ok.get_body())["customers"]] == ["Wingtip Ltd", "Proseware Ltd"]
+    assert ok.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert ok.headers["Strict-Transport-Security"]
+    assert anonymous.status_code == 401 and json.loads(anonymous.get_body())["error"]["code"] == "unauthenticated"
+    assert form.status_code == 403
+    assert portal.status_code == 200 and b"/static/app.js" in portal.get_body()
+    assert storage_state(settings)["removals"] == 0
+    assert emulator.log() == []

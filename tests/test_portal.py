@@ -1,0 +1,396 @@
+"""The portal in a real browser (headless Debian Chromium through Playwright).
+
+One ``python -m shared.cli serve --local-operator`` process on a free loopback port serves a generated
+estate (Azurite + emulator, audited on several days so the trend has points). Screenshots go to
+``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.services import Services
+from shared.settings import Settings
+from shared.timeutil import parse_iso
+from tests.conftest import ARTIFACTS, ROOT
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+NOW = "2026-11-21T00:00:00Z"
+AUDIT_DAYS = ["2026-11-15T00:00:00Z", "2026-11-17T00:00:00Z", "2026-11-19T00:00:00Z", NOW]
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+
+@dataclass
+class Portal:
+    url: str
+    scenario: dict[str, Any]
+    emulator: Any
+    process: subprocess.Popen[str]
+
+    def api(self, path: str) -> Any:
+        response = httpx.get(self.url + path, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+
+def estate(tmp: Path) -> dict[str, Any]:
+    out = tmp / "portal-estate.json"
+    subprocess.run([sys.executable, "-m", "tools.emulator.generate", "--customers", "160", "--signins", "4000",
+                    "--days", "90", "--retention-days", "90", "--seed", "5", "--now", NOW, "--out", str(out)],
+                   check=True, cwd=ROOT)
+    scenario: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    # A customer-chosen name that is also HTML: the portal must show it as text.
+    target = next(c for c in scenario["customers"] if c.get("gdapRelationships")
+                  and any(g["status"] == "active" for g in c["gdapRelationships"]))
+    target["displayName"] = XSS_NAME
+    for rel in target["gdapRelationships"]:
+        rel["displayName"] = "xss-" + rel["id"][:8]
+    return scenario
+
+
+@pytest.fixture(scope="module")
+def portal(azurite: Any, emulator_process: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (make setup installs it)")
+    scenario = estate(tmp_path_factory.mktemp("portal"))
+    emulator_process.post_scenario(scenario)
+    env = {k: v for k, v in os.environ.items() if k not in Settings.setting_names()}
+    env.update({
+        "AzureWebJobsStorage": azurite.connection_string,
+        "STORAGE_PREFIX": "p" + uuid.uuid4().hex[:12],
+        "EMULATOR_URL": emulator_process.url,
+        "SIGNIN_BACKFILL_DAYS": "90",
+        "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
+        "PYTHONUNBUFFERED": "1",
+    })
+    settings = Settings.from_env(env)
+
+    async def audits() -> None:
+        async with Services(settings) as services:
+            for as_of in AUDIT_DAYS:
+                await services.audit(parse_iso(as_of))
+
+    asyncio.run(audits())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--local-operator"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read_stdout() -> None:
+        # The first line is the URL; the access log follows and must keep draining, or serve blocks.
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    try:
+        url = lines.get(timeout=60).strip()
+    except queue.Empty:
+        url = ""
+    if not url.startswith("http://127.0.0.1:"):
+        process.kill()
+        pytest.fail(f"serve did not print its URL (got {url!r})")
+    try:
+        yield Portal(url, scenario, emulator_process, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+        if process.stdout:
+            process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def browser(portal: Portal) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@dataclass
+class Page:
+    page: Any
+    dialogs: list[str]
+    errors: list[str]
+
+
+@pytest.fixture
+def page(browser: Any, portal: Portal) -> Iterator[Page]:
+    yield from open_page(browser, portal, "en-US")
+
+
+@pytest.fixture
+def page_ja(browser: Any, portal: Portal) -> Iterator[Page]:
+    yield from open_page(browser, portal, "ja-JP")
+
+
+def open_page(browser: Any, portal: Portal, locale: str) -> Iterator[Page]:
+    context = browser.new_context(locale=locale, viewport={"width": 1440, "height": 1000},
+                                  extra_http_headers={"Accept-Language": locale})
+    page = context.new_page()
+    dialogs: list[str] = []
+    errors: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(portal.url + "/")
+    page.wait_for_selector("#rows tr[data-tenant]")
+    try:
+        yield Page(page, dialogs, errors)
+    finally:
+        context.close()
+
+
+def shot(page: Any, name: str, full_page: bool = False) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def row_names(page: Any) -> list[str]:
+    return [str(x) for x in page.locator("#rows tr[data-tenant] td.customer a.name").all_text_contents()]
+
+
+def wait_table(page: Any, predicate: str, arg: Any = None) -> None:
+    page.wait_for_function(predicate, arg=arg, timeout=10_000)
+
+
+def test_tiles_show_counts_and_filter_the_table(page: Page, portal: Portal) -> None:
+    p = page.page
+    summary = portal.api("/api/audit")["summary"]
+    total = summary["customersUnderMonitoring"]
+    assert p.locator("#headline").text_content() == f"Customers with delegated admin access: {total}"
+    expected = {"90+": summary["inactiveOver90Days"], "61-90": summary["inactive61To90Days"],
+                "30-60": summary["inactive30To60Days"], "new": summary["establishedLast7Days"]}
+    assert all(expected.values()), expected  # the estate has customers in every tile
+    for bucket, count in expected.items():
+        tile = p.locator(f'.tile[data-bucket="{bucket}"]')
+        assert tile.locator("[data-count]").text_content() == str(count)
+        assert tile.locator("[data-share]").text_content() == f"{100 * count / total:.1f}% of customers"
+    shot(p, "dashboard.png")
+
+    p.locator('.tile[data-bucket="90+"]').click()
+    wait_table(p, "() => document.querySelector('.tile[data-bucket=\"90+\"]').getAttribute('aria-pressed') === 'true'"
+                  " && [...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '90+')")
+    assert p.locator("#range").text_content().endswith(f"of {expected['90+']}")
+    assert p.locator("#filter-chip").is_visible()
+    shot(p, "dashboard-filter-90.png")
+
+    p.locator('.tile[data-bucket="61-90"]').click()
+    wait_table(p, "() => [...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '61-90')")
+    for i in (1, 3):
+        p.locator("#rows tr[data-tenant]").nth(i).locator("input.row-select").check()
+    assert p.locator("#remove").is_enabled()
+    shot(p, "dashboard-61-90-selected.png")
+
+    # Keyboard: Tab to the 30-60 tile and press Enter; Space on the same tile clears the filter.
+    p.locator('.tile[data-bucket="61-90"]').focus()
+    p.keyboard.press("Tab")
+    assert p.evaluate("document.activeElement.dataset.bucket") == "30-60"
+    p.keyboard.press("Enter")
+    wait_table(p, "() => [...document.querySelectorAll('#rows tr[data-tenant]')].length > 0 && "
+                  "[...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '30-60')")
+    assert p.locator("#range").text_content().endswith(f"of {expected['30-60']}")
+    shot(p, "dashboard-filter-30-60.png")
+    p.keyboard.press("Space")
+    wait_table(p, f"() => document.querySelector('#range').textContent.endsWith('of {total}')")
+
+    p.locator('.tile[data-bucket="new"]').click()
+    wait_table(p, f"() => document.querySelector('#range').textContent.endsWith('of {expected['new']}')")
+    new_rows = [r for r in portal.api("/api/audit")["customers"] if r["establishedLast7Days"]]
+    assert sorted(row_names(p)) == sorted(r["displayName"] for r in new_rows)[:50]
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_search_and_sort(page: Page, portal: Portal) -> None:
+    p = page.page
+    customers = portal.api("/api/audit")["customers"]
+    japanese = next(r for r in customers if r["displayName"].startswith("株式会社"))
+    fragment = japanese["displayName"][4:8]
+    p.locator("#search").fill(fragment)
+    expected = sorted(r["displayName"] for r in customers if fragment in r["displayName"])
+    wait_table(p, "(x) => document.querySelectorAll('#rows tr[data-tenant]').length === x.n && "
+                  "[...document.querySelectorAll('#rows a.name')].every(a => a.textContent.includes(x.fragment))",
+               {"n": len(expected), "fragment": fragment})
+    assert sorted(row_names(p)) == expected
+
+    p.locator("#search").fill("")
+    p.locator('th[data-sort="name"] button').click()
+    wait_table(p, "() => document.querySelector('th[data-sort=\"name\"]').getAttribute('aria-sort') === 'ascending'")
+    wait_table(p, "(total) => document.querySelector('#range').textContent.endsWith('of ' + total)",
+               str(len(customers)))
+    by_name = sorted(customers, key=lambda r: (r["displayName"].casefold(), r["tenantId"]))
+    wait_table(p, "(first) => document.querySelector('#rows a.name').textContent === first", by_name[0]["displayName"])
+    assert row_names(p) == [r["displayName"] for r in by_name[:50]]
+    p.locator('th[data-sort="name"] button').click()
+    wait_table(p, "() => document.querySelector('th[data-sort=\"name\"]').getAttribute('aria-sort') === 'descending'")
+    wait_table(p, "(first) => document.querySelector('#rows a.name').textContent === first", by_name[-1]["displayName"])
+    # Sign-ins (last day): most first.
+    p.locator('th[data-sort="signInsLastDay"] button').click()
+    top = max(r["signInsLastDay"] for r in customers)
+    wait_table(p, "(top) => document.querySelector('#rows tr[data-tenant] td:nth-child(5)').textContent === String(top)",
+               top)
+    # Paging.
+    p.locator("#next").click()
+    wait_table(p, "() => document.querySelector('#range').textContent.startsWith('51')")
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_customer_names_are_text_never_html(page: Page, portal: Portal) -> None:
+    p = page.page
+    p.locator("#search").fill("<img")
+    wait_table(p, "(name) => document.querySelectorAll('#rows tr[data-tenant]').length === 1 && "
+                  "document.querySelector('#rows a.name').textContent === name", XSS_NAME)
+    assert p.locator("#rows img").count() == 0
+    assert p.locator("#rows a.name").inner_text() == XSS_NAME
+    p.locator("#rows a.name").click()
+    p.wait_for_function("(name) => document.querySelector('#customer-name').textContent === name", arg=XSS_NAME)
+    assert p.locator("#customer img, #customer-name img").count() == 0
+    shot(p, "customer-xss-name.png")
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_customer_detail_shows_activity_chart(page: Page, portal: Portal) -> None:
+    p = page.page
+    customers = portal.api("/api/audit")["customers"]
+    busy = max(customers, key=lambda r: (r["signInsLastDay"], r["tenantId"]))
+    p.goto(f"{portal.url}/#/customers/{busy['tenantId']}")
+    p.wait_for_function("(name) => document.querySelector('#customer-name').textContent === name",
+                        arg=busy["displayName"])
+    p.wait_for_selector("#activity svg rect.bar")
+    assert p.locator("#activity svg rect").count() == 90
+    assert p.locator("#activity svg rect.bar:not(.zero)").count() > 0
+    assert p.locator("#relationships table tbody tr").count() >= len(busy["relationships"])
+    assert p.locator("#agents table tbody tr").count() > 0
+    shot(p, "customer-detail.png")
+    p.locator("a.back").click()
+    p.wait_for_selector("#dashboard:not([hidden])")
+    # The trend of the four stored evaluation days.
+    p.wait_for_selector("#trend svg path.series")
+    assert p.locator("#trend svg path.series").count() == 3
+    assert p.locator("#trend svg circle.s-90").count() == len(AUDIT_DAYS)
+    shot(p, "dashboard-full.png", full_page=True)
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_japanese_ui(page_ja: Page, portal: Portal) -> None:
+    p = page_ja.page
+    total = portal.api("/api/audit")["summary"]["customersUnderMonitoring"]
+    assert p.evaluate("document.documentElement.lang") == "ja"
+    assert p.locator("#headline").text_content() == f"委任された管理者アクセス権を持つ顧客: {total}"
+    assert p.locator('.tile[data-bucket="90+"] .tile-label').text_content() == "90 日より長い期間非アクティブ"
+    assert p.locator('.tile[data-bucket="new"] .tile-label').text_content() == "過去 7 日間に確立"
+    assert p.locator('th[data-sort="recommendation"] button').text_content() == "推奨事項"
+    assert p.locator("#remove").text_content() == "委任されたアクセス権を削除"
+    shot(p, "dashboard-ja.png")
+    # Switchable: English, and back.
+    p.locator("#language").select_option("en")
+    p.wait_for_function("() => document.querySelector('#headline').textContent.startsWith('Customers with')")
+    assert p.evaluate("document.documentElement.lang") == "en"
+    p.locator("#language").select_option("ja")
+    p.wait_for_function("() => document.querySelector('#headline').textContent.startsWith('委任')")
+    assert page_ja.dialogs == [] and page_ja.errors == []
+
+
+def test_remove_two_customers(page: Page, portal: Portal) -> None:
+    p = page.page
+    p.locator('.tile[data-bucket="90+"]').click()
+    wait_table(p, "() => [...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '90+')")
+    rows = p.locator("#rows tr[data-tenant]")
+    chosen = [rows.nth(0).get_attribute("data-tenant"), rows.nth(1).get_attribute("data-tenant")]
+    names = [rows.nth(i).locator("a.name").text_content() for i in (0, 1)]
+    assert p.locator("#remove").is_disabled()
+    rows.nth(0).locator("input.row-select").check()
+    rows.nth(1).locator("input.row-select").check()
+    assert p.locator("#selection-count").text_content() == "2 selected"
+    p.locator("#remove").click()
+
+    dialog = p.locator("#remove-dialog")
+    assert dialog.is_visible()
+    assert sorted(dialog.locator("#remove-list .name").all_text_contents()) == sorted(names)
+    consequences = " ".join(dialog.locator(".consequences li").all_text_contents())
+    for needle in ("service requests", "Partner earned credit", "approve a new relationship",
+                   "Azure subscriptions remain", "few minutes"):
+        assert needle in consequences, needle
+    confirm = dialog.locator("#remove-confirm")
+    assert confirm.is_disabled()
+    # Keyboard: the acknowledgement has focus when the dialog opens; Space ticks it.
+    assert p.evaluate("document.activeElement.id") == "remove-ack"
+    p.keyboard.press("Space")
+    assert dialog.locator("#remove-ack").is_checked() and confirm.is_enabled()
+    dialog.locator("#remove-reason").fill("Inactive for more than 90 days")
+    shot(p, "remove-dialog.png")
+    with p.expect_response(lambda r: r.url.endswith("/api/removals") and r.request.method == "POST") as info:
+        confirm.click()
+    response = info.value
+    assert response.status == 202
+    accepted = response.json()["removals"]
+    assert sorted(r["tenantId"] for r in accepted) == sorted(chosen)
+    assert not dialog.is_visible()
+
+    status = p.locator("#removal-status")
+    status.wait_for(state="visible")
+    assert sorted(status.locator("li .name").all_text_contents()) == sorted(names)
+    assert "may take a few minutes" in (p.locator("#removal-status-note").text_content() or "")
+    # serve drains the removal queue itself; the portal polls until every removal has finished.
+    p.wait_for_function("() => [...document.querySelectorAll('#removal-status-list li')].length === 2 && "
+                        "[...document.querySelectorAll('#removal-status-list li')].every("
+                        "li => ['completed', 'skipped', 'failed'].includes(li.dataset.status))", timeout=45_000)
+    states = status.locator("li").evaluate_all("items => items.map(li => li.dataset.status)")
+    assert states == ["completed", "completed"], states
+    shot(p, "removal-status.png")
+    removed = {json.dumps(e).lower() for e in portal.emulator.log() if e["method"] in ("PATCH", "POST")
+               and "sendmail" not in e["path"].lower()}
+    assert removed and all(any(t in entry for t in chosen) for entry in removed)
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_served_assets_pass_the_csp(page: Page) -> None:
+    """The CSP forbids inline code: a violation would be a console error (checked by every test)."""
+    p = page.page
+    headers = p.evaluate("async () => Object.fromEntries((await fetch('/')).headers)")
+    assert "unsafe-inline" not in headers["content-security-policy"]
+    assert p.evaluate("getComputedStyle(document.querySelector('.topbar')).backgroundColor") == "rgb(27, 31, 36)"
+    assert page.errors == []
+
+
+def test_serve_refuses_local_operator_on_a_public_host() -> None:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "serve", "--host", "0.0.0.0", "--local-operator"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    assert result.returncode == 2 and "loopback" in result.stderr
+    assert time.monotonic() - started < 60
