@@ -132,7 +132,7 @@ async def run_evaluation(services: Services, as_of: datetime, *, refresh: bool =
     summary: dict[str, Any] = {
         "asOf": report["asOf"], "mode": settings.policy_mode, "evaluationId": evaluation_id,
         "candidates": [], "removed": [], "warned": [], "skipped": [], "halted": None,
-        "queued": [], "wouldRemove": [], "wouldWarn": [], "recommended": [],
+        "queued": [], "wouldRemove": [], "wouldWarn": [], "wouldHalt": None, "recommended": [],
         "refreshError": refresh_error,
     }
     summary["recommended"] = [r["tenantId"] for r in rows if r["recommendation"] == "remove"]
@@ -152,6 +152,9 @@ async def run_evaluation(services: Services, as_of: datetime, *, refresh: bool =
             "reason": (f"coverage: the sign-in log held since {report['coverage']['from'] or 'nowhere'} proves only "
                        f"{r['inactiveForAtLeastDays']} days of inactivity")})
     summary["wouldRemove"] = [_brief(r) for r in candidates]
+    if len(candidates) > settings.max_removals_per_run:
+        summary["wouldHalt"] = (f"circuit breaker: {len(candidates)} removal candidates, more than "
+                                f"MAX_REMOVALS_PER_RUN ({settings.max_removals_per_run})")
     to_warn = [r for r in rows if not r["excluded"] and in_scope(r["relationships"], scope)
                and r["inactiveForAtLeastDays"] <= remove_after
                and 0 < days_until_candidate(r, policy) <= settings.warn_days_before_removal]
@@ -172,9 +175,8 @@ async def run_evaluation(services: Services, as_of: datetime, *, refresh: bool =
     if not enforce:
         return summary
 
-    if len(candidates) > settings.max_removals_per_run:
-        summary["halted"] = (f"circuit breaker: {len(candidates)} removal candidates, more than "
-                             f"MAX_REMOVALS_PER_RUN ({settings.max_removals_per_run}); nothing removed")
+    if summary["wouldHalt"]:
+        summary["halted"] = f"{summary['wouldHalt']}; nothing removed"
         await _alert(services, "breaker", f"breaker:{evaluation_id}", summary["halted"], {
             "asOf": report["asOf"], "candidates": len(candidates), "limit": settings.max_removals_per_run,
             "customers": [_brief(r) for r in candidates[:MAX_LISTED]]})

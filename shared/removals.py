@@ -349,11 +349,11 @@ async def queue_removal(services: Services, removal: Removal) -> tuple[Removal, 
     try:
         await enqueue_removal(services.storage, removal)
     except Exception as exc:
-        removal.status, removal.status_reason = "failed", f"could not be queued: {type(exc).__name__}: {exc}"
-        await store.replace(removal)
+        # The row stays queued: the next evaluation (policy) or the same request again (portal)
+        # enqueues it anew, and a duplicate message is harmless.
         await record_action(services.storage, tenant_id=removal.tenant_id, actor=removal.actor,
-                            action="removal.failed", result="failed", reason=removal.reason,
-                            detail=removal.status_reason, removal_id=removal.id)
+                            action="removal.queued", result="error", reason=removal.reason,
+                            detail=f"could not be enqueued: {type(exc).__name__}: {exc}", removal_id=removal.id)
         raise
     await record_action(services.storage, tenant_id=removal.tenant_id, actor=removal.actor, action="removal.queued",
                         result="queued", reason=removal.reason,
@@ -399,6 +399,8 @@ async def request_removals(services: Services, tenant_ids: list[str], *, request
     for tenant in wanted:
         pending = await store.pending_for(tenant)
         if pending is not None:
+            if pending.status in ("queued", "requesting"):
+                await enqueue_removal(services.storage, pending)  # heals a lost message; duplicates are no-ops
             out.append({"id": pending.id, "tenantId": tenant, "status": PUBLIC_STATUS[pending.status]})
             continue
         removal = removal_from_row(
@@ -449,7 +451,7 @@ async def refresh_removal(services: Services, removal: Removal) -> Removal:
             await record_action(
                 services.storage, tenant_id=removal.tenant_id, actor=removal.actor, action="gdap.terminated",
                 result="completed", reason=removal.reason, removal_id=removal.id, relationship_type="GDAP",
-                relationship_id=rel["id"], action_id=f"{removal.id}:GDAP-{rel['id']}:completed",
+                relationship_id=rel["id"], action_id=f"{removal.id}:GDAP-{rel['id']}:terminated",
                 detail=f"{rel.get('displayName', '')}: {'terminated' if current else 'no longer listed'}")
         if current is not None:
             await _save_relationship(services, current)

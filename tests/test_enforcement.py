@@ -410,7 +410,7 @@ def test_report_mode_removes_nothing_and_says_what_enforcement_would_do(enforced
                                                                          emulator: Any) -> None:
     settings = settings_with(**{**ENFORCE, "POLICY_MODE": "report"})
     summary = cycle(settings)
-    assert summary["mode"] == "report" and summary["halted"] is None
+    assert summary["mode"] == "report" and summary["halted"] is None and summary["wouldHalt"] is None
     assert summary["candidates"] == [] and summary["removed"] == [] and summary["warned"] == []
     assert sorted(w["tenantId"] for w in summary["wouldRemove"]) == CANDIDATES
     lamna = next(w for w in summary["wouldRemove"] if w["tenantId"] == LAMNA)
@@ -538,3 +538,31 @@ def test_cli_enforce_prints_the_summary_and_exits_3_on_upstream_failure(enforced
     assert failed.returncode == 3 and failed.stdout == ""
     assert "upstream service failed" in failed.stderr and "sign-in ingestion failed" in failed.stderr
     assert '"halted": "stale' in failed.stderr
+
+
+def test_warnings_once_per_inactivity_stretch_and_customer_mail_switches(enforced: dict[str, Any],
+                                                                         emulator: Any) -> None:
+    settings = settings_with(**ENFORCE, NOTIFY_CUSTOMERS="false", NOTIFY_CUSTOMERS_BEFORE_REMOVAL="true")
+
+    async def go(services: Services) -> list[list[str]]:
+        warned = [(await run_evaluation(services, AS_OF))["warned"],
+                  (await run_evaluation(services, AS_OF + timedelta(hours=2)))["warned"]]
+        await process_removal_queue(services)
+        await process_notification_queue(services)
+        # Tailspin's agent signs in, then it goes idle again: a new stretch, a new warning.
+        emulator.add_sign_ins([sign_in(TAILSPIN, "2026-11-21T03:00:00Z", "00000000-0000-4000-8000-0000000ta112")])
+        emulator.set_now("2026-12-02T00:00:00Z")
+        warned.append((await run_evaluation(services, parse_iso("2026-12-02T00:00:00Z")))["warned"])
+        return warned
+
+    first, second, third = run(with_services(settings, go))
+    assert first == [TAILSPIN] and second == [] and TAILSPIN in third
+    sent = mails(emulator)
+    # Customers are warned ahead (NOTIFY_CUSTOMERS_BEFORE_REMOVAL) but get no notice after removal.
+    tailspin = [m for m in sent if recipients(m) == ["admin@tailspintoys.example"]]
+    assert len(tailspin) == 1 and "will remove its delegated admin access to Tailspin Toys on 2026-11-27" \
+        in tailspin[0]["subject"]
+    assert not [m for m in sent if "removed its delegated admin access" in m["subject"]]
+    assert len(removal_requests(emulator)) == 6  # the removals themselves still ran
+    warnings = [a for a in actions(settings, TAILSPIN) if a["action"] == "warning.queued"]
+    assert len(warnings) == 2
