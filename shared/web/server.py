@@ -86,8 +86,15 @@ def build_server(settings: Settings, *, host: str, port: int, local_operator: bo
     return uvicorn.Server(config), sock, url_of(sock)
 
 
+async def check_settings(settings: Settings) -> None:
+    """Build (and close) the clients once, so a missing setting fails before anything listens."""
+    services = Services(settings)  # raises SettingsError naming the setting
+    await services.close()
+
+
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 7071, local_operator: bool = False) -> None:
-    """Print the URL, then serve (access log on stderr) until interrupted."""
+    """Print the URL, then serve (uvicorn's access log follows) until interrupted."""
+    asyncio.run(check_settings(settings))
     server, sock, url = build_server(settings, host=host, port=port, local_operator=local_operator)
     print(url, flush=True)
     if local_operator:
