@@ -468,8 +468,11 @@ async def handle_notification_poison(services: Services, body: bytes | str) -> N
     key, kind = str(message["key"]), str(message["kind"])
     store = NotificationStore(services.storage)
     row = await store.get(key)
+    if row is not None and row.status in ("sent", "skipped"):
+        log.info("poison message for notification %s, which is %s; nothing to record", key, row.status)
+        return
     detail = f"{kind} {key}: gave up" + (f" ({row.error})" if row is not None and row.error else "")
-    if row is not None and row.status not in ("sent", "skipped"):
+    if row is not None:
         row.status, row.lease_owner = "failed", ""
         try:
             await store.replace(row)

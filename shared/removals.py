@@ -735,9 +735,7 @@ async def _disable_dap(services: Services, removal: Removal, rel: dict[str, Any]
         if exc.status == 404:
             await outcome("skipped", "the customer no longer exists in Partner Center", str(exc))
             return
-        if exc.status == 412:
-            # A concurrent change: the live state decides on the next attempt.
-            raise
+        # Anything else (a 412 included) is retried by the queue, which re-reads the live state first.
         raise
     rel["status"] = "disabled"
     await outcome("completed", "DAP disabled",
@@ -809,6 +807,10 @@ async def handle_removal_poison(services: Services, body: bytes | str) -> None:
     store = RemovalStore(services.storage)
     removal = await store.get(removal_id)
     tenant = removal.tenant_id if removal else str(message.get("tenantId") or "") or None
+    if removal is not None and removal.status in ("requested", "completed", "skipped"):
+        # A duplicate message of a removal that did finish: nothing failed.
+        log.info("poison message for removal %s, which is %s; nothing to record", removal_id, removal.status)
+        return
     detail = f"gave up after {MAX_ATTEMPTS} attempts"
     if removal is not None:
         detail += f": {removal.last_error}" if removal.last_error else ""

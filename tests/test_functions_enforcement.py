@@ -84,6 +84,11 @@ def test_timer_and_queue_functions_run_the_cycle(function_env: dict[str, Any], e
                 for message in removal_messages:
                     await removals(message)
                 await removals(removal_messages[0])  # a redelivery: no second request
+                # A stray copy on the poison queue of a removal that did finish: nothing failed, no alert.
+                await functions["removals_poison"].get_user_function()(removal_messages[0])
+                finished = await RemovalStore(services.storage).get(json.loads(removal_messages[0].get_body())
+                                                                   ["removalId"])
+                assert finished is not None and finished.status == "requested"
                 notification_messages = await _take(services, "notifications")
                 notify = functions["notifications"].get_user_function()
                 for message in notification_messages:
