@@ -4,6 +4,7 @@ registered user functions, Azurite and the emulator behind them."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any
 
@@ -27,9 +28,26 @@ from tests.test_enforcement import (
     mails,
     removal_requests,
 )
-from tests.test_function_app import functions_by_name
 
 ENFORCEMENT_FUNCTIONS = {"evaluation", "removals", "removals_poison", "notifications", "notifications_poison"}
+
+
+@functools.cache
+def functions_by_name() -> dict[str, Any]:
+    """``function_app.app.get_functions()``, indexed as the host does (duplicate names raise).
+
+    The app remembers the names it indexed and refuses a second indexing; another test module (or
+    the same one imported under a second name) may have indexed it already, so the memory is set
+    aside for this one indexing and put back afterwards.
+    """
+    from function_app import app
+
+    seen = app.functions_bindings
+    app.functions_bindings = None
+    try:
+        return {f.get_function_name(): f for f in app.get_functions()}
+    finally:
+        app.functions_bindings = seen
 
 
 def test_enforcement_functions_are_registered_with_their_bindings() -> None:
