@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
@@ -18,6 +19,15 @@ from tools.azurite import RunningAzurite, start_azurite
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SCENARIO = ROOT / "tools" / "emulator" / "scenarios" / "example.json"
 ARTIFACTS = ROOT / "test-artifacts"
+
+
+@functools.cache
+def registered_functions() -> dict[str, Any]:
+    """``function_app.app.get_functions()`` by name. Indexed once per session: like the host, the
+    app refuses to index the same functions twice, so every test module goes through here."""
+    from function_app import app
+
+    return {f.get_function_name(): f for f in app.get_functions()}
 
 
 def load_example() -> dict[str, Any]:

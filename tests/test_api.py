@@ -549,7 +549,7 @@ def test_portal_has_no_inline_script_style_or_handlers() -> None:
 
 def http_function() -> Any:
     # test_function_app indexes function_app.app once (the host does too); share that index.
-    from test_function_app import functions_by_name
+    from tests.conftest import registered_functions as functions_by_name
 
     return functions_by_name()["http_api"].get_user_function()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from typing import Any
 
@@ -13,23 +12,20 @@ from shared.audit import EvaluationStore
 from shared.runtime import close_services
 from shared.services import Services
 from shared.settings import Settings
-from tests.conftest import settings_with
+from tests.conftest import registered_functions, settings_with
 
-
-@functools.cache
-def functions_by_name() -> dict[str, Any]:
-    """Indexed once: like the host, get_functions() may be called only once per app."""
-    from function_app import app
-
-    return {f.get_function_name(): f for f in app.get_functions()}
+functions_by_name = registered_functions
 
 
 def test_timer_triggers_are_registered_with_schedules_from_settings() -> None:
     functions = functions_by_name()
+    assert set(functions) == {"relationship_sync", "signin_ingest", "evaluation", "removals", "removals_poison",
+                              "notifications", "notifications_poison", "http_api"}
     timers = {name: f.get_trigger().get_dict_repr() for name, f in functions.items()
               if f.get_trigger().get_dict_repr()["type"] == "timerTrigger"}
     assert timers["relationship_sync"]["schedule"] == "%RELATIONSHIP_SYNC_SCHEDULE%"
     assert timers["signin_ingest"]["schedule"] == "%SIGNIN_INGEST_SCHEDULE%"
+    assert timers["evaluation"]["schedule"] == "%EVALUATION_SCHEDULE%"
     # Every %SETTING% a trigger references is a setting the app knows (and the Bicep sets).
     names = set(Settings.setting_names())
     for trigger in timers.values():

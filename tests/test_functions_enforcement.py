@@ -4,7 +4,6 @@ registered user functions, Azurite and the emulator behind them."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from typing import Any
 
@@ -16,7 +15,7 @@ from shared.removals import RemovalStore, list_actions
 from shared.runtime import close_services
 from shared.services import Services
 from shared.settings import Settings
-from tests.conftest import settings_with
+from tests.conftest import registered_functions, settings_with
 from tests.test_enforcement import (
     CANDIDATES,
     ENFORCE,
@@ -32,22 +31,7 @@ from tests.test_enforcement import (
 ENFORCEMENT_FUNCTIONS = {"evaluation", "removals", "removals_poison", "notifications", "notifications_poison"}
 
 
-@functools.cache
-def functions_by_name() -> dict[str, Any]:
-    """``function_app.app.get_functions()``, indexed as the host does (duplicate names raise).
-
-    The app remembers the names it indexed and refuses a second indexing; another test module (or
-    the same one imported under a second name) may have indexed it already, so the memory is set
-    aside for this one indexing and put back afterwards.
-    """
-    from function_app import app
-
-    seen = app.functions_bindings
-    app.functions_bindings = None
-    try:
-        return {f.get_function_name(): f for f in app.get_functions()}
-    finally:
-        app.functions_bindings = seen
+functions_by_name = registered_functions
 
 
 def test_enforcement_functions_are_registered_with_their_bindings() -> None:

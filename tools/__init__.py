@@ -1,0 +1,1 @@
+"""Development tools: the Microsoft endpoint emulator, Azurite launcher, demo and checks."""
