@@ -181,20 +181,21 @@ def report_table(report: dict[str, Any], limit: int | None = None) -> str:
                      "" if r["daysInactive"] is None else str(r["daysInactive"]), str(r["inactiveForAtLeastDays"]),
                      r["bucket"], (r["lastSignInAt"] or "")[:10],
                      r["recommendation"] + (" (excluded)" if r["excluded"] else "")])
-    widths = [max(_width(x) for x in col) for col in zip(header, *body, strict=False)] if body else \
-        [_width(h) for h in header]
+    widths = [max(display_width(x) for x in col) for col in zip(header, *body, strict=False)] if body else \
+        [display_width(h) for h in header]
     for cells in [header, *body]:
-        lines.append("  ".join(_pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        lines.append("  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip())
     if limit is not None and len(report["customers"]) > limit:
         lines.append(f"... and {len(report['customers']) - limit} more (use --format csv or json for all)")
     return "\n".join(lines) + "\n"
 
 
-def _width(text: str) -> int:
+def displaydisplay_width(text: str) -> int:
     import unicodedata
 
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return sum(2 if unicodedata.east_asiandisplay_width(ch) in "WF" else 1 for ch in text)
 
 
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _width(text))
+def pad(text: str, width: int) -> str:
+    """Left-align in a terminal column, counting East Asian wide characters as two."""
+    return text + " " * max(0, width - displaydisplay_width(text))

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shared.audit import pad
 from tools.azurite import start_azurite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,12 +81,19 @@ def main() -> int:
         if result.returncode == 0:
             summary = json.loads(result.stdout)
             would = summary.get("wouldRemove", [])
-            print(f"mode={summary['mode']} candidates={summary['candidates']} removed={summary['removed']} "
-                  f"warned={summary['warned']} halted={summary['halted']}")
+            print(f"mode={summary['mode']}: removed {len(summary['removed'])}, warned {len(summary['warned'])}, "
+                  f"halted {summary['halted']}")
+            if summary.get("wouldHalt"):
+                print(f"In enforce mode the circuit breaker would halt the run: {summary['wouldHalt']}")
             if would:
-                print(f"In enforce mode, {len(would)} customer(s) would lose delegated access; first ones:")
+                print(f"In enforce mode, {len(would)} customer(s) would lose delegated access, e.g.:")
                 for item in would[:10]:
-                    print(f"  {item}")
+                    rels = ", ".join(item.get("relationships", []))
+                    print(f"  {pad(item['displayName'][:36], 38)} {item['inactiveForAtLeastDays']:>4} days  {rels}")
+            warn = summary.get("wouldWarn", [])
+            if warn:
+                print(f"{len(warn)} customer(s) would get an advance warning "
+                      f"({env.get('WARN_DAYS_BEFORE_REMOVAL', '14')} days before removal).")
         else:
             print("(enforcement cycle unavailable)")
 
