@@ -190,12 +190,12 @@ def report_table(report: dict[str, Any], limit: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def displaydisplay_width(text: str) -> int:
+def display_width(text: str) -> int:
     import unicodedata
 
-    return sum(2 if unicodedata.east_asiandisplay_width(ch) in "WF" else 1 for ch in text)
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def pad(text: str, width: int) -> str:
     """Left-align in a terminal column, counting East Asian wide characters as two."""
-    return text + " " * max(0, width - displaydisplay_width(text))
+    return text + " " * max(0, width - display_width(text))
