@@ -2,6 +2,8 @@
 #   make setup  - idempotent installer (.venv, node_modules with Azurite, .venv-tools, Debian chromium)
 #   make test   - lint, type-check and every test (Azurite and the emulator are started by the tests)
 #   make demo   - a generated estate through the whole product, then the portal on http://127.0.0.1:7071
+#   make bench  - benchmarks against Azurite and the emulator (docs/performance.md)
+#   make soak   - long fault, kill and concurrency runs
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -42,6 +44,14 @@ test: setup lint typecheck
 
 demo: setup
 	$(PY) -m tools.demo
+
+# Benchmarks (never timed tests): writes docs/performance.md and docs/performance.json.
+bench: setup
+	$(PY) -m tools.bench
+
+# Long fault/kill/concurrency runs kept out of `make test`.
+soak: setup
+	$(PY) -m pytest -m soak
 
 clean:
 	rm -rf .demo .bench test-artifacts .pytest_cache .mypy_cache .ruff_cache
