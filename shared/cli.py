@@ -103,7 +103,16 @@ async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
 
     as_of = args.as_of or utcnow()
     async with Services(settings) as services:
-        summary = await run_cycle(services, as_of)
+        try:
+            summary = await run_cycle(services, as_of)
+        except UpstreamError as exc:
+            # What was done so far is kept and reported: the summary still goes to stdout.
+            partial = getattr(exc, "summary", None)
+            if partial is not None:
+                from shared.enforcement import _public
+
+                sys.stdout.write(json.dumps(_public(partial), ensure_ascii=False, indent=1) + "\n")
+            raise
     sys.stdout.write(json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
     return EXIT_OK
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import re
@@ -102,13 +101,10 @@ class WebState:
 
 
 def removals_module() -> ModuleType:
-    """``shared.removals`` (enforcement's module), imported on first use."""
-    try:
-        return importlib.import_module("shared.removals")
-    except ModuleNotFoundError as exc:
-        if exc.name != "shared.removals":
-            raise
-        raise ApiError(503, "removalsUnavailable", "removals are not available in this build") from None
+    """``shared.removals``, imported on first use (it pulls in the mail templates)."""
+    import shared.removals
+
+    return shared.removals
 
 
 # --- request helpers ---------------------------------------------------------------------------------
@@ -591,7 +587,11 @@ def trend_points(heads: list[dict[str, Any]], days: int) -> list[dict[str, Any]]
 
 
 async def drain_removal_queue(state: WebState) -> None:
-    """serve only: what the removal queue function does in Azure, every few seconds and after each request."""
+    """serve only: what the queue functions do in Azure (removals, then the mail they cause), every
+    few seconds and after each request."""
+    from shared.notifications import process_notification_queue
+    from shared.removals import process_removal_queue
+
     wakeup = state.drain_wakeup
     assert wakeup is not None
     while True:
@@ -599,15 +599,13 @@ async def drain_removal_queue(state: WebState) -> None:
             await asyncio.wait_for(wakeup.wait(), timeout=DRAIN_INTERVAL_SECONDS)
         wakeup.clear()
         try:
-            module = importlib.import_module("shared.removals")
-        except ModuleNotFoundError:
-            continue
-        try:
-            await module.process_removal_queue(await state.config.services())
+            services = await state.config.services()
+            await process_removal_queue(services)
+            await process_notification_queue(services)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("draining the removal queue failed; retrying in %s s", DRAIN_INTERVAL_SECONDS)
+            log.exception("draining the queues failed; retrying in %s s", DRAIN_INTERVAL_SECONDS)
 
 
 __all__ = ["BUCKET_FILTERS", "SORT_KEYS", "ApiError", "WebConfig", "create_app"]
