@@ -893,7 +893,7 @@ async def dispatch_all(request: web.Request) -> web.StreamResponse:
         return resp
 
     entry = _log_entry(request, raw)
-    fault = next((f for f in rt.estate.faults if f.matches(method, path)), None)
+    fault = next((f for f in rt.estate.faults if f.matches(method, path) and not f.let_through()), None)
     if fault is not None:
         fault.consume()
         entry["fault"] = fault.kind or fault.status

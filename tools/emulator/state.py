@@ -601,6 +601,8 @@ class Fault:
     kind: str | None = None
     delay_seconds: float = 30.0
     served: int = 0
+    after: int = 0  # matching requests to let through before the fault fires (e.g. page 1 of a list)
+    passed: int = 0
 
     @classmethod
     def parse(cls, d: Any) -> Fault:
@@ -618,6 +620,9 @@ class Fault:
         times = d.get("times", 1)
         if not isinstance(times, int):
             raise bad_request("A fault 'times' is an integer (-1 = forever).")
+        after = d.get("after", 0)
+        if not isinstance(after, int) or after < 0:
+            raise bad_request("A fault 'after' is a whole number of matching requests to let through first.")
         return cls(
             method=str(d.get("method") or "*").upper(),
             path_prefix=prefix,
@@ -626,10 +631,18 @@ class Fault:
             retry_after=d.get("retryAfter"),
             kind=kind,
             delay_seconds=float(d.get("delaySeconds", 30)),
+            after=after,
         )
 
     def matches(self, method: str, path: str) -> bool:
         return self.times != 0 and self.method in ("*", method.upper()) and path.startswith(self.path_prefix)
+
+    def let_through(self) -> bool:
+        """For a matching request: True (and counted) while ``after`` requests are still to pass."""
+        if self.passed < self.after:
+            self.passed += 1
+            return True
+        return False
 
     def consume(self) -> None:
         if self.times > 0:
@@ -641,6 +654,8 @@ class Fault:
                                "times": self.times, "served": self.served}
         if self.retry_after is not None:
             out["retryAfter"] = self.retry_after
+        if self.after:
+            out["after"], out["passed"] = self.after, self.passed
         if self.kind:
             out["kind"] = self.kind
             out["delaySeconds"] = self.delay_seconds
