@@ -44,7 +44,7 @@ from msgraph.generated.users.item.send_mail.send_mail_post_request_body import S
 from msgraph_core import GraphClientFactory
 
 from shared.models import AccessAssignment, Relationship
-from shared.retry import RETRY_STATUSES, UpstreamError, retry_transient
+from shared.retry import RETRY_STATUSES, TRANSIENT_ERRORS, UpstreamError, retry_transient
 from shared.settings import GUID_RE
 from shared.timeutil import graph_literal, parse_optional
 
@@ -69,6 +69,12 @@ def graph_error(exc: APIError, what: str) -> UpstreamError:
         message = exc.error.message or message
     return UpstreamError(f"{what}: Graph answered {_status_of(exc)} {code or ''} {message}".strip(),
                          status=_status_of(exc), code=code)
+
+
+def unanswered(exc: BaseException, what: str) -> UpstreamError:
+    """A change whose answer never came (reset, timeout, cut body): it may have taken effect, so it is
+    not resent here; the caller decides from the live state (removals) or its own retry (mail)."""
+    return UpstreamError(f"{what}: no answer ({type(exc).__name__}: {exc})")
 
 
 def build_http_client(retry_delay: float, max_retries: int) -> Any:
@@ -228,6 +234,8 @@ class GraphClient:
             result = await builder.post(body)
         except APIError as exc:
             raise graph_error(exc, what) from exc
+        except TRANSIENT_ERRORS as exc:
+            raise unanswered(exc, what) from exc
         return str(result.id) if result is not None and result.id else ""
 
     # --- mail -------------------------------------------------------------------------------------
@@ -245,6 +253,8 @@ class GraphClient:
             await builder.post(body)
         except APIError as exc:
             raise graph_error(exc, f"POST /users/{sender}/sendMail") from exc
+        except TRANSIENT_ERRORS as exc:
+            raise unanswered(exc, f"POST /users/{sender}/sendMail") from exc
 
 
 def _role_ids(item: dict[str, Any]) -> list[str]:

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # Page sizes below the services' maxima (300 and 500): smaller pages fail and retry cheaper.
 DAP_PAGE_SIZE = 100
 CUSTOMER_PAGE_SIZE = 200
+# Transport failures that prove the request never left: safe to retry even for a change.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass
@@ -91,7 +93,9 @@ class PartnerCenterClient:
                 response = await self._http.request(method, url, json=json_body, headers=request_headers)
                 await response.aread()
             except httpx.TransportError as exc:
-                if attempt == self._max_retries:
+                if attempt == self._max_retries or (method != "GET" and not isinstance(exc, NOT_SENT)):
+                    # A change that may have reached the service (its answer timed out or was cut) is
+                    # not sent again blindly: the caller re-reads the live state (removals do).
                     raise UpstreamError(f"{what}: {type(exc).__name__}: {exc}") from exc
                 await asyncio.sleep(backoff_seconds(attempt, self._retry_base))
                 continue
