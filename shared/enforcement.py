@@ -244,6 +244,7 @@ async def _warn(services: Services, rows: list[dict[str, Any]], as_of: datetime)
     # Warnings rows are written enqueues the same key again, which the notification worker dedupes.
     digest = hashlib.sha256(json.dumps(sorted(f"{r['tenantId']}|{s}" for r, s, _ in fresh)).encode()).hexdigest()
     await enqueue_partner_warning(services, f"partner-warning:{digest[:32]}", [b for _, _, b in fresh])
+    warned: list[dict[str, Any]] = []
     for row, stretch, brief in fresh:
         if settings.notify_customers_before_removal:
             await enqueue_customer_warning(services, row, stretch, brief["removeOn"])
@@ -252,12 +253,13 @@ async def _warn(services: Services, rows: list[dict[str, Any]], as_of: datetime)
                                        "Stretch": stretch, "RemoveOn": brief["removeOn"],
                                        "InactiveDays": row["inactiveForAtLeastDays"], "At": iso(utcnow())})
         except ResourceExistsError:
-            continue
+            continue  # another evaluation, running at the same time, warned (and reports) it
+        warned.append(brief)
         await record_action(services.storage, tenant_id=row["tenantId"], actor=POLICY_ACTOR, action="warning.queued",
                             result="warned", detail=f"will lose delegated access on {brief['removeOn'][:10]} "
                                                     f"unless an agent signs in",
                             action_id=f"warning:{row['tenantId']}:{stretch}")
-    return [b for _, _, b in fresh]
+    return warned
 
 
 async def run_cycle(services: Services, as_of: datetime) -> dict[str, Any]:

@@ -1,0 +1,188 @@
+"""Two evaluations and two removal (and notification) workers at once, against one estate and one store.
+
+They must never remove a customer twice (one terminate request per GDAP relationship, one DAP
+PATCH per customer, as the emulator counts them), never mail twice, and never lose or double an
+Actions record: leases and ETag-conditional writes decide who does what. The reference is the same
+estate run by one evaluation and one worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from shared.enforcement import run_cycle, run_evaluation
+from shared.notifications import drain_notifications
+from shared.removals import drain_removals, get_removal
+from shared.retry import UpstreamError
+from shared.services import Services
+from shared.settings import Settings
+from shared.timeutil import parse_iso
+from tests.conftest import settings_with
+from tests.test_enforcement import CANDIDATES, ENFORCE, estate
+from tools import chaos
+
+AS_OF = parse_iso("2026-11-21T00:00:00Z")
+FIGURES: Counter[str] = Counter()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def sequential(settings: Settings) -> dict[str, Any]:
+    async with Services(settings) as services:
+        summary = await run_evaluation(services, AS_OF)
+        await drain_removals(services)
+        await drain_notifications(services)
+    return summary
+
+
+async def at_once(settings: Settings, workers: int = 2) -> list[dict[str, Any]]:
+    """``workers`` evaluations at once, then as many removal workers, then as many mail workers; each
+    with its own clients (as separate function instances would have)."""
+    services = [Services(settings) for _ in range(workers)]
+    try:
+        for s in services:
+            await s.storage.ensure()
+        summaries = await asyncio.gather(*(run_evaluation(s, AS_OF) for s in services))
+        await asyncio.gather(*(drain_removals(s) for s in services))
+        await asyncio.gather(*(drain_notifications(s) for s in services))
+        return list(summaries)
+    finally:
+        for s in services:
+            await s.close()
+
+
+@pytest.fixture
+def reference(env: dict[str, str], emulator: Any) -> dict[str, Any]:
+    emulator.post_scenario(estate())
+    settings = settings_with(**ENFORCE, STORAGE_PREFIX=env["STORAGE_PREFIX"] + "ref")
+    summary = run(sequential(settings))
+    assert sorted(q["tenantId"] for q in summary["queued"]) == CANDIDATES
+    rows = run(chaos.action_rows(settings))
+    state = emulator.state(sign_ins=False)
+    assert chaos.duplicates(state, emulator.log()).total == 0
+    return {"outcome": chaos.outcome(state), "actions": chaos.action_summary(rows)}
+
+
+DIGEST = "notification.partner-digest"
+DIGEST_SUBJECT = re.compile(r"^Delegated admin enforcement \S+: (\d+) queued for removal, (\d+) warned")
+
+
+def digests(mails: list[tuple[str, str, tuple[str, ...]]]) -> tuple[int, int]:
+    """(removals, warnings) summed over the partner digests. Each evaluation mails a digest of what it
+    did; two evaluations at once share the work, so their digests share the list."""
+    found = [DIGEST_SUBJECT.match(subject) for _, subject, _ in mails]
+    return sum(int(m[1]) for m in found if m), sum(int(m[2]) for m in found if m)
+
+
+def check(reference: dict[str, Any], emulator: Any, settings: Settings) -> None:
+    state = emulator.state(sign_ins=False)
+    dup = chaos.duplicates(state, emulator.log())
+    rows = run(chaos.action_rows(settings))
+    doubled = chaos.duplicate_action_ids(rows)
+    actions = chaos.action_summary(rows)
+    expected = reference["actions"]
+    lost = Counter({k: n for k, n in (expected - actions).items() if k[1] != DIGEST})
+    FIGURES["rounds"] += 1
+    FIGURES["duplicates"] += dup.total + len(doubled)
+    FIGURES["losses"] += sum(lost.values())
+    FIGURES["terminateRequests"] += sum(chaos.terminate_requests(state).values())
+    FIGURES["dapPatches"] += sum(chaos.dap_patches(emulator.log()).values())
+    assert dup.total == 0, dup.to_json()
+    assert doubled == []
+    assert not lost, lost
+    assert {k: n for k, n in actions.items() if k[1] != DIGEST} == {k: n for k, n in expected.items() if k[1] != DIGEST}
+    outcome, wanted = chaos.outcome(state), reference["outcome"]
+    assert outcome["gdap"] == wanted["gdap"] and outcome["dap"] == wanted["dap"]
+    assert [m for m in outcome["mails"] if not DIGEST_SUBJECT.match(m[1])] == \
+        [m for m in wanted["mails"] if not DIGEST_SUBJECT.match(m[1])]
+    assert digests(list(chaos.mails(state).elements())) == digests(wanted["mails"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def write_figures(request: pytest.FixtureRequest) -> Any:
+    yield
+    if FIGURES:
+        soak = "soak" in (request.config.getoption("markexpr") or "").replace("not soak", "")
+        chaos.record("concurrency-soak" if soak else "concurrency", dict(sorted(FIGURES.items())))
+
+
+def test_two_evaluations_and_two_workers_at_once(env: dict[str, str], emulator: Any,
+                                                 reference: dict[str, Any]) -> None:
+    emulator.post_scenario(estate())
+    settings = settings_with(**ENFORCE, STORAGE_PREFIX=env["STORAGE_PREFIX"] + "two")
+    summaries = run(at_once(settings))
+    # Each candidate's removal was queued by both evaluations: the same removal (one id), created once.
+    queued = [{q["tenantId"]: q["removalId"] for q in s["queued"]} for s in summaries]
+    assert sorted(queued[0]) == sorted(queued[1]) == CANDIDATES and queued[0] == queued[1]
+    assert sorted(q["tenantId"] for s in summaries for q in s["queued"] if q["new"]) == CANDIDATES
+    check(reference, emulator, settings)
+
+    async def states() -> list[str]:
+        async with Services(settings) as services:
+            return [(await get_removal(services, rid) or {}).get("status", "") for rid in queued[0].values()]
+
+    assert set(run(states())) <= {"requested", "completed"}
+
+
+def test_two_whole_cycles_at_once(env: dict[str, str], emulator: Any, reference: dict[str, Any]) -> None:
+    """``enforce`` twice at the same moment (the timer and an operator's command line)."""
+    emulator.post_scenario(estate())
+    settings = settings_with(**ENFORCE, STORAGE_PREFIX=env["STORAGE_PREFIX"] + "cyc")
+
+    async def both() -> None:
+        async with Services(settings) as a, Services(settings) as b:
+            outcomes = await asyncio.gather(run_cycle(a, AS_OF), run_cycle(b, AS_OF), return_exceptions=True)
+            for outcome in outcomes:
+                # The run that lost the race for the sign-in coverage says so (exit code 3 on the
+                # command line); everything else it did stands, and the other run ingested.
+                if isinstance(outcome, BaseException):
+                    assert isinstance(outcome, UpstreamError) and "changed by another run" in str(outcome)
+            # whatever the other worker held back (its lease) is finished by the next run
+            await drain_removals(a)
+            await drain_notifications(a)
+
+    run(both())
+    check(reference, emulator, settings)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("seed", range(int(os.environ.get("CHAOS_CONCURRENCY_ROUNDS", "10"))))
+def test_soak_concurrent_processes(env: dict[str, str], emulator: Any, azurite: Any, reference: dict[str, Any],
+                                   seed: int) -> None:
+    """Two to four ``enforce`` processes started together (real parallelism, separate interpreters)."""
+    rng = random.Random(seed)
+    emulator.post_scenario(estate())
+    prefix = f"c{seed}x" + uuid.uuid4().hex[:8]
+    environment = {k: v for k, v in os.environ.items() if k not in Settings.setting_names()}
+    environment.update({**ENFORCE, "AzureWebJobsStorage": azurite.connection_string, "STORAGE_PREFIX": prefix,
+                        "EMULATOR_URL": emulator.url})
+    command = chaos.cli_command(["--emulator", emulator.url, "enforce", "--as-of", "2026-11-21T00:00:00Z"])
+    import subprocess
+    import time
+
+    from tests.conftest import ROOT
+
+    processes = []
+    for _ in range(rng.randint(2, 4)):
+        processes.append(subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE))
+        time.sleep(rng.uniform(0, 1.5))
+    for p in processes:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode in (0, 3), err.decode(errors="replace")[-2000:]
+    FIGURES["processes"] += len(processes)
+    # A run that lost a race leaves its share to the next run (leases): one more finishes it.
+    time.sleep(2.5)
+    done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    check(reference, emulator, Settings.from_env(environment))
