@@ -338,6 +338,13 @@ async def queue_removal(services: Services, removal: Removal) -> tuple[Removal, 
     same id is harmless (the row decides), a lost one would leave it queued for ever.
     """
     store = RemovalStore(services.storage)
+    if removal.source == "policy":
+        # One removal per customer at a time. A half-done one (a worker died after removing part of the
+        # access) changes the customer's establishment, hence its stretch and removal id: resume it.
+        under_way = await store.pending_for(removal.tenant_id)
+        if under_way is not None and under_way.id != removal.id and under_way.status in ("queued", "requesting"):
+            await enqueue_removal(services.storage, under_way)
+            return under_way, False
     created = await store.create(removal)
     if not created:
         existing = await store.get(removal.id)

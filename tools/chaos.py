@@ -198,6 +198,31 @@ def action_summary(rows: list[dict[str, Any]]) -> Counter[tuple[str, str, str, s
                     str(r.get("RelationshipId", ""))) for r in rows if r.get("Action") not in IGNORED_ACTIONS)
 
 
+DONE = {"gdap.terminate": ("requested", "completed"), "dap.disable": ("completed",)}
+PROGRESS = frozenset({"gdap.terminated"})  # a later read saw the termination finish: timing, not a decision
+FINAL = frozenset({"removal.requested", "removal.completed"})
+
+
+def canonical_actions(rows: list[dict[str, Any]]) -> Counter[tuple[str, str, str, str]]:
+    """What was decided and done, independent of how far asynchronous terminations had progressed when
+    a run looked (a run that resumes after a crash may find a termination already finished, and write
+    ``completed`` where an undisturbed run wrote ``requested`` and, a read later, ``terminated``)."""
+    out: Counter[tuple[str, str, str, str]] = Counter()
+    finals: set[tuple[str, str, str, str]] = set()
+    for key in action_summary(rows).elements():
+        tenant, action, result, rel = key
+        if action in PROGRESS:
+            continue
+        if action in FINAL:
+            finals.add((tenant, "removal.done", "done", rel))
+            continue
+        if action in DONE and result in DONE[action]:
+            key = (tenant, action, "done", rel)
+        out[key] += 1
+    out.update(finals)
+    return out
+
+
 def duplicate_action_ids(rows: list[dict[str, Any]]) -> list[str]:
     """ActionIds recorded more than once (a record written twice for one event)."""
     counts = Counter((str(r["PartitionKey"]), str(r.get("ActionId", ""))) for r in rows)
