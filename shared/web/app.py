@@ -159,7 +159,7 @@ async def json_body(request: Request) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise ApiError(400, "malformedJson", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "malformedBody", "the body must be a JSON object")

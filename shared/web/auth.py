@@ -59,7 +59,7 @@ def parse_principal(header: str | None) -> Principal | None:
     try:
         raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
         document = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):  # Recursion: nested arrays
         return None
     if not isinstance(document, dict):
         return None
