@@ -63,14 +63,11 @@ async def at_once(settings: Settings, workers: int = 2) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def reference(env: dict[str, str], emulator: Any) -> dict[str, Any]:
-    emulator.post_scenario(estate())
-    settings = settings_with(**ENFORCE, STORAGE_PREFIX=env["STORAGE_PREFIX"] + "ref")
-    summary = run(sequential(settings))
-    assert sorted(q["tenantId"] for q in summary["queued"]) == CANDIDATES
-    rows = run(chaos.action_rows(settings))
-    state = emulator.state(sign_ins=False)
-    assert chaos.duplicates(state, emulator.log()).total == 0
-    return {"outcome": chaos.outcome(state), "actions": chaos.action_summary(rows)}
+    """The same estate run by one evaluation and one worker (shared with the fault and crash suites)."""
+    shared = chaos.enforcement_reference(emulator, estate(), settings_with(**ENFORCE, STORAGE_PREFIX="r"
+                                                                           + uuid.uuid4().hex[:10]))
+    assert shared["result"]["queued"] == CANDIDATES
+    return {"outcome": shared["outcome"], "actions": chaos.action_summary(shared["rows"])}
 
 
 DIGEST = "notification.partner-digest"
@@ -134,7 +131,8 @@ def test_two_evaluations_and_two_workers_at_once(env: dict[str, str], emulator: 
     assert set(run(states())) <= {"requested", "completed"}
 
 
-def test_two_whole_cycles_at_once(env: dict[str, str], emulator: Any, reference: dict[str, Any]) -> None:
+@pytest.mark.soak
+def test_soak_two_whole_cycles_at_once(env: dict[str, str], emulator: Any, reference: dict[str, Any]) -> None:
     """``enforce`` twice at the same moment (the timer and an operator's command line)."""
     emulator.post_scenario(estate())
     settings = settings_with(**ENFORCE, STORAGE_PREFIX=env["STORAGE_PREFIX"] + "cyc")

@@ -21,6 +21,7 @@ Counting rules (from the emulator, which records what it *executed*):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -227,6 +228,51 @@ def duplicate_action_ids(rows: list[dict[str, Any]]) -> list[str]:
     """ActionIds recorded more than once (a record written twice for one event)."""
     counts = Counter((str(r["PartitionKey"]), str(r.get("ActionId", ""))) for r in rows)
     return sorted(f"{pk}/{aid}" for (pk, aid), n in counts.items() if n > 1)
+
+
+# --- the undisturbed reference ---------------------------------------------------------------------------------
+
+_REFERENCES: dict[str, dict[str, Any]] = {}
+
+
+def enforcement_reference(emulator: Any, scenario: dict[str, Any], settings: Any,
+                          as_of: str = "2026-11-21T00:00:00Z") -> dict[str, Any]:
+    """One undisturbed enforcement cycle on ``scenario`` (evaluation, removal and mail queues drained,
+    then an audit of what is left), computed once per test session and shared by the suites."""
+    key = hashlib.sha256(json.dumps([scenario, settings.policy_mode, settings.remove_after_days, as_of],
+                                    sort_keys=True, default=str).encode()).hexdigest()
+    if key not in _REFERENCES:
+        _REFERENCES[key] = _reference(emulator, scenario, settings, as_of)
+    return _REFERENCES[key]
+
+
+def _reference(emulator: Any, scenario: dict[str, Any], settings: Any, as_of: str) -> dict[str, Any]:
+    import asyncio
+
+    from shared.enforcement import run_evaluation
+    from shared.notifications import drain_notifications
+    from shared.removals import drain_removals
+    from shared.services import Services
+    from shared.timeutil import parse_iso
+
+    async def cycle() -> tuple[dict[str, Any], int, dict[str, Any]]:
+        async with Services(settings) as services:
+            summary = await run_evaluation(services, parse_iso(as_of))
+            removals = await drain_removals(services)
+            notifications = await drain_notifications(services)
+            report = await services.audit(parse_iso(as_of))
+        return summary, len(removals.poisoned) + len(notifications.poisoned), report
+
+    emulator.post_scenario(scenario)
+    summary, poisoned, report = asyncio.run(cycle())
+    state = emulator.state(sign_ins=False)
+    found = duplicates(state, emulator.log())
+    if found.total or poisoned:
+        raise AssertionError(f"the undisturbed reference run is not clean: {found.to_json()}, {poisoned} poisoned")
+    rows = asyncio.run(action_rows(settings))
+    return {"scenario": scenario, "report": report, "rows": rows, "outcome": outcome(state),
+            "result": {"queued": sorted(q["tenantId"] for q in summary["queued"]), "warned": summary["warned"],
+                       "poisoned": poisoned}}
 
 
 # --- killing a process ------------------------------------------------------------------------------------
