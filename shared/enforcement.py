@@ -205,12 +205,16 @@ async def run_evaluation(services: Services, as_of: datetime, *, refresh: bool =
                          "count": len(held_back), "coverageFrom": report["coverage"]["from"],
                          "removeAfterDays": remove_after,
                          "customers": [_brief(r) for r in held_back[:MAX_LISTED]]})
-    new_removals = [q for q in summary["queued"] if q["new"]]
-    if new_removals or warned or summary["halted"]:
+    # Every removal still waiting for the worker is announced, under a key named by those removals: the
+    # ones a run queued and then died before announcing are announced by the next run, and only once.
+    pending = summary["queued"]
+    if pending or warned or summary["halted"]:
         by_id = {r["tenantId"]: r for r in rows}
-        await enqueue_partner_digest(services, f"digest:{evaluation_id}", {
+        named = json.dumps(sorted(q["removalId"] for q in pending)).encode()
+        key = f"digest:{hashlib.sha256(named).hexdigest()[:32]}" if pending else f"digest:{evaluation_id}"
+        await enqueue_partner_digest(services, key, {
             "asOf": report["asOf"], "mode": settings.policy_mode, "halted": summary["halted"],
-            "removals": [_brief(by_id[q["tenantId"]]) for q in new_removals][:MAX_LISTED],
+            "removals": [_brief(by_id[q["tenantId"]]) for q in pending][:MAX_LISTED],
             "warned": warned[:MAX_LISTED],
             "skipped": summary["skipped"][:MAX_LISTED]})
     return summary

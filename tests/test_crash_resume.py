@@ -263,3 +263,38 @@ def test_a_half_done_removal_is_resumed_not_queued_again(env: dict[str, str], em
     assert queued_again in ([], removals)
     accepted = chaos.terminate_requests(emulator.state(sign_ins=False))
     assert all(accepted[r] == 1 for r in gdap_ids(scenario, WINGTIP))
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL at an exact line (nothing after it runs, nothing catches it)."""
+
+
+def test_removals_queued_by_a_run_that_died_before_its_digest_are_announced(
+        env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after queueing four removals and before mailing the partner digest: the next run found
+    the removals already queued (not new) and announced none of them; the partner admins never heard
+    of four removals. Now the next run announces them, once."""
+    import shared.enforcement
+    from shared.enforcement import run_cycle, run_evaluation
+    from tests.conftest import settings_with
+
+    emulator.post_scenario(estate())
+    settings = settings_with(**ENFORCE)
+    original = shared.enforcement.enqueue_partner_digest
+
+    async def die(*args: Any, **kwargs: Any) -> bool:
+        raise Killed
+
+    async def go() -> None:
+        async with Services(settings) as services:
+            monkeypatch.setattr(shared.enforcement, "enqueue_partner_digest", die)
+            with pytest.raises(Killed):
+                await run_evaluation(services, parse_iso(AS_OF))
+            monkeypatch.setattr(shared.enforcement, "enqueue_partner_digest", original)
+            await run_cycle(services, parse_iso(AS_OF))
+            await run_cycle(services, parse_iso(AS_OF))  # and a later run announces nothing twice
+
+    run(go())
+    digests = [m["message"]["subject"] for m in emulator.outbox()
+               if m["message"]["subject"].startswith("Delegated admin enforcement")]
+    assert len(digests) == 1 and ": 4 queued for removal" in digests[0], digests
