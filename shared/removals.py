@@ -22,6 +22,7 @@ the evaluation is skipped with its reason, never removed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -111,6 +112,18 @@ async def record_action(storage: Storage, *, tenant_id: str | None, actor: str, 
         "RelationshipType": relationship_type, "RelationshipId": relationship_id,
     }
     await table.create_entity(entity)
+    if action_id is not None:
+        # Two writers recording the same event at the same moment both pass the check above. The one
+        # that inserts second sees both rows here: the earliest stays, later copies go. (The other
+        # writer may have seen only its own row; whichever row remains, exactly one does.)
+        same = sorted([dict(e) async for e in table.query_entities(
+            "PartitionKey eq @pk and ActionId eq @id", parameters={"pk": pk, "id": action_id})],
+            key=lambda e: str(e["RowKey"]))
+        for extra in same[1:]:
+            with contextlib.suppress(ResourceNotFoundError):
+                await table.delete_entity(extra["PartitionKey"], extra["RowKey"])
+        if same:
+            return action_json(same[0])
     return action_json(entity)
 
 

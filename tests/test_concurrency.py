@@ -186,3 +186,31 @@ def test_soak_concurrent_processes(env: dict[str, str], emulator: Any, azurite: 
     done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     check(reference, emulator, Settings.from_env(environment))
+
+
+def test_two_readers_advancing_the_same_removal_record_it_once(env: dict[str, str], emulator: Any) -> None:
+    """The portal polling a removal (GET /api/removals/{id}) while the evaluation refreshes the requested
+    removals: both see the termination finish; the completion is recorded once."""
+    from shared.removals import RemovalStore, refresh_removal
+
+    emulator.post_scenario(estate())
+    settings = settings_with(**ENFORCE)
+    run(sequential(settings))
+
+    async def advance_together() -> list[str]:
+        async with Services(settings) as a, Services(settings) as b:
+            requested = await RemovalStore(a.storage).with_status("requested")
+            assert requested
+            for _ in range(3):  # each read moves a termination one step, up to terminated
+                for removal in await RemovalStore(a.storage).with_status("requested"):
+                    twin = await RemovalStore(b.storage).get(removal.id)
+                    assert twin is not None
+                    await asyncio.gather(refresh_removal(a, removal), refresh_removal(b, twin),
+                                         return_exceptions=True)
+            return [r.status for r in await RemovalStore(a.storage).with_status("completed")]
+
+    completed = run(advance_together())
+    rows = run(chaos.action_rows(settings))
+    FIGURES["concurrentRefreshes"] += 1
+    assert completed
+    assert chaos.duplicate_action_ids(rows) == []
