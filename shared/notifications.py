@@ -389,6 +389,8 @@ async def send_notification(services: Services, message: dict[str, Any], *, owne
                 continue
         if row.status in ("sent", "skipped"):
             log.info("notification %s already %s; not sent again", key, row.status)
+            if row.status == "sent":  # idempotent: the sending delivery may have died before recording it
+                await _record_sent(services, row, dict(message.get("data") or {}))
             return row.status
         now = utcnow()
         if row.status == "sending" and row.lease_owner != owner and row.lease_until and row.lease_until > now:
@@ -448,11 +450,18 @@ async def _send(services: Services, store: NotificationStore, row: NotificationR
     await services.graph.send_mail(sender, recipients, rendered.subject, rendered.text, rendered.html)
     row.status, row.lease_owner, row.sent_at = "sent", "", utcnow()
     row.subject, row.recipients, row.error = rendered.subject, recipients, ""
-    await record_action(services.storage, tenant_id=tenant, actor="system", action=f"notification.{kind}",
-                        result="sent", detail=f"{rendered.subject} -> {', '.join(recipients)}",
-                        removal_id=str(data.get("removalId") or ""), action_id=f"notification:{row.key}:sent")
+    # "sent" first: a crash after Graph took the mail sends it again only within this one write. The
+    # action record follows; a redelivery that finds "sent" writes it if the crash came in between.
     await store.replace(row)
+    await _record_sent(services, row, data)
     return "sent"
+
+
+async def _record_sent(services: Services, row: NotificationRow, data: dict[str, Any]) -> None:
+    await record_action(services.storage, tenant_id=row.tenant_id or None, actor="system",
+                        action=f"notification.{row.kind}", result="sent",
+                        detail=f"{row.subject} -> {', '.join(row.recipients or [])}",
+                        removal_id=str(data.get("removalId") or ""), action_id=f"notification:{row.key}:sent")
 
 
 async def handle_notification_poison(services: Services, body: bytes | str) -> None:

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -298,3 +299,41 @@ def test_removals_queued_by_a_run_that_died_before_its_digest_are_announced(
     digests = [m["message"]["subject"] for m in emulator.outbox()
                if m["message"]["subject"].startswith("Delegated admin enforcement")]
     assert len(digests) == 1 and ": 4 queued for removal" in digests[0], digests
+
+
+def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
+        env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed right after Graph accepted a mail: the mail's row said "sending" (its "sent" was written
+    after the action record), so the redelivery sent the mail again. Now "sent" is written first, at
+    once; the redelivery finds it, sends nothing, and records the action the dead run did not."""
+    import shared.notifications
+    from shared.notifications import drain_notifications, enqueue_partner_alert
+    from tests.conftest import settings_with
+
+    settings = settings_with(**ENFORCE)
+    original = shared.notifications.record_action
+
+    async def die_when_sent(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("result") == "sent":
+            raise Killed
+        return await original(*args, **kwargs)
+
+    async def go() -> None:
+        async with Services(settings) as services:
+            await enqueue_partner_alert(services, "test", "crash-after-send", {"detail": "a test alert"})
+            monkeypatch.setattr(shared.notifications, "record_action", die_when_sent)
+            with pytest.raises(Killed):
+                await drain_notifications(services)
+            monkeypatch.setattr(shared.notifications, "record_action", original)
+            await asyncio.sleep(LEASE_SECONDS + 0.2)  # the dead worker's lease and invisibility run out
+            await drain_notifications(services)
+
+    import shared.removals
+
+    monkeypatch.setattr(shared.notifications, "LEASE", timedelta(seconds=LEASE_SECONDS))
+    monkeypatch.setattr(shared.removals, "PROCESSING_VISIBILITY", int(LEASE_SECONDS))
+    run(go())
+    alerts = [m for m in emulator.outbox() if m["message"]["subject"].startswith("ALERT")]
+    assert len(alerts) == 1, [m["message"]["subject"] for m in alerts]
+    sent = [r for r in run(chaos.action_rows(settings)) if r["Action"] == "notification.partner-alert"]
+    assert [r["Result"] for r in sent] == ["sent"]
