@@ -6,6 +6,7 @@ import logging
 
 import azure.functions as func
 
+from shared.gdap import run_follow_up
 from shared.runtime import get_services
 from shared.timeutil import utcnow
 
@@ -20,6 +21,9 @@ async def relationship_sync(timer: func.TimerRequest) -> None:
     services = await get_services()
     result = await services.sync_relationships(utcnow())
     log.info("relationship sync: %s", result)
+    # GDAP requests this product made: approved ones get their access assignments (never fails the sync).
+    follow_up = await run_follow_up(services, utcnow())
+    log.info("GDAP follow-up: %s", follow_up)
 
 
 @bp.function_name("signin_ingest")

@@ -58,7 +58,7 @@ async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id
         "partnerTenantId": partner_tenant_id,
         "coverage": {"from": iso_optional(coverage_from), "to": iso(span[1]) if span else None},
         "policy": policy.to_json(),
-        "summary": summarize(rows),
+        "summary": summarize(rows, as_of),
         "customers": rows,
     }
 

@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     enforce = commands.add_parser("enforce", help="run the whole automated cycle once")
     enforce.add_argument("--as-of", type=_as_of, help="ISO time the cycle runs for (default: now)")
+
+    from shared.gdap_cli import add_gdap_commands
+
+    add_gdap_commands(commands, _as_of)
     return parser
 
 
@@ -145,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(lambda: _enforce(settings, args))
         if args.command == "serve":
             return _serve(settings, args)
+        if args.command == "gdap":
+            from shared.gdap_cli import run_gdap
+
+            return _run(lambda: run_gdap(settings, args))
         raise UsageError(f"unknown command {args.command}")
     except (UsageError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

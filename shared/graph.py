@@ -25,9 +25,21 @@ from kiota_authentication_azure.azure_identity_authentication_provider import (
 )
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RetryHandler
-from kiota_http.middleware.options import RetryHandlerOption
+from kiota_http.middleware.options import HeadersInspectionHandlerOption, RetryHandlerOption
 from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.groups.groups_request_builder import GroupsRequestBuilder
+from msgraph.generated.groups.item.transitive_members.transitive_members_request_builder import (
+    TransitiveMembersRequestBuilder,
+)
 from msgraph.generated.models.body_type import BodyType
+from msgraph.generated.models.delegated_admin_access_assignment import DelegatedAdminAccessAssignment
+from msgraph.generated.models.delegated_admin_access_container import DelegatedAdminAccessContainer
+from msgraph.generated.models.delegated_admin_access_container_type import DelegatedAdminAccessContainerType
+from msgraph.generated.models.delegated_admin_access_details import DelegatedAdminAccessDetails
+from msgraph.generated.models.delegated_admin_relationship import DelegatedAdminRelationship
+from msgraph.generated.models.delegated_admin_relationship_customer_participant import (
+    DelegatedAdminRelationshipCustomerParticipant,
+)
 from msgraph.generated.models.delegated_admin_relationship_request import DelegatedAdminRelationshipRequest
 from msgraph.generated.models.delegated_admin_relationship_request_action import (
     DelegatedAdminRelationshipRequestAction,
@@ -37,6 +49,7 @@ from msgraph.generated.models.item_body import ItemBody
 from msgraph.generated.models.message import Message
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.recipient import Recipient
+from msgraph.generated.models.unified_role import UnifiedRole
 from msgraph.generated.tenant_relationships.delegated_admin_relationships.delegated_admin_relationships_request_builder import (  # noqa: E501
     DelegatedAdminRelationshipsRequestBuilder,
 )
@@ -238,6 +251,112 @@ class GraphClient:
             raise unanswered(exc, what) from exc
         return str(result.id) if result is not None and result.id else ""
 
+    # --- GDAP lifecycle: requests, approvals, access assignments, expiry, least privilege ---------
+    # Durations are passed as ISO 8601 strings: the SDK writes a timedelta as str() ("180 days, 0:00:00").
+    async def create_relationship(self, *, display_name: str, duration: str, tenant_id: str, customer_name: str,
+                                  roles: list[str], auto_extend_duration: str) -> Relationship:
+        """POST a new relationship (status ``created``). Raises UpstreamError (409: the name is taken)."""
+        body = DelegatedAdminRelationship(
+            display_name=display_name, duration=duration,  # type: ignore[arg-type]
+            customer=DelegatedAdminRelationshipCustomerParticipant(tenant_id=tenant_id,
+                                                                   display_name=customer_name or None),
+            access_details=DelegatedAdminAccessDetails(
+                unified_roles=[UnifiedRole(role_definition_id=r) for r in roles]),
+            auto_extend_duration=auto_extend_duration)  # type: ignore[arg-type]
+        info = self._relationships.to_post_request_information(body)
+        document = await self._send_json(info, "POST /tenantRelationships/delegatedAdminRelationships")
+        return relationship_from_json(document)
+
+    async def request_lock_for_approval(self, relationship_id: str) -> str:
+        """POST a lockForApproval request (created -> approvalPending). Returns the request id."""
+        body = DelegatedAdminRelationshipRequest(action=DelegatedAdminRelationshipRequestAction.LockForApproval)
+        builder = self._relationships.by_delegated_admin_relationship_id(relationship_id).requests
+        document = await self._send_json(builder.to_post_request_information(body),
+                                         f"POST .../{relationship_id}/requests lockForApproval")
+        return str(document.get("id") or "")
+
+    async def update_relationship(self, relationship_id: str, etag: str, *, auto_extend_duration: str | None = None,
+                                  roles: list[str] | None = None) -> tuple[Relationship | None, str | None]:
+        """PATCH with ``If-Match: etag``. Returns (the relationship when answered 200, the operation URL
+        when answered 202: removing Global Administrator is a long-running operation). A changed ETag
+        raises UpstreamError with status 412."""
+        body = DelegatedAdminRelationship()
+        if auto_extend_duration is not None:
+            body.auto_extend_duration = auto_extend_duration  # type: ignore[assignment]
+        if roles is not None:
+            body.access_details = DelegatedAdminAccessDetails(
+                unified_roles=[UnifiedRole(role_definition_id=r) for r in roles])
+        inspection = HeadersInspectionHandlerOption(inspect_request_headers=False, inspect_response_headers=True)
+        config: RequestConfiguration[Any] = RequestConfiguration(options=[inspection])
+        config.headers.add("If-Match", etag)
+        info = self._relationships.by_delegated_admin_relationship_id(relationship_id).to_patch_request_information(
+            body, config)
+        document = await self._send_json(info, f"PATCH /tenantRelationships/delegatedAdminRelationships/{relationship_id}")
+        location = next(iter(inspection.response_headers.get("location") or []), None)
+        if document.get("id"):
+            return relationship_from_json(document), location
+        return None, location
+
+    async def get_operation(self, relationship_id: str, operation_id: str) -> dict[str, Any] | None:
+        """A long-running operation of a relationship (raw JSON; ``status``), or None when unknown."""
+        builder = (self._relationships.by_delegated_admin_relationship_id(relationship_id).operations
+                   .by_delegated_admin_relationship_operation_id(operation_id))
+        what = f"GET .../{relationship_id}/operations/{operation_id}"
+        info = builder.to_get_request_information()
+        try:
+            return await retry_transient(lambda: self._send_raw(info), what=what)
+        except APIError as exc:
+            if _status_of(exc) == 404:
+                return None
+            raise graph_error(exc, what) from exc
+
+    async def list_operations(self, relationship_id: str) -> list[dict[str, Any]]:
+        builder = self._relationships.by_delegated_admin_relationship_id(relationship_id).operations
+        return [item async for item in self._pages(builder.to_get_request_information(),
+                                                   f"GET .../{relationship_id}/operations")]
+
+    async def create_access_assignment(self, relationship_id: str, group_id: str, roles: list[str]) -> AccessAssignment:
+        """POST an access assignment (a partner security group gets roles; ``pending`` at first).
+        Raises UpstreamError (409: the group has one already)."""
+        body = DelegatedAdminAccessAssignment(
+            access_container=DelegatedAdminAccessContainer(
+                access_container_id=group_id, access_container_type=DelegatedAdminAccessContainerType.SecurityGroup),
+            access_details=DelegatedAdminAccessDetails(
+                unified_roles=[UnifiedRole(role_definition_id=r) for r in roles]))
+        builder = self._relationships.by_delegated_admin_relationship_id(relationship_id).access_assignments
+        item = await self._send_json(builder.to_post_request_information(body),
+                                     f"POST .../{relationship_id}/accessAssignments")
+        return access_assignment_from_json(item)
+
+    async def group_member_ids(self, group_id: str) -> list[str]:
+        """Ids of the users in a partner security group, nested groups included (transitiveMembers)."""
+        params = TransitiveMembersRequestBuilder.TransitiveMembersRequestBuilderGetQueryParameters(
+            select=["id"], top=999)
+        builder = self.client.groups.by_group_id(group_id).transitive_members
+        info = builder.to_get_request_information(RequestConfiguration(query_parameters=params))
+        # Nested groups (and devices, contacts) are members too: only users sign in.
+        return [str(item["id"]).lower() async for item in self._pages(info, f"GET /groups/{group_id}/transitiveMembers")
+                if item.get("id") and item.get("@odata.type", "#microsoft.graph.user") == "#microsoft.graph.user"]
+
+    async def group_display_name(self, group_id: str) -> str | None:
+        info = self.client.groups.by_group_id(group_id).to_get_request_information()
+        what = f"GET /groups/{group_id}"
+        try:
+            document = await retry_transient(lambda: self._send_raw(info), what=what)
+        except APIError as exc:
+            if _status_of(exc) == 404:
+                return None
+            raise graph_error(exc, what) from exc
+        return str(document.get("displayName") or "")
+
+    async def find_groups(self, display_name: str) -> list[dict[str, Any]]:
+        """Partner security groups with exactly this display name (``$filter=displayName eq '...'``)."""
+        literal = display_name.replace("'", "''")
+        params = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
+            filter=f"displayName eq '{literal}'", select=["id", "displayName"], top=10)
+        info = self.client.groups.to_get_request_information(RequestConfiguration(query_parameters=params))
+        return [item async for item in self._pages(info, "GET /groups")]
+
     # --- mail -------------------------------------------------------------------------------------
     async def send_mail(self, sender: str, to: list[str], subject: str, text: str, html: str | None = None,
                         cc: list[str] | None = None) -> None:
@@ -260,6 +379,12 @@ class GraphClient:
 def _role_ids(item: dict[str, Any]) -> list[str]:
     roles = (item.get("accessDetails") or {}).get("unifiedRoles") or []
     return [str(r["roleDefinitionId"]) for r in roles if isinstance(r, dict) and r.get("roleDefinitionId")]
+
+
+def access_assignment_from_json(item: dict[str, Any]) -> AccessAssignment:
+    container = item.get("accessContainer") or {}
+    return AccessAssignment(id=str(item.get("id", "")), group_id=str(container.get("accessContainerId", "")),
+                            roles=_role_ids(item), status=str(item.get("status", "")))
 
 
 def relationship_from_json(item: dict[str, Any]) -> Relationship:

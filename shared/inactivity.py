@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from shared.models import Relationship
-from shared.timeutil import iso, iso_optional, whole_days
+from shared.models import GLOBAL_ADMINISTRATOR, Relationship
+from shared.timeutil import iso, iso_optional, parse_optional, whole_days
 
 Bucket = Literal["active", "30-60", "61-90", "90+"]
 BUCKETS: tuple[Bucket, ...] = ("active", "30-60", "61-90", "90+")
@@ -65,11 +65,14 @@ def days_until_candidate(row: dict[str, Any], policy: Policy) -> int:
     return max(0, policy.remove_after_days + 1 - row["inactiveForAtLeastDays"])
 
 
-def relationship_json(rel: Relationship) -> dict[str, Any]:
+def relationship_json(rel: Relationship, as_of: datetime | None = None) -> dict[str, Any]:
     return {
         "type": rel.type, "id": rel.id, "displayName": rel.display_name, "status": rel.status,
         "establishedAt": iso_optional(rel.established_at), "endsAt": iso_optional(rel.ends_at),
         "autoExtend": rel.auto_extend, "roles": list(rel.roles),
+        # floor((endsAt - asOf) / 1 day); null when the end (or asOf) is unknown
+        "expiresInDays": None if rel.ends_at is None or as_of is None else whole_days(rel.ends_at - as_of),
+        "includesGlobalAdministrator": GLOBAL_ADMINISTRATOR in {r.lower() for r in rel.roles},
     }
 
 
@@ -88,7 +91,7 @@ def customer_row(*, tenant_id: str, display_name: str, relationships: list[Relat
     return {
         "tenantId": tenant_id,
         "displayName": display_name,
-        "relationships": [relationship_json(r) for r in active],
+        "relationships": [relationship_json(r, as_of) for r in active],
         "establishedAt": iso(established),
         "daysActive": whole_days(as_of - established),
         "lastSignInAt": iso_optional(last_sign_in),
@@ -107,8 +110,8 @@ def sort_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["inactiveForAtLeastDays"], r["tenantId"]))
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, int]:
-    return {
+def summarize(rows: list[dict[str, Any]], as_of: datetime | None = None) -> dict[str, int]:
+    summary = {
         "customersUnderMonitoring": len(rows),
         "inactiveOver90Days": sum(1 for r in rows if r["bucket"] == "90+"),
         "inactive61To90Days": sum(1 for r in rows if r["bucket"] == "61-90"),
@@ -116,3 +119,16 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, int]:
         "establishedLast7Days": sum(1 for r in rows if r["establishedLast7Days"]),
         "recommendedForRemoval": sum(1 for r in rows if r["recommendation"] == "remove"),
     }
+    if as_of is not None:
+        gdap = [rel for r in rows for rel in r.get("relationships", []) if rel["type"] == "GDAP"]
+        summary["gdapExpiringWithin30Days"] = sum(1 for rel in gdap if gdap_expiring(rel, as_of, 30))
+        summary["gdapWithGlobalAdministrator"] = sum(
+            1 for rel in gdap if GLOBAL_ADMINISTRATOR in {x.lower() for x in rel["roles"]})
+    return summary
+
+
+def gdap_expiring(rel: dict[str, Any], as_of: datetime, within_days: int) -> bool:
+    """An active GDAP relationship (report JSON) with no auto-extend and endsAt <= asOf + within days."""
+    ends = parse_optional(rel.get("endsAt"))
+    return (rel["type"] == "GDAP" and rel["status"] == "active" and not rel["autoExtend"] and ends is not None
+            and ends <= as_of + timedelta(days=within_days))

@@ -39,6 +39,8 @@ TABLES = (
     "Removals",             # PK shard, RK removal id: removal requests and their state
     "Warnings",             # PK tenantId, RK stretch: advance warnings already sent
     "Notifications",        # PK shard, RK sha256(idempotency key): mail state (sending -> sent)
+    "GdapRequests",         # PK shard, RK tenantId|relationshipId: GDAP requests this product made (template)
+    "GdapOperations",       # PK shard, RK tenantId|operationId: long-running GDAP changes (Global Admin removal)
 )
 
 

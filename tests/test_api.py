@@ -534,11 +534,12 @@ def test_security_headers_on_every_answer(settings: Settings) -> None:
 def test_portal_has_no_inline_script_style_or_handlers() -> None:
     html = (STATIC / "index.html").read_text(encoding="utf-8")
     assert re.findall(r"<script\b[^>]*>", html) == [
-        '<script src="/static/i18n.js" defer>', '<script src="/static/app.js" defer>']
+        '<script src="/static/i18n.js" defer>', '<script src="/static/app.js" defer>',
+        '<script src="/static/gdap.js" defer>']
     assert "<style" not in html and " style=" not in html
     assert not re.search(r"\son[a-z]+\s*=", html)
     assert "http://" not in html and "https://" not in html  # no CDN, no external fonts
-    script = (STATIC / "app.js").read_text(encoding="utf-8")
+    script = (STATIC / "app.js").read_text(encoding="utf-8") + (STATIC / "gdap.js").read_text(encoding="utf-8")
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script
     assert "eval(" not in script and "new Function" not in script
     css = (STATIC / "app.css").read_text(encoding="utf-8")

@@ -53,7 +53,8 @@ def test_example_estate_report(env: dict[str, str]) -> None:
     assert report["coverage"] == {"from": "2026-10-22T00:00:00Z", "to": "2026-11-21T00:00:00Z"}
     assert report["policy"] == {"mode": "report", "recommendAfterDays": 60, "removeAfterDays": 90}
     assert report["summary"] == {"customersUnderMonitoring": 5, "inactiveOver90Days": 0, "inactive61To90Days": 0,
-                                 "inactive30To60Days": 2, "establishedLast7Days": 1, "recommendedForRemoval": 0}
+                                 "inactive30To60Days": 2, "establishedLast7Days": 1, "recommendedForRemoval": 0,
+                                 "gdapExpiringWithin30Days": 0, "gdapWithGlobalAdministrator": 0}
     rows = {r["displayName"]: r for r in report["customers"]}
     assert [r["displayName"] for r in report["customers"]] == [
         "Wingtip Ltd", "Proseware Ltd", "Lamna Ltd", "Relecloud Ltd", "Adatum Ltd"]

@@ -277,6 +277,9 @@ def create_app(config: WebConfig) -> FastAPI:
 
     register_portal(app)
     register_api(app)
+    from shared.web.gdap_api import register_gdap_api  # imports this module: registered last
+
+    register_gdap_api(app)
     return app
 
 

@@ -45,6 +45,8 @@ class Relationship(BaseModel):
     autoExtend: bool
     roles: list[str]
     roleNames: list[str]
+    expiresInDays: int | None = None
+    includesGlobalAdministrator: bool | None = None
 
 
 class CustomerRow(BaseModel):
@@ -76,6 +78,8 @@ class Summary(BaseModel):
     inactive30To60Days: int
     establishedLast7Days: int
     recommendedForRemoval: int
+    gdapExpiringWithin30Days: int | None = None
+    gdapWithGlobalAdministrator: int | None = None
 
 
 class CustomerPage(BaseModel):

@@ -603,6 +603,7 @@
   // --- customer detail --------------------------------------------------------------------------
   async function showCustomer(tenantId) {
     $("dashboard").hidden = true;
+    $("gdap").hidden = true;
     const view = $("customer");
     view.hidden = false;
     $("customer-name").textContent = t("loading");
@@ -706,6 +707,7 @@
           [a.action, a.relationshipType, a.detail].filter(Boolean).join(" · "), a.result || "", a.actor || "",
           a.reason || ""])));
     }
+    if (window.DAM_GDAP) window.DAM_GDAP.customerRendered(c);
   }
 
   function renderActivity(host, days) {
@@ -743,9 +745,13 @@
       showCustomer(decodeURIComponent(match[1]));
       return;
     }
+    const gdap = window.DAM_GDAP;  // gdap.js: the GDAP lifecycle view (#/gdap)
+    if (gdap && gdap.route(window.location.hash)) return;
+    $("gdap").hidden = true;
     $("customer").hidden = true;
     $("dashboard").hidden = false;
     if (!state.page) loadCustomers();
+    if (gdap) gdap.dashboardShown();
   }
 
   function wire() {
@@ -757,6 +763,7 @@
       renderRemovalStatus();
       loadTrend();
       if (!$("customer").hidden) route();
+      if (window.DAM_GDAP) window.DAM_GDAP.languageChanged();
     });
     for (const tile of document.querySelectorAll(".tile")) {
       tile.addEventListener("click", () => {
@@ -842,6 +849,10 @@
       }, 150);
     });
   }
+
+  // The helpers gdap.js (loaded after this file) builds the GDAP lifecycle view with.
+  window.DAM = { $, el, clear, append, api, t, notice, showFailure, fmtNumber, fmtDate, fmtDateTime, roleLabel,
+                 state };
 
   async function start() {
     state.lang = chooseLanguage();

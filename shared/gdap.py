@@ -1,0 +1,1167 @@
+"""The GDAP lifecycle: requests from role templates, approval follow-up, access assignments, expiry and
+least privilege. One service (:class:`GdapService`) behind ``python -m shared.cli gdap ...``, the HTTP API
+(``/api/gdap/...``) and the portal, on the same :class:`~shared.services.Services` as everything else.
+
+* **Request.** A relationship is created from a role template kept in the repo
+  (``shared/gdap_templates.json``), locked for approval, and the customer gets the invitation link
+  (optionally by mail). The request is remembered in ``GdapRequests`` with its template, so the
+  customer's access can be re-established from the same template after a removal.
+* **Follow-up.** ``approvalPending -> approved -> activating -> active`` happens at Microsoft when the
+  customer approves. Each follow-up (the relationship sync timer, ``gdap follow-up``, the portal)
+  reads the relationships this product requested, creates the template's access assignments once
+  (partner security group -> roles) when one turns ``active``, and confirms them ``active``.
+* **Expiry.** Active relationships without auto-extend that end within 30, 7 or 1 days; a bulk
+  auto-extend (``PATCH autoExtendDuration P180D`` with ``If-Match``) with a result per relationship.
+* **Least privilege.** Active relationships holding Global Administrator, removed in one action (a
+  ``PATCH`` of ``accessDetails`` while ``active``, answered by a long-running operation); access
+  assignments whose group's members never signed in to that customer within a window.
+
+Every change is written to the ``Actions`` trail (the customer detail's "actions taken") through the
+same :func:`shared.removals.record_action` that removals use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from azure.data.tables import UpdateMode
+
+from shared.models import DAP_ROLES, GLOBAL_ADMINISTRATOR, AccessAssignment, Customer, Relationship
+from shared.relationships import RelationshipStore, tenant_range
+from shared.removals import record_action
+from shared.retry import UpstreamError
+from shared.settings import GUID_RE, load_local_settings
+from shared.signins import DayActivity
+from shared.state import StateStore
+from shared.storage import Storage, get_or_none, partition, query_all, shard_of
+from shared.timeutil import DAY, day_key, day_start, iso, iso_optional, parse_optional, utcnow, whole_days
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+log = logging.getLogger(__name__)
+
+TEMPLATES_PATH = Path(__file__).resolve().parent / "gdap_templates.json"
+INVITATION_URL = "https://admin.microsoft.com/AdminPortal/Home#/partners/invitation/granularAdminRelationships/{id}"
+AUTO_EXTEND_DURATION = "P180D"
+NO_AUTO_EXTEND = "PT0S"
+MAX_DURATION_DAYS = 730
+MAX_DISPLAY_NAME = 50
+EXPIRY_WINDOWS = (30, 7, 1)
+GROUP_SETTING_PREFIX = "GDAP_GROUP_"
+# Our steps of a request. Finished rows keep the relationship's last status (expired, terminated, ...).
+OPEN_STATES = ("created", "approvalPending", "approved", "activating", "assigning")
+GONE_ASSIGNMENT = ("deleting", "deleted")
+TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,23}")  # leaves room in a 50-character relationship name
+RELATIONSHIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
+DURATION = re.compile(r"P(\d{1,4})D")
+CONCURRENCY = 8
+MAX_LISTED = 200  # relationships named in one digest
+MIN_EVIDENCE_DAYS = 30
+ACTOR_SYSTEM = "system"
+
+
+class TemplateError(ValueError):
+    """The role template file is not valid: the message names the template and what is wrong."""
+
+
+class GdapError(Exception):
+    """A request the service refuses, changing nothing: 400 (bad input), 404 (unknown), 409 (wrong state),
+    503 (not configured). The command line maps it to exit code 2."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "invalidRequest") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+# --- role templates ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AssignmentTemplate:
+    group: str  # a partner security group id, or a name (GDAP_GROUP_<NAME>, else Graph)
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RoleTemplate:
+    name: str
+    display_name: dict[str, str]
+    description: dict[str, str]
+    roles: tuple[str, ...]
+    duration: str
+    auto_extend: bool
+    access_assignments: tuple[AssignmentTemplate, ...]
+
+    @property
+    def includes_global_administrator(self) -> bool:
+        return GLOBAL_ADMINISTRATOR in self.roles
+
+    @property
+    def auto_extend_duration(self) -> str:
+        return AUTO_EXTEND_DURATION if self.auto_extend else NO_AUTO_EXTEND
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "displayName": dict(self.display_name), "description": dict(self.description),
+                "roles": list(self.roles), "duration": self.duration, "durationDays": duration_days(self.duration),
+                "autoExtend": self.auto_extend, "autoExtendDuration": self.auto_extend_duration,
+                "includesGlobalAdministrator": self.includes_global_administrator,
+                "accessAssignments": [{"group": a.group, "roles": list(a.roles)} for a in self.access_assignments]}
+
+
+def duration_days(duration: str) -> int:
+    match = DURATION.fullmatch(duration)
+    if match is None:
+        raise ValueError(f"not a duration in days (P<n>D): {duration!r}")
+    return int(match.group(1))
+
+
+def _text(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not isinstance(value.get("en"), str) or not value["en"].strip():
+        raise TemplateError(f"{where} must be an object with at least an English text ({{\"en\": ..., \"ja\": ...}})")
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, str)}
+
+
+def _role_ids(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(r, str) and GUID_RE.match(r) for r in value):
+        raise TemplateError(f"{where} must be a non-empty list of role definition ids (GUIDs)")
+    roles = tuple(dict.fromkeys(r.lower() for r in value))
+    return roles
+
+
+def parse_template(item: Any) -> RoleTemplate:
+    if not isinstance(item, dict):
+        raise TemplateError("every template is a JSON object")
+    name = item.get("name")
+    if not isinstance(name, str) or not TEMPLATE_NAME.fullmatch(name):
+        raise TemplateError(f"template name {name!r}: lowercase letters, digits and '-', at most 24 characters")
+    where = f"template {name}"
+    roles = _role_ids(item.get("roles"), f"{where}: roles")
+    duration = item.get("duration")
+    if not isinstance(duration, str) or DURATION.fullmatch(duration) is None \
+            or not 1 <= duration_days(duration) <= MAX_DURATION_DAYS:
+        raise TemplateError(f"{where}: duration must be P1D..P{MAX_DURATION_DAYS}D, not {duration!r}")
+    auto_extend = item.get("autoExtend", False)
+    if not isinstance(auto_extend, bool):
+        raise TemplateError(f"{where}: autoExtend must be true or false")
+    if auto_extend and GLOBAL_ADMINISTRATOR in roles:
+        raise TemplateError(f"{where}: a relationship with Global Administrator cannot auto-extend (autoExtend "
+                            "must be false)")
+    assignments = []
+    raw_assignments = item.get("accessAssignments") or []
+    if not isinstance(raw_assignments, list):
+        raise TemplateError(f"{where}: accessAssignments must be a list")
+    seen: set[str] = set()
+    for n, raw in enumerate(raw_assignments):
+        if not isinstance(raw, dict) or not isinstance(raw.get("group"), str) or not raw["group"].strip():
+            raise TemplateError(f"{where}: accessAssignments[{n}] needs a group (a security group id or name)")
+        group = raw["group"].strip()
+        a_roles = _role_ids(raw.get("roles"), f"{where}: accessAssignments[{n}].roles")
+        extra = [r for r in a_roles if r not in roles]
+        if extra:
+            raise TemplateError(f"{where}: accessAssignments[{n}] has roles the relationship does not ask for: "
+                                f"{', '.join(extra)}")
+        if group.lower() in seen:
+            raise TemplateError(f"{where}: the group {group} is assigned twice")
+        seen.add(group.lower())
+        assignments.append(AssignmentTemplate(group, a_roles))
+    return RoleTemplate(name=name, display_name=_text(item.get("displayName"), f"{where}: displayName"),
+                        description=_text(item.get("description") or {"en": name}, f"{where}: description"),
+                        roles=roles, duration=duration, auto_extend=auto_extend,
+                        access_assignments=tuple(assignments))
+
+
+def parse_templates(document: Any) -> dict[str, RoleTemplate]:
+    items = document.get("templates") if isinstance(document, dict) else None
+    if not isinstance(items, list) or not items:
+        raise TemplateError("the template file needs a non-empty \"templates\" list")
+    out: dict[str, RoleTemplate] = {}
+    for item in items:
+        template = parse_template(item)
+        if template.name in out:
+            raise TemplateError(f"template {template.name} is defined twice")
+        out[template.name] = template
+    return out
+
+
+def load_templates(path: Path | None = None) -> dict[str, RoleTemplate]:
+    if path is None:
+        return _repo_templates()
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TemplateError(f"{path}: cannot read role templates ({exc})") from None
+    return parse_templates(document)
+
+
+@lru_cache(maxsize=1)
+def _repo_templates() -> dict[str, RoleTemplate]:
+    return load_templates(TEMPLATES_PATH)
+
+
+def group_settings_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``GDAP_GROUP_<NAME>`` values (environment first, then local.settings.json, like the settings)."""
+    values = dict(os.environ if env is None else env)
+    local = Path("local.settings.json")
+    if env is None and local.exists():
+        for key, value in load_local_settings(local).items():
+            values.setdefault(key, value)
+    return {k.upper(): v.strip() for k, v in values.items() if k.upper().startswith(GROUP_SETTING_PREFIX) and v.strip()}
+
+
+def group_setting_name(group: str) -> str:
+    return GROUP_SETTING_PREFIX + re.sub(r"[^A-Z0-9]", "_", group.upper())
+
+
+def invitation_link(relationship_id: str) -> str:
+    return INVITATION_URL.format(id=relationship_id)
+
+
+def includes_global_administrator(roles: Iterable[str]) -> bool:
+    return GLOBAL_ADMINISTRATOR in {r.lower() for r in roles}
+
+
+def expires_in_days(ends_at: datetime | None, as_of: datetime) -> int | None:
+    """floor((endsAt - asOf) / 1 day); None when the end is unknown."""
+    return None if ends_at is None else whole_days(ends_at - as_of)
+
+
+def is_expiring(rel: Relationship, as_of: datetime, within_days: int) -> bool:
+    """An active GDAP relationship without auto-extend with endsAt <= asOf + within days."""
+    return (rel.type == "GDAP" and rel.active and not rel.auto_extend and rel.ends_at is not None
+            and rel.ends_at <= as_of + timedelta(days=within_days))
+
+
+# --- stored requests and operations -------------------------------------------------------------------
+
+@dataclass
+class GdapRequest:
+    """A relationship this product requested, and how far its lifecycle has come."""
+
+    tenant_id: str
+    relationship_id: str
+    display_name: str
+    customer_name: str
+    template: str
+    roles: list[str]
+    duration: str
+    auto_extend_duration: str
+    requested_by: str
+    requested_at: datetime
+    source: str = "request"  # request | reestablish
+    state: str = "created"
+    status: str = "created"  # the relationship's status when last read
+    assignments: list[dict[str, Any]] = field(default_factory=list)  # {group, groupId, roles, id, status, error}
+    notified_to: list[str] = field(default_factory=list)
+    notified_at: datetime | None = None
+    activated_at: datetime | None = None
+    updated_at: datetime | None = None
+    last_error: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": shard_of(self.tenant_id), "RowKey": f"{self.tenant_id}|{self.relationship_id}",
+            "TenantId": self.tenant_id, "RelationshipId": self.relationship_id, "DisplayName": self.display_name,
+            "CustomerName": self.customer_name, "Template": self.template, "Roles": json.dumps(self.roles),
+            "Duration": self.duration, "AutoExtendDuration": self.auto_extend_duration,
+            "RequestedBy": self.requested_by, "RequestedAt": iso(self.requested_at), "Source": self.source,
+            "State": self.state, "Status": self.status, "Assignments": json.dumps(self.assignments),
+            "NotifiedTo": json.dumps(self.notified_to), "NotifiedAt": iso_optional(self.notified_at) or "",
+            "ActivatedAt": iso_optional(self.activated_at) or "", "UpdatedAt": iso_optional(self.updated_at) or "",
+            "LastError": self.last_error[:4000],
+        }
+
+    @classmethod
+    def from_entity(cls, e: dict[str, Any]) -> GdapRequest:
+        return cls(
+            tenant_id=str(e["TenantId"]), relationship_id=str(e["RelationshipId"]),
+            display_name=str(e.get("DisplayName", "")), customer_name=str(e.get("CustomerName", "")),
+            template=str(e.get("Template", "")), roles=json.loads(e.get("Roles") or "[]"),
+            duration=str(e.get("Duration", "")), auto_extend_duration=str(e.get("AutoExtendDuration", "")),
+            requested_by=str(e.get("RequestedBy", "")),
+            requested_at=parse_optional(e.get("RequestedAt")) or datetime(1970, 1, 1, tzinfo=UTC),
+            source=str(e.get("Source", "request")), state=str(e.get("State", "created")),
+            status=str(e.get("Status", "")), assignments=json.loads(e.get("Assignments") or "[]"),
+            notified_to=json.loads(e.get("NotifiedTo") or "[]"), notified_at=parse_optional(e.get("NotifiedAt")),
+            activated_at=parse_optional(e.get("ActivatedAt")), updated_at=parse_optional(e.get("UpdatedAt")),
+            last_error=str(e.get("LastError", "")))
+
+    def to_json(self, as_of: datetime | None = None) -> dict[str, Any]:
+        moment = as_of or utcnow()
+        return {
+            "id": self.relationship_id, "tenantId": self.tenant_id, "customerName": self.customer_name,
+            "displayName": self.display_name, "template": self.template, "status": self.status,
+            "state": self.state, "open": self.open, "source": self.source, "roles": list(self.roles),
+            "duration": self.duration, "autoExtendDuration": self.auto_extend_duration,
+            "requestedBy": self.requested_by, "requestedAt": iso(self.requested_at),
+            "ageDays": max(0, whole_days(moment - self.requested_at)),
+            "invitationLink": invitation_link(self.relationship_id),
+            "notifiedTo": list(self.notified_to), "notifiedAt": iso_optional(self.notified_at),
+            "activatedAt": iso_optional(self.activated_at), "updatedAt": iso_optional(self.updated_at),
+            "accessAssignments": [{k: a.get(k) for k in ("group", "groupId", "roles", "id", "status", "error")}
+                                  for a in self.assignments],
+            "error": self.last_error or None,
+        }
+
+
+class GdapRequestStore:
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("GdapRequests")
+
+    async def save(self, row: GdapRequest) -> None:
+        await self.table.upsert_entity(row.to_entity(), mode=UpdateMode.REPLACE)
+
+    async def get(self, tenant_id: str, relationship_id: str) -> GdapRequest | None:
+        entity = await get_or_none(self.table, shard_of(tenant_id), f"{tenant_id}|{relationship_id}")
+        return None if entity is None else GdapRequest.from_entity(entity)
+
+    async def for_tenant(self, tenant_id: str) -> list[GdapRequest]:
+        query, params = tenant_range(tenant_id)
+        rows = [GdapRequest.from_entity(e) async for e in query_all(self.table, query, params)]
+        return sorted(rows, key=lambda r: r.requested_at, reverse=True)
+
+    async def open_rows(self) -> list[GdapRequest]:
+        names = {f"s{i}": s for i, s in enumerate(OPEN_STATES)}
+        query = " or ".join(f"State eq @{k}" for k in names)
+        rows = [GdapRequest.from_entity(e) async for e in query_all(self.table, query, names)]
+        return sorted(rows, key=lambda r: r.requested_at)
+
+    async def all(self) -> list[GdapRequest]:
+        rows = [GdapRequest.from_entity(e) async for e in query_all(self.table)]
+        return sorted(rows, key=lambda r: r.requested_at)
+
+
+@dataclass
+class GdapOperation:
+    """A long-running change of a relationship (removing Global Administrator) and its outcome."""
+
+    tenant_id: str
+    operation_id: str
+    relationship_id: str
+    display_name: str
+    kind: str
+    requested_by: str
+    requested_at: datetime
+    state: str = "requested"  # requested | succeeded | failed
+    status: str = "notStarted"  # the operation's status when last read
+    roles_after: list[str] = field(default_factory=list)
+    updated_at: datetime | None = None
+
+    def to_entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": shard_of(self.tenant_id), "RowKey": f"{self.tenant_id}|{self.operation_id}",
+            "TenantId": self.tenant_id, "OperationId": self.operation_id, "RelationshipId": self.relationship_id,
+            "DisplayName": self.display_name, "Kind": self.kind, "RequestedBy": self.requested_by,
+            "RequestedAt": iso(self.requested_at), "State": self.state, "Status": self.status,
+            "RolesAfter": json.dumps(self.roles_after), "UpdatedAt": iso_optional(self.updated_at) or "",
+        }
+
+    @classmethod
+    def from_entity(cls, e: dict[str, Any]) -> GdapOperation:
+        return cls(tenant_id=str(e["TenantId"]), operation_id=str(e["OperationId"]),
+                   relationship_id=str(e.get("RelationshipId", "")), display_name=str(e.get("DisplayName", "")),
+                   kind=str(e.get("Kind", "")), requested_by=str(e.get("RequestedBy", "")),
+                   requested_at=parse_optional(e.get("RequestedAt")) or datetime(1970, 1, 1, tzinfo=UTC),
+                   state=str(e.get("State", "requested")), status=str(e.get("Status", "")),
+                   roles_after=json.loads(e.get("RolesAfter") or "[]"), updated_at=parse_optional(e.get("UpdatedAt")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"operationId": self.operation_id, "relationshipId": self.relationship_id, "tenantId": self.tenant_id,
+                "displayName": self.display_name, "kind": self.kind, "state": self.state,
+                "operationStatus": self.status, "rolesAfter": list(self.roles_after),
+                "requestedBy": self.requested_by, "requestedAt": iso(self.requested_at),
+                "updatedAt": iso_optional(self.updated_at)}
+
+
+class GdapOperationStore:
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("GdapOperations")
+
+    async def save(self, op: GdapOperation) -> None:
+        await self.table.upsert_entity(op.to_entity(), mode=UpdateMode.REPLACE)
+
+    async def open_operations(self) -> list[GdapOperation]:
+        return [GdapOperation.from_entity(e) async for e in
+                query_all(self.table, "State eq @s", {"s": "requested"})]
+
+    async def for_relationship(self, relationship_id: str) -> list[GdapOperation]:
+        rows = [GdapOperation.from_entity(e) async for e in
+                query_all(self.table, "RelationshipId eq @r", {"r": relationship_id})]
+        return sorted(rows, key=lambda o: o.requested_at, reverse=True)
+
+
+# --- the service ---------------------------------------------------------------------------------------
+
+def _tenant(value: Any) -> str:
+    if not isinstance(value, str) or not GUID_RE.match(value.strip()):
+        raise GdapError("customer must be a tenant id (GUID)", code="invalidTenantId")
+    return value.strip().lower()
+
+
+def _relationship_id(value: Any) -> str:
+    if not isinstance(value, str) or not RELATIONSHIP_ID.fullmatch(value.strip()):
+        raise GdapError("not a GDAP relationship id", code="invalidRelationshipId")
+    return value.strip()
+
+
+def _outcome(rel_id: str, tenant: str | None, result: str, reason: str = "", **extra: Any) -> dict[str, Any]:
+    return {"relationshipId": rel_id, "tenantId": tenant, "result": result, "reason": reason or None, **extra}
+
+
+class GdapService:
+    def __init__(self, services: Services, *, templates: dict[str, RoleTemplate] | None = None,
+                 group_settings: Mapping[str, str] | None = None) -> None:
+        self.services = services
+        self.storage = services.storage
+        self.graph = services.graph
+        self.settings = services.settings
+        self.templates = templates if templates is not None else load_templates()
+        self.group_settings = (dict(group_settings) if group_settings is not None else group_settings_from_env())
+        self.requests = GdapRequestStore(self.storage)
+        self.operations = GdapOperationStore(self.storage)
+        self.relationships = RelationshipStore(self.storage)
+        self._poll_seconds = 0.0 if services.settings.emulator_url else 10.0  # the service's Retry-After
+
+    # --- templates and groups ----------------------------------------------------------------------
+    def template(self, name: Any) -> RoleTemplate:
+        template = self.templates.get(name) if isinstance(name, str) else None
+        if template is None:
+            raise GdapError(f"unknown template {str(name)[:40]!r}; known: {', '.join(self.templates)}",
+                            code="unknownTemplate")
+        return template
+
+    def template_list(self) -> list[dict[str, Any]]:
+        return [t.to_json() for t in self.templates.values()]
+
+    async def resolve_group(self, group: str) -> str:
+        """A partner security group id: the template's own id, GDAP_GROUP_<NAME>, or Graph by display name."""
+        if GUID_RE.match(group):
+            return group.lower()
+        setting = group_setting_name(group)
+        configured = self.group_settings.get(setting)
+        if configured:
+            if not GUID_RE.match(configured):
+                raise GdapError(f"{setting} must be a security group id (GUID), not {configured!r}",
+                                status=503, code="notConfigured")
+            return configured.lower()
+        try:
+            found = await self.graph.find_groups(group)
+        except UpstreamError as exc:
+            raise GdapError(f"cannot resolve the partner security group {group!r}: set {setting} to its id "
+                            f"({exc})", status=503, code="notConfigured") from None
+        ids = {str(g.get("id", "")).lower() for g in found if g.get("id")}
+        if len(ids) != 1:
+            raise GdapError(f"{len(ids)} partner security groups are named {group!r}: set {setting} to the id "
+                            "of the one to use", status=503, code="notConfigured")
+        return ids.pop()
+
+    # --- request -----------------------------------------------------------------------------------
+    async def _customer(self, tenant: str) -> tuple[Customer, list[Relationship]]:
+        customer, rels = await self.relationships.load_customer(tenant)
+        if customer is None and not rels:
+            raise GdapError(f"{tenant} is not a known customer (not in the synced customer list)", status=404,
+                            code="unknownCustomer")
+        if customer is None:
+            customer = Customer(tenant, next((r.customer_name for r in rels if r.customer_name), ""))
+        return customer, rels
+
+    def _display_name(self, template: RoleTemplate, tenant: str, now: datetime) -> str:
+        # Unique (the service refuses a duplicate) and at most 50 characters.
+        return f"{template.name}-{tenant[:8]}-{now:%Y%m%d}-{secrets.token_hex(2)}"[:MAX_DISPLAY_NAME]
+
+    async def _create(self, template: RoleTemplate, customer: Customer, now: datetime) -> Relationship:
+        for _ in range(3):
+            name = self._display_name(template, customer.tenant_id, now)
+            try:
+                return await self.graph.create_relationship(
+                    display_name=name, duration=template.duration, tenant_id=customer.tenant_id,
+                    customer_name=customer.display_name, roles=list(template.roles),
+                    auto_extend_duration=template.auto_extend_duration)
+            except UpstreamError as exc:
+                if exc.status != 409:
+                    raise
+                # The name is taken: by this very request when a retried POST had gone through, else by chance.
+                literal = name.replace("'", "''")
+                existing = [r for r in await self.graph.list_relationships(f"displayName eq '{literal}'")
+                            if r.tenant_id == customer.tenant_id and r.status in ("created", "approvalPending")]
+                if existing and set(existing[0].roles) == set(template.roles):
+                    return existing[0]
+                log.info("relationship name %s is taken; trying another", name)
+        raise UpstreamError("could not find a unique relationship name in 3 attempts", status=409)
+
+    async def request(self, tenant_id: Any, template_name: Any, *, requested_by: str, notify_customer: bool = False,
+                      source: str = "request") -> tuple[dict[str, Any], bool]:
+        """Create a relationship from a template, lock it for approval, hand back the invitation link.
+
+        Returns (the request, created now). An open request for the same customer and template is
+        returned instead of a second one. Nothing is created when the template's groups cannot be
+        resolved or the customer cannot be mailed although that was asked for.
+        """
+        await self.storage.ensure()
+        tenant = _tenant(tenant_id)
+        template = self.template(template_name)
+        customer, _ = await self._customer(tenant)
+        now = utcnow()
+        for row in await self.requests.for_tenant(tenant):
+            if row.template == template.name and row.open:
+                return row.to_json(now), False
+        recipients: list[str] = []
+        if notify_customer:
+            from shared.notifications import valid_address
+
+            if not self.settings.notify_sender:
+                raise GdapError("NOTIFY_SENDER is not set: the invitation cannot be mailed", status=503,
+                                code="notConfigured")
+            recipients = [a for a in dict.fromkeys(customer.contacts) if valid_address(a)]
+            if not recipients:
+                raise GdapError(f"no e-mail address is known for {customer.display_name or tenant}: send the "
+                                "invitation link yourself", code="noContact")
+        groups = [await self.resolve_group(a.group) for a in template.access_assignments]
+        rel = await self._create(template, customer, now)
+        row = GdapRequest(
+            tenant_id=tenant, relationship_id=rel.id, display_name=rel.display_name,
+            customer_name=customer.display_name, template=template.name, roles=list(template.roles),
+            duration=template.duration, auto_extend_duration=template.auto_extend_duration,
+            requested_by=requested_by, requested_at=now, source=source, state=rel.status or "created",
+            status=rel.status or "created", updated_at=now,
+            assignments=[{"group": a.group, "groupId": gid, "roles": list(a.roles), "id": "", "status": "",
+                          "error": ""} for a, gid in zip(template.access_assignments, groups, strict=True)])
+        await self.requests.save(row)
+        await self._action(row.tenant_id, requested_by, "gdap.request", "created", row.relationship_id,
+                           f"{rel.display_name}: template {template.name}, {template.duration}, auto-extend "
+                           f"{template.auto_extend_duration}", action_id=f"gdap:{rel.id}:created")
+        if row.state == "created":
+            try:
+                await self._lock(row, requested_by)
+            except UpstreamError as exc:  # the follow-up locks it later
+                row.last_error = f"lockForApproval: {exc}"
+                await self.requests.save(row)
+                log.warning("relationship %s created but not locked for approval: %s", rel.id, exc)
+        rel.status = row.status
+        await self._save_relationship(rel)  # the customer view shows it before the next sync
+        if recipients and row.state == "approvalPending":
+            await self._send_invitation(row, customer, recipients, requested_by)
+        return row.to_json(now), True
+
+    async def _lock(self, row: GdapRequest, actor: str) -> None:
+        try:
+            await self.graph.request_lock_for_approval(row.relationship_id)
+            status = "approvalPending"
+        except UpstreamError as exc:
+            if exc.status not in (400, 409):
+                raise
+            # Locked already (a retry after the request went through) or moved on: the relationship says.
+            current = await self.graph.get_relationship(row.relationship_id)
+            if current is None or current.status == "created":
+                raise
+            status = current.status
+        row.state = row.status = status
+        row.last_error, row.updated_at = "", utcnow()
+        await self.requests.save(row)
+        await self._action(row.tenant_id, actor, "gdap.lockForApproval", status, row.relationship_id,
+                           f"{row.display_name}: invitation {invitation_link(row.relationship_id)}",
+                           action_id=f"gdap:{row.relationship_id}:locked")
+
+    async def _send_invitation(self, row: GdapRequest, customer: Customer, recipients: list[str], actor: str) -> None:
+        from shared.notifications import language_of, partner_name, render
+
+        language = language_of(customer.culture)
+        template = self.templates.get(row.template)
+        context = {
+            "customerName": customer.display_name or row.customer_name, "domain": customer.default_domain,
+            "tenantId": row.tenant_id, "partnerName": await partner_name(self.services),
+            "contact": self.settings.notify_sender, "link": invitation_link(row.relationship_id),
+            "relationshipName": row.display_name, "roles": list(row.roles),
+            "templateName": (template.display_name.get(language) or template.display_name["en"]) if template
+            else row.template, "durationDays": duration_days(row.duration) if DURATION.fullmatch(row.duration) else 0,
+            "autoExtend": row.auto_extend_duration == AUTO_EXTEND_DURATION,
+        }
+        rendered = render("customer-gdap-invitation", language, context)
+        try:
+            await self.graph.send_mail(self.settings.notify_sender, recipients, rendered.subject, rendered.text,
+                                       rendered.html)
+        except UpstreamError as exc:
+            row.last_error = f"invitation mail: {exc}"
+            await self.requests.save(row)
+            await self._action(row.tenant_id, actor, "gdap.invitation", "failed", row.relationship_id, str(exc))
+            return
+        row.notified_to, row.notified_at = recipients, utcnow()
+        await self.requests.save(row)
+        await self._action(row.tenant_id, actor, "gdap.invitation", "sent", row.relationship_id,
+                           f"{rendered.subject} -> {', '.join(recipients)}",
+                           action_id=f"gdap:{row.relationship_id}:invited")
+
+    async def pending_requests(self, as_of: datetime | None = None, *, include_finished: bool = False
+                               ) -> dict[str, Any]:
+        await self.storage.ensure()
+        moment = as_of or utcnow()
+        rows = await (self.requests.all() if include_finished else self.requests.open_rows())
+        return {"asOf": iso(moment), "requests": [r.to_json(moment) for r in rows]}
+
+    # --- follow-up: approval -> active -> access assignments -------------------------------------------
+    async def follow_up(self, now: datetime | None = None) -> dict[str, Any]:
+        """Move every open request on one step where Microsoft has, and confirm pending operations.
+
+        One relationship failing does not hold back the others; its error is kept on its row.
+        """
+        await self.storage.ensure()
+        moment = now or utcnow()
+        rows = await self.requests.open_rows()
+        semaphore = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(row: GdapRequest) -> dict[str, Any]:
+            async with semaphore:
+                try:
+                    await self._follow_request(row, moment)
+                except UpstreamError as exc:
+                    row.last_error, row.updated_at = str(exc)[:4000], moment
+                    await self.requests.save(row)
+            return {"id": row.relationship_id, "tenantId": row.tenant_id, "state": row.state,
+                    "status": row.status, "error": row.last_error or None}
+
+        results = await asyncio.gather(*(one(r) for r in rows))
+        operations = []
+        for op in await self.operations.open_operations():
+            try:
+                await self._follow_operation(op)
+            except UpstreamError as exc:
+                log.warning("operation %s: %s", op.operation_id, exc)
+            operations.append(op.to_json())
+        return {"at": iso(moment), "requests": list(results), "operations": operations,
+                "errors": sum(1 for r in results if r["error"])}
+
+    async def _follow_request(self, row: GdapRequest, now: datetime) -> None:
+        rel = await self.graph.get_relationship(row.relationship_id)
+        if rel is None:
+            row.state = row.status = "notFound"
+            row.updated_at = now
+            await self.requests.save(row)
+            await self._action(row.tenant_id, ACTOR_SYSTEM, "gdap.request", "notFound", row.relationship_id,
+                               f"{row.display_name}: the relationship no longer exists",
+                               action_id=f"gdap:{row.relationship_id}:notFound")
+            return
+        row.status = rel.status
+        if rel.status == "created":
+            await self._lock(row, ACTOR_SYSTEM)
+            return
+        if rel.status in ("approvalPending", "approved", "activating"):
+            row.state = rel.status
+        elif rel.status == "active":
+            if row.activated_at is None:
+                row.activated_at = rel.established_at or now
+                await self._action(row.tenant_id, ACTOR_SYSTEM, "gdap.approved", "active", row.relationship_id,
+                                   f"{row.display_name}: approved by the customer, active since "
+                                   f"{iso(row.activated_at)}", action_id=f"gdap:{row.relationship_id}:active")
+            rel.access_assignments = await self._assign(row)
+        else:  # declined, lapsed or ended before it was set up: the request is over
+            row.state = rel.status
+            await self._action(row.tenant_id, ACTOR_SYSTEM, "gdap.request", rel.status, row.relationship_id,
+                               f"{row.display_name}: {rel.status}",
+                               action_id=f"gdap:{row.relationship_id}:{rel.status}")
+        row.updated_at = now
+        await self.requests.save(row)
+        await self._save_relationship(rel)
+
+    async def _assign(self, row: GdapRequest) -> list[AccessAssignment]:
+        """Create each of the template's access assignments once and confirm them; returns them as last read."""
+        rid = row.relationship_id
+        current = await self.graph.list_access_assignments(rid)
+        errors: list[str] = []
+        created = False
+
+        def adopt(assignments: list[AccessAssignment]) -> None:
+            by_group = {a.group_id.lower(): a for a in assignments if a.status not in GONE_ASSIGNMENT}
+            for spec in row.assignments:
+                found = by_group.get(str(spec["groupId"]).lower())
+                if found is not None:
+                    spec.update(id=found.id, status=found.status, error="")
+                elif spec.get("id"):  # created once and removed since: not created again
+                    spec["status"] = "deleted"
+
+        adopt(current)
+        for spec in row.assignments:
+            if spec.get("id"):
+                continue
+            gid = str(spec["groupId"])
+            try:
+                made = await self.graph.create_access_assignment(rid, gid, list(spec["roles"]))
+            except UpstreamError as exc:
+                if exc.status == 409:  # the group has one already (a retried POST went through)
+                    current = await self.graph.list_access_assignments(rid)
+                    adopt(current)
+                    if spec.get("id"):
+                        continue
+                spec["error"] = str(exc)[:500]
+                errors.append(f"{spec['group']}: {exc}")
+                await self._action(row.tenant_id, ACTOR_SYSTEM, "gdap.accessAssignment", "failed", rid,
+                                   f"{row.display_name}: {spec['group']} ({gid}): {exc}",
+                                   action_id=f"gdap:{rid}:{gid}:failed")
+                continue
+            spec.update(id=made.id, status=made.status, error="")
+            created = True
+            await self._action(row.tenant_id, ACTOR_SYSTEM, "gdap.accessAssignment", "created", rid,
+                               f"{row.display_name}: security group {spec['group']} ({gid}) -> "
+                               f"{', '.join(spec['roles'])}", action_id=f"gdap:{rid}:{gid}:created")
+        if created:  # assignments start pending; confirm them on a later read
+            current = await self.graph.list_access_assignments(rid)
+            adopt(current)
+        if not errors and all(spec.get("status") in ("active", "deleted") for spec in row.assignments):
+            row.state, row.last_error = "active", ""
+            await self._action(row.tenant_id, ACTOR_SYSTEM, "gdap.accessAssignments", "active", rid,
+                               f"{row.display_name}: " + "; ".join(f"{s['group']}: {s['status']}"
+                                                                   for s in row.assignments),
+                               action_id=f"gdap:{rid}:assigned")
+        else:
+            row.state = "assigning"
+            row.last_error = "; ".join(errors)
+        return current
+
+    async def _follow_operation(self, op: GdapOperation) -> None:
+        document = await self.graph.get_operation(op.relationship_id, op.operation_id)
+        status = str((document or {}).get("status") or "notFound")
+        op.status, op.updated_at = status, utcnow()
+        if status in ("succeeded", "failed", "notFound"):
+            op.state = "succeeded" if status == "succeeded" else "failed"
+            rel = await self.graph.get_relationship(op.relationship_id)
+            if status == "notFound" and rel is not None and not includes_global_administrator(rel.roles):
+                op.state = "succeeded"
+            await self._action(op.tenant_id, op.requested_by, "gdap.removeGlobalAdministrator",
+                               "completed" if op.state == "succeeded" else "failed", op.relationship_id,
+                               f"{op.display_name}: operation {op.operation_id} {status}",
+                               action_id=f"gdap:{op.operation_id}:{op.state}")
+            if rel is not None:
+                await self._save_relationship(rel)
+        await self.operations.save(op)
+
+    # --- expiry -------------------------------------------------------------------------------------
+    async def expiring_relationships(self, within_days: int, as_of: datetime) -> list[Relationship]:
+        estate = await self.relationships.load()
+        rels = [r for rs in estate.relationships.values() for r in rs if is_expiring(r, as_of, within_days)]
+        for rel in rels:
+            if not rel.customer_name and rel.tenant_id in estate.customers:
+                rel.customer_name = estate.customers[rel.tenant_id].display_name
+        return sorted(rels, key=lambda r: (r.ends_at or as_of, r.tenant_id, r.id))
+
+    async def expiring(self, within_days: int = 30, as_of: datetime | None = None) -> dict[str, Any]:
+        """Active GDAP relationships without auto-extend ending within ``within_days`` (and the 30/7/1 counts)."""
+        await self.storage.ensure()
+        moment = as_of or utcnow()
+        widest = max(within_days, *EXPIRY_WINDOWS)
+        rels = await self.expiring_relationships(widest, moment)
+        counts = {str(w): sum(1 for r in rels if is_expiring(r, moment, w)) for w in EXPIRY_WINDOWS}
+        items = []
+        for rel in rels:
+            if not is_expiring(rel, moment, within_days):
+                continue
+            ga = includes_global_administrator(rel.roles)
+            items.append({
+                "relationshipId": rel.id, "tenantId": rel.tenant_id, "customerName": rel.customer_name,
+                "displayName": rel.display_name, "endsAt": iso_optional(rel.ends_at),
+                "expiresInDays": expires_in_days(rel.ends_at, moment), "roles": list(rel.roles),
+                "includesGlobalAdministrator": ga, "canAutoExtend": not ga,
+                "window": next((w for w in sorted(EXPIRY_WINDOWS) if is_expiring(rel, moment, w)), None)})
+        return {"asOf": iso(moment), "within": within_days, "counts": counts, "relationships": items}
+
+    async def summary(self, as_of: datetime | None = None) -> dict[str, Any]:
+        """The portal's GDAP tiles, from the store: ending within 30/7/1 days, with Global Administrator."""
+        await self.storage.ensure()
+        moment = as_of or utcnow()
+        estate = await self.relationships.load()
+        active = [r for rs in estate.relationships.values() for r in rs if r.type == "GDAP" and r.active]
+        removals = {op.relationship_id for op in await self.operations.open_operations()}
+        with_ga = [r for r in active if includes_global_administrator(r.roles)]
+        return {"asOf": iso(moment),
+                "expiring": {str(w): sum(1 for r in active if is_expiring(r, moment, w)) for w in EXPIRY_WINDOWS},
+                "withGlobalAdministrator": len(with_ga),
+                "globalAdministratorRemovalsPending": sum(1 for r in with_ga if r.id in removals),
+                "pendingRequests": len(await self.requests.open_rows())}
+
+    async def extend(self, relationship_ids: list[str] | None = None, *, all_expiring: bool = False,
+                     within_days: int = 30, as_of: datetime | None = None, actor: str) -> dict[str, Any]:
+        """Turn on auto-extend (P180D) for each relationship, with a result per relationship. No batch limit."""
+        await self.storage.ensure()
+        moment = as_of or utcnow()
+        targets: list[tuple[str, str | None]]
+        if all_expiring:
+            targets = [(r.id, r.tenant_id) for r in await self.expiring_relationships(within_days, moment)]
+        else:
+            ids = [_relationship_id(i) for i in relationship_ids or []]
+            if not ids:
+                raise GdapError("name at least one relationship, or all expiring ones", code="malformedBody")
+            targets = [(i, None) for i in dict.fromkeys(ids)]
+        semaphore = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(rid: str, tenant: str | None) -> dict[str, Any]:
+            async with semaphore:
+                return await self._extend_one(rid, tenant, actor)
+
+        results = await asyncio.gather(*(one(rid, tenant) for rid, tenant in targets))
+        counts = {k: sum(1 for r in results if r["result"] == k) for k in ("extended", "unchanged", "skipped", "failed")}
+        return {"asOf": iso(moment), "within": within_days if all_expiring else None, "requested": len(results),
+                **counts, "results": list(results)}
+
+    async def _extend_one(self, rid: str, tenant: str | None, actor: str) -> dict[str, Any]:
+        try:
+            for attempt in range(3):
+                rel = await self.graph.get_relationship(rid)
+                if rel is None:
+                    return _outcome(rid, tenant, "skipped", "the relationship no longer exists")
+                tenant = rel.tenant_id
+                extra = {"displayName": rel.display_name, "customerName": rel.customer_name,
+                         "endsAt": iso_optional(rel.ends_at)}
+                if rel.status != "active":
+                    return _outcome(rid, tenant, "skipped", f"not active (status {rel.status})", **extra)
+                if rel.auto_extend:
+                    return _outcome(rid, tenant, "unchanged", f"auto-extends already ({rel.auto_extend_duration})",
+                                    autoExtendDuration=rel.auto_extend_duration, **extra)
+                if includes_global_administrator(rel.roles):
+                    return _outcome(rid, tenant, "skipped", "includes Global Administrator, which cannot "
+                                    "auto-extend: remove Global Administrator first", **extra)
+                try:
+                    updated, _ = await self.graph.update_relationship(rid, rel.etag or "",
+                                                                      auto_extend_duration=AUTO_EXTEND_DURATION)
+                except UpstreamError as exc:
+                    if exc.status == 412 and attempt < 2:
+                        continue  # changed since it was read: read it again
+                    raise
+                fresh = updated or await self.graph.get_relationship(rid) or rel
+                await self._save_relationship(fresh)
+                await self._action(tenant, actor, "gdap.extend", "extended", rid,
+                                   f"{rel.display_name}: auto-extend {AUTO_EXTEND_DURATION} (ends "
+                                   f"{iso_optional(rel.ends_at) or '?'})")
+                return _outcome(rid, tenant, "extended", "", autoExtendDuration=fresh.auto_extend_duration
+                                or AUTO_EXTEND_DURATION, **extra)
+            raise UpstreamError(f"PATCH {rid}: the relationship kept changing (412)", status=412)
+        except UpstreamError as exc:
+            await self._action(tenant, actor, "gdap.extend", "failed", rid, str(exc))
+            return _outcome(rid, tenant, "failed", str(exc)[:500])
+
+    # --- least privilege ------------------------------------------------------------------------------
+    async def remove_global_admin(self, relationship_id: Any, *, actor: str, wait: bool = False) -> dict[str, Any]:
+        """Remove Global Administrator from an active relationship (PATCH with If-Match; the service
+        applies it as a long-running operation, confirmed by the follow-up or, with ``wait``, here)."""
+        await self.storage.ensure()
+        rid = _relationship_id(relationship_id)
+        for op in await self.operations.for_relationship(rid):
+            if op.state == "requested":  # asked for already: follow that one
+                if wait:
+                    await self._wait(op)
+                return self._ga_result(op)
+        for _ in range(4):
+            rel = await self.graph.get_relationship(rid)
+            if rel is None:
+                raise GdapError(f"no GDAP relationship {rid}", status=404, code="unknownRelationship")
+            base = {"relationshipId": rid, "tenantId": rel.tenant_id, "displayName": rel.display_name}
+            if not includes_global_administrator(rel.roles):
+                return {**base, "result": "unchanged", "reason": "does not include Global Administrator",
+                        "rolesAfter": list(rel.roles)}
+            if rel.status != "active":
+                raise GdapError(f"Global Administrator can be removed only while the relationship is active "
+                                f"(it is {rel.status})", status=409, code="notActive")
+            remaining = [r for r in rel.roles if r.lower() != GLOBAL_ADMINISTRATOR]
+            if not remaining:
+                raise GdapError("Global Administrator is the relationship's only role: terminate the relationship "
+                                "instead", status=409, code="onlyGlobalAdministrator")
+            try:
+                updated, location = await self.graph.update_relationship(rid, rel.etag or "", roles=remaining)
+            except UpstreamError as exc:
+                if exc.status == 412:
+                    continue  # changed since it was read: read it again
+                if exc.status == 409:
+                    location = await self._pending_update(rid)
+                    if location is None:
+                        raise
+                    updated = None
+                else:
+                    raise
+            break
+        else:
+            raise UpstreamError(f"PATCH {rid}: the relationship kept changing (412)", status=412)
+        if not location:  # applied at once
+            fresh = updated or await self.graph.get_relationship(rid) or rel
+            await self._save_relationship(fresh)
+            await self._action(rel.tenant_id, actor, "gdap.removeGlobalAdministrator", "completed", rid,
+                               f"{rel.display_name}: roles now {', '.join(fresh.roles)}")
+            return {**base, "result": "completed", "rolesAfter": list(fresh.roles)}
+        op = GdapOperation(tenant_id=rel.tenant_id, operation_id=location.rstrip("/").rsplit("/", 1)[-1],
+                           relationship_id=rid, display_name=rel.display_name, kind="removeGlobalAdministrator",
+                           requested_by=actor, requested_at=utcnow(), roles_after=remaining)
+        await self.operations.save(op)
+        await self._action(rel.tenant_id, actor, "gdap.removeGlobalAdministrator", "requested", rid,
+                           f"{rel.display_name}: keeping {len(remaining)} role(s); operation {op.operation_id}",
+                           action_id=f"gdap:{op.operation_id}:requested")
+        if wait:
+            await self._wait(op)
+        return self._ga_result(op)
+
+    async def _pending_update(self, rid: str) -> str | None:
+        for item in await self.graph.list_operations(rid):
+            if item.get("status") in ("notStarted", "running") and item.get("id"):
+                return str(item["id"])
+        return None
+
+    async def _wait(self, op: GdapOperation, polls: int = 30) -> None:
+        for _ in range(polls):
+            await self._follow_operation(op)
+            if op.state != "requested":
+                return
+            await asyncio.sleep(self._poll_seconds)
+
+    @staticmethod
+    def _ga_result(op: GdapOperation) -> dict[str, Any]:
+        result = {"requested": "requested", "succeeded": "completed"}.get(op.state, "failed")
+        return {"relationshipId": op.relationship_id, "tenantId": op.tenant_id, "displayName": op.display_name,
+                "result": result, "operationId": op.operation_id, "operationStatus": op.status,
+                "rolesAfter": list(op.roles_after)}
+
+    async def least_privilege(self, as_of: datetime | None = None, window_days: int = 90) -> dict[str, Any]:
+        """Relationships holding Global Administrator, and access assignments nobody in the group used.
+
+        An assignment is flagged when no (transitive) member of its security group signed in to that
+        customer since ``evidenceFrom`` = the latest of asOf - window, the start of the stored sign-in
+        log and the relationship's activation, and that evidence spans at least 30 days (or the window).
+        """
+        await self.storage.ensure()
+        moment = as_of or utcnow()
+        estate = await self.relationships.load()
+        coverage = await StateStore(self.storage).load_coverage()
+        span = coverage.covering(moment)
+        coverage_from = span[0] if span else None
+        window_from = moment - timedelta(days=window_days)
+        active = [r for rs in estate.relationships.values() for r in rs if r.type == "GDAP" and r.active]
+        names = {t: c.display_name for t, c in estate.customers.items()}
+        ga = await self._global_admins(active, names)
+        unused: list[dict[str, Any]] = []
+        errors: list[str] = []
+        checked = 0
+        note = None
+        if coverage_from is None:
+            note = "no sign-in data is stored for asOf: nothing can be proven unused"
+        else:
+            evidence_start = max(window_from, coverage_from)
+            assignments = [(rel, a) for rel in active for a in rel.access_assignments if a.status == "active"]
+            groups = sorted({a.group_id.lower() for _, a in assignments})
+            members, group_names = await self._groups(groups, errors)
+            agents = await self._agents_in_window(evidence_start, moment, {rel.tenant_id for rel, _ in assignments})
+            for rel, a in assignments:
+                gid = a.group_id.lower()
+                if gid not in members:
+                    continue
+                checked += 1
+                since = max(evidence_start, rel.established_at or evidence_start)
+                days = whole_days(moment - since)
+                used = members[gid] & agents.get(rel.tenant_id, set())
+                if used or days < min(MIN_EVIDENCE_DAYS, window_days):
+                    continue
+                unused.append({
+                    "tenantId": rel.tenant_id, "customerName": names.get(rel.tenant_id) or rel.customer_name,
+                    "relationshipId": rel.id, "relationshipName": rel.display_name, "assignmentId": a.id,
+                    "groupId": a.group_id, "groupName": group_names.get(gid) or None, "roles": list(a.roles),
+                    "members": len(members[gid]), "evidenceFrom": iso(since), "evidenceDays": days,
+                    "recommendation": "removeAssignment",
+                    "reason": (f"no member of the group signed in to this customer in the {days} days since "
+                               f"{iso(since)}" if members[gid] else "the group has no members")})
+        return {"asOf": iso(moment), "windowDays": window_days, "windowFrom": iso(window_from),
+                "coverageFrom": iso_optional(coverage_from), "globalAdministrator": ga,
+                "unusedAssignments": unused, "assignmentsChecked": checked, "errors": errors, "note": note}
+
+    async def _global_admins(self, active: list[Relationship], names: dict[str, str]) -> list[dict[str, Any]]:
+        ops = {op.relationship_id: op for op in await self.operations.open_operations()}
+        out = []
+        for rel in sorted(active, key=lambda r: (r.tenant_id, r.id)):
+            if includes_global_administrator(rel.roles):
+                op = ops.get(rel.id)
+                out.append({"relationshipId": rel.id, "tenantId": rel.tenant_id,
+                            "customerName": names.get(rel.tenant_id) or rel.customer_name,
+                            "displayName": rel.display_name, "endsAt": iso_optional(rel.ends_at),
+                            "roles": list(rel.roles),
+                            "rolesAfterRemoval": [r for r in rel.roles if r.lower() != GLOBAL_ADMINISTRATOR],
+                            "removal": op.to_json() if op else None})
+        return out
+
+    async def expiry_digest(self, as_of: datetime | None = None) -> dict[str, Any]:
+        """Once per UTC day, mail the partner admins (NOTIFY_PARTNER_ADDRESSES) the relationships that end
+        within 30 days without auto-extend, and those with Global Administrator. Nothing when nothing ends."""
+        await self.storage.ensure()
+        moment = as_of or utcnow()
+        day = day_key(moment)
+        state = StateStore(self.storage)
+        if await state.get_value("gdapDigest", day):
+            return {"day": day, "result": "alreadySent"}
+        expiring = await self.expiring(30, moment)
+        if not expiring["relationships"]:
+            return {"day": day, "result": "nothingEnding"}
+        recipients = list(self.settings.notify_partner_addresses)
+        if not recipients or not self.settings.notify_sender:
+            return {"day": day, "result": "notConfigured",
+                    "reason": "NOTIFY_PARTNER_ADDRESSES and NOTIFY_SENDER are needed to mail the digest"}
+        from shared.notifications import render
+
+        estate = await self.relationships.load()
+        names = {t: c.display_name for t, c in estate.customers.items()}
+        active = [r for rs in estate.relationships.values() for r in rs if r.type == "GDAP" and r.active]
+        listed = expiring["relationships"][:MAX_LISTED]
+        rendered = render("partner-gdap-digest", "en", {
+            "asOf": iso(moment), "counts": expiring["counts"], "relationships": listed,
+            "more": len(expiring["relationships"]) - len(listed),
+            "globalAdmins": (await self._global_admins(active, names))[:MAX_LISTED]})
+        await self.graph.send_mail(self.settings.notify_sender, recipients, rendered.subject, rendered.text,
+                                   rendered.html)
+        await state.set_value("gdapDigest", day, iso(utcnow()))
+        await record_action(self.storage, tenant_id=None, actor=ACTOR_SYSTEM, action="gdap.digest", result="sent",
+                            detail=f"{rendered.subject} -> {', '.join(recipients)}", action_id=f"gdap:digest:{day}")
+        return {"day": day, "result": "sent", "relationships": len(expiring["relationships"]),
+                "recipients": recipients}
+
+    async def _groups(self, group_ids: list[str], errors: list[str]) -> tuple[dict[str, set[str]], dict[str, str]]:
+        semaphore = asyncio.Semaphore(CONCURRENCY)
+        members: dict[str, set[str]] = {}
+        display: dict[str, str] = {}
+
+        async def one(gid: str) -> None:
+            async with semaphore:
+                try:
+                    members[gid] = set(await self.graph.group_member_ids(gid))
+                    display[gid] = await self.graph.group_display_name(gid) or ""
+                except UpstreamError as exc:
+                    errors.append(f"group {gid}: {exc}")
+
+        await asyncio.gather(*(one(g) for g in group_ids))
+        return members, display
+
+    async def _agents_in_window(self, start: datetime, end: datetime, tenants: set[str]) -> dict[str, set[str]]:
+        """Agents with a qualifying sign-in in [start, end], per customer, from the stored daily aggregates."""
+        table = self.storage.table("SignInDays")
+        out: dict[str, set[str]] = {}
+        days = []
+        day = day_start(start)
+        while day <= end:
+            days.append(day)
+            day += DAY
+        semaphore = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(day: datetime) -> None:
+            edge = day == day_start(start) or day == day_start(end)
+            async with semaphore:
+                entities = await partition(table, day_key(day), None if edge else ["RowKey", "Agents"])
+            for entity in entities:
+                tenant = str(entity["RowKey"])
+                if tenant not in tenants:
+                    continue
+                if edge:  # only the sign-ins inside [start, end]
+                    activity = DayActivity.from_entity(entity)
+                    found = {user for at, user in activity.times() if start <= at <= end}
+                else:
+                    found = set(json.loads(entity.get("Agents") or "[]"))
+                out.setdefault(tenant, set()).update(u.lower() for u in found)
+
+        await asyncio.gather(*(one(d) for d in days))
+        return out
+
+    # --- re-establish -----------------------------------------------------------------------------------
+    async def reestablish(self, tenant_id: Any, *, actor: str, notify_customer: bool = False
+                          ) -> tuple[dict[str, Any], bool]:
+        """A new request for a customer whose access was removed, from the template used before
+        (the recorded request; else the template whose roles best match the last relationship's,
+        never one with Global Administrator by guesswork)."""
+        await self.storage.ensure()
+        tenant = _tenant(tenant_id)
+        customer, rels = await self._customer(tenant)
+        if any(r.active for r in rels):
+            raise GdapError(f"{customer.display_name or tenant} still has active delegated admin access",
+                            status=409, code="stillActive")
+        rows = await self.requests.for_tenant(tenant)
+        pending = next((r for r in rows if r.open), None)
+        if pending is not None:
+            return {**pending.to_json(), "basis": "pendingRequest"}, False
+        template, basis = self.template_used_before(rows, rels)
+        if template is None:
+            raise GdapError(f"{customer.display_name or tenant} had no delegated admin access to re-establish: "
+                            "use Request GDAP", status=409, code="nothingToReestablish")
+        result, created = await self.request(tenant, template.name, requested_by=actor,
+                                             notify_customer=notify_customer, source="reestablish")
+        if created:
+            await self._action(tenant, actor, "gdap.reestablish", "created", result["id"],
+                               f"template {template.name} ({basis})")
+        return {**result, "basis": basis}, created
+
+    def template_used_before(self, rows: list[GdapRequest], rels: list[Relationship]
+                             ) -> tuple[RoleTemplate | None, str]:
+        for row in rows:  # newest first
+            if row.template in self.templates:
+                return self.templates[row.template], "previousRequest"
+        past = sorted(rels, key=lambda r: r.established_at or r.created_at or datetime(1970, 1, 1, tzinfo=UTC),
+                      reverse=True)
+        candidates = [t for t in self.templates.values() if not t.includes_global_administrator]
+        for rel in past:
+            roles = {r.lower() for r in (DAP_ROLES if rel.type == "DAP" else rel.roles)}
+            if not roles or not candidates:
+                continue
+            best = max(candidates, key=lambda t: (len(roles & set(t.roles)) / len(roles | set(t.roles)),
+                                                  -len(t.roles)))
+            if roles & set(best.roles):
+                return best, "matchingRoles"
+        return None, ""
+
+    # --- helpers ------------------------------------------------------------------------------------------
+    async def _action(self, tenant: str | None, actor: str, action: str, result: str, relationship_id: str,
+                      detail: str, action_id: str | None = None) -> None:
+        await record_action(self.storage, tenant_id=tenant, actor=actor, action=action, result=result,
+                            detail=detail, relationship_type="GDAP", relationship_id=relationship_id,
+                            action_id=action_id)
+
+    async def _save_relationship(self, rel: Relationship) -> None:
+        """Keep the store in step with what was just seen (the portal shows it before the next sync)."""
+        if not rel.tenant_id:
+            return
+        try:
+            await self.relationships.save_relationship(rel, utcnow())
+        except Exception:  # the next sync writes it anyway
+            log.warning("could not store relationship %s", rel.id, exc_info=True)
+
+
+def check_arguments(args: Any) -> None:
+    """The command line's arguments that can be checked without storage or Graph (GdapError when wrong)."""
+    if getattr(args, "customer", None) is not None:
+        _tenant(args.customer)
+    if getattr(args, "template", None) is not None and args.template not in load_templates():
+        raise GdapError(f"unknown template {args.template[:40]!r}; known: {', '.join(load_templates())}",
+                        code="unknownTemplate")
+    relationship = getattr(args, "relationship", None)
+    for rid in relationship if isinstance(relationship, list) else [relationship] if relationship else []:
+        _relationship_id(rid)
+
+
+async def run_follow_up(services: Services, now: datetime | None = None) -> dict[str, Any]:
+    """What the relationship sync timer runs after each sync: the follow-up, then the daily expiry
+    digest. Never fails the timer (the sync itself has succeeded; the next run tries again)."""
+    out: dict[str, Any] = {}
+    try:
+        service = GdapService(services)
+        out["followUp"] = await service.follow_up(now)
+        out["digest"] = await service.expiry_digest(now)
+    except Exception as exc:
+        log.exception("GDAP follow-up failed")
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+__all__ = ["GdapError", "GdapRequest", "GdapService", "RoleTemplate", "TemplateError", "expires_in_days",
+           "includes_global_administrator", "invitation_link", "is_expiring", "load_templates", "parse_templates",
+           "run_follow_up"]

@@ -1,0 +1,184 @@
+"""The GDAP routes of the HTTP API (/api/gdap/...): roles, same-site JSON-only changes, answers, and
+bad input that changes nothing. Through the real ASGI app against Azurite and the emulator."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from shared.settings import Settings
+from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal
+from shared.web.server import build_app
+from tests.conftest import settings_with
+from tests.test_gdap import (
+    ADATUM,
+    FOURTH_COFFEE,
+    GROUP_ENV,
+    LAMNA,
+    REL_PATH,
+    WINGTIP,
+    audit,
+    gdap_scenario,
+    mutations,
+    rel_id,
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+READER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("reader@contoso.example", [READ_ROLE])}
+REMOVER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("admin@contoso.example", [READ_ROLE, REMOVE_ROLE])}
+JSON = {"Content-Type": "application/json"}
+GETS = ["/api/gdap/templates", "/api/gdap/customers?q=a", "/api/gdap/requests", "/api/gdap/expiring?within=30",
+        "/api/gdap/least-privilege?days=90"]
+POSTS = {
+    "/api/gdap/requests": {"customer": ADATUM, "template": "helpdesk"},
+    "/api/gdap/follow-up": {},
+    "/api/gdap/extend": {"all": True},
+    "/api/gdap/remove-global-admin": {"relationshipId": "x"},
+    "/api/gdap/reestablish": {"customer": FOURTH_COFFEE},
+}
+
+
+@pytest.fixture
+def estate(env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    scenario = gdap_scenario()
+    emulator.post_scenario(scenario)
+    for key, value in GROUP_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NOTIFY_SENDER", "notices@contoso.example")
+    audit()
+    return {"scenario": scenario, "emulator": emulator, "settings": settings_with()}
+
+
+@contextmanager
+def client(settings: Settings) -> Iterator[TestClient]:
+    app = build_app(settings, local_operator=False, drain_removals=False)
+    with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_who_may_do_what_and_cross_site_changes(estate: dict[str, Any]) -> None:
+    emulator = estate["emulator"]
+    with client(estate["settings"]) as c:
+        for path in GETS:
+            assert c.get(path).status_code == 401, path
+            assert c.get(path, headers=READER).status_code == 200, path
+        for path, body in POSTS.items():
+            assert c.post(path, json=body).status_code == 401, path
+            assert c.post(path, json=body, headers=READER).json()["error"]["code"] == "forbidden", path
+            # Same-site JSON only, exactly as for removals.
+            crossed = c.post(path, json=body, headers={**REMOVER, "Origin": "https://evil.example"})
+            assert crossed.status_code == 403 and crossed.json()["error"]["code"] == "crossSiteRequest", path
+            form = c.post(path, content=b"customer=x", headers={**REMOVER,
+                                                                "Content-Type": "application/x-www-form-urlencoded"})
+            assert form.status_code == 415, path
+    assert mutations(emulator, "POST") == [] and mutations(emulator, "PATCH") == []
+
+
+def test_request_follow_up_and_listing(estate: dict[str, Any]) -> None:
+    emulator = estate["emulator"]
+    with client(estate["settings"]) as c:
+        templates = c.get("/api/gdap/templates", headers=READER).json()["templates"]
+        assert {t["name"] for t in templates} >= {"helpdesk", "exchange-admin", "security-reader"}
+        found = c.get("/api/gdap/customers?q=adatum", headers=READER).json()["customers"]
+        assert [x["tenantId"] for x in found] == [ADATUM]
+
+        created = c.post("/api/gdap/requests", json={"customer": ADATUM, "template": "helpdesk"},
+                         headers={**REMOVER, "Origin": "http://testserver"})
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert body["status"] == "approvalPending" and body["invitationLink"].endswith(body["id"])
+        again = c.post("/api/gdap/requests", json={"customer": ADATUM, "template": "helpdesk"}, headers=REMOVER)
+        assert again.status_code == 200 and again.json()["id"] == body["id"]
+        pending = c.get("/api/gdap/requests", headers=READER).json()["requests"]
+        assert [(p["id"], p["ageDays"]) for p in pending] == [(body["id"], 0)]
+
+        emulator.approve(body["id"])
+        for _ in range(2):
+            step = c.post("/api/gdap/follow-up", json={}, headers=REMOVER)
+            assert step.status_code == 200
+        assert step.json()["requests"][0]["state"] == "active"
+        assert c.get("/api/gdap/requests", headers=READER).json()["requests"] == []
+        everything = c.get("/api/gdap/requests?all=true", headers=READER).json()["requests"]
+        assert everything[0]["accessAssignments"][0]["status"] == "active"
+        detail = c.get(f"/api/customers/{ADATUM}", headers=READER).json()
+        assert body["id"] in {r["id"] for r in detail["relationships"]}
+        assert {"gdap.request", "gdap.accessAssignment"} <= {a["action"] for a in detail["actions"]}
+
+
+BAD_REQUESTS = [
+    ({"customer": "nope", "template": "helpdesk"}, 400, "invalidTenantId"),
+    ({"customer": ADATUM, "template": "nope"}, 400, "unknownTemplate"),
+    ({"customer": "00000000-1111-2222-3333-444444444444", "template": "helpdesk"}, 404, "unknownCustomer"),
+    ({"customer": ADATUM, "template": "helpdesk", "notifyCustomer": "yes"}, 400, "malformedBody"),
+]
+
+
+def test_bad_requests_change_nothing(estate: dict[str, Any]) -> None:
+    with client(estate["settings"]) as c:
+        for body, status, code in BAD_REQUESTS:
+            answer = c.post("/api/gdap/requests", json=body, headers=REMOVER)
+            assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text
+    assert mutations(estate["emulator"], "POST") == []
+
+
+def test_expiring_extend_and_remove_global_admin(estate: dict[str, Any]) -> None:
+    scenario, emulator = estate["scenario"], estate["emulator"]
+    wingtip, lamna = rel_id(scenario, WINGTIP), rel_id(scenario, LAMNA)
+    with client(estate["settings"]) as c:
+        expiring = c.get("/api/gdap/expiring?within=30", headers=READER).json()
+        assert expiring["asOf"] == "2026-11-21T00:00:00Z"  # the latest evaluation's
+        assert expiring["counts"] == {"30": 3, "7": 2, "1": 1}
+        for bad in ({}, {"all": True, "relationshipIds": [lamna]}, {"relationshipIds": []},
+                    {"relationshipIds": "x"}, {"all": True, "within": 0}):
+            assert c.post("/api/gdap/extend", json=bad, headers=REMOVER).status_code == 400, bad
+        assert mutations(emulator, "PATCH") == []
+        one = c.post("/api/gdap/extend", json={"relationshipIds": [lamna, lamna, "missing-relationship"]},
+                     headers=REMOVER).json()
+        assert [(r["relationshipId"], r["result"]) for r in one["results"]] == [
+            (lamna, "extended"), ("missing-relationship", "skipped")]
+        again = c.post("/api/gdap/extend", json={"relationshipIds": [lamna]}, headers=REMOVER).json()
+        assert again["results"][0]["result"] == "unchanged"
+        rest = c.post("/api/gdap/extend", json={"all": True}, headers=REMOVER).json()
+        assert {r["result"] for r in rest["results"]} == {"extended", "skipped"} and rest["requested"] == 2
+        assert c.get("/api/gdap/expiring", headers=READER).json()["counts"] == {"30": 1, "7": 1, "1": 1}
+
+        flags = c.get("/api/gdap/least-privilege", headers=READER).json()
+        assert [g["relationshipId"] for g in flags["globalAdministrator"]] == [wingtip]
+        answer = c.post("/api/gdap/remove-global-admin", json={"relationshipId": wingtip}, headers=REMOVER)
+        assert answer.status_code == 202 and answer.json()["result"] == "requested", answer.text
+        flags = c.get("/api/gdap/least-privilege", headers=READER).json()
+        assert flags["globalAdministrator"][0]["removal"]["state"] == "requested"
+        # The same action again while Microsoft works on it: the same operation, no second PATCH.
+        again = c.post("/api/gdap/remove-global-admin", json={"relationshipId": wingtip}, headers=REMOVER)
+        assert again.json()["operationId"] == answer.json()["operationId"]
+        assert len(mutations(emulator, "PATCH", wingtip)) == 1
+        for _ in range(2):  # notStarted -> running -> succeeded
+            c.post("/api/gdap/follow-up", json={}, headers=REMOVER)
+        assert c.get("/api/gdap/least-privilege", headers=READER).json()["globalAdministrator"] == []
+        missing = c.post("/api/gdap/remove-global-admin", json={"relationshipId": "nope-" + "0" * 8},
+                         headers=REMOVER)
+        assert missing.status_code == 404
+    [patch] = mutations(emulator, "PATCH", wingtip)
+    assert patch["path"] == f"{REL_PATH}/{wingtip}" and patch["headers"]["if-match"]
+
+
+def test_reestablish_and_openapi(estate: dict[str, Any]) -> None:
+    with client(estate["settings"]) as c:
+        answer = c.post("/api/gdap/reestablish", json={"customer": FOURTH_COFFEE}, headers=REMOVER)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["template"] == "helpdesk" and answer.json()["invitationLink"]
+        refused = c.post("/api/gdap/reestablish", json={"customer": ADATUM}, headers=REMOVER)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "stillActive"
+        paths = c.get("/api/openapi.json", headers=READER).json()["paths"]
+        for path in ("/api/gdap/templates", "/api/gdap/requests", "/api/gdap/expiring", "/api/gdap/extend",
+                     "/api/gdap/remove-global-admin", "/api/gdap/reestablish", "/api/gdap/least-privilege",
+                     "/api/gdap/follow-up"):
+            assert path in paths, path
+        assert "requestBody" in paths["/api/gdap/requests"]["post"]

@@ -1,0 +1,260 @@
+"""The GDAP lifecycle in the portal, in a real browser (headless Debian Chromium through Playwright):
+the dashboard's GDAP tiles, extending (one and in bulk, with a partial failure), removing Global
+Administrator after a confirmation, requesting GDAP with the invitation link, and re-establishing a
+removed customer's access with the Azure RBAC note, in English and Japanese. Screenshots go to
+``test-artifacts/``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.services import Services
+from shared.settings import Settings
+from tests.conftest import ROOT
+from tests.test_gdap import (
+    ADATUM,
+    AS_OF,
+    GLOBAL_ADMINISTRATOR,
+    GROUP_ENV,
+    INVITATION_URL,
+    REL_PATH,
+    RELECLOUD,
+    TAILSPIN,
+    WINGTIP,
+    bulk_tenant,
+    emulator_rel,
+    gdap_scenario,
+    rel_id,
+)
+from tests.test_portal import CHROMIUM, CHROMIUM_ARGS, Page, open_page, shot
+
+pytestmark = pytest.mark.browser
+
+
+@dataclass
+class Portal:
+    url: str
+    scenario: dict[str, Any]
+    emulator: Any
+
+    def api(self, path: str) -> Any:
+        response = httpx.get(self.url + path, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture(scope="module")
+def portal(azurite: Any, emulator_process: Any) -> Iterator[Portal]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (make setup installs it)")
+    scenario = gdap_scenario(bulk=3)
+    emulator_process.post_scenario(scenario)
+    env = {k: v for k, v in os.environ.items() if k not in Settings.setting_names() and not k.startswith("GDAP_GROUP_")}
+    env.update({
+        "AzureWebJobsStorage": azurite.connection_string,
+        "STORAGE_PREFIX": "g" + uuid.uuid4().hex[:12],
+        "EMULATOR_URL": emulator_process.url,
+        "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
+        "PYTHONUNBUFFERED": "1",
+        **GROUP_ENV,
+    })
+
+    async def audit() -> None:
+        async with Services(Settings.from_env(env)) as services:
+            await services.audit(AS_OF)
+
+    asyncio.run(audit())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--local-operator"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read_stdout() -> None:  # the access log must keep draining, or serve blocks
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    try:
+        url = lines.get(timeout=60).strip()
+    except queue.Empty:
+        url = ""
+    if not url.startswith("http://127.0.0.1:"):
+        process.kill()
+        pytest.fail(f"serve did not print its URL (got {url!r})")
+    try:
+        yield Portal(url, scenario, emulator_process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+        if process.stdout:
+            process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def browser(portal: Portal) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, portal: Any) -> Iterator[Page]:
+    yield from open_page(browser, portal, "en-US")
+
+
+@pytest.fixture
+def page_ja(browser: Any, portal: Any) -> Iterator[Page]:
+    yield from open_page(browser, portal, "ja-JP")
+
+
+def patches(portal: Portal, relationship_id: str) -> list[dict[str, Any]]:
+    return [e for e in portal.emulator.log() if e["method"] == "PATCH" and e["path"] == f"{REL_PATH}/{relationship_id}"]
+
+
+def test_extend_remove_global_admin_and_request_from_the_portal(page: Page, portal: Portal) -> None:
+    p = page.page
+    scenario = portal.scenario
+    tiles = p.locator("#gdap-tiles-section")
+    tiles.wait_for(state="visible")
+    summary = portal.api("/api/gdap/summary")
+    assert summary["expiring"] == {"30": 6, "7": 5, "1": 1} and summary["withGlobalAdministrator"] == 1
+    p.wait_for_function("() => document.querySelector('[data-gdap-tile=\"7\"] [data-count]').textContent === '5'")
+    for key, count in (("30", 6), ("1", 1), ("ga", 1)):
+        assert p.locator(f'[data-gdap-tile="{key}"] [data-count]').text_content() == str(count)
+    shot(p, "gdap-dashboard-tiles.png")
+
+    # Keyboard: the "ending within 7 days" tile is a link; Enter opens the GDAP view on that window.
+    p.locator('[data-gdap-tile="7"]').focus()
+    p.keyboard.press("Enter")
+    p.wait_for_selector("#gdap:not([hidden])")
+    p.wait_for_function("() => document.querySelectorAll('#gdap-expiring tr[data-relationship]').length === 5")
+    assert p.locator('#gdap-windows button[data-within="7"]').get_attribute("aria-pressed") == "true"
+    p.wait_for_selector("#gdap-ga tr[data-relationship]")
+    assert p.locator("#gdap-ga tr[data-relationship]").count() == 1
+
+    # Extend one relationship.
+    relecloud = rel_id(scenario, RELECLOUD)
+    p.locator(f'button[data-extend="{relecloud}"]').click()
+    p.wait_for_selector(f'#gdap-expiring tr[data-relationship="{relecloud}"] [data-result="extended"]')
+    [patch] = patches(portal, relecloud)
+    assert patch["body"] == {"autoExtendDuration": "P180D"} and patch["headers"]["if-match"]
+
+    # Extend the rest in bulk; one of them fails at Microsoft and says so; Global Administrator cannot.
+    failing = rel_id(scenario, bulk_tenant(1))
+    portal.emulator.add_faults([{"method": "PATCH", "pathPrefix": f"{REL_PATH}/{failing}", "status": 403,
+                                 "times": -1}])
+    wingtip = rel_id(scenario, WINGTIP)
+    assert "Global Administrator" in (p.locator(f'#gdap-expiring tr[data-relationship="{wingtip}"]').text_content() or "")
+    bulk = p.locator("#gdap-extend-all")
+    assert bulk.text_content() == "Extend all (3)"
+    bulk.click()
+    p.wait_for_selector(f'#gdap-expiring tr[data-relationship="{failing}"] [data-result="failed"]')
+    assert "2 on, 1 skipped, 1 failed" in (p.locator("#gdap-expiring-status").text_content() or "")
+    for i in (0, 2):
+        assert p.locator(f'#gdap-expiring tr[data-relationship="{rel_id(scenario, bulk_tenant(i))}"] '
+                         '[data-result="extended"]').count() == 1
+    assert emulator_rel(portal.emulator, rel_id(scenario, bulk_tenant(0)))["autoExtendDuration"] == "P180D"
+    assert emulator_rel(portal.emulator, failing)["autoExtendDuration"] == "PT0S"
+    portal.emulator.clear_faults()
+    shot(p, "gdap-extended.png", full_page=True)
+
+    # Remove Global Administrator: a confirmation first (Cancel has focus), then the PATCH with If-Match.
+    p.locator(f'button[data-remove-ga="{wingtip}"]').click()
+    dialog = p.locator("#ga-dialog")
+    assert dialog.is_visible() and p.evaluate("document.activeElement.id") == "ga-cancel"
+    assert "every other role" in (dialog.text_content() or "")
+    shot(p, "gdap-remove-ga-dialog.png")
+    assert patches(portal, wingtip) == []
+    dialog.locator("#ga-confirm").click()
+    p.wait_for_selector(f'#gdap-ga tr[data-relationship="{wingtip}"] [data-result="requested"]')
+    assert not dialog.is_visible()
+    [ga_patch] = patches(portal, wingtip)
+    sent = [r["roleDefinitionId"] for r in ga_patch["body"]["accessDetails"]["unifiedRoles"]]
+    assert GLOBAL_ADMINISTRATOR not in sent and ga_patch["headers"]["if-match"]
+    # "Check approvals" follows Microsoft's long-running operation to the end.
+    for _ in range(2):
+        p.locator("#gdap-follow-up").click()
+        p.wait_for_function("() => !document.querySelector('#gdap-follow-up').disabled")
+    p.wait_for_function("() => !document.querySelector('#gdap-ga tr[data-relationship]')")
+    assert GLOBAL_ADMINISTRATOR not in emulator_rel(portal.emulator, wingtip)["roles"]
+
+    # Request GDAP: customer and template, then the invitation link.
+    p.locator("#gdap-request").click()
+    request_dialog = p.locator("#gdap-request-dialog")
+    assert request_dialog.is_visible() and p.evaluate("document.activeElement.id") == "gdap-customer"
+    p.keyboard.type("Adatum")
+    p.wait_for_function("() => [...document.querySelectorAll('#gdap-customer-options option')]"
+                        ".some(o => o.value === '" + ADATUM + "')")
+    p.locator("#gdap-template").select_option("exchange-admin")
+    assert "Exchange" in (p.locator("#gdap-template-info").text_content() or "")
+    shot(p, "gdap-request-dialog.png")
+    with p.expect_response(lambda r: r.url.endswith("/api/gdap/requests") and r.request.method == "POST") as info:
+        p.locator("#gdap-request-submit").click()
+    assert info.value.status == 201
+    created = info.value.json()
+    link = p.locator("#gdap-invitation-link")
+    link.wait_for(state="visible")
+    assert link.get_attribute("href") == INVITATION_URL.format(id=created["id"]) == link.text_content()
+    assert p.evaluate("document.activeElement.id") == "gdap-invitation-link"
+    assert emulator_rel(portal.emulator, created["id"])["status"] == "approvalPending"
+    shot(p, "gdap-request-result.png")
+    p.keyboard.press("Escape")
+    p.wait_for_selector(f'#gdap-requests tr[data-request="{created["id"]}"]')
+    row = p.locator(f'#gdap-requests tr[data-request="{created["id"]}"]').text_content() or ""
+    assert "Adatum Ltd" in row and "0 days" in row and "Waiting for the customer" in row
+    shot(p, "gdap-view.png", full_page=True)
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_reestablish_and_the_azure_rbac_note_in_japanese(page_ja: Page, portal: Portal) -> None:
+    p = page_ja.page
+    p.goto(f"{portal.url}/#/customers/{TAILSPIN}")
+    p.wait_for_function("() => document.querySelector('#customer-name').textContent === 'Tailspin Ltd'")
+    note = p.locator("#azure-rbac-note")
+    assert note.is_visible()
+    assert note.text_content() == ("DAP または GDAP を削除しても、Azure サブスクリプションのロールの割り当ては削除されません。"
+                                   "顧客の Azure サブスクリプションで確認してください。")
+    button = p.locator("#customer-reestablish")
+    assert button.is_visible() and button.text_content() == "アクセス権を再確立"
+    button.click()
+    link = p.locator("#gdap-invitation-link")
+    link.wait_for(state="visible")
+    assert p.locator("#gdap-result-title").text_content() == "再確立を要求しました"
+    assert p.locator("#gdap-result-basis").text_content() == "以前のロールに一致するテンプレートから作成しました。"
+    created = [r for r in portal.api("/api/gdap/requests")["requests"] if r["tenantId"] == TAILSPIN]
+    assert len(created) == 1 and created[0]["template"] == "exchange-admin"
+    assert link.get_attribute("href") == created[0]["invitationLink"]
+    shot(p, "gdap-reestablish-ja.png")
+    p.locator("#gdap-request-cancel").click()
+    assert p.evaluate("document.activeElement.id") == "customer-reestablish"
+    # English: the same note.
+    p.locator("#language").select_option("en")
+    p.wait_for_function("() => document.querySelector('#azure-rbac-note').textContent.startsWith('Removing DAP or GDAP')")
+    # A customer with active access shows the note but cannot be re-established.
+    p.goto(f"{portal.url}/#/customers/{ADATUM}")
+    p.wait_for_function("() => document.querySelector('#customer-name').textContent === 'Adatum Ltd'")
+    assert p.locator("#azure-rbac-note").is_visible() and not p.locator("#customer-reestablish").is_visible()
+    assert page_ja.dialogs == [] and page_ja.errors == []
