@@ -158,6 +158,7 @@ def check_against(reference: dict[str, Any], t: Target, emulator: Any) -> None:
     FIGURES["duplicateRequests"] += sum(n - 1 for n in dup.terminates.values()) + \
         sum(n - 1 for n in dup.dap_patches.values())
     FIGURES["ambiguousMailResends"] += len(dup.mails)
+    FIGURES["reannounced"] += sum(n - 1 for n in chaos.announced(state).values())
     lost = reference["actions"] - view["actions"]
     FIGURES["lostActions"] += sum(lost.values())
     FIGURES["duplicateActions"] += len(view["duplicateActions"])

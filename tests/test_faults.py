@@ -92,10 +92,10 @@ def tally(emulator: Any, undisturbed: dict[str, Any] | None, result: Any, expect
     if actions is not None:
         disturbed_rows, reference_rows = actions
         assert chaos.duplicate_action_ids(disturbed_rows) == []
-        lost = chaos.action_summary(reference_rows) - chaos.action_summary(disturbed_rows)
+        lost = chaos.canonical_actions(reference_rows) - chaos.canonical_actions(disturbed_rows)
         FIGURES["losses"] += sum(lost.values())
         assert not lost, lost
-        assert chaos.action_summary(disturbed_rows) == chaos.action_summary(reference_rows)
+        assert chaos.canonical_actions(disturbed_rows) == chaos.canonical_actions(reference_rows)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -371,7 +371,7 @@ def test_every_removal_and_mail_endpoint_survives_every_fault_kind(env: dict[str
     outcome = chaos.outcome(state)
     assert outcome == reference["outcome"]  # every mail arrived (the set), every removal done
     assert chaos.duplicate_action_ids(rows) == []
-    assert chaos.action_summary(rows) == chaos.action_summary(reference["rows"])
+    assert chaos.canonical_actions(rows) == chaos.canonical_actions(reference["rows"])
 
 
 @pytest.mark.soak

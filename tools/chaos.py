@@ -129,6 +129,26 @@ def dap_patches(log: Iterable[dict[str, Any]]) -> Counter[str]:
     return out
 
 
+DIGEST_SUBJECT = "Delegated admin enforcement "
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_digest(item: dict[str, Any]) -> bool:
+    return str((item.get("message") or {}).get("subject", "")).startswith(DIGEST_SUBJECT)
+
+
+def announced(state: dict[str, Any]) -> Counter[str]:
+    """How often each customer was listed under "Queued for removal" in a partner digest. Digests
+    announce every removal at least once: after a crash, one still waiting is listed again."""
+    out: Counter[str] = Counter()
+    for item in state.get("outbox", []):
+        if is_digest(item):
+            body = str(((item.get("message") or {}).get("body") or {}).get("content", ""))
+            section = body.split("Queued for removal", 1)[-1].split("Warned ahead", 1)[0]
+            out.update(set(GUID.findall(section)))
+    return out
+
+
 def mail_key(item: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
     message = item.get("message") or {}
     to = tuple(sorted(str((r.get("emailAddress") or {}).get("address", ""))
@@ -137,7 +157,8 @@ def mail_key(item: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
 
 
 def mails(state: dict[str, Any]) -> Counter[tuple[str, str, tuple[str, ...]]]:
-    return Counter(mail_key(m) for m in state.get("outbox", []))
+    """Every mail but the partner digests (see :func:`announced`)."""
+    return Counter(mail_key(m) for m in state.get("outbox", []) if not is_digest(m))
 
 
 @dataclass
@@ -159,7 +180,19 @@ class Tally:
 
 
 def duplicates(state: dict[str, Any], log: list[dict[str, Any]]) -> Tally:
-    counted_mails = mails(state)
+    """Requests and mails the emulator executed more than once. A mail counts twice when the same
+    message (sender, recipients, subject, body) arrived twice; a digest that lists a removal again
+    with others (after a crash) is a different message."""
+    counted_mails: Counter[tuple[str, str, tuple[str, ...]]] = Counter()
+    bodies: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}
+    for item in state.get("outbox", []):
+        key = mail_key(item)
+        body = str(((item.get("message") or {}).get("body") or {}).get("content", ""))
+        if is_digest(item) and body not in bodies.setdefault(key, set()):
+            bodies[key].add(body)
+            if len(bodies[key]) > 1:
+                continue  # the same subject, another list: not the same mail
+        counted_mails[key] += 1
     return Tally(
         terminates={k: n for k, n in terminate_requests(state).items() if n > 1},
         dap_patches={k: n for k, n in dap_patches(log).items() if n > 1},
@@ -175,7 +208,7 @@ def outcome(state: dict[str, Any]) -> dict[str, Any]:
         dap[customer["tenantId"]] = None if not customer.get("dap") else bool(customer["dap"].get("enabled"))
         for rel in customer.get("gdapRelationships", []):
             gdap[rel["id"]] = "terminated" if rel["status"] in TERMINATED else rel["status"]
-    return {"gdap": gdap, "dap": dap, "mails": sorted(set(mails(state)))}
+    return {"gdap": gdap, "dap": dap, "mails": sorted(set(mails(state))), "announced": sorted(announced(state))}
 
 
 # --- the Actions trail --------------------------------------------------------------------------------------
@@ -200,7 +233,9 @@ def action_summary(rows: list[dict[str, Any]]) -> Counter[tuple[str, str, str, s
 
 
 DONE = {"gdap.terminate": ("requested", "completed"), "dap.disable": ("completed",)}
-PROGRESS = frozenset({"gdap.terminated"})  # a later read saw the termination finish: timing, not a decision
+# A later read saw the termination finish (timing, not a decision); digests are compared by what they
+# announce (outcome()["announced"]), not by how many there were.
+PROGRESS = frozenset({"gdap.terminated", "notification.partner-digest"})
 FINAL = frozenset({"removal.requested", "removal.completed"})
 
 
