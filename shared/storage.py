@@ -17,10 +17,13 @@ from urllib.parse import urlparse
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables._serialize import _parameter_filter_substitution
 from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from shared.settings import Settings, SettingsError
+from shared.table_batch import submit_upserts
+from shared.table_query import query_entities
 
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 BATCH_LIMIT = 100
@@ -34,7 +37,7 @@ TABLES = (
     "LastSignIns",          # PK shard, RK tenantId: latest qualifying sign-in ever ingested
     "IngestionState",       # PK kind, RK name: checkpoints, coverage intervals, run records
     "Evaluations",          # PK "evaluation", RK inverted time: one row per stored evaluation
-    "EvaluationRows",       # PK evaluation id, RK tenantId: the report's customer rows
+    "EvaluationRows",       # PK <evaluation id>-<shard>, RK tenantId: the report's customer rows
     "Actions",              # PK tenantId, RK time|id: append-only audit trail of what was done
     "Removals",             # PK shard, RK removal id: removal requests and their state
     "Warnings",             # PK tenantId, RK stretch: advance warnings already sent
@@ -148,11 +151,10 @@ async def upsert_all(table: TableClient, entities: Iterable[dict[str, Any]],
 
     async def submit(chunk: list[dict[str, Any]]) -> None:
         async with semaphore:
-            operations: list[Any] = [("upsert", e, {"mode": mode}) for e in chunk]
-            if len(operations) == 1:
+            if len(chunk) == 1:
                 await table.upsert_entity(chunk[0], mode=mode)
                 return
-            await table.submit_transaction(operations)
+            await submit_upserts(table, chunk, mode)  # submit_transaction's request, encoded cheaply
 
     await asyncio.gather(*(submit(c) for c in chunks))
     return sum(len(c) for c in chunks)
@@ -161,12 +163,10 @@ async def upsert_all(table: TableClient, entities: Iterable[dict[str, Any]],
 async def query_all(table: TableClient, query: str | None = None,
                     parameters: dict[str, Any] | None = None,
                     select: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
-    if query is None:
-        pager = table.list_entities(select=select, results_per_page=1000)
-    else:
-        pager = table.query_entities(query, parameters=parameters, select=select, results_per_page=1000)
-    async for entity in pager:
-        yield dict(entity)
+    # The SDK's request and entity conversion without its per-property model walk (shared.table_query).
+    query_filter = None if query is None else _parameter_filter_substitution(parameters, query)
+    async for entity in query_entities(table, query_filter, select):
+        yield entity
 
 
 async def partition(table: TableClient, pk: str, select: list[str] | None = None) -> list[dict[str, Any]]:
