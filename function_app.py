@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from functions.evaluation import bp as evaluation
+from functions.fanout import bp as fanout
 from functions.http_api import bp as http_api
 from functions.ingestion import bp as ingestion
 from functions.notifications import bp as notifications
@@ -12,5 +13,6 @@ app = func.FunctionApp()
 app.register_functions(ingestion)
 app.register_functions(http_api)
 app.register_functions(evaluation)
+app.register_functions(fanout)
 app.register_functions(removals)
 app.register_functions(notifications)

@@ -142,6 +142,11 @@ param excludedTenants string = ''
 @maxValue(8760)
 param ingestionStaleHours int = 6
 
+@description('EVALUATION_SHARD_THRESHOLD: the evaluation fans out to one evaluation-shards message per customer shard when the previous evaluation had at least this many customers (0: always).')
+@minValue(0)
+@maxValue(10000000)
+param evaluationShardThreshold int = 20000
+
 // ---------------------------------------------------------------------------------------------
 // Notifications
 // ---------------------------------------------------------------------------------------------
@@ -184,6 +189,8 @@ var queueNames = [
   'removals-poison'
   'notifications'
   'notifications-poison'
+  'evaluation-shards'
+  'evaluation-shards-poison'
 ]
 
 // Every setting of shared.settings.Settings that the partner chooses, with the class's defaults.
@@ -210,6 +217,7 @@ var appSettings = {
   MAX_REMOVALS_PER_RUN: string(maxRemovalsPerRun)
   EXCLUDED_TENANTS: excludedTenants
   INGESTION_STALE_HOURS: string(ingestionStaleHours)
+  EVALUATION_SHARD_THRESHOLD: string(evaluationShardThreshold)
   NOTIFY_SENDER: notifySender
   NOTIFY_PARTNER_ADDRESSES: notifyPartnerAddresses
   NOTIFY_CUSTOMERS: notifyCustomers ? 'true' : 'false'

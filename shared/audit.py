@@ -5,6 +5,7 @@ The same service backs ``python -m shared.cli audit``, ``GET /api/audit`` and th
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -17,8 +18,9 @@ from azure.data.tables import UpdateMode
 
 from shared.inactivity import Policy, customer_row, sort_rows, summarize
 from shared.relationships import Estate, RelationshipStore
+from shared.sharding import SHARDS, shard_of_tenant
 from shared.signins import ActivityReader
-from shared.state import StateStore
+from shared.state import Coverage, StateStore
 from shared.storage import Storage, partition, upsert_all
 from shared.timeutil import iso, iso_optional, parse_iso, utcnow
 
@@ -32,14 +34,20 @@ def policy_from_settings(settings: Any) -> Policy:
 
 
 async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id: str, policy: Policy,
-                         estate: Estate | None = None) -> dict[str, Any]:
-    """The report from what the store holds (no calls to Microsoft)."""
-    estate = estate or await RelationshipStore(storage).load()
-    coverage = await StateStore(storage).load_coverage()
+                         estate: Estate | None = None, shard: str | None = None,
+                         coverage: Coverage | None = None) -> dict[str, Any]:
+    """The report from what the store holds (no calls to Microsoft).
+
+    ``shard`` restricts it to the customers of one shard (``shared.sharding``), reading only that
+    shard's partitions; ``coverage`` fixes the coverage the rows are computed against (the sharded
+    evaluation hands every shard the same one).
+    """
+    estate = estate or await RelationshipStore(storage).load(shard=shard)
+    coverage = coverage or await StateStore(storage).load_coverage()
     span = coverage.covering(as_of)
     coverage_from = span[0] if span else None
     monitored = estate.monitored()
-    activity = await ActivityReader(storage).read(as_of, monitored, coverage_from)
+    activity = await ActivityReader(storage).read(as_of, monitored, coverage_from, shard=shard)
     rows = []
     for tenant in monitored:
         customer = estate.customers.get(tenant)
@@ -63,6 +71,11 @@ async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id
     }
 
 
+def new_evaluation_id(created_at: datetime) -> str:
+    """Newest first in the table's order (inverted milliseconds), unique."""
+    return f"{MAX_TICKS - int(created_at.timestamp() * 1000):013d}-{uuid.uuid4().hex[:8]}"
+
+
 @dataclass
 class StoredEvaluation:
     id: str
@@ -79,37 +92,57 @@ class EvaluationStore:
 
     async def save(self, report: dict[str, Any], created_at: datetime | None = None) -> str:
         created_at = created_at or utcnow()
-        evaluation_id = f"{MAX_TICKS - int(created_at.timestamp() * 1000):013d}-{uuid.uuid4().hex[:8]}"
-        rows = [{"PartitionKey": evaluation_id, "RowKey": r["tenantId"], "Row": json.dumps(r, ensure_ascii=False)}
-                for r in report["customers"]]
-        await upsert_all(self.storage.table("EvaluationRows"), rows, UpdateMode.REPLACE)
+        evaluation_id = new_evaluation_id(created_at)
+        await self.save_rows(evaluation_id, report["customers"])
         head = {k: v for k, v in report.items() if k != "customers"}
+        await self.save_head(evaluation_id, head, len(report["customers"]), created_at)
+        return evaluation_id
+
+    async def save_rows(self, evaluation_id: str, rows: list[dict[str, Any]]) -> int:
+        """The report's rows, one partition per shard (``<id>-<shard>``): spread under the per-partition
+        throughput limit, and written (by the sharded evaluation) or read in parallel."""
+        entities = [{"PartitionKey": f"{evaluation_id}-{shard_of_tenant(r['tenantId'])}", "RowKey": r["tenantId"],
+                     "Row": json.dumps(r, ensure_ascii=False)} for r in rows]
+        return await upsert_all(self.storage.table("EvaluationRows"), entities, UpdateMode.REPLACE)
+
+    async def save_head(self, evaluation_id: str, head: dict[str, Any], rows: int, created_at: datetime) -> None:
         # Written last: an evaluation is visible only once all its rows are stored.
         await self.storage.table("Evaluations").upsert_entity({
             "PartitionKey": "evaluation", "RowKey": evaluation_id, "CreatedAt": iso(created_at),
-            "AsOf": report["asOf"], "Head": json.dumps(head, ensure_ascii=False), "Rows": len(rows),
+            "AsOf": head["asOf"], "Head": json.dumps(head, ensure_ascii=False), "Rows": rows, "RowShards": len(SHARDS),
         }, mode=UpdateMode.REPLACE)
-        return evaluation_id
 
-    async def heads(self, limit: int = 400) -> list[dict[str, Any]]:
+    async def _head_entities(self, limit: int) -> list[dict[str, Any]]:
         table = self.storage.table("Evaluations")
         out = []
         async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": "evaluation"},
                                             results_per_page=min(limit, 1000)):
-            out.append({"id": e["RowKey"], "createdAt": e["CreatedAt"], **json.loads(e["Head"])})
+            out.append(dict(e))
             if len(out) >= limit:
                 break
         return out
 
+    async def heads(self, limit: int = 400) -> list[dict[str, Any]]:
+        return [{"id": e["RowKey"], "createdAt": e["CreatedAt"], **json.loads(e["Head"])}
+                for e in await self._head_entities(limit)]
+
+    async def rows(self, evaluation_id: str, sharded: bool = True) -> list[dict[str, Any]]:
+        """An evaluation's rows (unsorted); evaluations stored before rows were sharded: one partition."""
+        table = self.storage.table("EvaluationRows")
+        if not sharded:
+            return [json.loads(e["Row"]) for e in await partition(table, evaluation_id)]
+        parts = await asyncio.gather(*(partition(table, f"{evaluation_id}-{shard}") for shard in SHARDS))
+        return [json.loads(e["Row"]) for entities in parts for e in entities]
+
     async def latest(self) -> StoredEvaluation | None:
-        heads = await self.heads(limit=1)
-        if not heads:
+        entities = await self._head_entities(limit=1)
+        if not entities:
             return None
-        head = heads[0]
+        entity = entities[0]
+        head = {"id": entity["RowKey"], "createdAt": entity["CreatedAt"], **json.loads(entity["Head"])}
         if self._cache is not None and self._cache.id == head["id"]:
             return self._cache
-        entities = await partition(self.storage.table("EvaluationRows"), head["id"])
-        rows = sort_rows([json.loads(e["Row"]) for e in entities])
+        rows = sort_rows(await self.rows(head["id"], sharded=bool(entity.get("RowShards"))))
         report = {k: v for k, v in head.items() if k not in ("id", "createdAt")}
         report["customers"] = rows
         self._cache = StoredEvaluation(head["id"], parse_iso(head["createdAt"]), report)

@@ -52,7 +52,7 @@ from shared.removals import (
     stretch_of,
 )
 from shared.retry import UpstreamError
-from shared.state import ConcurrentRunError, StateStore
+from shared.state import ConcurrentRunError, Coverage, StateStore
 from shared.storage import get_or_none
 from shared.timeutil import iso, parse_iso, parse_optional, utcnow, whole_days
 
@@ -107,17 +107,30 @@ async def run_evaluation(services: Services, as_of: datetime, *, refresh: bool =
     await services.storage.ensure()
     refresh_error = await _refresh(services, as_of) if refresh else None
 
-    state = StateStore(services.storage)
-    coverage = await state.load_coverage()
-    effective = as_of
-    if coverage.covering(as_of) is None:
-        # Ingestion did not reach as_of (it failed, or another run holds it): report the newest moment
-        # the store holds completely rather than a moment it holds nothing about.
-        end = coverage.latest_end_before(as_of)
-        if end is not None:
-            effective = end
+    coverage = await StateStore(services.storage).load_coverage()
+    effective = effective_as_of(coverage, as_of)
     report = await services.report(effective)
     evaluation_id = await services.evaluations.save(report)
+    return await apply_policy(services, report, evaluation_id, as_of=as_of, refresh_error=refresh_error)
+
+
+def effective_as_of(coverage: Coverage, as_of: datetime) -> datetime:
+    """Ingestion did not reach as_of (it failed, or another run holds it): report the newest moment
+    the store holds completely rather than a moment it holds nothing about."""
+    if coverage.covering(as_of) is None:
+        end = coverage.latest_end_before(as_of)
+        if end is not None:
+            return end
+    return as_of
+
+
+async def apply_policy(services: Services, report: dict[str, Any], evaluation_id: str, *, as_of: datetime,
+                       refresh_error: str | None) -> dict[str, Any]:
+    """The evaluation's second half, on a stored report: guards, warnings, removal queue, digest.
+    (The sharded evaluation, ``shared.fanout``, runs it once all shards are stored.)"""
+    settings = services.settings
+    state = StateStore(services.storage)
+    effective = parse_iso(report["asOf"])
     try:
         await refresh_requested_removals(services)
     except Exception:  # progress of earlier removals must not stop today's evaluation

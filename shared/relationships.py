@@ -102,12 +102,16 @@ class RelationshipStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
 
-    async def load(self) -> Estate:
+    async def load(self, shard: str | None = None) -> Estate:
+        """Every customer and relationship; with ``shard`` only that shard's (its partitions)."""
+        from shared.sharding import key_range_filter
+
+        query, params = key_range_filter("PartitionKey", shard) if shard is not None else ("", {})
         estate = Estate()
-        async for e in query_all(self.storage.table("Customers")):
+        async for e in query_all(self.storage.table("Customers"), query or None, params or None):
             c = customer_from_entity(e)
             estate.customers[c.tenant_id] = c
-        async for e in query_all(self.storage.table("Relationships")):
+        async for e in query_all(self.storage.table("Relationships"), query or None, params or None):
             r = relationship_from_entity(e)
             estate.relationships.setdefault(r.tenant_id, []).append(r)
         return estate

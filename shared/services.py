@@ -14,6 +14,7 @@ from shared.audit import EvaluationStore, compute_report, policy_from_settings
 from shared.graph import GraphClient
 from shared.identity import graph_credential, partner_center_credential
 from shared.partner_center import PartnerCenterClient
+from shared.ratelimit import SlidingWindowLimiter
 from shared.relationships import RelationshipSync
 from shared.settings import Settings
 from shared.signins import SignInIngestion
@@ -30,8 +31,10 @@ class Services:
         self.settings = settings
         self.storage = Storage(settings)
         fast = bool(settings.emulator_url)  # the emulator answers Retry-After: no extra base delay
+        # The emulator has no rate limit; Graph has one for the sign-in log (shared.ratelimit).
         self.graph = GraphClient(settings.graph_root, graph_credential(settings),
-                                 retry_delay=0.0 if fast else 3.0, max_retries=max_retries)
+                                 retry_delay=0.0 if fast else 3.0, max_retries=max_retries,
+                                 sign_in_limiter=None if fast else SlidingWindowLimiter())
         self.partner_center: PartnerCenterClient | None = None
         if settings.dap_enabled:
             self.partner_center = PartnerCenterClient(

@@ -23,7 +23,8 @@ GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 # Queue names used by the app; the infrastructure creates each of them and its poison queue.
 REMOVALS_QUEUE = "removals"
 NOTIFICATIONS_QUEUE = "notifications"
-QUEUES = (REMOVALS_QUEUE, NOTIFICATIONS_QUEUE)
+EVALUATION_SHARDS_QUEUE = "evaluation-shards"  # one message per customer shard (shared.fanout)
+QUEUES = (REMOVALS_QUEUE, NOTIFICATIONS_QUEUE, EVALUATION_SHARDS_QUEUE)
 
 
 class SettingsError(ValueError):
@@ -100,6 +101,9 @@ class Settings:
         "EXCLUDED_TENANTS", frozenset(), "Customer tenant ids never removed automatically")
     ingestion_stale_hours: int = _setting(
         "INGESTION_STALE_HOURS", 6, "No enforcement when the last successful ingestion is older than this")
+    evaluation_shard_threshold: int = _setting(
+        "EVALUATION_SHARD_THRESHOLD", 20000, "The evaluation fans out to one queue message per customer shard "
+        "when the previous evaluation had at least this many customers (0: always)")
 
     # --- notifications ----------------------------------------------------------------------------
     notify_sender: str = _setting("NOTIFY_SENDER", "", "Mailbox that sends mail (default: partner senderMailbox)")
@@ -167,6 +171,7 @@ class Settings:
             ("WARN_DAYS_BEFORE_REMOVAL", self.warn_days_before_removal, 0, 365),
             ("MAX_REMOVALS_PER_RUN", self.max_removals_per_run, 0, 100000),
             ("INGESTION_STALE_HOURS", self.ingestion_stale_hours, 1, 24 * 365),
+            ("EVALUATION_SHARD_THRESHOLD", self.evaluation_shard_threshold, 0, 10_000_000),
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{name} must be between {low} and {high}, not {value}")

@@ -26,6 +26,7 @@ from typing import Any
 from azure.data.tables import UpdateMode
 
 from shared.graph import GraphClient, parse_sign_in_time
+from shared.sharding import key_range_filter
 from shared.state import Coverage, StateStore
 from shared.storage import Storage, get_or_none, partition, query_all, shard_of, upsert_all
 from shared.timeutil import DAY, day_key, day_start, iso, parse_day_key, parse_optional
@@ -36,6 +37,10 @@ EVENT = struct.Struct("<QH")  # microsecond of day, agent index
 EVENTS_PER_CHUNK = 6000  # 60 KB: under the 64 KB limit of a binary property
 MAX_CHUNKS = 15  # keeps an entity under 1 MB
 TICK = timedelta(microseconds=1)
+# Slices read at once. Graph serves the sign-in log 5 requests / 10 s per tenant (shared.ratelimit
+# paces the requests), so more slices in flight would only queue on the limiter; 4 keeps a page
+# request ready whenever the window opens while one slice's writes are in progress.
+SLICE_CONCURRENCY = 4
 
 
 def qualifies(raw: dict[str, Any], partner_tenant: str) -> bool:
@@ -118,6 +123,18 @@ class DayActivity:
         return activity
 
 
+async def day_entities(storage: Storage, day: datetime, shard: str | None = None,
+                       select: list[str] | None = None) -> list[dict[str, Any]]:
+    """The ``SignInDays`` entities of one UTC day -- of one customer shard only, if given (a RowKey
+    range). Every reader of the table goes through here, so the day's layout is known in one place."""
+    table = storage.table("SignInDays")
+    if shard is None:
+        return await partition(table, day_key(day), select)
+    query, params = key_range_filter("RowKey", shard)
+    return [e async for e in query_all(table, f"PartitionKey eq @pk and {query}", {"pk": day_key(day), **params},
+                                       select)]
+
+
 def slices(start: datetime, end: datetime, hours: int) -> list[tuple[datetime, datetime]]:
     """[start, end] cut at multiples of ``hours`` (UTC); each piece stays within one day."""
     out: list[tuple[datetime, datetime]] = []
@@ -166,7 +183,7 @@ class SignInIngestion:
         return [piece for start, end in gaps for piece in slices(start, end, self.slice_hours)]
 
     async def run(self, as_of: datetime, stop_after_slices: int | None = None,
-                  concurrency: int = 4) -> dict[str, Any]:
+                  concurrency: int = SLICE_CONCURRENCY) -> dict[str, Any]:
         """Ingest up to ``as_of``, several slices at once; each finished slice is checkpointed.
 
         ``stop_after_slices`` simulates an interruption (tests): that many slices finish, then it stops.
@@ -192,7 +209,12 @@ class SignInIngestion:
                         totals["entities"] += written
                         totals["slices"] += 1
 
-            results = await asyncio.gather(*(one(a, b) for a, b in pieces), return_exceptions=True)
+            # Newest slices first: the activity that decides "active" lands first, coverage grows back
+            # from asOf (a partial run already proves a stretch ending at asOf), and LastSignIns is
+            # raised once per customer rather than once per slice. The interruption hook (tests) reads
+            # in log order, one slice at a time.
+            order = pieces if stop_after_slices is not None else pieces[::-1]
+            results = await asyncio.gather(*(one(a, b) for a, b in order), return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:
                 raise errors[0]
@@ -238,7 +260,7 @@ class SignInIngestion:
                 activity.add(at, str(raw.get("userId") or ""))
                 count += 1
         table = self.storage.table("SignInDays")
-        existing = {e["RowKey"]: DayActivity.from_entity(e) for e in await partition(table, day_key(day))}
+        existing = {e["RowKey"]: DayActivity.from_entity(e) for e in await day_entities(self.storage, day)}
         writes = []
         for tenant in set(fresh) | set(existing):
             if tenant in existing:
@@ -286,22 +308,25 @@ class ActivityReader:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+        self.shard: str | None = None
 
-    async def read(self, as_of: datetime, tenants: Iterable[str], coverage_start: datetime | None
-                   ) -> dict[str, Activity]:
+    async def read(self, as_of: datetime, tenants: Iterable[str], coverage_start: datetime | None,
+                   shard: str | None = None) -> dict[str, Activity]:
+        """``shard``: the tenants all belong to that shard; only its partitions and key ranges are read."""
+        self.shard = shard
         wanted = set(tenants)
         result = {t: Activity() for t in wanted}
         last: dict[str, datetime] = {}
-        async for e in query_all(self.storage.table("LastSignIns")):
+        query, params = key_range_filter("PartitionKey", shard) if shard is not None else ("", {})
+        async for e in query_all(self.storage.table("LastSignIns"), query or None, params or None):
             at = parse_optional(e.get("LastAt"))
             if at is not None and e["RowKey"] in wanted:
                 last[e["RowKey"]] = at
         today = day_start(as_of)
-        table = self.storage.table("SignInDays")
-        # The two days that the (as_of - 24h, as_of] window touches.
+        # The two days that the (as_of - 24h, as_of] window touches, read at once.
         days: dict[str, list[DayActivity]] = defaultdict(list)
-        for day in (today, today - DAY):
-            for entity in await partition(table, day_key(day)):
+        for entities in await asyncio.gather(*(self._day(day) for day in (today, today - DAY))):
+            for entity in entities:
                 if entity["RowKey"] in wanted:
                     days[entity["RowKey"]].append(DayActivity.from_entity(entity))
         for tenant, activities in days.items():
@@ -323,12 +348,11 @@ class ActivityReader:
     async def _scan_back(self, as_of: datetime, tenants: set[str], result: dict[str, Activity],
                          floor: datetime | None) -> None:
         """For an as_of in the past: walk days backwards until each customer's last sign-in is found."""
-        table = self.storage.table("SignInDays")
         oldest = await self._oldest_day()
         day = day_start(as_of)
         remaining = set(tenants)
         while remaining and oldest is not None and day >= oldest:
-            for entity in await partition(table, day_key(day)):
+            for entity in await self._day(day):
                 tenant = entity["RowKey"]
                 if tenant not in remaining:
                     continue
@@ -337,6 +361,9 @@ class ActivityReader:
                     result[tenant].last_sign_in_at = latest
                     remaining.discard(tenant)
             day -= DAY
+
+    async def _day(self, day: datetime) -> list[dict[str, Any]]:
+        return await day_entities(self.storage, day, self.shard)
 
     async def _oldest_day(self) -> datetime | None:
         state = await StateStore(self.storage).load_coverage()

@@ -20,7 +20,8 @@ functions_by_name = registered_functions
 def test_timer_triggers_are_registered_with_schedules_from_settings() -> None:
     functions = functions_by_name()
     assert set(functions) == {"relationship_sync", "signin_ingest", "evaluation", "removals", "removals_poison",
-                              "notifications", "notifications_poison", "http_api"}
+                              "notifications", "notifications_poison", "http_api", "evaluation_shard",
+                              "evaluation_shard_poison"}
     timers = {name: f.get_trigger().get_dict_repr() for name, f in functions.items()
               if f.get_trigger().get_dict_repr()["type"] == "timerTrigger"}
     assert timers["relationship_sync"]["schedule"] == "%RELATIONSHIP_SYNC_SCHEDULE%"

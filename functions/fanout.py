@@ -1,0 +1,37 @@
+"""The sharded evaluation's queue triggers: one message per customer shard (``shared.fanout``).
+
+Messages are plain JSON (host.json: messageEncoding none). Queue triggers scale out: the Functions
+host spreads the 16 shard messages of an evaluation over as many instances as it runs. A failing
+shard is retried by the host (maxDequeueCount 5), then set aside on ``evaluation-shards-poison``,
+where it is recorded and the partner admins are alerted: the evaluation then never becomes visible
+(its head is written only once every shard is stored) and the previous one keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.fanout import handle_shard_message, handle_shard_poison
+from shared.runtime import get_services
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.function_name("evaluation_shard")
+@bp.queue_trigger(arg_name="msg", queue_name="evaluation-shards", connection="AzureWebJobsStorage")
+async def evaluation_shard(msg: func.QueueMessage) -> None:
+    services = await get_services()
+    result = await handle_shard_message(services, msg.get_body())
+    log.info("evaluation %s shard %s: %d rows (%d of 16 shards stored)%s", result["evaluationId"], result["shard"],
+             result["rows"], result["shardsDone"], "; finished" if result["finished"] else "")
+
+
+@bp.function_name("evaluation_shard_poison")
+@bp.queue_trigger(arg_name="msg", queue_name="evaluation-shards-poison", connection="AzureWebJobsStorage")
+async def evaluation_shard_poison(msg: func.QueueMessage) -> None:
+    services = await get_services()
+    await handle_shard_poison(services, msg.get_body())
+    log.error("evaluation shard message %s was set aside after repeated failures", msg.id)

@@ -1,0 +1,82 @@
+"""The client-side pace of Graph's sign-in log (shared.ratelimit): 5 requests per 10 s per tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from shared.ratelimit import SIGNIN_MAX_REQUESTS, SIGNIN_WINDOW_SECONDS, SlidingWindowLimiter
+from shared.services import Services
+from shared.settings import Settings
+
+
+def test_no_window_ever_holds_more_than_the_limit() -> None:
+    limiter = SlidingWindowLimiter(max_requests=5, per_seconds=0.3)
+    starts: list[float] = []
+
+    async def request() -> None:
+        await limiter.acquire()
+        starts.append(time.monotonic())
+
+    async def go() -> None:
+        await asyncio.gather(*(request() for _ in range(13)))
+
+    began = time.monotonic()
+    asyncio.run(go())
+    assert len(starts) == 13
+    assert starts[-1] - began >= 0.6 - 0.02  # 5 at once, 5 a window later, 3 two windows later
+    for i, start in enumerate(starts):
+        in_window = [s for s in starts[i:] if s - start < 0.3 - 0.005]
+        assert len(in_window) <= 5, starts
+    assert limiter.waited > 0
+
+
+def test_bad_limits_are_refused() -> None:
+    with pytest.raises(ValueError):
+        SlidingWindowLimiter(0, 10)
+    with pytest.raises(ValueError):
+        SlidingWindowLimiter(5, 0)
+
+
+def test_graph_is_paced_and_the_emulator_is_not(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (SIGNIN_MAX_REQUESTS, SIGNIN_WINDOW_SECONDS) == (5, 10.0)
+
+    async def limiter_of(values: dict[str, Any]) -> Any:
+        services = Services(Settings.from_env(values))
+        try:
+            return services.graph.sign_in_limiter
+        finally:
+            await services.close()
+
+    with_emulator = asyncio.run(limiter_of(dict(env)))
+    real = asyncio.run(limiter_of({k: v for k, v in env.items() if k != "EMULATOR_URL"} |
+                                  {"PARTNER_TENANT_ID": "6513270e-269e-4d37-b2a7-4de452e6b438", "DAP_ENABLED": "false"}))
+    assert with_emulator is None
+    assert isinstance(real, SlidingWindowLimiter) and (real.max_requests, real.per_seconds) == (5, 10.0)
+
+
+def test_every_sign_in_page_waits_for_the_limiter(env: dict[str, str]) -> None:
+    from shared.timeutil import parse_iso
+    from tests.conftest import settings_with
+
+    async def go() -> tuple[int, dict[str, Any]]:
+        async with Services(settings_with()) as services:
+            limiter = services.graph.sign_in_limiter = SlidingWindowLimiter(max_requests=8, per_seconds=0.2)
+            acquired = 0
+            original = limiter.acquire
+
+            async def counting() -> None:
+                nonlocal acquired
+                acquired += 1
+                await original()
+
+            limiter.acquire = counting  # type: ignore[method-assign]
+            await services.sync_relationships(parse_iso("2026-11-21T00:00:00Z"))
+            result = await services.ingest_sign_ins(parse_iso("2026-11-21T00:00:00Z"))
+            return acquired, result
+
+    acquired, result = asyncio.run(go())
+    assert result["slices"] == 31 and acquired >= 31  # one request per slice at least, each one paced
