@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -137,7 +138,9 @@ async def handle_shard_message(services: Services, body: bytes | str) -> dict[st
     result: dict[str, Any] = {"evaluationId": evaluation_id, "shard": shard, "rows": len(rows),
                               "shardsDone": len(done & set(SHARDS)), "finished": None}
     if set(SHARDS) <= done:
+        started = time.perf_counter()
         result["finished"] = await finish(services, run)
+        result["finishSeconds"] = time.perf_counter() - started
     return result
 
 
@@ -194,15 +197,19 @@ async def run_shard_messages(services: Services, max_idle: float = 0.0) -> dict[
 
     ``max_idle``: keep polling this long after the queue looks empty (other workers may still add)."""
     import asyncio
-    import time
 
     from shared.removals import drain_queue
 
     await services.storage.ensure()
     handled: list[dict[str, Any]] = []
 
+    busy = 0.0
+
     async def handle(body: bytes, message_id: str, dequeue_count: int) -> None:
+        nonlocal busy
+        started = time.perf_counter()
         result = await handle_shard_message(services, body)
+        busy += time.perf_counter() - started
         if result["finished"] is not None:
             result["finishedAt"] = time.time()  # wall clock: workers are separate processes
         handled.append(result)
@@ -216,8 +223,10 @@ async def run_shard_messages(services: Services, max_idle: float = 0.0) -> dict[
             break
         else:
             await asyncio.sleep(0.1)
-    finished = [{**h["finished"], "finishedAt": h["finishedAt"]} for h in handled if h.get("finished")]
-    return {"shards": len(handled), "rows": sum(h["rows"] for h in handled), "finished": finished}
+    finished = [{**h["finished"], "finishedAt": h["finishedAt"], "finishSeconds": h["finishSeconds"]}
+                for h in handled if h.get("finished")]
+    return {"shards": len(handled), "rows": sum(h["rows"] for h in handled), "finished": finished,
+            "busySeconds": busy}
 
 
 async def handle_shard_poison(services: Services, body: bytes | str) -> None:
