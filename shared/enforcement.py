@@ -265,6 +265,12 @@ async def _warn(services: Services, rows: list[dict[str, Any]], as_of: datetime)
     for row, stretch, brief in fresh:
         if settings.notify_customers_before_removal:
             await enqueue_customer_warning(services, row, stretch, brief["removeOn"])
+        # Recorded before the row that makes it done: a run that dies in between records it again
+        # (idempotent), rather than leaving a warning without its record.
+        await record_action(services.storage, tenant_id=row["tenantId"], actor=POLICY_ACTOR, action="warning.queued",
+                            result="warned", detail=f"will lose delegated access on {brief['removeOn'][:10]} "
+                                                    f"unless an agent signs in",
+                            action_id=f"warning:{row['tenantId']}:{stretch}")
         try:
             await table.create_entity({"PartitionKey": row["tenantId"], "RowKey": _warning_key(stretch),
                                        "Stretch": stretch, "RemoveOn": brief["removeOn"],
@@ -272,10 +278,6 @@ async def _warn(services: Services, rows: list[dict[str, Any]], as_of: datetime)
         except ResourceExistsError:
             continue  # another evaluation, running at the same time, warned (and reports) it
         warned.append(brief)
-        await record_action(services.storage, tenant_id=row["tenantId"], actor=POLICY_ACTOR, action="warning.queued",
-                            result="warned", detail=f"will lose delegated access on {brief['removeOn'][:10]} "
-                                                    f"unless an agent signs in",
-                            action_id=f"warning:{row['tenantId']}:{stretch}")
     return warned
 
 

@@ -357,6 +357,7 @@ async def queue_removal(services: Services, removal: Removal) -> tuple[Removal, 
         under_way = await store.pending_for(removal.tenant_id)
         if under_way is not None and under_way.id != removal.id and under_way.status in ("queued", "requesting"):
             await enqueue_removal(services.storage, under_way)
+            await record_queued(services, under_way)
             return under_way, False
     created = await store.create(removal)
     if not created:
@@ -365,6 +366,8 @@ async def queue_removal(services: Services, removal: Removal) -> tuple[Removal, 
             raise ConflictingWrite(f"removal {removal.id} vanished")
         if existing.status in ("queued", "requesting"):
             await enqueue_removal(services.storage, existing)
+        # The run that created it may have died before recording it (idempotent: found, not doubled).
+        await record_queued(services, existing)
         return existing, False
     try:
         await enqueue_removal(services.storage, removal)
@@ -375,12 +378,16 @@ async def queue_removal(services: Services, removal: Removal) -> tuple[Removal, 
                             action="removal.queued", result="error", reason=removal.reason,
                             detail=f"could not be enqueued: {type(exc).__name__}: {exc}", removal_id=removal.id)
         raise
+    await record_queued(services, removal)
+    return removal, True
+
+
+async def record_queued(services: Services, removal: Removal) -> None:
     await record_action(services.storage, tenant_id=removal.tenant_id, actor=removal.actor, action="removal.queued",
                         result="queued", reason=removal.reason,
                         detail=", ".join(f"{r['type']} {r.get('displayName') or r['id']}"
                                          for r in removal.relationships),
-                        removal_id=removal.id, action_id=f"{removal.id}:queued")
-    return removal, True
+                        removal_id=removal.id, action_id=f"{removal.id}:queued", at=removal.requested_at)
 
 
 async def request_removals(services: Services, tenant_ids: list[str], *, requested_by: str, reason: str,

@@ -338,3 +338,40 @@ def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
     assert len(alerts) == 1, [m["message"]["subject"] for m in alerts]
     sent = [r for r in run(chaos.action_rows(settings)) if r["Action"] == "notification.partner-alert"]
     assert [r["Result"] for r in sent] == ["sent"]
+
+
+@pytest.mark.parametrize(("module", "action"), [("shared.removals", "removal.queued"),
+                                                ("shared.enforcement", "warning.queued")])
+def test_a_record_the_dead_run_did_not_write_is_written_by_the_next(
+        env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch, module: str, action: str) -> None:
+    """Killed between creating a removal (or a warning) and recording it in Actions: the next run found
+    the row, took it as done, and the record was lost for good. Now the next run writes it (once)."""
+    import importlib
+
+    from shared.enforcement import run_evaluation
+    from tests.conftest import settings_with
+
+    emulator.post_scenario(estate())
+    settings = settings_with(**ENFORCE)
+    target_module = importlib.import_module(module)
+    original = target_module.record_action  # type: ignore[attr-defined]
+
+    async def die_on(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("action") == action:
+            raise Killed
+        return await original(*args, **kwargs)
+
+    async def go() -> None:
+        async with Services(settings) as services:
+            monkeypatch.setattr(target_module, "record_action", die_on)
+            with pytest.raises(Killed):
+                await run_evaluation(services, parse_iso(AS_OF))
+            monkeypatch.setattr(target_module, "record_action", original)
+            await run_evaluation(services, parse_iso(AS_OF))
+            await run_evaluation(services, parse_iso(AS_OF))
+
+    run(go())
+    rows = run(chaos.action_rows(settings))
+    recorded = Counter(r["PartitionKey"] for r in rows if r["Action"] == action)
+    expected = 4 if action == "removal.queued" else 1  # four candidates; one customer to warn
+    assert sum(recorded.values()) == expected and set(recorded.values()) == {1}, recorded
