@@ -366,7 +366,10 @@ def test_every_removal_and_mail_endpoint_survives_every_fault_kind(env: dict[str
     FIGURES["duplicates"] += dup.total - len(dup.mails)
     FIGURES["ambiguousMailResends"] = FIGURES.get("ambiguousMailResends", 0) + len(dup.mails)
     assert dup.terminates == {} and dup.dap_patches == {}, dup.to_json()
-    assert len(dup.mails) == 2, dup.to_json()  # one extra copy per lost answer, no more
+    # At most one extra copy per lost answer (two faults lose an answer). Whether a timed-out send was
+    # executed before the client gave up depends on timing, so fewer copies are possible; none is lost
+    # (the outcome below holds every mail).
+    assert len(dup.mails) <= 2, dup.to_json()
     assert result == reference["result"]
     outcome = chaos.outcome(state)
     assert outcome == reference["outcome"]  # every mail arrived (the set), every removal done
