@@ -36,7 +36,9 @@ from shared.notifications import (
     enqueue_partner_alert,
     enqueue_partner_digest,
     enqueue_partner_warning,
+    listed_in_digest,
     mail_needed,
+    mark_listed_in_digest,
     require_sender,
 )
 from shared.removals import (
@@ -218,18 +220,21 @@ async def apply_policy(services: Services, report: dict[str, Any], evaluation_id
                          "count": len(held_back), "coverageFrom": report["coverage"]["from"],
                          "removeAfterDays": remove_after,
                          "customers": [_brief(r) for r in held_back[:MAX_LISTED]]})
-    # Every removal still waiting for the worker is announced, under a key named by those removals: the
-    # ones a run queued and then died before announcing are announced by the next run, and only once.
-    pending = summary["queued"]
+    # Every removal still waiting for the worker that no digest has listed yet is announced: the ones a
+    # run queued and then died before announcing are announced by the next run. Listed removals are
+    # marked right after the digest is enqueued, so no later run lists them again, and the key, named by
+    # the removals, makes two runs that compute the same list at the same moment send it once.
+    pending = [q for q in summary["queued"] if not await listed_in_digest(services.storage, q["removalId"])]
     if pending or warned or summary["halted"]:
         by_id = {r["tenantId"]: r for r in rows}
         named = json.dumps(sorted(q["removalId"] for q in pending)).encode()
         key = f"digest:{hashlib.sha256(named).hexdigest()[:32]}" if pending else f"digest:{evaluation_id}"
-        await enqueue_partner_digest(services, key, {
-            "asOf": report["asOf"], "mode": settings.policy_mode, "halted": summary["halted"],
-            "removals": [_brief(by_id[q["tenantId"]]) for q in pending][:MAX_LISTED],
-            "warned": warned[:MAX_LISTED],
-            "skipped": summary["skipped"][:MAX_LISTED]})
+        if await enqueue_partner_digest(services, key, {
+                "asOf": report["asOf"], "mode": settings.policy_mode, "halted": summary["halted"],
+                "removals": [_brief(by_id[q["tenantId"]]) for q in pending][:MAX_LISTED],
+                "warned": warned[:MAX_LISTED],
+                "skipped": summary["skipped"][:MAX_LISTED]}):
+            await mark_listed_in_digest(services.storage, [q["removalId"] for q in pending])
     return summary
 
 
