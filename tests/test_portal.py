@@ -306,6 +306,32 @@ def test_customer_detail_shows_activity_chart(page: Page, portal: Portal) -> Non
     assert page.dialogs == [] and page.errors == []
 
 
+def test_a_late_answer_for_the_previous_customer_does_not_replace_the_next(page: Page, portal: Portal) -> None:
+    """Opening customer B while customer A's detail is still loading shows B, whatever A's answer does."""
+    p = page.page
+    customers = sorted(portal.api("/api/audit")["customers"], key=lambda r: r["tenantId"])
+    first, second = customers[0], customers[1]
+    held: list[Any] = []
+    p.route(f"**/api/customers/{first['tenantId']}*", lambda route: held.append(route))
+    p.goto(f"{portal.url}/#/customers/{first['tenantId']}")
+    p.wait_for_function("() => document.querySelector('#customer-name').textContent !== ''")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        p.wait_for_timeout(20)
+    assert held, "the first customer's request never reached the browser's network layer"
+    p.goto(f"{portal.url}/#/customers/{second['tenantId']}")
+    p.wait_for_function("(name) => document.querySelector('#customer-name').textContent === name",
+                        arg=second["displayName"])
+    # Now A's answer arrives, late.
+    held[0].continue_()
+    p.unroute(f"**/api/customers/{first['tenantId']}*")
+    p.wait_for_load_state("networkidle")
+    p.wait_for_timeout(200)
+    assert p.locator("#customer-name").text_content() == second["displayName"]
+    assert p.locator("#customer-tenant").text_content() == second["tenantId"]
+    assert page.dialogs == [] and page.errors == []
+
+
 def test_japanese_ui(page_ja: Page, portal: Portal) -> None:
     p = page_ja.page
     total = portal.api("/api/audit")["summary"]["customersUnderMonitoring"]

@@ -32,6 +32,7 @@
     dialogTargets: [],
     dialogReturnFocus: null,
     loadSeq: 0,
+    customerSeq: 0,
   };
 
   // --- small DOM helpers: text only ------------------------------------------------------------
@@ -611,11 +612,16 @@
     for (const id of ["customer-facts", "activity", "agents", "changes", "relationships", "actions"]) clear($(id));
     $("customer-remove").hidden = true;
     $("customer-not-monitored").hidden = true;
+    // Navigating on (another customer, a language switch) before the answer arrives starts a newer
+    // request; a late answer for an earlier one must not paint over it.
+    const seq = ++state.customerSeq;
     try {
       const result = await api("/api/customers/" + encodeURIComponent(tenantId) + "?days=90");
+      if (seq !== state.customerSeq) return;
       notice(null);
       renderCustomer(result.body);
     } catch (failure) {
+      if (seq !== state.customerSeq) return;
       $("customer-name").textContent = tenantId;
       showFailure(failure);
     }
