@@ -101,15 +101,20 @@ async def _refresh(services: Services, as_of: datetime) -> str | None:
     return "; ".join(errors) or None
 
 
-async def run_evaluation(services: Services, as_of: datetime, *, refresh: bool = True) -> dict[str, Any]:
-    """The evaluation timer's work: report, snapshot, policy. Removals are queued, not executed."""
-    settings = services.settings
-    if mail_needed(settings):
-        require_sender(settings)  # SettingsError before anything is written
+async def prepare_evaluation(services: Services, as_of: datetime, *, refresh: bool) -> tuple[str | None, Coverage]:
+    """What every evaluation (whole or sharded) starts with: check the mail settings before anything is
+    written, make sure the tables exist, refresh the data, read the sign-in coverage. Returns the
+    refresh error (if any) and the coverage."""
+    if mail_needed(services.settings):
+        require_sender(services.settings)  # SettingsError before anything is written
     await services.storage.ensure()
     refresh_error = await _refresh(services, as_of) if refresh else None
+    return refresh_error, await StateStore(services.storage).load_coverage()
 
-    coverage = await StateStore(services.storage).load_coverage()
+
+async def run_evaluation(services: Services, as_of: datetime, *, refresh: bool = True) -> dict[str, Any]:
+    """The evaluation timer's work: report, snapshot, policy. Removals are queued, not executed."""
+    refresh_error, coverage = await prepare_evaluation(services, as_of, refresh=refresh)
     effective = effective_as_of(coverage, as_of)
     report = await services.report(effective)
     evaluation_id = await services.evaluations.save(report)

@@ -28,16 +28,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.audit import compute_report, new_evaluation_id, policy_from_settings
 from shared.inactivity import sort_rows, summarize
 from shared.settings import EVALUATION_SHARDS_QUEUE
 from shared.sharding import SHARDS
-from shared.state import Coverage, StateStore
-from shared.storage import get_or_none, partition
+from shared.state import Coverage
+from shared.storage import ConflictingWrite, get_or_none, partition, replace_if_unchanged
 from shared.timeutil import iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -88,15 +87,9 @@ async def should_fan_out(services: Services) -> bool:
 
 async def start_sharded_evaluation(services: Services, as_of: datetime, *, refresh: bool = True) -> dict[str, Any]:
     """The evaluation timer, fanned out: refresh, write the run record, enqueue one message per shard."""
-    from shared.enforcement import _refresh, effective_as_of
-    from shared.notifications import mail_needed, require_sender
+    from shared.enforcement import effective_as_of, prepare_evaluation
 
-    settings = services.settings
-    if mail_needed(settings):
-        require_sender(settings)  # SettingsError before anything is written
-    await services.storage.ensure()
-    refresh_error = await _refresh(services, as_of) if refresh else None
-    coverage = await StateStore(services.storage).load_coverage()
+    refresh_error, coverage = await prepare_evaluation(services, as_of, refresh=refresh)
     created_at = utcnow()
     run = Run(evaluation_id=new_evaluation_id(created_at), as_of=as_of, effective=effective_as_of(coverage, as_of),
               created_at=created_at, coverage=coverage, partner_tenant_id=await services.partner_tenant_id(),
@@ -161,9 +154,8 @@ async def _claim_finish(services: Services, run: Run) -> bool:
     if existing.get("Finished") or utcnow() - parse_iso(existing["At"]) < FINISH_LEASE:
         return False
     try:
-        await table.update_entity(claim, mode=UpdateMode.REPLACE, etag=existing.metadata["etag"],
-                                  match_condition=MatchConditions.IfNotModified)
-    except (ResourceModifiedError, ResourceNotFoundError):
+        await replace_if_unchanged(table, claim, existing.metadata["etag"], "the evaluation's finish claim")
+    except ConflictingWrite:
         return False
     return True
 

@@ -26,21 +26,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import UpdateMode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from shared.models import GLOBAL_ADMINISTRATOR, HELPDESK_ADMINISTRATOR
 from shared.relationships import RelationshipStore
 from shared.removals import (
     Busy,
-    ConflictingWrite,
     DrainResult,
     Removal,
     drain_poison,
@@ -49,7 +43,7 @@ from shared.removals import (
 )
 from shared.settings import NOTIFICATIONS_QUEUE, Settings, SettingsError
 from shared.state import StateStore
-from shared.storage import Storage, shard_of
+from shared.storage import ConflictingWrite, Storage, create_if_absent, replace_if_unchanged, shard_of
 from shared.timeutil import iso, parse_optional, utcnow
 
 if TYPE_CHECKING:
@@ -248,24 +242,16 @@ class NotificationStore:
         return NotificationRow.from_entity(dict(entity), entity.metadata.get("etag"))
 
     async def create(self, row: NotificationRow) -> bool:
-        try:
-            result = await self.table.create_entity(row.to_entity())
-        except ResourceExistsError:
+        """Insert; False when a row for this key exists already."""
+        etag = await create_if_absent(self.table, row.to_entity())
+        if etag is None:
             return False
-        row.etag = result.get("etag")
+        row.etag = etag
         return True
 
     async def replace(self, row: NotificationRow) -> None:
-        try:
-            result = await self.table.update_entity(row.to_entity(), mode=UpdateMode.REPLACE, etag=row.etag,
-                                                    match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise ConflictingWrite(f"notification {row.key} was changed by another writer") from exc
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise ConflictingWrite(f"notification {row.key} was changed by another writer") from exc
-            raise
-        row.etag = result.get("etag")
+        """ETag-conditional replace; raises :class:`ConflictingWrite` when someone else wrote first."""
+        row.etag = await replace_if_unchanged(self.table, row.to_entity(), row.etag, f"notification {row.key}")
 
 
 async def listed_in_digest(storage: Storage, removal_id: str) -> bool:

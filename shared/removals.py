@@ -31,20 +31,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import UpdateMode
 
 from shared.models import Relationship
 from shared.relationships import RelationshipStore
 from shared.retry import UpstreamError
 from shared.settings import GUID_RE, REMOVALS_QUEUE
-from shared.storage import Storage, query_all, shard_of
+from shared.storage import (
+    ConflictingWrite,
+    Storage,
+    create_if_absent,
+    query_all,
+    replace_if_unchanged,
+    shard_of,
+)
 from shared.timeutil import iso, parse_optional, utcnow
 
 if TYPE_CHECKING:
@@ -74,10 +76,6 @@ class Busy(RuntimeError):
 
 class RemovalBusy(Busy):
     """Another delivery is executing this removal."""
-
-
-class ConflictingWrite(RuntimeError):
-    """An ETag-conditional write lost against another writer."""
 
 
 # --- time -------------------------------------------------------------------------------------------
@@ -260,26 +258,17 @@ class RemovalStore:
 
     async def create(self, removal: Removal) -> bool:
         """Insert; False when a removal with this id exists already."""
-        try:
-            result = await self.table.create_entity(removal.to_entity())
-        except ResourceExistsError:
+        etag = await create_if_absent(self.table, removal.to_entity())
+        if etag is None:
             return False
-        removal.etag = result.get("etag")
+        removal.etag = etag
         return True
 
     async def replace(self, removal: Removal) -> None:
         """ETag-conditional replace; raises :class:`ConflictingWrite` when someone else wrote first."""
         removal.updated_at = utcnow()
-        try:
-            result = await self.table.update_entity(removal.to_entity(), mode=UpdateMode.REPLACE, etag=removal.etag,
-                                                    match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise ConflictingWrite(f"removal {removal.id} was changed by another writer") from exc
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise ConflictingWrite(f"removal {removal.id} was changed by another writer") from exc
-            raise
-        removal.etag = result.get("etag")
+        removal.etag = await replace_if_unchanged(self.table, removal.to_entity(), removal.etag,
+                                                  f"removal {removal.id}")
 
     async def pending_for(self, tenant_id: str) -> Removal | None:
         async for e in self.table.query_entities(

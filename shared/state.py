@@ -7,16 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.data.tables import UpdateMode
 
-from shared.storage import Storage, get_or_none
+from shared.storage import ConflictingWrite, Storage, create_if_absent, get_or_none, replace_if_unchanged
 from shared.timeutil import iso, parse_iso, parse_optional
 
 
@@ -101,16 +97,13 @@ class StateStore:
     async def save_coverage(self, coverage: Coverage) -> None:
         """Write coverage only if nobody else changed it since it was read (ETag)."""
         entity = {"PartitionKey": "signins", "RowKey": "coverage", "Intervals": coverage.to_json()}
-        try:
-            if coverage.etag is None:
-                result = await self.table.create_entity(entity)
-            else:
-                result = await self.table.update_entity(entity, mode=UpdateMode.REPLACE, etag=coverage.etag,
-                                                        match_condition=MatchConditions.IfNotModified)
-        except (ResourceExistsError, ResourceModifiedError) as exc:
-            raise ConcurrentRunError("sign-in coverage was changed by another run") from exc
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
+        if coverage.etag is None:
+            etag = await create_if_absent(self.table, entity)
+        else:
+            try:
+                etag = await replace_if_unchanged(self.table, entity, coverage.etag, "sign-in coverage")
+            except ConflictingWrite as exc:
                 raise ConcurrentRunError("sign-in coverage was changed by another run") from exc
-            raise
-        coverage.etag = result.get("etag")
+        if etag is None:
+            raise ConcurrentRunError("sign-in coverage was changed by another run")
+        coverage.etag = etag

@@ -15,7 +15,13 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import urlparse
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables._serialize import _parameter_filter_substitution
 from azure.data.tables.aio import TableClient, TableServiceClient
@@ -35,6 +41,7 @@ TABLES = (
     "RelationshipChanges",  # PK shard, RK tenantId|time|key: every status change seen by a sync
     "SignInDays",           # PK yyyy-mm-dd, RK tenantId: that day's qualifying sign-ins, packed
     "LastSignIns",          # PK shard, RK tenantId: latest qualifying sign-in ever ingested
+    "Agents",               # PK "agents", RK userId: the partner agents' UPN and display name from the log
     "IngestionState",       # PK kind, RK name: checkpoints, coverage intervals, run records
     "Evaluations",          # PK "evaluation", RK inverted time: one row per stored evaluation
     "EvaluationRows",       # PK <evaluation id>-<shard>, RK tenantId: the report's customer rows
@@ -180,6 +187,34 @@ async def get_or_none(table: TableClient, pk: str, rk: str) -> dict[str, Any] | 
         return None
 
 
+class ConflictingWrite(RuntimeError):
+    """An ETag-conditional write lost against another writer."""
+
+
+async def create_if_absent(table: TableClient, entity: dict[str, Any]) -> str | None:
+    """Insert; the new row's ETag, or None when a row with these keys exists already."""
+    try:
+        result = await table.create_entity(entity)
+    except ResourceExistsError:
+        return None
+    return str(result.get("etag") or "")
+
+
+async def replace_if_unchanged(table: TableClient, entity: dict[str, Any], etag: str | None, what: str) -> str:
+    """Replace the row only if it still has ``etag``; its new ETag. :class:`ConflictingWrite` (naming
+    ``what``) when another writer changed or deleted it since it was read."""
+    try:
+        result = await table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+                                           match_condition=MatchConditions.IfNotModified)
+    except (ResourceModifiedError, ResourceNotFoundError) as exc:
+        raise ConflictingWrite(f"{what} was changed by another writer") from exc
+    except HttpResponseError as exc:
+        if exc.status_code == 412:
+            raise ConflictingWrite(f"{what} was changed by another writer") from exc
+        raise
+    return str(result.get("etag") or "")
+
+
 SAFE_KEY = re.compile(r"^[^/\\#?\x00-\x1f\x7f-\x9f]{1,512}$")
 
 
@@ -190,5 +225,5 @@ def check_key(value: str) -> str:
     return value
 
 
-__all__ = ["Storage", "TableTransactionError", "UpdateMode", "check_key", "get_or_none", "partition",
-           "query_all", "shard_of", "upsert_all"]
+__all__ = ["ConflictingWrite", "Storage", "TableTransactionError", "UpdateMode", "check_key", "create_if_absent",
+           "get_or_none", "partition", "query_all", "replace_if_unchanged", "shard_of", "upsert_all"]
