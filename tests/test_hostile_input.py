@@ -14,18 +14,12 @@ import copy
 import csv
 import io
 import json
-import os
-import queue
 import re
-import subprocess
-import sys
-import threading
 import unicodedata
 import uuid
 import warnings
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -38,7 +32,8 @@ from shared.settings import Settings
 from shared.timeutil import parse_iso
 from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal
 from shared.web.server import build_app
-from tests.conftest import ARTIFACTS, ROOT, load_example
+from tests.browser import chromium, opened_page, serve, serve_environment, shot
+from tests.conftest import load_example
 from tools import chaos
 
 with warnings.catch_warnings():
@@ -271,76 +266,33 @@ def test_mail_subjects_recipients_and_html_are_inert(hostile: dict[str, Any]) ->
 
 # --- the portal in a real browser ----------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
 @pytest.fixture
 def served(hostile: dict[str, Any]) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if k not in Settings.setting_names()}
-    env.update({**hostile["environment"], "PYTHONUNBUFFERED": "1"})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--local-operator"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-
-    def drain() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        url = lines.get(timeout=60).strip()
-        assert url.startswith("http://127.0.0.1:"), url
+    with serve(serve_environment(hostile["environment"])) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
 
 
 @pytest.mark.browser
 def test_portal_shows_hostile_names_as_text(served: str) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (make setup installs it)")
-    from playwright.sync_api import sync_playwright
-
     names = set(HOSTILE_TENANTS.values())
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            dialogs: list[str] = []
-            errors: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(served + "/")
-            page.wait_for_selector("#rows tr[data-tenant]")
-            page.wait_for_function("(n) => document.querySelectorAll('#rows tr[data-tenant]').length >= n",
-                                   arg=min(len(names), 50))
-            shown = page.locator("#rows a.name").all_text_contents()
-            assert names <= set(shown), names - set(shown)
-            assert page.locator("#rows img, #rows script, #rows iframe").count() == 0
-            handlers = page.evaluate(
-                "() => [...document.querySelectorAll('*')].flatMap(e => [...e.attributes].map(a => a.name))"
-                ".filter(n => n.startsWith('on'))")
-            assert handlers == []
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "hostile-names.png"), full_page=True)
-            for tenant in (tenant_of(2), tenant_of(8), tenant_of(11)):  # <script>, " onmouseover=, RTL override
-                page.goto(f"{served}/#/customers/{tenant}")
-                page.wait_for_function("(name) => document.querySelector('#customer-name').textContent === name",
-                                       arg=HOSTILE_TENANTS[tenant])
-                assert page.locator("#customer img, #customer script").count() == 0
-            assert dialogs == [] and errors == [], (dialogs, errors)
-        finally:
-            browser.close()
+    with chromium() as browser, opened_page(browser, served) as opened:
+        page = opened.page
+        page.wait_for_function("(n) => document.querySelectorAll('#rows tr[data-tenant]').length >= n",
+                               arg=min(len(names), 50))
+        shown = page.locator("#rows a.name").all_text_contents()
+        assert names <= set(shown), names - set(shown)
+        assert page.locator("#rows img, #rows script, #rows iframe").count() == 0
+        handlers = page.evaluate(
+            "() => [...document.querySelectorAll('*')].flatMap(e => [...e.attributes].map(a => a.name))"
+            ".filter(n => n.startsWith('on'))")
+        assert handlers == []
+        shot(page, "hostile-names.png", full_page=True)
+        for tenant in (tenant_of(2), tenant_of(8), tenant_of(11)):  # <script>, " onmouseover=, RTL override
+            page.goto(f"{served}/#/customers/{tenant}")
+            page.wait_for_function("(name) => document.querySelector('#customer-name').textContent === name",
+                                   arg=HOSTILE_TENANTS[tenant])
+            assert page.locator("#customer img, #customer script").count() == 0
+        assert opened.dialogs == [] and opened.errors == [], (opened.dialogs, opened.errors)
     FIGURES["portalNamesChecked"] = len(names)
 
 

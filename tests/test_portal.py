@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import queue
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,13 +25,11 @@ import pytest
 from shared.services import Services
 from shared.settings import Settings
 from shared.timeutil import parse_iso
-from tests.conftest import ARTIFACTS, ROOT
+from tests.browser import Page, chromium, open_page, require_chromium, serve, serve_environment, shot
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 NOW = "2026-11-21T00:00:00Z"
 AUDIT_DAYS = ["2026-11-15T00:00:00Z", "2026-11-17T00:00:00Z", "2026-11-19T00:00:00Z", NOW]
 XSS_NAME = "<img src=x onerror=alert(1)>"
@@ -44,7 +40,6 @@ class Portal:
     url: str
     scenario: dict[str, Any]
     emulator: Any
-    process: subprocess.Popen[str]
 
     def api(self, path: str) -> Any:
         response = httpx.get(self.url + path, timeout=30)
@@ -69,18 +64,15 @@ def estate(tmp: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def portal(azurite: Any, emulator_process: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (make setup installs it)")
+    require_chromium()
     scenario = estate(tmp_path_factory.mktemp("portal"))
     emulator_process.post_scenario(scenario)
-    env = {k: v for k, v in os.environ.items() if k not in Settings.setting_names()}
-    env.update({
+    env = serve_environment({
         "AzureWebJobsStorage": azurite.connection_string,
         "STORAGE_PREFIX": "p" + uuid.uuid4().hex[:12],
         "EMULATOR_URL": emulator_process.url,
         "SIGNIN_BACKFILL_DAYS": "90",
         "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
-        "PYTHONUNBUFFERED": "1",
     })
     settings = Settings.from_env(env)
 
@@ -90,94 +82,24 @@ def portal(azurite: Any, emulator_process: Any, tmp_path_factory: pytest.TempPat
                 await services.audit(parse_iso(as_of))
 
     asyncio.run(audits())
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--local-operator"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read_stdout() -> None:
-        # The first line is the URL; the access log follows and must keep draining, or serve blocks.
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=read_stdout, daemon=True).start()
-    try:
-        url = lines.get(timeout=60).strip()
-    except queue.Empty:
-        url = ""
-    if not url.startswith("http://127.0.0.1:"):
-        process.kill()
-        pytest.fail(f"serve did not print its URL (got {url!r})")
-    try:
-        yield Portal(url, scenario, emulator_process, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-        if process.stdout:
-            process.stdout.close()
+    with serve(env) as url:
+        yield Portal(url, scenario, emulator_process)
 
 
 @pytest.fixture(scope="module")
 def browser(portal: Portal) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@dataclass
-class Page:
-    page: Any
-    dialogs: list[str]
-    errors: list[str]
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser: Any, portal: Portal) -> Iterator[Page]:
-    yield from open_page(browser, portal, "en-US")
+    yield from open_page(browser, portal.url, "en-US")
 
 
 @pytest.fixture
 def page_ja(browser: Any, portal: Portal) -> Iterator[Page]:
-    yield from open_page(browser, portal, "ja-JP")
-
-
-def open_page(browser: Any, portal: Portal, locale: str) -> Iterator[Page]:
-    context = browser.new_context(locale=locale, viewport={"width": 1440, "height": 1000},
-                                  extra_http_headers={"Accept-Language": locale})
-    page = context.new_page()
-    dialogs: list[str] = []
-    errors: list[str] = []
-
-    def on_dialog(dialog: Any) -> None:
-        dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.goto(portal.url + "/")
-    page.wait_for_selector("#rows tr[data-tenant]")
-    try:
-        yield Page(page, dialogs, errors)
-    finally:
-        context.close()
-
-
-def shot(page: Any, name: str, full_page: bool = False) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=full_page)
-    return path
+    yield from open_page(browser, portal.url, "ja-JP")
 
 
 def row_names(page: Any) -> list[str]:
@@ -295,6 +217,13 @@ def test_customer_detail_shows_activity_chart(page: Page, portal: Portal) -> Non
     assert p.locator("#activity svg rect.bar:not(.zero)").count() > 0
     assert p.locator("#relationships table tbody tr").count() >= len(busy["relationships"])
     assert p.locator("#agents table tbody tr").count() > 0
+    # Agents by name and UPN, as the sign-in log names them; the user id beside.
+    detail = portal.api(f"/api/customers/{busy['tenantId']}?days=90")
+    first = detail["agents"][0]
+    assert first["displayName"] and first["userPrincipalName"].endswith("@contoso-partner.example")
+    cells = p.locator("#agents table tbody tr").first.locator("td")
+    assert cells.nth(0).text_content() == first["displayName"] + first["userPrincipalName"]
+    assert cells.nth(1).text_content() == first["userId"]
     shot(p, "customer-detail.png")
     p.locator("a.back").click()
     p.wait_for_selector("#dashboard:not([hidden])")

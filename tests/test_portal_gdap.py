@@ -7,15 +7,9 @@ removed customer's access with the Azure RBAC note, in English and Japanese. Scr
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import subprocess
-import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +17,7 @@ import pytest
 
 from shared.services import Services
 from shared.settings import Settings
-from tests.conftest import ROOT
+from tests.browser import Page, chromium, open_page, require_chromium, serve, serve_environment, shot
 from tests.test_gdap import (
     ADATUM,
     AS_OF,
@@ -39,7 +33,6 @@ from tests.test_gdap import (
     gdap_scenario,
     rel_id,
 )
-from tests.test_portal import CHROMIUM, CHROMIUM_ARGS, Page, open_page, shot
 
 pytestmark = pytest.mark.browser
 
@@ -58,17 +51,14 @@ class Portal:
 
 @pytest.fixture(scope="module")
 def portal(azurite: Any, emulator_process: Any) -> Iterator[Portal]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (make setup installs it)")
+    require_chromium()
     scenario = gdap_scenario(bulk=3)
     emulator_process.post_scenario(scenario)
-    env = {k: v for k, v in os.environ.items() if k not in Settings.setting_names() and not k.startswith("GDAP_GROUP_")}
-    env.update({
+    env = serve_environment({
         "AzureWebJobsStorage": azurite.connection_string,
         "STORAGE_PREFIX": "g" + uuid.uuid4().hex[:12],
         "EMULATOR_URL": emulator_process.url,
         "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
-        "PYTHONUNBUFFERED": "1",
         **GROUP_ENV,
     })
 
@@ -77,57 +67,24 @@ def portal(azurite: Any, emulator_process: Any) -> Iterator[Portal]:
             await services.audit(AS_OF)
 
     asyncio.run(audit())
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--local-operator"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read_stdout() -> None:  # the access log must keep draining, or serve blocks
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=read_stdout, daemon=True).start()
-    try:
-        url = lines.get(timeout=60).strip()
-    except queue.Empty:
-        url = ""
-    if not url.startswith("http://127.0.0.1:"):
-        process.kill()
-        pytest.fail(f"serve did not print its URL (got {url!r})")
-    try:
+    with serve(env) as url:
         yield Portal(url, scenario, emulator_process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-        if process.stdout:
-            process.stdout.close()
 
 
 @pytest.fixture(scope="module")
 def browser(portal: Portal) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
-def page(browser: Any, portal: Any) -> Iterator[Page]:
-    yield from open_page(browser, portal, "en-US")
+def page(browser: Any, portal: Portal) -> Iterator[Page]:
+    yield from open_page(browser, portal.url, "en-US")
 
 
 @pytest.fixture
-def page_ja(browser: Any, portal: Any) -> Iterator[Page]:
-    yield from open_page(browser, portal, "ja-JP")
+def page_ja(browser: Any, portal: Portal) -> Iterator[Page]:
+    yield from open_page(browser, portal.url, "ja-JP")
 
 
 def patches(portal: Portal, relationship_id: str) -> list[dict[str, Any]]:
