@@ -65,7 +65,8 @@ from shared.timeutil import graph_literal, parse_optional
 log = logging.getLogger(__name__)
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
-SIGNIN_SELECT = "id,createdDateTime,userId,homeTenantId,resourceTenantId,crossTenantAccessType,status"
+SIGNIN_SELECT = ("id,createdDateTime,userId,userPrincipalName,userDisplayName,homeTenantId,resourceTenantId,"
+                 "crossTenantAccessType,status")
 SIGNIN_PAGE_SIZE = 1000
 RELATIONSHIP_PAGE_SIZE = 300
 ERROR_MAP: dict[str, Any] = {"XXX": ODataError}

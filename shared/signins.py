@@ -20,7 +20,7 @@ import struct
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.data.tables import UpdateMode
@@ -28,7 +28,7 @@ from azure.data.tables import UpdateMode
 from shared.graph import GraphClient, parse_sign_in_time
 from shared.sharding import key_range_filter
 from shared.state import Coverage, StateStore
-from shared.storage import Storage, get_or_none, partition, query_all, shard_of, upsert_all
+from shared.storage import Storage, check_key, get_or_none, partition, query_all, shard_of, upsert_all
 from shared.timeutil import DAY, day_key, day_start, iso, parse_day_key, parse_optional
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,61 @@ def slices(start: datetime, end: datetime, hours: int) -> list[tuple[datetime, d
     return out
 
 
+class AgentDirectory:
+    """Who the partner's agents are, as the sign-in log names them (``Agents`` table, PK ``agents``,
+    RK user id): the user principal name and display name beside each id, for the portal and API.
+
+    Ingestion records the names of every agent it meets, keeping the newest seen (a renamed agent
+    takes its new name; an older slice read later does not bring the old one back).
+    """
+
+    PARTITION = "agents"
+
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("Agents")
+        self._known: dict[str, tuple[str, str, datetime]] | None = None
+        self._lock = asyncio.Lock()
+
+    async def learn(self, people: dict[str, tuple[str, str, datetime]]) -> int:
+        """Store the names of ``people`` (user id -> (UPN, display name, seen at)) that are new or newer
+        than stored; the table is read once per directory. Returns how many rows were written."""
+        async with self._lock:
+            if self._known is None:
+                self._known = {}
+                async for e in query_all(self.table, "PartitionKey eq @pk", {"pk": self.PARTITION}):
+                    seen = parse_optional(e.get("SeenAt")) or datetime(1970, 1, 1, tzinfo=UTC)
+                    self._known[e["RowKey"]] = (str(e.get("UserPrincipalName") or ""),
+                                                str(e.get("DisplayName") or ""), seen)
+            writes = {}
+            for user_id, (upn, name, at) in people.items():
+                if not (upn or name) or not _valid_key(user_id):
+                    continue
+                known = self._known.get(user_id)
+                if known is None or ((upn, name) != known[:2] and at > known[2]):
+                    writes[user_id] = (upn, name, at)
+            await upsert_all(self.table, [
+                {"PartitionKey": self.PARTITION, "RowKey": user_id, "UserPrincipalName": upn[:1000],
+                 "DisplayName": name[:1000], "SeenAt": iso(at)} for user_id, (upn, name, at) in writes.items()],
+                UpdateMode.REPLACE)
+            self._known.update(writes)
+            return len(writes)
+
+    async def names(self, user_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """(UPN, display name) of the given agents that are known."""
+        ids = [u for u in dict.fromkeys(user_ids) if _valid_key(u)]
+        rows = await asyncio.gather(*(get_or_none(self.table, self.PARTITION, u) for u in ids))
+        return {u: (str(r.get("UserPrincipalName") or ""), str(r.get("DisplayName") or ""))
+                for u, r in zip(ids, rows, strict=True) if r is not None}
+
+
+def _valid_key(value: str) -> bool:
+    try:
+        check_key(value)
+    except ValueError:
+        return False
+    return True
+
+
 class SignInIngestion:
     def __init__(self, storage: Storage, graph: GraphClient, *, partner_tenant: str, backfill_days: int,
                  overlap_minutes: int, slice_hours: int) -> None:
@@ -158,6 +213,7 @@ class SignInIngestion:
         self.overlap = timedelta(minutes=overlap_minutes)
         self.slice_hours = slice_hours
         self.state = StateStore(storage)
+        self.agents = AgentDirectory(storage)
 
     def pieces(self, coverage: Coverage, as_of: datetime) -> list[tuple[datetime, datetime]]:
         """The parts of [as_of - backfill, as_of] the store does not hold yet, as slices.
@@ -241,6 +297,7 @@ class SignInIngestion:
 
     async def _ingest_slice(self, start: datetime, end: datetime) -> tuple[int, int, dict[str, datetime]]:
         fresh: dict[str, DayActivity] = {}
+        people: dict[str, tuple[str, str, datetime]] = {}
         day = day_start(start)
         seen: set[str] = set()
         count = 0
@@ -257,7 +314,11 @@ class SignInIngestion:
                 activity = fresh.get(tenant)
                 if activity is None:
                     activity = fresh[tenant] = DayActivity(day)
-                activity.add(at, str(raw.get("userId") or ""))
+                user_id = str(raw.get("userId") or "")
+                activity.add(at, user_id)
+                if user_id and (user_id not in people or at > people[user_id][2]):
+                    people[user_id] = (str(raw.get("userPrincipalName") or ""), str(raw.get("userDisplayName") or ""),
+                                       at)
                 count += 1
         table = self.storage.table("SignInDays")
         existing = {e["RowKey"]: DayActivity.from_entity(e) for e in await day_entities(self.storage, day)}
@@ -274,6 +335,7 @@ class SignInIngestion:
                 merged.replace_range(start, end, DayActivity(day, list(merged.agents), list(merged.events)))
             writes.append(merged.to_entity(tenant))
         await upsert_all(table, writes, UpdateMode.REPLACE)
+        await self.agents.learn(people)
         log.info("sign-ins %s..%s: %d qualifying, %d day entities written", iso(start), iso(end), count, len(writes))
         newest = {tenant: a.last for tenant, a in fresh.items() if a.last is not None}
         return count, len(writes), newest

@@ -29,7 +29,7 @@ from shared.storage import query_all
 from shared.timeutil import parse_iso
 from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal, parse_principal
 from shared.web.server import build_app
-from tests.conftest import settings_with
+from tests.conftest import load_example, settings_with
 
 with warnings.catch_warnings():  # starlette nags about its httpx transport on import
     warnings.simplefilter("ignore")
@@ -287,6 +287,10 @@ def test_customer_detail(settings: Settings) -> None:
         assert sum(d["signIns"] for d in days) >= len(active_days)
         assert detail["agents"] and {a["userId"] for a in detail["agents"]} == {
             agent for d in active_days for agent in d["agents"]}
+        # Named as the sign-in log names them (the scenario's agents).
+        named = {a["id"]: (a["userPrincipalName"], a["displayName"]) for a in load_example()["agents"]}
+        assert {a["userId"]: (a["userPrincipalName"], a["displayName"]) for a in detail["agents"]} == {
+            a["userId"]: named[a["userId"]] for a in detail["agents"]}
         assert detail["actions"] == []
         assert detail["changes"]
         # Not under monitoring (DAP disabled): known, without a row.
@@ -295,6 +299,30 @@ def test_customer_detail(settings: Settings) -> None:
         assert_error(c.get(f"/api/customers/{UNKNOWN}", headers=READER), 404, "unknownCustomer")
         assert_error(c.get("/api/customers/not-a-guid", headers=READER), 400, "invalidTenantId")
         assert_error(c.get(f"/api/customers/{WINGTIP}?days=0", headers=READER), 400, "invalidParameter")
+
+
+def test_agent_names_keep_the_newest_seen(settings: Settings) -> None:
+    """A renamed agent takes its new name; an older slice read afterwards does not bring the old one back;
+    an id that is not a valid table key, or a sign-in without names, is not stored."""
+    from shared.signins import AgentDirectory
+
+    t0, t1 = parse_iso("2026-11-01T00:00:00Z"), parse_iso("2026-11-02T00:00:00Z")
+    agent = "00000000-0000-4000-8000-00000000a9e7"  # not among the example's agents (already ingested)
+
+    async def scenario() -> tuple[dict[str, tuple[str, str]], list[int]]:
+        async with Services(settings) as services:
+            await services.storage.ensure()
+            writes = [await AgentDirectory(services.storage).learn({agent: ("old@contoso.example", "Old", t0)})]
+            directory = AgentDirectory(services.storage)  # another run: reads what the first one stored
+            writes.append(await directory.learn({agent: ("new@contoso.example", "New", t1),
+                                                 "bad/id": ("x@contoso.example", "X", t1), "nameless": ("", "", t1)}))
+            writes.append(await directory.learn({agent: ("old@contoso.example", "Old", t0)}))
+            writes.append(await AgentDirectory(services.storage).learn({agent: ("old@contoso.example", "Old", t0)}))
+            return await AgentDirectory(services.storage).names([agent, "bad/id", "nameless", "unknown"]), writes
+
+    names, writes = run(scenario())
+    assert names == {agent: ("new@contoso.example", "New")}
+    assert writes == [1, 1, 0, 0]
 
 
 def test_trends_are_daily_points_from_stored_evaluations(settings: Settings) -> None:

@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared.relationships import RelationshipStore
 from shared.services import Services
 from shared.settings import SettingsError
-from shared.signins import ActivityReader
+from shared.signins import ActivityReader, AgentDirectory
 from shared.timeutil import iso, iso_optional, parse_iso, utcnow
 from shared.web import schemas
 from shared.web.auth import (
@@ -372,6 +372,10 @@ def register_api(app: FastAPI) -> None:
         end = parse_iso(index.head["asOf"]) if index is not None else utcnow()
         start = end - timedelta(days=span - 1)
         history = await sign_in_history(services, tenant, start, end)
+        agents = agents_of(history)
+        names = await AgentDirectory(services.storage).names(a["userId"] for a in agents)
+        for agent in agents:
+            agent["userPrincipalName"], agent["displayName"] = names.get(agent["userId"], ("", ""))
         actions = await customer_actions(services, tenant)
         name = (known.display_name if known else "") or next((r.customer_name for r in relationships), "")
         return json_response({
@@ -384,7 +388,7 @@ def register_api(app: FastAPI) -> None:
                 relationships, key=lambda r: (not r.active, r.type, r.established_at or end, r.id))],
             "changes": changes,
             "signIns": {"from": iso(start), "to": iso(end), "days": history},
-            "agents": agents_of(history),
+            "agents": agents,
             "actions": actions,
         })
 
@@ -542,7 +546,8 @@ async def sign_in_history(services: Services, tenant: str, start: datetime, end:
 
 
 def agents_of(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Which partner agents signed in over the history: days with a sign-in and the last such day."""
+    """Which partner agents signed in over the history: days with a sign-in and the last such day
+    (their names are added from the :class:`AgentDirectory`)."""
     agents: dict[str, dict[str, Any]] = {}
     for day in history:
         for agent in day["agents"]:

@@ -105,6 +105,14 @@ class DaySignIns(BaseModel):
     lastAt: str | None
 
 
+class Agent(BaseModel):
+    userId: str
+    userPrincipalName: str = Field(description="From the partner tenant's sign-in log; empty when not recorded")
+    displayName: str
+    days: int = Field(description="Days of the period with a sign-in by this agent")
+    lastDay: str
+
+
 class CustomerDetail(BaseModel):
     tenantId: str
     displayName: str
@@ -115,7 +123,7 @@ class CustomerDetail(BaseModel):
     relationships: list[dict[str, Any]]
     changes: list[dict[str, Any]]
     signIns: dict[str, Any]
-    agents: list[dict[str, Any]]
+    agents: list[Agent]
     actions: list[dict[str, Any]] | None
 
 

@@ -667,8 +667,11 @@
 
     const agents = $("agents");
     if (c.agents.length) {
-      agents.appendChild(table([t("agentId"), t("daysWithSignIns"), t("lastDay")],
-        c.agents.map((a) => [el("td", { class: "mono" }, a.userId), el("td", { class: "num" }, fmtNumber(a.days)), fmtDate(a.lastDay)])));
+      agents.appendChild(table([t("agent"), t("agentId"), t("daysWithSignIns"), t("lastDay")],
+        c.agents.map((a) => [
+          el("td", { class: "agent" }, a.displayName || a.userPrincipalName || t("agentUnknown"),
+             a.displayName && a.userPrincipalName ? el("div", { class: "small muted" }, a.userPrincipalName) : null),
+          el("td", { class: "mono small" }, a.userId), el("td", { class: "num" }, fmtNumber(a.days)), fmtDate(a.lastDay)])));
     } else {
       agents.appendChild(el("p", { class: "muted" }, t("noAgents")));
     }
