@@ -138,12 +138,17 @@ def is_digest(item: dict[str, Any]) -> bool:
 
 
 def announced(state: dict[str, Any]) -> Counter[str]:
-    """How often each customer was listed under "Queued for removal" in a partner digest. Digests
-    announce every removal at least once: after a crash, one still waiting is listed again."""
+    """In how many distinct partner digests each customer was listed under "Queued for removal". A
+    digest that arrived twice, identical (its ``sendMail`` answer was lost), is one digest here: it is
+    counted as a mail sent twice by :func:`duplicates`."""
     out: Counter[str] = Counter()
+    seen: set[tuple[tuple[str, str, tuple[str, ...]], str]] = set()
     for item in state.get("outbox", []):
         if is_digest(item):
             body = str(((item.get("message") or {}).get("body") or {}).get("content", ""))
+            if (mail_key(item), body) in seen:
+                continue
+            seen.add((mail_key(item), body))
             section = body.split("Queued for removal", 1)[-1].split("Warned ahead", 1)[0]
             out.update(set(GUID.findall(section)))
     return out
