@@ -164,6 +164,16 @@ param notifyCustomers bool = true
 param notifyCustomersBeforeRemoval bool = false
 
 // ---------------------------------------------------------------------------------------------
+// GDAP
+// ---------------------------------------------------------------------------------------------
+
+@description('GDAP_GROUP_ADMINAGENTS: partner security group id the GDAP templates\' AdminAgents group stands for; empty: looked up in Graph by display name.')
+param gdapGroupAdminAgents string = ''
+
+@description('GDAP_GROUP_HELPDESKAGENTS: partner security group id for the templates\' HelpdeskAgents group; empty: looked up in Graph by display name.')
+param gdapGroupHelpdeskAgents string = ''
+
+// ---------------------------------------------------------------------------------------------
 // Entra ID
 // ---------------------------------------------------------------------------------------------
 
@@ -222,6 +232,8 @@ var appSettings = {
   NOTIFY_PARTNER_ADDRESSES: notifyPartnerAddresses
   NOTIFY_CUSTOMERS: notifyCustomers ? 'true' : 'false'
   NOTIFY_CUSTOMERS_BEFORE_REMOVAL: notifyCustomersBeforeRemoval ? 'true' : 'false'
+  GDAP_GROUP_ADMINAGENTS: gdapGroupAdminAgents
+  GDAP_GROUP_HELPDESKAGENTS: gdapGroupHelpdeskAgents
 }
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

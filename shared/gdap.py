@@ -432,7 +432,13 @@ class GdapService:
         self.graph = services.graph
         self.settings = services.settings
         self.templates = templates if templates is not None else load_templates()
-        self.group_settings = (dict(group_settings) if group_settings is not None else group_settings_from_env())
+        if group_settings is None:
+            # The two groups of the bundled templates are settings (and Bicep parameters); a custom
+            # template's group N is read from GDAP_GROUP_<N> like them.
+            group_settings = {**group_settings_from_env(), **{name: value for name, value in (
+                ("GDAP_GROUP_ADMINAGENTS", self.settings.gdap_group_admin_agents),
+                ("GDAP_GROUP_HELPDESKAGENTS", self.settings.gdap_group_helpdesk_agents)) if value}}
+        self.group_settings = dict(group_settings)
         self.requests = GdapRequestStore(self.storage)
         self.operations = GdapOperationStore(self.storage)
         self.relationships = RelationshipStore(self.storage)

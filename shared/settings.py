@@ -113,6 +113,14 @@ class Settings:
     notify_customers_before_removal: bool = _setting(
         "NOTIFY_CUSTOMERS_BEFORE_REMOVAL", False, "Also warn customers ahead of removal")
 
+    # --- GDAP (shared.gdap) ---------------------------------------------------------------------------
+    gdap_group_admin_agents: str = _setting(
+        "GDAP_GROUP_ADMINAGENTS", "", "Partner security group id for the templates' AdminAgents group; "
+        "empty: looked up in Graph by display name. Another template group name N reads GDAP_GROUP_<N>")
+    gdap_group_helpdesk_agents: str = _setting(
+        "GDAP_GROUP_HELPDESKAGENTS", "", "Partner security group id for the templates' HelpdeskAgents group; "
+        "empty: looked up in Graph by display name")
+
     # --- derived helpers ------------------------------------------------------------------------
     @property
     def graph_root(self) -> str:
@@ -186,6 +194,10 @@ class Settings:
                 raise SettingsError(f"EXCLUDED_TENANTS: {tenant!r} is not a tenant id (GUID)")
         if self.partner_tenant_id and not GUID_RE.match(self.partner_tenant_id):
             raise SettingsError(f"PARTNER_TENANT_ID: {self.partner_tenant_id!r} is not a tenant id (GUID)")
+        for group_setting, group_id in (("GDAP_GROUP_ADMINAGENTS", self.gdap_group_admin_agents),
+                                        ("GDAP_GROUP_HELPDESKAGENTS", self.gdap_group_helpdesk_agents)):
+            if group_id and not GUID_RE.match(group_id):
+                raise SettingsError(f"{group_setting}: {group_id!r} is not a security group id (GUID)")
         for address in (*self.notify_partner_addresses, *([self.notify_sender] if self.notify_sender else [])):
             if not _looks_like_address(address):
                 raise SettingsError(f"{address!r} is not an e-mail address (NOTIFY_SENDER / NOTIFY_PARTNER_ADDRESSES)")

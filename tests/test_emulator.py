@@ -429,6 +429,15 @@ def test_customers_contracts_and_group_members(emu: RunningEmulator, api: httpx.
         assert {m["id"] for m in members} == {a["id"] for a in LIFE["agents"] if admin_group in a["groupIds"]}
         assert members[0]["@odata.type"] == "#microsoft.graph.user" and "@" in members[0]["userPrincipalName"]
     assert api.get(f"/v1.0/groups/{uuid.uuid4()}/transitiveMembers").status_code == 404
+    # Groups by display name (case-insensitive, as Graph), paged; an unsupported filter is a 400.
+    name = LIFE["groups"][1]["displayName"]
+    found = api.get("/v1.0/groups", params={"$filter": f"displayName eq '{name.upper()}'",
+                                            "$select": "id,displayName"}).json()["value"]
+    assert found == [{"id": LIFE["groups"][1]["id"], "displayName": name}]
+    everything = follow(api, f"{emu.url}/v1.0/groups?$top=1")
+    assert sorted(g["id"] for g in everything) == sorted(g["id"] for g in LIFE["groups"]) and len(everything) > 1
+    for bad in ("mail eq 'x'", "displayName eq 'a' or id eq 'b'", "displayName eq"):
+        assert api.get("/v1.0/groups", params={"$filter": bad}).status_code == 400, bad
 
 
 def test_send_mail(emu: RunningEmulator, api: httpx.Client) -> None:

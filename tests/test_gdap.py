@@ -250,17 +250,24 @@ def test_removal_mail_tells_the_customer_about_azure_rbac() -> None:
 def test_request_from_a_template_through_the_cli(gdap_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     emulator = gdap_env["emulator"]
-    # The template's groups cannot be resolved (no GDAP_GROUP_* and Graph has no such group): refused up
-    # front, one line, nothing created. (The store was empty: the command read the customers first.)
+    # Without GDAP_GROUP_HELPDESKAGENTS the template's group is looked up in Graph by display name. Two
+    # groups of that name: refused up front, one line naming the setting, nothing created. (The store
+    # was empty: the command read the customers first.)
     monkeypatch.delenv("GDAP_GROUP_HELPDESKAGENTS")
+    ambiguous = copy.deepcopy(gdap_env["scenario"])
+    ambiguous["groups"].append({"id": str(uuid.uuid4()), "displayName": "HelpdeskAgents"})
+    emulator.post_scenario(ambiguous)
     code, _, err = cli(["gdap", "request", "--customer", ADATUM, "--template", "helpdesk"], capsys)
-    assert code == 2 and "GDAP_GROUP_HELPDESKAGENTS" in err and len(err.strip().splitlines()) == 1, err
-    assert mutations(emulator, "POST") == []
-    monkeypatch.setenv("GDAP_GROUP_HELPDESKAGENTS", HELPDESK_AGENTS)
-
+    assert code == 2 and "GDAP_GROUP_HELPDESKAGENTS" in err and "2 partner security groups" in err, err
+    assert len(err.strip().splitlines()) == 1 and mutations(emulator, "POST") == []
+    lookups = [e for e in emulator.log(all_requests=True) if e["method"] == "GET" and e["path"] == "/v1.0/groups"]
+    assert lookups, "the group was not looked up in Graph"
+    # One group of that name: it is the one used.
+    emulator.post_scenario(gdap_env["scenario"])
     code, result, err = cli(["gdap", "request", "--customer", ADATUM, "--template", "helpdesk"], capsys)
     assert code == 0, err
     rid = result["id"]
+    assert {a["groupId"] for a in result["accessAssignments"]} == {HELPDESK_AGENTS}, result
     assert result["status"] == "approvalPending" and result["template"] == "helpdesk"
     assert result["invitationLink"] == INVITATION_URL.format(id=rid)
     assert result["invitationLink"].startswith(

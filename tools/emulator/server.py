@@ -457,14 +457,42 @@ async def group_members(request: web.Request, m: dict[str, str]) -> web.StreamRe
     return collection(request, "directoryObjects", page, link)
 
 
+GROUP_FILTERABLE = ("id", "displayname", "securityenabled", "mailenabled")
+
+
+def _group(group: dict[str, Any]) -> dict[str, Any]:
+    return {"id": group["id"], "displayName": group["displayName"], "securityEnabled": True, "mailEnabled": False}
+
+
+async def list_groups(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    """``GET /groups``: the partner tenant's groups, with ``$filter`` (e.g. ``displayName eq '...'``),
+    ``$select``, ``$top`` (up to 999) and ``@odata.nextLink`` paging."""
+    from .filters import conjunction, evaluate
+
+    params = query_params(request)
+    filt = parse_filter_or_400(params.get("filter"))
+    if filt is not None:
+        try:
+            clauses = conjunction(filt)
+        except FilterError as exc:
+            raise bad_request(str(exc)) from exc
+        if any(clause.key not in GROUP_FILTERABLE for clause in clauses):
+            raise bad_request("Invalid filter clause: unsupported property for groups.")
+    groups = [_group(g) for g in estate(request).groups.values()]
+    if filt is not None:
+        groups = [g for g in groups if evaluate(filt, {k.lower(): v for k, v in g.items()}.get)]
+    fields = select_fields(params, ("id", "displayName", "securityEnabled", "mailEnabled"), "microsoft.graph.group")
+    page, link = offset_page(request, params, [apply_select(g, fields) for g in groups], 100, 999)
+    return collection(request, "groups", page, link)
+
+
 async def get_group(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     e = estate(request)
     group = e.groups.get(m["id"].lower())
     if group is None:
         raise not_found(f"Resource '{m['id']}' does not exist or one of its queried reference-property objects "
                         "are not present.", "Request_ResourceNotFound")
-    return _entity(request, "groups", {"id": group["id"], "displayName": group["displayName"],
-                                       "securityEnabled": True, "mailEnabled": False})
+    return _entity(request, "groups", _group(group))
 
 
 async def get_user(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
@@ -761,6 +789,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", _V + rf"/contracts/(?P<id>{_SEG})", get_contract),
     ("GET", _V + rf"/groups/(?P<id>{_SEG})/(?:transitiveMembers|members)(?:/microsoft\.graph\.user)?", group_members),
     ("GET", _V + rf"/groups/(?P<id>{_SEG})", get_group),
+    ("GET", _V + r"/groups", list_groups),
     ("GET", _V + rf"/users/(?P<id>{_SEG})", get_user),
     ("POST", _V + rf"/users/(?P<id>{_SEG})/(?:microsoft\.graph\.)?sendMail", send_mail),
     ("GET", r"/partnercenter/v1/customers", pc_list_customers),
