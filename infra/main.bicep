@@ -163,6 +163,13 @@ param notifyCustomers bool = true
 @description('NOTIFY_CUSTOMERS_BEFORE_REMOVAL: also warn customers ahead of removal.')
 param notifyCustomersBeforeRemoval bool = false
 
+@description('NOTIFY_PARTNER_LANGUAGE: language of the partner admins\' mail (customers get theirs from the billing-profile culture).')
+@allowed([
+  'en'
+  'ja'
+])
+param notifyPartnerLanguage string = 'en'
+
 // ---------------------------------------------------------------------------------------------
 // GDAP
 // ---------------------------------------------------------------------------------------------
@@ -232,6 +239,7 @@ var appSettings = {
   NOTIFY_PARTNER_ADDRESSES: notifyPartnerAddresses
   NOTIFY_CUSTOMERS: notifyCustomers ? 'true' : 'false'
   NOTIFY_CUSTOMERS_BEFORE_REMOVAL: notifyCustomersBeforeRemoval ? 'true' : 'false'
+  NOTIFY_PARTNER_LANGUAGE: notifyPartnerLanguage
   GDAP_GROUP_ADMINAGENTS: gdapGroupAdminAgents
   GDAP_GROUP_HELPDESKAGENTS: gdapGroupHelpdeskAgents
 }

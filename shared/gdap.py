@@ -1023,7 +1023,7 @@ class GdapService:
         names = {t: c.display_name for t, c in estate.customers.items()}
         active = [r for rs in estate.relationships.values() for r in rs if r.type == "GDAP" and r.active]
         listed = expiring["relationships"][:MAX_LISTED]
-        rendered = render("partner-gdap-digest", "en", {
+        rendered = render("partner-gdap-digest", self.settings.notify_partner_language, {
             "asOf": iso(moment), "counts": expiring["counts"], "relationships": listed,
             "more": len(expiring["relationships"]) - len(listed),
             "globalAdmins": (await self._global_admins(active, names))[:MAX_LISTED]})

@@ -436,7 +436,7 @@ async def _send(services: Services, store: NotificationStore, row: NotificationR
     sender = require_sender(settings)
     wanted = [str(a).strip() for a in data.get("recipients") or []]
     recipients = [a for a in dict.fromkeys(wanted) if valid_address(a)]
-    language = language_of(data.get("culture")) if kind in CUSTOMER_KINDS else "en"
+    language = language_of(data.get("culture")) if kind in CUSTOMER_KINDS else settings.notify_partner_language
     tenant = row.tenant_id or None
     if not recipients:
         row.status, row.lease_owner, row.error = "skipped", "", f"no valid recipient among {wanted!r}"

@@ -112,6 +112,9 @@ class Settings:
     notify_customers: bool = _setting("NOTIFY_CUSTOMERS", True, "Mail the customer's contacts after a removal")
     notify_customers_before_removal: bool = _setting(
         "NOTIFY_CUSTOMERS_BEFORE_REMOVAL", False, "Also warn customers ahead of removal")
+    notify_partner_language: str = _setting(
+        "NOTIFY_PARTNER_LANGUAGE", "en", "Language of the partner admins' mail: en or ja (customers get "
+        "theirs from the billing-profile culture)")
 
     # --- GDAP (shared.gdap) ---------------------------------------------------------------------------
     gdap_group_admin_agents: str = _setting(
@@ -170,6 +173,8 @@ class Settings:
     def validate(self) -> None:
         if self.policy_mode not in ("report", "enforce"):
             raise SettingsError(f"POLICY_MODE must be 'report' or 'enforce', not {self.policy_mode!r}")
+        if self.notify_partner_language not in ("en", "ja"):
+            raise SettingsError(f"NOTIFY_PARTNER_LANGUAGE must be 'en' or 'ja', not {self.notify_partner_language!r}")
         for name, value, low, high in (
             ("SIGNIN_BACKFILL_DAYS", self.signin_backfill_days, 1, 3650),
             ("SIGNIN_OVERLAP_MINUTES", self.signin_overlap_minutes, 0, 7 * 24 * 60),

@@ -56,6 +56,7 @@ def test_audit_json_csv_and_table(env: dict[str, str], capsys: pytest.CaptureFix
     (["audit"], {"SIGNIN_BACKFILL_DAYS": "thirty"}, "SIGNIN_BACKFILL_DAYS"),
     (["audit"], {"EXCLUDED_TENANTS": "not-a-guid"}, "EXCLUDED_TENANTS"),
     (["audit"], {"REMOVAL_SCOPE": "dap,csp"}, "REMOVAL_SCOPE"),
+    (["audit"], {"NOTIFY_PARTNER_LANGUAGE": "fr"}, "NOTIFY_PARTNER_LANGUAGE"),
     (["gdap", "templates"], {"GDAP_GROUP_HELPDESKAGENTS": "Helpdesk Agents"}, "GDAP_GROUP_HELPDESKAGENTS"),
     (["audit"], {"AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=eA==;"
                  "TableEndpoint=https://x.table.core.windows.net"}, "key-based"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -107,6 +108,76 @@ def test_hostile_customer_name_through_the_whole_cycle(env: dict[str, str], emul
     assert "gdap &lt;b&gt;bold&lt;/b&gt;" in content and "<b>bold" not in content
     digest = next(m for m in mails(emulator) if m["subject"].startswith("Delegated admin enforcement"))
     assert "<img" not in digest["body"]["content"]
+
+
+JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+
+
+def test_partner_admins_get_their_mail_in_the_partner_language(env: dict[str, str], emulator: Any) -> None:
+    """NOTIFY_PARTNER_LANGUAGE=ja: the partner admins' digest is in Japanese; each customer's notice
+    still follows its billing-profile culture. (Every partner template's Japanese text: the next test.)"""
+    emulator.post_scenario(load_example())
+    summary = cycle(settings_with(**ENFORCE, NOTIFY_PARTNER_LANGUAGE="ja"))
+    assert summary["removed"]
+    partner = [m for m in mails(emulator) if recipients(m) == [ADMINS]]
+    customers = [m for m in mails(emulator) if recipients(m) != [ADMINS]]
+    assert partner and all(JAPANESE.search(m["subject"]) for m in partner), [m["subject"] for m in partner]
+    digest = next(m for m in partner if "削除を予定" in m["body"]["content"])
+    assert "Queued for removal" not in digest["body"]["content"]
+    assert {JAPANESE.search(m["subject"]) is not None for m in customers} == {True, False}, \
+        [m["subject"] for m in customers]
+
+
+@pytest.mark.parametrize(("kind", "context", "needle"), [
+    ("partner-alert", {"alert": "breaker", "asOf": "2026-11-21T00:00:00Z", "candidates": 42, "limit": 10,
+                       "customers": [{"displayName": "Adatum", "tenantId": "t1", "inactiveForAtLeastDays": 96}]},
+     "MAX_REMOVALS_PER_RUN"),
+    ("partner-alert", {"alert": "stale", "asOf": "2026-11-21T00:00:00Z", "lastSuccess": None, "hours": 6,
+                       "error": ""}, "INGESTION_STALE_HOURS"),
+    ("partner-alert", {"alert": "poison", "queue": "removals", "attempts": 5, "removalId": "r1",
+                       "displayName": "Adatum", "tenantId": "t1", "detail": "boom"}, "r1"),
+    ("partner-alert", {"alert": "coverage", "count": 1, "removeAfterDays": 90, "coverageFrom": None,
+                       "customers": [{"displayName": "Adatum", "tenantId": "t1", "inactiveForAtLeastDays": 40}]},
+     "Adatum"),
+    ("partner-warning", {"customers": [{"displayName": "Adatum", "tenantId": "t1", "removeOn": "2026-12-01",
+                                        "inactiveForAtLeastDays": 80, "lastSignInAt": None,
+                                        "relationships": ["DAP"]}], "more": 2, "removeAfterDays": 90},
+     "EXCLUDED_TENANTS"),
+    ("partner-digest", {"summary": {"asOf": "2026-11-21T00:00:00Z", "mode": "enforce", "halted": None,
+                                    "removals": [], "warned": [], "skipped": []}}, "削除を予定"),
+    ("partner-gdap-digest", {"asOf": "2026-11-21T00:00:00Z", "counts": {"1": 0, "7": 1, "30": 1}, "more": 0,
+                             "relationships": [{"customerName": "Adatum", "tenantId": "t1", "displayName": "a-gdap",
+                                                "endsAt": "2026-11-28T00:00:00Z", "expiresInDays": 7,
+                                                "includesGlobalAdministrator": True}],
+                             "globalAdmins": [{"customerName": "Adatum", "tenantId": "t1", "displayName": "a-gdap",
+                                               "relationshipId": "rel-1"}]}, "gdap extend --all-expiring"),
+])
+def test_every_partner_mail_has_its_japanese_text(kind: str, context: dict[str, Any], needle: str) -> None:
+    base = {"partnerName": "Contoso Partner", "contact": SENDER, "removeAfterDays": 90, "more": 0}
+    ja, en = render(kind, "ja", {**base, **context}), render(kind, "en", {**base, **context})
+    assert JAPANESE.search(ja.subject) and not JAPANESE.search(en.subject), (ja.subject, en.subject)
+    for text in (ja.text, ja.html):
+        assert JAPANESE.search(text) and needle in text
+    assert "\n" not in ja.subject
+
+
+def test_list_items_stay_on_their_own_lines() -> None:
+    """A list line that ends in a block tag lost its newline (trim_blocks): two items ran together."""
+    roles = [GLOBAL_ADMINISTRATOR, "729827e3-9c14-49f7-bb1b-9608f156bbb8"]
+    warning = removal_context(removeOn="2026-12-01", gdap=[{"displayName": "first-gdap", "roles": roles[:1]},
+                                                           {"displayName": "second-gdap", "roles": roles}])
+    ending = [{"customerName": name, "tenantId": name, "displayName": f"{name}-gdap", "expiresInDays": 7,
+               "endsAt": "2026-11-28T00:00:00Z", "includesGlobalAdministrator": ga}
+              for name, ga in (("first", True), ("second", False))]
+    digest = {"asOf": "2026-11-21T00:00:00Z", "counts": {"1": 0, "7": 2, "30": 2}, "more": 1,
+              "relationships": ending, "globalAdmins": []}
+    for language in ("en", "ja"):
+        for kind, context in (("customer-warning", warning), ("customer-removal", warning),
+                              ("partner-gdap-digest", digest)):
+            lines = render(kind, language, context).text.splitlines()
+            assert [sum("first-gdap" in line for line in lines), sum("second-gdap" in line for line in lines)] \
+                == [1, 1] and not any("first-gdap" in line and "second-gdap" in line for line in lines), \
+                (kind, language, lines)
 
 
 def test_a_notification_is_sent_once_however_often_it_is_delivered(env: dict[str, str], emulator: Any) -> None:
