@@ -10,7 +10,8 @@ Exactly-once towards Microsoft, on an at-least-once queue:
   ETag-conditional writes, and each relationship inside it ``pending -> requesting -> requested |
   completed | skipped``; "requesting" is written *before* the service is called;
 * a delivery that finds the removal past ``requesting`` calls nothing; one that finds it
-  ``requesting`` under another worker's live lease backs off (:class:`RemovalBusy`); one that finds an
+  ``requesting`` under another worker's live lease backs off (:class:`RemovalBusy`) -- a working
+  delivery keeps its lease alive however long Microsoft throttles it (:class:`HeldRemoval`); one that finds an
   abandoned ``requesting`` (a crash between the write and the call) re-reads the live state and
   decides from it (a relationship already ``terminationRequested`` *is* requested).
 
@@ -26,14 +27,13 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import (
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import UpdateMode
 
 from shared.models import Relationship
 from shared.relationships import RelationshipStore
@@ -269,6 +269,13 @@ class RemovalStore:
         removal.updated_at = utcnow()
         removal.etag = await replace_if_unchanged(self.table, removal.to_entity(), removal.etag,
                                                   f"removal {removal.id}")
+
+    async def renew_lease(self, removal: Removal, until: datetime) -> None:
+        """Move only the lease's end, if nobody wrote the removal since (ETag); the rest stays as stored."""
+        removal.etag = await replace_if_unchanged(
+            self.table, {"PartitionKey": shard_of(removal.id), "RowKey": removal.id, "LeaseUntil": iso(until)},
+            removal.etag, f"removal {removal.id}", mode=UpdateMode.MERGE)
+        removal.lease_until = until
 
     async def pending_for(self, tenant_id: str) -> Removal | None:
         async for e in self.table.query_entities(
@@ -559,6 +566,49 @@ def parse_message(body: bytes | str) -> dict[str, Any]:
     return message
 
 
+class HeldRemoval(RemovalStore):
+    """The store of one removal while a delivery holds its lease: a heartbeat renews the lease every
+    quarter of :data:`LEASE` for as long as the delivery works, so that a Microsoft call held up by
+    throttling (the SDKs honour ``Retry-After`` for minutes) never lets the lease lapse under a live
+    worker and hand the removal to a second delivery. Writes and renewals take turns (one ETag chain);
+    a renewal moves only the lease's end, never the delivery's unwritten changes."""
+
+    def __init__(self, storage: Storage, removal: Removal) -> None:
+        super().__init__(storage)
+        self.removal = removal
+        self._turn = asyncio.Lock()
+
+    async def replace(self, removal: Removal) -> None:
+        async with self._turn:
+            await super().replace(removal)
+
+    async def renew(self) -> None:
+        async with self._turn:
+            await self.renew_lease(self.removal, utcnow() + LEASE)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE.total_seconds() / 4)
+            try:
+                await self.renew()
+            except ConflictingWrite:
+                log.warning("removal %s: the lease was taken over; the next write of this delivery fails",
+                            self.removal.id)
+                return
+            except Exception as exc:  # storage hiccup: the next beat tries again, well inside the lease
+                log.warning("removal %s: could not renew the lease: %s", self.removal.id, exc)
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[HeldRemoval]:
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            yield self
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+
 async def execute_removal(services: Services, removal_id: str, *, owner: str, attempt: int = 1) -> str:
     """Run one removal to a finished state, exactly once towards Microsoft. Returns the status."""
     store = RemovalStore(services.storage)
@@ -584,7 +634,8 @@ async def execute_removal(services: Services, removal_id: str, *, owner: str, at
     else:
         raise RemovalBusy(f"removal {removal_id} keeps changing under this delivery", 5.0)
     try:
-        return await _execute(services, store, removal)
+        async with HeldRemoval(services.storage, removal).kept() as held:
+            return await _execute(services, held, removal)
     except Exception as exc:
         await _attempt_failed(services, store, removal, exc, attempt)
         raise

@@ -200,11 +200,13 @@ async def create_if_absent(table: TableClient, entity: dict[str, Any]) -> str | 
     return str(result.get("etag") or "")
 
 
-async def replace_if_unchanged(table: TableClient, entity: dict[str, Any], etag: str | None, what: str) -> str:
-    """Replace the row only if it still has ``etag``; its new ETag. :class:`ConflictingWrite` (naming
-    ``what``) when another writer changed or deleted it since it was read."""
+async def replace_if_unchanged(table: TableClient, entity: dict[str, Any], etag: str | None, what: str,
+                               mode: UpdateMode = UpdateMode.REPLACE) -> str:
+    """Replace (or, with ``mode=MERGE``, update only the given properties of) the row only if it still
+    has ``etag``; its new ETag. :class:`ConflictingWrite` (naming ``what``) when another writer changed
+    or deleted it since it was read."""
     try:
-        result = await table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag,
+        result = await table.update_entity(entity, mode=mode, etag=etag,
                                            match_condition=MatchConditions.IfNotModified)
     except (ResourceModifiedError, ResourceNotFoundError) as exc:
         raise ConflictingWrite(f"{what} was changed by another writer") from exc

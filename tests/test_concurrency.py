@@ -204,3 +204,39 @@ def test_two_readers_advancing_the_same_removal_record_it_once(env: dict[str, st
     FIGURES["concurrentRefreshes"] += 1
     assert completed
     assert chaos.duplicate_action_ids(rows) == []
+
+
+def test_a_throttled_removal_keeps_its_lease(env: dict[str, str], emulator: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DAP PATCH throttled for longer than the lease (429, Retry-After) while a second delivery of
+    the same removal arrives: the first delivery's heartbeat keeps the lease, so the second backs off
+    (RemovalBusy) instead of taking the removal over, and the PATCH reaches Partner Center once."""
+    from datetime import timedelta
+
+    import shared.removals
+    from shared.removals import RemovalBusy, RemovalStore, execute_removal
+
+    monkeypatch.setattr(shared.removals, "LEASE", timedelta(seconds=1))
+    emulator.post_scenario(estate())
+    settings = settings_with(**ENFORCE)
+
+    async def go() -> tuple[str, str, str]:
+        async with Services(settings) as first, Services(settings) as second:
+            await run_evaluation(first, AS_OF)
+            queued = await RemovalStore(first.storage).with_status("queued")
+            removal = next(r for r in queued if any(rel["type"] == "DAP" for rel in r.relationships))
+            emulator.add_faults([{"method": "PATCH", "pathPrefix": f"/partnercenter/v1/customers/{removal.tenant_id}",
+                                  "status": 429, "retryAfter": 3, "times": 1}])
+            running = asyncio.create_task(execute_removal(first, removal.id, owner="first"))
+            await asyncio.sleep(1.8)  # the 1 s lease would have lapsed without its heartbeat
+            try:
+                outcome = await execute_removal(second, removal.id, owner="second")
+            except RemovalBusy as busy:
+                outcome = f"busy {busy.retry_after:.1f}"
+            return removal.tenant_id, await running, outcome
+
+    tenant, first_status, second_outcome = run(go())
+    assert first_status in ("requested", "completed")
+    assert second_outcome.startswith("busy"), second_outcome
+    assert chaos.dap_patches(emulator.log())[tenant] == 1
+    assert [f["served"] for f in emulator.faults()] == [1]
