@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from shared.settings import Settings
@@ -34,6 +35,20 @@ def serve_environment(settings: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in Settings.setting_names() and not k.startswith("GDAP_GROUP_")}
     env.update({**settings, "PYTHONUNBUFFERED": "1"})
     return env
+
+
+@dataclass
+class Portal:
+    """A served portal: its URL, the scenario behind it and the emulator serving that scenario."""
+
+    url: str
+    scenario: dict[str, Any]
+    emulator: Any
+
+    def api(self, path: str) -> Any:
+        response = httpx.get(self.url + path, timeout=30)
+        response.raise_for_status()
+        return response.json()
 
 
 @contextlib.contextmanager

@@ -75,6 +75,48 @@ def env(azurite: RunningAzurite, emulator: Any, monkeypatch: pytest.MonkeyPatch)
     get_settings.cache_clear()
 
 
+def audited_example(monkeypatch: pytest.MonkeyPatch, as_of: Any) -> Settings:
+    """The example estate (posted by the ``env`` fixture), audited at ``as_of`` and stored as the
+    latest evaluation, with a sender mailbox; its settings."""
+    import asyncio
+
+    from shared.services import Services
+
+    monkeypatch.setenv("NOTIFY_SENDER", "notices@contoso.example")
+    settings = settings_with()
+
+    async def audit() -> None:
+        async with Services(settings) as services:
+            await services.audit(as_of)
+
+    asyncio.run(audit())
+    return settings
+
+
+# --- browser tests: a module that defines a ``portal`` fixture (a tests.browser.Portal) gets these ------------
+
+@pytest.fixture(scope="module")
+def browser(portal: Any) -> Iterator[Any]:
+    from tests.browser import chromium
+
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(browser: Any, portal: Any) -> Iterator[Any]:
+    from tests.browser import open_page
+
+    yield from open_page(browser, portal.url, "en-US")
+
+
+@pytest.fixture
+def page_ja(browser: Any, portal: Any) -> Iterator[Any]:
+    from tests.browser import open_page
+
+    yield from open_page(browser, portal.url, "ja-JP")
+
+
 def settings_with(**overrides: str) -> Settings:
     """Settings from the current (test) environment plus overrides."""
     env = dict(os.environ)

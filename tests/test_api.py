@@ -29,7 +29,7 @@ from shared.storage import query_all
 from shared.timeutil import parse_iso
 from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal, parse_principal
 from shared.web.server import build_app
-from tests.conftest import load_example, settings_with
+from tests.conftest import audited_example, load_example, settings_with
 
 with warnings.catch_warnings():  # starlette nags about its httpx transport on import
     warnings.simplefilter("ignore")
@@ -64,15 +64,7 @@ def run(coro: Any) -> Any:
 @pytest.fixture
 def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The example estate, audited at AS_OF and stored as the latest evaluation."""
-    monkeypatch.setenv("NOTIFY_SENDER", "notices@contoso.example")
-    settings = settings_with()
-
-    async def audit() -> None:
-        async with Services(settings) as services:
-            await services.audit(AS_OF)
-
-    run(audit())
-    return settings
+    return audited_example(monkeypatch, AS_OF)
 
 
 @contextmanager

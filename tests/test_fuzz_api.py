@@ -24,12 +24,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.services import Services
 from shared.settings import Settings
 from shared.timeutil import parse_iso
 from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal
 from shared.web.server import build_app
-from tests.conftest import settings_with
+from tests.conftest import audited_example
 from tools import chaos
 
 with warnings.catch_warnings():
@@ -77,15 +76,7 @@ def state_of(settings: Settings) -> tuple[int, int, int]:
 
 @pytest.fixture
 def audited(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("NOTIFY_SENDER", "notices@contoso.example")
-    settings = settings_with()
-
-    async def audit() -> None:
-        async with Services(settings) as services:
-            await services.audit(AS_OF)
-
-    run(audit())
-    return settings
+    return audited_example(monkeypatch, AS_OF)
 
 
 @pytest.fixture

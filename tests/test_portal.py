@@ -15,17 +15,15 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from shared.services import Services
 from shared.settings import Settings
 from shared.timeutil import parse_iso
-from tests.browser import Page, chromium, open_page, require_chromium, serve, serve_environment, shot
+from tests.browser import Page, Portal, require_chromium, serve, serve_environment, shot
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -33,18 +31,6 @@ pytestmark = pytest.mark.browser
 NOW = "2026-11-21T00:00:00Z"
 AUDIT_DAYS = ["2026-11-15T00:00:00Z", "2026-11-17T00:00:00Z", "2026-11-19T00:00:00Z", NOW]
 XSS_NAME = "<img src=x onerror=alert(1)>"
-
-
-@dataclass
-class Portal:
-    url: str
-    scenario: dict[str, Any]
-    emulator: Any
-
-    def api(self, path: str) -> Any:
-        response = httpx.get(self.url + path, timeout=30)
-        response.raise_for_status()
-        return response.json()
 
 
 def estate(tmp: Path) -> dict[str, Any]:
@@ -84,22 +70,6 @@ def portal(azurite: Any, emulator_process: Any, tmp_path_factory: pytest.TempPat
     asyncio.run(audits())
     with serve(env) as url:
         yield Portal(url, scenario, emulator_process)
-
-
-@pytest.fixture(scope="module")
-def browser(portal: Portal) -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Any, portal: Portal) -> Iterator[Page]:
-    yield from open_page(browser, portal.url, "en-US")
-
-
-@pytest.fixture
-def page_ja(browser: Any, portal: Portal) -> Iterator[Page]:
-    yield from open_page(browser, portal.url, "ja-JP")
 
 
 def row_names(page: Any) -> list[str]:

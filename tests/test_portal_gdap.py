@@ -9,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
 from shared.services import Services
 from shared.settings import Settings
-from tests.browser import Page, chromium, open_page, require_chromium, serve, serve_environment, shot
+from tests.browser import Page, Portal, require_chromium, serve, serve_environment, shot
 from tests.test_gdap import (
     ADATUM,
     AS_OF,
@@ -35,18 +33,6 @@ from tests.test_gdap import (
 )
 
 pytestmark = pytest.mark.browser
-
-
-@dataclass
-class Portal:
-    url: str
-    scenario: dict[str, Any]
-    emulator: Any
-
-    def api(self, path: str) -> Any:
-        response = httpx.get(self.url + path, timeout=30)
-        response.raise_for_status()
-        return response.json()
 
 
 @pytest.fixture(scope="module")
@@ -69,22 +55,6 @@ def portal(azurite: Any, emulator_process: Any) -> Iterator[Portal]:
     asyncio.run(audit())
     with serve(env) as url:
         yield Portal(url, scenario, emulator_process)
-
-
-@pytest.fixture(scope="module")
-def browser(portal: Portal) -> Iterator[Any]:
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Any, portal: Portal) -> Iterator[Page]:
-    yield from open_page(browser, portal.url, "en-US")
-
-
-@pytest.fixture
-def page_ja(browser: Any, portal: Portal) -> Iterator[Page]:
-    yield from open_page(browser, portal.url, "ja-JP")
 
 
 def patches(portal: Portal, relationship_id: str) -> list[dict[str, Any]]:
