@@ -20,7 +20,7 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from .filters import FilterError, Node, parse_filter
+from .filters import Compare, FilterError, Node, conjunction, evaluate, parse_filter
 from .state import (
     BETA_FIELDS,
     V1_FIELDS,
@@ -467,8 +467,6 @@ def _group(group: dict[str, Any]) -> dict[str, Any]:
 async def list_groups(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     """``GET /groups``: the partner tenant's groups, with ``$filter`` (e.g. ``displayName eq '...'``),
     ``$select``, ``$top`` (up to 999) and ``@odata.nextLink`` paging."""
-    from .filters import conjunction, evaluate
-
     params = query_params(request)
     filt = parse_filter_or_400(params.get("filter"))
     if filt is not None:
@@ -639,8 +637,6 @@ async def ca_delegated_admin_customers(request: web.Request, m: dict[str, str]) 
     wanted: bool | None = None
     filt = parse_filter_or_400(params.get("filter"))
     if filt is not None:
-        from .filters import Compare
-
         if not (isinstance(filt, Compare) and filt.key == "dapenabled" and filt.op == "eq"
                 and isinstance(filt.value, bool)):
             raise bad_request("Invalid filter clause: only 'dapEnabled eq true|false' is supported.")
