@@ -109,6 +109,16 @@ def test_requires_bearer_token_and_sets_request_ids(emu: RunningEmulator) -> Non
     assert org["id"] == EXAMPLE["partner"]["tenantId"] and org["verifiedDomains"]
 
 
+def test_date_header_is_the_emulator_clock(emu: RunningEmulator, api: httpx.Client) -> None:
+    emu.post_scenario(EXAMPLE)  # now = 2026-11-21T00:00:00Z
+    for path in ("/v1.0/organization", "/beta/auditLogs/signIns", "/partnercenter/v1/customers", "/beta/nope"):
+        assert api.get(path).headers["Date"] == "Sat, 21 Nov 2026 00:00:00 GMT", path
+    with httpx.Client(base_url=emu.url) as anon:  # errors and the control API carry it too
+        assert anon.get("/v1.0/organization").headers["Date"] == "Sat, 21 Nov 2026 00:00:00 GMT"
+    emu.advance("PT90M")
+    assert api.get("/v1.0/organization").headers["Date"] == "Sat, 21 Nov 2026 01:30:00 GMT"
+
+
 # ----------------------------------------------------------------------------------------- sign-ins
 
 

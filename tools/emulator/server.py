@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -879,6 +880,9 @@ async def _serve_fault(request: web.Request, fault: Fault, dispatch: Callable[[]
 
 
 def _stamp(request: web.Request, resp: web.StreamResponse) -> None:
+    # Microsoft's services send their clock in the Date header (RFC 9110 5.6.7 IMF-fixdate); the product
+    # takes "now" from it, so the emulator sends its own clock, not the host's.
+    resp.headers["Date"] = format_datetime(request.app[RUNTIME].estate.now.astimezone(UTC), usegmt=True)
     resp.headers["request-id"] = request["request_id"]
     resp.headers["client-request-id"] = request["client_request_id"]
 
