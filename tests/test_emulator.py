@@ -161,12 +161,18 @@ def test_fast_sign_in_encoding_matches_the_object_form() -> None:
     scenario["signIns"].append({"id": 'odd"id', "createdDateTime": "2026-11-20T01:02:03.1234567Z", "userId": "stranger",
                                 "resourceTenantId": DAP_TENANT, "crossTenantAccessType": "serviceProvider",
                                 "errorCode": 53003, "appDisplayName": "Some \\ App"})
+    scenario["signIns"].append({"id": "non-interactive", "createdDateTime": "2026-11-20T01:02:04Z",
+                                "userId": LIFE["agents"][0]["id"], "resourceTenantId": DAP_TENANT,
+                                "crossTenantAccessType": "serviceProvider,b2bCollaboration",
+                                "signInEventTypes": ["nonInteractiveUser"]})
     estate = Estate(scenario)
-    fields = ["createdDateTime", "userPrincipalName", "status", "location", "crossTenantAccessType"]
+    assert {r.event_type for r in estate.signins.rows} == {"interactiveUser", "nonInteractiveUser"}
+    fields = ["createdDateTime", "userPrincipalName", "status", "location", "isInteractive", "signInEventTypes",
+              "crossTenantAccessType"]
     for row in estate.signins.rows:
         for beta in (True, False):
             assert json.loads(estate.signin_json(row, beta)) == estate.signin_wire(row, beta)
-            picked = fields if beta else fields[:-1]
+            picked = fields if beta else fields[:-2]
             assert json.loads(estate.signin_select_json(row, beta, picked)) == apply_select(
                 estate.signin_wire(row, beta), picked)
 
@@ -244,6 +250,269 @@ def test_paging_past_1000_is_stable_while_sign_ins_arrive(emu: RunningEmulator, 
     start = time.perf_counter()
     resp = api.get("/beta/auditLogs/signIns", params={"$filter": flt, "$top": "1000"})
     assert resp.status_code == 200 and time.perf_counter() - start < 1.0
+
+
+# --------------------------------------------------------------------- the sign-in log as beta serves it
+
+NOW = datetime(2026, 11, 21, tzinfo=UTC)
+SIGNINS = "/beta/auditLogs/signIns"
+
+
+def sign_in(i: int, minutes_ago: float, **fields: Any) -> dict[str, Any]:
+    """A scenario sign-in numbered ``i`` (the last digits of its id), ``minutes_ago`` before the clock."""
+    row = {"id": f"5a000000-0000-4000-8000-{i:012d}", "createdDateTime": iso(NOW - timedelta(minutes=minutes_ago)),
+           "userId": EXAMPLE["agents"][0]["id"], "resourceTenantId": EXAMPLE["customers"][0]["tenantId"],
+           "crossTenantAccessType": "serviceProvider", "errorCode": 0}
+    row.update(fields)
+    return row
+
+
+def with_sign_ins(rows: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    scenario = copy.deepcopy(EXAMPLE)
+    scenario["signIns"] = rows
+    scenario.update(extra)
+    return scenario
+
+
+def numbers(api: httpx.Client, flt: str | None = None, version: str = "beta", **params: str) -> list[int]:
+    """The sign-ins a query returns, every page, as their numbers (newest first)."""
+    query = {**({"$filter": flt} if flt else {}), **params}
+    resp = api.get(f"/{version}/auditLogs/signIns", params=query)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    items = body["value"] + (follow(api, body["@odata.nextLink"]) if "@odata.nextLink" in body else [])
+    return [int(s["id"][-12:]) for s in items]
+
+
+NON = "signInEventTypes/any(t: t eq 'nonInteractiveUser')"
+BOTH = "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')"
+
+
+def event_type_estate() -> dict[str, Any]:
+    non = {"signInEventTypes": ["nonInteractiveUser"]}
+    return with_sign_ins([
+        sign_in(1, 10), sign_in(2, 20, **non), sign_in(3, 30, **non), sign_in(4, 40, signInEventTypes=["interactiveUser"]),
+        sign_in(5, 50, **non, errorCode=50126), sign_in(6, 60, **non, crossTenantAccessType="b2bCollaboration"),
+        sign_in(7, 70)])
+
+
+def test_without_an_event_type_filter_only_interactive_sign_ins(emu: RunningEmulator, api: httpx.Client) -> None:
+    emu.post_scenario(event_type_estate())
+    assert numbers(api) == [1, 4, 7]
+    assert numbers(api, "createdDateTime ge 2026-11-20T22:00:00Z and status/errorCode eq 0") == [1, 4, 7]
+    assert numbers(api, version="v1.0") == [1, 4, 7]
+    first = api.get(SIGNINS, params={"$top": "1"}).json()["value"][0]
+    assert first["signInEventTypes"] == ["interactiveUser"] and first["isInteractive"] is True
+    v1 = api.get("/v1.0/auditLogs/signIns", params={"$top": "1"}).json()["value"][0]
+    assert v1["isInteractive"] is True and "signInEventTypes" not in v1
+
+
+def test_sign_in_event_type_filters(emu: RunningEmulator, api: httpx.Client) -> None:
+    emu.post_scenario(event_type_estate())
+    assert numbers(api, NON) == [2, 3, 5, 6]
+    assert numbers(api, "signInEventTypes/any(t:t eq 'interactiveUser')") == [1, 4, 7]
+    assert numbers(api, "(signInEventTypes/any(t: t eq 'nonInteractiveUser'))") == [2, 3, 5, 6]
+    assert numbers(api, "SignInEventTypes/ANY(x: x EQ 'NONINTERACTIVEUSER')") == [2, 3, 5, 6]
+    assert numbers(api, "signInEventTypes/any(t: t ne 'interactiveUser')") == [2, 3, 5, 6]  # Microsoft's example
+    # ANDed with the other clauses, in any position
+    assert numbers(api, f"createdDateTime ge 2026-11-20T23:15:00Z and {NON} and status/errorCode eq 0") == [2, 3]
+    assert numbers(api, f"{NON} and crossTenantAccessType eq 'serviceProvider' and status/errorCode eq 0") == [2, 3]
+    # both user types: inside one lambda, or as an 'or' of two lambdas; newest first across both, paged
+    assert numbers(api, BOTH) == [1, 2, 3, 4, 5, 6, 7]
+    assert numbers(api, BOTH, **{"$top": "2"}) == [1, 2, 3, 4, 5, 6, 7]
+    either = "(signInEventTypes/any(t: t eq 'interactiveUser') or signInEventTypes/any(t: t eq 'nonInteractiveUser'))"
+    assert numbers(api, f"{either} and status/errorCode eq 0", **{"$top": "3"}) == [1, 2, 3, 4, 6, 7]
+    # a contradiction selects nothing; service principal sign-ins are not in this log
+    assert numbers(api, f"{NON} and signInEventTypes/any(t: t eq 'interactiveUser')") == []
+    assert numbers(api, "signInEventTypes/any(t: t eq 'servicePrincipal')") == []
+
+    non = api.get(SIGNINS, params={"$filter": NON, "$top": "1"}).json()["value"][0]
+    assert non["signInEventTypes"] == ["nonInteractiveUser"] and non["isInteractive"] is False
+    picked = api.get(SIGNINS, params={"$filter": NON, "$top": "1", "$select": "isInteractive,signInEventTypes"})
+    assert picked.json()["value"][0] == {"id": non["id"], "isInteractive": False,
+                                         "signInEventTypes": ["nonInteractiveUser"]}
+    assert api.get(f"{SIGNINS}/{non['id']}").json()["isInteractive"] is False  # get by id: any event type
+    assert emu.state()["signIns"][1]["signInEventTypes"] == ["nonInteractiveUser"]
+
+    def refused(flt: str, version: str = "beta") -> str:
+        resp = api.get(f"/{version}/auditLogs/signIns", params={"$filter": flt})
+        assert resp.status_code == 400, (flt, resp.text)
+        return str(resp.json()["error"]["message"])
+
+    # Graph: "the filter for getting both user and service principal sign-in event types is not supported"
+    assert "not supported" in refused("signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'servicePrincipal')")
+    assert "not supported" in refused(
+        "signInEventTypes/any(t: t eq 'nonInteractiveUser') or signInEventTypes/any(t: t eq 'managedIdentity')")
+    assert refused(NON, "v1.0") == ("Invalid filter clause: Could not find a property named 'signInEventTypes' "
+                                    "on type 'microsoft.graph.signIn'.")
+    for bad in ("signInEventTypes/all(t: t eq 'interactiveUser')", "signInEventTypes/any(t: u eq 'interactiveUser')",
+                "signInEventTypes/any(t eq 'interactiveUser')", "signInEventTypes/any(t: t eq 'interactiveUser'",
+                f"{NON} or status/errorCode eq 0", f"not {NON}", "riskEventTypes_v2/any(t: t eq 'generic')"):
+        assert refused(bad).startswith("Invalid filter clause"), bad
+
+
+def test_cross_tenant_access_type_is_a_flags_enum(emu: RunningEmulator, api: httpx.Client) -> None:
+    emu.post_scenario(with_sign_ins([
+        sign_in(1, 10), sign_in(2, 20, crossTenantAccessType="serviceProvider, b2bCollaboration"),
+        sign_in(3, 30, crossTenantAccessType="b2bCollaboration"), sign_in(4, 40, crossTenantAccessType="none"),
+        sign_in(5, 50, crossTenantAccessType="b2bDirectConnect,serviceProvider")]))
+    wire = {int(s["id"][-12:]): s["crossTenantAccessType"] for s in api.get(SIGNINS).json()["value"]}
+    assert wire == {1: "serviceProvider", 2: "b2bCollaboration,serviceProvider", 3: "b2bCollaboration", 4: "none",
+                    5: "b2bDirectConnect,serviceProvider"}  # as Graph writes flags: declaration order, commas
+    cta = "crossTenantAccessType"
+    assert numbers(api, f"{cta} eq 'serviceProvider'") == [1]  # the whole value, not one flag
+    assert numbers(api, f"{cta} eq 'serviceProvider,b2bCollaboration'") == [2]  # a set: order does not matter
+    assert numbers(api, f"{cta} ne 'serviceProvider'") == [2, 3, 4, 5]
+    assert numbers(api, f"{cta} has 'serviceProvider'") == [1, 2, 5]
+    assert numbers(api, f"{cta} has microsoft.graph.signInAccessType'b2bCollaboration'") == [2, 3]
+    assert numbers(api, f"{cta} ne 'none'") == [1, 2, 3, 5]  # MSIdentityTools' query
+    assert numbers(api, f"{cta} eq 'none'") == [4]
+    assert numbers(api, f"{cta} eq 'microsoftSupport'") == []
+    resp = api.get(SIGNINS, params={"$filter": f"{cta} eq 'partnerAccess'"})
+    assert resp.status_code == 400 and "not a valid enumeration" in resp.json()["error"]["message"]
+    assert api.get(SIGNINS, params={"$filter": f"{cta} gt 'none'"}).status_code == 400
+    assert api.get(SIGNINS, params={"$filter": "appDisplayName has 'x'"}).status_code == 400
+
+
+def test_sign_ins_are_served_after_the_log_latency(emu: RunningEmulator, api: httpx.Client) -> None:
+    emu.post_scenario(with_sign_ins([sign_in(1, 2), sign_in(2, 4.5), sign_in(3, 6, signInEventTypes=["nonInteractiveUser"]),
+                                     sign_in(4, 30)], signInLatencySeconds=300))
+    assert numbers(api, BOTH) == [3, 4]  # 1 and 2 happened less than 5 minutes ago
+    late = sign_in(1, 2)["id"]
+    assert api.get(f"{SIGNINS}/{late}").status_code == 404
+    emu.advance("PT30S")
+    assert numbers(api, BOTH) == [2, 3, 4]
+    emu.advance("PT3M")
+    assert numbers(api, BOTH) == [1, 2, 3, 4] and api.get(f"{SIGNINS}/{late}").status_code == 200
+    assert emu.state(sign_ins=False)["signInLatencySeconds"] == 300
+
+
+def test_empty_pages_and_short_pages_continue_the_query(emu: RunningEmulator, api: httpx.Client) -> None:
+    emu.post_scenario(with_sign_ins([sign_in(i, i) for i in range(1, 8)]))
+    everything = list(range(1, 8))
+    emu.add_faults({"method": "GET", "pathPrefix": SIGNINS, "empty": True, "times": 2})
+    # a get by id is not a list: the fault lets it through and is still there for the list
+    assert api.get(f"{SIGNINS}/{sign_in(1, 1)['id']}").status_code == 200
+    first = api.get(SIGNINS, params={"$top": "3", "$filter": "status/errorCode eq 0"})
+    body = first.json()
+    assert first.status_code == 200 and body["value"] == [] and body["@odata.context"].endswith("auditLogs/signIns")
+    link = body["@odata.nextLink"]
+    assert dict(parse_qsl(urlsplit(link).query))["$filter"] == "status/errorCode eq 0"
+    second = api.get(link).json()
+    assert second["value"] == [] and second["@odata.nextLink"] != link  # the second empty page
+    third = api.get(second["@odata.nextLink"]).json()
+    assert [int(s["id"][-12:]) for s in third["value"]] == [1, 2, 3]  # the real first page
+    assert [int(s["id"][-12:]) for s in third["value"] + follow(api, third["@odata.nextLink"])] == everything
+    # mid-collection: page 2 comes back empty, its nextLink resumes at page 2
+    emu.add_faults({"method": "GET", "pathPrefix": SIGNINS, "empty": True, "after": 1, "times": 1})
+    assert numbers(api, **{"$top": "3"}) == everything
+    # short pages: at most 2 items for the next 2 list requests, with nextLinks; then the $top asked for
+    emu.add_faults({"method": "GET", "pathPrefix": SIGNINS, "pageSize": 2, "times": 2})
+    page = api.get(SIGNINS, params={"$top": "3"}).json()
+    sizes = [len(page["value"])]
+    collected = [int(s["id"][-12:]) for s in page["value"]]
+    while "@odata.nextLink" in page:
+        page = api.get(page["@odata.nextLink"]).json()
+        sizes.append(len(page["value"]))
+        collected += [int(s["id"][-12:]) for s in page["value"]]
+    assert sizes == [2, 2, 3] and collected == everything
+    labels = [e.get("fault") for e in emu.log(all_requests=True) if e["path"] == SIGNINS]
+    assert labels.count("empty") == 3 and labels.count("pageSize") == 2
+    for bad in ({"pathPrefix": SIGNINS, "empty": True, "status": 500}, {"pathPrefix": SIGNINS, "pageSize": 0},
+                {"pathPrefix": SIGNINS, "empty": "yes"}):
+        assert httpx.post(f"{emu.url}/_emulator/faults", json=bad).status_code == 400, bad
+
+
+def test_empty_and_short_pages_on_every_graph_list(emu: RunningEmulator, api: httpx.Client) -> None:
+    emu.post_scenario(LIFE)
+    group = LIFE["groups"][0]["id"]
+    assign = f"{REL}/{GA_REL}/accessAssignments"
+    second = "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002"  # customer 02 has two
+    assert api.post(f"{REL}/{second}/requests", json={"action": "terminate"}).status_code == 201
+    lists = [REL, assign, f"{REL}/{second}/requests", f"/v1.0/groups/{group}/transitiveMembers", "/v1.0/groups",
+             "/v1.0/tenantRelationships/delegatedAdminCustomers", "/v1.0/contracts"]
+    expected = {path: follow(api, f"{emu.url}{path}") for path in lists}
+    assert all(len(items) >= 1 for items in expected.values()) and len(expected["/v1.0/groups"]) >= 3
+    for path in lists:
+        emu.add_faults([{"method": "GET", "pathPrefix": path.split("?")[0], "empty": True, "times": 1},
+                        {"method": "GET", "pathPrefix": path.split("?")[0], "pageSize": 1, "times": 2}])
+        body = api.get(path).json()
+        assert body["value"] == [] and "@odata.nextLink" in body, path
+        pages = []
+        link: str | None = body["@odata.nextLink"]
+        while link:
+            page = api.get(link).json()
+            pages.append([i["id"] for i in page["value"]])
+            link = page.get("@odata.nextLink")
+        assert [i for page in pages for i in page] == [i["id"] for i in expected[path]], path
+        assert all(len(page) <= 1 for page in pages[:2]), (path, pages)
+        emu.clear_faults()
+    # entity routes under a list's prefix are not touched
+    emu.add_faults({"method": "GET", "pathPrefix": REL, "empty": True, "times": 1})
+    assert api.get(f"{REL}/{GA_REL}").json()["id"] == GA_REL
+    assert emu.faults()[0]["served"] == 0
+
+
+def test_sign_in_log_throttle(emu: RunningEmulator, api: httpx.Client) -> None:
+    emu.post_scenario(with_sign_ins([sign_in(1, 1)], throttle={"requests": 3, "windowSeconds": 0.5}))
+    started = time.monotonic()
+    for path in (SIGNINS, "/v1.0/auditLogs/signIns", f"{SIGNINS}/{sign_in(1, 1)['id']}"):
+        assert api.get(path).status_code == 200, path  # list and get, v1.0 and beta share the budget
+    assert api.get("/v1.0/organization").status_code == 200  # other routes are not limited
+    throttled = api.get(SIGNINS)
+    assert throttled.status_code == 429 and time.monotonic() - started < 0.25
+    assert throttled.headers["Retry-After"] == "1"  # whole seconds, at least 1
+    error = throttled.json()["error"]
+    assert error["code"] == "TooManyRequests" and error["innerError"]["status"] == "429"
+    time.sleep(max(0.0, started + 0.3 - time.monotonic()))
+    assert api.get(SIGNINS).status_code == 429  # still inside the window ...
+    time.sleep(max(0.0, started + 0.56 - time.monotonic()))
+    # ... and the rejected requests took no slot: once the first three age out, three more are admitted
+    assert [api.get(SIGNINS).status_code for _ in range(4)] == [200, 200, 200, 429]
+    assert emu.state(sign_ins=False)["throttle"] == {"requests": 3, "windowSeconds": 0.5}
+    emu.post_scenario(with_sign_ins([sign_in(1, 1)]))  # absent: no limit
+    assert {api.get(SIGNINS).status_code for _ in range(8)} == {200}
+
+
+def test_sign_in_log_licence_and_missing_permissions(emu: RunningEmulator, api: httpx.Client) -> None:
+    emu.post_scenario({**LIFE, "signInLogLicensed": False})
+    for path in (SIGNINS, "/v1.0/auditLogs/signIns", f"{SIGNINS}/{LIFE['signIns'][0]['id']}"):
+        resp = api.get(path)
+        assert resp.status_code == 403, path
+        assert resp.json()["error"]["code"] == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+        assert resp.json()["error"]["message"] == "Neither tenant is B2C or tenant doesn't have premium license"
+    assert api.get(REL).status_code == 200
+
+    def code(resp: httpx.Response) -> tuple[int, str]:
+        return resp.status_code, str(resp.json()["error"]["code"]) if resp.content else ""
+
+    sender = LIFE["partner"]["senderMailbox"]
+    mail = {"message": {"subject": "s", "body": {"contentType": "Text", "content": "c"},
+                        "toRecipients": [{"emailAddress": {"address": "a@b.example"}}]}}
+    group = LIFE["groups"][0]["id"]
+    emu.post_scenario({**LIFE, "signInLogLicensed": False,
+                       "missingPermissions": ["AuditLog.Read.All", "delegatedadminrelationship.readwrite.all",
+                                              "Mail.Send", "GroupMember.Read.All"]})
+    resp = api.get(SIGNINS)  # the permission is checked before the licence
+    assert code(resp) == (403, "Authentication_MSGraphPermissionMissing")
+    assert resp.json()["error"]["message"] == "Calling principal does not have required MSGraph permissions AuditLog.Read.All"
+    assert api.get(REL).status_code == 200  # DelegatedAdminRelationship.Read.All still reads
+    assert code(api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"})) == (
+        403, "Authorization_RequestDenied")
+    assert api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"}).json()["error"]["message"] == (
+        "Insufficient privileges to complete the operation.")
+    assert code(api.post(f"/v1.0/users/{sender}/sendMail", json=mail)) == (403, "ErrorAccessDenied")
+    assert code(api.get(f"/v1.0/groups/{group}/transitiveMembers")) == (403, "Authorization_RequestDenied")
+    assert code(api.get("/v1.0/groups")) == (403, "Authorization_RequestDenied")
+    assert api.get("/v1.0/organization").status_code == 200 and emu.outbox() == []
+    assert state_rel(emu, GA_REL)["status"] == "active"
+    emu.post_scenario({**LIFE, "missingPermissions": ["DelegatedAdminRelationship.Read.All",
+                                                      "DelegatedAdminRelationship.ReadWrite.All"]})
+    assert code(api.get(REL)) == (403, "Authorization_RequestDenied")
+    assert code(api.get("/v1.0/tenantRelationships/delegatedAdminCustomers")) == (403, "Authorization_RequestDenied")
+    assert api.get(SIGNINS).status_code == 200
+    assert emu.state(sign_ins=False)["missingPermissions"] == ["DelegatedAdminRelationship.Read.All",
+                                                               "DelegatedAdminRelationship.ReadWrite.All"]
 
 
 # ---------------------------------------------------------------------------------------------- GDAP

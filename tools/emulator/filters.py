@@ -1,9 +1,15 @@
 """A small OData ``$filter`` parser, enough for the queries Graph accepts on the endpoints we emulate.
 
-The parser produces a tiny AST (:class:`Compare`, :class:`And`, :class:`Or`, :class:`Not`). Each
-endpoint then decides what it supports: the sign-in log accepts only a conjunction of comparisons
-(as the real service does), the GDAP list accepts ``and``/``or``/parentheses over a few properties.
-Keywords and property names are matched case-insensitively, like Graph.
+The parser produces a tiny AST (:class:`Compare`, :class:`And`, :class:`Or`, :class:`Not`,
+:class:`Lambda`). Each endpoint then decides what it supports: the sign-in log accepts a conjunction
+of comparisons plus the ``signInEventTypes/any(t: ...)`` lambda (as the real service does), the GDAP
+list accepts ``and``/``or``/parentheses over a few properties. Keywords and property names are
+matched case-insensitively, like Graph.
+
+Operators follow OData 4.01 (part 2, "Built-in Query Options", 5.1.1): ``eq ne gt ge lt le`` and
+``has`` for flags enums (``crossTenantAccessType has 'serviceProvider'``); the lambda operators
+``any``/``all`` over a collection property (5.1.1.10), whose range variable names the element inside
+the lambda body (``signInEventTypes/any(t: t eq 'nonInteractiveUser')``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -19,11 +26,14 @@ __all__ = [
     "Compare",
     "DateTimeLiteral",
     "FilterError",
+    "Lambda",
     "Node",
     "Not",
     "Or",
     "conjunction",
+    "conjuncts",
     "evaluate",
+    "flag_set",
     "format_timestamp",
     "parse_filter",
     "parse_timestamp",
@@ -67,9 +77,24 @@ class Not:
     item: Node
 
 
-Node = Compare | And | Or | Not
+@dataclass(frozen=True)
+class Lambda:
+    """``prop/any(var: body)`` or ``prop/all(var: body)``; ``body`` is None for ``prop/any()``."""
 
-_OPS = {"eq", "ne", "gt", "ge", "lt", "le"}
+    prop: str  # the collection property as written, e.g. "signInEventTypes"
+    op: str  # "any" | "all"
+    var: str  # the range variable as written, e.g. "t"
+    body: Node | None
+
+    @property
+    def key(self) -> str:
+        return self.prop.lower()
+
+
+Node = Compare | And | Or | Not | Lambda
+
+_OPS = {"eq", "ne", "gt", "ge", "lt", "le", "has"}
+_LAMBDAS = {"any", "all"}
 
 _TOKEN_RE = re.compile(
     r"""
@@ -82,6 +107,7 @@ _TOKEN_RE = re.compile(
   | (?P<lparen>\()
   | (?P<rparen>\))
   | (?P<comma>,)
+  | (?P<colon>:)
     """,
     re.VERBOSE,
 )
@@ -185,12 +211,36 @@ class _Parser:
         self.i += 1
         nxt = self.peek()
         if nxt and nxt[0] == "lparen":
+            prop, _, op = tok[1].rpartition("/")
+            if prop and op.lower() in _LAMBDAS:
+                return self.parse_lambda(prop, op.lower())
             raise FilterError(f"Invalid filter clause: the function '{tok[1]}' is not supported.")
         op_tok = self.peek()
         if not op_tok or op_tok[0] != "ident" or op_tok[1].lower() not in _OPS:
             raise FilterError(f"Syntax error: operator expected after '{tok[1]}' in '{self.text}'.")
         self.i += 1
         return Compare(tok[1], op_tok[1].lower(), self.parse_literal())
+
+    def parse_lambda(self, prop: str, op: str) -> Node:
+        """After ``prop/any``: ``(`` [var ``:`` body] ``)``."""
+        self.i += 1  # the '('
+        tok = self.peek()
+        if tok and tok[0] == "rparen":
+            self.i += 1
+            if op == "all":
+                raise FilterError(f"Syntax error: '{prop}/all()' needs a lambda expression in '{self.text}'.")
+            return Lambda(prop, op, "", None)
+        colon = self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
+        if not tok or tok[0] != "ident" or "/" in tok[1] or "." in tok[1] or not colon or colon[0] != "colon":
+            raise FilterError(f"Syntax error: '{prop}/{op}(' must be followed by 'variable:' in '{self.text}'.")
+        var = tok[1]
+        self.i += 2
+        body = self.parse_or()
+        close = self.peek()
+        if not close or close[0] != "rparen":
+            raise FilterError(f"Syntax error: ')' expected after the lambda expression in '{self.text}'.")
+        self.i += 1
+        return Lambda(prop, op, var, body)
 
     def parse_literal(self) -> Any:
         tok = self.peek()
@@ -210,12 +260,27 @@ class _Parser:
             return raw.lower() == "true"
         if kind == "ident" and raw.lower() == "null":
             return None
+        nxt = self.peek()
+        if kind == "ident" and "." in raw and nxt and nxt[0] == "string":
+            # an enum literal qualified with its type: microsoft.graph.signInAccessType'serviceProvider'
+            self.i += 1
+            return nxt[1][1:-1].replace("''", "'")
         raise FilterError(f"Syntax error: '{raw}' is not a valid value in '{self.text}'.")
 
 
 def parse_filter(text: str) -> Node:
     """Parse a ``$filter`` expression; raises :class:`FilterError`."""
     return _Parser(text).parse()
+
+
+def conjuncts(node: Node) -> list[Node]:
+    """The operands of a (nested) ``and`` chain, in order; any other node is its own single operand."""
+    if isinstance(node, And):
+        out: list[Node] = []
+        for item in node.items:
+            out.extend(conjuncts(item))
+        return out
+    return [node]
 
 
 def conjunction(node: Node) -> list[Compare]:
@@ -230,6 +295,20 @@ def conjunction(node: Node) -> list[Compare]:
     raise FilterError("Invalid filter clause: only 'and' combinations of comparisons are supported.")
 
 
+@lru_cache(maxsize=4096)
+def flag_set(value: str) -> frozenset[str]:
+    """A flags-enum value as the set of its member names, lower case: ``"b2bCollaboration,serviceProvider"``
+    -> ``{"b2bcollaboration", "serviceprovider"}``. ``none`` is the zero value, i.e. the empty set."""
+    return frozenset(p for p in (part.strip().lower() for part in value.split(",")) if p and p != "none")
+
+
+def _has(actual: Any, expected: Any) -> bool:
+    """OData ``has``: every flag of the right operand is set in the left one (``x has none`` is always true)."""
+    if not isinstance(actual, str) or not isinstance(expected, str):
+        return False
+    return flag_set(expected) <= flag_set(actual)
+
+
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
@@ -237,6 +316,7 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "ge": lambda a, b: a is not None and b is not None and a >= b,
     "lt": lambda a, b: a is not None and b is not None and a < b,
     "le": lambda a, b: a is not None and b is not None and a <= b,
+    "has": _has,
 }
 
 
@@ -251,8 +331,28 @@ def evaluate(node: Node, getter: Callable[[str], Any]) -> bool:
         return any(evaluate(item, getter) for item in node.items)
     if isinstance(node, Not):
         return not evaluate(node.item, getter)
+    if isinstance(node, Lambda):
+        return _evaluate_lambda(node, getter)
     actual = getter(node.key)
     expected = node.value.value if isinstance(node.value, DateTimeLiteral) else node.value
     if isinstance(actual, str) and isinstance(expected, str):
         actual, expected = actual.lower(), expected.lower()
     return _COMPARE[node.op](actual, expected)
+
+
+def _evaluate_lambda(node: Lambda, getter: Callable[[str], Any]) -> bool:
+    """``any``: some element satisfies the body (``any()``: the collection is not empty); ``all``: every one
+    does. Inside the body the range variable names the element; other paths resolve as outside."""
+    collection = getter(node.key)
+    if not isinstance(collection, list | tuple | set | frozenset):
+        return False
+    if node.body is None:
+        return bool(collection)
+    var = node.var.lower()
+    body = node.body
+
+    def scoped(element: Any) -> Callable[[str], Any]:
+        return lambda key: element if key == var else getter(key)
+
+    results = (evaluate(body, scoped(element)) for element in collection)
+    return any(results) if node.op == "any" else all(results)

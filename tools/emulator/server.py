@@ -10,14 +10,16 @@ import asyncio
 import gc
 import hashlib
 import json
+import math
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from aiohttp import web
 
@@ -79,8 +81,9 @@ def pc_json(obj: Any, status: int = 200) -> web.Response:
 
 
 def graph_error(request: web.Request, status: int, code: str, message: str,
-                headers: dict[str, str] | None = None) -> web.Response:
+                headers: dict[str, str] | None = None, inner_extra: dict[str, str] | None = None) -> web.Response:
     inner = {
+        **(inner_extra or {}),
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
         "request-id": request.get("request_id", ""),
         "client-request-id": request.get("client_request_id", ""),
@@ -121,10 +124,16 @@ def body_json(request: web.Request) -> Any:
 # Query handling
 
 
+def raw_query(request: web.Request) -> str:
+    """The query string handlers see: the request's own, unless a resume token was unwrapped (``_resume``)."""
+    query = request.get("raw_query")
+    return query if isinstance(query, str) else request.rel_url.raw_query_string
+
+
 def query_params(request: web.Request) -> dict[str, str]:
     """Decoded query parameters keyed by lower-case name without the leading ``$``."""
     out: dict[str, str] = {}
-    for piece in request.rel_url.raw_query_string.split("&"):
+    for piece in raw_query(request).split("&"):
         if not piece:
             continue
         key, _, value = piece.partition("=")
@@ -136,7 +145,7 @@ def next_link(request: web.Request, replace: dict[str, str]) -> str:
     """The request's own absolute URL with some query options replaced (others kept verbatim)."""
     names = {k.lower() for k in replace}
     kept = []
-    for piece in request.rel_url.raw_query_string.split("&"):
+    for piece in raw_query(request).split("&"):
         if not piece:
             continue
         key = unquote_plus(piece.partition("=")[0]).lstrip("$").lower()
@@ -145,6 +154,12 @@ def next_link(request: web.Request, replace: dict[str, str]) -> str:
     kept.extend(f"${k}={v}" for k, v in replace.items())
     path = request.raw_path.split("?", 1)[0]
     return f"{origin(request)}{path}?{'&'.join(kept)}"
+
+
+def capped(request: web.Request, size: int) -> int:
+    """A page size under a ``pageSize`` fault's cap (set by ``dispatch_all`` for the request it matched)."""
+    cap = request.get("page_cap")
+    return min(size, cap) if isinstance(cap, int) else size
 
 
 def page_size(params: dict[str, str], default: int, maximum: int, name: str = "top") -> int:
@@ -195,7 +210,7 @@ def apply_select(item: dict[str, Any], fields: list[str] | None) -> dict[str, An
 
 def offset_page(request: web.Request, params: dict[str, str], items: list[Any], default: int, maximum: int,
                 ) -> tuple[list[Any], str | None]:
-    top = page_size(params, default, maximum)
+    top = capped(request, page_size(params, default, maximum))
     start = 0
     if params.get("skiptoken"):
         token = decode_token(params["skiptoken"])
@@ -238,18 +253,19 @@ async def list_signins(request: web.Request, m: dict[str, str]) -> web.StreamRes
     e = estate(request)
     beta = request["version"] == "beta"
     params = query_params(request)
-    top = page_size(params, SIGNIN_PAGE_MAX, SIGNIN_PAGE_MAX)
+    top = capped(request, page_size(params, SIGNIN_PAGE_MAX, SIGNIN_PAGE_MAX))
     order = params.get("orderby", "").strip().lower()
     if order and re.sub(r"\s+", " ", order) not in ("createddatetime desc", "createddatetime"):
         raise bad_request(f"Invalid $orderby '{params['orderby']}': only 'createdDateTime desc' is supported.")
     fields = select_fields(params, BETA_FIELDS if beta else V1_FIELDS, "microsoft.graph.signIn")
-    lower, upper, predicate = e.signin_filter(params.get("filter"), beta)
+    query = e.signin_filter(params.get("filter"), beta)
+    upper = query.upper
     if params.get("skiptoken"):
         token = decode_token(params["skiptoken"])
         if not isinstance(token, dict) or not isinstance(token.get("k"), str):
             raise bad_request("The $skiptoken is invalid or expired.")
         upper = min(upper, token["k"])
-    rows, more = e.signins.scan_desc(lower, upper, predicate, top)
+    rows, more = e.signins.scan_desc(query.lower, upper, query.event_types, query.predicate, top)
     if fields is None:
         items = ",".join([e.signin_json(r, beta) for r in rows])
     else:
@@ -292,7 +308,7 @@ REL_FIELDS = ("id", "displayName", "duration", "status", "autoExtendDuration", "
 async def list_relationships(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     e = estate(request)
     params = query_params(request)
-    top = page_size(params, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
+    top = capped(request, page_size(params, GDAP_PAGE_MAX, GDAP_PAGE_MAX))
     filt = parse_filter_or_400(params.get("filter"))
     fields = select_fields(params, REL_FIELDS, "microsoft.graph.delegatedAdminRelationship")
     after: tuple[str, str] | None = None
@@ -807,6 +823,46 @@ ROUTES: list[tuple[str, str, Handler]] = [
 ]
 _COMPILED = [(method, re.compile(pattern + r"/?", re.IGNORECASE), handler) for method, pattern, handler in ROUTES]
 
+SIGNIN_HANDLERS: set[Handler] = {list_signins, get_signin}
+
+# Graph GET list routes (what "empty" and "pageSize" faults touch) and the @odata.context of their pages.
+GRAPH_LISTS: dict[Handler, Callable[[dict[str, str]], str]] = {
+    list_signins: lambda m: "auditLogs/signIns",
+    list_relationships: lambda m: "tenantRelationships/delegatedAdminRelationships",
+    list_requests: lambda m: f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests",
+    list_operations: lambda m: f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations",
+    list_assignments: _aa_context,
+    list_dac: lambda m: "tenantRelationships/delegatedAdminCustomers",
+    list_contracts: lambda m: "contracts",
+    group_members: lambda m: "directoryObjects",
+    list_groups: lambda m: "groups",
+}
+
+# Application permissions the emulator models (scenario "missingPermissions" names the ones the app lacks)
+# and the routes that need one of them: the sign-in log -- AuditLog.Read.All; delegatedAdminRelationship
+# reads -- DelegatedAdminRelationship.Read.All or ReadWrite.All, writes -- ReadWrite.All; sendMail --
+# Mail.Send; groups -- GroupMember.Read.All (the least privileged of the permissions Graph documents).
+AUDIT_LOG_READ = "AuditLog.Read.All"
+GDAP_READ = "DelegatedAdminRelationship.Read.All"
+GDAP_WRITE = "DelegatedAdminRelationship.ReadWrite.All"
+MAIL_SEND = "Mail.Send"
+GROUP_MEMBER_READ = "GroupMember.Read.All"
+_GDAP_READERS: tuple[Handler, ...] = (list_relationships, get_relationship, list_requests, get_request,
+                                      list_operations, get_operation, list_assignments, get_assignment,
+                                      list_dac, get_dac)
+_GDAP_WRITERS: tuple[Handler, ...] = (create_relationship, patch_relationship, delete_relationship,
+                                      create_request, create_assignment, patch_assignment, delete_assignment)
+REQUIRED_PERMISSIONS: dict[Handler, frozenset[str]] = {
+    list_signins: frozenset({AUDIT_LOG_READ}),
+    get_signin: frozenset({AUDIT_LOG_READ}),
+    **{h: frozenset({GDAP_READ, GDAP_WRITE}) for h in _GDAP_READERS},
+    **{h: frozenset({GDAP_WRITE}) for h in _GDAP_WRITERS},
+    send_mail: frozenset({MAIL_SEND}),
+    group_members: frozenset({GROUP_MEMBER_READ}),
+    get_group: frozenset({GROUP_MEMBER_READ}),
+    list_groups: frozenset({GROUP_MEMBER_READ}),
+}
+
 
 def _resolve(method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
     """(handler, path params, path-known-for-another-method)."""
@@ -922,15 +978,23 @@ async def dispatch_all(request: web.Request) -> web.StreamResponse:
         return resp
 
     entry = _log_entry(request, raw)
-    fault = next((f for f in rt.estate.faults if f.matches(method, path) and not f.let_through()), None)
+    is_list = method in ("GET", "HEAD") and handler in GRAPH_LISTS
+    if is_list:
+        _resume(request)
+    fault = next((f for f in rt.estate.faults if f.matches(method, path, is_list) and not f.let_through()), None)
     if fault is not None:
         fault.consume()
-        entry["fault"] = fault.kind or fault.status
+        entry["fault"] = fault.label
     rt.all_requests.append(entry)
     if method in MUTATING:
         rt.log.append(entry)
-    if fault is not None:
-        resp = await _serve_fault(request, fault, guarded)
+    if fault is not None and fault.page_size is not None:
+        request["page_cap"] = fault.page_size  # served normally below, in short pages
+    elif fault is not None:
+        if fault.empty and handler is not None:
+            resp = _empty_page(request, GRAPH_LISTS[handler](params))
+        else:
+            resp = await _serve_fault(request, fault, guarded)
         _stamp(request, resp)
         return resp
 
@@ -939,9 +1003,76 @@ async def dispatch_all(request: web.Request) -> web.StreamResponse:
         resp = graph_error(request, 401, "InvalidAuthenticationToken",
                            "Access token is empty." if not auth else "Access token validation failure.")
     else:
-        resp = await guarded()
+        refusal = _refusal(request, rt.estate, handler)
+        resp = refusal if refusal is not None else await guarded()
     _stamp(request, resp)
     return resp
+
+
+def _refusal(request: web.Request, e: Estate, handler: Handler | None) -> web.Response | None:
+    """What Graph answers instead of the resource: throttling (429), then a missing permission or licence
+    (403); None to serve the request."""
+    if handler in SIGNIN_HANDLERS and e.throttle is not None:
+        wait = e.throttle.admit(time.monotonic())
+        if wait is not None:
+            # Graph's 429 (https://learn.microsoft.com/graph/throttling#sample-response): code TooManyRequests
+            # and a Retry-After in seconds -- whole seconds here, at least 1: until the oldest admitted request
+            # leaves the window.
+            return graph_error(request, 429, "TooManyRequests", "Please retry again later.",
+                               {"Retry-After": str(max(1, math.ceil(wait)))},
+                               {"code": "429", "message": "Please retry after", "status": "429"})
+    required = REQUIRED_PERMISSIONS.get(handler) if handler is not None else None
+    if required:
+        missing = {p.lower() for p in e.missing_permissions}
+        if all(p.lower() in missing for p in required):
+            return _permission_refusal(request, handler)
+    if handler in SIGNIN_HANDLERS and not e.signin_log_licensed:
+        # "You must have a Microsoft Entra ID P1 or P2 license to download sign-in logs using the Microsoft
+        # Graph API" (signIn resource, https://learn.microsoft.com/graph/api/resources/signin); a tenant
+        # without one is answered this 403 (microsoftgraph/microsoft-graph-docs#4336, msgraph-sdk-dotnet#1006).
+        return graph_error(request, 403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                           "Neither tenant is B2C or tenant doesn't have premium license")
+    return None
+
+
+def _permission_refusal(request: web.Request, handler: Handler | None) -> web.Response:
+    """The 403 of a route whose application permission is not granted, as each service words it."""
+    if handler in SIGNIN_HANDLERS:
+        # The reporting API names the missing permission (microsoftgraph/microsoft-graph-explorer-v4#3165,
+        # microsoftgraph/microsoft-graph-docs-contrib#8997) instead of the directory's Authorization_RequestDenied.
+        return graph_error(request, 403, "Authentication_MSGraphPermissionMissing",
+                           f"Calling principal does not have required MSGraph permissions {AUDIT_LOG_READ}")
+    if handler is send_mail:
+        # Exchange Online answers sendMail (e.g. microsoftgraph/microsoft-graph-docs#10880).
+        return graph_error(request, 403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+    return graph_error(request, 403, "Authorization_RequestDenied",
+                       "Insufficient privileges to complete the operation.")
+
+
+def _resume(request: web.Request) -> None:
+    """Unwrap the ``$skiptoken`` of a nextLink handed out with an empty page: the list handler then sees the
+    query that page interrupted (with its own skiptoken, or none)."""
+    token = query_params(request).get("skiptoken")
+    if not token:
+        return
+    try:
+        data = decode_token(token)
+    except EmulatorError:
+        return
+    if not isinstance(data, dict) or "resume" not in data:
+        return
+    pieces = [piece for piece in raw_query(request).split("&")
+              if piece and unquote_plus(piece.partition("=")[0]).lstrip("$").lower() != "skiptoken"]
+    if isinstance(data["resume"], str):
+        pieces.append(f"$skiptoken={quote(data['resume'], safe='')}")
+    request["raw_query"] = "&".join(pieces)
+
+
+def _empty_page(request: web.Request, context: str) -> web.Response:
+    """200, no items, and an @odata.nextLink that resumes the same query where this page stood."""
+    resume = query_params(request).get("skiptoken")
+    token = encode_token({"resume": resume, "n": request["request_id"][:8]})
+    return collection(request, context, [], next_link(request, {"skiptoken": token}))
 
 
 def build_estate(scenario: dict[str, Any]) -> Estate:

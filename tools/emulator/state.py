@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
+import itertools
 import json
 import re
 import sys
 import uuid
 import zlib
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,12 +28,17 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from .filters import (
+    And,
     Compare,
     DateTimeLiteral,
     FilterError,
+    Lambda,
     Node,
-    conjunction,
+    Not,
+    Or,
+    conjuncts,
     evaluate,
+    flag_set,
     format_timestamp,
     parse_timestamp,
 )
@@ -160,6 +168,47 @@ def decode_token(token: str) -> Any:
 # --------------------------------------------------------------------------------------------------
 # Sign-ins
 
+# signIn.signInEventTypes (beta): "For user sign ins, the category can be interactiveUser or
+# nonInteractiveUser and corresponds to the value for the isInteractive property ... Possible values are:
+# interactiveUser, nonInteractiveUser, servicePrincipal, managedIdentity, unknownFutureValue. Supports
+# $filter (eq, ne)." https://learn.microsoft.com/graph/api/resources/signin?view=graph-rest-beta
+INTERACTIVE = "interactiveUser"
+NON_INTERACTIVE = "nonInteractiveUser"
+EVENT_TYPES = (INTERACTIVE, NON_INTERACTIVE, "servicePrincipal", "managedIdentity")
+USER_EVENT_TYPES = frozenset({INTERACTIVE, NON_INTERACTIVE})
+_EVENT_TYPE_NAMES = {t.lower(): t for t in EVENT_TYPES}
+
+# signInAccessType is IsFlags="true" in the beta CSDL (none=0, b2bCollaboration=1, b2bDirectConnect=2,
+# microsoftSupport=4, serviceProvider=8, unknownFutureValue=16, passthrough=32); OData JSON writes a
+# combination as the member names joined by commas, e.g. "b2bCollaboration,serviceProvider".
+ACCESS_TYPE_FLAGS = ("b2bCollaboration", "b2bDirectConnect", "microsoftSupport", "serviceProvider",
+                     "unknownFutureValue", "passthrough")
+_ACCESS_TYPE_NAMES = {f.lower(): f for f in ACCESS_TYPE_FLAGS}
+_ACCESS_TYPE_CACHE: dict[str, str] = {}
+
+
+def normalize_access_type(value: str) -> str:
+    """A crossTenantAccessType as Graph writes it: flags in declaration order, comma-separated, ``none``
+    when no flag is set. Unknown names are kept (after the known ones) so odd scenarios stay visible."""
+    out = _ACCESS_TYPE_CACHE.get(value)
+    if out is None:
+        parts = [p.strip() for p in value.split(",") if p.strip() and p.strip().lower() != "none"]
+        known = sorted({_ACCESS_TYPE_NAMES[p.lower()] for p in parts if p.lower() in _ACCESS_TYPE_NAMES},
+                       key=ACCESS_TYPE_FLAGS.index)
+        unknown = [p for p in parts if p.lower() not in _ACCESS_TYPE_NAMES]
+        out = _intern(",".join(known + unknown) or "none")
+        _ACCESS_TYPE_CACHE[value] = out
+    return out
+
+
+def event_type_of(value: Any) -> str:
+    """The scenario's ``signInEventTypes`` (a list, or one string) as the row's single category."""
+    if isinstance(value, list | tuple):
+        value = value[0] if value else None
+    if not isinstance(value, str) or not value.strip():
+        return INTERACTIVE
+    return _EVENT_TYPE_NAMES.get(value.strip().lower()) or _intern(value.strip())
+
 
 class SignInRow(NamedTuple):
     """One sign-in, compact. ``key`` is the 7-digit createdDateTime followed by the id (sort key)."""
@@ -167,9 +216,10 @@ class SignInRow(NamedTuple):
     key: str
     user_id: str
     resource_tenant_id: str
-    cross_tenant_access_type: str
+    cross_tenant_access_type: str  # normalised flags value, interned
     error_code: int
     app_display_name: str
+    event_type: str = INTERACTIVE  # the one signInEventTypes category, interned
 
     @property
     def created(self) -> str:
@@ -194,13 +244,15 @@ def signin_row(d: dict[str, Any]) -> SignInRow:
     err = d.get("errorCode")
     if err is None and isinstance(d.get("status"), dict):
         err = d["status"].get("errorCode")
+    types = d.get("signInEventTypes")
     return SignInRow(
         normalize_signin_time(created) + sid,
         _intern(str(d.get("userId") or "")),
         _intern(str(d.get("resourceTenantId") or "")),
-        _intern(str(d.get("crossTenantAccessType") or "serviceProvider")),
+        normalize_access_type(str(d.get("crossTenantAccessType") or "serviceProvider")),
         int(err or 0),
         _intern(str(d.get("appDisplayName") or "Microsoft 365 admin center")),
+        INTERACTIVE if types is None else event_type_of(types),
     )
 
 
@@ -221,15 +273,9 @@ def load_scenario_text(text: str | bytes) -> dict[str, Any]:
     return data
 
 
-_FLAG_CACHE: dict[str, frozenset[str]] = {}
-
-
 def access_type_flags(value: str) -> frozenset[str]:
-    flags = _FLAG_CACHE.get(value)
-    if flags is None:
-        flags = frozenset(p.strip().lower() for p in value.split(",") if p.strip())
-        _FLAG_CACHE[value] = flags
-    return flags
+    """The set flags of a crossTenantAccessType, lower case (``none`` = the empty set)."""
+    return flag_set(value)
 
 
 class QualifyingIndex:
@@ -246,46 +292,30 @@ class QualifyingIndex:
 
 
 def is_qualifying(row: SignInRow) -> bool:
-    return row.error_code == 0 and "serviceprovider" in access_type_flags(row.cross_tenant_access_type)
+    return row.error_code == 0 and "serviceprovider" in flag_set(row.cross_tenant_access_type)
 
 
 class SignInStore:
-    """Sign-ins sorted ascending by (createdDateTime, id); pages walk it backwards (newest first)."""
+    """The sign-ins of one event type, sorted ascending by (createdDateTime, id); pages walk it backwards."""
 
-    def __init__(self, rows: Iterable[SignInRow] = ()) -> None:
-        self.rows: list[SignInRow] = sorted(rows, key=itemgetter(0))
-        # drop duplicate keys (same id and time) so cursors stay unambiguous
-        if self.rows:
-            dedup = [self.rows[0]]
-            for r in self.rows[1:]:
-                if r.key != dedup[-1].key:
-                    dedup.append(r)
-            self.rows = dedup
-        self.keys: list[str] = [r.key for r in self.rows]
-        self.qualifying: dict[str, QualifyingIndex] = {}
-        for r in self.rows:
-            if is_qualifying(r):
-                idx = self.qualifying.get(r.resource_tenant_id)
-                if idx is None:
-                    idx = self.qualifying[r.resource_tenant_id] = QualifyingIndex()
-                idx.keys.append(r.key)
-                idx.users.append(r.user_id)
+    def __init__(self) -> None:
+        self.rows: list[SignInRow] = []
+        self.keys: list[str] = []
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, rows: Iterable[SignInRow]) -> int:
-        n = 0
-        for r in rows:
-            i = bisect_left(self.keys, r.key)
-            if i < len(self.keys) and self.keys[i] == r.key:
-                continue
-            self.keys.insert(i, r.key)
-            self.rows.insert(i, r)
-            if is_qualifying(r):
-                self.qualifying.setdefault(r.resource_tenant_id, QualifyingIndex()).add(r)
-            n += 1
-        return n
+    def insert(self, row: SignInRow) -> bool:
+        i = bisect_left(self.keys, row.key)
+        if i < len(self.keys) and self.keys[i] == row.key:
+            return False
+        self.keys.insert(i, row.key)
+        self.rows.insert(i, row)
+        return True
+
+    def contains(self, key: str) -> bool:
+        i = bisect_left(self.keys, key)
+        return i < len(self.keys) and self.keys[i] == key
 
     def scan_desc(
         self,
@@ -317,9 +347,104 @@ class SignInStore:
     def find(self, signin_id: str, lower: str, upper_exclusive: str) -> SignInRow | None:
         lo = bisect_left(self.keys, lower)
         hi = bisect_left(self.keys, upper_exclusive)
+        rows = self.rows
         for i in range(lo, hi):
-            if self.rows[i].id == signin_id:
-                return self.rows[i]
+            if rows[i].id == signin_id:
+                return rows[i]
+        return None
+
+
+class SignInLog:
+    """The whole sign-in log, kept as one sorted :class:`SignInStore` per event type.
+
+    Graph serves the event types as separate views of the log (without a ``signInEventTypes`` filter only
+    interactive user sign-ins), so a query reads only the partitions it asks for: the common single-type
+    query pages by slicing, with no per-row test, however many sign-ins of the other type there are.
+    Keys are unique across partitions; ``qualifying`` (per customer tenant, successful serviceProvider
+    sign-ins of every type) backs the Partner Center DAP statistics.
+    """
+
+    def __init__(self, rows: Iterable[SignInRow] = ()) -> None:
+        ordered = sorted(rows, key=itemgetter(0))
+        self.stores: dict[str, SignInStore] = {}
+        self.access_types: set[str] = set(map(itemgetter(3), ordered))
+        qualifying_types = {v for v in self.access_types if "serviceprovider" in flag_set(v)}
+        self.qualifying: dict[str, QualifyingIndex] = {}
+        stores = self.stores
+        qualifying = self.qualifying
+        last = ""
+        for r in ordered:
+            key = r[0]
+            if key == last:  # drop duplicate keys (same id and time) so cursors stay unambiguous
+                continue
+            last = key
+            store = stores.get(r[6])
+            if store is None:
+                store = stores[r[6]] = SignInStore()
+            store.rows.append(r)
+            store.keys.append(key)
+            if r[4] == 0 and r[3] in qualifying_types:
+                idx = qualifying.get(r[2])
+                if idx is None:
+                    idx = qualifying[r[2]] = QualifyingIndex()
+                idx.keys.append(key)
+                idx.users.append(r[1])
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.stores.values())
+
+    @property
+    def rows(self) -> list[SignInRow]:
+        """Every sign-in, ascending by key (a merged copy when there is more than one event type)."""
+        stores = list(self.stores.values())
+        if len(stores) == 1:
+            return stores[0].rows
+        return list(heapq.merge(*(s.rows for s in stores), key=itemgetter(0)))
+
+    def event_types(self) -> set[str]:
+        return {t for t, s in self.stores.items() if s.rows}
+
+    def add(self, rows: Iterable[SignInRow]) -> int:
+        n = 0
+        for r in rows:
+            if any(s.contains(r.key) for s in self.stores.values()):
+                continue
+            store = self.stores.get(r.event_type)
+            if store is None:
+                store = self.stores[r.event_type] = SignInStore()
+            store.insert(r)
+            self.access_types.add(r.cross_tenant_access_type)
+            if is_qualifying(r):
+                self.qualifying.setdefault(r.resource_tenant_id, QualifyingIndex()).add(r)
+            n += 1
+        return n
+
+    def scan_desc(
+        self,
+        lower: str,
+        upper_exclusive: str,
+        event_types: Iterable[str],
+        predicate: Callable[[SignInRow], bool] | None,
+        limit: int,
+    ) -> tuple[list[SignInRow], bool]:
+        """Up to ``limit`` rows of the given event types in ``[lower, upper_exclusive)``, newest first, and
+        whether more match. Several types: each partition yields its newest ``limit``, merged by key."""
+        stores = [self.stores[t] for t in event_types if t in self.stores]
+        if not stores:
+            return [], False
+        if len(stores) == 1:
+            return stores[0].scan_desc(lower, upper_exclusive, predicate, limit)
+        parts = [s.scan_desc(lower, upper_exclusive, predicate, limit) for s in stores]
+        merged = list(itertools.islice(
+            heapq.merge(*(rows for rows, _ in parts), key=itemgetter(0), reverse=True), limit + 1))
+        more = len(merged) > limit or any(m for _, m in parts)
+        return merged[:limit], more
+
+    def find(self, signin_id: str, lower: str, upper_exclusive: str) -> SignInRow | None:
+        for store in self.stores.values():
+            row = store.find(signin_id, lower, upper_exclusive)
+            if row is not None:
+                return row
         return None
 
 
@@ -384,11 +509,14 @@ def _j(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-_CONSTANT_FRAGMENT = (
-    '"conditionalAccessStatus":"notApplied","isInteractive":true,"riskDetail":"none",'
-    '"riskLevelAggregated":"none","riskLevelDuringSignIn":"none","riskState":"none","riskEventTypes":[],'
-    '"riskEventTypes_v2":[]'
-)
+_CONSTANT_FRAGMENTS = {
+    interactive: (
+        f'"conditionalAccessStatus":"notApplied","isInteractive":{"true" if interactive else "false"},'
+        '"riskDetail":"none","riskLevelAggregated":"none","riskLevelDuringSignIn":"none","riskState":"none",'
+        '"riskEventTypes":[],"riskEventTypes_v2":[]'
+    )
+    for interactive in (True, False)
+}
 _STATUS_FRAGMENTS = {0: '"status":{"errorCode":0,"failureReason":null,"additionalDetails":null}'}
 _DEVICE_FRAGMENTS = [
     '"deviceDetail":' + json.dumps({"deviceId": "", "displayName": "", "operatingSystem": o, "browser": b,
@@ -593,6 +721,16 @@ class Customer:
 
 @dataclass
 class Fault:
+    """An injected failure or oddity for requests whose path starts with ``path_prefix``.
+
+    ``status`` / ``kind`` fail the request; ``empty`` answers a Graph list with 200, no items and an
+    ``@odata.nextLink`` that resumes the same query; ``page_size`` serves a Graph list normally but at most
+    that many items a page. Both are legal paging: the end of a collection is the absence of a nextLink, not
+    a short or empty page ("you must continue to call Microsoft Graph with the @odata.nextLink property
+    returned in each response until the @odata.nextLink property is no longer returned",
+    https://learn.microsoft.com/graph/paging). They apply only to Graph GET list routes.
+    """
+
     method: str
     path_prefix: str
     status: int
@@ -603,6 +741,21 @@ class Fault:
     served: int = 0
     after: int = 0  # matching requests to let through before the fault fires (e.g. page 1 of a list)
     passed: int = 0
+    empty: bool = False
+    page_size: int | None = None
+
+    @property
+    def list_only(self) -> bool:
+        return self.empty or self.page_size is not None
+
+    @property
+    def label(self) -> str | int:
+        """How the request log names what the fault did."""
+        if self.empty:
+            return "empty"
+        if self.page_size is not None:
+            return "pageSize"
+        return self.kind or self.status
 
     @classmethod
     def parse(cls, d: Any) -> Fault:
@@ -614,7 +767,17 @@ class Fault:
         kind = d.get("kind")
         if kind not in (None, "reset", "timeout", "truncate"):
             raise bad_request("A fault 'kind' is one of reset, timeout, truncate.")
-        status = d.get("status", 503 if kind is None else 200)
+        empty = d.get("empty", False)
+        if not isinstance(empty, bool):
+            raise bad_request("A fault 'empty' is true or false.")
+        size = d.get("pageSize")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise bad_request("A fault 'pageSize' is a whole number of at least 1.")
+        if (empty or size is not None) and (kind is not None or "status" in d):
+            raise bad_request("A fault with 'empty' or 'pageSize' answers 200; it takes no 'status' or 'kind'.")
+        if empty and size is not None:
+            raise bad_request("A fault is either 'empty' or 'pageSize', not both.")
+        status = d.get("status", 200 if (kind is not None or empty or size is not None) else 503)
         if not isinstance(status, int) or not 100 <= status <= 599:
             raise bad_request("A fault 'status' is an HTTP status code.")
         times = d.get("times", 1)
@@ -632,9 +795,14 @@ class Fault:
             kind=kind,
             delay_seconds=float(d.get("delaySeconds", 30)),
             after=after,
+            empty=empty,
+            page_size=size,
         )
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, is_list: bool = False) -> bool:
+        """``is_list``: the request is a Graph GET list route (the only kind ``empty``/``page_size`` touch)."""
+        if self.list_only and not is_list:
+            return False
         return self.times != 0 and self.method in ("*", method.upper()) and path.startswith(self.path_prefix)
 
     def let_through(self) -> bool:
@@ -659,7 +827,54 @@ class Fault:
         if self.kind:
             out["kind"] = self.kind
             out["delaySeconds"] = self.delay_seconds
+        if self.empty:
+            out["empty"] = True
+        if self.page_size is not None:
+            out["pageSize"] = self.page_size
         return out
+
+
+@dataclass
+class Throttle:
+    """A sliding-window request limit in wall-clock time: at most ``requests`` per ``window_seconds``.
+
+    Microsoft Graph, identity and access reports (auditLogRoot: the sign-in log): "Five requests per 10
+    seconds" per app per tenant (https://learn.microsoft.com/graph/throttling-limits#identity-and-access-
+    reports-service-limits). Only admitted requests take a slot: a request answered 429 does not, so a
+    client that waits the Retry-After it was given is let through (Graph documents no other counting, and
+    its own guidance is to wait Retry-After and retry, https://learn.microsoft.com/graph/throttling).
+    """
+
+    requests: int
+    window_seconds: float
+    admitted: deque[float] = field(default_factory=deque)
+
+    @classmethod
+    def parse(cls, d: Any) -> Throttle | None:
+        if d is None:
+            return None
+        if not isinstance(d, dict):
+            raise bad_request("'throttle' is {\"requests\": n, \"windowSeconds\": s}.")
+        n, window = d.get("requests"), d.get("windowSeconds")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise bad_request("'throttle.requests' is a whole number of at least 1.")
+        if not isinstance(window, int | float) or isinstance(window, bool) or window <= 0:
+            raise bad_request("'throttle.windowSeconds' is a positive number of seconds.")
+        return cls(n, float(window))
+
+    def admit(self, now: float) -> float | None:
+        """None (and the request takes a slot) when under the limit, else the seconds until a slot frees."""
+        admitted = self.admitted
+        while admitted and admitted[0] <= now - self.window_seconds:
+            admitted.popleft()
+        if len(admitted) >= self.requests:
+            return admitted[0] + self.window_seconds - now
+        admitted.append(now)
+        return None
+
+    def scenario(self) -> dict[str, Any]:
+        window = self.window_seconds
+        return {"requests": self.requests, "windowSeconds": int(window) if window.is_integer() else window}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -724,8 +939,21 @@ class Estate:
         rows: list[SignInRow] = []
         for s in scenario.get("signIns") or []:
             rows.append(s if isinstance(s, SignInRow) else signin_row(s))
-        self.signins = SignInStore(rows)
+        self.signins = SignInLog(rows)
         self.faults: list[Fault] = [Fault.parse(f) for f in scenario.get("faults") or []]
+        latency = scenario.get("signInLatencySeconds", 0) or 0
+        if not isinstance(latency, int | float) or isinstance(latency, bool) or latency < 0:
+            raise bad_request("'signInLatencySeconds' is a number of seconds, at least 0.")
+        self.latency_seconds = float(latency)
+        self.throttle: Throttle | None = Throttle.parse(scenario.get("throttle"))
+        licensed = scenario.get("signInLogLicensed", True)
+        if not isinstance(licensed, bool):
+            raise bad_request("'signInLogLicensed' is true or false.")
+        self.signin_log_licensed = licensed
+        missing = scenario.get("missingPermissions") or []
+        if not isinstance(missing, list) or not all(isinstance(p, str) for p in missing):
+            raise bad_request("'missingPermissions' is a list of permission names, e.g. [\"AuditLog.Read.All\"].")
+        self.missing_permissions: list[str] = list(dict.fromkeys(missing))
         self.outbox: list[dict[str, Any]] = []
         self._fragments: dict[tuple[str, str], str] = {}
         self._admins: set[str] | None = None
@@ -833,6 +1061,14 @@ class Estate:
         if include_signins:
             out["signIns"] = [self.signin_scenario(r) for r in self.signins.rows]
         out["signInCount"] = len(self.signins)
+        if self.latency_seconds:
+            out["signInLatencySeconds"] = self.latency_seconds
+        if self.throttle is not None:
+            out["throttle"] = self.throttle.scenario()
+        if not self.signin_log_licensed:
+            out["signInLogLicensed"] = False
+        if self.missing_permissions:
+            out["missingPermissions"] = list(self.missing_permissions)
         out["faults"] = [f.scenario() for f in self.faults]
         out["outbox"] = self.outbox
         return out
@@ -841,7 +1077,7 @@ class Estate:
     def signin_scenario(r: SignInRow) -> dict[str, Any]:
         return {"id": r.id, "createdDateTime": r.created, "userId": r.user_id,
                 "resourceTenantId": r.resource_tenant_id, "crossTenantAccessType": r.cross_tenant_access_type,
-                "errorCode": r.error_code, "appDisplayName": r.app_display_name}
+                "signInEventTypes": [r.event_type], "errorCode": r.error_code, "appDisplayName": r.app_display_name}
 
     # ---- clock
 
@@ -876,9 +1112,19 @@ class Estate:
     # ---- sign-ins
 
     def retention_bounds(self) -> tuple[str, str]:
-        """Visible key range ``[lower, upper)``: ``now - retention <= createdDateTime <= now``."""
+        """Visible key range ``[lower, upper)``: ``now - retention <= createdDateTime <= now - latency``.
+
+        Retention: only sign-ins within the Entra retention period are served ("Only sign-in events that
+        occurred within the ... default retention period are available", List signIns,
+        https://learn.microsoft.com/graph/api/signin-list). Latency: an event reaches the log some time after
+        it happened; Microsoft's published figures for sign-ins were 2 minutes (95th percentile) and
+        5 minutes (99th percentile) (Azure AD reporting latencies, https://learn.microsoft.com/azure/
+        active-directory/reports-monitoring/reference-reports-latencies; the current page,
+        https://learn.microsoft.com/entra/identity/monitoring-health/reference-log-latency, names no figure).
+        ``signInLatencySeconds`` holds each sign-in back that long after its createdDateTime."""
         lower = format_timestamp(self.now - timedelta(days=self.retention_days))
-        upper = self.now_ts + "\uffff"
+        visible_until = self.now - timedelta(seconds=self.latency_seconds) if self.latency_seconds else self.now
+        upper = format_timestamp(visible_until) + "\uffff"
         return lower, upper
 
     def add_signins(self, items: Any) -> int:
@@ -915,7 +1161,7 @@ class Estate:
             "clientAppUsed": "Browser",
             "correlationId": f"{corr[:8]}-{corr[8:12]}-{corr[12:16]}-{corr[16:20]}-{corr[20:32]}",
             "conditionalAccessStatus": "notApplied",
-            "isInteractive": True,
+            "isInteractive": r.event_type == INTERACTIVE,
             "riskDetail": "none",
             "riskLevelAggregated": "none",
             "riskLevelDuringSignIn": "none",
@@ -938,7 +1184,7 @@ class Estate:
                 "crossTenantAccessType": r.cross_tenant_access_type,
                 "homeTenantName": self.partner_display_name,
                 "userType": "member",
-                "signInEventTypes": ["interactiveUser"],
+                "signInEventTypes": [r.event_type],
                 "resourceOwnerTenantId": r.resource_tenant_id,
                 "appOwnerTenantId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
                 "incomingTokenType": "none",
@@ -991,7 +1237,7 @@ class Estate:
             f'"ipAddress":"{20 + (h >> 8) % 180}.{(h >> 16) % 256}.{(h >> 24) % 256}.{1 + h % 253}",'
             f'"clientAppUsed":"Browser",'
             f'"correlationId":"{corr[:8]}-{corr[8:12]}-{corr[12:16]}-{corr[16:20]}-{corr[20:32]}",'
-            f'{_CONSTANT_FRAGMENT},{frag("resource", r.app_display_name)},'
+            f'{_CONSTANT_FRAGMENTS[r.event_type == INTERACTIVE]},{frag("resource", r.app_display_name)},'
             f'"homeTenantId":{frag("str", self.partner_tenant_id)},"resourceTenantId":{rtid},{status},'
             f'{_DEVICE_FRAGMENTS[(h >> 4) % len(_DEVICES)]},{_LOCATION_FRAGMENTS[h % len(_CITIES)]},'
             f'"appliedConditionalAccessPolicies":[]'
@@ -1001,7 +1247,7 @@ class Estate:
         return (
             f'{text},"crossTenantAccessType":{frag("str", r.cross_tenant_access_type)},'
             f'"homeTenantName":{frag("str", self.partner_display_name)},"userType":"member",'
-            f'"signInEventTypes":["interactiveUser"],"resourceOwnerTenantId":{rtid},'
+            f'"signInEventTypes":[{frag("str", r.event_type)}],"resourceOwnerTenantId":{rtid},'
             f'"appOwnerTenantId":"f8cdef31-a31e-4b4a-93e4-5f571e91255a","incomingTokenType":"none",'
             f'"isTenantRestricted":false,"signInIdentifier":{frag("upn", r.user_id)},'
             f'"signInIdentifierType":"userPrincipalName"}}'
@@ -1031,34 +1277,58 @@ class Estate:
                 parts.append('"appDisplayName":' + frag("str", r.app_display_name))
             elif name == "status" and r.error_code in _STATUS_FRAGMENTS:
                 parts.append(_STATUS_FRAGMENTS[r.error_code])
+            elif name == "isInteractive":
+                parts.append('"isInteractive":' + ("true" if r.event_type == INTERACTIVE else "false"))
+            elif name == "signInEventTypes":
+                parts.append(f'"signInEventTypes":[{frag("str", r.event_type)}]')
             else:
                 if wire is None:
                     wire = self.signin_wire(r, beta)
                 parts.append(f'"{name}":{_j(wire[name])}')
         return "{" + ",".join(parts) + "}"
 
-    def signin_filter(
-        self, text: str | None, beta: bool
-    ) -> tuple[str, str, Callable[[SignInRow], bool] | None]:
-        """Turn ``$filter`` into a key range within retention plus a row predicate."""
+    def signin_filter(self, text: str | None, beta: bool) -> SignInQuery:
+        """Turn ``$filter`` into a key range within retention, the event types to read and a row predicate.
+
+        Event types: "This API returns only interactive sign-ins unless you set an explicit filter. For
+        example, the filter for getting non-interactive sign-ins is ...
+        $filter=signInEventTypes/any(t: t eq 'nonInteractiveUser')" (signIn resource, beta,
+        https://learn.microsoft.com/graph/api/resources/signin?view=graph-rest-beta). v1.0 has no
+        signInEventTypes property and serves the interactive sign-ins. The property "Supports $filter (eq,
+        ne)"; ``or`` inside the lambda combines user types (``any(t: t eq 'interactiveUser' or t eq
+        'nonInteractiveUser')``, used in Microsoft's own PowerShell examples, msgraph-sdk-powershell#956), but
+        per the property's description in the Graph metadata "the filter for getting both user and service
+        principal sign-in event types is not supported": that combination answers 400 here.
+        """
         lower, upper = self.retention_bounds()
         if not text:
-            return lower, upper, None
-        m = re.search(r"crosstenantaccesstype", text, re.IGNORECASE)
-        if m and not beta:
-            raise bad_request(
-                f"Invalid filter clause: Could not find a property named '{text[m.start():m.end()]}' "
-                "on type 'microsoft.graph.signIn'."
-            )
+            return SignInQuery(lower, upper, _DEFAULT_EVENT_TYPES, None)
+        if not beta:
+            m = re.search(r"crosstenantaccesstype|signineventtypes", text, re.IGNORECASE)
+            if m:
+                raise bad_request(
+                    f"Invalid filter clause: Could not find a property named '{text[m.start():m.end()]}' "
+                    "on type 'microsoft.graph.signIn'."
+                )
         try:
-            clauses = conjunction(_parse(text))
+            items = conjuncts(_parse(text))
         except FilterError as exc:
             raise bad_request(_filter_message(exc)) from exc
         checks: list[Callable[[SignInRow], bool]] = []
-        for c in clauses:
+        types: frozenset[str] | None = None
+        for item in items:
+            if _is_event_type_clause(item):
+                chosen = _event_types_selected(item)
+                types = chosen if types is None else types & chosen
+                continue
+            if not isinstance(item, Compare):
+                if isinstance(item, Lambda):
+                    raise bad_request(_unsupported_property(item.prop, item.key))
+                raise bad_request("Invalid filter clause: only 'and' combinations of comparisons are supported.")
+            c = item
             key, op, value = c.key, c.op, c.value
             if key == "createddatetime":
-                if not isinstance(value, DateTimeLiteral) or op == "ne":
+                if not isinstance(value, DateTimeLiteral) or op in ("ne", "has"):
                     raise bad_request(f"Invalid filter clause: unsupported comparison '{c.prop} {op}'.")
                 v = value.value
                 if op in ("ge", "gt", "eq"):
@@ -1068,9 +1338,13 @@ class Estate:
                     bound = v + "\uffff" if op != "lt" else v
                     upper = min(upper, bound)
             elif key == "crosstenantaccesstype":
-                if op not in ("eq", "ne") or not isinstance(value, str):
+                if op not in ("eq", "ne", "has") or not isinstance(value, str):
                     raise bad_request(f"Invalid filter clause: unsupported comparison '{c.prop} {op}'.")
-                checks.append(_access_type_check(op, value.lower()))
+                accepted = _access_types_matching(op, value, self.signins.access_types)
+                if not accepted:
+                    types = frozenset()
+                elif accepted != self.signins.access_types:
+                    checks.append(_member_check(3, frozenset(accepted)))
             elif key == "status/errorcode":
                 if op not in ("eq", "ne") or not isinstance(value, int) or isinstance(value, bool):
                     raise bad_request(f"Invalid filter clause: unsupported comparison '{c.prop} {op}'.")
@@ -1081,16 +1355,12 @@ class Estate:
                     raise bad_request(f"Invalid filter clause: unsupported comparison '{c.prop} {op}'.")
                 checks.append(self._string_check(key, op, value.lower()))
             else:
-                raise bad_request(
-                    f"Invalid filter clause: Could not find a property named '{c.prop}' on type "
-                    "'microsoft.graph.signIn'." if key.split("/")[0] not in _lower_set(BETA_FIELDS)
-                    else f"Invalid filter clause: filtering on '{c.prop}' is not supported."
-                )
-        if not checks:
-            return lower, upper, None
-        if len(checks) == 1:
-            return lower, upper, checks[0]
-        return lower, upper, lambda r: all(chk(r) for chk in checks)
+                raise bad_request(_unsupported_property(c.prop, key))
+        if types is None:
+            types = _DEFAULT_EVENT_TYPES
+        if not beta:
+            types = types & _DEFAULT_EVENT_TYPES
+        return SignInQuery(lower, upper, types, _all_of(checks))
 
     def _string_check(self, key: str, op: str, value: str) -> Callable[[SignInRow], bool]:
         getter: Callable[[SignInRow], str]
@@ -1708,15 +1978,105 @@ class Estate:
         return len(set(users)), len(users), ga, latest
 
 
-def _access_type_check(op: str, flag: str) -> Callable[[SignInRow], bool]:
-    """``crossTenantAccessType`` is a flags enum: ``eq X`` matches when X is one of the set flags."""
-    if flag == "none":
-        def has_flags(r: SignInRow) -> bool:
-            return bool(access_type_flags(r.cross_tenant_access_type) - {"none"})
-        return has_flags if op == "ne" else lambda r: not has_flags(r)
+@dataclass(frozen=True)
+class SignInQuery:
+    """A sign-in list query: keys in ``[lower, upper)``, of these event types, rows passing ``predicate``."""
+
+    lower: str
+    upper: str
+    event_types: frozenset[str]
+    predicate: Callable[[SignInRow], bool] | None
+
+
+_DEFAULT_EVENT_TYPES = frozenset({INTERACTIVE})
+
+
+def _unsupported_property(prop: str, key: str) -> str:
+    if key.split("/")[0] not in _lower_set(BETA_FIELDS):
+        return f"Invalid filter clause: Could not find a property named '{prop}' on type 'microsoft.graph.signIn'."
+    return f"Invalid filter clause: filtering on '{prop}' is not supported."
+
+
+def _is_event_type_clause(node: Node) -> bool:
+    """``signInEventTypes/any(...)``, or an ``or`` of such lambdas."""
+    if isinstance(node, Lambda):
+        return node.key == "signineventtypes"
+    if isinstance(node, Or):
+        return all(_is_event_type_clause(item) for item in node.items)
+    return False
+
+
+def _event_types_selected(node: Node) -> frozenset[str]:
+    """The event types a ``signInEventTypes`` clause selects. Every sign-in has exactly one category, so the
+    clause is evaluated against each possible one-element collection; the body may compare the range
+    variable with ``eq``/``ne`` and combine comparisons with ``and``/``or``/``not``."""
+    lambdas = [node] if isinstance(node, Lambda) else list(node.items)  # type: ignore[union-attr]
+    named: set[str] = set()
+    for lam in lambdas:
+        assert isinstance(lam, Lambda)
+        if lam.op != "any":
+            raise bad_request(f"Invalid filter clause: the lambda operator '{lam.op}' is not supported on "
+                              f"'{lam.prop}'; use '{lam.prop}/any(t: t eq ...)'.")
+        if lam.body is None:
+            continue
+        for c in _walk_body(lam.body):
+            if c.key != lam.var.lower() or c.op not in ("eq", "ne") or not isinstance(c.value, str):
+                raise bad_request(f"Invalid filter clause: inside '{lam.prop}/any' only '{lam.var} eq|ne "
+                                  "'<event type>'' comparisons are supported.")
+            if c.op == "eq":
+                named.add(c.value.lower())
+    user = {t.lower() for t in USER_EVENT_TYPES}
+    if named & user and named - user:
+        raise bad_request("Invalid filter clause: the filter for getting both user and service principal "
+                          "sign-in event types is not supported.")
+    return frozenset(t for t in EVENT_TYPES if evaluate(node, {"signineventtypes": [t]}.get))
+
+
+def _walk_body(node: Node) -> Iterator[Compare]:
+    if isinstance(node, Compare):
+        yield node
+    elif isinstance(node, And | Or):
+        for item in node.items:
+            yield from _walk_body(item)
+    elif isinstance(node, Not):
+        yield from _walk_body(node.item)
+    else:
+        raise bad_request("Invalid filter clause: a lambda inside a lambda is not supported.")
+
+
+def _access_types_matching(op: str, literal: str, present: set[str]) -> set[str]:
+    """The crossTenantAccessType values (of those present in the log) a comparison accepts.
+
+    signInAccessType is a flags enum, so ``eq``/``ne`` compare the whole value -- the set of flags, in any
+    order -- and ``has`` tests for flags (OData 4.01 part 2, 5.1.1.1.10 "Has": true if the right operand's
+    flags are all set in the left one): ``crossTenantAccessType has 'serviceProvider'`` matches
+    ``b2bCollaboration,serviceProvider``, ``eq 'serviceProvider'`` does not. Unknown names are a 400, as
+    for any enum literal that is not a member."""
+    wanted = flag_set(literal)
+    unknown = sorted(f for f in wanted if f not in _ACCESS_TYPE_NAMES)
+    if unknown:
+        raise bad_request(f"Invalid filter clause: The string '{unknown[0]}' is not a valid enumeration type "
+                          "constant for 'microsoft.graph.signInAccessType'.")
+    if op == "has":
+        return {v for v in present if wanted <= flag_set(v)}
     if op == "eq":
-        return lambda r: flag in access_type_flags(r.cross_tenant_access_type)
-    return lambda r: flag not in access_type_flags(r.cross_tenant_access_type)
+        return {v for v in present if flag_set(v) == wanted}
+    return {v for v in present if flag_set(v) != wanted}
+
+
+def _member_check(column: int, accepted: frozenset[str]) -> Callable[[SignInRow], bool]:
+    return lambda r: r[column] in accepted
+
+
+def _all_of(checks: list[Callable[[SignInRow], bool]]) -> Callable[[SignInRow], bool] | None:
+    if not checks:
+        return None
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda r: first(r) and second(r)
+    return lambda r: all(chk(r) for chk in checks)
 
 
 def _error_code_check(op: str, code: int) -> Callable[[SignInRow], bool]:
@@ -1753,8 +2113,10 @@ def _check_props(node: Node, allowed: set[str], type_name: str) -> None:
 def _walk(node: Node) -> Iterator[Compare]:
     if isinstance(node, Compare):
         yield node
-    elif hasattr(node, "items"):
-        for item in node.items:  # type: ignore[union-attr]
+    elif isinstance(node, And | Or):
+        for item in node.items:
             yield from _walk(item)
+    elif isinstance(node, Not):
+        yield from _walk(node.item)
     else:
-        yield from _walk(node.item)  # type: ignore[union-attr]
+        raise bad_request(f"Invalid filter clause: the lambda on '{node.prop}' is not supported here.")
