@@ -793,9 +793,26 @@ def test_customer_admin_delegated_admin_customers(emu: RunningEmulator, api: htt
     assert removed["partnerSignInCount"] == 0 and removed["dapEnabled"] is False
     only = api.get("/customeradmin/v1/delegatedAdminCustomers", params={"$filter": "dapEnabled eq true"}).json()
     assert [i["customerTenantId"] for i in only["value"]] == [DAP_TENANT]
-    paged = api.get("/customeradmin/v1/delegatedAdminCustomers", params={"$top": "1"}).json()
-    assert len(paged["value"]) == 1 and "$skip=1" in paged["@odata.nextLink"]
+    # $top (at most 300, the default) and $skip page it; as documented, no @odata.nextLink.
+    pages = [api.get("/customeradmin/v1/delegatedAdminCustomers", params={"$top": "1", "$skip": str(skip),
+                                                                         "$count": "true"}).json()
+             for skip in range(3)]
+    assert [len(p["value"]) for p in pages] == [1, 1, 0] and all("@odata.nextLink" not in p for p in pages)
+    assert {p["value"][0]["customerTenantId"] for p in pages[:2]} == {DAP_TENANT, DAP_REMOVED_TENANT}
+    assert pages[0]["@odata.count"] == 2
     assert api.get("/customeradmin/v1/delegatedAdminCustomers", params={"$top": "301"}).status_code == 400
+    assert api.get("/customeradmin/v1/delegatedAdminCustomers", params={"$skip": "-1"}).status_code == 400
+    big = copy.deepcopy(LIFE)
+    for i in range(305):
+        tenant = str(uuid.UUID(int=0xDA90000000000000 + i))
+        big["customers"].append({"tenantId": tenant, "displayName": f"DAP {i:03d}", "contacts": [],
+                                 "dap": {"enabled": True, "startDateTime": "2025-01-01T00:00:00Z"},
+                                 "gdapRelationships": []})
+    emu.post_scenario(big)
+    first = api.get("/customeradmin/v1/delegatedAdminCustomers").json()
+    rest = api.get("/customeradmin/v1/delegatedAdminCustomers", params={"$skip": "300"}).json()
+    assert len(first["value"]) == 300 and "@odata.nextLink" not in first and len(rest["value"]) == 307 - 300
+    assert len({i["id"] for i in first["value"] + rest["value"]}) == 307
 
 
 # ------------------------------------------------------------------------------ faults and the log

@@ -47,6 +47,7 @@ API_PREFIXES = ("/v1.0/", "/beta/", "/partnercenter/", "/customeradmin/")
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 SIGNIN_PAGE_MAX = 1000
 GDAP_PAGE_MAX = 300
+DAC_PAGE_MAX = 300
 PC_PAGE_MAX = 500
 _NO_BODY = object()
 
@@ -642,9 +643,14 @@ async def pc_patch_customer(request: web.Request, m: dict[str, str]) -> web.Stre
 
 
 async def ca_delegated_admin_customers(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    """Partner Center's ``delegatedAdminCustomers`` (CustomerServiceAdminApi), paged by the caller with
+    ``$top`` (at most 300) and ``$skip``; the documented response carries ``value`` (and ``@odata.count``
+    with ``$count=true``) but no ``@odata.nextLink``
+    (https://learn.microsoft.com/partner-center/developer/list-delegated-admin-customers). The documentation
+    names no default page size; a request without ``$top`` gets the maximum, 300."""
     e = estate(request)
     params = query_params(request)
-    top = page_size(params, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
+    top = page_size(params, DAC_PAGE_MAX, DAC_PAGE_MAX)
     try:
         skip = int(params.get("skip") or 0)
     except ValueError as exc:
@@ -673,8 +679,6 @@ async def ca_delegated_admin_customers(request: web.Request, m: dict[str, str]) 
     body: dict[str, Any] = {"value": page}
     if params.get("count", "").lower() == "true":
         body["@odata.count"] = len(items)
-    if skip + top < len(items):
-        body["@odata.nextLink"] = next_link(request, {"skip": str(skip + top)})
     return pc_json(body)
 
 
