@@ -421,6 +421,10 @@ def test_empty_pages_and_short_pages_continue_the_query(emu: RunningEmulator, ap
     for bad in ({"pathPrefix": SIGNINS, "empty": True, "status": 500}, {"pathPrefix": SIGNINS, "pageSize": 0},
                 {"pathPrefix": SIGNINS, "empty": "yes"}):
         assert httpx.post(f"{emu.url}/_emulator/faults", json=bad).status_code == 400, bad
+    exported = emu.state()
+    emu.post_scenario(exported)  # the export (faults and sign-ins included) loads back
+    assert emu.faults() == [{**f, "served": 0, **({"passed": 0} if "passed" in f else {})}
+                            for f in exported["faults"]]
 
 
 def test_empty_and_short_pages_on_every_graph_list(emu: RunningEmulator, api: httpx.Client) -> None:
@@ -910,6 +914,41 @@ def test_generator_is_deterministic_and_covers_everything(emu: RunningEmulator, 
     page = api.get("/beta/auditLogs/signIns", params={"$top": "5"}).json()
     assert len(page["value"]) == 5 and page["value"][0]["createdDateTime"] <= "2026-11-21T00:00:00.0000000Z"
     assert len(follow(api, f"{emu.url}{REL}")) == len(rels)
+    assert not any("signInEventTypes" in s for s in scenario["signIns"])  # the default: interactive only
+
+
+def test_generator_mixes_in_non_interactive_sign_ins(emu: RunningEmulator, api: httpx.Client,
+                                                     tmp_path: Path) -> None:
+    small = ("--customers", "150", "--signins", "8000")  # later options win
+    plain = load(generate(tmp_path, "plain.json", *small))
+    mixed_path = generate(tmp_path, "mixed.json", *small, "--noninteractive-per-interactive", "4")
+    mixed = load(mixed_path)
+    rows = mixed["signIns"]
+    assert len(rows) == 8000 and mixed["customers"] == plain["customers"]  # same estate, same size
+    assert buckets(mixed) == buckets(plain)  # the latest sign-in per customer is kept
+    kinds = {t: sum(1 for s in rows if s["signInEventTypes"] == [t]) for t in ("interactiveUser", "nonInteractiveUser")}
+    assert sum(kinds.values()) == len(rows) and 3 < kinds["nonInteractiveUser"] / kinds["interactiveUser"] < 6
+    per_tenant: dict[str, set[str]] = {}
+    for s in rows:
+        per_tenant.setdefault(s["resourceTenantId"], set()).add(s["signInEventTypes"][0])
+    customers = {c["tenantId"] for c in mixed["customers"]}
+    automation_only = [t for t, kinds_seen in per_tenant.items() if t in customers and kinds_seen == {"nonInteractiveUser"}]
+    assert len(automation_only) >= 3
+    access = {s["crossTenantAccessType"] for s in rows}
+    assert access == {"serviceProvider", "b2bCollaboration,serviceProvider", "b2bCollaboration", "none"}
+    home = [s for s in rows if s["crossTenantAccessType"] == "none"]
+    assert home and all(s["resourceTenantId"] == mixed["partner"]["tenantId"] for s in home)
+    assert 0.01 < sum(1 for s in rows if s["errorCode"]) / len(rows) < 0.06
+    assert generate(tmp_path, "again.json", *small, "--noninteractive-per-interactive", "4").read_bytes() == (
+        mixed_path.read_bytes())
+
+    emu.post_scenario(mixed_path)
+    non = "signInEventTypes/any(t: t eq 'nonInteractiveUser')"
+    flt = "createdDateTime ge 2026-11-14T00:00:00Z"
+    in_week = [s for s in rows if s["createdDateTime"] >= "2026-11-14T00:00:00"]
+    counts = {t: sum(1 for s in in_week if s["signInEventTypes"] == [t]) for t in kinds}
+    assert len(follow(api, f"{emu.url}/beta/auditLogs/signIns?$filter={flt}")) == counts["interactiveUser"]
+    assert len(follow(api, f"{emu.url}/beta/auditLogs/signIns?$filter={flt} and {non}")) == counts["nonInteractiveUser"]
 
 
 # ------------------------------------------------------------------------------------ real msgraph-sdk

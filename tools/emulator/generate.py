@@ -6,12 +6,22 @@ Deterministic for a seed (and ``--now``). Sign-ins are streamed to the output, s
 needs little memory. The estate mixes DAP-only, GDAP-only, both, several GDAP relationships and
 customers without any active relationship; every GDAP status appears; activity is Zipf-skewed and the
 "last active day" per customer is spread so that customers land in every inactivity bucket.
+
+``--noninteractive-per-interactive R`` (default 0: interactive sign-ins only, the output of earlier
+versions byte for byte) mixes in non-interactive user sign-ins, as Entra logs them separately (token
+refreshes and other sign-ins "performed by a client app or OS components on behalf of a user",
+https://learn.microsoft.com/entra/identity/monitoring-health/concept-noninteractive-sign-ins): about R
+of them per interactive one, clustered in the hours after it; some customers are active only through
+automation (non-interactive sign-ins only); a few carry the combined flags
+``b2bCollaboration,serviceProvider``; and a small share of the log is the agents' own sign-ins into the
+partner tenant (``crossTenantAccessType`` ``none``). ``--signins`` stays the total number of rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import calendar
+import itertools
 import json
 import random
 import sys
@@ -87,6 +97,9 @@ MULTI_STATUSES = (("active", 40), ("terminated", 20), ("expired", 15), ("expirin
 INACTIVE_STATUSES = (("terminated", 35), ("expired", 25), ("approvalPending", 20), ("created", 12),
                      ("activating", 8))
 CATEGORIES = (("dap_only", 15), ("gdap_only", 35), ("both", 12), ("multi_gdap", 13), ("inactive", 25))
+INTERACTIVE = "interactiveUser"
+NON_INTERACTIVE = "nonInteractiveUser"
+AUTOMATION_ONLY_SHARE = 0.12  # of active customers, with --noninteractive-per-interactive > 0
 
 
 def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
@@ -129,10 +142,15 @@ class Profile:
 
 class Generator:
     def __init__(self, customers: int, signins: int, days: int, seed: int, now: datetime,
-                 retention_days: int, agents: int | None) -> None:
+                 retention_days: int, agents: int | None, noninteractive_per_interactive: float = 0.0) -> None:
+        if noninteractive_per_interactive < 0:
+            raise ValueError("noninteractive_per_interactive must be >= 0")
         self.rng = random.Random(seed)
         self.n_customers = customers
         self.n_signins = signins
+        self.noninteractive = float(noninteractive_per_interactive)
+        # the agents' own sign-ins into the partner tenant (crossTenantAccessType none), only in the mix
+        self.n_home = signins // 50 if self.noninteractive > 0 else 0
         self.days = days
         self.now = now.astimezone(UTC)
         self.now_epoch = float(calendar.timegm(self.now.utctimetuple())) + self.now.microsecond / 1e6
@@ -242,17 +260,18 @@ class Generator:
     def _distribute_sign_ins(self, profiles: list[Profile]) -> None:
         active = [p for p in profiles if p.last_active_days is not None]
         self.rng.shuffle(active)
-        if self.n_signins < len(active):
-            for p in active[self.n_signins:]:
+        budget = self.n_signins - self.n_home
+        if budget < len(active):
+            for p in active[budget:]:
                 p.last_active_days = None
-            active = active[: self.n_signins]
+            active = active[:budget]
         if not active:
             return
         weights = [1.0 / (i + 1) ** 1.1 for i in range(len(active))]
         total = sum(weights)
-        remaining = self.n_signins - len(active)
+        remaining = budget - len(active)
         counts = [1 + int(remaining * w / total) for w in weights]
-        counts[0] += self.n_signins - sum(counts)
+        counts[0] += budget - sum(counts)
         for p, c in zip(active, counts, strict=True):
             p.sign_ins = c
 
@@ -384,6 +403,9 @@ class Generator:
     def sign_ins(self, tenant_id: str, profile: Profile) -> Iterator[str]:
         if profile.last_active_days is None or profile.sign_ins <= 0:
             return
+        if self.noninteractive > 0:
+            yield from self._mixed_sign_ins(tenant_id, profile)
+            return
         rng = self.rng
         now = self.now_epoch
         window_start = now - self.days * DAY + 60.0
@@ -410,6 +432,64 @@ class Generator:
                    f'"resourceTenantId":"{tenant_id}","crossTenantAccessType":"{cta}","errorCode":{err},'
                    f'"appDisplayName":"{app}"}}')
 
+    def _mixed_sign_ins(self, tenant_id: str, profile: Profile) -> Iterator[str]:
+        """A customer's sign-ins with non-interactive ones mixed in (``--noninteractive-per-interactive``).
+
+        The latest sign-in is still a successful serviceProvider one at the profile's last active day, so the
+        customer lands in the same inactivity bucket; everything else lies between the window start and it.
+        """
+        rng = self.rng
+        window_start = self.now_epoch - self.days * DAY + 60.0
+        latest = self.now_epoch - (profile.last_active_days or 0) * DAY - rng.uniform(0, 0.95) * DAY
+        latest = max(latest, window_start)
+        total = profile.sign_ins
+        automation_only = rng.random() < AUTOMATION_ONLY_SHARE
+        interactive = 0 if automation_only else min(total, max(1, round(total / (1 + self.noninteractive))))
+        apps = [a for a, _ in APPS]
+        app_weights = [w for _, w in APPS]
+        sessions: list[float] = []
+        for k in range(total):
+            is_interactive = k < interactive
+            if k == 0:
+                t, err, cta = latest, 0, "serviceProvider"
+            elif is_interactive or not sessions:
+                t = rng.uniform(window_start, latest)
+                err, cta = self._mixed_outcome(interactive=is_interactive)
+            else:  # a token refresh in the hours after an interactive session (or after the last one)
+                t = min(latest, rng.choice(sessions) + rng.uniform(60.0, 8 * 3600.0))
+                err, cta = self._mixed_outcome(interactive=False)
+            if is_interactive:
+                sessions.append(t)
+            app = rng.choices(apps, app_weights)[0]
+            kind = INTERACTIVE if is_interactive else NON_INTERACTIVE
+            yield (f'{{"id":"{_guid(rng)}","createdDateTime":"{_iso(t)}","userId":"{rng.choice(profile.agents)}",'
+                   f'"resourceTenantId":"{tenant_id}","crossTenantAccessType":"{cta}",'
+                   f'"signInEventTypes":["{kind}"],"errorCode":{err},"appDisplayName":"{app}"}}')
+
+    def _mixed_outcome(self, interactive: bool) -> tuple[int, str]:
+        r = self.rng.random()
+        if r < 0.03:
+            failures = (50076, 50126) if interactive else (50173, 70044)  # MFA / password; expired grant, session
+            return self.rng.choice(failures), "serviceProvider"
+        if r < 0.05:
+            return 0, "b2bCollaboration"
+        if r < 0.08:
+            return 0, "b2bCollaboration,serviceProvider"
+        return 0, "serviceProvider"
+
+    def home_sign_ins(self, partner_tenant_id: str, agents: list[dict[str, Any]]) -> Iterator[str]:
+        """The agents' sign-ins into the partner tenant itself: crossTenantAccessType none, never qualifying."""
+        rng = self.rng
+        window_start = self.now_epoch - self.days * DAY + 60.0
+        ids = [a["id"] for a in agents]
+        for _ in range(self.n_home):
+            kind = INTERACTIVE if rng.random() < 1 / (1 + self.noninteractive) else NON_INTERACTIVE
+            err = rng.choice((50126, 50076)) if rng.random() < 0.03 else 0
+            yield (f'{{"id":"{_guid(rng)}","createdDateTime":"{_iso(rng.uniform(window_start, self.now_epoch))}",'
+                   f'"userId":"{rng.choice(ids)}","resourceTenantId":"{partner_tenant_id}",'
+                   f'"crossTenantAccessType":"none","signInEventTypes":["{kind}"],"errorCode":{err},'
+                   f'"appDisplayName":"{rng.choice(("Microsoft Teams", "Outlook", "Microsoft 365 admin center"))}"}}')
+
     # ---- output
 
     def write(self, out: IO[str]) -> None:
@@ -433,13 +513,15 @@ class Generator:
         w(' "signIns": [')
         first = True
         buf: list[str] = []
-        for tenant_id, profile in pending:
-            for line in self.sign_ins(tenant_id, profile):
-                buf.append(line)
-                if len(buf) >= 20000:
-                    w(("\n  " if first else ",\n  ") + ",\n  ".join(buf))
-                    first = False
-                    buf.clear()
+        streams = [self.sign_ins(tenant_id, profile) for tenant_id, profile in pending]
+        if self.n_home:
+            streams.append(self.home_sign_ins(partner["tenantId"], agents))
+        for line in itertools.chain.from_iterable(streams):
+            buf.append(line)
+            if len(buf) >= 20000:
+                w(("\n  " if first else ",\n  ") + ",\n  ".join(buf))
+                first = False
+                buf.clear()
         if buf:
             w(("\n  " if first else ",\n  ") + ",\n  ".join(buf))
         w("\n ]\n}\n")
@@ -467,16 +549,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--now", help="ISO timestamp (default: current UTC time truncated to the minute)")
     parser.add_argument("--retention-days", type=int, help="signInRetentionDays (default: --days)")
     parser.add_argument("--agents", type=int, help="number of partner agents (default max(10, customers/20))")
+    parser.add_argument("--noninteractive-per-interactive", type=float, default=0.0, metavar="R",
+                        help="mix in about R non-interactive sign-ins per interactive one (default 0: none)")
     parser.add_argument("--out", help="output file (default stdout)")
     args = parser.parse_args(argv)
     if args.customers < 1 or args.signins < 0 or args.days < 1:
         parser.error("--customers >= 1, --signins >= 0 and --days >= 1 are required")
+    if args.noninteractive_per_interactive < 0:
+        parser.error("--noninteractive-per-interactive must be >= 0")
     try:
         now = _parse_now(args.now)
     except ValueError:
         parser.error(f"--now is not an ISO timestamp: {args.now}")
     gen = Generator(args.customers, args.signins, args.days, args.seed, now,
-                    args.retention_days if args.retention_days is not None else args.days, args.agents)
+                    args.retention_days if args.retention_days is not None else args.days, args.agents,
+                    noninteractive_per_interactive=args.noninteractive_per_interactive)
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
             gen.write(fh)

@@ -273,11 +273,6 @@ def load_scenario_text(text: str | bytes) -> dict[str, Any]:
     return data
 
 
-def access_type_flags(value: str) -> frozenset[str]:
-    """The set flags of a crossTenantAccessType, lower case (``none`` = the empty set)."""
-    return flag_set(value)
-
-
 class QualifyingIndex:
     """Per customer tenant: successful serviceProvider sign-ins, ascending key, with their user ids."""
 
@@ -773,8 +768,8 @@ class Fault:
         size = d.get("pageSize")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
             raise bad_request("A fault 'pageSize' is a whole number of at least 1.")
-        if (empty or size is not None) and (kind is not None or "status" in d):
-            raise bad_request("A fault with 'empty' or 'pageSize' answers 200; it takes no 'status' or 'kind'.")
+        if (empty or size is not None) and (kind is not None or d.get("status", 200) != 200):
+            raise bad_request("A fault with 'empty' or 'pageSize' answers 200; it takes no other 'status' or 'kind'.")
         if empty and size is not None:
             raise bad_request("A fault is either 'empty' or 'pageSize', not both.")
         status = d.get("status", 200 if (kind is not None or empty or size is not None) else 503)
