@@ -9,7 +9,6 @@ import azure.functions as func
 from shared.enforcement import run_evaluation
 from shared.fanout import should_fan_out, start_sharded_evaluation
 from shared.runtime import get_services
-from shared.timeutil import utcnow
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -20,11 +19,11 @@ log = logging.getLogger(__name__)
 async def evaluation(timer: func.TimerRequest) -> None:
     services = await get_services()
     if await should_fan_out(services):  # a large estate: one queue message per customer shard
-        started = await start_sharded_evaluation(services, utcnow())
+        started = await start_sharded_evaluation(services, await services.now())
         log.info("evaluation %s as of %s: fanned out to %d shards", started["evaluationId"], started["asOf"],
                  started["shards"])
         return
-    summary = await run_evaluation(services, utcnow())
+    summary = await run_evaluation(services, await services.now())
     log.info("evaluation %s as of %s: %d candidates, %d queued, %d warned, halted=%s",
              summary["evaluationId"], summary["asOf"], len(summary["candidates"]), len(summary["queued"]),
              len(summary["warned"]), summary["halted"])

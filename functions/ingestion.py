@@ -8,7 +8,6 @@ import azure.functions as func
 
 from shared.gdap import run_follow_up
 from shared.runtime import get_services
-from shared.timeutil import utcnow
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -19,10 +18,10 @@ log = logging.getLogger(__name__)
                   use_monitor=True)
 async def relationship_sync(timer: func.TimerRequest) -> None:
     services = await get_services()
-    result = await services.sync_relationships(utcnow())
+    result = await services.sync_relationships(await services.now())
     log.info("relationship sync: %s", result)
     # GDAP requests this product made: approved ones get their access assignments (never fails the sync).
-    follow_up = await run_follow_up(services, utcnow())
+    follow_up = await run_follow_up(services, await services.now())
     log.info("GDAP follow-up: %s", follow_up)
 
 
@@ -30,5 +29,5 @@ async def relationship_sync(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="%SIGNIN_INGEST_SCHEDULE%", run_on_startup=False, use_monitor=True)
 async def signin_ingest(timer: func.TimerRequest) -> None:
     services = await get_services()
-    result = await services.ingest_sign_ins(utcnow())
+    result = await services.ingest_sign_ins(await services.now())
     log.info("sign-in ingestion: %s", result)

@@ -9,6 +9,7 @@ import asyncio
 import csv
 import io
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,9 +72,12 @@ async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id
     }
 
 
-def new_evaluation_id(created_at: datetime) -> str:
-    """Newest first in the table's order (inverted milliseconds), unique."""
-    return f"{MAX_TICKS - int(created_at.timestamp() * 1000):013d}-{uuid.uuid4().hex[:8]}"
+def new_evaluation_id(as_of: datetime) -> str:
+    """Newest first in the table's order: by ``asOf`` (inverted milliseconds), then by the host's own
+    clock, then unique. ``asOf`` is Microsoft's time, which the emulator holds still between moves, so
+    two evaluations of one moment are ordered by when this host made them."""
+    return (f"{MAX_TICKS - int(as_of.timestamp() * 1000):013d}-"
+            f"{MAX_TICKS - int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}")
 
 
 @dataclass
@@ -92,7 +96,7 @@ class EvaluationStore:
 
     async def save(self, report: dict[str, Any], created_at: datetime | None = None) -> str:
         created_at = created_at or utcnow()
-        evaluation_id = new_evaluation_id(created_at)
+        evaluation_id = new_evaluation_id(parse_iso(report["asOf"]))
         await self.save_rows(evaluation_id, report["customers"])
         head = {k: v for k, v in report.items() if k != "customers"}
         await self.save_head(evaluation_id, head, len(report["customers"]), created_at)

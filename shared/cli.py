@@ -20,7 +20,7 @@ from azure.core.exceptions import AzureError
 
 from shared.retry import UpstreamError
 from shared.settings import Settings, SettingsError, get_settings
-from shared.timeutil import parse_iso, utcnow
+from shared.timeutil import iso, parse_iso
 
 EXIT_OK, EXIT_USAGE, EXIT_UPSTREAM = 0, 2, 3
 
@@ -87,10 +87,13 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from shared.audit import report_csv, report_table
-    from shared.services import Services
+    from shared.services import AS_OF_SKEW, FutureAsOfError, Services
 
-    as_of = args.as_of or utcnow()
     async with Services(settings) as services:
+        now = await services.now()  # Microsoft's clock: a wrong host clock cannot move the present
+        as_of = args.as_of or now
+        if as_of > now + AS_OF_SKEW:
+            raise UsageError(str(FutureAsOfError(as_of, now)))
         report = await services.audit(as_of)
     if args.format == "json":
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
@@ -103,10 +106,14 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
     from shared.enforcement import run_cycle  # type: ignore[import-not-found,unused-ignore]
-    from shared.services import Services
+    from shared.services import AS_OF_SKEW, Services
 
-    as_of = args.as_of or utcnow()
     async with Services(settings) as services:
+        now = await services.now()
+        as_of = args.as_of or now
+        if abs(as_of - now) > AS_OF_SKEW:
+            raise UsageError(f"enforce acts on the present only: --as-of {iso(as_of)} is not Microsoft's present "
+                             f"({iso(now)}); use audit --as-of for a what-if")
         try:
             summary = await run_cycle(services, as_of)
         except UpstreamError as exc:

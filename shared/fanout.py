@@ -91,7 +91,8 @@ async def start_sharded_evaluation(services: Services, as_of: datetime, *, refre
 
     refresh_error, coverage = await prepare_evaluation(services, as_of, refresh=refresh)
     created_at = utcnow()
-    run = Run(evaluation_id=new_evaluation_id(created_at), as_of=as_of, effective=effective_as_of(coverage, as_of),
+    run = Run(evaluation_id=new_evaluation_id(effective_as_of(coverage, as_of)), as_of=as_of,
+              effective=effective_as_of(coverage, as_of),
               created_at=created_at, coverage=coverage, partner_tenant_id=await services.partner_tenant_id(),
               refresh_error=refresh_error)
     await services.storage.table("Evaluations").create_entity(run.to_entity())

@@ -60,7 +60,7 @@ from shared.models import AccessAssignment, Relationship
 from shared.ratelimit import SlidingWindowLimiter
 from shared.retry import RETRY_STATUSES, TRANSIENT_ERRORS, UpstreamError, retry_transient
 from shared.settings import GUID_RE
-from shared.timeutil import graph_literal, parse_optional
+from shared.timeutil import graph_literal, observe_response_date, parse_optional
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ def build_http_client(retry_delay: float, max_retries: int) -> Any:
         if isinstance(handler, RetryHandler):
             handler.retry_on_status_codes = set(RETRY_STATUSES)
     client = KiotaClientFactory.get_default_client()
+    client.event_hooks["response"].append(observe_response_date)  # Microsoft's clock (shared.timeutil)
     return GraphClientFactory.create_with_custom_middleware(middleware, client=client)
 
 
@@ -136,6 +137,10 @@ class GraphClient:
         document = await self._send_json(info, "GET /organization")
         values = [v for v in document.get("value") or [] if isinstance(v, dict)]
         return values[0] if values else {}
+
+    async def ping(self) -> None:
+        """One light request (``GET /organization?$select=id``): its ``Date`` header sets the clock."""
+        await self._get_json(f"{self.root}/v1.0/organization?$select=id", "GET /organization")
 
     async def partner_tenant_id(self) -> str:
         organization = await self._organization()

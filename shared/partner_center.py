@@ -23,7 +23,7 @@ from shared.retry import (
     backoff_seconds,
     retry_after_seconds,
 )
-from shared.timeutil import parse_optional
+from shared.timeutil import observe_response_date, parse_optional
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class PartnerCenterClient:
         self._credential = credential
         self._max_retries = max_retries
         self._retry_base = retry_base
-        self._http = httpx.AsyncClient(timeout=timeout)
+        self._http = httpx.AsyncClient(timeout=timeout, event_hooks={"response": [observe_response_date]})
 
     async def close(self) -> None:
         await self._http.aclose()

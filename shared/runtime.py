@@ -23,6 +23,7 @@ async def get_services() -> Services:
         configure_telemetry()  # exporter wiring only when Application Insights is configured
         services = Services(get_settings())
         await services.storage.ensure()
+        await services.now()  # Microsoft's clock is known before any trigger reads or writes a time
         _services.clear()  # a previous loop's clients cannot be used any more
         _services[loop_id] = services
     return services

@@ -7,7 +7,7 @@ command line does exactly what the functions do.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.audit import EvaluationStore, compute_report, policy_from_settings
@@ -16,14 +16,28 @@ from shared.identity import graph_credential, partner_center_credential
 from shared.partner_center import PartnerCenterClient
 from shared.ratelimit import SlidingWindowLimiter
 from shared.relationships import RelationshipSync
+from shared.retry import UpstreamError
 from shared.settings import Settings
 from shared.signins import SignInIngestion
 from shared.state import StateStore
 from shared.storage import Storage
 from shared.telemetry import EVENT_INGESTION_COMPLETED, EVENT_INGESTION_FAILED, track_event
-from shared.timeutil import utcnow
+from shared.timeutil import CLOCK, iso, utcnow
 
 log = logging.getLogger(__name__)
+
+HOST_SKEW_WARNING = timedelta(minutes=5)
+CLOCK_RESOLUTION = timedelta(seconds=1)  # of the Date header (IMF-fixdate has whole seconds)
+# How far an asOf may lie from Microsoft's present and still be the present (clock skew, a run's length).
+AS_OF_SKEW = timedelta(minutes=5)
+
+
+class FutureAsOfError(ValueError):
+    """An ``asOf`` later than Microsoft's present: time that has not happened cannot be audited."""
+
+    def __init__(self, as_of: datetime, now: datetime) -> None:
+        super().__init__(f"--as-of {iso(as_of)} lies in the future (Microsoft's clock says {iso(now)}); "
+                         "only the present or the past can be audited")
 
 
 class Services:
@@ -56,6 +70,18 @@ class Services:
             await self.partner_center.close()
         await self.storage.close()
 
+    async def now(self) -> datetime:
+        """The present by Microsoft's clock (:data:`shared.timeutil.CLOCK`), asked afresh: one light
+        Graph request whose ``Date`` header sets the clock. Triggers, workers and the command line
+        start their jobs here, so a job never runs on a stale or host-only idea of the present."""
+        await self.graph.ping()
+        if not CLOCK.observed:
+            raise UpstreamError("Microsoft Graph sent no Date header: the present cannot be told")
+        skew = abs(CLOCK.host_offset)
+        if skew > HOST_SKEW_WARNING:
+            log.info("the host clock is %s away from Microsoft's; the product keeps Microsoft's time", skew)
+        return CLOCK.now()
+
     async def partner_tenant_id(self) -> str:
         if self._partner_tenant is None:
             state = StateStore(self.storage)
@@ -76,10 +102,16 @@ class Services:
                                backfill_days=s.signin_backfill_days, overlap_minutes=s.signin_overlap_minutes,
                                slice_hours=s.signin_slice_hours)
 
-    async def ingest_sign_ins(self, as_of: datetime) -> dict[str, Any]:
+    async def ingest_sign_ins(self, as_of: datetime, now: datetime | None = None) -> dict[str, Any]:
+        """Ingest the sign-in log up to ``min(as_of, now)``: the log cannot be read past Microsoft's
+        present, and its floor is the present less the backfill (never a window the log no longer
+        serves, whatever ``as_of`` says)."""
         await self.storage.ensure()
+        now = now or await self.now()
+        if abs(as_of - now) <= CLOCK_RESOLUTION:
+            now = as_of  # the Date header tells Microsoft's time to the second: this as_of is the present
         try:
-            result = await self.ingestion(await self.partner_tenant_id()).run(as_of)
+            result = await self.ingestion(await self.partner_tenant_id()).run(min(as_of, now), now=now)
         except Exception as exc:
             track_event(EVENT_INGESTION_FAILED, {"reason": f"{type(exc).__name__}: {exc}"[:500]})
             raise
@@ -95,10 +127,16 @@ class Services:
                                     policy=policy_from_settings(self.settings))
 
     async def audit(self, as_of: datetime, *, store: bool = True) -> dict[str, Any]:
-        """Sync, ingest up to as_of, compute; removes nothing."""
-        await self.sync_relationships(as_of)
-        await self.ingest_sign_ins(as_of)
+        """Sync, ingest up to ``min(as_of, now)``, compute; removes nothing.
+
+        Only an audit of the present is stored as the latest evaluation: a past ``as_of`` is a what-if
+        from the store, and a future one is refused (:class:`FutureAsOfError`)."""
+        now = await self.now()
+        if as_of > now + AS_OF_SKEW:
+            raise FutureAsOfError(as_of, now)
+        await self.sync_relationships(now)
+        await self.ingest_sign_ins(as_of, now)
         report = await self.report(as_of)
-        if store:
+        if store and abs(as_of - now) <= AS_OF_SKEW:
             await self.evaluations.save(report)
         return report

@@ -215,13 +215,19 @@ class SignInIngestion:
         self.state = StateStore(storage)
         self.agents = AgentDirectory(storage)
 
-    def pieces(self, coverage: Coverage, as_of: datetime) -> list[tuple[datetime, datetime]]:
-        """The parts of [as_of - backfill, as_of] the store does not hold yet, as slices.
+    def pieces(self, coverage: Coverage, as_of: datetime, now: datetime | None = None) -> list[tuple[datetime, datetime]]:
+        """The parts of [now - backfill, as_of] the store does not hold yet, as slices (``as_of`` <=
+        ``now``, Microsoft's present; without ``now``, ``as_of`` is the present).
 
+        The floor is counted from the present, never from ``as_of``: the log serves only its retention
+        back from now, so a window older than that cannot be read and is never recorded as read.
         The newest gap starts ``overlap`` earlier, so entries Entra writes late are picked up; gaps
         left by an interrupted run (slices finish out of order) are filled on the next run.
         """
-        floor = as_of - self.backfill
+        now = as_of if now is None else now
+        if as_of > now:
+            raise ValueError(f"cannot ingest up to {iso(as_of)}: the present is {iso(now)}")
+        floor = now - self.backfill
         gaps: list[tuple[datetime, datetime]] = []
         cursor = floor
         for start, end in coverage.intervals:
@@ -239,13 +245,14 @@ class SignInIngestion:
         return [piece for start, end in gaps for piece in slices(start, end, self.slice_hours)]
 
     async def run(self, as_of: datetime, stop_after_slices: int | None = None,
-                  concurrency: int = SLICE_CONCURRENCY) -> dict[str, Any]:
-        """Ingest up to ``as_of``, several slices at once; each finished slice is checkpointed.
+                  concurrency: int = SLICE_CONCURRENCY, now: datetime | None = None) -> dict[str, Any]:
+        """Ingest up to ``as_of`` (<= ``now``, Microsoft's present; default ``as_of``), several slices
+        at once; each finished slice is checkpointed.
 
         ``stop_after_slices`` simulates an interruption (tests): that many slices finish, then it stops.
         """
         coverage = await self.state.load_coverage()
-        pieces = self.pieces(coverage, as_of)
+        pieces = self.pieces(coverage, as_of, now)
         totals = {"signIns": 0, "slices": 0, "entities": 0}
         if pieces:
             last = await self._load_last_sign_ins()

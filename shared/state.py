@@ -70,8 +70,27 @@ class StateStore:
         self.table = storage.table("IngestionState")
 
     async def record_success(self, kind: str, at: datetime, details: dict[str, Any]) -> None:
-        await self.table.upsert_entity({"PartitionKey": kind, "RowKey": "lastSuccess", "At": iso(at),
-                                        "Details": json.dumps(details)}, mode=UpdateMode.REPLACE)
+        """Record a successful run at ``at``; the record never moves backwards (a what-if for a past
+        moment, or a slower overlapping run finishing last, leaves a newer record in place)."""
+        entity = {"PartitionKey": kind, "RowKey": "lastSuccess", "At": iso(at), "Details": json.dumps(details)}
+        for _ in range(5):
+            try:
+                current = await self.table.get_entity(kind, "lastSuccess")
+            except ResourceNotFoundError:
+                current = None
+            if current is None:
+                if await create_if_absent(self.table, entity) is not None:
+                    return
+                continue
+            recorded = parse_optional(current.get("At"))
+            if recorded is not None and recorded >= at:
+                return
+            try:
+                await replace_if_unchanged(self.table, entity, current.metadata.get("etag"), f"{kind} success")
+                return
+            except ConflictingWrite:
+                continue
+        raise ConflictingWrite(f"{kind} success: too many concurrent writers")
 
     async def last_success(self, kind: str) -> tuple[datetime | None, dict[str, Any]]:
         entity = await get_or_none(self.table, kind, "lastSuccess")

@@ -4,13 +4,63 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
 
 DAY = timedelta(days=1)
 _FRACTION = re.compile(r"\.(\d+)")
 
 
+class MicrosoftClock:
+    """The product's one clock: Microsoft's, as the ``Date`` header of its responses tells it.
+
+    Every service the product calls (Graph, Partner Center, the emulator) sends its own clock in the
+    ``Date`` header (RFC 9110, section 6.6.1). The product keeps the offset of the latest such header
+    from the host's clock and reads "now" as host time plus that offset, so a host clock that runs
+    ahead or behind cannot move the present: coverage, leases, the audit's ``asOf`` and the timers all
+    read Microsoft's time. Until the first answer the offset is zero (host time); the jobs that record
+    evidence ask :meth:`shared.services.Services.now`, which makes sure an answer has been seen.
+    """
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+        self._observed = False
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    @property
+    def observed(self) -> bool:
+        return self._observed
+
+    @property
+    def host_offset(self) -> timedelta:
+        """Microsoft's clock minus the host's (positive: the host is behind)."""
+        return self._offset
+
+    def observe(self, date_header: str | None, received_at: datetime | None = None) -> None:
+        """Take the ``Date`` header of one response (received at ``received_at``, host time)."""
+        if not date_header:
+            return
+        try:
+            told = parsedate_to_datetime(date_header)
+        except (TypeError, ValueError, IndexError):
+            return
+        if told.tzinfo is None:
+            told = told.replace(tzinfo=UTC)
+        self._offset = told.astimezone(UTC) - (received_at or datetime.now(UTC))
+        self._observed = True
+
+    def reset(self) -> None:
+        self._offset, self._observed = timedelta(0), False
+
+
+CLOCK = MicrosoftClock()
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, by Microsoft's clock (:data:`CLOCK`)."""
+    return CLOCK.now()
 
 
 def parse_iso(value: str) -> datetime:
@@ -71,3 +121,8 @@ def parse_day_key(key: str) -> datetime:
 def whole_days(delta: timedelta) -> int:
     """floor(delta / 1 day), also for negative deltas."""
     return delta // DAY
+
+
+async def observe_response_date(response: Any) -> None:
+    """An httpx response hook: every answer from Microsoft sets :data:`CLOCK`."""
+    CLOCK.observe(response.headers.get("date"))

@@ -8,6 +8,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,19 @@ from tools.azurite import RunningAzurite, start_azurite
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SCENARIO = ROOT / "tools" / "emulator" / "scenarios" / "example.json"
 ARTIFACTS = ROOT / "test-artifacts"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """``TEST_HOST_CLOCK_AHEAD_DAYS=N``: the whole run with this process's clock N days ahead (Azurite
+    and the emulator keep theirs), so that a test that reads the host's calendar fails (.ci/run does it
+    once with a year)."""
+    days = os.environ.get("TEST_HOST_CLOCK_AHEAD_DAYS")
+    if days:
+        import time_machine
+
+        traveller = time_machine.travel(datetime.now(UTC) + timedelta(days=int(days)), tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
 
 
 @functools.cache

@@ -320,8 +320,9 @@ def test_agent_names_keep_the_newest_seen(settings: Settings) -> None:
 def test_trends_are_daily_points_from_stored_evaluations(settings: Settings) -> None:
     async def more_evaluations() -> None:
         async with Services(settings) as services:
-            # An older evaluation for an earlier day, and a second one for the same day as AS_OF.
-            await services.audit(parse_iso("2026-11-19T12:00:00Z"))
+            # An older evaluation for an earlier day (stored then: a past audit today is a what-if that
+            # is never stored), and a second one for the same day as AS_OF.
+            await services.evaluations.save(await services.report(parse_iso("2026-11-19T12:00:00Z")))
             await services.audit(AS_OF)
 
     run(more_evaluations())

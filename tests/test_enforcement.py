@@ -533,8 +533,12 @@ def test_cli_enforce_prints_the_summary_and_exits_3_on_upstream_failure(enforced
     assert all(set(s) >= {"tenantId", "reason"} for s in summary["skipped"])
 
     emulator.add_faults([{"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 403, "times": -1}])
-    later = [*command[:-1], iso(AS_OF + timedelta(hours=7))]
-    failed = subprocess.run(later, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    # enforce acts on the present only: an asOf that is not Microsoft's now is refused, nothing written.
+    elsewhere = subprocess.run([*command[:-1], iso(AS_OF + timedelta(hours=7))], cwd=ROOT, env=environment,
+                               capture_output=True, text=True, timeout=120)
+    assert elsewhere.returncode == 2 and "present only" in elsewhere.stderr and elsewhere.stdout == ""
+    emulator.set_now(iso(AS_OF + timedelta(hours=7)))
+    failed = subprocess.run(command[:-2], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
     assert failed.returncode == 3
     assert "upstream service failed" in failed.stderr and "sign-in ingestion failed" in failed.stderr
     # What was done so far is reported: the summary (the staleness guard halted removals) on stdout.

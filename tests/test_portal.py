@@ -64,7 +64,8 @@ def portal(azurite: Any, emulator_process: Any, tmp_path_factory: pytest.TempPat
 
     async def audits() -> None:
         async with Services(settings) as services:
-            for as_of in AUDIT_DAYS:
+            for as_of in AUDIT_DAYS:  # one daily evaluation per day: the emulator's clock moves to it
+                emulator_process.set_now(as_of)
                 await services.audit(parse_iso(as_of))
 
     asyncio.run(audits())
