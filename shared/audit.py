@@ -57,7 +57,9 @@ async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id
         a = activity[tenant]
         row = customer_row(tenant_id=tenant, display_name=name, relationships=rels, as_of=as_of,
                            last_sign_in=a.last_sign_in_at, agents_last_day=a.agents_last_day,
-                           sign_ins_last_day=a.sign_ins_last_day, coverage_from=coverage_from, policy=policy)
+                           sign_ins_last_day=a.sign_ins_last_day, coverage_from=coverage_from, policy=policy,
+                           non_interactive_last_day=a.non_interactive_last_day,
+                           last_sign_in_kind=a.last_sign_in_kind)
         if row is not None:
             rows.append(row)
     rows = sort_rows(rows)

@@ -442,7 +442,7 @@ class GdapService:
         self.requests = GdapRequestStore(self.storage)
         self.operations = GdapOperationStore(self.storage)
         self.relationships = RelationshipStore(self.storage)
-        self._poll_seconds = 0.0 if services.settings.emulator_url else 10.0  # the service's Retry-After
+        self._poll_seconds = float(services.settings.gdap_poll_seconds)  # when the service names no Retry-After
 
     # --- templates and groups ----------------------------------------------------------------------
     def template(self, name: Any) -> RoleTemplate:

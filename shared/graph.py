@@ -56,6 +56,7 @@ from msgraph.generated.tenant_relationships.delegated_admin_relationships.delega
 from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
 from msgraph_core import GraphClientFactory
 
+from shared.inactivity import qualifies
 from shared.models import AccessAssignment, Relationship
 from shared.ratelimit import SlidingWindowLimiter
 from shared.retry import RETRY_STATUSES, TRANSIENT_ERRORS, UpstreamError, retry_transient
@@ -68,6 +69,9 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 SIGNIN_SELECT = ("id,createdDateTime,userId,userPrincipalName,userDisplayName,homeTenantId,resourceTenantId,"
                  "crossTenantAccessType,status")
 SIGNIN_PAGE_SIZE = 1000
+PRECHECK_PAGE_SIZE = 50
+# The kinds of user sign-in that are activity, and the signInEventTypes value that lists each.
+SIGNIN_EVENT_TYPES = {"interactive": "interactiveUser", "nonInteractive": "nonInteractiveUser"}
 RELATIONSHIP_PAGE_SIZE = 300
 ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 
@@ -76,14 +80,28 @@ def _status_of(exc: BaseException) -> int | None:
     return getattr(exc, "response_status_code", None)
 
 
+# What a refusal means, by Graph's error code: the line an operator reads names what is missing.
+REFUSALS = {
+    "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
+        "the partner tenant has no Microsoft Entra ID P1 or P2 licence, which reading sign-in logs through "
+        "Graph requires",
+    "Authentication_MSGraphPermissionMissing":
+        "the app lacks a Microsoft Graph application permission (AuditLog.Read.All for sign-in logs): "
+        "grant it admin consent",
+    "Authorization_RequestDenied": "the app lacks the Microsoft Graph permission this request needs",
+    "ErrorAccessDenied": "the app may not send mail as this mailbox (Mail.Send, or its access policy)",
+}
+
+
 def graph_error(exc: APIError, what: str) -> UpstreamError:
     code = None
     message = str(exc)
     if isinstance(exc, ODataError) and exc.error is not None:
         code = exc.error.code
         message = exc.error.message or message
-    return UpstreamError(f"{what}: Graph answered {_status_of(exc)} {code or ''} {message}".strip(),
-                         status=_status_of(exc), code=code)
+    hint = REFUSALS.get(code or "")
+    text = f"{what}: Graph answered {_status_of(exc)} {code or ''} {message}".strip()
+    return UpstreamError(f"{text} ({hint})" if hint else text, status=_status_of(exc), code=code)
 
 
 def unanswered(exc: BaseException, what: str) -> UpstreamError:
@@ -148,10 +166,23 @@ class GraphClient:
             raise UpstreamError("GET /organization returned no organisation")
         return str(organization["id"])
 
-    # --- sign-in log (beta: crossTenantAccessType exists only there) ---------------------------
-    def sign_in_url(self, start: datetime, end: datetime) -> str:
-        flt = (f"createdDateTime ge {graph_literal(start)} and createdDateTime le {graph_literal(end)}"
-               " and crossTenantAccessType eq 'serviceProvider' and status/errorCode eq 0")
+    # --- sign-in log (beta: crossTenantAccessType and signInEventTypes exist only there) ----------
+    # Without a signInEventTypes filter the list holds interactive user sign-ins only; non-interactive
+    # ones (refresh tokens, token exchange: how Partner Center AOBO, PowerShell and MSP automation reach
+    # customers) are listed only when the filter names them, one event type per query
+    # (https://learn.microsoft.com/graph/api/signin-list?view=graph-rest-beta). Both are activity.
+    # crossTenantAccessType is a flags enum (signInAccessType, IsFlags in the beta CSDL): `eq` would
+    # compare the whole value and drop "b2bCollaboration,serviceProvider", so the query asks for every
+    # cross-tenant sign-in (`ne 'none'`, as Microsoft's MSIdentityTools does) and ``qualifies`` keeps
+    # the values that include the serviceProvider flag.
+    def _sign_in_filter(self, kind: str, *clauses: str) -> str:
+        event_type = SIGNIN_EVENT_TYPES[kind]
+        return " and ".join([*clauses, "crossTenantAccessType ne 'none'", "status/errorCode eq 0",
+                             f"signInEventTypes/any(t: t eq '{event_type}')"])
+
+    def sign_in_url(self, start: datetime, end: datetime, kind: str = "interactive") -> str:
+        flt = self._sign_in_filter(kind, f"createdDateTime ge {graph_literal(start)}",
+                                   f"createdDateTime le {graph_literal(end)}")
         query = urlencode({"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(SIGNIN_PAGE_SIZE)},
                           quote_via=quote, safe="$,/'")
         return f"{self.root}/beta/auditLogs/signIns?{query}"
@@ -173,9 +204,8 @@ class GraphClient:
         info.url = url  # verbatim: a URI template would drop the commas of $select
         return await self._send_json(info, what)
 
-    async def sign_in_pages(self, start: datetime, end: datetime) -> AsyncIterator[list[dict[str, Any]]]:
-        """Pages of raw sign-ins with start <= createdDateTime <= end, newest first."""
-        url: str | None = self.sign_in_url(start, end)
+    async def _sign_in_log_pages(self, url: str | None) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every page of one sign-in log query, paced; a page may be empty and still have a nextLink."""
         while url:
             if self.sign_in_limiter is not None:
                 await self.sign_in_limiter.acquire()
@@ -184,26 +214,40 @@ class GraphClient:
             yield [v for v in values if isinstance(v, dict)]
             url = page.get("@odata.nextLink")
 
-    def customer_sign_in_url(self, tenant_id: str, since: datetime) -> str:
+    async def sign_in_pages(self, start: datetime, end: datetime, kind: str = "interactive"
+                            ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Pages of raw sign-ins of one kind with start <= createdDateTime <= end, newest first."""
+        async for page in self._sign_in_log_pages(self.sign_in_url(start, end, kind)):
+            yield page
+
+    def customer_sign_in_url(self, tenant_id: str, since: datetime, kind: str = "interactive") -> str:
         if not GUID_RE.match(tenant_id):
             raise ValueError(f"not a tenant id: {tenant_id!r}")
-        flt = (f"resourceTenantId eq '{tenant_id.lower()}' and createdDateTime ge {graph_literal(since)}"
-               " and crossTenantAccessType eq 'serviceProvider' and status/errorCode eq 0")
-        query = urlencode({"$filter": flt, "$select": SIGNIN_SELECT, "$top": "1"}, quote_via=quote, safe="$,/'")
+        flt = self._sign_in_filter(kind, f"resourceTenantId eq '{tenant_id.lower()}'",
+                                   f"createdDateTime ge {graph_literal(since)}")
+        query = urlencode({"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(PRECHECK_PAGE_SIZE)},
+                          quote_via=quote, safe="$,/'")
         return f"{self.root}/beta/auditLogs/signIns?{query}"
 
-    async def latest_sign_in(self, tenant_id: str, since: datetime) -> dict[str, Any] | None:
-        """The newest qualifying sign-in into one customer at or after ``since`` (None: none).
+    async def latest_sign_in(self, tenant_id: str, since: datetime, partner_tenant: str | None = None
+                             ) -> dict[str, Any] | None:
+        """The newest qualifying sign-in of either kind into one customer at or after ``since`` (None:
+        none). Asked right before a removal: activity after the evaluation must stop it.
 
-        Asked right before a removal: activity after the evaluation must stop it.
-        """
-        if self.sign_in_limiter is not None:
-            await self.sign_in_limiter.acquire()
-        page = await self._get_json(self.customer_sign_in_url(tenant_id, since), "GET /beta/auditLogs/signIns")
-        for item in page.get("value") or []:
-            if isinstance(item, dict) and str(item.get("resourceTenantId") or "").lower() == tenant_id.lower():
-                return item
-        return None
+        Each kind is read until a qualifying sign-in turns up or its pages end: Graph may answer a page
+        with zero results and a nextLink, and an empty first page is not "no activity"."""
+        found: list[dict[str, Any]] = []
+        for kind in SIGNIN_EVENT_TYPES:
+            async for page in self._sign_in_log_pages(self.customer_sign_in_url(tenant_id, since, kind)):
+                hit = next((item for item in page
+                            if str(item.get("resourceTenantId") or "").lower() == tenant_id.lower()
+                            and qualifies(item, partner_tenant or str(item.get("homeTenantId") or ""))
+                            and (parse_sign_in_time(item.get("createdDateTime")) or since) >= since), None)
+                if hit is not None:
+                    found.append({**hit, "kind": kind})
+                    break
+        return max(found, key=lambda item: parse_sign_in_time(item.get("createdDateTime")) or since,
+                   default=None)
 
     async def partner_display_name(self) -> str:
         """The partner organisation's name (signs customer mail)."""

@@ -26,6 +26,22 @@ class Policy:
                 "removeAfterDays": self.remove_after_days}
 
 
+def qualifies(raw: dict[str, Any], partner_tenant: str) -> bool:
+    """A qualifying sign-in (docs/definitions.md), the time bound aside (the caller checks it): a
+    successful sign-in of a partner user into another tenant with a crossTenantAccessType that includes
+    the serviceProvider flag (a flags enum: "b2bCollaboration,serviceProvider" qualifies). Either kind of
+    user sign-in, interactive or non-interactive, qualifies: the list query decides which kind is read."""
+    access = str(raw.get("crossTenantAccessType") or "")
+    if "serviceprovider" not in {part.strip().lower() for part in access.split(",")}:
+        return False
+    status = raw.get("status") or {}
+    if not isinstance(status, dict) or status.get("errorCode", 0) != 0:
+        return False
+    home = str(raw.get("homeTenantId") or partner_tenant).lower()
+    resource = str(raw.get("resourceTenantId") or "").lower()
+    return home == partner_tenant.lower() and bool(resource) and resource != partner_tenant.lower()
+
+
 def bucket_of(days: int) -> Bucket:
     """active d <= 29; 30-60; 61-90; 90+ d >= 91 (CONTRACTS decides the seed's overlapping ranges)."""
     if days <= 29:
@@ -78,7 +94,8 @@ def relationship_json(rel: Relationship, as_of: datetime | None = None) -> dict[
 
 def customer_row(*, tenant_id: str, display_name: str, relationships: list[Relationship], as_of: datetime,
                  last_sign_in: datetime | None, agents_last_day: int, sign_ins_last_day: int,
-                 coverage_from: datetime | None, policy: Policy) -> dict[str, Any] | None:
+                 coverage_from: datetime | None, policy: Policy, non_interactive_last_day: int = 0,
+                 last_sign_in_kind: str | None = None) -> dict[str, Any] | None:
     """One customer's row of the report, or None when the customer is not under monitoring."""
     active = sorted((r for r in relationships if r.active), key=lambda r: (r.type, r.id))
     established = established_at(active)
@@ -101,6 +118,8 @@ def customer_row(*, tenant_id: str, display_name: str, relationships: list[Relat
         "establishedLast7Days": established > as_of - timedelta(days=7),
         "agentsSignedInLastDay": agents_last_day,
         "signInsLastDay": sign_ins_last_day,
+        "nonInteractiveSignInsLastDay": non_interactive_last_day,
+        "lastSignInKind": last_sign_in_kind if last_sign_in is not None else None,
         "recommendation": "remove" if d > policy.recommend_after_days and not excluded else "none",
         "excluded": excluded,
     }

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # Page sizes below the services' maxima (300 and 500): smaller pages fail and retry cheaper.
 DAP_PAGE_SIZE = 100
 CUSTOMER_PAGE_SIZE = 200
+MAX_DAP_CUSTOMERS = 1_000_000  # a guard against a service that never answers a short page
 # Transport failures that prove the request never left: safe to retry even for a change.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -122,23 +123,28 @@ class PartnerCenterClient:
 
     # --- DAP: CustomerServiceAdminApi -------------------------------------------------------------
     async def list_dap_customers(self) -> list[DapCustomer]:
-        url: str | None = f"{self.admin_root}/v1/delegatedAdminCustomers?$top={DAP_PAGE_SIZE}"
-        out: list[DapCustomer] = []
-        while url:
+        """Every DAP customer. The CustomerServiceAdminApi pages with ``$top`` (at most 300) and
+        ``$skip`` and sends no nextLink: pages are asked for until one comes back short. A customer
+        that moves between pages while they are read is kept once."""
+        out: dict[str, DapCustomer] = {}
+        skip = 0
+        while True:
+            url = f"{self.admin_root}/v1/delegatedAdminCustomers?$top={DAP_PAGE_SIZE}&$skip={skip}"
             page = await self._json("GET", url, scope=CUSTOMER_ADMIN_SCOPE)
-            for item in page.get("value", []):
+            items = [item for item in page.get("value") or [] if isinstance(item, dict)]
+            for item in items:
                 tenant = str(item.get("customerTenantId") or item.get("id") or "").lower()
-                if not tenant:
-                    continue
-                out.append(DapCustomer(
-                    tenant_id=tenant,
-                    display_name=str(item.get("organizationDisplayName") or ""),
-                    dap_enabled=bool(item.get("dapEnabled")),
-                    start=parse_optional(item.get("startDateTime")),
-                    last_sign_in=parse_optional(item.get("lastSignInDateTime")),
-                ))
-            url = page.get("@odata.nextLink")
-        return out
+                if tenant:
+                    out.setdefault(tenant, DapCustomer(
+                        tenant_id=tenant,
+                        display_name=str(item.get("organizationDisplayName") or ""),
+                        dap_enabled=bool(item.get("dapEnabled")),
+                        start=parse_optional(item.get("startDateTime")),
+                        last_sign_in=parse_optional(item.get("lastSignInDateTime")),
+                    ))
+            skip += len(items)
+            if len(items) < DAP_PAGE_SIZE or skip >= MAX_DAP_CUSTOMERS:
+                return list(out.values())
 
     # --- Partner Center REST --------------------------------------------------------------------
     async def list_customers(self) -> list[PartnerCustomer]:

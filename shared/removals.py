@@ -43,6 +43,7 @@ from shared.storage import (
     ConflictingWrite,
     Storage,
     create_if_absent,
+    get_or_none,
     query_all,
     replace_if_unchanged,
     shard_of,
@@ -310,7 +311,8 @@ def in_scope(relationships: list[dict[str, Any]], scope: tuple[str, ...] | list[
 
 def removal_from_row(row: dict[str, Any], *, removal_id: str, source: str, requested_by: str, reason: str,
                      customer_notified: bool, scope: tuple[str, ...] | list[str], evaluation_id: str,
-                     as_of: datetime | None, coverage_from: datetime | None, now: datetime) -> Removal:
+                     as_of: datetime | None, coverage_from: datetime | None, now: datetime,
+                     decided_at: datetime | None = None) -> Removal:
     """A queued removal for one customer row of a stored evaluation (CONTRACTS section 5)."""
     last = parse_optional(row.get("lastSignInAt"))
     established = parse_optional(row.get("establishedAt"))
@@ -322,8 +324,9 @@ def removal_from_row(row: dict[str, Any], *, removal_id: str, source: str, reque
             candidates = [t for t in (established, coverage_from) if t is not None]
             baseline = max(candidates) if candidates else as_of
     else:
-        # A person asked for this removal now: a sign-in after the request means someone works there.
-        baseline = now
+        # A person asked for this removal now (Microsoft's now, ``decided_at``): a sign-in after the
+        # request means someone works there.
+        baseline = decided_at or now
     rels = [{"type": r["type"], "id": r["id"], "displayName": r.get("displayName", ""),
              "roles": list(r.get("roles", [])), "state": "pending", "status": r.get("status", ""),
              "note": ""} for r in in_scope(list(row.get("relationships", [])), scope)]
@@ -418,6 +421,7 @@ async def request_removals(services: Services, tenant_ids: list[str], *, request
         require_sender(settings)
     store = RemovalStore(services.storage)
     coverage = latest.report.get("coverage") or {}
+    decided_at = await services.now()
     out = []
     for tenant in wanted:
         pending = await store.pending_for(tenant)
@@ -430,7 +434,7 @@ async def request_removals(services: Services, tenant_ids: list[str], *, request
             rows[tenant], removal_id=str(uuid.uuid4()), source=source, requested_by=requested_by, reason=reason,
             customer_notified=customer_notified, scope=settings.removal_scope, evaluation_id=latest.id,
             as_of=parse_optional(latest.report.get("asOf")), coverage_from=parse_optional(coverage.get("from")),
-            now=utcnow())
+            now=utcnow(), decided_at=decided_at)
         stored, _ = await queue_removal(services, removal)
         out.append({"id": stored.id, "tenantId": tenant, "status": PUBLIC_STATUS[stored.status]})
     return out
@@ -688,10 +692,20 @@ async def _prechecks(services: Services, removal: Removal, live: LiveState) -> s
             return ("a new relationship was established since the evaluation: "
                     + ", ".join(r.display_name or r.id for r in fresh))
     if removal.baseline is not None:
-        found = await services.graph.latest_sign_in(removal.tenant_id, removal.baseline)
-        if found is not None:
-            return (f"signed in since: an agent signed in at {found.get('createdDateTime')} "
+        # The store first: it may hold a sign-in that Graph no longer serves (an older decision, a
+        # sign-in ingested since); then Graph, both kinds, read until a sign-in turns up or pages end.
+        stored = await get_or_none(services.storage.table("LastSignIns"), shard_of(removal.tenant_id),
+                                   removal.tenant_id)
+        stored_at = parse_optional(stored.get("LastAt")) if stored else None
+        if stored_at is not None and stored_at >= removal.baseline:
+            return (f"signed in since: the store holds a sign-in at {iso(stored_at)} "
                     f"(after {iso(removal.baseline)})")
+        found = await services.graph.latest_sign_in(removal.tenant_id, removal.baseline,
+                                                    await services.partner_tenant_id())
+        if found is not None:
+            kind = "non-interactive" if found.get("kind") == "nonInteractive" else "interactive"
+            return (f"signed in since: an agent signed in at {found.get('createdDateTime')} "
+                    f"({kind}, after {iso(removal.baseline)})")
     return None
 
 

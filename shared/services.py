@@ -44,16 +44,17 @@ class Services:
     def __init__(self, settings: Settings, *, max_retries: int = 5) -> None:
         self.settings = settings
         self.storage = Storage(settings)
-        fast = bool(settings.emulator_url)  # the emulator answers Retry-After: no extra base delay
-        # The emulator has no rate limit; Graph has one for the sign-in log (shared.ratelimit).
+        # The same policy against Microsoft and the emulator: settings (tests shorten them), no switch.
+        pace = settings.sign_in_pace()  # Graph's sign-in log limit (shared.ratelimit)
+        delay = settings.retry_delay_ms / 1000
         self.graph = GraphClient(settings.graph_root, graph_credential(settings),
-                                 retry_delay=0.0 if fast else 3.0, max_retries=max_retries,
-                                 sign_in_limiter=None if fast else SlidingWindowLimiter())
+                                 retry_delay=delay, max_retries=max_retries,
+                                 sign_in_limiter=None if pace is None else SlidingWindowLimiter(*pace))
         self.partner_center: PartnerCenterClient | None = None
         if settings.dap_enabled:
             self.partner_center = PartnerCenterClient(
                 settings.partner_center_root, settings.customer_admin_root, partner_center_credential(settings),
-                retry_base=0.2 if fast else 1.0, max_retries=max_retries)
+                retry_base=delay / 3, max_retries=max_retries)
         self.evaluations = EvaluationStore(self.storage)
         self._partner_tenant: str | None = settings.partner_tenant_id.lower() or None
 

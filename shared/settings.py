@@ -87,6 +87,17 @@ class Settings:
         "SIGNIN_OVERLAP_MINUTES", 120, "Each ingestion re-reads this much before its checkpoint (late logs)")
     signin_slice_hours: int = _setting(
         "SIGNIN_SLICE_HOURS", 24, "Ingestion reads the log in time slices of this size, checkpointing each")
+    signin_pace: str = _setting(
+        "SIGNIN_PACE", "5/10s", "Sign-in log requests started per window (N/Ts: Graph's limit is 5 per 10 s "
+        "per app per tenant); off: as fast as they are answered")
+    signin_log_latency_minutes: int = _setting(
+        "SIGNIN_LOG_LATENCY_MINUTES", 15, "How late Entra may write a sign-in to the log: removals wait this "
+        "long past their decision before their last check, and ingestion re-reads at least this much")
+    retry_delay_ms: int = _setting(
+        "RETRY_DELAY_MS", 3000, "Base delay between retries of a failed Microsoft request when the answer "
+        "names no Retry-After (Partner Center uses a third of it)")
+    gdap_poll_seconds: int = _setting(
+        "GDAP_POLL_SECONDS", 10, "Wait between polls of a GDAP long-running operation that names no Retry-After")
 
     # --- policy (CONTRACTS section 6) ------------------------------------------------------------
     policy_mode: str = _setting("POLICY_MODE", "report", "report: never remove; enforce: remove candidates")
@@ -185,9 +196,17 @@ class Settings:
             ("MAX_REMOVALS_PER_RUN", self.max_removals_per_run, 0, 100000),
             ("INGESTION_STALE_HOURS", self.ingestion_stale_hours, 1, 24 * 365),
             ("EVALUATION_SHARD_THRESHOLD", self.evaluation_shard_threshold, 0, 10_000_000),
+            ("SIGNIN_LOG_LATENCY_MINUTES", self.signin_log_latency_minutes, 0, 24 * 60),
+            ("RETRY_DELAY_MS", self.retry_delay_ms, 0, 600_000),
+            ("GDAP_POLL_SECONDS", self.gdap_poll_seconds, 0, 3600),
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+        self.sign_in_pace()  # SettingsError when malformed
+        if self.signin_overlap_minutes < self.signin_log_latency_minutes:
+            raise SettingsError(f"SIGNIN_OVERLAP_MINUTES ({self.signin_overlap_minutes}) must be at least "
+                                f"SIGNIN_LOG_LATENCY_MINUTES ({self.signin_log_latency_minutes}): sign-ins "
+                                "Entra writes late would otherwise never be read")
         if 24 % self.signin_slice_hours:
             raise SettingsError(f"SIGNIN_SLICE_HOURS must divide 24, not {self.signin_slice_hours}")
         unknown = set(self.removal_scope) - {"dap", "gdap"}
@@ -213,6 +232,16 @@ class Settings:
                           ("CUSTOMER_ADMIN_BASE_URL", self.customer_admin_base_url)):
             if url and not re.match(r"^https?://[^/\s]+", url):
                 raise SettingsError(f"{name} must be an http(s) URL, not {url!r}")
+
+    def sign_in_pace(self) -> tuple[int, float] | None:
+        """``SIGNIN_PACE`` as (requests, per seconds), or None for ``off``."""
+        text = self.signin_pace.strip().lower()
+        if text == "off":
+            return None
+        match = re.fullmatch(r"(\d{1,6})\s*/\s*(\d{1,6}(?:\.\d{1,3})?)\s*s", text)
+        if match is None or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
+            raise SettingsError(f"SIGNIN_PACE must be N/Ts (e.g. 5/10s) or off, not {self.signin_pace!r}")
+        return int(match.group(1)), float(match.group(2))
 
     def describe(self) -> dict[str, Any]:
         """Settings without secrets, for logs and the portal."""

@@ -26,6 +26,7 @@ from typing import Any
 from azure.data.tables import UpdateMode
 
 from shared.graph import GraphClient, parse_sign_in_time
+from shared.inactivity import qualifies
 from shared.sharding import key_range_filter
 from shared.state import Coverage, StateStore
 from shared.storage import Storage, check_key, get_or_none, partition, query_all, shard_of, upsert_all
@@ -33,7 +34,10 @@ from shared.timeutil import DAY, day_key, day_start, iso, parse_day_key, parse_o
 
 log = logging.getLogger(__name__)
 
-EVENT = struct.Struct("<QH")  # microsecond of day, agent index
+EVENT = struct.Struct("<QH")  # microsecond of day (bit 63: non-interactive), agent index
+NON_INTERACTIVE_BIT = 1 << 63  # events stored before non-interactive sign-ins were read have it clear
+INTERACTIVE, NON_INTERACTIVE = 0, 1
+KIND_NAMES = ("interactive", "nonInteractive")  # the report's lastSignInKind, by kind number
 EVENTS_PER_CHUNK = 6000  # 60 KB: under the 64 KB limit of a binary property
 MAX_CHUNKS = 15  # keeps an entity under 1 MB
 TICK = timedelta(microseconds=1)
@@ -43,54 +47,53 @@ TICK = timedelta(microseconds=1)
 SLICE_CONCURRENCY = 4
 
 
-def qualifies(raw: dict[str, Any], partner_tenant: str) -> bool:
-    """CONTRACTS section 1, "qualifying sign-in" (the time bound is checked by the caller)."""
-    access = str(raw.get("crossTenantAccessType") or "")
-    if "serviceprovider" not in {part.strip().lower() for part in access.split(",")}:
-        return False
-    status = raw.get("status") or {}
-    if not isinstance(status, dict) or status.get("errorCode", 0) != 0:
-        return False
-    home = str(raw.get("homeTenantId") or partner_tenant).lower()
-    resource = str(raw.get("resourceTenantId") or "").lower()
-    return home == partner_tenant.lower() and bool(resource) and resource != partner_tenant.lower()
-
-
 @dataclass
 class DayActivity:
     """One customer's qualifying sign-ins on one UTC day."""
 
     day: datetime
     agents: list[str] = field(default_factory=list)
-    events: list[tuple[int, int]] = field(default_factory=list)  # (microsecond of day, agent index)
+    # (microsecond of day, agent index, kind: INTERACTIVE or NON_INTERACTIVE)
+    events: list[tuple[int, int, int]] = field(default_factory=list)
 
-    def add(self, at: datetime, user_id: str) -> None:
+    def add(self, at: datetime, user_id: str, kind: int = INTERACTIVE) -> None:
         try:
             index = self.agents.index(user_id)
         except ValueError:
             self.agents.append(user_id)
             index = len(self.agents) - 1
         micro = (at - self.day) // TICK
-        self.events.append((micro, index))
+        self.events.append((micro, index, kind))
 
     def times(self) -> Iterable[tuple[datetime, str]]:
-        for micro, index in self.events:
+        for micro, index, _ in self.events:
             yield self.day + timedelta(microseconds=micro), self.agents[index]
+
+    def kinded_times(self) -> Iterable[tuple[datetime, str, int]]:
+        for micro, index, kind in self.events:
+            yield self.day + timedelta(microseconds=micro), self.agents[index], kind
 
     def replace_range(self, start: datetime, end: datetime, fresh: DayActivity | None) -> None:
         """Drop events in [start, end] and take ``fresh``'s events (which all lie in that range)."""
         lo, hi = (start - self.day) // TICK, (end - self.day) // TICK
-        kept = [(t, self.agents[i]) for t, i in self.events if not lo <= t <= hi]
-        incoming = [] if fresh is None else [(t, fresh.agents[i]) for t, i in fresh.events]
+        kept = [(t, k, self.agents[i]) for t, i, k in self.events if not lo <= t <= hi]
+        incoming = [] if fresh is None else [(t, k, fresh.agents[i]) for t, i, k in fresh.events]
         self.agents, self.events = [], []
-        for micro, user in sorted(kept + incoming):
-            self.add(self.day + timedelta(microseconds=micro), user)
+        for micro, kind, user in sorted(kept + incoming):
+            self.add(self.day + timedelta(microseconds=micro), user, kind)
 
     @property
     def last(self) -> datetime | None:
         if not self.events:
             return None
-        return self.day + timedelta(microseconds=max(t for t, _ in self.events))
+        return self.day + timedelta(microseconds=max(t for t, _, _ in self.events))
+
+    @property
+    def last_kind(self) -> int | None:
+        """The kind of the latest sign-in (interactive wins a tie)."""
+        if not self.events:
+            return None
+        return max(self.events, key=lambda e: (e[0], -e[2]))[2]
 
     def to_entity(self, tenant_id: str) -> dict[str, Any]:
         import json
@@ -107,7 +110,8 @@ class DayActivity:
         }
         for n in range(0, len(events), EVENTS_PER_CHUNK):
             chunk = events[n:n + EVENTS_PER_CHUNK]
-            entity[f"Ev{n // EVENTS_PER_CHUNK}"] = b"".join(EVENT.pack(t, i) for t, i in chunk)
+            entity[f"Ev{n // EVENTS_PER_CHUNK}"] = b"".join(
+                EVENT.pack(t | (NON_INTERACTIVE_BIT if k else 0), i) for t, i, k in chunk)
         return entity
 
     @classmethod
@@ -118,7 +122,8 @@ class DayActivity:
         n = 0
         while f"Ev{n}" in entity:
             data = bytes(entity[f"Ev{n}"])
-            activity.events.extend(EVENT.iter_unpack(data))
+            activity.events.extend((t & ~NON_INTERACTIVE_BIT, i, 1 if t & NON_INTERACTIVE_BIT else 0)
+                                   for t, i in EVENT.iter_unpack(data))
             n += 1
         return activity
 
@@ -294,39 +299,44 @@ class SignInIngestion:
                 out[e["RowKey"]] = at
         return out
 
-    async def _raise_last_sign_ins(self, last: dict[str, datetime], newest: dict[str, datetime]) -> None:
+    async def _raise_last_sign_ins(self, last: dict[str, datetime], newest: dict[str, tuple[datetime, int]]) -> None:
         writes = []
-        for tenant, at in newest.items():
+        for tenant, (at, kind) in newest.items():
             if tenant not in last or at > last[tenant]:
                 last[tenant] = at
-                writes.append({"PartitionKey": shard_of(tenant), "RowKey": tenant, "LastAt": iso(at)})
+                writes.append({"PartitionKey": shard_of(tenant), "RowKey": tenant, "LastAt": iso(at),
+                               "Kind": KIND_NAMES[kind]})
         await upsert_all(self.storage.table("LastSignIns"), writes, UpdateMode.REPLACE)
 
-    async def _ingest_slice(self, start: datetime, end: datetime) -> tuple[int, int, dict[str, datetime]]:
+    async def _ingest_slice(self, start: datetime, end: datetime
+                            ) -> tuple[int, int, dict[str, tuple[datetime, int]]]:
         fresh: dict[str, DayActivity] = {}
         people: dict[str, tuple[str, str, datetime]] = {}
         day = day_start(start)
         seen: set[str] = set()
         count = 0
-        async for page in self.graph.sign_in_pages(start, end):
-            for raw in page:
-                sign_in_id = str(raw.get("id") or "")
-                if not sign_in_id or sign_in_id in seen or not qualifies(raw, self.partner_tenant):
-                    continue
-                at = parse_sign_in_time(raw.get("createdDateTime"))
-                if at is None or not start <= at <= end:
-                    continue
-                seen.add(sign_in_id)
-                tenant = str(raw["resourceTenantId"]).lower()
-                activity = fresh.get(tenant)
-                if activity is None:
-                    activity = fresh[tenant] = DayActivity(day)
-                user_id = str(raw.get("userId") or "")
-                activity.add(at, user_id)
-                if user_id and (user_id not in people or at > people[user_id][2]):
-                    people[user_id] = (str(raw.get("userPrincipalName") or ""), str(raw.get("userDisplayName") or ""),
-                                       at)
-                count += 1
+        # Both kinds of user sign-in are activity; the log lists each only when asked for it by name, so
+        # the slice is read once per kind, both in full before anything of the slice is written.
+        for kind, kind_name in enumerate(KIND_NAMES):
+            async for page in self.graph.sign_in_pages(start, end, kind_name):
+                for raw in page:
+                    sign_in_id = str(raw.get("id") or "")
+                    if not sign_in_id or sign_in_id in seen or not qualifies(raw, self.partner_tenant):
+                        continue
+                    at = parse_sign_in_time(raw.get("createdDateTime"))
+                    if at is None or not start <= at <= end:
+                        continue
+                    seen.add(sign_in_id)
+                    tenant = str(raw["resourceTenantId"]).lower()
+                    activity = fresh.get(tenant)
+                    if activity is None:
+                        activity = fresh[tenant] = DayActivity(day)
+                    user_id = str(raw.get("userId") or "")
+                    activity.add(at, user_id, kind)
+                    if user_id and (user_id not in people or at > people[user_id][2]):
+                        people[user_id] = (str(raw.get("userPrincipalName") or ""),
+                                           str(raw.get("userDisplayName") or ""), at)
+                    count += 1
         table = self.storage.table("SignInDays")
         existing = {e["RowKey"]: DayActivity.from_entity(e) for e in await day_entities(self.storage, day)}
         writes = []
@@ -344,25 +354,30 @@ class SignInIngestion:
         await upsert_all(table, writes, UpdateMode.REPLACE)
         await self.agents.learn(people)
         log.info("sign-ins %s..%s: %d qualifying, %d day entities written", iso(start), iso(end), count, len(writes))
-        newest = {tenant: a.last for tenant, a in fresh.items() if a.last is not None}
+        newest = {tenant: (a.last, a.last_kind or 0) for tenant, a in fresh.items() if a.last is not None}
         return count, len(writes), newest
 
 
-def last_day_counts(activities: Iterable[DayActivity], as_of: datetime) -> tuple[int, int]:
-    """(sign-ins, distinct agents) with as_of - 24h < createdDateTime <= as_of."""
+def last_day_counts(activities: Iterable[DayActivity], as_of: datetime) -> tuple[int, int, int]:
+    """(sign-ins, distinct agents, non-interactive sign-ins) with as_of - 24h < createdDateTime <= as_of."""
     start = as_of - DAY
-    count, agents = 0, set()
+    count, non_interactive, agents = 0, 0, set()
     for activity in activities:
-        for at, user in activity.times():
+        for at, user, kind in activity.kinded_times():
             if start < at <= as_of:
                 count += 1
+                non_interactive += kind
                 agents.add(user)
-    return count, len(agents)
+    return count, len(agents), non_interactive
 
 
-def latest_at_or_before(activity: DayActivity, as_of: datetime) -> datetime | None:
-    times = [at for at, _ in activity.times() if at <= as_of]
-    return max(times) if times else None
+def latest_at_or_before(activity: DayActivity, as_of: datetime) -> tuple[datetime, int] | None:
+    """The latest sign-in at or before ``as_of`` and its kind (interactive wins a tie)."""
+    times = [(at, -kind) for at, _, kind in activity.kinded_times() if at <= as_of]
+    if not times:
+        return None
+    at, kind = max(times)
+    return at, -kind
 
 
 @dataclass
@@ -370,6 +385,8 @@ class Activity:
     last_sign_in_at: datetime | None = None
     agents_last_day: int = 0
     sign_ins_last_day: int = 0
+    non_interactive_last_day: int = 0
+    last_sign_in_kind: str | None = None  # "interactive" | "nonInteractive" (KIND_NAMES)
 
 
 class ActivityReader:
@@ -386,11 +403,14 @@ class ActivityReader:
         wanted = set(tenants)
         result = {t: Activity() for t in wanted}
         last: dict[str, datetime] = {}
+        kinds: dict[str, str] = {}
         query, params = key_range_filter("PartitionKey", shard) if shard is not None else ("", {})
         async for e in query_all(self.storage.table("LastSignIns"), query or None, params or None):
             at = parse_optional(e.get("LastAt"))
             if at is not None and e["RowKey"] in wanted:
                 last[e["RowKey"]] = at
+                # rows written before non-interactive sign-ins were read have no Kind: interactive
+                kinds[e["RowKey"]] = str(e.get("Kind") or KIND_NAMES[INTERACTIVE])
         today = day_start(as_of)
         # The two days that the (as_of - 24h, as_of] window touches, read at once.
         days: dict[str, list[DayActivity]] = defaultdict(list)
@@ -399,7 +419,8 @@ class ActivityReader:
                 if entity["RowKey"] in wanted:
                     days[entity["RowKey"]].append(DayActivity.from_entity(entity))
         for tenant, activities in days.items():
-            result[tenant].sign_ins_last_day, result[tenant].agents_last_day = last_day_counts(activities, as_of)
+            (result[tenant].sign_ins_last_day, result[tenant].agents_last_day,
+             result[tenant].non_interactive_last_day) = last_day_counts(activities, as_of)
         # Latest sign-in at or before as_of: the stored maximum, unless it lies after as_of.
         later = set()
         for tenant in wanted:
@@ -407,7 +428,7 @@ class ActivityReader:
             if at is None:
                 continue
             if at <= as_of:
-                result[tenant].last_sign_in_at = at
+                result[tenant].last_sign_in_at, result[tenant].last_sign_in_kind = at, kinds[tenant]
             else:
                 later.add(tenant)
         if later:
@@ -427,7 +448,7 @@ class ActivityReader:
                     continue
                 latest = latest_at_or_before(DayActivity.from_entity(entity), as_of)
                 if latest is not None:
-                    result[tenant].last_sign_in_at = latest
+                    result[tenant].last_sign_in_at, result[tenant].last_sign_in_kind = latest[0], KIND_NAMES[latest[1]]
                     remaining.discard(tenant)
             day -= DAY
 
@@ -449,7 +470,8 @@ class ActivityReader:
             entity = await get_or_none(table, day_key(day), tenant_id)
             if entity is not None:
                 activity = DayActivity.from_entity(entity)
-                out.append({"day": day_key(day), "signIns": len(activity.events), "agents": activity.agents,
-                            "lastAt": iso(activity.last) if activity.last else None})
+                out.append({"day": day_key(day), "signIns": len(activity.events),
+                            "nonInteractiveSignIns": sum(kind for _, _, kind in activity.events),
+                            "agents": activity.agents, "lastAt": iso(activity.last) if activity.last else None})
             day += DAY
         return out

@@ -17,8 +17,8 @@ class MicrosoftClock:
     Every service the product calls (Graph, Partner Center, the emulator) sends its own clock in the
     ``Date`` header (RFC 9110, section 6.6.1). The product keeps the offset of the latest such header
     from the host's clock and reads "now" as host time plus that offset, so a host clock that runs
-    ahead or behind cannot move the present: coverage, leases, the audit's ``asOf`` and the timers all
-    read Microsoft's time. Until the first answer the offset is zero (host time); the jobs that record
+    ahead or behind cannot move the present: coverage, the audit's ``asOf``, the timers and the
+    moments removals are decided and checked read Microsoft's time. Until the first answer the offset is zero (host time); the jobs that record
     evidence ask :meth:`shared.services.Services.now`, which makes sure an answer has been seen.
     """
 
@@ -59,8 +59,10 @@ CLOCK = MicrosoftClock()
 
 
 def utcnow() -> datetime:
-    """Now, by Microsoft's clock (:data:`CLOCK`)."""
-    return CLOCK.now()
+    """The host's clock: for the mechanics between this product's own processes (leases, heartbeats,
+    run records, ordering). Whatever is evidence -- the audit's present, coverage, the moment a removal
+    is decided or checked -- reads Microsoft's clock (:data:`CLOCK`, ``Services.now()``) instead."""
+    return datetime.now(UTC)
 
 
 def parse_iso(value: str) -> datetime:

@@ -22,7 +22,13 @@ EXAMPLE_SCENARIO = ROOT / "tools" / "emulator" / "scenarios" / "example.json"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+# The product's own pacing and retry policy, shortened for tests (the same code paths run as in Azure).
+TEST_PACE = {"SIGNIN_PACE": "200/1s", "RETRY_DELAY_MS": "20", "GDAP_POLL_SECONDS": "0"}
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for name, value in TEST_PACE.items():  # also for every process a test starts
+        os.environ.setdefault(name, value)
     """``TEST_HOST_CLOCK_AHEAD_DAYS=N``: the whole run with this process's clock N days ahead (Azurite
     and the emulator keep theirs), so that a test that reads the host's calendar fails (.ci/run does it
     once with a year)."""
@@ -80,6 +86,7 @@ def env(azurite: RunningAzurite, emulator: Any, monkeypatch: pytest.MonkeyPatch)
         "AzureWebJobsStorage": azurite.connection_string,
         "STORAGE_PREFIX": "t" + uuid.uuid4().hex[:12],
         "EMULATOR_URL": emulator.url,
+        **TEST_PACE,
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)

@@ -22,6 +22,11 @@ def _t(value: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
 
+def _kind(sign_in: dict[str, Any]) -> str:
+    types = sign_in.get("signInEventTypes") or ["interactiveUser"]
+    return "nonInteractive" if "nonInteractiveUser" in types else "interactive"
+
+
 def _days(delta: timedelta) -> int:
     return math.floor(delta.total_seconds() / 86400)
 
@@ -51,6 +56,9 @@ def expected_report(scenario: dict[str, Any], as_of: datetime, backfill_days: in
                 and visible_from <= _t(s["createdDateTime"]) <= min(as_of, emulator_now)]
         times = [_t(s["createdDateTime"]) for s in mine]
         last = max(times) if times else None
+        # Either kind of user sign-in is activity; at the same instant an interactive one names the kind.
+        last_kinds = {_kind(s) for s in mine if last is not None and _t(s["createdDateTime"]) == last}
+        last_kind = None if last is None else "interactive" if "interactive" in last_kinds else "nonInteractive"
         window = [s for s in mine if as_of - timedelta(days=1) < _t(s["createdDateTime"]) <= as_of]
         evidence = max([established, coverage_from] + ([last] if last else []))
         d = max(0, _days(as_of - evidence))
@@ -66,6 +74,8 @@ def expected_report(scenario: dict[str, Any], as_of: datetime, backfill_days: in
             "establishedLast7Days": established > as_of - timedelta(days=7),
             "agentsSignedInLastDay": len({s["userId"] for s in window}),
             "signInsLastDay": len(window),
+            "nonInteractiveSignInsLastDay": sum(1 for s in window if _kind(s) == "nonInteractive"),
+            "lastSignInKind": last_kind,
             "recommendation": "remove" if d > recommend_after and tenant not in excluded else "none",
         })
     rows.sort(key=lambda r: (-r["inactiveForAtLeastDays"], r["tenantId"]))
@@ -87,6 +97,8 @@ def comparable(report: dict[str, Any]) -> list[dict[str, Any]]:
             "establishedLast7Days": r["establishedLast7Days"],
             "agentsSignedInLastDay": r["agentsSignedInLastDay"],
             "signInsLastDay": r["signInsLastDay"],
+            "nonInteractiveSignInsLastDay": r["nonInteractiveSignInsLastDay"],
+            "lastSignInKind": r["lastSignInKind"],
             "recommendation": r["recommendation"],
         })
     return out

@@ -10,7 +10,7 @@ import pytest
 
 from shared.ratelimit import SIGNIN_MAX_REQUESTS, SIGNIN_WINDOW_SECONDS, SlidingWindowLimiter
 from shared.services import Services
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 
 
 def test_no_window_ever_holds_more_than_the_limit() -> None:
@@ -41,7 +41,9 @@ def test_bad_limits_are_refused() -> None:
         SlidingWindowLimiter(5, 0)
 
 
-def test_graph_is_paced_and_the_emulator_is_not(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pace_is_a_setting_not_a_switch_on_the_emulator(env: dict[str, str]) -> None:
+    """The same code paces the emulator and Graph: SIGNIN_PACE decides (default Graph's 5 per 10 s),
+    never whether EMULATOR_URL is set."""
     assert (SIGNIN_MAX_REQUESTS, SIGNIN_WINDOW_SECONDS) == (5, 10.0)
 
     async def limiter_of(values: dict[str, Any]) -> Any:
@@ -51,11 +53,15 @@ def test_graph_is_paced_and_the_emulator_is_not(env: dict[str, str], monkeypatch
         finally:
             await services.close()
 
-    with_emulator = asyncio.run(limiter_of(dict(env)))
-    real = asyncio.run(limiter_of({k: v for k, v in env.items() if k != "EMULATOR_URL"} |
-                                  {"PARTNER_TENANT_ID": "6513270e-269e-4d37-b2a7-4de452e6b438", "DAP_ENABLED": "false"}))
-    assert with_emulator is None
-    assert isinstance(real, SlidingWindowLimiter) and (real.max_requests, real.per_seconds) == (5, 10.0)
+    base = {k: v for k, v in env.items() if k != "SIGNIN_PACE"}
+    default = asyncio.run(limiter_of(base))
+    assert isinstance(default, SlidingWindowLimiter) and (default.max_requests, default.per_seconds) == (5, 10.0)
+    shortened = asyncio.run(limiter_of(base | {"SIGNIN_PACE": "50/0.5s"}))
+    assert (shortened.max_requests, shortened.per_seconds) == (50, 0.5)
+    assert asyncio.run(limiter_of(base | {"SIGNIN_PACE": "off"})) is None
+    for bad in ("5", "0/10s", "five/10s", "5/0s"):
+        with pytest.raises(SettingsError, match="SIGNIN_PACE"):
+            Settings.from_env(base | {"SIGNIN_PACE": bad})
 
 
 def test_every_sign_in_page_waits_for_the_limiter(env: dict[str, str]) -> None:

@@ -14,7 +14,7 @@ its floor and the ratio product / floor, and judges the targets of the scale iss
 Writes ``docs/performance.md`` and ``docs/performance.json`` (``--out-dir``). ``--quick`` runs one
 small estate in well under 30 s (a smoke test of the harness, written to ``.bench/quick``).
 
-The emulator has no rate limit: the figures are the product's own cost, not Graph's pace (5
+The bench runs the emulator unthrottled: the figures are the product's own cost, not Graph's pace (5
 requests / 10 s per tenant for the sign-in log, which ``shared.ratelimit`` keeps to in Azure).
 """
 
@@ -424,7 +424,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "the product's answer, requested right after it by the same client;",
         "* **memory floor**: the peak RSS of the ingestion floor's process.",
         "",
-        "The emulator has no rate limit, so these are the product's own costs. In Azure, Graph serves the sign-in "
+        "The bench runs the emulator without its throttle (a scenario setting) and the product unpaced (`SIGNIN_PACE=off`), so these are the product's own costs. In Azure, Graph serves the sign-in "
         "log at most 5 requests (pages of 1,000) per 10 s per tenant -- 500 sign-ins/s, which the product paces "
         "itself to (`shared/ratelimit.py`); see `scale.md`.",
         "",

@@ -67,6 +67,9 @@ def main() -> int:
         # The generated log is kept 120 days (Entra keeps 30): backfilling all of it lets the store
         # prove more than 90 days of inactivity, so every bucket can show.
         "SIGNIN_BACKFILL_DAYS": "120",
+        # The demo's emulator does not throttle, so the demo need not wait for Graph's pace.
+        "SIGNIN_PACE": "off",
+        "GDAP_POLL_SECONDS": "1",
         "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
         "NOTIFY_PARTNER_ADDRESSES": "partner-admins@" + scenario["partner"]["senderMailbox"].split("@", 1)[1],
         "POLICY_MODE": "report",

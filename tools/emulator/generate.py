@@ -99,6 +99,8 @@ INACTIVE_STATUSES = (("terminated", 35), ("expired", 25), ("approvalPending", 20
 CATEGORIES = (("dap_only", 15), ("gdap_only", 35), ("both", 12), ("multi_gdap", 13), ("inactive", 25))
 INTERACTIVE = "interactiveUser"
 NON_INTERACTIVE = "nonInteractiveUser"
+# Most partner activity is non-interactive (refresh tokens, token exchange: AOBO, PowerShell, MSP tools).
+DEFAULT_NONINTERACTIVE = 4.0
 AUTOMATION_ONLY_SHARE = 0.12  # of active customers, with --noninteractive-per-interactive > 0
 
 
@@ -142,7 +144,7 @@ class Profile:
 
 class Generator:
     def __init__(self, customers: int, signins: int, days: int, seed: int, now: datetime,
-                 retention_days: int, agents: int | None, noninteractive_per_interactive: float = 0.0) -> None:
+                 retention_days: int, agents: int | None, noninteractive_per_interactive: float = DEFAULT_NONINTERACTIVE) -> None:
         if noninteractive_per_interactive < 0:
             raise ValueError("noninteractive_per_interactive must be >= 0")
         self.rng = random.Random(seed)
@@ -549,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--now", help="ISO timestamp (default: current UTC time truncated to the minute)")
     parser.add_argument("--retention-days", type=int, help="signInRetentionDays (default: --days)")
     parser.add_argument("--agents", type=int, help="number of partner agents (default max(10, customers/20))")
-    parser.add_argument("--noninteractive-per-interactive", type=float, default=0.0, metavar="R",
+    parser.add_argument("--noninteractive-per-interactive", type=float, default=DEFAULT_NONINTERACTIVE, metavar="R",
                         help="mix in about R non-interactive sign-ins per interactive one (default 0: none)")
     parser.add_argument("--out", help="output file (default stdout)")
     args = parser.parse_args(argv)
