@@ -1,7 +1,9 @@
 """Removal queue triggers: execute one removal per message; record and alert on poison messages.
 
 Messages are plain JSON (host.json: messageEncoding none). An exception leaves the message to the
-host, which retries it (maxDequeueCount 5) and then moves it to ``removals-poison``.
+host, which retries it (maxDequeueCount 5) and then moves it to ``removals-poison``. A removal that is
+busy (another delivery holds it) or must wait (the sign-in log's latency) is not a failure: the message
+is sent again, invisible until then, and this delivery ends normally.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 
 import azure.functions as func
 
-from shared.removals import handle_removal_message, handle_removal_poison
+from shared.removals import REMOVALS_QUEUE, Busy, defer_message, handle_removal_message, handle_removal_poison
 from shared.runtime import get_services
 
 bp = func.Blueprint()
@@ -21,8 +23,13 @@ log = logging.getLogger(__name__)
 @bp.queue_trigger(arg_name="msg", queue_name="removals", connection="AzureWebJobsStorage")
 async def removals(msg: func.QueueMessage) -> None:
     services = await get_services()
-    status = await handle_removal_message(services, msg.get_body(), message_id=msg.id or "",
-                                          dequeue_count=msg.dequeue_count or 1)
+    try:
+        status = await handle_removal_message(services, msg.get_body(), message_id=msg.id or "",
+                                              dequeue_count=msg.dequeue_count or 1)
+    except Busy as busy:  # not a failure: sent again for later, the host's retry budget untouched
+        await defer_message(services.storage, REMOVALS_QUEUE, msg.get_body(), busy.retry_after)
+        log.info("removal message %s deferred: %s", msg.id, busy)
+        return
     log.info("removal message %s: %s", msg.id, status)
 
 

@@ -46,11 +46,11 @@ from shared.removals import (
     RemovalStore,
     drain_removals,
     in_scope,
-    policy_removal_id,
     queue_removal,
     record_action,
     refresh_requested_removals,
     removal_from_row,
+    removal_id_for,
     stretch_of,
 )
 from shared.retry import UpstreamError
@@ -204,7 +204,7 @@ async def apply_policy(services: Services, report: dict[str, Any], evaluation_id
         for row in candidates:
             stretch = stretch_of(row)
             removal = removal_from_row(
-                row, removal_id=policy_removal_id(row["tenantId"], stretch), source="policy",
+                row, removal_id=await removal_id_for(services.storage, row["tenantId"], stretch), source="policy",
                 requested_by=POLICY_ACTOR, customer_notified=True, scope=scope, evaluation_id=evaluation_id,
                 as_of=parse_iso(report["asOf"]), coverage_from=coverage_from, now=utcnow(),
                 reason=(f"no partner sign-in for at least {row['inactiveForAtLeastDays']} days "

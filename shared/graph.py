@@ -59,7 +59,7 @@ from msgraph_core import GraphClientFactory
 from shared.inactivity import qualifies
 from shared.models import AccessAssignment, Relationship
 from shared.ratelimit import SlidingWindowLimiter
-from shared.retry import RETRY_STATUSES, TRANSIENT_ERRORS, UpstreamError, retry_transient
+from shared.retry import RETRY_STATUSES, TRANSIENT_ERRORS, UpstreamError, may_retry, retry_transient
 from shared.settings import GUID_RE
 from shared.timeutil import graph_literal, observe_response_date, parse_optional
 
@@ -110,14 +110,25 @@ def unanswered(exc: BaseException, what: str) -> UpstreamError:
     return UpstreamError(f"{what}: no answer ({type(exc).__name__}: {exc})")
 
 
+class SafeRetryHandler(RetryHandler):  # type: ignore[misc]
+    """The SDK's retry handler, also covering 500 and 502 -- for reads only (``shared.retry.may_retry``):
+    a terminate request or a sendMail answered 500 may have taken effect, and is not resent."""
+
+    def should_retry(self, request: Any, options: RetryHandlerOption, response: Any) -> bool:
+        return bool(super().should_retry(request, options, response)) and may_retry(request.method,
+                                                                                     response.status_code)
+
+
 def build_http_client(retry_delay: float, max_retries: int) -> Any:
-    """The SDK's default middleware, with the retry handler also covering 500 and 502."""
+    """The SDK's default middleware, with :class:`SafeRetryHandler` in place of its retry handler."""
     options: dict[str, Any] = {
         RetryHandlerOption.get_key(): RetryHandlerOption(delay=retry_delay, max_retries=max_retries)}
     middleware = KiotaClientFactory.get_default_middleware(options)
-    for handler in middleware:
+    for index, handler in enumerate(middleware):
         if isinstance(handler, RetryHandler):
-            handler.retry_on_status_codes = set(RETRY_STATUSES)
+            safe = SafeRetryHandler(handler.options)
+            safe.retry_on_status_codes = set(RETRY_STATUSES)
+            middleware[index] = safe
     client = KiotaClientFactory.get_default_client()
     client.event_hooks["response"].append(observe_response_date)  # Microsoft's clock (shared.timeutil)
     return GraphClientFactory.create_with_custom_middleware(middleware, client=client)

@@ -476,8 +476,11 @@ async def handle_notification_poison(services: Services, body: bytes | str) -> N
     key, kind = str(message["key"]), str(message["kind"])
     store = NotificationStore(services.storage)
     row = await store.get(key)
-    if row is not None and row.status in ("sent", "skipped"):
+    if row is not None and row.status in ("sent", "skipped", "failed"):
         log.info("poison message for notification %s, which is %s; nothing to record", key, row.status)
+        return
+    if row is not None and row.status == "sending" and row.lease_until is not None and row.lease_until > utcnow():
+        log.info("poison message for notification %s, which a live delivery is sending; left to it", key)
         return
     detail = f"{kind} {key}: gave up" + (f" ({row.error})" if row is not None and row.error else "")
     if row is not None:

@@ -18,9 +18,9 @@ import httpx
 from shared.identity import CUSTOMER_ADMIN_SCOPE, PARTNER_CENTER_SCOPE
 from shared.retry import (
     MAX_RETRY_AFTER_SECONDS,
-    RETRY_STATUSES,
     UpstreamError,
     backoff_seconds,
+    may_retry,
     retry_after_seconds,
 )
 from shared.timeutil import observe_response_date, parse_optional
@@ -102,7 +102,7 @@ class PartnerCenterClient:
                 continue
             if response.status_code in ok:
                 return response
-            if response.status_code in RETRY_STATUSES and attempt < self._max_retries:
+            if may_retry(method, response.status_code) and attempt < self._max_retries:
                 delay = retry_after_seconds(response.headers.get("Retry-After"))
                 if delay is None:
                     delay = backoff_seconds(attempt, self._retry_base)

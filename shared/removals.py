@@ -79,6 +79,11 @@ class RemovalBusy(Busy):
     """Another delivery is executing this removal."""
 
 
+class RemovalNotYet(Busy):
+    """The sign-in log has not settled for the moment the removal was decided (SIGNIN_LOG_LATENCY_MINUTES):
+    a sign-in made just before the decision may not be in it yet, so the last check waits."""
+
+
 # --- time -------------------------------------------------------------------------------------------
 
 def fixed_iso(value: datetime) -> str:
@@ -179,6 +184,7 @@ class Removal:
     established_at: datetime | None = None
     inactive_days: int = 0
     baseline: datetime | None = None  # a qualifying sign-in at or after this is activity the decision missed
+    decided_at: datetime | None = None  # Microsoft's time of the decision: checked once the log has settled
     stretch: str = ""
     scope: list[str] = field(default_factory=list)
     relationships: list[dict[str, Any]] = field(default_factory=list)
@@ -204,6 +210,7 @@ class Removal:
             "LastSignInAt": iso(self.last_sign_in_at) if self.last_sign_in_at else "",
             "EstablishedAt": iso(self.established_at) if self.established_at else "",
             "InactiveDays": self.inactive_days, "Baseline": iso(self.baseline) if self.baseline else "",
+            "DecidedAt": iso(self.decided_at) if self.decided_at else "",
             "Stretch": self.stretch, "Scope": ",".join(self.scope),
             "Relationships": json.dumps(self.relationships, ensure_ascii=False), "Attempts": self.attempts,
             "LeaseOwner": self.lease_owner, "LeaseUntil": iso(self.lease_until) if self.lease_until else "",
@@ -221,7 +228,8 @@ class Removal:
             evaluation_id=str(e.get("EvaluationId", "")), evaluated_as_of=parse_optional(e.get("EvaluatedAsOf")),
             last_sign_in_at=parse_optional(e.get("LastSignInAt")),
             established_at=parse_optional(e.get("EstablishedAt")), inactive_days=int(e.get("InactiveDays") or 0),
-            baseline=parse_optional(e.get("Baseline")), stretch=str(e.get("Stretch", "")),
+            baseline=parse_optional(e.get("Baseline")), decided_at=parse_optional(e.get("DecidedAt")),
+            stretch=str(e.get("Stretch", "")),
             scope=[s for s in str(e.get("Scope", "")).split(",") if s],
             relationships=json.loads(e.get("Relationships") or "[]"), attempts=int(e.get("Attempts") or 0),
             lease_owner=str(e.get("LeaseOwner", "")), lease_until=parse_optional(e.get("LeaseUntil")),
@@ -294,9 +302,27 @@ class RemovalStore:
 
 # --- creating removals ------------------------------------------------------------------------------
 
-def policy_removal_id(tenant_id: str, stretch: str) -> str:
-    """The same customer in the same inactivity stretch always gets the same removal (idempotency key)."""
-    return str(uuid.uuid5(REMOVAL_NAMESPACE, f"policy|{tenant_id}|{stretch}"))
+def policy_removal_id(tenant_id: str, stretch: str, attempt: int = 0) -> str:
+    """The same customer in the same inactivity stretch always gets the same removal (idempotency key),
+    whoever asks for it (the policy or a person): two requests at once make one conditional insert of
+    one row, so the second finds the first. ``attempt`` counts the removals of this stretch that ended
+    skipped or failed: a skip for a temporary reason is re-evaluated, not kept for the whole stretch."""
+    suffix = f"|{attempt}" if attempt else ""
+    return str(uuid.uuid5(REMOVAL_NAMESPACE, f"policy|{tenant_id}|{stretch}{suffix}"))
+
+
+async def removal_id_for(storage: Storage, tenant_id: str, stretch: str) -> str:
+    """The id a new request for this customer and stretch must use (:func:`policy_removal_id`): the
+    stretch's live or finished removal if there is one, else the next attempt after those that were
+    skipped or failed (each re-read live state; none acted twice)."""
+    closed = 0
+    async for e in storage.table("Removals").query_entities(
+            "TenantId eq @t and Stretch eq @s", parameters={"t": tenant_id, "s": stretch}):
+        if str(e.get("Status")) in ("skipped", "failed"):
+            closed += 1
+        else:
+            return str(e["RowKey"])
+    return policy_removal_id(tenant_id, stretch, closed)
 
 
 def stretch_of(row: dict[str, Any]) -> str:
@@ -327,6 +353,7 @@ def removal_from_row(row: dict[str, Any], *, removal_id: str, source: str, reque
         # A person asked for this removal now (Microsoft's now, ``decided_at``): a sign-in after the
         # request means someone works there.
         baseline = decided_at or now
+    decided = decided_at or (as_of if source == "policy" else None) or now
     rels = [{"type": r["type"], "id": r["id"], "displayName": r.get("displayName", ""),
              "roles": list(r.get("roles", [])), "state": "pending", "status": r.get("status", ""),
              "note": ""} for r in in_scope(list(row.get("relationships", [])), scope)]
@@ -335,12 +362,26 @@ def removal_from_row(row: dict[str, Any], *, removal_id: str, source: str, reque
         source=source, requested_by=requested_by, reason=reason, requested_at=now, updated_at=now,
         customer_notified=customer_notified, evaluation_id=evaluation_id, evaluated_as_of=as_of,
         last_sign_in_at=last, established_at=established, inactive_days=int(row.get("inactiveForAtLeastDays") or 0),
-        baseline=baseline, stretch=stretch_of(row), scope=list(scope), relationships=rels)
+        baseline=baseline, decided_at=decided, stretch=stretch_of(row), scope=list(scope), relationships=rels)
 
 
-async def enqueue_removal(storage: Storage, removal: Removal) -> None:
+def removal_message(removal: Removal) -> str:
     body = {"v": 1, "removalId": removal.id, "tenantId": removal.tenant_id, "idempotencyKey": removal.id}
-    await storage.queue(REMOVALS_QUEUE).send_message(json.dumps(body, separators=(",", ":")))
+    return json.dumps(body, separators=(",", ":"))
+
+
+async def enqueue_removal(storage: Storage, removal: Removal, delay_seconds: int = 0) -> None:
+    """One message for the removal; ``delay_seconds`` keeps it invisible that long (the log's latency)."""
+    await storage.queue(REMOVALS_QUEUE).send_message(removal_message(removal),
+                                                     visibility_timeout=max(0, delay_seconds) or None)
+
+
+async def defer_message(storage: Storage, queue_name: str, body: bytes | str, seconds: float) -> None:
+    """Send the message again, invisible for ``seconds``: how a queue function puts off work that is
+    not a failure (another delivery holds it, or it must wait) without spending the host's retry
+    budget (a raised exception counts towards maxDequeueCount and ends in the poison queue)."""
+    text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else str(body)
+    await storage.queue(queue_name).send_message(text, visibility_timeout=max(1, min(int(seconds) + 1, 7 * 24 * 3600)))
 
 
 async def queue_removal(services: Services, removal: Removal) -> tuple[Removal, bool]:
@@ -369,7 +410,7 @@ async def queue_removal(services: Services, removal: Removal) -> tuple[Removal, 
         await record_queued(services, existing)
         return existing, False
     try:
-        await enqueue_removal(services.storage, removal)
+        await enqueue_removal(services.storage, removal, services.settings.signin_log_latency_minutes * 60)
     except Exception as exc:
         # The row stays queued: the next evaluation (policy) or the same request again (portal)
         # enqueues it anew, and a duplicate message is harmless.
@@ -431,7 +472,8 @@ async def request_removals(services: Services, tenant_ids: list[str], *, request
             out.append({"id": pending.id, "tenantId": tenant, "status": PUBLIC_STATUS[pending.status]})
             continue
         removal = removal_from_row(
-            rows[tenant], removal_id=str(uuid.uuid4()), source=source, requested_by=requested_by, reason=reason,
+            rows[tenant], removal_id=await removal_id_for(services.storage, tenant, stretch_of(rows[tenant])),
+            source=source, requested_by=requested_by, reason=reason,
             customer_notified=customer_notified, scope=settings.removal_scope, evaluation_id=latest.id,
             as_of=parse_optional(latest.report.get("asOf")), coverage_from=parse_optional(coverage.get("from")),
             now=utcnow(), decided_at=decided_at)
@@ -623,6 +665,8 @@ async def execute_removal(services: Services, removal_id: str, *, owner: str, at
         if removal.status in FINISHED:
             log.info("removal %s is already %s; nothing to do", removal_id, removal.status)
             return removal.status
+        if removal.status == "queued":
+            await _wait_for_the_log(services, removal)
         now = utcnow()
         if (removal.status == "requesting" and removal.lease_owner != owner and removal.lease_until is not None
                 and removal.lease_until > now):
@@ -643,6 +687,21 @@ async def execute_removal(services: Services, removal_id: str, *, owner: str, at
     except Exception as exc:
         await _attempt_failed(services, store, removal, exc, attempt)
         raise
+
+
+async def _wait_for_the_log(services: Services, removal: Removal) -> None:
+    """Raise :class:`RemovalNotYet` until Microsoft's clock is SIGNIN_LOG_LATENCY_MINUTES past the
+    decision: Entra writes sign-ins to its log minutes late (Microsoft published 2 minutes at the 95th
+    and 5 at the 99th percentile, https://learn.microsoft.com/azure/active-directory/reports-monitoring/
+    reference-reports-latencies), and the last check must see every sign-in made before the decision."""
+    latency = timedelta(minutes=services.settings.signin_log_latency_minutes)
+    decided = removal.decided_at or removal.baseline or removal.requested_at
+    if latency <= timedelta(0):
+        return
+    wait = decided + latency - await services.now()
+    if wait > timedelta(0):
+        raise RemovalNotYet(f"removal {removal.id} waits {int(wait.total_seconds())} s for the sign-in log to "
+                            "settle", wait.total_seconds())
 
 
 async def _attempt_failed(services: Services, store: RemovalStore, removal: Removal, exc: BaseException,
@@ -888,9 +947,15 @@ async def handle_removal_poison(services: Services, body: bytes | str) -> None:
     store = RemovalStore(services.storage)
     removal = await store.get(removal_id)
     tenant = removal.tenant_id if removal else str(message.get("tenantId") or "") or None
-    if removal is not None and removal.status in ("requested", "completed", "skipped"):
-        # A duplicate message of a removal that did finish: nothing failed.
+    if removal is not None and removal.status in FINISHED:
+        # A duplicate message of a removal that did finish (or was already marked failed): nothing new.
         log.info("poison message for removal %s, which is %s; nothing to record", removal_id, removal.status)
+        return
+    if (removal is not None and removal.status == "requesting" and removal.lease_until is not None
+            and removal.lease_until > utcnow()):
+        # A live delivery is executing it: marking it failed would abandon what that delivery is doing
+        # (DAP already disabled, relationships and the notice still to come). The holder finishes it.
+        log.info("poison message for removal %s, which a live delivery is executing; left to it", removal_id)
         return
     detail = f"gave up after {MAX_ATTEMPTS} attempts"
     if removal is not None:

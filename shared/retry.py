@@ -21,6 +21,18 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# 500 and 502 may come after a change took effect (the service failed while answering): a terminate
+# request, a DAP PATCH or a sendMail resent on them could act twice. They are retried for reads only;
+# 429, 503 and 504 say the request was not processed and are retried for every method.
+READ_ONLY_RETRY_STATUSES = frozenset({500, 502})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def may_retry(method: str, status: int) -> bool:
+    """Whether a request answered ``status`` may be sent again without risking a second effect."""
+    if status not in RETRY_STATUSES:
+        return False
+    return status not in READ_ONLY_RETRY_STATUSES or method.upper() in SAFE_METHODS
 MAX_RETRY_AFTER_SECONDS = 180.0
 
 

@@ -23,7 +23,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 # The product's own pacing and retry policy, shortened for tests (the same code paths run as in Azure).
-TEST_PACE = {"SIGNIN_PACE": "200/1s", "RETRY_DELAY_MS": "20", "GDAP_POLL_SECONDS": "0"}
+TEST_PACE = {"SIGNIN_PACE": "200/1s", "RETRY_DELAY_MS": "20", "GDAP_POLL_SECONDS": "0", "SIGNIN_LOG_LATENCY_MINUTES": "0"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

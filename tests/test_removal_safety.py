@@ -1,0 +1,207 @@
+"""No race, retry or delivery can remove access twice or remove access that may be in use: one removal
+per customer and stretch whoever asks, busy deliveries deferred without spending the host's retry
+budget, no resend of a change answered 500, a temporary skip re-evaluated, and the last check held
+until the sign-in log has settled."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from azure.functions.queue import QueueMessage
+
+from shared.enforcement import run_evaluation
+from shared.removals import (
+    LEASE,
+    RemovalNotYet,
+    RemovalStore,
+    handle_removal_message,
+    handle_removal_poison,
+    process_removal_queue,
+    removal_message,
+    request_removals,
+)
+from shared.retry import UpstreamError, may_retry
+from shared.runtime import close_services
+from shared.services import Services
+from shared.timeutil import utcnow
+from tests.conftest import registered_functions, settings_with
+from tests.test_enforcement import (
+    AS_OF,
+    ENFORCE,
+    WINGTIP,
+    estate,
+    gdap_ids,
+    removal_requests,
+    run,
+    with_services,
+)
+
+
+@pytest.fixture
+def enforced(env: dict[str, str], emulator: Any) -> dict[str, Any]:
+    scenario = estate()
+    emulator.post_scenario(scenario)
+    return scenario
+
+
+def removals_of(settings: Any, tenant: str) -> list[Any]:
+    async def go(services: Services) -> list[Any]:
+        out = []
+        async for e in services.storage.table("Removals").query_entities("TenantId eq @t", parameters={"t": tenant}):
+            out.append(dict(e))
+        return out
+
+    return run(with_services(settings, go))  # type: ignore[no-any-return]
+
+
+def test_requests_at_the_same_instant_create_one_removal(enforced: dict[str, Any], emulator: Any) -> None:
+    """Two operators and the policy ask for the same customer at once: one removal, one request each."""
+    settings = settings_with(**ENFORCE)
+
+    async def go(services: Services) -> list[set[str]]:
+        await services.audit(AS_OF)
+        rounds = []
+        for _ in range(3):
+            answers = await asyncio.gather(*(request_removals(services, [WINGTIP], requested_by=f"op{i}@contoso.example",
+                                                              reason="unused") for i in range(6)))
+            rounds.append({a[0]["id"] for a in answers})
+        await process_removal_queue(services)
+        return rounds
+
+    rounds = run(with_services(settings, go))
+    assert all(len(ids) == 1 for ids in rounds) and len(set.union(*rounds)) == 1
+    assert len(removals_of(settings, WINGTIP)) == 1
+    assert removal_requests(emulator) == sorted(("GDAP", r) for r in gdap_ids(enforced, WINGTIP))
+
+
+def test_a_busy_delivery_is_deferred_not_failed(enforced: dict[str, Any], emulator: Any) -> None:
+    """On the host an exception counts towards maxDequeueCount: a delivery that finds the removal held by
+    another must end normally and send the message again for later; the poison handler must never mark
+    a removal that a live delivery is executing as failed."""
+    settings = settings_with(**ENFORCE)
+    function = registered_functions()["removals"].get_user_function()
+
+    async def go() -> tuple[Any, int]:
+        try:
+            async with Services(settings) as services:
+                summary = await run_evaluation(services, AS_OF)
+                queue = services.storage.queue("removals")
+                while (m := await queue.receive_message()) is not None:
+                    await queue.delete_message(m)
+                removal_id = next(q["removalId"] for q in summary["queued"] if q["tenantId"] == WINGTIP)
+                store = RemovalStore(services.storage)
+                held = await store.get(removal_id)
+                assert held is not None
+                held.status, held.lease_owner, held.lease_until = "requesting", "another-delivery", utcnow() + LEASE
+                await store.replace(held)
+                message = QueueMessage(id="m1", body=removal_message(held).encode(), dequeue_count=5)
+                await function(message)  # the fifth delivery: must not raise
+                await handle_removal_poison(services, removal_message(held))
+                after = await store.get(removal_id)
+                properties = await queue.get_queue_properties()
+                return after, int(properties.approximate_message_count)
+        finally:
+            await close_services()
+
+    after, waiting = asyncio.run(go())
+    assert after.status == "requesting" and after.lease_owner == "another-delivery"  # untouched
+    assert waiting == 1  # sent again, invisible until the lease ends
+    assert removal_requests(emulator) == []
+
+
+def test_a_terminate_answered_500_is_not_sent_again_by_the_sdk(enforced: dict[str, Any], emulator: Any) -> None:
+    """A 500 may come after the request took effect; the SDK's retry must not resend a change on it.
+    The removal's next delivery decides from the live state instead."""
+    assert may_retry("GET", 500) and may_retry("POST", 503) and not may_retry("POST", 500)
+    assert not may_retry("PATCH", 502) and may_retry("PATCH", 429)
+    settings = settings_with(**ENFORCE)
+
+    async def evaluate(services: Services) -> Any:
+        return await run_evaluation(services, AS_OF)
+
+    summary = run(with_services(settings, evaluate))
+    removal_id = next(q["removalId"] for q in summary["queued"] if q["tenantId"] == WINGTIP)
+    emulator.add_faults([{"method": "POST", "pathPrefix": "/v1.0/tenantRelationships/delegatedAdminRelationships/",
+                          "status": 500, "times": 1}])
+
+    async def deliver(services: Services) -> None:
+        store = RemovalStore(services.storage)
+        removal = await store.get(removal_id)
+        assert removal is not None
+        await handle_removal_message(services, removal_message(removal), message_id="m1")
+
+    with pytest.raises(UpstreamError):
+        run(with_services(settings, deliver))
+    posts = [e for e in emulator.log() if e["method"] == "POST" and e["path"].endswith("/requests")]
+    faulted = [e["path"] for e in posts if e.get("fault") == 500]
+    assert len(faulted) == 1
+    assert [e["path"] for e in posts].count(faulted[0]) == 1  # answered 500: not sent again by the SDK
+
+
+def test_a_skip_for_a_temporary_reason_is_re_evaluated(enforced: dict[str, Any], emulator: Any) -> None:
+    """Excluded when the worker ran, included again by the next evaluation: the customer is removable
+    again in the same inactivity stretch (it used to stay skipped for the whole stretch)."""
+    settings = settings_with(**ENFORCE)
+
+    async def first(services: Services) -> Any:
+        return await run_evaluation(services, AS_OF)
+
+    run(with_services(settings, first))
+    run(with_services(settings_with(**ENFORCE, EXCLUDED_TENANTS=WINGTIP), process_removal_queue))
+    assert WINGTIP not in {t for _, t in removal_requests(emulator)}
+    emulator.advance("PT1H")
+
+    async def second(services: Services) -> Any:
+        summary = await run_evaluation(services, AS_OF + timedelta(hours=1))
+        await process_removal_queue(services)
+        return summary
+
+    summary = run(with_services(settings, second))
+    assert WINGTIP in {q["tenantId"] for q in summary["queued"]}
+    assert sorted(r for _, r in removal_requests(emulator) if r in gdap_ids(enforced, WINGTIP)) == \
+        sorted(gdap_ids(enforced, WINGTIP))
+    statuses = sorted(str(r["Status"]) for r in removals_of(settings, WINGTIP))
+    assert statuses == ["requested", "skipped"]
+
+
+def test_the_last_check_waits_for_the_sign_in_log_to_settle(enforced: dict[str, Any], emulator: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A removal decided at T is checked and executed only once Microsoft's clock passes T plus
+    SIGNIN_LOG_LATENCY_MINUTES; its message stays invisible meanwhile."""
+    from shared.settings import get_settings
+
+    for key, value in {**ENFORCE, "SIGNIN_LOG_LATENCY_MINUTES": "10"}.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    settings = settings_with()
+    function = registered_functions()["removals"].get_user_function()
+
+    async def decide(services: Services) -> tuple[str, Any, int]:
+        summary = await run_evaluation(services, AS_OF)
+        removal_id = next(q["removalId"] for q in summary["queued"] if q["tenantId"] == WINGTIP)
+        visible = await services.storage.queue("removals").peek_messages(max_messages=32)
+        removal = await RemovalStore(services.storage).get(removal_id)
+        with pytest.raises(RemovalNotYet):
+            await handle_removal_message(services, removal_message(removal), message_id="early")
+        return removal_id, removal, len(visible)
+
+    removal_id, removal, visible = run(with_services(settings, decide))
+    assert visible == 0 and removal_requests(emulator) == []
+    emulator.advance("PT11M")
+
+    async def later() -> Any:
+        try:
+            await function(QueueMessage(id="m2", body=removal_message(removal).encode(), dequeue_count=1))
+            async with Services(settings) as services:
+                return await RemovalStore(services.storage).get(removal_id)
+        finally:
+            await close_services()
+
+    done = asyncio.run(later())
+    assert done.status in ("requested", "completed")
+    assert sorted(r for _, r in removal_requests(emulator)) == sorted(gdap_ids(enforced, WINGTIP))
+    assert json.loads(removal_message(done))["removalId"] == removal_id
