@@ -28,7 +28,7 @@ from shared.settings import Settings
 from shared.storage import query_all
 from shared.timeutil import parse_iso
 from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal, parse_principal
-from shared.web.server import build_app
+from shared.web.server import build_app, served_hosts
 from tests.conftest import audited_example, load_example, settings_with
 
 with warnings.catch_warnings():  # starlette nags about its httpx transport on import
@@ -68,8 +68,8 @@ def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 @contextmanager
-def client(settings: Settings, *, local_operator: bool = False) -> Iterator[TestClient]:
-    app = build_app(settings, local_operator=local_operator, drain_removals=False)
+def client(settings: Settings, *, local_operator: bool = False, trust: bool | None = True) -> Iterator[TestClient]:
+    app = build_app(settings, local_operator=local_operator, drain_removals=False, trust_principal_header=trust)
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
         yield c
 
@@ -189,10 +189,44 @@ def test_principal_header_is_ignored_on_app_service_without_easy_auth(settings: 
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WEBSITE_SITE_NAME", "dam-func")
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "False")
-    with client(settings) as c:
+    with client(settings, trust=None) as c:
         assert_error(c.get("/api/customers", headers=REMOVER), 401)
         monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
         assert c.get("/api/customers", headers=REMOVER).status_code == 200
+
+
+def test_principal_header_is_ignored_off_app_service(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside App Service nobody strips a client's own X-MS-CLIENT-PRINCIPAL: it is never believed
+    (it used to be whenever WEBSITE_SITE_NAME was absent)."""
+    monkeypatch.delenv("WEBSITE_SITE_NAME", raising=False)
+    monkeypatch.delenv("WEBSITE_AUTH_ENABLED", raising=False)
+    with client(settings, trust=None) as c:
+        assert_error(c.get("/api/customers", headers=REMOVER), 401)
+        assert_error(c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True},
+                            headers={**REMOVER, **JSON}), 401)
+    assert storage_state(settings)["removals"] == 0
+
+
+def test_a_dns_rebinding_page_is_refused(settings: Settings) -> None:
+    """serve answers only for the address it listens on: a page of another site whose name resolves to
+    127.0.0.1 arrives with that name in Host (and may set X-Forwarded-Host as it likes)."""
+    hosts = served_hosts("127.0.0.1", 7071)
+    app = build_app(settings, local_operator=True, drain_removals=False, hosts=hosts)
+    with TestClient(app, base_url="http://127.0.0.1:7071") as c:
+        assert c.get("/api/customers").status_code == 200
+        assert c.get("/api/customers", headers={"Host": "localhost:7071"}).status_code == 200
+        for evil in ("attacker.example:7071", "attacker.example", "127.0.0.1.attacker.example:7071"):
+            answer = c.get("/api/customers", headers={"Host": evil})
+            assert answer.status_code == 421 and answer.json()["error"]["code"] == "misdirectedRequest"
+            posted = c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True},
+                            headers={"Host": evil, "Origin": f"http://{evil}", "X-Forwarded-Host": evil, **JSON})
+            assert posted.status_code == 421
+        # Same host, another site's Origin with a forged X-Forwarded-Host: refused as cross-site.
+        forged = c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True},
+                        headers={"Origin": "http://attacker.example:7071", "X-Forwarded-Host": "attacker.example:7071",
+                                 **JSON})
+        assert forged.status_code == 403
+    assert storage_state(settings)["removals"] == 0
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -276,6 +310,7 @@ def test_customer_detail(settings: Settings) -> None:
         assert len(days) == 30 and days[-1]["day"] == "2026-11-21" and days[0]["day"] == "2026-10-23"
         active_days = [d for d in days if d["signIns"]]
         assert active_days and all(d["agentCount"] == len(d["agents"]) for d in days)
+        assert all(0 <= d["nonInteractiveSignIns"] <= d["signIns"] for d in days)  # zero days too
         assert sum(d["signIns"] for d in days) >= len(active_days)
         assert detail["agents"] and {a["userId"] for a in detail["agents"]} == {
             agent for d in active_days for agent in d["agents"]}
@@ -585,8 +620,13 @@ class Context:
     retry_context = None
 
 
-def test_http_function_serves_the_app(settings: Settings, emulator: Any) -> None:
+def test_http_function_serves_the_app(settings: Settings, emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from shared.runtime import close_services
+
+    # As App Service runs it: Easy Auth on (the principal header is the platform's), one host name.
+    for name, value in {"WEBSITE_SITE_NAME": "dam", "WEBSITE_AUTH_ENABLED": "True",
+                        "WEBSITE_HOSTNAME": "dam.example"}.items():
+        monkeypatch.setenv(name, value)
 
     handler = http_function()
 
@@ -601,12 +641,15 @@ def test_http_function_serves_the_app(settings: Settings, emulator: Any) -> None
                                           "Origin": "https://evil.example"},
                                  body=f"tenantIds={WINGTIP}&customerNotified=true".encode()),
                 func.HttpRequest("GET", "https://dam.example/", headers={}, body=b""),
+                func.HttpRequest("GET", "https://dam.example/api/customers", headers={**READER, "Host": "evil.example"},
+                                 body=b""),
             ]
             return [await handler(r, Context()) for r in requests]
         finally:
             await close_services()
 
-    ok, anonymous, form, portal = run(call())
+    ok, anonymous, form, portal, rebound = run(call())
+    assert rebound.status_code == 421
     assert ok.status_code == 200, ok.get_body()
     assert [r["displayName"] for r in json.loads(ok.get_body())["customers"]] == ["Wingtip Ltd", "Proseware Ltd"]
     assert ok.headers["Content-Security-Policy"].startswith("default-src 'none'")

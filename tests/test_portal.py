@@ -184,12 +184,34 @@ def test_customer_detail_shows_activity_chart(page: Page, portal: Portal) -> Non
     p.wait_for_function("(name) => document.querySelector('#customer-name').textContent === name",
                         arg=busy["displayName"])
     p.wait_for_selector("#activity svg rect.bar")
-    assert p.locator("#activity svg rect").count() == 90
-    assert p.locator("#activity svg rect.bar:not(.zero)").count() > 0
+    # Both kinds of sign-in, stacked per day: one interactive and one non-interactive bar for each of the 90 days.
+    assert p.locator("#activity svg g.day").count() == 90
+    assert p.locator("#activity svg rect.bar.s-interactive").count() == 90
+    assert p.locator("#activity svg rect.bar.s-noninteractive").count() == 90
+    assert p.locator("#activity svg rect.s-interactive:not(.zero)").count() > 0
+    assert p.locator("#activity svg rect.s-noninteractive:not(.zero)").count() > 0
     assert p.locator("#relationships table tbody tr").count() >= len(busy["relationships"])
     assert p.locator("#agents table tbody tr").count() > 0
     # Agents by name and UPN, as the sign-in log names them; the user id beside.
     detail = portal.api(f"/api/customers/{busy['tenantId']}?days=90")
+    days = detail["signIns"]["days"]
+    assert all(0 <= d["nonInteractiveSignIns"] <= d["signIns"] for d in days)
+    drawn = p.locator("#activity svg rect.bar").evaluate_all(
+        "rects => rects.map(r => [r.classList.contains('s-noninteractive'), Number(r.dataset.count)])")
+    non_interactive = sum(d["nonInteractiveSignIns"] for d in days)
+    assert non_interactive > 0
+    assert sum(n for kind, n in drawn if kind) == non_interactive
+    assert sum(n for kind, n in drawn if not kind) == sum(d["signIns"] for d in days) - non_interactive
+    legend = p.locator("#activity .legend li").all_text_contents()
+    assert [x.split(" (")[0] for x in legend] == ["Interactive", "Non-interactive"]
+    label = p.locator("#activity svg").get_attribute("aria-label") or ""
+    assert "interactive and non-interactive" in label and f"{non_interactive:,} non-interactive" in label
+    kind = {"interactive": "Interactive", "nonInteractive": "Non-interactive", None: ""}[busy["lastSignInKind"]]
+    facts = dict(zip(p.locator("#customer-facts dt").all_text_contents(),
+                     p.locator("#customer-facts dd").all_text_contents(), strict=True))
+    assert facts["Last sign-in kind"] == kind
+    assert facts["Sign-ins (last day)"] == (f"{busy['signInsLastDay']:,} "
+                                             f"({busy['nonInteractiveSignInsLastDay']:,} non-interactive)")
     first = detail["agents"][0]
     assert first["displayName"] and first["userPrincipalName"].endswith("@contoso-partner.example")
     cells = p.locator("#agents table tbody tr").first.locator("td")
@@ -242,6 +264,15 @@ def test_japanese_ui(page_ja: Page, portal: Portal) -> None:
     assert p.locator('th[data-sort="recommendation"] button').text_content() == "推奨事項"
     assert p.locator("#remove").text_content() == "委任されたアクセス権を削除"
     shot(p, "dashboard-ja.png")
+    busy = max(portal.api("/api/audit")["customers"], key=lambda r: (r["signInsLastDay"], r["tenantId"]))
+    p.goto(f"{portal.url}/#/customers/{busy['tenantId']}")
+    p.wait_for_selector("#activity svg rect.bar.s-noninteractive")
+    legend = p.locator("#activity .legend li").all_text_contents()
+    assert [x.split(" (")[0] for x in legend] == ["対話型", "非対話型"]
+    assert "最終サインインの種類" in p.locator("#customer-facts dt").all_text_contents()
+    shot(p, "customer-ja.png")
+    p.goto(f"{portal.url}/#/")
+    p.wait_for_selector("#dashboard:not([hidden])")
     # Switchable: English, and back.
     p.locator("#language").select_option("en")
     p.wait_for_function("() => document.querySelector('#headline').textContent.startsWith('Customers with')")

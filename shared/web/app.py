@@ -47,7 +47,14 @@ from shared.web.auth import (
 from shared.web.catalog import BUCKET_FILTERS, DEFAULT_SORT, SORT_KEYS, CustomerIndex, Query, QueryError
 from shared.web.roles import role_catalog, role_name
 from shared.web.runs import AuditRuns
-from shared.web.security import SecurityHeaders, cross_site_reason, is_json_content_type
+from shared.web.security import (
+    HostCheck,
+    HostsProvider,
+    SecurityHeaders,
+    app_service_hosts,
+    cross_site_reason,
+    is_json_content_type,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +95,9 @@ class WebConfig:
     # serve: no queue trigger runs locally, so the app drains the removal queue itself.
     drain_removals: bool = False
     on_shutdown: Callable[[], Awaitable[None]] | None = None
+    # The host names served (DNS-rebinding guard); None: not checked. In Azure, WEBSITE_HOSTNAME and
+    # ALLOWED_HOSTS; for serve, the address it listens on.
+    allowed_hosts: HostsProvider = app_service_hosts
 
 
 @dataclass
@@ -144,7 +154,7 @@ remover = Depends(Requires(REMOVE_ROLE))
 
 async def json_body(request: Request) -> dict[str, Any]:
     """The body of a state change: same-site, JSON only, an object, at most 64 KB."""
-    reason = cross_site_reason(request)
+    reason = cross_site_reason(request, request.app.state.web.config.allowed_hosts())
     if reason is not None:
         raise ApiError(403, "crossSiteRequest", f"cross-site requests cannot change anything ({reason})")
     if not is_json_content_type(request.headers.get("content-type")):
@@ -256,6 +266,7 @@ def create_app(config: WebConfig) -> FastAPI:
     )
     app.state.web = state
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HostCheck, allowed=config.allowed_hosts)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -539,7 +550,7 @@ async def sign_in_history(services: Services, tenant: str, start: datetime, end:
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     while day <= end:
         key = day.strftime("%Y-%m-%d")
-        item = found.get(key) or {"day": key, "signIns": 0, "agents": [], "lastAt": None}
+        item = found.get(key) or {"day": key, "signIns": 0, "nonInteractiveSignIns": 0, "agents": [], "lastAt": None}
         out.append({**item, "agentCount": len(item["agents"])})
         day += timedelta(days=1)
     return out

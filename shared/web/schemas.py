@@ -64,6 +64,8 @@ class CustomerRow(BaseModel):
     establishedLast7Days: bool
     agentsSignedInLastDay: int
     signInsLastDay: int
+    nonInteractiveSignInsLastDay: int = 0
+    lastSignInKind: Literal["interactive", "nonInteractive"] | None = None
     recommendation: Literal["remove", "none"]
     excluded: bool
     relationshipTypes: list[str]
@@ -99,7 +101,8 @@ class CustomerPage(BaseModel):
 
 class DaySignIns(BaseModel):
     day: str
-    signIns: int
+    signIns: int = Field(description="Sign-ins of both kinds, interactive and non-interactive")
+    nonInteractiveSignIns: int = Field(description="The non-interactive part of signIns")
     agents: list[str]
     agentCount: int
     lastAt: str | None

@@ -655,8 +655,11 @@
         fact(t("colDaysInactive"), row.daysInactive === null ? "" : fmtNumber(row.daysInactive)),
         fact(t("inactiveAtLeast"), t("days", { n: fmtNumber(row.inactiveForAtLeastDays) })),
         fact(t("colLastSignIn"), fmtDateTime(row.lastSignInAt)),
+        fact(t("lastSignInKind"), row.lastSignInKind === "interactive" ? t("kindInteractive")
+          : row.lastSignInKind === "nonInteractive" ? t("kindNonInteractive") : ""),
         fact(t("colAgents"), fmtNumber(row.agentsSignedInLastDay)),
-        fact(t("colSignIns"), fmtNumber(row.signInsLastDay)),
+        fact(t("colSignIns"), t("signInsSplit", { n: fmtNumber(row.signInsLastDay),
+          non: fmtNumber(row.nonInteractiveSignInsLastDay || 0) })),
         fact(t("colRecommendation"), row.recommendation === "remove" ? t("recRemove") : t("recNone")),
       ]);
     }
@@ -719,16 +722,32 @@
     if (window.DAM_GDAP) window.DAM_GDAP.customerRendered(c);
   }
 
+  // Stacked bars per day: interactive sign-ins at the bottom, non-interactive ones above them.
+  const ACTIVITY_SERIES = [
+    { kind: "interactive", label: "kindInteractive", cls: "s-interactive" },
+    { kind: "nonInteractive", label: "kindNonInteractive", cls: "s-noninteractive" },
+  ];
+
   function renderActivity(host, days) {
     state.activityDays = days;
+    const counts = (d) => {
+      const non = Math.min(d.signIns, d.nonInteractiveSignIns || 0);
+      return { interactive: d.signIns - non, nonInteractive: non };
+    };
     const width = chartWidth(host), height = 200, left = 36, right = 8, top = 10, bottom = 26;
     const axis = countAxis(Math.max(0, ...days.map((d) => d.signIns)));
     const max = axis.top;
     const band = (width - left - right) / Math.max(1, days.length);
     const y = (v) => top + (height - top - bottom) * (1 - v / max);
+    const totals = days.reduce((sum, d) => {
+      const c = counts(d);
+      return { interactive: sum.interactive + c.interactive, nonInteractive: sum.nonInteractive + c.nonInteractive };
+    }, { interactive: 0, nonInteractive: 0 });
+    const label = t("activityLabel") + ". " + t("activityTotals", { n: fmtNumber(totals.interactive),
+      non: fmtNumber(totals.nonInteractive), days: fmtNumber(days.length) });
     const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "activity-chart", role: "img",
-                               "aria-label": t("activityLabel") });
-    chart.appendChild(svg("title", null, t("activityLabel")));
+                               "aria-label": label });
+    chart.appendChild(svg("title", null, label));
     for (const value of axis.ticks) {
       chart.appendChild(svg("line", { x1: left, x2: width - right, y1: y(value), y2: y(value), class: "grid-line" }));
       chart.appendChild(svg("text", { x: left - 6, y: y(value) + 4, class: "axis-label", "text-anchor": "end" }, fmtNumber(value)));
@@ -736,15 +755,31 @@
     const step = Math.max(1, Math.ceil(days.length / 8));
     days.forEach((d, i) => {
       const x = left + i * band;
-      const barHeight = (height - top - bottom) * d.signIns / max;
-      chart.appendChild(svg("rect", { x: (x + band * 0.15).toFixed(1), width: Math.max(1, band * 0.7).toFixed(1),
-        y: (height - bottom - barHeight).toFixed(1), height: barHeight.toFixed(1), class: d.signIns ? "bar" : "bar zero" },
-        svg("title", null, t("signInsOn", { day: fmtDate(d.day), n: fmtNumber(d.signIns), agents: fmtNumber(d.agentCount) }))));
+      const c = counts(d);
+      const group = svg("g", { class: d.signIns ? "day" : "day zero", "data-day": d.day },
+        svg("title", null, t("signInsOn", { day: fmtDate(d.day), n: fmtNumber(d.signIns), agents: fmtNumber(d.agentCount),
+          interactive: fmtNumber(c.interactive), non: fmtNumber(c.nonInteractive) })));
+      let base = 0;
+      for (const s of ACTIVITY_SERIES) {
+        const value = c[s.kind];
+        const barHeight = (height - top - bottom) * value / max;
+        group.appendChild(svg("rect", { x: (x + band * 0.15).toFixed(1), width: Math.max(1, band * 0.7).toFixed(1),
+          y: (y(base) - barHeight).toFixed(1), height: barHeight.toFixed(1),
+          class: "bar " + s.cls + (value ? "" : " zero"), "data-count": value }));
+        base += value;
+      }
+      chart.appendChild(group);
       if (i % step === 0) {
         chart.appendChild(svg("text", { x: x + band / 2, y: height - 8, class: "axis-label", "text-anchor": "middle" }, fmtDate(d.day)));
       }
     });
     host.appendChild(chart);
+    const legend = el("ul", { class: "legend activity-legend" });
+    for (const s of ACTIVITY_SERIES) {
+      legend.appendChild(el("li", null, el("span", { class: "swatch block " + s.cls, "aria-hidden": "true" }),
+        t(s.label) + " (" + fmtNumber(totals[s.kind]) + ")"));
+    }
+    host.appendChild(legend);
   }
 
   // --- routing and wiring -----------------------------------------------------------------------
