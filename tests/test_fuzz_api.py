@@ -81,7 +81,7 @@ def audited(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 @pytest.fixture
 def client(audited: Settings) -> Iterator[TestClient]:
-    app = build_app(audited, local_operator=False, drain_removals=False)
+    app = build_app(audited, local_operator=False, drain_removals=False, trust_principal_header=True)
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
         yield c
 

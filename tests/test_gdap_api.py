@@ -58,7 +58,7 @@ def estate(env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch) 
 
 @contextmanager
 def client(settings: Settings) -> Iterator[TestClient]:
-    app = build_app(settings, local_operator=False, drain_removals=False)
+    app = build_app(settings, local_operator=False, drain_removals=False, trust_principal_header=True)
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
         yield c
 

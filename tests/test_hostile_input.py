@@ -162,7 +162,7 @@ REMOVER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("admin@contoso.example", [R
 
 @pytest.fixture
 def api(hostile: dict[str, Any]) -> Iterator[TestClient]:
-    app = build_app(hostile["settings"], local_operator=False, drain_removals=False)
+    app = build_app(hostile["settings"], local_operator=False, drain_removals=False, trust_principal_header=True)
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
         yield client
 

@@ -106,11 +106,11 @@ def encode_principal(name: str, roles: list[str] | tuple[str, ...], object_id: s
 def principal_header_trusted(environ: Mapping[str, str] | None = None) -> bool:
     """Whether the principal header can be believed.
 
-    Outside App Service (``serve``, tests) there is nobody else to set it. On App Service it is
-    believed only when Easy Auth is on (``WEBSITE_AUTH_ENABLED``), because only then does the platform
-    strip a client's own copy of the header; otherwise every request is anonymous (fail closed).
+    Only where App Service Authentication is known to be on (App Service sets ``WEBSITE_AUTH_ENABLED``
+    when Easy Auth is enabled), because only there does the platform strip a client's own copy of the
+    header and put the signed-in user's. Anywhere else -- App Service without Easy Auth, ``serve``, any
+    other host -- the header is the caller's own word and every request is anonymous (fail closed);
+    ``serve`` acts for a local user only with ``--local-operator`` on loopback.
     """
     env = os.environ if environ is None else environ
-    if not env.get("WEBSITE_SITE_NAME"):
-        return True
     return env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true"

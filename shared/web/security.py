@@ -82,8 +82,61 @@ def is_json_content_type(value: str | None) -> bool:
     return media_type == "application/json"
 
 
-def cross_site_reason(request: Request) -> str | None:
-    """Why this request looks cross-site, or None when it comes from the portal itself (or no browser)."""
+HostsProvider = Callable[[], "frozenset[str] | None"]
+
+
+def app_service_hosts(environ: MutableMapping[str, str] | None = None) -> frozenset[str] | None:
+    """The host names the function app answers to: ``WEBSITE_HOSTNAME`` (App Service sets it) and any
+    custom domains in ``ALLOWED_HOSTS`` (comma-separated); None outside App Service (nothing to check)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    if not env.get("WEBSITE_SITE_NAME"):
+        return None
+    names = [env.get("WEBSITE_HOSTNAME", ""), *env.get("ALLOWED_HOSTS", "").split(",")]
+    return frozenset(n.strip().lower() for n in names if n.strip())
+
+
+def host_allowed(host: str, allowed: frozenset[str]) -> bool:
+    """``host`` (a Host header: name or name:port) is one of ``allowed`` (names, or name:port)."""
+    host = host.strip().lower()
+    if host in allowed:
+        return True
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name in allowed
+
+
+class HostCheck:
+    """Serves only the host names it was started for. A DNS-rebinding page -- another site's name made
+    to resolve to this server's address -- arrives with that site's name in ``Host`` and is refused
+    (421) before any handler reads the estate or queues a removal."""
+
+    def __init__(self, app: ASGIApp, allowed: HostsProvider) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        allowed = self.allowed() if scope["type"] == "http" else None
+        if allowed is not None:
+            host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"host"), "")
+            server = scope.get("server")
+            if not host and server:  # a request handed over without its Host header: the URL's host
+                host = f"{server[0]}:{server[1]}"
+            if not host_allowed(host, allowed):
+                body = b'{"error":{"code":"misdirectedRequest","message":"this server does not answer for that host"}}'
+                await send({"type": "http.response.start", "status": 421,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def cross_site_reason(request: Request, allowed: frozenset[str] | None = None) -> str | None:
+    """Why this request looks cross-site, or None when it comes from the portal itself (or no browser).
+
+    The Origin is compared with the host names this server answers to when they are known, else with
+    ``Host`` alone: a forwarded-host header is the caller's word, not the platform's."""
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
         return f"Sec-Fetch-Site is {fetch_site!r}"
@@ -93,9 +146,10 @@ def cross_site_reason(request: Request) -> str | None:
     parts = urlsplit(origin.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return f"Origin {origin!r} is not this site"
-    hosts = {request.headers.get(name, "").strip().lower()
-             for name in ("host", "x-forwarded-host", "x-original-host")}
-    hosts.discard("")
-    if parts.netloc.lower() not in hosts:
+    if allowed is not None:
+        if not host_allowed(parts.netloc, allowed):
+            return f"Origin {origin!r} is not this site"
+        return None
+    if parts.netloc.lower() != request.headers.get("host", "").strip().lower():
         return f"Origin {origin!r} is not this site"
     return None

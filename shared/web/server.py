@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from shared.services import Services
 from shared.settings import Settings
 from shared.web.app import WebConfig, create_app
+from shared.web.auth import principal_header_trusted
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -53,10 +54,26 @@ class ServicesPerLoop:
         self._services = None
 
 
-def build_app(settings: Settings, *, local_operator: bool, drain_removals: bool = True) -> FastAPI:
+def served_hosts(host: str, port: int) -> frozenset[str]:
+    """The Host values ``serve`` answers to: the address it listens on, and the loopback names when it
+    listens on loopback. Any other name (a DNS-rebinding page's) is refused."""
+    name = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
+    names = {f"{name}:{port}".lower()}
+    if is_loopback(host):
+        names |= {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+    return frozenset(names)
+
+
+def build_app(settings: Settings, *, local_operator: bool, drain_removals: bool = True,
+              hosts: frozenset[str] | None = None, trust_principal_header: bool | None = False) -> FastAPI:
+    """The app as ``serve`` runs it. ``trust_principal_header`` True stands in for App Service
+    Authentication (tests that sign requests in with X-MS-CLIENT-PRINCIPAL), None asks the platform as
+    the function app does (:func:`principal_header_trusted`); ``serve`` passes False."""
     provider = ServicesPerLoop(settings)
+    trust = principal_header_trusted if trust_principal_header is None else (lambda: bool(trust_principal_header))
     return create_app(WebConfig(services=provider, local_operator=local_operator,
-                                drain_removals=drain_removals, on_shutdown=provider.close))
+                                drain_removals=drain_removals, on_shutdown=provider.close,
+                                allowed_hosts=lambda: hosts, trust_principal_header=trust))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -81,8 +98,8 @@ def build_server(settings: Settings, *, host: str, port: int, local_operator: bo
                  ) -> tuple[uvicorn.Server, socket.socket, str]:
     if local_operator and not is_loopback(host):
         raise ValueError("--local-operator is accepted only with a loopback --host")
-    app = build_app(settings, local_operator=local_operator)
     sock = bind(host, port)
+    app = build_app(settings, local_operator=local_operator, hosts=served_hosts(host, sock.getsockname()[1]))
     config = uvicorn.Config(app, log_level="info", access_log=True, server_header=False, lifespan="on",
                             proxy_headers=False)
     return uvicorn.Server(config), sock, url_of(sock)
@@ -102,9 +119,10 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 7071, loca
     if local_operator:
         print("local operator: every request acts as a user holding Relationships.Read and "
               "Relationships.Remove", file=sys.stderr, flush=True)
-    elif not is_loopback(host):
-        print("warning: without App Service Authentication in front, X-MS-CLIENT-PRINCIPAL comes from the "
-              "client itself; serve on a loopback host only", file=sys.stderr, flush=True)
+    else:
+        print("no App Service Authentication here: X-MS-CLIENT-PRINCIPAL is not believed and every request "
+              "is anonymous (401); use --local-operator on a loopback host to act as a local user",
+              file=sys.stderr, flush=True)
     try:
         server.run(sockets=[sock])
     finally:
