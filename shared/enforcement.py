@@ -88,17 +88,26 @@ async def _refresh(services: Services, as_of: datetime) -> str | None:
     """Sync relationships and ingest sign-ins up to as_of; a failure is returned, not raised, so that
     the evaluation still runs, its guards see stale data, and partner admins hear about it."""
     errors = []
+    # Any failure, not only Microsoft's (an expired Partner Center token raises PermissionError, a
+    # storage write can fail): the evaluation still runs on what the store holds, its staleness guard
+    # holds removals back, and the failure is in the summary, the trail and the partner admins' alert.
     try:
         await services.sync_relationships(as_of)
-    except (UpstreamError, ConcurrentRunError) as exc:
-        log.error("relationship sync failed: %s", exc)
-        errors.append(f"relationship sync failed: {exc}")
+    except Exception as exc:
+        log.exception("relationship sync failed")
+        errors.append(f"relationship sync failed: {_failure(exc)}")
     try:
         await services.ingest_sign_ins(as_of)
-    except (UpstreamError, ConcurrentRunError) as exc:
-        log.error("sign-in ingestion failed: %s", exc)
-        errors.append(f"sign-in ingestion failed: {exc}")
+    except Exception as exc:
+        log.exception("sign-in ingestion failed")
+        errors.append(f"sign-in ingestion failed: {_failure(exc)}")
     return "; ".join(errors) or None
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, UpstreamError | ConcurrentRunError):
+        return str(exc)
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:500]}"
 
 
 async def prepare_evaluation(services: Services, as_of: datetime, *, refresh: bool) -> tuple[str | None, Coverage]:
@@ -113,12 +122,28 @@ async def prepare_evaluation(services: Services, as_of: datetime, *, refresh: bo
 
 
 async def run_evaluation(services: Services, as_of: datetime, *, refresh: bool = True) -> dict[str, Any]:
-    """The evaluation timer's work: report, snapshot, policy. Removals are queued, not executed."""
+    """The evaluation timer's work: report, snapshot, policy. Removals are queued, not executed.
+
+    A failure of the evaluation itself is written down and alerted before it is raised: a run that
+    dies is never silent (no report, no alert, no removals for anyone)."""
     refresh_error, coverage = await prepare_evaluation(services, as_of, refresh=refresh)
-    effective = effective_as_of(coverage, as_of)
-    report = await services.report(effective)
-    evaluation_id = await services.evaluations.save(report)
-    return await apply_policy(services, report, evaluation_id, as_of=as_of, refresh_error=refresh_error)
+    try:
+        effective = effective_as_of(coverage, as_of)
+        report = await services.report(effective)
+        evaluation_id = await services.evaluations.save(report)
+        return await apply_policy(services, report, evaluation_id, as_of=as_of, refresh_error=refresh_error)
+    except Exception as exc:
+        await report_failed_run(services, "evaluation", as_of, exc)
+        raise
+
+
+async def report_failed_run(services: Services, run: str, as_of: datetime, exc: BaseException) -> None:
+    """Record and alert a run that failed (best effort: the original error is what the caller raises)."""
+    headline = f"the {run} as of {iso(as_of)} failed: {_failure(exc)}"
+    try:
+        await _alert(services, "failed", f"failed:{run}:{iso(as_of)}", headline, {"asOf": iso(as_of), "run": run})
+    except Exception:
+        log.exception("could not record or alert the failed %s", run)
 
 
 def effective_as_of(coverage: Coverage, as_of: datetime) -> datetime:
@@ -192,6 +217,11 @@ async def apply_policy(services: Services, report: dict[str, Any], evaluation_id
             "asOf": iso(as_of), "lastSuccess": iso(last_success) if last_success else None,
             "hours": settings.ingestion_stale_hours, "error": refresh_error or ""})
         return summary
+    if refresh_error:
+        # Not stale (yet), but a refresh failed (an expired Partner Center token, storage): say so now,
+        # not the day the data turns stale. Removals still re-read the live state before acting.
+        await _alert(services, "failed", f"refresh:{evaluation_id}", f"refreshing the data failed: {refresh_error}",
+                     {"asOf": iso(as_of), "run": "refresh", "error": refresh_error})
     if not enforce:
         return summary
 

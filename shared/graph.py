@@ -287,8 +287,14 @@ class GraphClient:
         params = DelegatedAdminRelationshipsRequestBuilder.DelegatedAdminRelationshipsRequestBuilderGetQueryParameters(
             top=RELATIONSHIP_PAGE_SIZE, filter=status_filter)
         info = self._relationships.to_get_request_information(RequestConfiguration(query_parameters=params))
-        return [relationship_from_json(item) async for item in
-                self._pages(info, "GET /tenantRelationships/delegatedAdminRelationships")]
+        # Keyed by id: a relationship that moves between pages while they are read is listed twice, and
+        # two rows with one key would fail the whole table transaction that stores them.
+        unique = {rel.id: rel async for rel in self._relationship_items(info)}
+        return list(unique.values())
+
+    async def _relationship_items(self, info: RequestInformation) -> AsyncIterator[Relationship]:
+        async for item in self._pages(info, "GET /tenantRelationships/delegatedAdminRelationships"):
+            yield relationship_from_json(item)
 
     async def get_relationship(self, relationship_id: str) -> Relationship | None:
         what = f"GET /tenantRelationships/delegatedAdminRelationships/{relationship_id}"
@@ -307,13 +313,11 @@ class GraphClient:
         info.http_method = Method.GET
         info.url = (f"{self.root}/v1.0/tenantRelationships/delegatedAdminRelationships/"
                     f"{quote(relationship_id, safe='')}/accessAssignments")
-        out: list[AccessAssignment] = []
+        out: dict[str, AccessAssignment] = {}  # by id: an item repeated across pages is kept once
         async for item in self._pages(info, f"GET .../{relationship_id}/accessAssignments"):
-            container = item.get("accessContainer") or {}
-            out.append(AccessAssignment(
-                id=str(item.get("id", "")), group_id=str(container.get("accessContainerId", "")),
-                roles=_role_ids(item), status=str(item.get("status", ""))))
-        return out
+            assignment = access_assignment_from_json(item)
+            out.setdefault(assignment.id, assignment)
+        return list(out.values())
 
     async def request_termination(self, relationship_id: str) -> str:
         """POST a terminate request. Returns the request id. Raises UpstreamError (status 404/409/...)."""

@@ -205,3 +205,39 @@ def test_the_last_check_waits_for_the_sign_in_log_to_settle(enforced: dict[str, 
     assert done.status in ("requested", "completed")
     assert sorted(r for _, r in removal_requests(emulator)) == sorted(gdap_ids(enforced, WINGTIP))
     assert json.loads(removal_message(done))["removalId"] == removal_id
+
+
+def test_a_failure_that_is_not_microsofts_is_contained_and_alerted(enforced: dict[str, Any], emulator: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An expired Partner Center refresh token raises PermissionError inside the sync: the evaluation
+    still runs on what the store holds, removes nothing on stale data, and tells the partner admins.
+    A failure of the evaluation itself is recorded and alerted before it is raised."""
+    from shared.removals import list_actions
+
+    settings = settings_with(**ENFORCE)
+
+    async def expired(self: Services, now: Any) -> Any:
+        raise PermissionError("Partner Center token refused: AADSTS700082: The refresh token has expired")
+
+    monkeypatch.setattr(Services, "sync_relationships", expired)
+
+    async def evaluate(services: Services) -> Any:
+        return await run_evaluation(services, AS_OF)
+
+    summary = run(with_services(settings, evaluate))
+    assert "PermissionError" in summary["refreshError"] and summary["queued"] == []
+    assert removal_requests(emulator) == []
+
+    async def broken_report(self: Services, as_of: Any) -> Any:
+        raise KeyError("lastSignInAt")
+
+    monkeypatch.setattr(Services, "report", broken_report)
+    with pytest.raises(KeyError):
+        run(with_services(settings, evaluate))
+
+    async def trail(services: Services) -> list[dict[str, Any]]:
+        return await list_actions(services)
+
+    failed = [a for a in run(with_services(settings, trail)) if a["action"] == "enforcement.failed"]
+    assert len(failed) == 2
+    assert any("PermissionError" in a["detail"] for a in failed) and any("KeyError" in a["detail"] for a in failed)
