@@ -27,7 +27,7 @@ from shared.services import Services
 from shared.settings import Settings
 from shared.storage import query_all
 from shared.timeutil import parse_iso
-from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal, parse_principal
+from shared.web.auth import GRANT_ROLE, READ_ROLE, REMOVE_ROLE, encode_principal, parse_principal
 from shared.web.server import build_app, served_hosts
 from tests.conftest import audited_example, load_example, settings_with
 
@@ -170,7 +170,7 @@ def test_roles_decide_what_a_principal_may_do(settings: Settings, emulator: Any)
                             headers=READER), 403, "forbidden")
         me = c.get("/api/me", headers=READER).json()
         assert me == {"name": "reader@contoso.example", "roles": [READ_ROLE], "canRemove": False,
-                      "localOperator": False}
+                      "canGrant": False, "localOperator": False}
         # Remove implies Read: a remover sees what they remove.
         only_remove = {"X-MS-CLIENT-PRINCIPAL": encode_principal("r@contoso.example", [REMOVE_ROLE])}
         assert c.get("/api/customers", headers=only_remove).status_code == 200
@@ -178,10 +178,11 @@ def test_roles_decide_what_a_principal_may_do(settings: Settings, emulator: Any)
     assert emulator.log() == []
 
 
-def test_local_operator_holds_both_roles(settings: Settings) -> None:
+def test_local_operator_holds_every_role(settings: Settings) -> None:
     with client(settings, local_operator=True) as c:
-        assert c.get("/api/me").json() == {"name": "local-operator", "roles": [READ_ROLE, REMOVE_ROLE],
-                                           "canRemove": True, "localOperator": True}
+        assert c.get("/api/me").json() == {"name": "local-operator",
+                                           "roles": sorted([GRANT_ROLE, READ_ROLE, REMOVE_ROLE]),
+                                           "canRemove": True, "canGrant": True, "localOperator": True}
         assert c.get("/api/customers").status_code == 200
 
 

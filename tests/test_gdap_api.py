@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.settings import Settings
-from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal
+from shared.web.auth import GRANT_ROLE, READ_ROLE, REMOVE_ROLE, encode_principal
 from shared.web.server import build_app
 from tests.conftest import settings_with
 from tests.test_gdap import (
@@ -32,7 +32,10 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 READER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("reader@contoso.example", [READ_ROLE])}
-REMOVER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("admin@contoso.example", [READ_ROLE, REMOVE_ROLE])}
+REMOVER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("remover@contoso.example", [READ_ROLE, REMOVE_ROLE])}
+GRANTER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("granter@contoso.example", [READ_ROLE, GRANT_ROLE])}
+ADMIN = {"X-MS-CLIENT-PRINCIPAL": encode_principal("admin@contoso.example", [READ_ROLE, REMOVE_ROLE, GRANT_ROLE])}
+GRANTS = ("/api/gdap/requests", "/api/gdap/follow-up", "/api/gdap/extend", "/api/gdap/reestablish")
 JSON = {"Content-Type": "application/json"}
 GETS = ["/api/gdap/templates", "/api/gdap/customers?q=a", "/api/gdap/requests", "/api/gdap/expiring?within=30",
         "/api/gdap/least-privilege?days=90"]
@@ -73,11 +76,27 @@ def test_who_may_do_what_and_cross_site_changes(estate: dict[str, Any]) -> None:
             assert c.post(path, json=body).status_code == 401, path
             assert c.post(path, json=body, headers=READER).json()["error"]["code"] == "forbidden", path
             # Same-site JSON only, exactly as for removals.
-            crossed = c.post(path, json=body, headers={**REMOVER, "Origin": "https://evil.example"})
+            crossed = c.post(path, json=body, headers={**ADMIN, "Origin": "https://evil.example"})
             assert crossed.status_code == 403 and crossed.json()["error"]["code"] == "crossSiteRequest", path
-            form = c.post(path, content=b"customer=x", headers={**REMOVER,
+            form = c.post(path, content=b"customer=x", headers={**ADMIN,
                                                                 "Content-Type": "application/x-www-form-urlencoded"})
             assert form.status_code == 415, path
+    assert mutations(emulator, "POST") == [] and mutations(emulator, "PATCH") == []
+
+
+def test_granting_access_is_its_own_role(estate: dict[str, Any]) -> None:
+    """Relationships.Remove removes and reduces access; only Relationships.Grant requests, invites,
+    re-establishes or prolongs it (CONTRACTS section 7)."""
+    emulator = estate["emulator"]
+    with client(estate["settings"]) as c:
+        for path in GRANTS:
+            refused = c.post(path, json=POSTS[path], headers={**REMOVER, **JSON})
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden", path
+        reduced = c.post("/api/gdap/remove-global-admin", json=POSTS["/api/gdap/remove-global-admin"],
+                         headers={**GRANTER, **JSON})
+        assert reduced.status_code == 403
+        assert c.get("/api/me", headers=GRANTER).json()["canGrant"] is True
+        assert c.get("/api/me", headers=REMOVER).json()["canGrant"] is False
     assert mutations(emulator, "POST") == [] and mutations(emulator, "PATCH") == []
 
 
@@ -90,18 +109,18 @@ def test_request_follow_up_and_listing(estate: dict[str, Any]) -> None:
         assert [x["tenantId"] for x in found] == [ADATUM]
 
         created = c.post("/api/gdap/requests", json={"customer": ADATUM, "template": "helpdesk"},
-                         headers={**REMOVER, "Origin": "http://testserver"})
+                         headers={**ADMIN, "Origin": "http://testserver"})
         assert created.status_code == 201, created.text
         body = created.json()
         assert body["status"] == "approvalPending" and body["invitationLink"].endswith(body["id"])
-        again = c.post("/api/gdap/requests", json={"customer": ADATUM, "template": "helpdesk"}, headers=REMOVER)
+        again = c.post("/api/gdap/requests", json={"customer": ADATUM, "template": "helpdesk"}, headers=ADMIN)
         assert again.status_code == 200 and again.json()["id"] == body["id"]
         pending = c.get("/api/gdap/requests", headers=READER).json()["requests"]
         assert [(p["id"], p["ageDays"]) for p in pending] == [(body["id"], 0)]
 
         emulator.approve(body["id"])
         for _ in range(2):
-            step = c.post("/api/gdap/follow-up", json={}, headers=REMOVER)
+            step = c.post("/api/gdap/follow-up", json={}, headers=ADMIN)
             assert step.status_code == 200
         assert step.json()["requests"][0]["state"] == "active"
         assert c.get("/api/gdap/requests", headers=READER).json()["requests"] == []
@@ -123,7 +142,7 @@ BAD_REQUESTS = [
 def test_bad_requests_change_nothing(estate: dict[str, Any]) -> None:
     with client(estate["settings"]) as c:
         for body, status, code in BAD_REQUESTS:
-            answer = c.post("/api/gdap/requests", json=body, headers=REMOVER)
+            answer = c.post("/api/gdap/requests", json=body, headers=ADMIN)
             assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text
     assert mutations(estate["emulator"], "POST") == []
 
@@ -137,33 +156,33 @@ def test_expiring_extend_and_remove_global_admin(estate: dict[str, Any]) -> None
         assert expiring["counts"] == {"30": 3, "7": 2, "1": 1}
         for bad in ({}, {"all": True, "relationshipIds": [lamna]}, {"relationshipIds": []},
                     {"relationshipIds": "x"}, {"all": True, "within": 0}):
-            assert c.post("/api/gdap/extend", json=bad, headers=REMOVER).status_code == 400, bad
+            assert c.post("/api/gdap/extend", json=bad, headers=ADMIN).status_code == 400, bad
         assert mutations(emulator, "PATCH") == []
         one = c.post("/api/gdap/extend", json={"relationshipIds": [lamna, lamna, "missing-relationship"]},
-                     headers=REMOVER).json()
+                     headers=ADMIN).json()
         assert [(r["relationshipId"], r["result"]) for r in one["results"]] == [
             (lamna, "extended"), ("missing-relationship", "skipped")]
-        again = c.post("/api/gdap/extend", json={"relationshipIds": [lamna]}, headers=REMOVER).json()
+        again = c.post("/api/gdap/extend", json={"relationshipIds": [lamna]}, headers=ADMIN).json()
         assert again["results"][0]["result"] == "unchanged"
-        rest = c.post("/api/gdap/extend", json={"all": True}, headers=REMOVER).json()
+        rest = c.post("/api/gdap/extend", json={"all": True}, headers=ADMIN).json()
         assert {r["result"] for r in rest["results"]} == {"extended", "skipped"} and rest["requested"] == 2
         assert c.get("/api/gdap/expiring", headers=READER).json()["counts"] == {"30": 1, "7": 1, "1": 1}
 
         flags = c.get("/api/gdap/least-privilege", headers=READER).json()
         assert [g["relationshipId"] for g in flags["globalAdministrator"]] == [wingtip]
-        answer = c.post("/api/gdap/remove-global-admin", json={"relationshipId": wingtip}, headers=REMOVER)
+        answer = c.post("/api/gdap/remove-global-admin", json={"relationshipId": wingtip}, headers=ADMIN)
         assert answer.status_code == 202 and answer.json()["result"] == "requested", answer.text
         flags = c.get("/api/gdap/least-privilege", headers=READER).json()
         assert flags["globalAdministrator"][0]["removal"]["state"] == "requested"
         # The same action again while Microsoft works on it: the same operation, no second PATCH.
-        again = c.post("/api/gdap/remove-global-admin", json={"relationshipId": wingtip}, headers=REMOVER)
+        again = c.post("/api/gdap/remove-global-admin", json={"relationshipId": wingtip}, headers=ADMIN)
         assert again.json()["operationId"] == answer.json()["operationId"]
         assert len(mutations(emulator, "PATCH", wingtip)) == 1
         for _ in range(2):  # notStarted -> running -> succeeded
-            c.post("/api/gdap/follow-up", json={}, headers=REMOVER)
+            c.post("/api/gdap/follow-up", json={}, headers=ADMIN)
         assert c.get("/api/gdap/least-privilege", headers=READER).json()["globalAdministrator"] == []
         missing = c.post("/api/gdap/remove-global-admin", json={"relationshipId": "nope-" + "0" * 8},
-                         headers=REMOVER)
+                         headers=ADMIN)
         assert missing.status_code == 404
     [patch] = mutations(emulator, "PATCH", wingtip)
     assert patch["path"] == f"{REL_PATH}/{wingtip}" and patch["headers"]["if-match"]
@@ -171,10 +190,10 @@ def test_expiring_extend_and_remove_global_admin(estate: dict[str, Any]) -> None
 
 def test_reestablish_and_openapi(estate: dict[str, Any]) -> None:
     with client(estate["settings"]) as c:
-        answer = c.post("/api/gdap/reestablish", json={"customer": FOURTH_COFFEE}, headers=REMOVER)
+        answer = c.post("/api/gdap/reestablish", json={"customer": FOURTH_COFFEE}, headers=ADMIN)
         assert answer.status_code == 201, answer.text
         assert answer.json()["template"] == "helpdesk" and answer.json()["invitationLink"]
-        refused = c.post("/api/gdap/reestablish", json={"customer": ADATUM}, headers=REMOVER)
+        refused = c.post("/api/gdap/reestablish", json={"customer": ADATUM}, headers=ADMIN)
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "stillActive"
         paths = c.get("/api/openapi.json", headers=READER).json()["paths"]
         for path in ("/api/gdap/templates", "/api/gdap/requests", "/api/gdap/expiring", "/api/gdap/extend",

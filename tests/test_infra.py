@@ -346,7 +346,7 @@ def test_azure_yaml_deploys_the_root_as_the_tagged_function_app(parsed: dict[str
 
 def test_entra_module_defines_the_app_roles_and_graph_permissions() -> None:
     text = (INFRA / "modules" / "entra.bicep").read_text(encoding="utf-8")
-    for role in ("Relationships.Read", "Relationships.Remove"):
+    for role in ("Relationships.Read", "Relationships.Remove", "Relationships.Grant"):
         assert f"value: '{role}'" in text
     for permission, app_role_id in {
             "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",

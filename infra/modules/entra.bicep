@@ -53,6 +53,7 @@ var grantedGraphRoles = concat([
 // deployments, or every assignment would be orphaned.
 var relationshipsReadRoleId = '4f6d1c8e-2a55-4c2b-9e0e-6a3d6f1b7c01'
 var relationshipsRemoveRoleId = '9b2e7a44-53c1-4f0d-8d6a-1c5e2f8a9d02'
+var relationshipsGrantRoleId = '4f1c6d2b-7e83-4a5f-9b10-3d6e8a2c7f15'
 
 resource app 'Microsoft.Graph/applications@v1.0' = {
   uniqueName: appUniqueName
@@ -74,7 +75,18 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
       id: relationshipsRemoveRoleId
       value: 'Relationships.Remove'
       displayName: 'Relationships.Remove'
-      description: 'Everything Relationships.Read allows, and request the removal of DAP/GDAP relationships.'
+      description: 'Everything Relationships.Read allows, and request the removal of DAP/GDAP relationships and reductions of access (Global Administrator, unused access assignments).'
+      allowedMemberTypes: [
+        'User'
+        'Application'
+      ]
+      isEnabled: true
+    }
+    {
+      id: relationshipsGrantRoleId
+      value: 'Relationships.Grant'
+      displayName: 'Relationships.Grant'
+      description: 'Everything Relationships.Read allows, and grant or prolong access: GDAP requests and invitations, re-establishment, auto-extend.'
       allowedMemberTypes: [
         'User'
         'Application'

@@ -36,6 +36,7 @@ from shared.signins import ActivityReader, AgentDirectory
 from shared.timeutil import iso, iso_optional, parse_iso, utcnow
 from shared.web import schemas
 from shared.web.auth import (
+    GRANT_ROLE,
     LOCAL_OPERATOR,
     PRINCIPAL_HEADER,
     READ_ROLE,
@@ -150,6 +151,7 @@ class Requires:
 
 reader = Depends(Requires(READ_ROLE))
 remover = Depends(Requires(REMOVE_ROLE))
+granter = Depends(Requires(GRANT_ROLE))
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -323,7 +325,8 @@ def register_api(app: FastAPI) -> None:
              responses={200: {"model": schemas.Me}, **schemas.ERRORS})
     async def me(principal: Principal = reader) -> Response:
         return json_response({"name": principal.name, "roles": sorted(principal.roles),
-                              "canRemove": principal.has(REMOVE_ROLE), "localOperator": principal.local_operator})
+                              "canRemove": principal.has(REMOVE_ROLE),
+                              "canGrant": principal.has(GRANT_ROLE), "localOperator": principal.local_operator})
 
     @app.get("/api/roles", tags=["portal"], summary="Names of well-known Entra role definition ids (en, ja)",
              responses=schemas.ERRORS)

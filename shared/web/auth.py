@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 READ_ROLE = "Relationships.Read"
 REMOVE_ROLE = "Relationships.Remove"
+# Granting or prolonging access (GDAP requests and invitations, re-establishment, auto-extend) is a
+# different act from removing it: it has its own role.
+GRANT_ROLE = "Relationships.Grant"
 PRINCIPAL_HEADER = "x-ms-client-principal"
 MAX_PRINCIPAL_BYTES = 16 * 1024
 NAME_CLAIMS = ("preferred_username", "name", "upn", "email",
@@ -35,9 +38,9 @@ class Principal:
     local_operator: bool = False
 
     def has(self, role: str) -> bool:
-        # Remove implies Read: a remover has to see what they remove.
+        # Remove and Grant imply Read: a remover or granter has to see what they act on.
         if role == READ_ROLE:
-            return bool({READ_ROLE, REMOVE_ROLE} & self.roles)
+            return bool({READ_ROLE, REMOVE_ROLE, GRANT_ROLE} & self.roles)
         return role in self.roles
 
     @property
@@ -48,7 +51,8 @@ class Principal:
         return self.name or "unknown"
 
 
-LOCAL_OPERATOR = Principal(name="local-operator", roles=frozenset({READ_ROLE, REMOVE_ROLE}), local_operator=True)
+LOCAL_OPERATOR = Principal(name="local-operator", roles=frozenset({READ_ROLE, REMOVE_ROLE, GRANT_ROLE}),
+                           local_operator=True)
 
 
 def parse_principal(header: str | None) -> Principal | None:

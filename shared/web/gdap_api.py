@@ -21,6 +21,7 @@ from shared.timeutil import parse_iso, utcnow
 from shared.web import schemas
 from shared.web.app import (
     ApiError,
+    granter,
     json_body,
     json_response,
     parse_int,
@@ -145,7 +146,7 @@ def register_gdap_api(app: FastAPI) -> None:
                          202: {"description": "created; locking for approval is retried by the follow-up"},
                          **schemas.ERRORS},
               openapi_extra=_body_schema(GdapRequestBody))
-    async def request_gdap(request: Request, principal: Principal = remover) -> Response:
+    async def request_gdap(request: Request, principal: Principal = granter) -> Response:
         body = await json_body(request)
         service = await _service(request)
         result, created = await _run(service.request(body.get("customer"), body.get("template"),
@@ -163,7 +164,7 @@ def register_gdap_api(app: FastAPI) -> None:
 
     @app.post("/api/gdap/follow-up", tags=["gdap"], summary="Move approved requests on now: create and confirm "
               "their access assignments; confirm Global Administrator removals", responses=schemas.ERRORS)
-    async def follow_up(request: Request, principal: Principal = remover) -> Response:
+    async def follow_up(request: Request, principal: Principal = granter) -> Response:
         await json_body(request)
         service = await _service(request)
         return json_response(await _run(service.follow_up()))
@@ -179,7 +180,7 @@ def register_gdap_api(app: FastAPI) -> None:
 
     @app.post("/api/gdap/extend", tags=["gdap"], summary="Turn on auto-extend (P180D) for relationships; a result "
               "per relationship, no batch limit", responses=schemas.ERRORS, openapi_extra=_body_schema(ExtendBody))
-    async def extend(request: Request, principal: Principal = remover) -> Response:
+    async def extend(request: Request, principal: Principal = granter) -> Response:
         body = await json_body(request)
         every = _flag(body, "all")
         ids = body.get("relationshipIds")
@@ -210,7 +211,7 @@ def register_gdap_api(app: FastAPI) -> None:
     @app.post("/api/gdap/reestablish", tags=["gdap"], status_code=201,
               summary="Re-establish a removed customer's access: a new request from the template used before",
               responses=schemas.ERRORS, openapi_extra=_body_schema(ReestablishBody))
-    async def reestablish(request: Request, principal: Principal = remover) -> Response:
+    async def reestablish(request: Request, principal: Principal = granter) -> Response:
         body = await json_body(request)
         service = await _service(request)
         result, created = await _run(service.reestablish(body.get("customer"), actor=principal.display,

@@ -32,6 +32,7 @@ class Me(BaseModel):
     name: str
     roles: list[str]
     canRemove: bool
+    canGrant: bool
     localOperator: bool
 
 

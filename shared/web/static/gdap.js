@@ -30,7 +30,8 @@
     reestablishTenant: null,
   };
 
-  const canChange = () => !!(D.state.me && D.state.me.canRemove);
+  const canChange = () => !!(D.state.me && D.state.me.canRemove);  // removes or reduces access
+  const canGrant = () => !!(D.state.me && D.state.me.canGrant);  // requests, re-establishes, extends
   const fmt = (n) => D.fmtNumber(n);
 
   function table(headers, rows, cls) {
@@ -96,8 +97,8 @@
   }
 
   async function showView(section) {
-    $("gdap-request").hidden = !canChange();
-    $("gdap-follow-up").hidden = !canChange();
+    $("gdap-request").hidden = !canGrant();
+    $("gdap-follow-up").hidden = !canGrant();
     $("main").focus({ preventScroll: true });
     window.scrollTo(0, 0);
     await Promise.all([ensureTemplates(), loadRequests(), loadExpiring(), loadLeastPrivilege()]);
@@ -173,12 +174,12 @@
     }
     const allButton = $("gdap-extend-all");
     allButton.textContent = t("gdapExtendAll", { n: fmt(extendable.length) });
-    allButton.disabled = !extendable.length || !canChange();
-    allButton.hidden = !canChange();
+    allButton.disabled = !extendable.length || !canGrant();
+    allButton.hidden = !canGrant();
     const selectedButton = $("gdap-extend-selected");
     selectedButton.textContent = t("gdapExtendSelected", { n: fmt(g.selected.size) });
-    selectedButton.disabled = !g.selected.size || !canChange();
-    selectedButton.hidden = !canChange();
+    selectedButton.disabled = !g.selected.size || !canGrant();
+    selectedButton.hidden = !canGrant();
     if (!items.length) {
       host.appendChild(el("p", { class: "muted" }, t("gdapNoExpiring", { n: fmt(g.within) })));
       return;
@@ -190,7 +191,7 @@
         const box = el("input", { type: "checkbox", class: "gdap-select", "data-relationship": r.relationshipId,
                                   "aria-label": t("selectRow", { name: r.displayName }) });
         box.checked = g.selected.has(r.relationshipId);
-        box.disabled = !r.canAutoExtend || done || !canChange();
+        box.disabled = !r.canAutoExtend || done || !canGrant();
         box.addEventListener("change", () => {
           if (box.checked) g.selected.add(r.relationshipId);
           else g.selected.delete(r.relationshipId);
@@ -207,7 +208,7 @@
         }
         if (!r.canAutoExtend) {
           action.appendChild(el("span", { class: "small muted" }, t("gdapCannotExtendGa")));
-        } else if (!done && canChange()) {
+        } else if (!done && canGrant()) {
           const button = el("button", { type: "button", class: "button secondary small-button", "data-extend": r.relationshipId,
                                         "aria-label": t("gdapExtendOne", { name: r.displayName }) }, t("gdapExtend"));
           button.addEventListener("click", () => extend({ relationshipIds: [r.relationshipId] }, button));
@@ -498,7 +499,7 @@
   function customerRendered(c) {
     const removed = !c.row && c.relationships.length > 0;
     g.reestablishTenant = removed ? c.tenantId : null;
-    $("customer-reestablish").hidden = !(removed && canChange());
+    $("customer-reestablish").hidden = !(removed && canGrant());
   }
 
   async function followUp() {
