@@ -461,6 +461,7 @@ async def request_removals(services: Services, tenant_ids: list[str], *, request
     if customer_notified and settings.notify_customers:
         require_sender(settings)
     store = RemovalStore(services.storage)
+    await _check_manual_breaker(store, wanted, settings.max_removals_per_run)
     coverage = latest.report.get("coverage") or {}
     decided_at = await services.now()
     out = []
@@ -480,6 +481,22 @@ async def request_removals(services: Services, tenant_ids: list[str], *, request
         stored, _ = await queue_removal(services, removal)
         out.append({"id": stored.id, "tenantId": tenant, "status": PUBLIC_STATUS[stored.status]})
     return out
+
+
+async def _check_manual_breaker(store: RemovalStore, wanted: list[str], limit: int) -> None:
+    """People's removals fall under the same circuit breaker as the policy's: at most
+    MAX_REMOVALS_PER_RUN customers in any 24 hours (a slip of the select-all box, or a stolen session,
+    cannot empty the estate). Customers with a removal already under way do not count again."""
+    since = utcnow() - timedelta(hours=24)
+    recent: set[str] = set()
+    async for e in store.table.query_entities("Source ne @policy and RequestedAt ge @since",
+                                              parameters={"policy": "policy", "since": iso(since)}):
+        recent.add(str(e.get("TenantId") or ""))
+    new = [t for t in wanted if t not in recent]
+    if len(recent) + len(new) > limit:
+        raise ValueError(f"circuit breaker: {len(new)} more customer(s) would make {len(recent) + len(new)} removals "
+                         f"requested by people in 24 hours, more than MAX_REMOVALS_PER_RUN ({limit}); nothing "
+                         "was queued")
 
 
 # --- reading removals -------------------------------------------------------------------------------

@@ -241,3 +241,24 @@ def test_a_failure_that_is_not_microsofts_is_contained_and_alerted(enforced: dic
     failed = [a for a in run(with_services(settings, trail)) if a["action"] == "enforcement.failed"]
     assert len(failed) == 2
     assert any("PermissionError" in a["detail"] for a in failed) and any("KeyError" in a["detail"] for a in failed)
+
+
+def test_people_fall_under_the_circuit_breaker_too(enforced: dict[str, Any], emulator: Any) -> None:
+    from tests.test_enforcement import LAMNA
+
+    settings = settings_with(**{**ENFORCE, "MAX_REMOVALS_PER_RUN": "1"})
+
+    async def go(services: Services) -> tuple[str, list[Any]]:
+        await services.audit(AS_OF)
+        with pytest.raises(ValueError, match="circuit breaker") as refused:
+            await request_removals(services, [WINGTIP, LAMNA], requested_by="op@contoso.example", reason="bulk")
+        first = await request_removals(services, [WINGTIP], requested_by="op@contoso.example", reason="one")
+        again = await request_removals(services, [WINGTIP], requested_by="op@contoso.example", reason="same")
+        assert again[0]["id"] == first[0]["id"]  # the same customer again does not count twice
+        with pytest.raises(ValueError, match="circuit breaker"):
+            await request_removals(services, [LAMNA], requested_by="op2@contoso.example", reason="second")
+        return str(refused.value), first
+
+    message, first = run(with_services(settings, go))
+    assert "nothing was queued" in message and len(first) == 1
+    assert len(removals_of(settings, LAMNA)) == 0 and len(removals_of(settings, WINGTIP)) == 1
