@@ -27,6 +27,9 @@ def test_quick_bench_runs_every_step_and_writes_both_documents(tmp_path: Path) -
     assert estate["signInsIngested"] == ingestion["floor"]["signIns"] > 1000
     assert 0 < ingestion["product"]["entitiesWritten"] < ingestion["floor"]["entitiesWritten"]
     assert ingestion["ratio"] > 0 and estate["memory"]["ingestMaxRssMb"] > 0
+    # The floor reads both kinds, one query each, as the product does; most of the log is non-interactive.
+    kinds = ingestion["floor"]["signInsByKind"]
+    assert sum(kinds.values()) == ingestion["floor"]["signIns"] and kinds["nonInteractive"] > kinds["interactive"] > 0
     evaluation = estate["evaluation"]
     assert evaluation["product"]["customersUnderMonitoring"] > 0 and evaluation["ratio"] > 0
     assert evaluation["floor"]["rowsWritten"] == estate["customers"]
@@ -36,8 +39,13 @@ def test_quick_bench_runs_every_step_and_writes_both_documents(tmp_path: Path) -
     assert api["customers"] == evaluation["product"]["customersUnderMonitoring"]
     assert set(api["kinds"]) == {"list", "filter", "sort", "page"}
     assert all(k["requests"] > 0 and k["p95Ms"] >= k["p50Ms"] > 0 for k in api["kinds"].values())
+    # Against the throttled emulator, paced to its limit: sign-in requests counted from its log.
+    pace = doc["pace"]
+    assert pace["served"] >= pace["slices"] * 2 > 0 and pace["signIns"] > 0
+    assert pace["requests"] == pace["served"] + pace["throttled"] and pace["requestsPerSecond"] > 0
     # Targets are judged on the full run only.
-    assert [t["passed"] for t in doc["targets"]] == [None] * 4
+    assert [t["passed"] for t in doc["targets"]] == [None] * 6
     markdown = (out / "performance.md").read_text(encoding="utf-8")
     assert "## Targets" in markdown and "Estate quick" in markdown and "| API sort p50 / p95" in markdown
+    assert "## Pace against a throttled sign-in log" in markdown
     assert not list(work.glob("estate-*.json"))  # the scenario is removed after the run

@@ -3,7 +3,10 @@
 Each figure of ``tools.bench`` is reported next to a floor and as a ratio product / floor:
 
 * ingestion floor -- the same sign-ins (same slices, same ``$filter``/``$select``/``$top``, the same
-  number of slices in flight) paged out of the emulator with plain httpx (no SDK, no middleware)
+  number of slices in flight; like the product, each slice is read once per kind of user sign-in,
+  interactive then non-interactive, because the log lists a kind only when the filter names it, and
+  only sign-ins whose ``crossTenantAccessType`` has the ``serviceProvider`` flag are kept) paged out
+  of the emulator with plain httpx (no SDK, no middleware)
   and written *raw*, one entity per sign-in, to Azurite in 100-entity transactions through the same
   ``$batch`` encoder the product uses (``shared.table_batch``). PK = the sign-in's hour: a page of
   1,000 sign-ins spans an hour or two, so transactions fill, and partitions stay small -- Azurite
@@ -39,7 +42,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from shared.graph import SIGNIN_PAGE_SIZE, SIGNIN_SELECT
+from shared.graph import SIGNIN_EVENT_TYPES, SIGNIN_PAGE_SIZE, SIGNIN_SELECT
 from shared.identity import DEVELOPMENT_TOKEN
 from shared.signins import slices
 from shared.storage import BATCH_LIMIT
@@ -58,9 +61,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def sign_in_url(root: str, start: Any, end: Any) -> str:
+def sign_in_url(root: str, start: Any, end: Any, kind: str) -> str:
+    """The product's query (``shared.graph.GraphClient.sign_in_url``) for one kind of user sign-in."""
     flt = (f"createdDateTime ge {graph_literal(start)} and createdDateTime le {graph_literal(end)}"
-           " and crossTenantAccessType eq 'serviceProvider' and status/errorCode eq 0")
+           " and crossTenantAccessType ne 'none' and status/errorCode eq 0"
+           f" and signInEventTypes/any(t: t eq '{SIGNIN_EVENT_TYPES[kind]}')")
     query = urlencode({"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(SIGNIN_PAGE_SIZE)},
                       quote_via=quote, safe="$,/'")
     return f"{root.rstrip('/')}/beta/auditLogs/signIns?{query}"
@@ -89,6 +94,7 @@ async def floor_ingest(conn: str, emulator: str, prefix: str, as_of: str, backfi
     tables = await _tables(service, [f"{prefix}RawSignIns{n}" for n in range(RAW_TABLES)])
     writes = asyncio.Semaphore(WRITES_IN_FLIGHT)
     totals = {"signIns": 0, "pages": 0, "transactions": 0}
+    by_kind = dict.fromkeys(SIGNIN_EVENT_TYPES, 0)
 
     async def write(rows: list[dict[str, Any]]) -> None:
         hour = rows[0]["PartitionKey"]
@@ -99,25 +105,33 @@ async def floor_ingest(conn: str, emulator: str, prefix: str, as_of: str, backfi
 
     async def one(client: httpx.AsyncClient, start: Any, stop: Any, gate: asyncio.Semaphore) -> None:
         async with gate:
-            url: str | None = sign_in_url(emulator, start, stop)
-            while url:
-                response = await client.get(url)
-                response.raise_for_status()
-                page = response.json()
-                by_hour: dict[str, list[dict[str, Any]]] = defaultdict(list)
-                for s in page.get("value") or []:
-                    created = str(s.get("createdDateTime") or "")
-                    by_hour[created[:13]].append({
-                        "PartitionKey": created[:13], "RowKey": str(s["id"]), "CreatedDateTime": created,
-                        "UserId": s.get("userId"), "HomeTenantId": s.get("homeTenantId"),
-                        "ResourceTenantId": s.get("resourceTenantId"),
-                        "CrossTenantAccessType": s.get("crossTenantAccessType"),
-                        "ErrorCode": int((s.get("status") or {}).get("errorCode", 0))})
-                await asyncio.gather(*(write(rows[i:i + BATCH_LIMIT]) for rows in by_hour.values()
-                                       for i in range(0, len(rows), BATCH_LIMIT)))
-                totals["signIns"] += sum(len(rows) for rows in by_hour.values())
-                totals["pages"] += 1
-                url = page.get("@odata.nextLink")
+            for kind in SIGNIN_EVENT_TYPES:
+                await read(client, sign_in_url(emulator, start, stop, kind), kind)
+
+    async def read(client: httpx.AsyncClient, first: str, kind: str) -> None:
+        url: str | None = first
+        while url:
+            response = await client.get(url)
+            response.raise_for_status()
+            page = response.json()
+            by_hour: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for s in page.get("value") or []:
+                if "serviceprovider" not in str(s.get("crossTenantAccessType") or "").lower().split(","):
+                    continue
+                created = str(s.get("createdDateTime") or "")
+                by_hour[created[:13]].append({
+                    "PartitionKey": created[:13], "RowKey": str(s["id"]), "CreatedDateTime": created,
+                    "UserId": s.get("userId"), "HomeTenantId": s.get("homeTenantId"),
+                    "ResourceTenantId": s.get("resourceTenantId"),
+                    "CrossTenantAccessType": s.get("crossTenantAccessType"),
+                    "ErrorCode": int((s.get("status") or {}).get("errorCode", 0))})
+            await asyncio.gather(*(write(rows[i:i + BATCH_LIMIT]) for rows in by_hour.values()
+                                   for i in range(0, len(rows), BATCH_LIMIT)))
+            found = sum(len(rows) for rows in by_hour.values())
+            totals["signIns"] += found
+            by_kind[kind] += found
+            totals["pages"] += 1
+            url = page.get("@odata.nextLink")
 
     started = time.perf_counter()
     gate = asyncio.Semaphore(concurrency)
@@ -126,7 +140,7 @@ async def floor_ingest(conn: str, emulator: str, prefix: str, as_of: str, backfi
         await asyncio.gather(*(one(client, a, b, gate) for a, b in pieces))
     seconds = time.perf_counter() - started
     await service.close()
-    return {"step": "floor-ingest", "seconds": seconds, "slices": len(pieces), **totals,
+    return {"step": "floor-ingest", "seconds": seconds, "slices": len(pieces), **totals, "signInsByKind": by_kind,
             "entitiesWritten": totals["signIns"], "maxRssMb": peak_rss_mb()}
 
 

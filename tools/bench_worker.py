@@ -55,7 +55,8 @@ async def _timed(step: Callable[[], Awaitable[Any]], profile: Path | None) -> tu
 
 
 async def run_step(args: argparse.Namespace) -> dict[str, Any]:
-    settings = settings_for(args.storage, args.emulator, args.prefix)
+    settings = settings_for(args.storage, args.emulator, args.prefix,
+                            **dict(item.split("=", 1) for item in args.setting))
     as_of = parse_iso(args.as_of)
     profile = Path(args.profile) if args.profile else None
     async with Services(settings) as services:
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-of", required=True)
     parser.add_argument("--profile", help="write a cProfile summary of the step to this file")
     parser.add_argument("--idle", type=float, default=2.0, help="shard: stop after this long without messages")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="an app setting for this step (e.g. SIGNIN_PACE=5/1s); repeatable")
     args = parser.parse_args(argv)
     result = asyncio.run(run_step(args))
     result.update({"step": args.step, "maxRssMb": peak_rss_mb()})
