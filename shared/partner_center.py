@@ -73,9 +73,13 @@ class PartnerCenterClient:
         await self._http.aclose()
 
     async def _token(self, scope: str) -> str:
-        result = self._credential.get_token(scope)
-        if asyncio.iscoroutine(result):
-            result = await result
+        get_token = self._credential.get_token
+        if asyncio.iscoroutinefunction(get_token):
+            result = await get_token(scope)
+        else:
+            # A synchronous credential (MSAL redeeming a refresh token makes an HTTP call) runs in a
+            # worker thread, never on the event loop that serves every other request.
+            result = await asyncio.to_thread(get_token, scope)
         return str(result.token)
 
     async def request(self, method: str, url: str, *, scope: str, json_body: Any = None,
