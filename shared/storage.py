@@ -130,6 +130,11 @@ class Storage:
                         await self.queue_service.create_queue(self.settings.queue_name(full))
             self._ensured = True
 
+    def forget(self) -> None:
+        """The tables and queues may be gone (the storage account or Azurite was reset): the next
+        :meth:`ensure` creates them again instead of trusting this process's memory."""
+        self._ensured = False
+
     def table(self, name: str) -> TableClient:
         if name not in TABLES:
             raise KeyError(name)

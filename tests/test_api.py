@@ -660,3 +660,47 @@ def test_http_function_serves_the_app(settings: Settings, emulator: Any, monkeyp
     assert portal.status_code == 200 and b"/static/app.js" in portal.get_body()
     assert storage_state(settings)["removals"] == 0
     assert emulator.log() == []
+
+
+# --- hostile readers and a storage reset --------------------------------------------------------------------
+
+def test_extreme_dates_are_a_400_not_a_500(settings: Settings) -> None:
+    with client(settings) as c:
+        for path in ("/api/actions?until=9999-12-31T23:59:59Z", "/api/actions?since=0001-01-01T00:00:00Z",
+                     "/api/gdap/summary?asOf=0001-01-01T00:00:00Z", "/api/gdap/expiring?asOf=9999-12-31T23:59:59Z",
+                     "/api/gdap/least-privilege?asOf=9999-12-31T00:00:00Z"):
+            assert_error(c.get(path, headers=READER), 400, "invalidParameter")
+
+
+def test_a_chunked_body_is_measured_as_it_arrives(settings: Settings) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"tenantIds": ["' + WINGTIP.encode() + b'"], "customerNotified": true, "reason": "'
+        for _ in range(200):
+            yield b"x" * 1024
+        yield b'"}'
+
+    with client(settings) as c:
+        answer = c.post("/api/removals", content=chunks(), headers={**REMOVER, **JSON})
+        assert "content-length" not in {k.lower() for k in answer.request.headers}
+        assert_error(answer, 413, "bodyTooLarge")
+    assert storage_state(settings)["removals"] == 0
+
+
+def test_a_running_server_recovers_from_a_storage_reset(settings: Settings) -> None:
+    """The tables vanish under a running server (Azurite or the account reset): one 503 that says so,
+    then the server works again without a restart."""
+    from shared.storage import TABLES
+
+    async def reset() -> None:
+        async with Services(settings) as services:
+            for name in TABLES:
+                await services.storage.table_service.delete_table(settings.table_name(name))
+
+    with client(settings) as c:
+        assert c.get("/api/actions", headers=READER).status_code == 200
+        run(reset())
+        first = c.get("/api/actions", headers=READER)
+        assert first.status_code == 503, first.text
+        assert first.json()["error"]["code"] == "storageReset" and first.headers["Retry-After"] == "1"
+        again = c.get("/api/actions", headers=READER)  # the tables are there again: empty, not broken
+        assert again.status_code == 200 and again.json()["actions"] == []

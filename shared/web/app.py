@@ -18,11 +18,12 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from azure.core.exceptions import ResourceNotFoundError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -164,9 +165,14 @@ async def json_body(request: Request) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
         raise ApiError(413, "bodyTooLarge", f"the body must be at most {MAX_BODY_BYTES} bytes")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "bodyTooLarge", f"the body must be at most {MAX_BODY_BYTES} bytes")
+    # Read as it arrives and stop past the limit: a chunked body declares no length up front.
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, "bodyTooLarge", f"the body must be at most {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         return {}
     try:
@@ -184,13 +190,29 @@ def parse_guid(value: str, what: str = "tenantId") -> str:
     return value.lower()
 
 
+MISSING_STORAGE = ("TableNotFound", "QueueNotFound")
+
+
+def storage_missing(exc: ResourceNotFoundError) -> bool:
+    """A table or queue that is not there (the Tables SDK leaves ``error_code`` empty for its OData
+    errors, so the code is read from the message too)."""
+    code = str(getattr(exc, "error_code", "") or "")
+    return code in MISSING_STORAGE or any(name in str(exc) for name in MISSING_STORAGE)
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def parse_time(value: str | None, name: str) -> datetime | None:
     if value is None or value == "":
         return None
     try:
-        return parse_iso(value)
+        moment = parse_iso(value)
     except (ValueError, OverflowError):
         raise ApiError(400, "invalidParameter", f"{name} must be an ISO 8601 time") from None
+    # Days are added to and taken from it: a moment near year 1 or 9999 would overflow into a 500.
+    if not EARLIEST_TIME <= moment <= LATEST_TIME:
+        raise ApiError(400, "invalidParameter", f"{name} must lie between {EARLIEST_TIME.year} and {LATEST_TIME.year}")
+    return moment
 
 
 def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
@@ -285,6 +307,20 @@ def create_app(config: WebConfig) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, ResourceNotFoundError) and storage_missing(exc):
+            # The tables or queues vanished under a running server (storage reset): make them again, so
+            # that the next request works without a restart.
+            log.warning("storage %s on %s %s: creating tables and queues again", getattr(exc, "error_code", ""), request.method,
+                        request.url.path)
+            try:
+                services = await services_of(request)
+                services.storage.forget()
+                await services.storage.ensure()
+            except Exception:
+                log.exception("could not create the tables and queues again")
+            answer = ApiError(503, "storageReset", "the storage was reset; try again").response()
+            answer.headers["Retry-After"] = "1"
+            return answer
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return ApiError(500, "internalError", "the request failed; see the application log").response()
 
