@@ -98,6 +98,24 @@ param signinOverlapMinutes int = 120
 ])
 param signinSliceHours int = 24
 
+@description('SIGNIN_PACE: sign-in log requests started per window (N/Ts); Graph allows 5 per 10 s per app per tenant.')
+param signinPace string = '5/10s'
+
+@description('SIGNIN_LOG_LATENCY_MINUTES: how late Entra may write a sign-in; removals are checked only this long after their decision.')
+@minValue(0)
+@maxValue(1440)
+param signinLogLatencyMinutes int = 15
+
+@description('RETRY_DELAY_MS: base delay between retries of a failed Microsoft request that names no Retry-After.')
+@minValue(0)
+@maxValue(600000)
+param retryDelayMs int = 3000
+
+@description('GDAP_POLL_SECONDS: wait between polls of a GDAP long-running operation that names no Retry-After.')
+@minValue(0)
+@maxValue(3600)
+param gdapPollSeconds int = 10
+
 @description('POLICY_MODE: report never removes anything automatically; enforce removes candidates.')
 @allowed([
   'report'
@@ -226,6 +244,10 @@ var appSettings = {
   SIGNIN_BACKFILL_DAYS: string(signinBackfillDays)
   SIGNIN_OVERLAP_MINUTES: string(signinOverlapMinutes)
   SIGNIN_SLICE_HOURS: string(signinSliceHours)
+  SIGNIN_PACE: signinPace
+  SIGNIN_LOG_LATENCY_MINUTES: string(signinLogLatencyMinutes)
+  RETRY_DELAY_MS: string(retryDelayMs)
+  GDAP_POLL_SECONDS: string(gdapPollSeconds)
   POLICY_MODE: policyMode
   RECOMMEND_AFTER_DAYS: string(recommendAfterDays)
   REMOVE_AFTER_DAYS: string(removeAfterDays)

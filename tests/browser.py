@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from shared.settings import Settings
-from tests.conftest import ARTIFACTS, ROOT
+from tests.conftest import ARTIFACTS, ROOT, TEST_PACE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -31,9 +31,10 @@ def require_chromium() -> None:
 
 
 def serve_environment(settings: dict[str, str]) -> dict[str, str]:
-    """This process's environment without any product setting (nor GDAP group), plus ``settings``."""
+    """This process's environment without any product setting (nor GDAP group), plus the tests' pacing
+    (``TEST_PACE``) and ``settings``."""
     env = {k: v for k, v in os.environ.items() if k not in Settings.setting_names() and not k.startswith("GDAP_GROUP_")}
-    env.update({**settings, "PYTHONUNBUFFERED": "1"})
+    env.update({**TEST_PACE, **settings, "PYTHONUNBUFFERED": "1"})
     return env
 
 

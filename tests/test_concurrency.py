@@ -25,7 +25,7 @@ from shared.retry import UpstreamError
 from shared.services import Services
 from shared.settings import Settings
 from shared.timeutil import parse_iso
-from tests.conftest import settings_with
+from tests.conftest import TEST_PACE, settings_with
 from tests.test_enforcement import CANDIDATES, ENFORCE, estate
 from tools import chaos
 
@@ -156,7 +156,7 @@ def test_soak_concurrent_processes(env: dict[str, str], emulator: Any, azurite: 
     emulator.post_scenario(estate())
     prefix = f"c{seed}x" + uuid.uuid4().hex[:8]
     environment = {k: v for k, v in os.environ.items() if k not in Settings.setting_names()}
-    environment.update({**ENFORCE, "AzureWebJobsStorage": azurite.connection_string, "STORAGE_PREFIX": prefix,
+    environment.update({**TEST_PACE, **ENFORCE, "AzureWebJobsStorage": azurite.connection_string, "STORAGE_PREFIX": prefix,
                         "EMULATOR_URL": emulator.url})
     cli = [sys.executable, "-m", "shared.cli", "--emulator", emulator.url]
     audit = subprocess.run([*cli, "audit", "--as-of", "2026-11-21T00:00:00Z"], cwd=ROOT, env=environment,

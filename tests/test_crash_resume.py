@@ -30,6 +30,7 @@ from shared.services import Services
 from shared.settings import Settings
 from shared.storage import Storage, query_all
 from shared.timeutil import parse_iso
+from tests.conftest import TEST_PACE
 from tests.test_enforcement import ENFORCE, estate
 from tools import chaos
 
@@ -57,7 +58,7 @@ class Target:
 
 def target(azurite: Any, emulator: Any, prefix: str) -> Target:
     env = {k: v for k, v in os.environ.items() if k not in Settings.setting_names()}
-    env.update({**ENFORCE, "AzureWebJobsStorage": azurite.connection_string, "STORAGE_PREFIX": prefix,
+    env.update({**TEST_PACE, **ENFORCE, "AzureWebJobsStorage": azurite.connection_string, "STORAGE_PREFIX": prefix,
                 "EMULATOR_URL": emulator.url, "PYTHONUNBUFFERED": "1"})
     command = chaos.cli_command(["--emulator", emulator.url, "enforce", "--as-of", AS_OF], LEASE_SECONDS)
     return Target(env, Settings.from_env(env), command)

@@ -33,7 +33,7 @@ from shared.removals import drain_removals
 from shared.services import Services
 from shared.settings import Settings
 from shared.timeutil import parse_iso
-from tests.conftest import ROOT, load_example, settings_with
+from tests.conftest import ROOT, TEST_PACE, load_example, settings_with
 from tests.test_enforcement import ENFORCE, LAMNA, NORTHWIND, PROSEWARE, WINGTIP, estate, gdap_ids
 from tools import chaos
 
@@ -404,7 +404,7 @@ def test_azurite_restarted_mid_run(emulator: Any, tmp_path: Any, host_retry_inte
     storage = start_azurite(str(tmp_path / "azurite"))
     try:
         environment = {k: v for k, v in os.environ.items() if k not in Settings.setting_names()}
-        environment.update({**ENFORCE, "AzureWebJobsStorage": storage.connection_string,
+        environment.update({**TEST_PACE, **ENFORCE, "AzureWebJobsStorage": storage.connection_string,
                             "STORAGE_PREFIX": "rst" + uuid.uuid4().hex[:8], "EMULATOR_URL": emulator.url})
         settings = Settings.from_env(environment)
         restarted = threading.Event()
