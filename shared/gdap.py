@@ -362,9 +362,11 @@ class GdapOperation:
     status: str = "notStarted"  # the operation's status when last read
     roles_after: list[str] = field(default_factory=list)
     updated_at: datetime | None = None
+    reason: str = ""  # why it failed, or what is still awaited
 
     def to_entity(self) -> dict[str, Any]:
         return {
+            "Reason": self.reason[:4000],
             "PartitionKey": shard_of(self.tenant_id), "RowKey": f"{self.tenant_id}|{self.operation_id}",
             "TenantId": self.tenant_id, "OperationId": self.operation_id, "RelationshipId": self.relationship_id,
             "DisplayName": self.display_name, "Kind": self.kind, "RequestedBy": self.requested_by,
@@ -379,14 +381,15 @@ class GdapOperation:
                    kind=str(e.get("Kind", "")), requested_by=str(e.get("RequestedBy", "")),
                    requested_at=parse_optional(e.get("RequestedAt")) or datetime(1970, 1, 1, tzinfo=UTC),
                    state=str(e.get("State", "requested")), status=str(e.get("Status", "")),
-                   roles_after=json.loads(e.get("RolesAfter") or "[]"), updated_at=parse_optional(e.get("UpdatedAt")))
+                   roles_after=json.loads(e.get("RolesAfter") or "[]"), updated_at=parse_optional(e.get("UpdatedAt")),
+                   reason=str(e.get("Reason", "")))
 
     def to_json(self) -> dict[str, Any]:
         return {"operationId": self.operation_id, "relationshipId": self.relationship_id, "tenantId": self.tenant_id,
                 "displayName": self.display_name, "kind": self.kind, "state": self.state,
                 "operationStatus": self.status, "rolesAfter": list(self.roles_after),
                 "requestedBy": self.requested_by, "requestedAt": iso(self.requested_at),
-                "updatedAt": iso_optional(self.updated_at)}
+                "updatedAt": iso_optional(self.updated_at), "reason": self.reason or None}
 
 
 class GdapOperationStore:
@@ -739,17 +742,32 @@ class GdapService:
         return current
 
     async def _follow_operation(self, op: GdapOperation) -> None:
+        """Read the long-running operation (longRunningOperationStatus: notStarted, running, succeeded,
+        failed; learn.microsoft.com/graph/api/resources/delegatedadminrelationshipoperation). Until it ends
+        the removal stays ``requested``; at the end the relationship itself is read, and the removal is
+        ``succeeded`` only when Global Administrator is really gone (never assumed from the status)."""
         document = await self.graph.get_operation(op.relationship_id, op.operation_id)
         status = str((document or {}).get("status") or "notFound")
         op.status, op.updated_at = status, utcnow()
-        if status in ("succeeded", "failed", "notFound"):
-            op.state = "succeeded" if status == "succeeded" else "failed"
+        at = str((document or {}).get("lastModifiedDateTime") or "")
+        if status not in ("succeeded", "failed", "notFound"):
+            op.reason = f"operation {op.operation_id} still {status}" + (f" (since {at})" if at else "")
+        else:
             rel = await self.graph.get_relationship(op.relationship_id)
-            if status == "notFound" and rel is not None and not includes_global_administrator(rel.roles):
-                op.state = "succeeded"
+            still_ga = rel is None or includes_global_administrator(rel.roles)
+            op.state = "succeeded" if not still_ga else "failed"
+            if status == "failed":
+                op.reason = (f"Microsoft reports operation {op.operation_id} failed" + (f" at {at}" if at else "")
+                             + ("; Global Administrator is still granted" if still_ga else ""))
+            elif still_ga:
+                op.reason = (f"operation {op.operation_id} {status}, but the relationship "
+                             + ("no longer exists" if rel is None else "still grants Global Administrator"))
+            else:
+                op.reason = ""
             await self._action(op.tenant_id, op.requested_by, "gdap.removeGlobalAdministrator",
                                "completed" if op.state == "succeeded" else "failed", op.relationship_id,
-                               f"{op.display_name}: operation {op.operation_id} {status}",
+                               f"{op.display_name}: operation {op.operation_id} {status}"
+                               + (f": {op.reason}" if op.reason else ""),
                                action_id=f"gdap:{op.operation_id}:{op.state}")
             if rel is not None:
                 await self._save_relationship(rel)
@@ -934,7 +952,7 @@ class GdapService:
         result = {"requested": "requested", "succeeded": "completed"}.get(op.state, "failed")
         return {"relationshipId": op.relationship_id, "tenantId": op.tenant_id, "displayName": op.display_name,
                 "result": result, "operationId": op.operation_id, "operationStatus": op.status,
-                "rolesAfter": list(op.roles_after)}
+                "rolesAfter": list(op.roles_after), "reason": op.reason or None}
 
     async def least_privilege(self, as_of: datetime | None = None, window_days: int = 90) -> dict[str, Any]:
         """Relationships holding Global Administrator, and access assignments nobody in the group used.
@@ -993,6 +1011,9 @@ class GdapService:
         for rel in sorted(active, key=lambda r: (r.tenant_id, r.id)):
             if includes_global_administrator(rel.roles):
                 op = ops.get(rel.id)
+                if op is None:  # a removal that failed is reported as failed, with its reason
+                    latest = (await self.operations.for_relationship(rel.id))[:1]
+                    op = latest[0] if latest and latest[0].state == "failed" else None
                 out.append({"relationshipId": rel.id, "tenantId": rel.tenant_id,
                             "customerName": names.get(rel.tenant_id) or rel.customer_name,
                             "displayName": rel.display_name, "endsAt": iso_optional(rel.ends_at),

@@ -209,7 +209,9 @@ def test_sync_records_status_changes_and_pages_partner_center(env: dict[str, str
         async with Services(settings) as services:
             await services.sync_relationships(AS_OF)
             await services.graph.request_termination(target["id"])
+            emulator.advance("PT1H")  # a termination takes PT2H of emulator time, in two halves
             await services.sync_relationships(AS_OF + timedelta(hours=1))  # terminating
+            emulator.advance("PT1H")
             await services.sync_relationships(AS_OF + timedelta(hours=2))  # terminated
             store = RelationshipStore(services.storage)
             tenant = target["id"][-36:]

@@ -589,7 +589,14 @@ def test_if_match_etags_and_updates(emu: RunningEmulator, api: httpx.Client) -> 
     op_url = resp.headers["Location"]
     assert op_url.startswith(f"{emu.url}{REL}/{GA_REL}/operations/")
     statuses = [api.get(op_url).json()["status"] for _ in range(3)]
-    assert statuses == ["running", "succeeded", "succeeded"]
+    assert statuses == ["notStarted"] * 3  # reads do not move it: the clock does (operation: PT1H)
+    assert api.patch(f"{REL}/{GA_REL}", json=body, headers={"If-Match": etag_of(api, GA_REL)}).status_code == 409
+    emu.advance("PT30M")
+    assert api.get(op_url).json()["status"] == "running"
+    assert GA in [r["roleDefinitionId"] for r in api.get(f"{REL}/{GA_REL}").json()["accessDetails"]["unifiedRoles"]]
+    emu.advance("PT30M")
+    done = api.get(op_url).json()
+    assert done["status"] == "succeeded" and done["lastModifiedDateTime"] == "2026-11-21T01:00:00.0000000Z"
     roles = [r["roleDefinitionId"] for r in api.get(f"{REL}/{GA_REL}").json()["accessDetails"]["unifiedRoles"]]
     assert roles == [HELPDESK, EXCHANGE]
     ops = api.get(f"{REL}/{GA_REL}/operations").json()["value"]
@@ -618,12 +625,19 @@ def test_terminate_progresses_on_later_reads(emu: RunningEmulator, api: httpx.Cl
     again = api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"})
     assert again.status_code == 409 and again.json()["error"]["code"] == "Conflict"
     assert "already being terminated" in again.json()["error"]["message"]
+    # Reads do not move it; the clock does (termination: PT2H, in two halves).
+    assert [api.get(f"{REL}/{GA_REL}").json()["status"] for _ in range(3)] == ["terminationRequested"] * 3
+    assert api.get(resp.headers["Location"]).json()["status"] == "created"
+    emu.advance("PT1H")
     assert api.get(f"{REL}/{GA_REL}").json()["status"] == "terminating"
+    assert api.get(resp.headers["Location"]).json()["status"] == "pending"
+    emu.advance("PT59M")
+    assert api.get(f"{REL}/{GA_REL}").json()["status"] == "terminating"
+    emu.advance("PT1M")
     listed = {r["id"]: r for r in api.get(REL).json()["value"]}
-    assert listed[GA_REL]["status"] == "terminated" and listed[GA_REL]["endDateTime"] == "2026-11-21T00:00:00.0000000Z"
+    assert listed[GA_REL]["status"] == "terminated" and listed[GA_REL]["endDateTime"] == "2026-11-21T02:00:00.0000000Z"
     assert api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"}).status_code == 409
-    assert [api.get(resp.headers["Location"]).json()["status"] for _ in range(3)] == ["pending", "succeeded",
-                                                                                       "succeeded"]
+    assert [api.get(resp.headers["Location"]).json()["status"] for _ in range(2)] == ["succeeded", "succeeded"]
     assert api.get(f"{REL}/{GA_REL}/requests").json()["value"][0]["id"] == req["id"]
     # terminate on a relationship that is not active -> 400; unknown action -> 400
     assert api.post(f"{REL}/{PENDING_REL}/requests", json={"action": "terminate"}).status_code == 400
@@ -648,10 +662,13 @@ def test_create_lock_approve_and_access_assignments(emu: RunningEmulator, api: h
     assert api.get(f"{REL}/{rel['id']}").json()["status"] == "approvalPending"
     assert api.post(f"{REL}/{rel['id']}/requests", json={"action": "lockForApproval"}).status_code == 400
     assert emu.approve(rel["id"])["status"] == "approved"
+    assert api.get(f"{REL}/{rel['id']}").json()["status"] == "approved"  # activation: PT5M, by the clock
+    emu.advance("PT150S")
     assert api.get(f"{REL}/{rel['id']}").json()["status"] == "activating"
+    emu.advance("PT150S")
     active = api.get(f"{REL}/{rel['id']}").json()
-    assert active["status"] == "active" and active["activatedDateTime"] == "2026-11-21T00:00:00.0000000Z"
-    assert active["endDateTime"] == "2028-11-20T00:00:00.0000000Z"
+    assert active["status"] == "active" and active["activatedDateTime"] == "2026-11-21T00:05:00.0000000Z"
+    assert active["endDateTime"] == "2028-11-20T00:05:00.0000000Z"
     assert any(c["tenantId"] == new_tenant for c in emu.state(sign_ins=False)["customers"])
 
     aa_url = f"{REL}/{rel['id']}/accessAssignments"
@@ -664,6 +681,8 @@ def test_create_lock_approve_and_access_assignments(emu: RunningEmulator, api: h
     assert resp.status_code == 201 and resp.json()["status"] == "pending"
     aa = resp.json()
     assert aa["accessContainer"] == {"accessContainerId": group, "accessContainerType": "securityGroup"}
+    assert api.get(f"{aa_url}/{aa['id']}").json()["status"] == "pending"  # accessAssignment: PT10M
+    emu.advance("PT10M")
     assert api.get(f"{aa_url}/{aa['id']}").json()["status"] == "active"
     etag = api.get(f"{aa_url}/{aa['id']}").json()["@odata.etag"]
     same = api.patch(f"{aa_url}/{aa['id']}", json=good, headers={"If-Match": etag})
@@ -672,13 +691,85 @@ def test_create_lock_approve_and_access_assignments(emu: RunningEmulator, api: h
     assert api.patch(f"{aa_url}/{aa['id']}", json=both).status_code == 400
     changed = api.patch(f"{aa_url}/{aa['id']}", json=both, headers={"If-Match": etag})
     assert changed.status_code == 202 and changed.headers["Retry-After"] == "10"
+    assert len(api.get(f"{aa_url}/{aa['id']}").json()["accessDetails"]["unifiedRoles"]) == 1
+    emu.advance("PT1H")
     assert len(api.get(f"{aa_url}/{aa['id']}").json()["accessDetails"]["unifiedRoles"]) == 2
     etag = api.get(f"{aa_url}/{aa['id']}").json()["@odata.etag"]
     assert api.delete(f"{aa_url}/{aa['id']}", headers={"If-Match": etag}).status_code == 204
+    assert api.get(f"{aa_url}/{aa['id']}").json()["status"] == "deleting"
+    emu.advance("PT10M")
     assert api.get(f"{aa_url}/{aa['id']}").json()["status"] == "deleted"
     assert api.get(aa_url).json()["value"] == []
     # not active -> no new assignments
     assert api.post(f"{REL}/{PENDING_REL}/accessAssignments", json=good).status_code == 400
+
+
+def with_relationship(scenario: dict[str, Any], rel_id: str, **fields: Any) -> dict[str, Any]:
+    out = copy.deepcopy(scenario)
+    for customer in out["customers"]:
+        for rel in customer["gdapRelationships"]:
+            if rel["id"] == rel_id:
+                rel.update(fields)
+    return out
+
+
+def test_async_durations_are_scenario_set_and_failures_are_reported(emu: RunningEmulator, api: httpx.Client) -> None:
+    scenario = with_relationship({**LIFE, "asyncDurations": {"termination": "PT6H", "operation": "PT3H"}}, GA_REL,
+                                 failOperations=True)
+    emu.post_scenario(scenario)
+    assert emu.state(sign_ins=False)["asyncDurations"]["termination"] == "PT6H"
+    body = {"accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}, {"roleDefinitionId": EXCHANGE}]}}
+    op_url = api.patch(f"{REL}/{GA_REL}", json=body, headers={"If-Match": etag_of(api, GA_REL)}).headers["Location"]
+    emu.advance("PT2H")
+    assert api.get(op_url).json()["status"] == "running"
+    emu.advance("PT1H")
+    op = api.get(op_url).json()
+    assert op["status"] == "failed" and op["lastModifiedDateTime"] == "2026-11-21T03:00:00.0000000Z"
+    roles = [r["roleDefinitionId"] for r in api.get(f"{REL}/{GA_REL}").json()["accessDetails"]["unifiedRoles"]]
+    assert GA in roles  # a failed operation changes nothing, and the relationship can be updated again
+    assert api.patch(f"{REL}/{GA_REL}", json=body, headers={"If-Match": etag_of(api, GA_REL)}).status_code == 202
+
+    # failTermination: the terminate request ends "failed" and the relationship is active again
+    emu.post_scenario(with_relationship(scenario, GA_REL, failTermination=True))
+    req_url = api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"}).headers["Location"]
+    emu.advance("PT5H")
+    assert api.get(f"{REL}/{GA_REL}").json()["status"] == "terminating"
+    emu.advance("PT1H")
+    assert api.get(f"{REL}/{GA_REL}").json()["status"] == "active"
+    assert api.get(req_url).json()["status"] == "failed"
+
+    # per-relationship durations and failAccessAssignments: a new assignment ends in "error"
+    emu.post_scenario(with_relationship(LIFE, GA_REL, failAccessAssignments=True,
+                                        asyncDurations={"accessAssignment": "PT1M"}))
+    taken = {a["groupId"] for a in state_rel(emu, GA_REL)["accessAssignments"]}
+    group = next(g["id"] for g in LIFE["groups"] if g["id"] not in taken)
+    made = api.post(f"{REL}/{GA_REL}/accessAssignments", json={
+        "accessContainer": {"accessContainerId": group, "accessContainerType": "securityGroup"},
+        "accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}]}})
+    assert made.status_code == 201, made.text
+    assert api.get(f"{REL}/{GA_REL}/accessAssignments/{made.json()['id']}").json()["status"] == "pending"
+    emu.advance("PT1M")
+    assert api.get(f"{REL}/{GA_REL}/accessAssignments/{made.json()['id']}").json()["status"] == "error"
+    assert api.post("/_emulator/scenario", json={**LIFE, "asyncDurations": {"termination": "soon"}}).status_code == 400
+
+
+def test_expiring_before_expired_and_approval_pending_lapses(emu: RunningEmulator, api: httpx.Client) -> None:
+    emu.post_scenario({**LIFE, "expiringWindow": "P30D"})
+    ends = api.get(f"{REL}/{GA_REL}").json()["endDateTime"]
+    emu.advance(now=(datetime.fromisoformat(ends[:19] + "+00:00") - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    assert api.get(f"{REL}/{GA_REL}").json()["status"] == "active"
+    emu.advance("P2D")
+    assert api.get(f"{REL}/{GA_REL}").json()["status"] == "expiring"
+    emu.advance("P30D")
+    assert api.get(f"{REL}/{GA_REL}").json()["status"] == "expired"
+
+    emu.post_scenario(LIFE)
+    assert api.post(f"{REL}/{DRAFT_REL}/requests", json={"action": "lockForApproval"}).status_code == 201
+    emu.advance("P89D")
+    assert api.get(f"{REL}/{DRAFT_REL}").json()["status"] == "approvalPending"
+    emu.advance("P1D")
+    lapsed = api.get(f"{REL}/{DRAFT_REL}").json()
+    assert lapsed["status"] == "expired" and lapsed["lastModifiedDateTime"] == "2027-02-19T00:00:00.0000000Z"
 
 
 def test_clock_advance_expires_or_extends(emu: RunningEmulator, api: httpx.Client) -> None:

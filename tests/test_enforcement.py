@@ -485,7 +485,7 @@ def test_requested_removals_go_queued_requested_completed(enforced: dict[str, An
         before = await get_removal(services, queued[0]["id"])
         processed = await process_removal_queue(services)
         requested = await get_removal(services, queued[0]["id"])
-        emulator.advance("PT1H")
+        emulator.advance("PT3H")  # a termination takes PT2H of emulator time
         completed = await get_removal(services, queued[0]["id"])  # re-reads the relationship
         if completed is not None and completed["status"] != "completed":
             completed = await get_removal(services, queued[0]["id"])

@@ -375,7 +375,13 @@ def test_follow_up_takes_an_approved_request_to_active_access_assignments(gdap_e
     assert follow()["requests"][0]["state"] == "approvalPending"
     assert mutations(emulator, "POST", "/accessAssignments") == []
     emulator.approve(rid)
-    assert follow()["requests"][0]["state"] == "activating"  # approved -> activating on this read
+    assert follow()["requests"][0]["state"] == "approved"  # activation takes emulator time (PT5M)
+    emulator.advance("PT3M")
+    assert follow()["requests"][0]["state"] == "activating"
+    emulator.advance("PT2M")
+    assigning = follow()["requests"][0]  # active: assignments created, still pending (PT10M)
+    assert assigning["state"] == "assigning" and assigning["error"] is None, assigning
+    emulator.advance("PT10M")
     done = follow()["requests"][0]
     assert done["state"] == "active" and done["error"] is None, done
     posts = mutations(emulator, "POST", "/accessAssignments")
@@ -419,7 +425,10 @@ def test_follow_up_partial_failure_keeps_the_others_going_and_retries_later(gdap
                           "status": 403, "times": -1}])
 
     async def follow(service: GdapService, services: Services) -> dict[str, Any]:
-        await service.follow_up()  # approved -> activating
+        await service.follow_up()  # approved
+        emulator.advance("PT5M")  # active: assignments created, pending
+        await service.follow_up()
+        emulator.advance("PT10M")
         return await service.follow_up()
 
     result = with_service(follow)
@@ -429,6 +438,8 @@ def test_follow_up_partial_failure_keeps_the_others_going_and_retries_later(gdap
     assert ("gdap.accessAssignment", "failed") in [(a["Action"], a["Result"]) for a in actions_of(ADATUM)]
 
     emulator.clear_faults()
+    with_service(lambda service, services: service.follow_up())  # created now, pending for PT10M
+    emulator.advance("PT10M")
     retried = with_service(lambda service, services: service.follow_up())
     assert [(r["id"], r["state"]) for r in retried["requests"]] == [(failing, "active")]
     created = [e for e in emulator.log() if e["method"] == "POST" and e["path"].endswith("/accessAssignments")
@@ -452,8 +463,11 @@ def test_relationship_sync_timer_runs_the_follow_up_and_the_daily_digest(
 
     async def timers() -> None:
         try:
-            for _ in range(2):  # the sync's own read moves it approved -> activating -> active
+            # approved; active after activation (PT5M: assignments created, pending); assigned after PT10M
+            for advance in ("PT5M", "PT10M", None):
                 await sync(TimerRequest(past_due=False))
+                if advance:
+                    emulator.advance(advance)
         finally:
             await close_services()
 
@@ -539,6 +553,12 @@ def test_remove_global_admin_with_if_match_and_the_long_running_operation(
     emulator.add_faults([{"method": "PATCH", "pathPrefix": f"{REL_PATH}/{wingtip}", "status": 412, "times": 1}])
     code, result, err = cli(["gdap", "remove-global-admin", "--relationship", wingtip], capsys)
     assert code == 0, err
+    # The operation takes emulator time (PT1H): until then it is requested, not completed.
+    assert result["result"] == "requested" and result["operationStatus"] == "notStarted", result
+    assert GLOBAL_ADMINISTRATOR in emulator_rel(emulator, wingtip)["roles"]
+    emulator.advance("PT1H")
+    code, result, err = cli(["gdap", "remove-global-admin", "--relationship", wingtip], capsys)
+    assert code == 0, err
     assert result["result"] == "completed" and result["operationStatus"] == "succeeded"
     assert GLOBAL_ADMINISTRATOR not in result["rolesAfter"] and result["rolesAfter"]
     patches = mutations(emulator, "PATCH", wingtip)
@@ -565,6 +585,58 @@ def test_remove_global_admin_with_if_match_and_the_long_running_operation(
     code, _, err = cli(["gdap", "remove-global-admin", "--relationship", munson], capsys)
     assert code == 2 and "only while the relationship is active" in err
     assert mutations(emulator, "PATCH", munson) == []
+
+
+def test_global_admin_removal_that_takes_hours_is_requested_until_the_clock_passes(
+        gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    scenario, emulator = gdap_env["scenario"], gdap_env["emulator"]
+    emulator.post_scenario({**scenario, "asyncDurations": {"operation": "PT6H"}})
+    audit()
+    wingtip = rel_id(scenario, WINGTIP)
+    code, result, err = cli(["gdap", "remove-global-admin", "--relationship", wingtip, "--no-wait"], capsys)
+    assert code == 0 and result["result"] == "requested", (result, err)
+    emulator.advance("PT5H")
+    followed = with_service(lambda service, services: service.follow_up())
+    [op] = followed["operations"]
+    assert op["state"] == "requested" and op["operationStatus"] == "running"
+    assert "still running" in op["reason"]
+    assert GLOBAL_ADMINISTRATOR in emulator_rel(emulator, wingtip)["roles"]
+    assert ("gdap.removeGlobalAdministrator", "completed") not in [
+        (a["Action"], a["Result"]) for a in actions_of(WINGTIP)]
+    emulator.advance("PT1H")
+    [op] = with_service(lambda service, services: service.follow_up())["operations"]
+    assert op["state"] == "succeeded" and op["operationStatus"] == "succeeded" and op["reason"] is None
+    assert GLOBAL_ADMINISTRATOR not in emulator_rel(emulator, wingtip)["roles"]
+    assert ("gdap.removeGlobalAdministrator", "completed") in [(a["Action"], a["Result"]) for a in actions_of(WINGTIP)]
+    assert with_service(lambda service, services: service.follow_up())["operations"] == []  # finished: not read again
+
+
+def test_global_admin_removal_that_fails_is_reported_failed_with_the_reason(
+        gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario, emulator = gdap_env["scenario"], gdap_env["emulator"]
+    wingtip = rel_id(scenario, WINGTIP)
+    failing = copy.deepcopy(scenario)
+    for customer in failing["customers"]:
+        for rel in customer["gdapRelationships"]:
+            if rel["id"] == wingtip:
+                rel["failOperations"] = True
+    emulator.post_scenario({**failing, "asyncDurations": {"operation": "PT3H"}})
+    monkeypatch.setenv("NOTIFY_PARTNER_ADDRESSES", "admins@contoso.example")
+    audit()
+    code, result, err = cli(["gdap", "remove-global-admin", "--relationship", wingtip], capsys)
+    assert code == 0 and result["result"] == "requested", (result, err)
+    emulator.advance("PT3H")
+    code, result, err = cli(["gdap", "remove-global-admin", "--relationship", wingtip], capsys)
+    assert code == 0 and result["result"] == "failed" and result["operationStatus"] == "failed", (result, err)
+    assert "failed at 2026-" in result["reason"] and "still granted" in result["reason"]
+    assert GLOBAL_ADMINISTRATOR in emulator_rel(emulator, wingtip)["roles"]
+    trail = [a for a in actions_of(WINGTIP) if a["Action"] == "gdap.removeGlobalAdministrator"]
+    assert [a["Result"] for a in trail if a["Result"] in ("completed", "failed")] == ["failed"]
+    assert any("Global Administrator is still granted" in a.get("Detail", "") for a in trail), trail
+    digest = with_service(lambda service, services: service.expiry_digest())
+    assert digest["result"] == "sent", digest
+    [mail] = [m for m in emulator.outbox() if "admins@contoso.example" in json.dumps(m)]
+    assert "removal: failed: Microsoft reports operation" in json.dumps(mail), mail
 
 
 def test_least_privilege_flags_global_admin_and_unused_assignments(gdap_env: dict[str, Any]) -> None:

@@ -119,9 +119,12 @@ def test_request_follow_up_and_listing(estate: dict[str, Any]) -> None:
         assert [(p["id"], p["ageDays"]) for p in pending] == [(body["id"], 0)]
 
         emulator.approve(body["id"])
-        for _ in range(2):
+        # approved; active after activation (PT5M): assignments created; active after PT10M
+        for advance in ("PT5M", "PT10M", None):
             step = c.post("/api/gdap/follow-up", json={}, headers=ADMIN)
             assert step.status_code == 200
+            if advance:
+                emulator.advance(advance)
         assert step.json()["requests"][0]["state"] == "active"
         assert c.get("/api/gdap/requests", headers=READER).json()["requests"] == []
         everything = c.get("/api/gdap/requests?all=true", headers=READER).json()["requests"]
@@ -178,8 +181,11 @@ def test_expiring_extend_and_remove_global_admin(estate: dict[str, Any]) -> None
         again = c.post("/api/gdap/remove-global-admin", json={"relationshipId": wingtip}, headers=ADMIN)
         assert again.json()["operationId"] == answer.json()["operationId"]
         assert len(mutations(emulator, "PATCH", wingtip)) == 1
-        for _ in range(2):  # notStarted -> running -> succeeded
-            c.post("/api/gdap/follow-up", json={}, headers=ADMIN)
+        c.post("/api/gdap/follow-up", json={}, headers=ADMIN)  # still notStarted: the operation takes PT1H
+        assert c.get("/api/gdap/least-privilege", headers=READER).json()["globalAdministrator"][0][
+            "removal"]["state"] == "requested"
+        emulator.advance("PT1H")
+        c.post("/api/gdap/follow-up", json={}, headers=ADMIN)
         assert c.get("/api/gdap/least-privilege", headers=READER).json()["globalAdministrator"] == []
         missing = c.post("/api/gdap/remove-global-admin", json={"relationshipId": "nope-" + "0" * 8},
                          headers=ADMIN)

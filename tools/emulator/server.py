@@ -322,7 +322,7 @@ async def list_relationships(request: web.Request, m: dict[str, str]) -> web.Str
     link = next_link(request, {"skiptoken": encode_token(list(cursor))}) if cursor else None
     extra = None
     if params.get("count", "").lower() == "true":
-        all_rels, _ = e.list_relationships(filt, 10**9, None, advance=False)
+        all_rels, _ = e.list_relationships(filt, 10**9, None)
         extra = {"@odata.count": len(all_rels)}
     return collection(request, "tenantRelationships/delegatedAdminRelationships",
                       [apply_select(r.wire(), fields) for r in rels], link, extra)
@@ -355,7 +355,7 @@ async def delete_relationship(request: web.Request, m: dict[str, str]) -> web.St
 async def create_request(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     e = estate(request)
     req = e.create_request(m["rid"], body_json(request))
-    rel = e.get_relationship(m["rid"], advance=False)
+    rel = e.get_relationship(m["rid"])
     ctx = f"tenantRelationships/delegatedAdminRelationships('{rel.id}')/requests"
     return _entity(request, ctx, req.wire(), 201, {"Location": _rel_url(request, rel, "requests", req.id)})
 
@@ -414,7 +414,7 @@ async def patch_assignment(request: web.Request, m: dict[str, str]) -> web.Strea
     aa, op = e.update_assignment(m["rid"], m["sub"], body_json(request), request.headers.get("If-Match"))
     if op is None:
         return _entity(request, _aa_context(m), aa.wire())
-    rel = e.get_relationship(m["rid"], advance=False)
+    rel = e.get_relationship(m["rid"])
     return empty(202, {"Location": _rel_url(request, rel, "operations", op.id), "Retry-After": "10"})
 
 

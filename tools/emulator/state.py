@@ -3,9 +3,26 @@
 Everything here is plain Python without HTTP; :mod:`tools.emulator.server` maps it onto the wire.
 Business rule violations raise :class:`EmulatorError` carrying the HTTP status and a Graph error code.
 
-Asynchronous Microsoft behaviour (terminations, approvals, access assignment changes, long-running
-operations) is modelled as "advance one step on every later read": a read of an entity first moves it
-one step along its state machine and then serves the new state. Mutations never advance anything.
+Asynchronous Microsoft behaviour (terminations, activation after approval, access assignments,
+relationship requests, long-running operations) moves with the emulator's clock, not with reads: each
+transient state began at a moment and ends after a duration the scenario sets (``asyncDurations``,
+defaults :data:`DEFAULT_ASYNC_DURATIONS`), in two halves (e.g. ``terminationRequested`` for the first
+half, ``terminating`` for the second, ``terminated`` at the end). Any read (or the clock moving) settles
+an entity to what it is at ``now``; reading twice at the same instant changes nothing. Failure flags
+(``failTermination``, ``failOperations``, ``failAccessAssignments`` on a relationship) make the end
+``failed`` / ``error`` instead of success. Statuses are Microsoft's documented enums:
+
+* delegatedAdminRelationshipStatus: activating, active, approvalPending, approved, created, expired,
+  expiring, terminated, terminating, terminationRequested
+  (https://learn.microsoft.com/graph/api/resources/delegatedadminrelationship).
+* delegatedAdminRelationshipRequestStatus: created, pending, succeeded, failed
+  (https://learn.microsoft.com/graph/api/resources/delegatedadminrelationshiprequest).
+* longRunningOperationStatus of delegatedAdminRelationshipOperation: notStarted, running, succeeded,
+  failed (https://learn.microsoft.com/graph/api/resources/delegatedadminrelationshipoperation).
+* delegatedAdminAccessAssignmentStatus: pending, active, deleting, deleted, error
+  (https://learn.microsoft.com/graph/api/resources/delegatedadminaccessassignment).
+* "GDAP relationship requests expire after 90 days" when the customer does nothing
+  (https://learn.microsoft.com/partner-center/dap-faq): ``approvalPending`` -> ``expired``.
 """
 
 from __future__ import annotations
@@ -63,6 +80,14 @@ RELATIONSHIP_STATUSES = (
 CUSTOMER_VISIBLE_STATUSES = {"active", "expiring", "terminationRequested", "terminating", "activating", "approved"}
 TERMINATING_STATUSES = {"terminationRequested", "terminating", "terminated"}
 AUTO_EXTEND_VALUES = {"P0D": "P0D", "PT0S": "PT0S", "P180D": "P180D"}
+
+# How long each asynchronous change takes in emulator time (scenario "asyncDurations" overrides them,
+# top level or per relationship). Microsoft documents no durations; these are plausible and make every
+# "still pending" path observable: nothing settles until the clock is moved.
+DEFAULT_ASYNC_DURATIONS = {"termination": "PT2H", "activation": "PT5M", "accessAssignment": "PT10M",
+                           "operation": "PT1H", "request": "PT1M"}
+APPROVAL_PENDING_LIFETIME = timedelta(days=90)  # dap-faq: an unapproved GDAP request expires after 90 days
+FAILURE_FLAGS = ("failTermination", "failOperations", "failAccessAssignments")
 
 SIGNIN_TS_LEN = 28  # len("2026-11-20T21:00:00.0000000Z")
 MAX_DISPLAY_NAME = 50
@@ -550,6 +575,9 @@ class Operation:
     modified: datetime
     etag: str
     apply: Callable[[], None] | None = None  # runs once when the operation succeeds
+    due: datetime | None = None  # when it ends (succeeded, or failed with ``fail``)
+    fail: bool = False
+    on_end: Callable[[], None] | None = None  # runs once when it ends either way
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -571,6 +599,7 @@ class RelationshipRequest:
     status: str
     created: datetime
     modified: datetime
+    due: datetime | None = None  # lockForApproval: when it succeeds; terminate: settled with the relationship
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -593,6 +622,8 @@ class AccessAssignment:
     modified: datetime
     etag: str
     pending_op: Operation | None = None
+    due: datetime | None = None  # when a pending / deleting assignment settles
+    fail: bool = False  # it settles in status "error"
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -607,8 +638,11 @@ class AccessAssignment:
         }
 
     def scenario(self) -> dict[str, Any]:
-        return {"id": self.id, "groupId": self.group_id, "roles": list(self.roles), "status": self.status,
-                "createdDateTime": ts(self.created), "lastModifiedDateTime": ts(self.modified)}
+        out: dict[str, Any] = {"id": self.id, "groupId": self.group_id, "roles": list(self.roles), "status": self.status,
+               "createdDateTime": ts(self.created), "lastModifiedDateTime": ts(self.modified)}
+        if self.fail:
+            out["fail"] = True
+        return out
 
 
 @dataclass
@@ -630,6 +664,10 @@ class Relationship:
     requests: list[RelationshipRequest] = field(default_factory=list)
     operations: list[Operation] = field(default_factory=list)
     pending_op: Operation | None = None
+    since: datetime | None = None  # when the current transient status began (termination, activation, approval)
+    before_termination: str = "active"  # the status a failed termination returns to
+    durations: dict[str, str] = field(default_factory=dict)  # this relationship's "asyncDurations"
+    flags: dict[str, bool] = field(default_factory=dict)  # failTermination, failOperations, failAccessAssignments
 
     def sort_key(self) -> tuple[str, str]:
         return (ts(self.created) or "", self.id)
@@ -667,6 +705,8 @@ class Relationship:
             "accessAssignments": [a.scenario() for a in self.assignments.values()],
             "requests": [r.wire() for r in self.requests],
             "operations": [o.wire() for o in self.operations],
+            **({"asyncDurations": dict(self.durations)} if self.durations else {}),
+            **{k: True for k, v in self.flags.items() if v},
         }
 
     def filter_value(self, key: str) -> Any:
@@ -925,6 +965,10 @@ class Estate:
             }
             self.agents.append(agent)
             self.agents_by_id[agent["id"].lower()] = agent
+        self.async_durations: dict[str, str] = self._parse_durations(scenario.get("asyncDurations"), "asyncDurations")
+        window = scenario.get("expiringWindow", "PT0S")
+        self.expiring_window = parse_duration(window)  # 0: never "expiring" (Microsoft documents no window)
+        self.expiring_window_text = str(window)
         self.customers: dict[str, Customer] = {}
         self.relationships: dict[str, Relationship] = {}
         for c in scenario.get("customers") or []:
@@ -952,6 +996,24 @@ class Estate:
         self.outbox: list[dict[str, Any]] = []
         self._fragments: dict[tuple[str, str], str] = {}
         self._admins: set[str] | None = None
+        self.settle_all()
+
+    @staticmethod
+    def _parse_durations(value: Any, what: str) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict) or not all(k in DEFAULT_ASYNC_DURATIONS for k in value):
+            raise bad_request(f"'{what}' is an object with some of {', '.join(DEFAULT_ASYNC_DURATIONS)}, "
+                              "each an ISO 8601 duration such as \"PT2H\".")
+        for v in value.values():
+            parse_duration(v)
+        return {k: str(v) for k, v in value.items()}
+
+    def duration(self, kind: str, rel: Relationship | None = None) -> timedelta:
+        """How long an asynchronous change of ``kind`` takes: the relationship's, the scenario's, the default."""
+        if rel is not None and kind in rel.durations:
+            return parse_duration(rel.durations[kind])
+        return parse_duration(self.async_durations.get(kind, DEFAULT_ASYNC_DURATIONS[kind]))
 
     # ---- loading
 
@@ -1018,7 +1080,15 @@ class Estate:
             auto_extend=str(r.get("autoExtendDuration") or "PT0S"),
             roles=_role_list(r.get("roles") if "roles" in r else r.get("accessDetails") or [], "roles"),
             etag=self.next_etag(rid),
+            durations=self._parse_durations(r.get("asyncDurations"), "asyncDurations"),
+            flags={k: bool(r.get(k)) for k in FAILURE_FLAGS if r.get(k)},
         )
+        # A transient status in the scenario began "now" and takes its full duration from here; the 90 days
+        # of an approvalPending one run from its lastModifiedDateTime (the lock) when the scenario gives one.
+        if rel.status in ("terminationRequested", "terminating", "approved", "activating"):
+            rel.since = self.now
+        elif rel.status == "approvalPending":
+            rel.since = parse_optional_time(r.get("lastModifiedDateTime"), "lastModifiedDateTime") or self.now
         for a in r.get("accessAssignments") or []:
             if not isinstance(a, dict) or not a.get("id"):
                 continue
@@ -1032,7 +1102,10 @@ class Estate:
                 created=parse_optional_time(a.get("createdDateTime"), "createdDateTime") or rel.modified,
                 modified=parse_optional_time(a.get("lastModifiedDateTime"), "lastModifiedDateTime") or rel.modified,
                 etag=self.next_etag(str(a["id"])),
+                fail=bool(a.get("fail")) or rel.flags.get("failAccessAssignments", False),
             )
+            if aa.status in ("pending", "deleting"):
+                aa.due = self.now + self.duration("accessAssignment", rel)
             rel.assignments[aa.id] = aa
         self.relationships[rid] = rel
         if customer:
@@ -1064,6 +1137,9 @@ class Estate:
             out["signInLogLicensed"] = False
         if self.missing_permissions:
             out["missingPermissions"] = list(self.missing_permissions)
+        out["asyncDurations"] = {**DEFAULT_ASYNC_DURATIONS, **self.async_durations}
+        if self.expiring_window:
+            out["expiringWindow"] = self.expiring_window_text
         out["faults"] = [f.scenario() for f in self.faults]
         out["outbox"] = self.outbox
         return out
@@ -1089,20 +1165,18 @@ class Estate:
             self.now = self.now + parse_duration(body["advance"])
         else:
             raise bad_request("Body must be {\"now\": ISO} or {\"advance\": duration}.")
-        self._expire_relationships()
+        self.settle_all()
 
-    def _expire_relationships(self) -> None:
+    def settle_all(self) -> None:
+        """Bring every relationship, request, operation and access assignment to what it is at ``now``."""
         for rel in self.relationships.values():
-            if rel.status not in ("active", "expiring") or rel.end is None or rel.end > self.now:
-                continue
-            if rel.auto_extend.upper() in ("PT0S", "P0D"):
-                rel.status = "expired"
-            else:
-                step = parse_duration(rel.auto_extend)
-                while rel.end <= self.now:
-                    rel.end += step
-            rel.modified = self.now
-            rel.etag = self.next_etag(rel.id)
+            self._settle_relationship(rel)
+            for op in rel.operations:
+                self._settle_operation(op)
+            for aa in rel.assignments.values():
+                self._settle_assignment(aa, rel)
+            for req in rel.requests:
+                self._settle_request(req)
 
     # ---- sign-ins
 
@@ -1380,45 +1454,90 @@ class Estate:
 
     # ---- GDAP relationships
 
-    def _advance_relationship(self, rel: Relationship) -> None:
-        changed = False
-        if rel.status == "terminationRequested":
-            rel.status = "terminating"
-            changed = True
-        elif rel.status == "terminating":
-            rel.status = "terminated"
-            rel.end = self.now
-            changed = True
-        elif rel.status == "approved":
-            rel.status = "activating"
-            changed = True
-        elif rel.status == "activating":
-            rel.status = "active"
-            rel.activated = self.now
-            rel.end = self.now + parse_duration(rel.duration)
-            changed = True
+    def _touch(self, rel: Relationship, at: datetime) -> None:
+        rel.modified = max(rel.modified, at)
+        rel.etag = self.next_etag(rel.id)
+
+    def _terminate_request(self, rel: Relationship) -> RelationshipRequest | None:
+        return next((r for r in reversed(rel.requests) if r.action == "terminate"
+                     and r.status in ("created", "pending")), None)
+
+    def _settle_relationship(self, rel: Relationship) -> None:
+        """Move ``rel`` to its status at ``now`` (idempotent: a second read at the same instant changes nothing).
+
+        Each transition happens at the emulator time it was due, which is the ``lastModifiedDateTime`` it gets."""
+        if rel.status in ("terminationRequested", "terminating") and rel.since is not None:
+            took = self.duration("termination", rel)
+            halfway, done = rel.since + took / 2, rel.since + took
+            if self.now >= done:
+                request = self._terminate_request(rel)
+                if rel.flags.get("failTermination"):
+                    rel.status = rel.before_termination  # the service gave up: the access stays
+                else:
+                    rel.status, rel.end = "terminated", done
+                rel.since = None
+                if request is not None:
+                    request.status = "failed" if rel.flags.get("failTermination") else "succeeded"
+                    request.modified = max(request.modified, done)
+                self._touch(rel, done)
+            elif self.now >= halfway and rel.status == "terminationRequested":
+                rel.status = "terminating"
+                self._touch(rel, halfway)
+        elif rel.status in ("approved", "activating") and rel.since is not None:
+            took = self.duration("activation", rel)
+            halfway, done = rel.since + took / 2, rel.since + took
+            if self.now >= done:
+                rel.status, rel.activated, rel.since = "active", done, None
+                rel.end = done + parse_duration(rel.duration)
+                self._touch(rel, done)
+            elif self.now >= halfway and rel.status == "approved":
+                rel.status = "activating"
+                self._touch(rel, halfway)
+        elif rel.status == "approvalPending" and rel.since is not None:
+            lapse = rel.since + APPROVAL_PENDING_LIFETIME
+            if self.now >= lapse:  # dap-faq: "GDAP relationship requests expire after 90 days"
+                rel.status, rel.end, rel.since = "expired", lapse, None
+                self._touch(rel, lapse)
+        if rel.status in ("active", "expiring") and rel.end is not None:
+            self._settle_end(rel)
         if rel.pending_op is not None:
-            self._finish_operation(rel.pending_op)
-            changed = True
-        if changed:
-            rel.modified = self.now
-            rel.etag = self.next_etag(rel.id)
+            self._settle_operation(rel.pending_op)
 
-    def _finish_operation(self, op: Operation) -> None:
-        op.status = "succeeded"
-        op.modified = self.now
-        op.etag = self.next_etag(op.id)
-        if op.apply:
-            apply, op.apply = op.apply, None
-            apply()
+    def _settle_end(self, rel: Relationship) -> None:
+        assert rel.end is not None
+        auto = rel.auto_extend.upper() not in ("PT0S", "P0D")
+        if rel.end <= self.now:
+            if not auto:
+                rel.status = "expired"
+                self._touch(rel, rel.end)
+                return
+            step = parse_duration(rel.auto_extend)
+            while rel.end <= self.now:
+                rel.end += step
+            self._touch(rel, self.now)
+        if (rel.status == "active" and not auto and self.expiring_window
+                and self.now >= rel.end - self.expiring_window):
+            rel.status = "expiring"
+            self._touch(rel, max(rel.modified, rel.end - self.expiring_window))
 
-    def _advance_operation(self, op: Operation) -> None:
-        if op.status == "notStarted":
-            op.status = "running"
-            op.modified = self.now
+    def _settle_operation(self, op: Operation) -> None:
+        if op.status in ("succeeded", "failed") or op.due is None:
+            return
+        halfway = op.due - (op.due - op.created) / 2
+        if self.now >= op.due:
+            op.status = "failed" if op.fail else "succeeded"
+            op.modified = op.due
             op.etag = self.next_etag(op.id)
-        elif op.status == "running":
-            self._finish_operation(op)
+            apply, op.apply = op.apply, None
+            on_end, op.on_end = op.on_end, None
+            if apply is not None and not op.fail:
+                apply()
+            if on_end is not None:
+                on_end()
+        elif self.now >= halfway and op.status == "notStarted":
+            op.status = "running"
+            op.modified = halfway
+            op.etag = self.next_etag(op.id)
 
     def get_relationship(self, rid: str, advance: bool = True) -> Relationship:
         rel = self.relationships.get(rid)
@@ -1429,15 +1548,14 @@ class Estate:
                     break
         if rel is None:
             raise not_found(f"The delegated admin relationship with id '{rid}' was not found.")
-        if advance:
-            self._advance_relationship(rel)
+        self._settle_relationship(rel)  # ``advance`` is kept for callers; settling is idempotent
         return rel
 
     def list_relationships(self, filt: Node | None, top: int, after: tuple[str, str] | None,
                            advance: bool = True) -> tuple[list[Relationship], tuple[str, str] | None]:
         """A page in (createdDateTime, id) order starting after ``after``; returns the next cursor.
 
-        Every relationship the scan passes counts as read (and advances), like a real list call."""
+        Every relationship the scan passes is settled to ``now`` first."""
         if filt is not None:
             _check_props(filt, GDAP_FILTER_PROPS, "microsoft.graph.delegatedAdminRelationship")
         ordered = sorted(self.relationships.values(), key=Relationship.sort_key)
@@ -1445,8 +1563,7 @@ class Estate:
         for rel in ordered:
             if after is not None and rel.sort_key() <= after:
                 continue
-            if advance:
-                self._advance_relationship(rel)
+            self._settle_relationship(rel)
             if filt is not None and not evaluate(filt, rel.filter_value):
                 continue
             if len(out) == top:
@@ -1544,7 +1661,7 @@ class Estate:
                             "The 'If-Match' header does not match the current version of the entity.")
 
     def update_relationship(self, rid: str, body: Any, if_match: str | None) -> tuple[Relationship, Operation | None]:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         self.check_if_match(rel.etag, if_match)
         if not isinstance(body, dict):
             raise bad_request("The request body must be a delegatedAdminRelationship object.")
@@ -1608,26 +1725,33 @@ class Estate:
 
             def apply() -> None:
                 rel.roles = roles_after
-                rel.pending_op = None
-                rel.modified = self.now
-                rel.etag = self.next_etag(rel.id)
+
+            def on_end() -> None:  # succeeded or failed: the relationship may be updated again
+                ended, rel.pending_op = rel.pending_op, None
+                self._touch(rel, ended.modified if ended is not None else self.now)
 
             op = self._new_operation("delegatedAdminRelationshipUpdate",
                                      {"accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in new_roles]}},
-                                     apply)
+                                     apply, rel, on_end)
             rel.operations.append(op)
             rel.pending_op = op
         rel.modified = self.now
         rel.etag = self.next_etag(rel.id)
         return rel, op
 
-    def _new_operation(self, op_type: str, data: dict[str, Any], apply: Callable[[], None]) -> Operation:
+    def _new_operation(self, op_type: str, data: dict[str, Any], apply: Callable[[], None], rel: Relationship,
+                       on_end: Callable[[], None]) -> Operation:
+        """A long-running operation: ``notStarted`` for the first half of ``asyncDurations.operation``,
+        ``running`` for the second, then ``succeeded`` (``apply`` runs) or, with the relationship's
+        ``failOperations``, ``failed`` (nothing changes)."""
         oid = str(uuid.uuid4())
         return Operation(id=oid, operation_type=op_type, data=json.dumps(data), status="notStarted",
-                         created=self.now, modified=self.now, etag=self.next_etag(oid), apply=apply)
+                         created=self.now, modified=self.now, etag=self.next_etag(oid), apply=apply,
+                         due=self.now + self.duration("operation", rel), fail=rel.flags.get("failOperations", False),
+                         on_end=on_end)
 
     def delete_relationship(self, rid: str, if_match: str | None) -> None:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         self.check_if_match(rel.etag, if_match)
         if rel.status != "created":
             raise EmulatorError(
@@ -1640,7 +1764,7 @@ class Estate:
             customer.relationships.remove(rel.id)
 
     def create_request(self, rid: str, body: Any) -> RelationshipRequest:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         action = body.get("action") if isinstance(body, dict) else None
         if not isinstance(action, str):
             raise bad_request("The 'action' property is required.")
@@ -1648,7 +1772,7 @@ class Estate:
             if rel.status != "created":
                 raise bad_request(
                     f"lockForApproval is only allowed in status 'created'; the relationship is '{rel.status}'.")
-            rel.status = "approvalPending"
+            rel.status, rel.since = "approvalPending", self.now
         elif action == "terminate":
             if rel.status in TERMINATING_STATUSES:
                 raise EmulatorError(409, "Conflict",
@@ -1656,7 +1780,7 @@ class Estate:
             if rel.status not in ("active", "expiring"):
                 raise bad_request(
                     f"terminate is only allowed for an active relationship; the relationship is '{rel.status}'.")
-            rel.status = "terminationRequested"
+            rel.before_termination, rel.status, rel.since = rel.status, "terminationRequested", self.now
         elif action in ("approve", "reject"):
             raise bad_request(f"The action '{action}' is only available to indirect resellers.")
         else:
@@ -1664,49 +1788,53 @@ class Estate:
         rel.modified = self.now
         rel.etag = self.next_etag(rel.id)
         req = RelationshipRequest(id=str(uuid.uuid4()), action=action, status="created",
-                                  created=self.now, modified=self.now)
+                                  created=self.now, modified=self.now, due=self.now + self.duration("request", rel))
         rel.requests.append(req)
         return req
 
-    def _advance_request(self, req: RelationshipRequest) -> None:
-        if req.status == "created":
-            req.status = "pending"
-            req.modified = self.now
-        elif req.status == "pending":
-            req.status = "succeeded"
-            req.modified = self.now
+    def _settle_request(self, req: RelationshipRequest) -> None:
+        """``created`` for the first half of ``asyncDurations.request``, then ``pending``; a lockForApproval
+        request then ``succeeded``; a terminate request ends with its termination (``succeeded`` when the
+        relationship is ``terminated``, ``failed`` when ``failTermination`` made it fail)."""
+        if req.due is None or req.status not in ("created", "pending"):
+            return
+        halfway = req.due - (req.due - req.created) / 2
+        if req.status == "created" and self.now >= halfway:
+            req.status, req.modified = "pending", halfway
+        if req.action != "terminate" and self.now >= req.due:
+            req.status, req.modified = "succeeded", req.due
 
     def list_requests(self, rid: str) -> list[RelationshipRequest]:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         for req in rel.requests:
-            self._advance_request(req)
+            self._settle_request(req)
         return list(rel.requests)
 
     def get_request(self, rid: str, req_id: str) -> RelationshipRequest:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         for req in rel.requests:
             if req.id == req_id:
-                self._advance_request(req)
+                self._settle_request(req)
                 return req
         raise not_found(f"The request '{req_id}' was not found.")
 
     def list_operations(self, rid: str) -> list[Operation]:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         for op in rel.operations:
-            self._advance_operation(op)
+            self._settle_operation(op)
         return list(rel.operations)
 
     def get_operation(self, rid: str, op_id: str) -> Operation:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         for op in rel.operations:
             if op.id == op_id:
-                self._advance_operation(op)
+                self._settle_operation(op)
                 return op
         raise not_found(f"The operation '{op_id}' was not found.")
 
     def approve(self, rid: str, body: Any) -> Relationship:
         """Emulator control: the customer approves an approvalPending relationship."""
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         if rel.status != "approvalPending":
             raise EmulatorError(409, "Conflict", f"The relationship is '{rel.status}', not 'approvalPending'.")
         if rel.customer_tenant_id is None:
@@ -1716,35 +1844,30 @@ class Estate:
             customer.relationships.append(rel.id)
             rel.customer_tenant_id = customer.tenant_id
             rel.customer_display_name = customer.display_name
-        rel.status = "approved"
+        rel.status, rel.since = "approved", self.now  # active after asyncDurations.activation
         rel.modified = self.now
         rel.etag = self.next_etag(rel.id)
         return rel
 
     # ---- access assignments
 
-    def _advance_assignment(self, aa: AccessAssignment) -> None:
-        changed = False
-        if aa.status == "pending":
-            aa.status = "active"
-            changed = True
-        elif aa.status == "deleting":
-            aa.status = "deleted"
-            changed = True
-        if aa.pending_op is not None:
-            self._finish_operation(aa.pending_op)
-            changed = True
-        if changed:
-            aa.modified = self.now
+    def _settle_assignment(self, aa: AccessAssignment, rel: Relationship) -> None:
+        """``pending`` -> ``active`` and ``deleting`` -> ``deleted`` after ``asyncDurations.accessAssignment``;
+        with ``fail`` (or the relationship's ``failAccessAssignments``) they end in ``error``."""
+        if aa.status in ("pending", "deleting") and aa.due is not None and self.now >= aa.due:
+            aa.status = "error" if aa.fail else ("active" if aa.status == "pending" else "deleted")
+            aa.modified, aa.due = aa.due, None
             aa.etag = self.next_etag(aa.id)
+        if aa.pending_op is not None:
+            self._settle_operation(aa.pending_op)
 
     def list_assignments(self, rid: str) -> list[AccessAssignment]:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         out = []
         for aa in rel.assignments.values():
             if aa.status == "deleted":
                 continue
-            self._advance_assignment(aa)
+            self._settle_assignment(aa, rel)
             out.append(aa)
         return out
 
@@ -1755,13 +1878,13 @@ class Estate:
         return aa
 
     def get_assignment(self, rid: str, aa_id: str) -> AccessAssignment:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         aa = self._assignment(rel, aa_id)
-        self._advance_assignment(aa)
+        self._settle_assignment(aa, rel)
         return aa
 
     def create_assignment(self, rid: str, body: Any) -> AccessAssignment:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         if rel.status != "active":
             raise bad_request(
                 f"Access assignments can only be created for an active relationship; this one is '{rel.status}'.")
@@ -1783,7 +1906,9 @@ class Estate:
                                     f"An access assignment for the security group '{group_id}' already exists.")
         aid = str(uuid.uuid4())
         aa = AccessAssignment(id=aid, group_id=group_id, roles=roles, status="pending", created=self.now,
-                              modified=self.now, etag=self.next_etag(aid))
+                              modified=self.now, etag=self.next_etag(aid),
+                              due=self.now + self.duration("accessAssignment", rel),
+                              fail=rel.flags.get("failAccessAssignments", False))
         rel.assignments[aid] = aa
         return aa
 
@@ -1802,7 +1927,7 @@ class Estate:
 
     def update_assignment(self, rid: str, aa_id: str, body: Any, if_match: str | None
                           ) -> tuple[AccessAssignment, Operation | None]:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         aa = self._assignment(rel, aa_id)
         self.check_if_match(aa.etag, if_match)
         if aa.status != "active":
@@ -1825,13 +1950,16 @@ class Estate:
 
         def apply() -> None:
             aa.roles = roles
+
+        def on_end() -> None:
             aa.pending_op = None
-            aa.modified = self.now
+            aa.modified = max(aa.modified, op.modified)
             aa.etag = self.next_etag(aa.id)
 
         op = self._new_operation(
             "delegatedAdminAccessAssignmentUpdate",
-            {"id": aa.id, "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in roles]}}, apply)
+            {"id": aa.id, "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in roles]}}, apply,
+            rel, on_end)
         rel.operations.append(op)
         aa.pending_op = op
         aa.modified = self.now
@@ -1839,12 +1967,12 @@ class Estate:
         return aa, op
 
     def delete_assignment(self, rid: str, aa_id: str, if_match: str | None) -> None:
-        rel = self.get_relationship(rid, advance=False)
+        rel = self.get_relationship(rid)
         aa = self._assignment(rel, aa_id)
         self.check_if_match(aa.etag, if_match)
         if aa.status in ("deleting", "deleted"):
             raise EmulatorError(409, "Conflict", f"The access assignment is already '{aa.status}'.")
-        aa.status = "deleting"
+        aa.status, aa.due = "deleting", self.now + self.duration("accessAssignment", rel)
         aa.modified = self.now
         aa.etag = self.next_etag(aa.id)
 
