@@ -58,6 +58,7 @@ ADDRESS = re.compile(r"^[^@\s,;<>\"()\[\]\\]+@[^@\s,;<>\"()\[\]\\]+\.[^@\s,;<>\"
 
 CUSTOMER_KINDS = ("customer-removal", "customer-warning")
 PARTNER_KINDS = ("partner-warning", "partner-digest", "partner-alert")
+DATA_PIECE = 30_000  # characters of a notification's content per table property
 
 # Well-known Microsoft Entra role template ids (GDAP roles), for mail people can read.
 ROLE_NAMES: dict[str, tuple[str, str]] = {
@@ -211,22 +212,34 @@ class NotificationRow:
     sent_at: datetime | None = None
     error: str = ""
     etag: str | None = None
+    # What the product queued (the mail's content); the worker mails this, never a message's own copy.
+    data: dict[str, Any] | None = None
 
     def to_entity(self) -> dict[str, Any]:
         rk = _row_key(self.key)
-        return {"PartitionKey": shard_of(rk), "RowKey": rk, "Key": self.key[:1000], "Kind": self.kind,
-                "TenantId": self.tenant_id, "Status": self.status, "Attempts": self.attempts,
-                "LeaseOwner": self.lease_owner, "LeaseUntil": iso(self.lease_until) if self.lease_until else "",
-                "Subject": self.subject[:1000], "Recipients": json.dumps(self.recipients or []),
-                "SentAt": iso(self.sent_at) if self.sent_at else "", "Error": self.error[:4000]}
+        entity = {"PartitionKey": shard_of(rk), "RowKey": rk, "Key": self.key[:1000], "Kind": self.kind,
+                  "TenantId": self.tenant_id, "Status": self.status, "Attempts": self.attempts,
+                  "LeaseOwner": self.lease_owner, "LeaseUntil": iso(self.lease_until) if self.lease_until else "",
+                  "Subject": self.subject[:1000], "Recipients": json.dumps(self.recipients or []),
+                  "SentAt": iso(self.sent_at) if self.sent_at else "", "Error": self.error[:4000]}
+        if self.data is not None:  # in pieces: a string property holds at most 32K characters
+            text = json.dumps(self.data, ensure_ascii=False)
+            for n in range(0, len(text), DATA_PIECE):
+                entity[f"Data{n // DATA_PIECE}"] = text[n:n + DATA_PIECE]
+        return entity
 
     @classmethod
     def from_entity(cls, e: dict[str, Any], etag: str | None) -> NotificationRow:
+        pieces, n = [], 0
+        while f"Data{n}" in e:
+            pieces.append(str(e[f"Data{n}"]))
+            n += 1
         return cls(key=str(e.get("Key", "")), kind=str(e.get("Kind", "")), tenant_id=str(e.get("TenantId", "")),
                    status=str(e.get("Status", "queued")), attempts=int(e.get("Attempts") or 0),
                    lease_owner=str(e.get("LeaseOwner", "")), lease_until=parse_optional(e.get("LeaseUntil")),
                    subject=str(e.get("Subject", "")), recipients=json.loads(e.get("Recipients") or "[]"),
-                   sent_at=parse_optional(e.get("SentAt")), error=str(e.get("Error", "")), etag=etag)
+                   sent_at=parse_optional(e.get("SentAt")), error=str(e.get("Error", "")), etag=etag,
+                   data=json.loads("".join(pieces)) if pieces else None)
 
 
 class NotificationStore:
@@ -271,11 +284,13 @@ async def mark_listed_in_digest(storage: Storage, removal_ids: list[str]) -> Non
 
 async def enqueue_notification(storage: Storage, kind: str, key: str, data: dict[str, Any],
                                tenant_id: str | None = None) -> None:
-    body = {"v": 1, "key": key, "idempotencyKey": key, "kind": kind, "tenantId": tenant_id, "data": data}
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    if len(text.encode("utf-8")) > 60_000:
-        raise ValueError(f"notification {key} is too large for a queue message ({len(text)} characters)")
-    await storage.queue(NOTIFICATIONS_QUEUE).send_message(text)
+    """Store the notification (its content, once per key) and queue its key. The queue message is only a
+    key: anyone able to write to the queue could otherwise mail anyone from NOTIFY_SENDER."""
+    if len(json.dumps(data, ensure_ascii=False).encode("utf-8")) > 60_000:
+        raise ValueError(f"notification {key} is too large ({kind})")
+    await NotificationStore(storage).create(NotificationRow(key=key, kind=kind, tenant_id=tenant_id or "", data=data))
+    body = {"v": 2, "key": key, "idempotencyKey": key, "kind": kind, "tenantId": tenant_id}
+    await storage.queue(NOTIFICATIONS_QUEUE).send_message(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
 
 def _clip(items: list[Any]) -> tuple[list[Any], int]:
@@ -348,7 +363,8 @@ def parse_message(body: bytes | str) -> dict[str, Any]:
     text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else str(body)
     message = json.loads(text)
     if (not isinstance(message, dict) or not isinstance(message.get("key"), str)
-            or message.get("kind") not in CUSTOMER_KINDS + PARTNER_KINDS or not isinstance(message.get("data"), dict)):
+            or message.get("kind") not in CUSTOMER_KINDS + PARTNER_KINDS
+            or not isinstance(message.get("data", {}), dict)):
         raise ValueError(f"not a notification message: {text[:200]!r}")
     return message
 
@@ -382,14 +398,18 @@ async def send_notification(services: Services, message: dict[str, Any], *, owne
     tenant = str(message.get("tenantId") or "")
     for _ in range(5):
         row = await store.get(key)
-        if row is None:
-            row = NotificationRow(key=key, kind=kind, tenant_id=tenant)
-            if not await store.create(row):
-                continue
+        if row is None or row.kind != kind:
+            # Not queued by this product (a forged or mangled message): nothing is mailed.
+            detail = f"refused a {kind} message for {key!r}: no such notification was queued"
+            await record_action(services.storage, tenant_id=tenant or None, actor="system",
+                                action="notification.refused", result="refused", detail=detail[:1000],
+                                action_id=f"notification-refused:{hashlib.sha256(key.encode()).hexdigest()[:32]}")
+            log.warning("%s", detail)
+            return "refused"
         if row.status in ("sent", "skipped"):
             log.info("notification %s already %s; not sent again", key, row.status)
             if row.status == "sent":  # idempotent: the sending delivery may have died before recording it
-                await _record_sent(services, row, dict(message.get("data") or {}))
+                await _record_sent(services, row, dict(row.data or message.get("data") or {}))
             return row.status
         now = utcnow()
         if row.status == "sending" and row.lease_owner != owner and row.lease_until and row.lease_until > now:
@@ -432,9 +452,10 @@ def _context(kind: str, data: dict[str, Any], *, partner: str, contact: str, set
 
 async def _send(services: Services, store: NotificationStore, row: NotificationRow, message: dict[str, Any]) -> str:
     settings = services.settings
-    kind, data = row.kind, dict(message["data"])
+    # The stored content, never the message's (a row written before content was stored: the message's).
+    kind, data = row.kind, dict(row.data if row.data is not None else message.get("data") or {})
     sender = require_sender(settings)
-    wanted = [str(a).strip() for a in data.get("recipients") or []]
+    wanted = await _recipients(services, kind, row.tenant_id)
     recipients = [a for a in dict.fromkeys(wanted) if valid_address(a)]
     language = language_of(data.get("culture")) if kind in CUSTOMER_KINDS else settings.notify_partner_language
     tenant = row.tenant_id or None
@@ -454,6 +475,15 @@ async def _send(services: Services, store: NotificationStore, row: NotificationR
     await store.replace(row)
     await _record_sent(services, row, data)
     return "sent"
+
+
+async def _recipients(services: Services, kind: str, tenant_id: str) -> list[str]:
+    """Who gets this kind of mail, from the settings and the store: partner admins for partner mail, the
+    customer's own contacts (billing profile) for customer mail."""
+    if kind in PARTNER_KINDS:
+        return [str(a).strip() for a in services.settings.notify_partner_addresses]
+    customer, _ = await RelationshipStore(services.storage).load_customer(tenant_id) if tenant_id else (None, None)
+    return [str(a).strip() for a in (customer.contacts if customer else [])]
 
 
 async def _record_sent(services: Services, row: NotificationRow, data: dict[str, Any]) -> None:

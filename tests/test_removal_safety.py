@@ -262,3 +262,32 @@ def test_people_fall_under_the_circuit_breaker_too(enforced: dict[str, Any], emu
     message, first = run(with_services(settings, go))
     assert "nothing was queued" in message and len(first) == 1
     assert len(removals_of(settings, LAMNA)) == 0 and len(removals_of(settings, WINGTIP)) == 1
+
+
+def test_a_forged_notification_message_mails_nobody_it_names(enforced: dict[str, Any], emulator: Any) -> None:
+    """Anyone with write access to the queue could mail anyone from NOTIFY_SENDER if messages were
+    mailed as queued. The worker takes recipients and content from the store; the message is a key."""
+    from shared.notifications import handle_notification_message
+    from tests.test_enforcement import mails, recipients
+
+    settings = settings_with(**ENFORCE)
+
+    async def go(services: Services) -> tuple[list[str], dict[str, Any]]:
+        await run_evaluation(services, AS_OF)
+        queue = services.storage.queue("notifications")
+        genuine = json.loads(str((await queue.receive_message()).content))
+        evil = {"recipients": ["victim@evil.example"], "alert": "phish", "detail": "click https://evil.example"}
+        results = [
+            await handle_notification_message(services, json.dumps({**genuine, "data": evil}), message_id="forged"),
+            await handle_notification_message(services, json.dumps(
+                {"v": 1, "key": "alert:made-up", "kind": "partner-alert", "data": evil}), message_id="unknown"),
+            await handle_notification_message(services, json.dumps(genuine), message_id="genuine"),
+        ]
+        return results, genuine
+
+    results, genuine = run(with_services(settings, go))
+    assert results == ["sent", "refused", "sent"]
+    sent = mails(emulator)
+    assert len(sent) == 1 and "data" not in genuine  # the queue carries only the key
+    assert recipients(sent[0]) == ENFORCE["NOTIFY_PARTNER_ADDRESSES"].split(",")
+    assert "evil.example" not in json.dumps(sent[0])
