@@ -332,6 +332,20 @@ class GraphClient:
             raise unanswered(exc, what) from exc
         return str(result.id) if result is not None and result.id else ""
 
+    async def get_request(self, relationship_id: str, request_id: str) -> dict[str, Any] | None:
+        """One request of a relationship (raw JSON; ``status`` created | succeeded | failed), None if unknown
+        (https://learn.microsoft.com/graph/api/delegatedadminrelationshiprequest-get)."""
+        builder = (self._relationships.by_delegated_admin_relationship_id(relationship_id).requests
+                   .by_delegated_admin_relationship_request_id(request_id))
+        what = f"GET .../{relationship_id}/requests/{request_id}"
+        info = builder.to_get_request_information()
+        try:
+            return await retry_transient(lambda: self._send_raw(info), what=what)
+        except APIError as exc:
+            if _status_of(exc) == 404:
+                return None
+            raise graph_error(exc, what) from exc
+
     # --- GDAP lifecycle: requests, approvals, access assignments, expiry, least privilege ---------
     # Durations are passed as ISO 8601 strings: the SDK writes a timedelta as str() ("180 days, 0:00:00").
     async def create_relationship(self, *, display_name: str, duration: str, tenant_id: str, customer_name: str,

@@ -291,3 +291,53 @@ def test_a_forged_notification_message_mails_nobody_it_names(enforced: dict[str,
     assert len(sent) == 1 and "data" not in genuine  # the queue carries only the key
     assert recipients(sent[0]) == ENFORCE["NOTIFY_PARTNER_ADDRESSES"].split(",")
     assert "evil.example" not in json.dumps(sent[0])
+
+
+def test_a_termination_that_takes_hours_is_requested_until_it_is_done(env: dict[str, str], emulator: Any) -> None:
+    from shared.removals import refresh_requested_removals
+
+    scenario = estate()
+    scenario["asyncDurations"] = {"termination": "PT6H"}
+    emulator.post_scenario(scenario)
+    settings = settings_with(**ENFORCE)
+
+    async def go(services: Services) -> list[str]:
+        summary = await run_evaluation(services, AS_OF)
+        removal_id = next(q["removalId"] for q in summary["queued"] if q["tenantId"] == WINGTIP)
+        await process_removal_queue(services)
+        store = RemovalStore(services.storage)
+        seen = [(await store.get(removal_id)).status]
+        for hours in (5, 2):
+            emulator.advance(f"PT{hours}H")
+            await refresh_requested_removals(services)
+            seen.append((await store.get(removal_id)).status)
+        return seen
+
+    assert run(with_services(settings, go)) == ["requested", "requested", "completed"]
+
+
+def test_a_termination_that_fails_is_reported_failed_with_the_reason(env: dict[str, str], emulator: Any) -> None:
+    from shared.removals import list_actions, refresh_requested_removals
+
+    scenario = estate()
+    for customer in scenario["customers"]:
+        if customer["tenantId"] == WINGTIP:
+            for rel in customer["gdapRelationships"]:
+                rel["failTermination"] = True
+    emulator.post_scenario(scenario)
+    settings = settings_with(**ENFORCE)
+
+    async def go(services: Services) -> tuple[Any, list[dict[str, Any]]]:
+        summary = await run_evaluation(services, AS_OF)
+        removal_id = next(q["removalId"] for q in summary["queued"] if q["tenantId"] == WINGTIP)
+        await process_removal_queue(services)
+        emulator.advance("PT3H")
+        await refresh_requested_removals(services)
+        return await RemovalStore(services.storage).get(removal_id), await list_actions(services, tenant_id=WINGTIP)
+
+    removal, trail = run(with_services(settings, go))
+    assert removal.status == "failed" and "terminate request" in removal.status_reason
+    assert "access is kept" in removal.status_reason
+    failed = [a for a in trail if a["action"] == "gdap.terminate" and a["result"] == "failed"]
+    assert len(failed) == len(gdap_ids(scenario, WINGTIP))
+    assert any(a["action"] == "removal.failed" for a in trail)
