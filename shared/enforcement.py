@@ -37,6 +37,7 @@ from shared.notifications import (
     enqueue_partner_digest,
     enqueue_partner_warning,
     listed_in_digest,
+    mail_broken,
     mail_needed,
     mark_listed_in_digest,
     require_sender,
@@ -223,6 +224,12 @@ async def apply_policy(services: Services, report: dict[str, Any], evaluation_id
         await _alert(services, "failed", f"refresh:{evaluation_id}", f"refreshing the data failed: {refresh_error}",
                      {"asOf": iso(as_of), "run": "refresh", "error": refresh_error})
     if not enforce:
+        return summary
+    broken = await mail_broken(services) if settings.notify_customers else None
+    if broken:
+        summary["halted"] = (f"mail: customer notices cannot be sent ({broken[:300]}); nothing is removed until a "
+                             "mail goes out again")
+        await _alert(services, "mail", f"mail:{iso(as_of)[:10]}", summary["halted"], {"asOf": iso(as_of)})
         return summary
 
     if summary["wouldHalt"]:

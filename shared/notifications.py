@@ -41,6 +41,7 @@ from shared.removals import (
     drain_queue,
     record_action,
 )
+from shared.retry import UpstreamError
 from shared.settings import NOTIFICATIONS_QUEUE, Settings, SettingsError
 from shared.state import StateStore
 from shared.storage import ConflictingWrite, Storage, create_if_absent, replace_if_unchanged, shard_of
@@ -425,14 +426,54 @@ async def send_notification(services: Services, message: dict[str, Any], *, owne
     else:
         raise NotificationBusy(f"notification {key} keeps changing under this delivery", 5.0)
     try:
-        return await _send(services, store, row, message)
+        status = await _send(services, store, row, message)
     except Exception as exc:
         try:
             row.lease_until, row.error = utcnow() - timedelta(seconds=1), f"attempt {attempt}: {exc}"
             await store.replace(row)
+            if isinstance(exc, UpstreamError) and exc.status in MAIL_REFUSED:
+                await mark_mail_broken(services, f"{exc}")
         except Exception:
             log.exception("notification %s: could not record the failed attempt", key)
         raise
+    if status == "sent":
+        await mark_mail_working(services)
+    return status
+
+
+# sendMail answers these when the sender mailbox or the permission is wrong: no retry fixes them.
+MAIL_REFUSED = (401, 403, 404)
+MAIL_STATE = ("mail", "broken")
+
+
+async def mark_mail_broken(services: Services, detail: str) -> None:
+    """Mail cannot be sent (a bad NOTIFY_SENDER, Mail.Send missing or restricted): removals stop until a
+    mail goes out again, so no customer loses access without being told."""
+    state = StateStore(services.storage)
+    if not await state.get_value(*MAIL_STATE):
+        log.error("mail cannot be sent; removals stop until it can: %s", detail)
+        await record_action(services.storage, tenant_id=None, actor="system", action="notification.broken",
+                            result="failed", detail=detail[:2000])
+    await state.set_value(*MAIL_STATE, json.dumps({"at": iso(utcnow()), "detail": detail[:2000]}))
+
+
+async def mark_mail_working(services: Services) -> None:
+    state = StateStore(services.storage)
+    if await state.get_value(*MAIL_STATE):
+        await state.set_value(*MAIL_STATE, "")
+        await record_action(services.storage, tenant_id=None, actor="system", action="notification.working",
+                            result="completed", detail="a mail was sent again; removals go on")
+
+
+async def mail_broken(services: Services) -> str | None:
+    """Why mail cannot be sent, or None while it can (as far as the last attempt showed)."""
+    value = await StateStore(services.storage).get_value(*MAIL_STATE)
+    if not value:
+        return None
+    try:
+        return str(json.loads(value).get("detail") or "mail cannot be sent")
+    except ValueError:
+        return "mail cannot be sent"
 
 
 # Every name a template may test, so that StrictUndefined flags only real template mistakes.

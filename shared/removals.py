@@ -60,6 +60,7 @@ PUBLIC_STATUS = {"queued": "queued", "requesting": "queued", "requested": "reque
 FINISHED = frozenset({"requested", "completed", "skipped", "failed"})
 LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 5  # host.json extensions.queues.maxDequeueCount
+MAIL_RETRY_SECONDS = 900  # a removal waiting for mail to work again looks again after this long
 PARTNER_PARTITION = "_partner"  # Actions rows that concern no single customer (alerts, halts)
 POLICY_ACTOR = "policy"
 GDAP_REQUESTED = ("terminationRequested", "terminating")
@@ -709,6 +710,7 @@ async def execute_removal(services: Services, removal_id: str, *, owner: str, at
             return removal.status
         if removal.status == "queued":
             await _wait_for_the_log(services, removal)
+            await _wait_for_mail(services, removal)
         now = utcnow()
         if (removal.status == "requesting" and removal.lease_owner != owner and removal.lease_until is not None
                 and removal.lease_until > now):
@@ -744,6 +746,19 @@ async def _wait_for_the_log(services: Services, removal: Removal) -> None:
     if wait > timedelta(0):
         raise RemovalNotYet(f"removal {removal.id} waits {int(wait.total_seconds())} s for the sign-in log to "
                             "settle", wait.total_seconds())
+
+
+async def _wait_for_mail(services: Services, removal: Removal) -> None:
+    """No customer loses access without being told: while mail cannot be sent, a removal whose
+    customer is to be notified waits (RemovalNotYet) instead of starting."""
+    from shared.notifications import mail_broken
+
+    if not (removal.customer_notified and services.settings.notify_customers):
+        return
+    broken = await mail_broken(services)
+    if broken:
+        raise RemovalNotYet(f"removal {removal.id} waits: customer notices cannot be sent ({broken[:200]})",
+                            MAIL_RETRY_SECONDS)
 
 
 async def _attempt_failed(services: Services, store: RemovalStore, removal: Removal, exc: BaseException,

@@ -341,3 +341,40 @@ def test_a_termination_that_fails_is_reported_failed_with_the_reason(env: dict[s
     failed = [a for a in trail if a["action"] == "gdap.terminate" and a["result"] == "failed"]
     assert len(failed) == len(gdap_ids(scenario, WINGTIP))
     assert any(a["action"] == "removal.failed" for a in trail)
+
+
+def test_no_removal_goes_on_while_customer_notices_cannot_be_sent(enforced: dict[str, Any], emulator: Any) -> None:
+    """sendMail refused (403: Mail.Send missing or restricted): the next evaluation halts, queued
+    removals wait, and both go on once a mail is sent again."""
+    from shared.notifications import enqueue_partner_alert, mail_broken, process_notification_queue
+
+    settings = settings_with(**ENFORCE)
+    emulator.add_faults([{"method": "POST", "pathPrefix": "/v1.0/users/", "status": 403, "times": 40}])
+
+    async def broken(services: Services) -> tuple[Any, Any, Any]:
+        first = await run_evaluation(services, AS_OF)
+        await process_notification_queue(services)  # the warning and the digest: refused
+        why = await mail_broken(services)
+        removal = await RemovalStore(services.storage).get(first["queued"][0]["removalId"])
+        with pytest.raises(RemovalNotYet, match="customer notices cannot be sent"):
+            await handle_removal_message(services, removal_message(removal), message_id="m1")
+        emulator.advance("PT1H")
+        second = await run_evaluation(services, AS_OF + timedelta(hours=1))
+        return why, second, removal
+
+    why, second, removal = run(with_services(settings, broken))
+    assert why and "403" in why
+    assert second["halted"].startswith("mail: customer notices cannot be sent") and second["queued"] == []
+    assert removal_requests(emulator) == []
+
+    emulator.clear_faults()
+
+    async def working(services: Services) -> tuple[Any, str]:
+        await enqueue_partner_alert(services, "failed", "probe", {"run": "probe", "detail": "mail works again"})
+        await process_notification_queue(services)
+        status = await handle_removal_message(services, removal_message(removal), message_id="m2")
+        return await mail_broken(services), status
+
+    still, status = run(with_services(settings, working))
+    assert still is None and status in ("requested", "completed")
+    assert removal_requests(emulator) != []  # removed once mail worked again
