@@ -704,3 +704,21 @@ def test_a_running_server_recovers_from_a_storage_reset(settings: Settings) -> N
         assert first.json()["error"]["code"] == "storageReset" and first.headers["Retry-After"] == "1"
         again = c.get("/api/actions", headers=READER)  # the tables are there again: empty, not broken
         assert again.status_code == 200 and again.json()["actions"] == []
+
+
+def test_recipients_addresses_only_to_removers(settings: Settings, emulator: Any) -> None:
+    """Every reader sees that a customer was mailed; only holders of Relationships.Remove see to whom."""
+    async def mail_one() -> None:
+        from shared.removals import record_action
+
+        async with Services(settings) as services:
+            await record_action(services.storage, tenant_id=WINGTIP, actor="system", action="notification.customer-removal",
+                                result="sent", detail="Access removed -> admin@wingtip.example, it@wingtip.example")
+
+    run(mail_one())
+    with client(settings) as c:
+        for path in ("/api/actions", f"/api/actions?tenantId={WINGTIP}", f"/api/customers/{WINGTIP}"):
+            as_reader = json.dumps(c.get(path, headers=READER).json())
+            as_remover = json.dumps(c.get(path, headers=REMOVER).json())
+            assert "wingtip.example" not in as_reader and "(address hidden)" in as_reader, path
+            assert "admin@wingtip.example" in as_remover, path

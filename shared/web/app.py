@@ -426,7 +426,8 @@ def register_api(app: FastAPI) -> None:
         names = await AgentDirectory(services.storage).names(a["userId"] for a in agents)
         for agent in agents:
             agent["userPrincipalName"], agent["displayName"] = names.get(agent["userId"], ("", ""))
-        actions = await customer_actions(services, tenant)
+        raw = await customer_actions(services, tenant)
+        actions = None if raw is None else visible_actions(raw, principal)
         name = (known.display_name if known else "") or next((r.customer_name for r in relationships), "")
         return json_response({
             "tenantId": tenant, "displayName": name,
@@ -454,7 +455,8 @@ def register_api(app: FastAPI) -> None:
         count = parse_int(limit, "limit", 500, 1, 5000)
         module = removals_module()
         services = await services_of(request)
-        items = await module.list_actions(services, tenant_id=tenant, since=start, until=end, limit=count)
+        items = visible_actions(await module.list_actions(services, tenant_id=tenant, since=start, until=end,
+                                                          limit=count), principal)
         return json_response({"actions": items, "count": len(items)})
 
     @app.get("/api/trends", tags=["audit"], summary="Daily counts per bucket from the stored evaluations",
@@ -536,6 +538,22 @@ def register_api(app: FastAPI) -> None:
 
 
 # --- route helpers -----------------------------------------------------------------------------------
+
+ADDRESS = re.compile(r"[^\s@,;<>\"'()]+@[^\s@,;<>\"'()]+")
+
+
+def visible_actions(items: list[dict[str, Any]], principal: Principal) -> list[dict[str, Any]]:
+    """The trail as this reader may see it: the mail addresses of notices' recipients only to holders of
+    Relationships.Remove (who act on those customers); other readers see that a mail was sent."""
+    if principal.has(REMOVE_ROLE):
+        return items
+    out = []
+    for item in items:
+        if str(item.get("action", "")).startswith("notification.") and item.get("detail"):
+            item = {**item, "detail": ADDRESS.sub("(address hidden)", str(item["detail"]))}
+        out.append(item)
+    return out
+
 
 def validate_removal_request(body: dict[str, Any]) -> tuple[list[str], str]:
     """The tenant ids and reason of a removal request, or a 400 that names what is wrong."""
