@@ -105,10 +105,13 @@ async def _refresh(services: Services, as_of: datetime) -> str | None:
     return "; ".join(errors) or None
 
 
+UNEXPECTED = " (unexpected)"  # marks a refresh failure that is neither Microsoft's nor another run's
+
+
 def _failure(exc: BaseException) -> str:
     if isinstance(exc, UpstreamError | ConcurrentRunError):
         return str(exc)
-    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:500]}"
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:500]}{UNEXPECTED}"
 
 
 async def prepare_evaluation(services: Services, as_of: datetime, *, refresh: bool) -> tuple[str | None, Coverage]:
@@ -218,9 +221,10 @@ async def apply_policy(services: Services, report: dict[str, Any], evaluation_id
             "asOf": iso(as_of), "lastSuccess": iso(last_success) if last_success else None,
             "hours": settings.ingestion_stale_hours, "error": refresh_error or ""})
         return summary
-    if refresh_error:
-        # Not stale (yet), but a refresh failed (an expired Partner Center token, storage): say so now,
-        # not the day the data turns stale. Removals still re-read the live state before acting.
+    if refresh_error and UNEXPECTED in refresh_error:
+        # Not stale (yet), but a refresh failed in a way nobody planned for (an expired Partner Center
+        # token, storage): say so now, not the day the data turns stale. (Microsoft's failures are in
+        # the summary and the staleness guard; another run holding the checkpoint is no failure.)
         await _alert(services, "failed", f"refresh:{evaluation_id}", f"refreshing the data failed: {refresh_error}",
                      {"asOf": iso(as_of), "run": "refresh", "error": refresh_error})
     if not enforce:

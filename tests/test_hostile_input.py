@@ -33,7 +33,7 @@ from shared.timeutil import parse_iso
 from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal
 from shared.web.server import build_app
 from tests.browser import chromium, opened_page, serve, serve_environment, shot
-from tests.conftest import load_example
+from tests.conftest import TEST_PACE, load_example
 from tools import chaos
 
 with warnings.catch_warnings():
@@ -93,7 +93,7 @@ def hostile(azurite: Any, emulator_process: Any) -> dict[str, Any]:
     the tests read what it stored, sent and asked."""
     emulator_process.post_scenario(hostile_estate())
     environment = {"AzureWebJobsStorage": azurite.connection_string, "STORAGE_PREFIX": "h" + uuid.uuid4().hex[:10],
-                   "EMULATOR_URL": emulator_process.url, **ENFORCE}
+                   "EMULATOR_URL": emulator_process.url, **TEST_PACE, **ENFORCE}
     settings = Settings.from_env(environment)
 
     async def cycle() -> tuple[dict[str, Any], dict[str, Any]]:

@@ -15,7 +15,16 @@ from shared.inactivity import (
     summarize,
 )
 from shared.models import Relationship
-from shared.signins import DayActivity, last_day_counts, latest_at_or_before, qualifies, slices
+from shared.signins import (
+    EVENT,
+    INTERACTIVE,
+    NON_INTERACTIVE,
+    DayActivity,
+    last_day_counts,
+    latest_at_or_before,
+    qualifies,
+    slices,
+)
 from shared.timeutil import day_start, parse_iso
 
 AS_OF = parse_iso("2026-11-21T12:00:00Z")
@@ -166,12 +175,30 @@ def test_last_day_window_is_open_at_start_and_closed_at_as_of() -> None:
                 ("2026-11-21T12:00:00Z", "u3"),          # exactly asOf: included
                 ("2026-11-21T12:00:00.000001Z", "u4"),   # after asOf: excluded
                 ("2026-11-21T08:00:00Z", "u2"))
-    assert last_day_counts(days, AS_OF) == (3, 2)
+    assert last_day_counts(days, AS_OF) == (3, 2, 0)  # sign-ins, agents, of which non-interactive
 
 
 def test_latest_at_or_before_ignores_sign_ins_after_as_of() -> None:
     (activity,) = _day(("2026-11-21T09:00:00Z", "u"), ("2026-11-21T13:00:00Z", "u"))
-    assert latest_at_or_before(activity, AS_OF) == parse_iso("2026-11-21T09:00:00Z")
+    assert latest_at_or_before(activity, AS_OF) == (parse_iso("2026-11-21T09:00:00Z"), INTERACTIVE)
+
+
+def test_both_kinds_of_sign_in_are_kept_counted_and_named() -> None:
+    day = day_start(AS_OF)
+    activity = DayActivity(day)
+    activity.add(parse_iso("2026-11-21T08:00:00Z"), "u1", INTERACTIVE)
+    activity.add(parse_iso("2026-11-21T09:00:00Z"), "u2", NON_INTERACTIVE)
+    activity.add(parse_iso("2026-11-21T09:30:00Z"), "u2", NON_INTERACTIVE)
+    activity.add(parse_iso("2026-11-21T13:00:00Z"), "u1", INTERACTIVE)  # after asOf
+    restored = DayActivity.from_entity(activity.to_entity(CUSTOMER))
+    assert sorted(restored.events) == sorted(activity.events)
+    assert last_day_counts([restored], AS_OF) == (3, 2, 2)
+    assert latest_at_or_before(restored, AS_OF) == (parse_iso("2026-11-21T09:30:00Z"), NON_INTERACTIVE)
+    assert restored.last_kind == INTERACTIVE  # the 13:00 one
+    # A day stored before non-interactive sign-ins were read has the kind bit clear: interactive.
+    old = {"PartitionKey": "2026-11-21", "RowKey": CUSTOMER, "Agents": '["u1"]',
+           "Ev0": EVENT.pack(8 * 3600 * 10**6, 0)}
+    assert DayActivity.from_entity(old).events == [(8 * 3600 * 10**6, 0, INTERACTIVE)]
 
 
 def test_day_activity_round_trip_and_range_replacement() -> None:

@@ -32,7 +32,8 @@ from tools.bench_floor import peak_rss_mb
 def settings_for(storage: str, emulator: str, prefix: str, **extra: str) -> Settings:
     # The bench's emulator does not throttle: ingestion is measured unpaced (the pace is Graph's, not ours).
     env = {"AzureWebJobsStorage": storage, "EMULATOR_URL": emulator, "STORAGE_PREFIX": prefix,
-           "NOTIFY_PARTNER_ADDRESSES": "", "SIGNIN_PACE": "off", "RETRY_DELAY_MS": "200", **extra}
+           "NOTIFY_PARTNER_ADDRESSES": "", "SIGNIN_PACE": "off", "RETRY_DELAY_MS": "200",
+           "SIGNIN_LOG_LATENCY_MINUTES": "0", **extra}
     return Settings.from_env(env)
 
 

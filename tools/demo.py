@@ -69,6 +69,8 @@ def main() -> int:
         "SIGNIN_BACKFILL_DAYS": "120",
         # The demo's emulator does not throttle, so the demo need not wait for Graph's pace.
         "SIGNIN_PACE": "off",
+        # The emulator's clock stands still, so a removal waiting for the log to settle would wait for ever.
+        "SIGNIN_LOG_LATENCY_MINUTES": "0",
         "GDAP_POLL_SECONDS": "1",
         "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
         "NOTIFY_PARTNER_ADDRESSES": "partner-admins@" + scenario["partner"]["senderMailbox"].split("@", 1)[1],
