@@ -106,6 +106,10 @@ param signinPace string = '5/10s'
 @maxValue(1440)
 param signinLogLatencyMinutes int = 15
 
+@description('HOST_CLOCK_MAX_SKEW_MINUTES: ingestion refuses to run when the host clock and Microsoft\'s disagree by more than this.')
+@minValue(1)
+param hostClockMaxSkewMinutes int = 5
+
 @description('RETRY_DELAY_MS: base delay between retries of a failed Microsoft request that names no Retry-After.')
 @minValue(0)
 @maxValue(600000)
@@ -247,6 +251,7 @@ var appSettings = {
   SIGNIN_PACE: signinPace
   SIGNIN_LOG_LATENCY_MINUTES: string(signinLogLatencyMinutes)
   RETRY_DELAY_MS: string(retryDelayMs)
+  HOST_CLOCK_MAX_SKEW_MINUTES: string(hostClockMaxSkewMinutes)
   GDAP_POLL_SECONDS: string(gdapPollSeconds)
   POLICY_MODE: policyMode
   RECOMMEND_AFTER_DAYS: string(recommendAfterDays)

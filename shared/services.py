@@ -109,6 +109,11 @@ class Services:
         serves, whatever ``as_of`` says)."""
         await self.storage.ensure()
         now = now or await self.now()
+        skew = abs(CLOCK.host_offset)
+        if skew > timedelta(minutes=self.settings.host_clock_max_skew_minutes):
+            raise UpstreamError(f"this host's clock is {skew} away from Microsoft's (the Date header of its answers), "
+                                f"more than HOST_CLOCK_MAX_SKEW_MINUTES ({self.settings.host_clock_max_skew_minutes}); "
+                                "ingestion does not run until the host's clock is corrected")
         if abs(as_of - now) <= CLOCK_RESOLUTION:
             now = as_of  # the Date header tells Microsoft's time to the second: this as_of is the present
         try:

@@ -93,6 +93,10 @@ class Settings:
     signin_log_latency_minutes: int = _setting(
         "SIGNIN_LOG_LATENCY_MINUTES", 15, "How late Entra may write a sign-in to the log: removals wait this "
         "long past their decision before their last check, and ingestion re-reads at least this much")
+    host_clock_max_skew_minutes: int = _setting(
+        "HOST_CLOCK_MAX_SKEW_MINUTES", 5, "Ingestion refuses to run when this host's clock and Microsoft's (the "
+        "Date header) disagree by more than this: the product reads Microsoft's time, but its leases and run "
+        "records are this host's")
     retry_delay_ms: int = _setting(
         "RETRY_DELAY_MS", 3000, "Base delay between retries of a failed Microsoft request when the answer "
         "names no Retry-After (Partner Center uses a third of it)")
@@ -198,6 +202,7 @@ class Settings:
             ("EVALUATION_SHARD_THRESHOLD", self.evaluation_shard_threshold, 0, 10_000_000),
             ("SIGNIN_LOG_LATENCY_MINUTES", self.signin_log_latency_minutes, 0, 24 * 60),
             ("RETRY_DELAY_MS", self.retry_delay_ms, 0, 600_000),
+            ("HOST_CLOCK_MAX_SKEW_MINUTES", self.host_clock_max_skew_minutes, 1, 100 * 365 * 24 * 60),
             ("GDAP_POLL_SECONDS", self.gdap_poll_seconds, 0, 3600),
         ):
             if not low <= value <= high:

@@ -132,3 +132,22 @@ def test_the_last_success_never_moves_backwards(env: dict[str, str]) -> None:
             return seen
 
     assert run(go()) == [NOW, NOW, NOW + timedelta(hours=1)]
+
+
+def test_ingestion_refuses_to_run_on_a_host_whose_clock_is_off(env: dict[str, str], emulator: Any) -> None:
+    """The product reads Microsoft's time, but its leases and run records are the host's: a host clock
+    further from Microsoft's than HOST_CLOCK_MAX_SKEW_MINUTES stops ingestion with one clear line."""
+    from tests.conftest import TEST_PACE
+
+    environment = {**os.environ, **TEST_PACE, "HOST_CLOCK_MAX_SKEW_MINUTES": "5"}
+    command = [sys.executable, "-m", "shared.cli", "--emulator", emulator.url, "audit"]
+    done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr  # the emulator's clock is the scenario's, days from this host's
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "HOST_CLOCK_MAX_SKEW_MINUTES" in errors[0]
+
+    async def coverage() -> Any:
+        async with Services(settings_with()) as services:
+            return await StateStore(services.storage).load_coverage()
+
+    assert run(coverage()).intervals == []
