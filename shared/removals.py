@@ -117,6 +117,10 @@ async def record_action(storage: Storage, *, tenant_id: str | None, actor: str, 
         "RelationshipType": relationship_type, "RelationshipId": relationship_id,
     }
     await table.create_entity(entity)
+    try:
+        await storage.append_audit(entity)
+    except Exception:  # the table row is written; the copy's gap is what verify_trail reports
+        log.exception("the audit trail's immutable copy could not be written for %s %s", pk, entity["RowKey"])
     if action_id is not None:
         # Two writers recording the same event at the same moment both pass the check above. The one
         # that inserts second sees both rows here: the earliest stays, later copies go. (The other
@@ -498,6 +502,24 @@ async def _check_manual_breaker(store: RemovalStore, wanted: list[str], limit: i
         raise ValueError(f"circuit breaker: {len(new)} more customer(s) would make {len(recent) + len(new)} removals "
                          f"requested by people in 24 hours, more than MAX_REMOVALS_PER_RUN ({limit}); nothing "
                          "was queued")
+
+
+async def verify_trail(storage: Storage) -> dict[str, list[dict[str, Any]]]:
+    """The ``Actions`` table against its immutable copy: rows missing from the table (deleted), rows
+    that differ from what was first written (altered), and rows the copy lacks (its write failed).
+    Concurrent copies of one idempotent event (``ActionId``) count once, as the table keeps one."""
+    fields = ("PartitionKey", "RowKey", "ActionId", "At", "Actor", "Action", "Result", "Reason", "Detail",
+              "RemovalId", "RelationshipType", "RelationshipId")
+    table = {(str(e["PartitionKey"]), str(e["RowKey"])): {k: e.get(k) for k in fields}
+             async for e in query_all(storage.table("Actions"))}
+    copy: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in await storage.audit_records():
+        copy.setdefault((str(record["PartitionKey"]), str(record["RowKey"])), {k: record.get(k) for k in fields})
+    kept = {(k[0], str(v.get("ActionId"))) for k, v in table.items()}
+    missing = [v for k, v in copy.items() if k not in table and (k[0], str(v.get("ActionId"))) not in kept]
+    altered = [{"stored": table[k], "written": v} for k, v in copy.items() if k in table and table[k] != v]
+    uncopied = [v for k, v in table.items() if k not in copy]
+    return {"deleted": missing, "altered": altered, "uncopied": uncopied}
 
 
 # --- reading removals -------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ class Settings:
         "AzureWebJobsStorage__tableServiceUri / __queueServiceUri with the managed identity are used")
     table_service_uri: str = _setting("AzureWebJobsStorage__tableServiceUri", "", "Table endpoint (identity-based)")
     queue_service_uri: str = _setting("AzureWebJobsStorage__queueServiceUri", "", "Queue endpoint (identity-based)")
+    blob_service_uri: str = _setting(
+        "AzureWebJobsStorage__blobServiceUri", "", "Blob endpoint (identity-based): the audit trail's immutable copy")
     storage_prefix: str = _setting(
         "STORAGE_PREFIX", "", "Prefix for table and queue names; lets tests share one Azurite")
 

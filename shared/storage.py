@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
@@ -25,6 +26,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables._serialize import _parameter_filter_substitution
 from azure.data.tables.aio import TableClient, TableServiceClient
+from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
 from shared.settings import Settings, SettingsError
@@ -33,6 +35,7 @@ from shared.table_query import query_entities
 
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 BATCH_LIMIT = 100
+AUDIT_CONTAINER = "audit-trail"
 
 # Every table the product uses (names before STORAGE_PREFIX).
 TABLES = (
@@ -95,12 +98,14 @@ class Storage:
             _check_key_based(conn)
             self.table_service = TableServiceClient.from_connection_string(conn)
             self.queue_service = QueueServiceClient.from_connection_string(conn)
-        elif settings.table_service_uri and settings.queue_service_uri:
+            self.blob_service = BlobServiceClient.from_connection_string(conn)
+        elif settings.table_service_uri and settings.queue_service_uri and settings.blob_service_uri:
             from shared.identity import storage_credential
 
             credential = storage_credential(settings)
             self.table_service = TableServiceClient(settings.table_service_uri, credential=credential)
             self.queue_service = QueueServiceClient(settings.queue_service_uri, credential=credential)
+            self.blob_service = BlobServiceClient(settings.blob_service_uri, credential=credential)
         else:
             raise SettingsError("AzureWebJobsStorage is not set (UseDevelopmentStorage=true for Azurite)")
 
@@ -111,6 +116,7 @@ class Storage:
             await queue.close()
         await self.table_service.close()
         await self.queue_service.close()
+        await self.blob_service.close()
 
     async def ensure(self) -> None:
         """Create every table and queue once per process (idempotent)."""
@@ -128,7 +134,39 @@ class Storage:
                 for full in (queue, f"{queue}-poison"):
                     with contextlib.suppress(ResourceExistsError):
                         await self.queue_service.create_queue(self.settings.queue_name(full))
+            with contextlib.suppress(ResourceExistsError):
+                await self.blob_service.create_container(self.audit_container)
             self._ensured = True
+
+    @property
+    def audit_container(self) -> str:
+        """The blob container of the audit trail's append-only copy (time-based immutable in Azure)."""
+        prefix = self.settings.storage_prefix.lower()
+        return f"{prefix}-{AUDIT_CONTAINER}" if prefix else AUDIT_CONTAINER
+
+    async def append_audit(self, record: dict[str, Any]) -> None:
+        """Append one record (a JSON line) to the day's append blob of the trail's copy. Append blobs in a
+        container with a time-based immutability policy (protected append writes) can be added to but
+        neither changed nor deleted, not even by this app's identity: a row deleted or altered in the
+        ``Actions`` table still shows here (:func:`shared.removals.verify_trail`)."""
+        day = str(record.get("At") or "")[:10] or "undated"
+        blob = self.blob_service.get_blob_client(self.audit_container, f"actions/{day}.jsonl")
+        data = (json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n").encode("utf-8")
+        try:
+            await blob.append_block(data)
+        except ResourceNotFoundError:
+            with contextlib.suppress(ResourceExistsError):
+                await blob.create_append_blob(if_none_match="*")  # never replaces a day already begun
+            await blob.append_block(data)
+
+    async def audit_records(self) -> list[dict[str, Any]]:
+        """Every record of the trail's copy, oldest day first."""
+        container = self.blob_service.get_container_client(self.audit_container)
+        out: list[dict[str, Any]] = []
+        async for item in container.list_blobs(name_starts_with="actions/"):
+            text = (await (await container.download_blob(item.name)).readall()).decode("utf-8")
+            out.extend(json.loads(line) for line in text.splitlines() if line.strip())
+        return out
 
     def forget(self) -> None:
         """The tables and queues may be gone (the storage account or Azurite was reset): the next

@@ -378,3 +378,35 @@ def test_no_removal_goes_on_while_customer_notices_cannot_be_sent(enforced: dict
     still, status = run(with_services(settings, working))
     assert still is None and status in ("requested", "completed")
     assert removal_requests(emulator) != []  # removed once mail worked again
+
+
+def test_the_trail_has_a_tamper_evident_copy(env: dict[str, str]) -> None:
+    """Every Actions row is also appended to an append blob (immutable in Azure): a row deleted or
+    altered in the table afterwards is found by comparing the two."""
+    from azure.data.tables import UpdateMode
+
+    from shared.removals import record_action, verify_trail
+
+    settings = settings_with()
+
+    async def go(services: Services) -> tuple[dict[str, Any], dict[str, Any], int]:
+        rows = [await record_action(services.storage, tenant_id=WINGTIP, actor="op@contoso.example",
+                                    action="removal.requested", result="requested", detail=f"step {n}",
+                                    action_id=f"evidence-{n}") for n in range(3)]
+        again = await record_action(services.storage, tenant_id=WINGTIP, actor="op@contoso.example",
+                                    action="removal.requested", result="requested", detail="step 0",
+                                    action_id="evidence-0")  # idempotent: no second row, no second line
+        assert again["id"] == rows[0]["id"]
+        clean = await verify_trail(services.storage)
+        table = services.storage.table("Actions")
+        entities = sorted([dict(e) async for e in table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": WINGTIP})], key=lambda e: str(e["RowKey"]))
+        await table.delete_entity(entities[0]["PartitionKey"], entities[0]["RowKey"])  # someone hides it
+        await table.update_entity({"PartitionKey": entities[1]["PartitionKey"], "RowKey": entities[1]["RowKey"],
+                                   "Result": "skipped"}, mode=UpdateMode.MERGE)     # someone rewrites it
+        return clean, await verify_trail(services.storage), len(await services.storage.audit_records())
+
+    clean, tampered, lines = run(with_services(settings, go))
+    assert clean == {"deleted": [], "altered": [], "uncopied": []} and lines == 3
+    assert [r["Detail"] for r in tampered["deleted"]] == ["step 0"]
+    assert [(a["written"]["Result"], a["stored"]["Result"]) for a in tampered["altered"]] == [("requested", "skipped")]

@@ -27,6 +27,11 @@ param skuName string = 'Standard_GRS'
 @description('Blob container Flex Consumption deploys the app package to.')
 param deploymentContainerName string
 
+@description('Days the audit trail\'s copy is kept immutable (appends allowed, changes and deletes refused).')
+@minValue(1)
+@maxValue(146000)
+param auditRetentionDays int = 730
+
 @description('Queues to create: every queue the app uses and its "-poison" queue.')
 param queueNames array
 
@@ -116,6 +121,27 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   name: deploymentContainerName
   properties: {
     publicAccess: 'None'
+  }
+}
+
+// The audit trail's tamper-evident copy: append blobs in a container with a time-based retention
+// policy that allows protected append writes, so records can be added but neither changed nor deleted
+// for the retention period, not even by the app's own identity (the Actions table can be).
+// https://learn.microsoft.com/azure/storage/blobs/immutable-time-based-retention-policy-overview
+resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: 'audit-trail'
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource auditRetention 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+  parent: auditContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: auditRetentionDays
+    allowProtectedAppendWrites: true
   }
 }
 
