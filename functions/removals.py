@@ -12,7 +12,7 @@ import logging
 
 import azure.functions as func
 
-from shared.removals import REMOVALS_QUEUE, Busy, defer_message, handle_removal_message, handle_removal_poison
+from shared.removals import REMOVALS_QUEUE, handle_or_defer, handle_removal_message, handle_removal_poison
 from shared.runtime import get_services
 
 bp = func.Blueprint()
@@ -23,13 +23,8 @@ log = logging.getLogger(__name__)
 @bp.queue_trigger(arg_name="msg", queue_name="removals", connection="AzureWebJobsStorage")
 async def removals(msg: func.QueueMessage) -> None:
     services = await get_services()
-    try:
-        status = await handle_removal_message(services, msg.get_body(), message_id=msg.id or "",
-                                              dequeue_count=msg.dequeue_count or 1)
-    except Busy as busy:  # not a failure: sent again for later, the host's retry budget untouched
-        await defer_message(services.storage, REMOVALS_QUEUE, msg.get_body(), busy.retry_after)
-        log.info("removal message %s deferred: %s", msg.id, busy)
-        return
+    status = await handle_or_defer(services, REMOVALS_QUEUE, msg.get_body(), msg.id or "", lambda: handle_removal_message(
+        services, msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1))
     log.info("removal message %s: %s", msg.id, status)
 
 

@@ -337,8 +337,11 @@ class GraphClient:
         (https://learn.microsoft.com/graph/api/delegatedadminrelationshiprequest-get)."""
         builder = (self._relationships.by_delegated_admin_relationship_id(relationship_id).requests
                    .by_delegated_admin_relationship_request_id(request_id))
-        what = f"GET .../{relationship_id}/requests/{request_id}"
-        info = builder.to_get_request_information()
+        return await self._get_or_none(builder.to_get_request_information(),
+                                       f"GET .../{relationship_id}/requests/{request_id}")
+
+    async def _get_or_none(self, info: RequestInformation, what: str) -> dict[str, Any] | None:
+        """One entity as raw JSON, or None when Graph answers 404."""
         try:
             return await retry_transient(lambda: self._send_raw(info), what=what)
         except APIError as exc:
@@ -396,14 +399,8 @@ class GraphClient:
         """A long-running operation of a relationship (raw JSON; ``status``), or None when unknown."""
         builder = (self._relationships.by_delegated_admin_relationship_id(relationship_id).operations
                    .by_delegated_admin_relationship_operation_id(operation_id))
-        what = f"GET .../{relationship_id}/operations/{operation_id}"
-        info = builder.to_get_request_information()
-        try:
-            return await retry_transient(lambda: self._send_raw(info), what=what)
-        except APIError as exc:
-            if _status_of(exc) == 404:
-                return None
-            raise graph_error(exc, what) from exc
+        return await self._get_or_none(builder.to_get_request_information(),
+                                       f"GET .../{relationship_id}/operations/{operation_id}")
 
     async def list_operations(self, relationship_id: str) -> list[dict[str, Any]]:
         builder = self._relationships.by_delegated_admin_relationship_id(relationship_id).operations

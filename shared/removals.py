@@ -381,6 +381,19 @@ async def enqueue_removal(storage: Storage, removal: Removal, delay_seconds: int
                                                      visibility_timeout=max(0, delay_seconds) or None)
 
 
+async def handle_or_defer(services: Services, queue_name: str, body: bytes, message_id: str,
+                          handle: Callable[[], Awaitable[str]]) -> str:
+    """A queue function's work for one message: ``handle()``, or, when the work is busy or must wait
+    (:class:`Busy`), the message sent again for later -- ending normally, so that the host's retry
+    budget is not spent on what is no failure."""
+    try:
+        return await handle()
+    except Busy as busy:
+        await defer_message(services.storage, queue_name, body, busy.retry_after)
+        log.info("%s message %s deferred: %s", queue_name, message_id, busy)
+        return "deferred"
+
+
 async def defer_message(storage: Storage, queue_name: str, body: bytes | str, seconds: float) -> None:
     """Send the message again, invisible for ``seconds``: how a queue function puts off work that is
     not a failure (another delivery holds it, or it must wait) without spending the host's retry
