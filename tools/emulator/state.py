@@ -2142,7 +2142,7 @@ def _event_types_selected(node: Node) -> frozenset[str]:
                               f"'{lam.prop}'; use '{lam.prop}/any(t: t eq ...)'.")
         if lam.body is None:
             continue
-        for c in _walk_body(lam.body):
+        for c in _walk(lam.body, "Invalid filter clause: a lambda inside a lambda is not supported."):
             if c.key != lam.var.lower() or c.op not in ("eq", "ne") or not isinstance(c.value, str):
                 raise bad_request(f"Invalid filter clause: inside '{lam.prop}/any' only '{lam.var} eq|ne "
                                   "'<event type>'' comparisons are supported.")
@@ -2153,18 +2153,6 @@ def _event_types_selected(node: Node) -> frozenset[str]:
         raise bad_request("Invalid filter clause: the filter for getting both user and service principal "
                           "sign-in event types is not supported.")
     return frozenset(t for t in EVENT_TYPES if evaluate(node, {"signineventtypes": [t]}.get))
-
-
-def _walk_body(node: Node) -> Iterator[Compare]:
-    if isinstance(node, Compare):
-        yield node
-    elif isinstance(node, And | Or):
-        for item in node.items:
-            yield from _walk_body(item)
-    elif isinstance(node, Not):
-        yield from _walk_body(node.item)
-    else:
-        raise bad_request("Invalid filter clause: a lambda inside a lambda is not supported.")
 
 
 def _access_types_matching(op: str, literal: str, present: set[str]) -> set[str]:
@@ -2233,13 +2221,14 @@ def _check_props(node: Node, allowed: set[str], type_name: str) -> None:
             raise bad_request(f"Invalid filter clause: Could not find a property named '{c.prop}' on type '{type_name}'.")
 
 
-def _walk(node: Node) -> Iterator[Compare]:
+def _walk(node: Node, lambda_refused: str | None = None) -> Iterator[Compare]:
+    """The comparisons of a filter; a lambda (``any``/``all``) is refused with ``lambda_refused``."""
     if isinstance(node, Compare):
         yield node
     elif isinstance(node, And | Or):
         for item in node.items:
-            yield from _walk(item)
+            yield from _walk(item, lambda_refused)
     elif isinstance(node, Not):
-        yield from _walk(node.item)
+        yield from _walk(node.item, lambda_refused)
     else:
-        raise bad_request(f"Invalid filter clause: the lambda on '{node.prop}' is not supported here.")
+        raise bad_request(lambda_refused or f"Invalid filter clause: the lambda on '{node.prop}' is not supported here.")
