@@ -218,9 +218,11 @@ class GraphClient:
     async def _sign_in_log_pages(self, url: str | None) -> AsyncIterator[list[dict[str, Any]]]:
         """Every page of one sign-in log query, paced; a page may be empty and still have a nextLink."""
         while url:
-            if self.sign_in_limiter is not None:
-                await self.sign_in_limiter.acquire()
-            page = await self._get_json(url, "GET /beta/auditLogs/signIns")
+            if self.sign_in_limiter is None:
+                page = await self._get_json(url, "GET /beta/auditLogs/signIns")
+            else:
+                async with self.sign_in_limiter.slot():  # held until the answer, the SDK's retries included
+                    page = await self._get_json(url, "GET /beta/auditLogs/signIns")
             values = page.get("value") or []
             yield [v for v in values if isinstance(v, dict)]
             url = page.get("@odata.nextLink")

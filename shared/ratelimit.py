@@ -16,12 +16,24 @@ re-check (one request per removal), whose rare 429s the retry handler absorbs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 SIGNIN_MAX_REQUESTS = 5  # per app per tenant ...
 SIGNIN_WINDOW_SECONDS = 10.0  # ... per this many seconds (Graph throttling limits, identity reports)
+
+
+IN_FLIGHT_POLL = 0.005  # seconds between looks while every slot's request is still in flight
+
+
+@dataclass
+class Slot:
+    """One request's place in the window: in flight until ``answered_at`` is set."""
+
+    answered_at: float | None = None
 
 
 class SlidingWindowLimiter:
@@ -34,19 +46,44 @@ class SlidingWindowLimiter:
         self.max_requests = max_requests
         self.per_seconds = per_seconds
         self._clock = clock
-        self._starts: deque[float] = deque()
+        self._starts: deque[Slot] = deque()
         self._lock = asyncio.Lock()
         self.waited = 0.0  # total seconds spent waiting (telemetry, benchmarks)
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Slot:
+        """Wait for a slot; the caller reports the answer with :meth:`answered` (``slot`` context).
+
+        A slot is held while its request is in flight and for ``per_seconds`` after its answer: the
+        service counts a request when it arrives, which is after it was started, so counting from the
+        start lets the next window's first request reach the service inside the previous window (a
+        429 at nearly every window edge, whose SDK retry takes yet another slot)."""
         async with self._lock:  # FIFO: requests start in the order they asked
             while True:
                 now = self._clock()
-                while self._starts and now - self._starts[0] >= self.per_seconds:
+                while self._starts and self._starts[0].answered_at is not None \
+                        and now - self._starts[0].answered_at >= self.per_seconds:
                     self._starts.popleft()
-                if len(self._starts) < self.max_requests:
-                    self._starts.append(now)
-                    return
-                delay = self.per_seconds - (now - self._starts[0])
+                live = [s for s in self._starts
+                        if s.answered_at is None or now - s.answered_at < self.per_seconds]
+                self._starts = deque(live)
+                if len(live) < self.max_requests:
+                    slot = Slot()
+                    self._starts.append(slot)
+                    return slot
+                answered = [s.answered_at for s in live if s.answered_at is not None]
+                delay = max(0.001, min(answered) + self.per_seconds - now) if answered else IN_FLIGHT_POLL
                 self.waited += delay
                 await asyncio.sleep(delay)
+
+    def answered(self, slot: Slot) -> None:
+        """The request's answer arrived (or it failed): its slot counts from now."""
+        slot.answered_at = self._clock()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """``async with limiter.slot():`` around one request."""
+        taken = await self.acquire()
+        try:
+            yield
+        finally:
+            self.answered(taken)

@@ -18,8 +18,8 @@ def test_no_window_ever_holds_more_than_the_limit() -> None:
     starts: list[float] = []
 
     async def request() -> None:
-        await limiter.acquire()
-        starts.append(time.monotonic())
+        async with limiter.slot():
+            starts.append(time.monotonic())
 
     async def go() -> None:
         await asyncio.gather(*(request() for _ in range(13)))
@@ -32,6 +32,26 @@ def test_no_window_ever_holds_more_than_the_limit() -> None:
         in_window = [s for s in starts[i:] if s - start < 0.3 - 0.005]
         assert len(in_window) <= 5, starts
     assert limiter.waited > 0
+
+
+def test_a_slot_counts_from_the_answer_not_the_start() -> None:
+    """The service counts a request when it arrives: a slow answer keeps its slot for a whole window
+    after it, so the next window's first request cannot reach the service inside this window."""
+    limiter = SlidingWindowLimiter(max_requests=2, per_seconds=0.2)
+    starts: list[float] = []
+
+    async def request(answer_after: float) -> None:
+        async with limiter.slot():
+            starts.append(time.monotonic())
+            await asyncio.sleep(answer_after)
+
+    async def go() -> None:
+        await asyncio.gather(request(0.15), request(0.15), request(0.0))
+
+    began = time.monotonic()
+    asyncio.run(go())
+    # The third waits for the first answers (0.15 s) plus a window (0.2 s), not just a window from the starts.
+    assert starts[2] - began >= 0.35 - 0.02, starts
 
 
 def test_bad_limits_are_refused() -> None:
@@ -74,10 +94,10 @@ def test_every_sign_in_page_waits_for_the_limiter(env: dict[str, str]) -> None:
             acquired = 0
             original = limiter.acquire
 
-            async def counting() -> None:
+            async def counting() -> Any:
                 nonlocal acquired
                 acquired += 1
-                await original()
+                return await original()
 
             limiter.acquire = counting  # type: ignore[method-assign]
             await services.sync_relationships(parse_iso("2026-11-21T00:00:00Z"))
