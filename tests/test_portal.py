@@ -322,7 +322,13 @@ def test_remove_two_customers(page: Page, portal: Portal) -> None:
     status.wait_for(state="visible")
     assert sorted(status.locator("li .name").all_text_contents()) == sorted(names)
     assert "may take a few minutes" in (p.locator("#removal-status-note").text_content() or "")
-    # serve drains the removal queue itself; the portal polls until every removal has finished.
+    # serve drains the removal queue itself; Microsoft then terminates GDAP relationships over hours
+    # (the emulator's default: 2 h), so the removals are requested until its clock passes that.
+    p.wait_for_function("() => [...document.querySelectorAll('#removal-status-list li')].length === 2 && "
+                        "[...document.querySelectorAll('#removal-status-list li')].every("
+                        "li => li.dataset.status !== 'queued')", timeout=45_000)
+    portal.emulator.advance("PT3H")
+    # The portal polls until every removal has finished.
     p.wait_for_function("() => [...document.querySelectorAll('#removal-status-list li')].length === 2 && "
                         "[...document.querySelectorAll('#removal-status-list li')].every("
                         "li => ['completed', 'skipped', 'failed'].includes(li.dataset.status))", timeout=45_000)

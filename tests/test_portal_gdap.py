@@ -121,7 +121,11 @@ def test_extend_remove_global_admin_and_request_from_the_portal(page: Page, port
     [ga_patch] = patches(portal, wingtip)
     sent = [r["roleDefinitionId"] for r in ga_patch["body"]["accessDetails"]["unifiedRoles"]]
     assert GLOBAL_ADMINISTRATOR not in sent and ga_patch["headers"]["if-match"]
-    # "Check approvals" follows Microsoft's long-running operation to the end.
+    # "Check approvals" follows Microsoft's long-running operation to the end (the emulator's: 1 h).
+    p.locator("#gdap-follow-up").click()
+    p.wait_for_function("() => !document.querySelector('#gdap-follow-up').disabled")
+    assert GLOBAL_ADMINISTRATOR in emulator_rel(portal.emulator, wingtip)["roles"]  # still running
+    portal.emulator.advance("PT2H")
     for _ in range(2):
         p.locator("#gdap-follow-up").click()
         p.wait_for_function("() => !document.querySelector('#gdap-follow-up').disabled")
