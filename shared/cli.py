@@ -87,14 +87,14 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from shared.audit import report_csv, report_table
-    from shared.services import AS_OF_SKEW, FutureAsOfError, Services
+    from shared.services import FutureAsOfError, Services
 
     async with Services(settings) as services:
         now = await services.now()  # Microsoft's clock: a wrong host clock cannot move the present
-        as_of = args.as_of or now
-        if as_of > now + AS_OF_SKEW:
-            raise UsageError(str(FutureAsOfError(as_of, now)))
-        report = await services.audit(as_of)
+        try:
+            report = await services.audit(args.as_of or now, now=now)
+        except FutureAsOfError as exc:
+            raise UsageError(str(exc)) from None
     if args.format == "json":
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
     elif args.format == "csv":

@@ -26,7 +26,6 @@ from shared.timeutil import CLOCK, iso, utcnow
 
 log = logging.getLogger(__name__)
 
-HOST_SKEW_WARNING = timedelta(minutes=5)
 CLOCK_RESOLUTION = timedelta(seconds=1)  # of the Date header (IMF-fixdate has whole seconds)
 # How far an asOf may lie from Microsoft's present and still be the present (clock skew, a run's length).
 AS_OF_SKEW = timedelta(minutes=5)
@@ -78,9 +77,6 @@ class Services:
         await self.graph.ping()
         if not CLOCK.observed:
             raise UpstreamError("Microsoft Graph sent no Date header: the present cannot be told")
-        skew = abs(CLOCK.host_offset)
-        if skew > HOST_SKEW_WARNING:
-            log.info("the host clock is %s away from Microsoft's; the product keeps Microsoft's time", skew)
         return CLOCK.now()
 
     async def partner_tenant_id(self) -> str:
@@ -132,12 +128,13 @@ class Services:
         return await compute_report(self.storage, as_of=as_of, partner_tenant_id=await self.partner_tenant_id(),
                                     policy=policy_from_settings(self.settings))
 
-    async def audit(self, as_of: datetime, *, store: bool = True) -> dict[str, Any]:
+    async def audit(self, as_of: datetime, *, store: bool = True, now: datetime | None = None) -> dict[str, Any]:
         """Sync, ingest up to ``min(as_of, now)``, compute; removes nothing.
 
         Only an audit of the present is stored as the latest evaluation: a past ``as_of`` is a what-if
-        from the store, and a future one is refused (:class:`FutureAsOfError`)."""
-        now = await self.now()
+        from the store, and a future one is refused (:class:`FutureAsOfError`) before anything is
+        written. ``now``: Microsoft's present, if the caller has just asked for it."""
+        now = now or await self.now()
         if as_of > now + AS_OF_SKEW:
             raise FutureAsOfError(as_of, now)
         await self.sync_relationships(now)
