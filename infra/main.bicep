@@ -346,6 +346,7 @@ module rbac 'modules/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     keyVaultName: keyVault.outputs.name
+    refreshTokenSecretName: dapEnabled ? keyVault.outputs.refreshTokenName : ''
   }
 }
 

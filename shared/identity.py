@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+import httpx
 from azure.core.credentials import AccessToken
 
 from shared.settings import Settings, SettingsError
@@ -14,6 +17,79 @@ DEVELOPMENT_TOKEN = "development-token"  # noqa: S105 - the emulator accepts any
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
 EARLY_REFRESH_SECONDS = 300  # a cached access token is renewed this long before it expires
 CUSTOMER_ADMIN_SCOPE = "https://api.partnercustomeradministration.microsoft.com/.default"
+# Key Vault's data plane (https://learn.microsoft.com/rest/api/keyvault/secrets/set-secret/set-secret):
+# GET/PUT {vault}/secrets/{name}?api-version=7.4, OAuth scope https://vault.azure.net/.default (the
+# sovereign clouds have their own vault suffix and audience).
+KEY_VAULT_API_VERSION = "7.4"
+KEY_VAULT_AUDIENCES = {".vault.azure.cn": "https://vault.azure.cn/.default",
+                       ".vault.usgovcloudapi.net": "https://vault.usgovcloudapi.net/.default",
+                       ".vault.microsoftazure.de": "https://vault.microsoftazure.de/.default"}
+KEY_VAULT_SCOPE = "https://vault.azure.net/.default"
+# Entra ID refresh tokens are valid for 90 days of inactivity; each rotated one starts that count again
+# (https://learn.microsoft.com/entra/identity-platform/refresh-tokens#token-lifetime). The stored
+# version carries the date as its expiry, which the vault shows and Azure Monitor can alert on.
+REFRESH_TOKEN_LIFETIME_SECONDS = 90 * 24 * 3600
+
+log = logging.getLogger(__name__)
+
+
+class SecretStore(Protocol):
+    def get(self) -> str | None: ...
+
+    def set(self, value: str) -> None: ...
+
+
+class KeyVaultSecret:
+    """One Key Vault secret read and written through the data plane with the app's identity.
+
+    ``secret_uri`` is the version-less secret identifier (``https://<vault>.vault.azure.net/secrets/<name>``).
+    A read answers the newest version; a write adds a version. Synchronous: it is called from the
+    credential, which runs in a worker thread."""
+
+    def __init__(self, secret_uri: str, credential: Any, *, timeout: float = 30.0) -> None:
+        parts = urlsplit(secret_uri.strip())
+        segments = [s for s in parts.path.split("/") if s]
+        if parts.scheme not in ("http", "https") or not parts.netloc or len(segments) < 2 \
+                or segments[-2].lower() != "secrets":
+            raise SettingsError(f"PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI must be a Key Vault secret URI "
+                                f"(https://<vault>.vault.azure.net/secrets/<name>), not {secret_uri!r}")
+        self.url = f"{parts.scheme}://{parts.netloc}/{'/'.join(segments)}"
+        host = parts.hostname or ""
+        self._scope = next((scope for suffix, scope in KEY_VAULT_AUDIENCES.items() if host.endswith(suffix)),
+                           KEY_VAULT_SCOPE)
+        self._credential = credential
+        self._timeout = timeout
+
+    def _call(self, method: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        token = self._credential.get_token(self._scope).token
+        response = httpx.request(method, self.url, params={"api-version": KEY_VAULT_API_VERSION}, json=body,
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=self._timeout)
+        return response
+
+    def get(self) -> str | None:
+        """The newest version's value; None when the secret does not exist."""
+        response = self._call("GET")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise PermissionError(f"Key Vault {self.url}: GET answered {response.status_code} {_vault_error(response)}")
+        return str(response.json().get("value") or "") or None
+
+    def set(self, value: str) -> None:
+        expires = int(time.time()) + REFRESH_TOKEN_LIFETIME_SECONDS
+        response = self._call("PUT", {"value": value, "contentType": "text/plain",
+                                      "attributes": {"enabled": True, "exp": expires}})
+        if response.status_code != 200:
+            raise PermissionError(f"Key Vault {self.url}: PUT answered {response.status_code} {_vault_error(response)}")
+
+
+def _vault_error(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        return response.text[:200]
+    inner = (error.get("innererror") or {}).get("code")
+    return " ".join(str(part) for part in (error.get("code"), inner, error.get("message")) if part)
 
 
 class StaticTokenCredential:
@@ -30,16 +106,47 @@ class RefreshTokenCredential:
     """App+User credential for the Partner Center APIs that refuse app-only tokens (DAP).
 
     The refresh token is issued once by a partner admin consenting the app (docs/deploy.md) and is
-    kept in Key Vault; MSAL redeems it for the scope asked and caches the access tokens.
+    kept in Key Vault; MSAL redeems it for the scope asked and caches the access tokens. Each
+    redemption answers a new refresh token: with a ``store`` (the vault's secret) the newest one is
+    read from it on first use -- an app setting's Key Vault reference is resolved at start-up and
+    cached for up to a day -- and every rotated one is written back, so the token the app holds is
+    always the youngest and its 90-day lifetime keeps moving while the app runs.
     """
 
-    def __init__(self, tenant_id: str, client_id: str, client_secret: str, refresh_token: str) -> None:
+    def __init__(self, tenant_id: str, client_id: str, client_secret: str, refresh_token: str,
+                 store: SecretStore | None = None) -> None:
         self._authority = f"https://login.microsoftonline.com/{tenant_id or 'organizations'}"
         self._client_id, self._client_secret = client_id, client_secret
         self._app: Any = None  # MSAL's client, made on first use (it reads the authority's metadata)
         self._refresh_token = refresh_token
+        self._store = store
+        self._loaded = store is None
         self._lock = threading.Lock()
         self._tokens: dict[str, AccessToken] = {}
+        self.unsaved: str | None = None  # why the latest rotated token could not be stored, if it could not
+
+    def _load(self) -> None:
+        """Prefer the vault's newest version over the (possibly day-old) app setting."""
+        self._loaded = True
+        assert self._store is not None
+        try:
+            stored = self._store.get()
+        except (PermissionError, httpx.HTTPError) as exc:
+            log.error("Partner Center refresh token: cannot read it from Key Vault (%s); using the app setting", exc)
+            return
+        if stored:
+            self._refresh_token = stored
+
+    def _save(self, refresh_token: str) -> None:
+        assert self._store is not None
+        try:
+            self._store.set(refresh_token)
+        except (PermissionError, httpx.HTTPError) as exc:
+            # The token in memory still works; the one in the vault keeps its own 90 days. Loud, not fatal.
+            self.unsaved = str(exc)
+            log.error("Partner Center refresh token rotated but not saved to Key Vault: %s", exc)
+        else:
+            self.unsaved = None
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         """An access token for ``scopes``, from the cache while it has more than five minutes left.
@@ -52,6 +159,8 @@ class RefreshTokenCredential:
             cached = self._tokens.get(key)
             if cached is not None and cached.expires_on - time.time() > EARLY_REFRESH_SECONDS:
                 return cached
+            if not self._loaded:
+                self._load()
             if self._app is None:
                 import msal  # azure-identity's own dependency
 
@@ -60,8 +169,11 @@ class RefreshTokenCredential:
             result = self._app.acquire_token_by_refresh_token(self._refresh_token, scopes=list(scopes))
             if "access_token" not in result:
                 raise PermissionError(f"Partner Center token refused: {result.get('error_description', result)}")
-            if result.get("refresh_token"):
-                self._refresh_token = result["refresh_token"]
+            rotated = result.get("refresh_token")
+            if rotated and rotated != self._refresh_token:
+                self._refresh_token = rotated
+                if self._store is not None:
+                    self._save(rotated)
             token = AccessToken(result["access_token"], int(time.time()) + int(result.get("expires_in", 3600)))
             self._tokens[key] = token
             return token
@@ -85,8 +197,11 @@ def partner_center_credential(settings: Settings) -> Any:
     if missing:
         raise SettingsError(
             f"DAP needs Partner Center App+User credentials: set {', '.join(missing)} (or DAP_ENABLED=false)")
+    store = None
+    if settings.partner_center_refresh_token_secret_uri:
+        store = KeyVaultSecret(settings.partner_center_refresh_token_secret_uri, graph_credential(settings))
     return RefreshTokenCredential(settings.partner_tenant_id, settings.partner_center_app_id,
-                                  settings.partner_center_app_secret, settings.partner_center_refresh_token)
+                                  settings.partner_center_app_secret, settings.partner_center_refresh_token, store)
 
 
 def storage_credential(settings: Settings) -> Any:

@@ -71,6 +71,10 @@ class Settings:
         "PARTNER_CENTER_APP_SECRET", "", "Its secret (a Key Vault reference in Azure)")
     partner_center_refresh_token: str = _setting(
         "PARTNER_CENTER_REFRESH_TOKEN", "", "App+User refresh token (a Key Vault reference in Azure)")
+    partner_center_refresh_token_secret_uri: str = _setting(
+        "PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI", "", "Key Vault secret holding that refresh token "
+        "(https://<vault>.vault.azure.net/secrets/<name>): read on first use, and every rotated token is "
+        "written back as a new version through the app's identity")
     dap_enabled: bool = _setting(
         "DAP_ENABLED", True, "Read and remove legacy DAP through Partner Center (needs App+User credentials)")
 
@@ -239,6 +243,10 @@ class Settings:
                           ("CUSTOMER_ADMIN_BASE_URL", self.customer_admin_base_url)):
             if url and not re.match(r"^https?://[^/\s]+", url):
                 raise SettingsError(f"{name} must be an http(s) URL, not {url!r}")
+        secret_uri = self.partner_center_refresh_token_secret_uri
+        if secret_uri and not re.fullmatch(r"https?://[^/\s]+(?:/[^/\s]+)*/secrets/[0-9A-Za-z-]{1,127}/?", secret_uri):
+            raise SettingsError("PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI must be a Key Vault secret URI without "
+                                f"version (https://<vault>.vault.azure.net/secrets/<name>), not {secret_uri!r}")
 
     def sign_in_pace(self) -> tuple[int, float] | None:
         """``SIGNIN_PACE`` as (requests, per seconds), or None for ``off``."""

@@ -107,9 +107,9 @@ def resources_of_type(parsed: dict[str, Any], resource_type: str) -> list[tuple[
 
 
 def body(resource: dict[str, Any]) -> dict[str, Any]:
-    """A resource's properties, through a for-loop wrapper if there is one."""
+    """A resource's properties, through a for-loop or condition wrapper if there is one."""
     config: dict[str, Any] = resource["config"]
-    if "loop_type" in config:
+    while "loop_type" in config or "condition" in config:
         config = config["config"]
     return config
 
@@ -261,6 +261,7 @@ def test_platform_settings_use_the_managed_identity(parsed: dict[str, Any]) -> N
                          ("PARTNER_CENTER_REFRESH_TOKEN", "refreshTokenReference")):
         assert platform[name]["operator"]["operands"]["true_value"] == secret
         assert app["variables"][secret]["value"].startswith("@Microsoft.KeyVault(VaultName=")
+    assert "PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI" in platform
     # Flex Consumption takes the runtime from functionAppConfig; these settings are not allowed there.
     everything = set(platform) | set(tree(parsed, MAIN)["variables"]["appSettings"]["value"])
     assert not everything & {"FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"}
@@ -320,6 +321,7 @@ def test_role_assignments_live_in_one_module_with_deterministic_names(parsed: di
         "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",  # Storage Table Data Contributor
         "3913510d-42f4-4e42-8a64-420c390055eb",  # Monitoring Metrics Publisher
         "4633458b-17de-408a-b874-0445c86b69e6",  # Key Vault Secrets User
+        "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",  # Key Vault Secrets Officer (the refresh-token secret only)
     }
     for _, name, resource in assignments:
         guid = body(resource)["name"]["function"]

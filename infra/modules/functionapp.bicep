@@ -90,6 +90,8 @@ var platformSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
   PARTNER_CENTER_APP_SECRET: partnerCenterSecretsFromKeyVault ? appSecretReference : ''
   PARTNER_CENTER_REFRESH_TOKEN: partnerCenterSecretsFromKeyVault ? refreshTokenReference : ''
+  // The same secret by its URI: the app reads its newest version on start and writes every rotated token.
+  PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI: partnerCenterSecretsFromKeyVault ? '${vault.properties.vaultUri}secrets/${keyVaultSecretNames.refreshToken}' : ''
   // App Service Authentication signs users in with the app registration, using the managed
   // identity as a federated credential instead of a client secret (modules/entra.bicep).
   OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: identityClientId

@@ -14,6 +14,9 @@ param applicationInsightsName string
 @description('Key Vault holding the Partner Center secrets.')
 param keyVaultName string
 
+@description('Secret holding the Partner Center refresh token; the app writes each rotated token to it. Empty: DAP is off, no write access.')
+param refreshTokenSecretName string = ''
+
 var roles = {
   // Functions host: blob leases, timer schedules, keys; Flex Consumption deployment container.
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -25,6 +28,8 @@ var roles = {
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   // Key Vault references for the Partner Center secrets (read only).
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  // The rotated Partner Center refresh token written back as a new version: on that one secret only.
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -86,5 +91,22 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+  }
+}
+
+resource refreshTokenSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = if (!empty(refreshTokenSecretName)) {
+  parent: vault
+  name: refreshTokenSecretName
+}
+
+// Scoped to the refresh-token secret (Key Vault RBAC accepts a single secret as scope), so the app can
+// write that one secret and no other. The secret must exist: the first DAP deployment writes it.
+resource refreshTokenWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(refreshTokenSecretName)) {
+  name: guid(refreshTokenSecret.id, principalId, roles.keyVaultSecretsOfficer)
+  scope: refreshTokenSecret
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
   }
 }

@@ -43,7 +43,7 @@ from .state import (
 
 GRAPH_CONTENT_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 PC_CONTENT_TYPE = "application/json; charset=utf-8"
-API_PREFIXES = ("/v1.0/", "/beta/", "/partnercenter/", "/customeradmin/")
+API_PREFIXES = ("/v1.0/", "/beta/", "/partnercenter/", "/customeradmin/", "/keyvault/")
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 SIGNIN_PAGE_MAX = 1000
 GDAP_PAGE_MAX = 300
@@ -775,6 +775,63 @@ async def ctl_health(request: web.Request, m: dict[str, str]) -> web.StreamRespo
 
 
 # --------------------------------------------------------------------------------------------------
+# Key Vault secrets (data plane): https://learn.microsoft.com/rest/api/keyvault/secrets/set-secret/set-secret
+# and .../get-secret/get-secret. The vault is served under /keyvault/; a secret identifier is
+# {vault}/secrets/{name}[/{version}], api-version is required, a PUT adds a version and answers the
+# SecretBundle, a GET without version answers the newest, an unknown name is 404 SecretNotFound.
+KEY_VAULT_SECRET_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
+KEY_VAULT_READER = "Key Vault Secrets User"
+KEY_VAULT_OFFICER = "Key Vault Secrets Officer"
+
+
+def vault_error(status: int, code: str, message: str, inner: str | None = None) -> web.Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if inner:
+        error["innererror"] = {"code": inner}
+    return pc_json({"error": error}, status)
+
+
+def _vault_bundle(request: web.Request, name: str, version: dict[str, Any]) -> dict[str, Any]:
+    return {"value": version["value"], "contentType": version.get("contentType"),
+            "id": f"{origin(request)}/keyvault/secrets/{name}/{version['version']}",
+            "attributes": version["attributes"]}
+
+
+async def kv_secret(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    if not query_params(request).get("api-version"):
+        return vault_error(400, "BadParameter", "The request URI must contain the api-version query parameter.")
+    e = estate(request)
+    name = m["name"]
+    missing = {p.lower() for p in e.missing_permissions}
+    writing = request.method.upper() == "PUT"
+    action = "setSecret/action" if writing else "getSecret/action"
+    if (KEY_VAULT_OFFICER.lower() in missing and writing) or \
+            (KEY_VAULT_OFFICER.lower() in missing and KEY_VAULT_READER.lower() in missing):
+        return vault_error(403, "Forbidden", "Caller is not authorized to perform action on resource. "
+                           f"Action: 'Microsoft.KeyVault/vaults/secrets/{action}'", "ForbiddenByRbac")
+    if not KEY_VAULT_SECRET_NAME.fullmatch(name):
+        return vault_error(400, "BadParameter", f"The secret name '{name}' is not valid.")
+    versions = e.vault.setdefault(name.lower(), []) if writing else e.vault.get(name.lower(), [])
+    if writing:
+        body = body_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("value"), str):
+            return vault_error(400, "BadParameter", "Property 'value' is required.")
+        stamp = int(e.now.timestamp())
+        attributes = {"enabled": True, "created": stamp, "updated": stamp, "recoveryLevel": "Recoverable"}
+        given = body.get("attributes") if isinstance(body.get("attributes"), dict) else {}
+        if isinstance(given.get("exp"), int):
+            attributes["exp"] = given["exp"]
+        versions.append({"version": uuid.uuid4().hex, "value": body["value"],
+                         "contentType": body.get("contentType"), "attributes": attributes})
+        return pc_json(_vault_bundle(request, name, versions[-1]))
+    wanted = m.get("secret_version")
+    found = [v for v in versions if wanted is None or v["version"] == wanted]
+    if not found:
+        return vault_error(404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault.")
+    return pc_json(_vault_bundle(request, name, found[-1]))
+
+
+# --------------------------------------------------------------------------------------------------
 # Routing
 
 _V = r"/(?P<version>v1\.0|beta)"
@@ -814,6 +871,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("PATCH", rf"/partnercenter/v1/customers/(?P<id>{_SEG})", pc_patch_customer),
     ("GET", rf"/partnercenter/v1/customers/(?P<id>{_SEG})/profiles/billing", pc_billing),
     ("GET", r"/customeradmin/v1/delegatedAdminCustomers", ca_delegated_admin_customers),
+    ("GET", rf"/keyvault/secrets/(?P<name>{_SEG})(?:/(?P<secret_version>{_SEG}))?", kv_secret),
+    ("PUT", rf"/keyvault/secrets/(?P<name>{_SEG})", kv_secret),
     ("GET", r"/_emulator/log", ctl_log),
     ("GET", r"/_emulator/state", ctl_state),
     ("POST", r"/_emulator/scenario", ctl_scenario),
@@ -1003,7 +1062,12 @@ async def dispatch_all(request: web.Request) -> web.StreamResponse:
         return resp
 
     auth = request.headers.get("Authorization", "")
-    if not auth.startswith("Bearer ") or not auth[7:].strip():
+    if path.startswith("/keyvault/") and (not auth.startswith("Bearer ") or not auth[7:].strip()):
+        # Key Vault's challenge: 401 naming the authority and resource to get a token for.
+        resp = vault_error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.")
+        resp.headers["WWW-Authenticate"] = ('Bearer authorization="https://login.microsoftonline.com/common", '
+                                            'resource="https://vault.azure.net"')
+    elif not auth.startswith("Bearer ") or not auth[7:].strip():
         resp = graph_error(request, 401, "InvalidAuthenticationToken",
                            "Access token is empty." if not auth else "Access token validation failure.")
     else:

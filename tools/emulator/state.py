@@ -994,6 +994,7 @@ class Estate:
             raise bad_request("'missingPermissions' is a list of permission names, e.g. [\"AuditLog.Read.All\"].")
         self.missing_permissions: list[str] = list(dict.fromkeys(missing))
         self.outbox: list[dict[str, Any]] = []
+        self.vault: dict[str, list[dict[str, Any]]] = {}  # Key Vault secrets: name -> versions, oldest first
         self._fragments: dict[tuple[str, str], str] = {}
         self._admins: set[str] | None = None
         self.settle_all()
