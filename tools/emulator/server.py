@@ -818,7 +818,7 @@ async def kv_secret(request: web.Request, m: dict[str, str]) -> web.StreamRespon
             return vault_error(400, "BadParameter", "Property 'value' is required.")
         stamp = int(e.now.timestamp())
         attributes = {"enabled": True, "created": stamp, "updated": stamp, "recoveryLevel": "Recoverable"}
-        given = body.get("attributes") if isinstance(body.get("attributes"), dict) else {}
+        given: dict[str, Any] = body["attributes"] if isinstance(body.get("attributes"), dict) else {}
         if isinstance(given.get("exp"), int):
             attributes["exp"] = given["exp"]
         versions.append({"version": uuid.uuid4().hex, "value": body["value"],
