@@ -6,8 +6,8 @@ import logging
 
 import azure.functions as func
 
-from shared.enforcement import run_evaluation
-from shared.fanout import should_fan_out, start_sharded_evaluation
+from shared.evaluation.fanout import should_fan_out, start_sharded_evaluation
+from shared.evaluation.run import run_evaluation
 from shared.runtime import get_services
 
 bp = func.Blueprint()

@@ -1,4 +1,4 @@
-"""The sharded evaluation's queue triggers: one message per customer shard (``shared.fanout``).
+"""The sharded evaluation's queue triggers: one message per customer shard (``shared.evaluation.fanout``).
 
 Messages are plain JSON (host.json: messageEncoding none). Queue triggers scale out: the Functions
 host spreads the 16 shard messages of an evaluation over as many instances as it runs. A failing
@@ -13,7 +13,7 @@ import logging
 
 import azure.functions as func
 
-from shared.fanout import handle_shard_message, handle_shard_poison
+from shared.evaluation.fanout import handle_shard_message, handle_shard_poison
 from shared.runtime import get_services
 
 bp = func.Blueprint()

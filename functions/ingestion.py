@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from shared.gdap import run_follow_up
+from shared.gdap.service import run_follow_up
 from shared.runtime import get_services
 
 bp = func.Blueprint()

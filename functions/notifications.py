@@ -6,8 +6,12 @@ import logging
 
 import azure.functions as func
 
-from shared.notifications import NOTIFICATIONS_QUEUE, handle_notification_message, handle_notification_poison
-from shared.removals import handle_or_defer
+from shared.notifications.worker import (
+    NOTIFICATIONS_QUEUE,
+    handle_notification_message,
+    handle_notification_poison,
+)
+from shared.removals.worker import handle_or_defer
 from shared.runtime import get_services
 
 bp = func.Blueprint()

@@ -12,7 +12,12 @@ import logging
 
 import azure.functions as func
 
-from shared.removals import REMOVALS_QUEUE, handle_or_defer, handle_removal_message, handle_removal_poison
+from shared.removals.worker import (
+    REMOVALS_QUEUE,
+    handle_or_defer,
+    handle_removal_message,
+    handle_removal_poison,
+)
 from shared.runtime import get_services
 
 bp = func.Blueprint()

@@ -221,7 +221,7 @@ var tags = {
 }
 var functionAppName = 'func-dam-${resourceToken}'
 
-// shared.settings.QUEUES and, for each, the poison queue the Functions host moves a message to
+// shared.platform.settings.QUEUES and, for each, the poison queue the Functions host moves a message to
 // after its last failed attempt. tests/test_infra.py keeps this list in step with the code.
 var queueNames = [
   'removals'
@@ -232,7 +232,7 @@ var queueNames = [
   'evaluation-shards-poison'
 ]
 
-// Every setting of shared.settings.Settings that the partner chooses, with the class's defaults.
+// Every setting of shared.platform.settings.Settings that the partner chooses, with the class's defaults.
 // The platform-derived ones (AzureWebJobsStorage__*, AZURE_CLIENT_ID, the Key Vault references)
 // are added in modules/functionapp.bicep.
 var appSettings = {

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
+from shared.platform.settings import get_settings
+from shared.platform.telemetry import configure_telemetry
 from shared.services import Services
-from shared.settings import get_settings
-from shared.telemetry import configure_telemetry
 
 _services: dict[int, Services] = {}
 

@@ -10,19 +10,19 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.audit import EvaluationStore, compute_report, policy_from_settings
-from shared.graph import GraphClient
-from shared.identity import graph_credential, partner_center_credential
-from shared.partner_center import PartnerCenterClient
-from shared.ratelimit import SlidingWindowLimiter
-from shared.relationships import RelationshipSync
-from shared.retry import UpstreamError
-from shared.settings import Settings
-from shared.signins import SignInIngestion
-from shared.state import StateStore
-from shared.storage import Storage
-from shared.telemetry import EVENT_INGESTION_COMPLETED, EVENT_INGESTION_FAILED, track_event
-from shared.timeutil import CLOCK, iso, utcnow
+from shared.evaluation.report import EvaluationStore, compute_report, policy_from_settings
+from shared.microsoft.graph import GraphClient
+from shared.microsoft.partner_center import PartnerCenterClient
+from shared.platform.identity import graph_credential, partner_center_credential
+from shared.platform.ratelimit import SlidingWindowLimiter
+from shared.platform.retry import UpstreamError
+from shared.platform.settings import Settings
+from shared.platform.state import StateStore
+from shared.platform.storage import Storage
+from shared.platform.telemetry import EVENT_INGESTION_COMPLETED, EVENT_INGESTION_FAILED, track_event
+from shared.platform.timeutil import CLOCK, iso, utcnow
+from shared.relationships.store import RelationshipSync
+from shared.signins.ingestion import SignInIngestion
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Services:
         self.settings = settings
         self.storage = Storage(settings)
         # The same policy against Microsoft and the emulator: settings (tests shorten them), no switch.
-        pace = settings.sign_in_pace()  # Graph's sign-in log limit (shared.ratelimit)
+        pace = settings.sign_in_pace()  # Graph's sign-in log limit (shared.platform.ratelimit)
         delay = settings.retry_delay_ms / 1000
         self.graph = GraphClient(settings.graph_root, graph_credential(settings),
                                  retry_delay=delay, max_retries=max_retries,
@@ -71,7 +71,7 @@ class Services:
         await self.storage.close()
 
     async def now(self) -> datetime:
-        """The present by Microsoft's clock (:data:`shared.timeutil.CLOCK`), asked afresh: one light
+        """The present by Microsoft's clock (:data:`shared.platform.timeutil.CLOCK`), asked afresh: one light
         Graph request whose ``Date`` header sets the clock. Triggers, workers and the command line
         start their jobs here, so a job never runs on a stale or host-only idea of the present."""
         await self.graph.ping()

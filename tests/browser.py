@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.settings import Settings
+from shared.platform.settings import Settings
 from tests.conftest import ARTIFACTS, ROOT, TEST_PACE
 
 CHROMIUM = "/usr/bin/chromium"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.settings import Settings, get_settings
+from shared.platform.settings import Settings, get_settings
 from tools.azurite import RunningAzurite, start_azurite
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.enforcement import run_evaluation
-from shared.removals import process_removal_queue
+from shared.evaluation.run import run_evaluation
+from shared.platform.state import StateStore
+from shared.removals.worker import process_removal_queue
 from shared.services import Services
-from shared.state import StateStore
 from tests.conftest import ROOT, settings_with
 from tests.oracle import comparable, expected_report
 from tests.test_audit_integration import AS_OF, generate

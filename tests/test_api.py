@@ -22,11 +22,11 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared.audit import EvaluationStore
+from shared.evaluation.report import EvaluationStore
+from shared.platform.settings import Settings
+from shared.platform.storage import query_all
+from shared.platform.timeutil import parse_iso
 from shared.services import Services
-from shared.settings import Settings
-from shared.storage import query_all
-from shared.timeutil import parse_iso
 from shared.web.auth import GRANT_ROLE, READ_ROLE, REMOVE_ROLE, encode_principal, parse_principal
 from shared.web.server import build_app, served_hosts
 from tests.conftest import audited_example, load_example, settings_with
@@ -332,7 +332,7 @@ def test_customer_detail(settings: Settings) -> None:
 def test_agent_names_keep_the_newest_seen(settings: Settings) -> None:
     """A renamed agent takes its new name; an older slice read afterwards does not bring the old one back;
     an id that is not a valid table key, or a sign-in without names, is not stored."""
-    from shared.signins import AgentDirectory
+    from shared.signins.ingestion import AgentDirectory
 
     t0, t1 = parse_iso("2026-11-01T00:00:00Z"), parse_iso("2026-11-02T00:00:00Z")
     agent = "00000000-0000-4000-8000-00000000a9e7"  # not among the example's agents (already ingested)
@@ -403,7 +403,7 @@ def test_openapi_document_lists_every_route(settings: Settings) -> None:
 # --- removals -------------------------------------------------------------------------------------
 
 def test_removals_are_queued_then_executed(settings: Settings, emulator: Any) -> None:
-    from shared.removals import process_removal_queue
+    from shared.removals.worker import process_removal_queue
 
     with client(settings) as c:
         response = c.post("/api/removals", headers={**REMOVER, "Origin": "http://testserver"},
@@ -693,7 +693,7 @@ def test_a_chunked_body_is_measured_as_it_arrives(settings: Settings) -> None:
 def test_a_running_server_recovers_from_a_storage_reset(settings: Settings) -> None:
     """The tables vanish under a running server (Azurite or the account reset): one 503 that says so,
     then the server works again without a restart."""
-    from shared.storage import TABLES
+    from shared.platform.storage import TABLES
 
     async def reset() -> None:
         async with Services(settings) as services:
@@ -713,7 +713,7 @@ def test_a_running_server_recovers_from_a_storage_reset(settings: Settings) -> N
 def test_recipients_addresses_only_to_removers(settings: Settings, emulator: Any) -> None:
     """Every reader sees that a customer was mailed; only holders of Relationships.Remove see to whom."""
     async def mail_one() -> None:
-        from shared.removals import record_action
+        from shared.removals.worker import record_action
 
         async with Services(settings) as services:
             await record_action(services.storage, tenant_id=WINGTIP, actor="system", action="notification.customer-removal",

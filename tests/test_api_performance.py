@@ -10,8 +10,8 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.audit import StoredEvaluation
-from shared.inactivity import bucket_of, sort_rows, summarize
+from shared.domain.rules import bucket_of, sort_rows, summarize
+from shared.evaluation.report import StoredEvaluation
 from shared.web.app import WebConfig, create_app
 from shared.web.catalog import CustomerIndex, Query
 

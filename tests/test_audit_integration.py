@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from shared.audit import EvaluationStore
-from shared.relationships import RelationshipStore
-from shared.retry import UpstreamError
+from shared.evaluation.report import EvaluationStore
+from shared.platform.retry import UpstreamError
+from shared.platform.state import StateStore
+from shared.platform.timeutil import iso, parse_iso
+from shared.relationships.store import RelationshipStore
 from shared.services import Services
-from shared.state import StateStore
-from shared.timeutil import iso, parse_iso
 from tests.conftest import ROOT, load_example, settings_with
 from tests.oracle import comparable, expected_report
 

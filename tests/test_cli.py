@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.cli import main
+from shared.cli.main import main
 from tests.conftest import ROOT
 
 

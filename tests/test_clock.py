@@ -16,10 +16,10 @@ import pytest
 import time_machine
 from azure.functions.timer import TimerRequest
 
+from shared.platform.state import StateStore
+from shared.platform.timeutil import CLOCK, iso, parse_iso
 from shared.runtime import close_services
 from shared.services import FutureAsOfError, Services
-from shared.state import StateStore
-from shared.timeutil import CLOCK, iso, parse_iso
 from tests.conftest import ROOT, load_example, registered_functions, settings_with
 
 NOW = parse_iso(load_example()["now"])

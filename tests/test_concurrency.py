@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from shared.enforcement import run_cycle, run_evaluation
-from shared.notifications import drain_notifications
-from shared.removals import drain_removals, get_removal
-from shared.retry import UpstreamError
+from shared.evaluation.run import run_cycle, run_evaluation
+from shared.notifications.worker import drain_notifications
+from shared.platform.retry import UpstreamError
+from shared.platform.settings import Settings
+from shared.platform.timeutil import parse_iso
+from shared.removals.worker import drain_removals, get_removal
 from shared.services import Services
-from shared.settings import Settings
-from shared.timeutil import parse_iso
 from tests.conftest import TEST_PACE, settings_with
 from tests.test_enforcement import CANDIDATES, ENFORCE, estate
 from tools import chaos
@@ -181,7 +181,7 @@ def test_soak_concurrent_processes(env: dict[str, str], emulator: Any, azurite: 
 def test_two_readers_advancing_the_same_removal_record_it_once(env: dict[str, str], emulator: Any) -> None:
     """The portal polling a removal (GET /api/removals/{id}) while the evaluation refreshes the requested
     removals: both see the termination finish; the completion is recorded once."""
-    from shared.removals import RemovalStore, refresh_removal
+    from shared.removals.worker import RemovalStore, refresh_removal
 
     emulator.post_scenario(estate())
     settings = settings_with(**ENFORCE)
@@ -213,10 +213,10 @@ def test_a_throttled_removal_keeps_its_lease(env: dict[str, str], emulator: Any,
     (RemovalBusy) instead of taking the removal over, and the PATCH reaches Partner Center once."""
     from datetime import timedelta
 
-    import shared.removals
-    from shared.removals import RemovalBusy, RemovalStore, execute_removal
+    import shared.removals.worker
+    from shared.removals.worker import RemovalBusy, RemovalStore, execute_removal
 
-    monkeypatch.setattr(shared.removals, "LEASE", timedelta(seconds=1))
+    monkeypatch.setattr(shared.removals.worker, "LEASE", timedelta(seconds=1))
     emulator.post_scenario(estate())
     settings = settings_with(**ENFORCE)
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
+from shared.platform.settings import Settings
+from shared.platform.storage import Storage, query_all
+from shared.platform.timeutil import parse_iso
 from shared.services import Services
-from shared.settings import Settings
-from shared.storage import Storage, query_all
-from shared.timeutil import parse_iso
 from tests.conftest import TEST_PACE
 from tests.test_enforcement import ENFORCE, estate
 from tools import chaos
@@ -230,8 +230,8 @@ def test_a_half_done_removal_is_resumed_not_queued_again(env: dict[str, str], em
     """Killed after terminating the first of Wingtip's two relationships (the earlier established):
     the next evaluation sees Wingtip established later, i.e. a new inactivity stretch, and queued a
     second removal for the same customer beside the one still under way. Now it resumes that one."""
-    from shared.enforcement import run_evaluation
-    from shared.removals import RemovalStore, drain_removals
+    from shared.evaluation.run import run_evaluation
+    from shared.removals.worker import RemovalStore, drain_removals
     from tests.conftest import settings_with
     from tests.test_enforcement import WINGTIP, gdap_ids
 
@@ -276,23 +276,23 @@ def test_removals_queued_by_a_run_that_died_before_its_digest_are_announced(
     """Killed after queueing four removals and before mailing the partner digest: the next run found
     the removals already queued (not new) and announced none of them; the partner admins never heard
     of four removals. Now the next run announces them, once."""
-    import shared.enforcement
-    from shared.enforcement import run_cycle, run_evaluation
+    import shared.evaluation.run
+    from shared.evaluation.run import run_cycle, run_evaluation
     from tests.conftest import settings_with
 
     emulator.post_scenario(estate())
     settings = settings_with(**ENFORCE)
-    original = shared.enforcement.enqueue_partner_digest
+    original = shared.evaluation.run.enqueue_partner_digest
 
     async def die(*args: Any, **kwargs: Any) -> bool:
         raise Killed
 
     async def go() -> None:
         async with Services(settings) as services:
-            monkeypatch.setattr(shared.enforcement, "enqueue_partner_digest", die)
+            monkeypatch.setattr(shared.evaluation.run, "enqueue_partner_digest", die)
             with pytest.raises(Killed):
                 await run_evaluation(services, parse_iso(AS_OF))
-            monkeypatch.setattr(shared.enforcement, "enqueue_partner_digest", original)
+            monkeypatch.setattr(shared.evaluation.run, "enqueue_partner_digest", original)
             await run_cycle(services, parse_iso(AS_OF))
             await run_cycle(services, parse_iso(AS_OF))  # and a later run announces nothing twice
 
@@ -307,12 +307,12 @@ def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
     """Killed right after Graph accepted a mail: the mail's row said "sending" (its "sent" was written
     after the action record), so the redelivery sent the mail again. Now "sent" is written first, at
     once; the redelivery finds it, sends nothing, and records the action the dead run did not."""
-    import shared.notifications
-    from shared.notifications import drain_notifications, enqueue_partner_alert
+    import shared.notifications.worker
+    from shared.notifications.worker import drain_notifications, enqueue_partner_alert
     from tests.conftest import settings_with
 
     settings = settings_with(**ENFORCE)
-    original = shared.notifications.record_action
+    original = shared.notifications.worker.record_action
 
     async def die_when_sent(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("result") == "sent":
@@ -322,17 +322,17 @@ def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
     async def go() -> None:
         async with Services(settings) as services:
             await enqueue_partner_alert(services, "test", "crash-after-send", {"detail": "a test alert"})
-            monkeypatch.setattr(shared.notifications, "record_action", die_when_sent)
+            monkeypatch.setattr(shared.notifications.worker, "record_action", die_when_sent)
             with pytest.raises(Killed):
                 await drain_notifications(services)
-            monkeypatch.setattr(shared.notifications, "record_action", original)
+            monkeypatch.setattr(shared.notifications.worker, "record_action", original)
             await asyncio.sleep(LEASE_SECONDS + 0.2)  # the dead worker's lease and invisibility run out
             await drain_notifications(services)
 
-    import shared.removals
+    import shared.removals.worker
 
-    monkeypatch.setattr(shared.notifications, "LEASE", timedelta(seconds=LEASE_SECONDS))
-    monkeypatch.setattr(shared.removals, "PROCESSING_VISIBILITY", int(LEASE_SECONDS))
+    monkeypatch.setattr(shared.notifications.worker, "LEASE", timedelta(seconds=LEASE_SECONDS))
+    monkeypatch.setattr(shared.removals.worker, "PROCESSING_VISIBILITY", int(LEASE_SECONDS))
     run(go())
     alerts = [m for m in emulator.outbox() if m["message"]["subject"].startswith("ALERT")]
     assert len(alerts) == 1, [m["message"]["subject"] for m in alerts]
@@ -340,15 +340,15 @@ def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
     assert [r["Result"] for r in sent] == ["sent"]
 
 
-@pytest.mark.parametrize(("module", "action"), [("shared.removals", "removal.queued"),
-                                                ("shared.enforcement", "warning.queued")])
+@pytest.mark.parametrize(("module", "action"), [("shared.removals.worker", "removal.queued"),
+                                                ("shared.evaluation.run", "warning.queued")])
 def test_a_record_the_dead_run_did_not_write_is_written_by_the_next(
         env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch, module: str, action: str) -> None:
     """Killed between creating a removal (or a warning) and recording it in Actions: the next run found
     the row, took it as done, and the record was lost for good. Now the next run writes it (once)."""
     import importlib
 
-    from shared.enforcement import run_evaluation
+    from shared.evaluation.run import run_evaluation
     from tests.conftest import settings_with
 
     emulator.post_scenario(estate())
@@ -380,9 +380,9 @@ def test_a_record_the_dead_run_did_not_write_is_written_by_the_next(
 def test_a_removal_listed_in_a_digest_is_not_listed_again_after_a_crash(env: dict[str, str], emulator: Any) -> None:
     """Killed half-way through the removal queue, after the digest had gone out: the next run listed the
     removals still waiting in a second digest. Now a removal is listed in one digest only."""
-    from shared.enforcement import run_cycle, run_evaluation
-    from shared.notifications import drain_notifications
-    from shared.removals import drain_removals
+    from shared.evaluation.run import run_cycle, run_evaluation
+    from shared.notifications.worker import drain_notifications
+    from shared.removals.worker import drain_removals
     from tests.conftest import settings_with
 
     emulator.post_scenario(estate())

@@ -17,10 +17,13 @@ from typing import Any
 
 import pytest
 
-from shared.enforcement import run_cycle, run_evaluation
-from shared.models import GLOBAL_ADMINISTRATOR, HELPDESK_ADMINISTRATOR
-from shared.notifications import process_notification_queue
-from shared.removals import (
+from shared.domain.models import GLOBAL_ADMINISTRATOR, HELPDESK_ADMINISTRATOR
+from shared.evaluation.run import run_cycle, run_evaluation
+from shared.notifications.worker import process_notification_queue
+from shared.platform.retry import UpstreamError
+from shared.platform.settings import Settings
+from shared.platform.timeutil import iso, parse_iso
+from shared.removals.worker import (
     RemovalStore,
     get_removal,
     handle_removal_message,
@@ -28,10 +31,7 @@ from shared.removals import (
     process_removal_queue,
     request_removals,
 )
-from shared.retry import UpstreamError
 from shared.services import Services
-from shared.settings import Settings
-from shared.timeutil import iso, parse_iso
 from tests.conftest import load_example, settings_with
 
 AS_OF = parse_iso("2026-11-21T00:00:00Z")

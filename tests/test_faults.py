@@ -27,12 +27,12 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.enforcement import run_evaluation
-from shared.notifications import drain_notifications
-from shared.removals import drain_removals
+from shared.evaluation.run import run_evaluation
+from shared.notifications.worker import drain_notifications
+from shared.platform.settings import Settings
+from shared.platform.timeutil import parse_iso
+from shared.removals.worker import drain_removals
 from shared.services import Services
-from shared.settings import Settings
-from shared.timeutil import parse_iso
 from tests.conftest import ROOT, TEST_PACE, load_example, settings_with
 from tests.test_enforcement import ENFORCE, LAMNA, NORTHWIND, PROSEWARE, WINGTIP, estate, gdap_ids
 from tools import chaos
@@ -308,16 +308,16 @@ HOST_RETRY_SECONDS = 1.0
 
 @pytest.fixture
 def host_retry_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    import shared.notifications
-    import shared.removals
+    import shared.notifications.worker
+    import shared.removals.worker
 
-    original = shared.removals.drain_queue
+    original = shared.removals.worker.drain_queue
 
     async def like_the_host(*args: Any, **kwargs: Any) -> Any:
         return await original(*args, **{**kwargs, "retry_base": HOST_RETRY_SECONDS})
 
-    monkeypatch.setattr(shared.removals, "drain_queue", like_the_host)
-    monkeypatch.setattr(shared.notifications, "drain_queue", like_the_host)
+    monkeypatch.setattr(shared.removals.worker, "drain_queue", like_the_host)
+    monkeypatch.setattr(shared.notifications.worker, "drain_queue", like_the_host)
 
 
 async def evaluate_then_drain(services: Services, before_drain: Callable[[], None]) -> dict[str, Any]:
@@ -498,8 +498,8 @@ def test_a_transport_failure_on_one_relationship_does_not_hold_back_the_others(
     """A terminate request that never gets an answer (the connection drops every time) is an upstream
     failure like any other: the customer's other relationship is still terminated, the removal is
     retried, set aside and alerted, and the cycle reports the failure (CLI exit code 3)."""
-    from shared.enforcement import run_cycle
-    from shared.retry import UpstreamError
+    from shared.evaluation.run import run_cycle
+    from shared.platform.retry import UpstreamError
 
     settings, scenario = enforced_env
     first, second = sorted(gdap_ids(scenario, WINGTIP))

@@ -8,10 +8,10 @@ from typing import Any
 
 from azure.functions.timer import TimerRequest
 
-from shared.audit import EvaluationStore
+from shared.evaluation.report import EvaluationStore
+from shared.platform.settings import Settings
 from shared.runtime import close_services
 from shared.services import Services
-from shared.settings import Settings
 from tests.conftest import registered_functions, settings_with
 
 functions_by_name = registered_functions

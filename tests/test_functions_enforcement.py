@@ -11,10 +11,10 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
-from shared.removals import RemovalStore, list_actions
+from shared.platform.settings import Settings
+from shared.removals.worker import RemovalStore, list_actions
 from shared.runtime import close_services
 from shared.services import Services
-from shared.settings import Settings
 from tests.conftest import registered_functions, settings_with
 from tests.test_enforcement import (
     CANDIDATES,
@@ -62,7 +62,7 @@ async def _take(services: Services, queue_name: str) -> list[func.QueueMessage]:
 
 @pytest.fixture
 def function_env(env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    from shared.settings import get_settings
+    from shared.platform.settings import get_settings
 
     scenario = estate()
     emulator.post_scenario(scenario)

@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.settings import Settings
-from shared.timeutil import parse_iso
+from shared.platform.settings import Settings
+from shared.platform.timeutil import parse_iso
 from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal
 from shared.web.server import build_app
 from tests.conftest import audited_example
@@ -61,7 +61,7 @@ def state_of(settings: Settings) -> tuple[int, int, int]:
     from azure.data.tables import TableServiceClient
     from azure.storage.queue import QueueServiceClient
 
-    from shared.storage import expand_connection_string
+    from shared.platform.storage import expand_connection_string
 
     conn = expand_connection_string(settings.storage_connection)
     with TableServiceClient.from_connection_string(conn) as tables:

@@ -1,4 +1,4 @@
-"""The GDAP lifecycle (shared/gdap.py) through the emulator, the real msgraph-sdk and Azurite:
+"""The GDAP lifecycle (shared/gdap/service.py) through the emulator, the real msgraph-sdk and Azurite:
 requests from role templates, approval follow-up and access assignments, expiry and bulk
 auto-extend, removing Global Administrator, unused access assignments, re-establishing access,
 and the report's additions. Faults are injected on specific paths (``emulator.add_faults``)."""
@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 from azure.functions.timer import TimerRequest
 
-from shared.cli import main
-from shared.gdap import (
+from shared.cli.main import main
+from shared.domain.models import GLOBAL_ADMINISTRATOR, Relationship
+from shared.domain.rules import Policy, customer_row, summarize
+from shared.gdap.service import (
     INVITATION_URL,
     GdapError,
     GdapRequestStore,
@@ -27,14 +29,12 @@ from shared.gdap import (
     load_templates,
     parse_templates,
 )
-from shared.inactivity import Policy, customer_row, summarize
-from shared.models import GLOBAL_ADMINISTRATOR, Relationship
-from shared.notifications import render
-from shared.relationships import RelationshipStore
+from shared.notifications.worker import render
+from shared.platform.storage import query_all
+from shared.platform.timeutil import iso, parse_iso
+from shared.relationships.store import RelationshipStore
 from shared.runtime import close_services
 from shared.services import Services
-from shared.storage import query_all
-from shared.timeutil import iso, parse_iso
 from tests.conftest import load_example, registered_functions, settings_with
 from tests.test_cli import tables_with_prefix
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.settings import Settings
+from shared.platform.settings import Settings
 from shared.web.auth import GRANT_ROLE, READ_ROLE, REMOVE_ROLE, encode_principal
 from shared.web.server import build_app
 from tests.conftest import settings_with

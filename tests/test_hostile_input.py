@@ -25,11 +25,11 @@ from urllib.parse import quote
 
 import pytest
 
-from shared.audit import report_csv, report_table
-from shared.enforcement import run_cycle
+from shared.evaluation.report import report_csv, report_table
+from shared.evaluation.run import run_cycle
+from shared.platform.settings import Settings
+from shared.platform.timeutil import parse_iso
 from shared.services import Services
-from shared.settings import Settings
-from shared.timeutil import parse_iso
 from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal
 from shared.web.server import build_app
 from tests.browser import chromium, opened_page, serve, serve_environment, shot

@@ -15,7 +15,8 @@ import httpx
 import pytest
 import time_machine
 
-from shared.identity import (
+from shared.microsoft.partner_center import PartnerCenterClient
+from shared.platform.identity import (
     EARLY_REFRESH_SECONDS,
     PARTNER_CENTER_SCOPE,
     REFRESH_TOKEN_LIFETIME_SECONDS,
@@ -24,8 +25,7 @@ from shared.identity import (
     StaticTokenCredential,
     partner_center_credential,
 )
-from shared.partner_center import PartnerCenterClient
-from shared.settings import SettingsError
+from shared.platform.settings import SettingsError
 from tests.conftest import load_example, settings_with
 
 
@@ -136,7 +136,7 @@ def test_a_vault_that_refuses_the_write_leaves_the_token_working_and_says_so(
     scenario["missingPermissions"] = ["Key Vault Secrets Officer"]
     emulator.post_scenario(scenario)
     made, provider, store = vault_credential(emulator)
-    with caplog.at_level(logging.ERROR, logger="shared.identity"):
+    with caplog.at_level(logging.ERROR, logger="shared.platform.identity"):
         assert made.get_token(PARTNER_CENTER_SCOPE).token == "access-1"
     assert made.unsaved and "ForbiddenByRbac" in made.unsaved
     assert "not saved to Key Vault" in caplog.text

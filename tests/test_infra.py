@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from shared import telemetry
-from shared.settings import QUEUES, Settings
+from shared.platform import telemetry
+from shared.platform.settings import QUEUES, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -392,7 +392,7 @@ def test_workbook_and_alerts_query_the_events_the_app_emits(parsed: dict[str, An
     assert "__APPLICATION_INSIGHTS_ID__" in json.dumps(workbook["fallbackResourceIds"])
 
 
-# --- shared/telemetry.py -------------------------------------------------------------------------
+# --- shared/platform/telemetry.py -------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -412,7 +412,7 @@ def test_telemetry_is_a_noop_without_a_connection_string(
     monkeypatch.setitem(sys.modules, "azure.monitor.opentelemetry", None)
     assert telemetry.configure_telemetry() is False
     assert telemetry.configure_telemetry() is False
-    with caplog.at_level(logging.DEBUG, logger="shared.telemetry"):
+    with caplog.at_level(logging.DEBUG, logger="shared.platform.telemetry"):
         telemetry.track_event(telemetry.EVENT_REMOVAL_FAILED, {"tenantId": "t", "type": "GDAP", "reason": "x"})
         telemetry.track_metric("ingestion.lag_minutes", 3.5, {"mode": "report"})
     assert not telemetry.is_enabled()

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared.enforcement import run_evaluation
-from shared.models import GLOBAL_ADMINISTRATOR
-from shared.notifications import (
+from shared.domain.models import GLOBAL_ADMINISTRATOR
+from shared.evaluation.run import run_evaluation
+from shared.notifications.worker import (
     NotificationStore,
     enqueue_partner_alert,
     handle_notification_message,
@@ -20,9 +20,9 @@ from shared.notifications import (
     role_name,
     single_line,
 )
-from shared.removals import list_actions, request_removals
+from shared.platform.settings import SettingsError
+from shared.removals.worker import list_actions, request_removals
 from shared.services import Services
-from shared.settings import SettingsError
 from tests.conftest import load_example, settings_with
 from tests.test_enforcement import (
     ADMINS,
@@ -210,7 +210,7 @@ def test_send_failures_are_retried_and_bad_recipients_recorded(env: dict[str, st
 
     async def go(services: Services) -> dict[str, Any]:
         await enqueue_partner_alert(services, "stale", "stale:test", {"detail": "x", "asOf": None, "hours": 6})
-        from shared.notifications import enqueue_notification
+        from shared.notifications.worker import enqueue_notification
 
         await enqueue_notification(services.storage, "customer-removal", "customer-removal:nobody", {
             "recipients": ["no address", "a@b"], "customerName": "Nobody", "tenantId": HOSTILE_TENANT},

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from shared.platform.settings import Settings
+from shared.platform.timeutil import parse_iso
 from shared.services import Services
-from shared.settings import Settings
-from shared.timeutil import parse_iso
 from tests.browser import Page, Portal, require_chromium, serve, serve_environment, shot
 from tests.conftest import ROOT
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from shared.platform.settings import Settings
 from shared.services import Services
-from shared.settings import Settings
 from tests.browser import Page, Portal, require_chromium, serve, serve_environment, shot
 from tests.test_gdap import (
     ADATUM,

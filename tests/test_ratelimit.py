@@ -1,4 +1,4 @@
-"""The client-side pace of Graph's sign-in log (shared.ratelimit): 5 requests per 10 s per tenant."""
+"""The client-side pace of Graph's sign-in log (shared.platform.ratelimit): 5 requests per 10 s per tenant."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared.ratelimit import SIGNIN_MAX_REQUESTS, SIGNIN_WINDOW_SECONDS, SlidingWindowLimiter
+from shared.platform.ratelimit import SIGNIN_MAX_REQUESTS, SIGNIN_WINDOW_SECONDS, SlidingWindowLimiter
+from shared.platform.settings import Settings, SettingsError
 from shared.services import Services
-from shared.settings import Settings, SettingsError
 
 
 def test_no_window_ever_holds_more_than_the_limit() -> None:
@@ -85,7 +85,7 @@ def test_the_pace_is_a_setting_not_a_switch_on_the_emulator(env: dict[str, str])
 
 
 def test_every_sign_in_page_waits_for_the_limiter(env: dict[str, str]) -> None:
-    from shared.timeutil import parse_iso
+    from shared.platform.timeutil import parse_iso
     from tests.conftest import settings_with
 
     async def go() -> tuple[int, dict[str, Any]]:

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from azure.functions.queue import QueueMessage
 
-from shared.enforcement import run_evaluation
-from shared.removals import (
+from shared.evaluation.run import run_evaluation
+from shared.platform.retry import UpstreamError, may_retry
+from shared.platform.timeutil import utcnow
+from shared.removals.worker import (
     LEASE,
     RemovalNotYet,
     RemovalStore,
@@ -24,10 +26,8 @@ from shared.removals import (
     removal_message,
     request_removals,
 )
-from shared.retry import UpstreamError, may_retry
 from shared.runtime import close_services
 from shared.services import Services
-from shared.timeutil import utcnow
 from tests.conftest import registered_functions, settings_with
 from tests.test_enforcement import (
     AS_OF,
@@ -172,7 +172,7 @@ def test_the_last_check_waits_for_the_sign_in_log_to_settle(enforced: dict[str, 
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A removal decided at T is checked and executed only once Microsoft's clock passes T plus
     SIGNIN_LOG_LATENCY_MINUTES; its message stays invisible meanwhile."""
-    from shared.settings import get_settings
+    from shared.platform.settings import get_settings
 
     for key, value in {**ENFORCE, "SIGNIN_LOG_LATENCY_MINUTES": "10"}.items():
         monkeypatch.setenv(key, value)
@@ -212,7 +212,7 @@ def test_a_failure_that_is_not_microsofts_is_contained_and_alerted(enforced: dic
     """An expired Partner Center refresh token raises PermissionError inside the sync: the evaluation
     still runs on what the store holds, removes nothing on stale data, and tells the partner admins.
     A failure of the evaluation itself is recorded and alerted before it is raised."""
-    from shared.removals import list_actions
+    from shared.removals.worker import list_actions
 
     settings = settings_with(**ENFORCE)
 
@@ -267,7 +267,7 @@ def test_people_fall_under_the_circuit_breaker_too(enforced: dict[str, Any], emu
 def test_a_forged_notification_message_mails_nobody_it_names(enforced: dict[str, Any], emulator: Any) -> None:
     """Anyone with write access to the queue could mail anyone from NOTIFY_SENDER if messages were
     mailed as queued. The worker takes recipients and content from the store; the message is a key."""
-    from shared.notifications import handle_notification_message
+    from shared.notifications.worker import handle_notification_message
     from tests.test_enforcement import mails, recipients
 
     settings = settings_with(**ENFORCE)
@@ -294,7 +294,7 @@ def test_a_forged_notification_message_mails_nobody_it_names(enforced: dict[str,
 
 
 def test_a_termination_that_takes_hours_is_requested_until_it_is_done(env: dict[str, str], emulator: Any) -> None:
-    from shared.removals import refresh_requested_removals
+    from shared.removals.worker import refresh_requested_removals
 
     scenario = estate()
     scenario["asyncDurations"] = {"termination": "PT6H"}
@@ -317,7 +317,7 @@ def test_a_termination_that_takes_hours_is_requested_until_it_is_done(env: dict[
 
 
 def test_a_termination_that_fails_is_reported_failed_with_the_reason(env: dict[str, str], emulator: Any) -> None:
-    from shared.removals import list_actions, refresh_requested_removals
+    from shared.removals.worker import list_actions, refresh_requested_removals
 
     scenario = estate()
     for customer in scenario["customers"]:
@@ -346,7 +346,7 @@ def test_a_termination_that_fails_is_reported_failed_with_the_reason(env: dict[s
 def test_no_removal_goes_on_while_customer_notices_cannot_be_sent(enforced: dict[str, Any], emulator: Any) -> None:
     """sendMail refused (403: Mail.Send missing or restricted): the next evaluation halts, queued
     removals wait, and both go on once a mail is sent again."""
-    from shared.notifications import enqueue_partner_alert, mail_broken, process_notification_queue
+    from shared.notifications.worker import enqueue_partner_alert, mail_broken, process_notification_queue
 
     settings = settings_with(**ENFORCE)
     emulator.add_faults([{"method": "POST", "pathPrefix": "/v1.0/users/", "status": 403, "times": 40}])
@@ -385,7 +385,7 @@ def test_the_trail_has_a_tamper_evident_copy(env: dict[str, str]) -> None:
     altered in the table afterwards is found by comparing the two."""
     from azure.data.tables import UpdateMode
 
-    from shared.removals import record_action, verify_trail
+    from shared.removals.worker import record_action, verify_trail
 
     settings = settings_with()
 

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from shared.inactivity import (
+from shared.domain.models import Relationship
+from shared.domain.rules import (
     Policy,
     bucket_of,
     customer_row,
@@ -14,8 +15,8 @@ from shared.inactivity import (
     sort_rows,
     summarize,
 )
-from shared.models import Relationship
-from shared.signins import (
+from shared.platform.timeutil import day_start, parse_iso
+from shared.signins.ingestion import (
     EVENT,
     INTERACTIVE,
     NON_INTERACTIVE,
@@ -25,7 +26,6 @@ from shared.signins import (
     qualifies,
     slices,
 )
-from shared.timeutil import day_start, parse_iso
 
 AS_OF = parse_iso("2026-11-21T12:00:00Z")
 PARTNER = "6513270e-269e-4d37-b2a7-4de452e6b438"

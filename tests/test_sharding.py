@@ -1,4 +1,4 @@
-"""Customer shards and the sharded evaluation (shared.sharding, shared.fanout, functions/fanout.py):
+"""Customer shards and the sharded evaluation (shared.platform.sharding, shared.evaluation.fanout, functions/fanout.py):
 the fanned-out evaluation stores exactly the report the in-process one computes, and applies the
 same policy, through the real queue triggers, Azurite and the emulator."""
 
@@ -16,21 +16,21 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
-from shared.audit import EvaluationStore, compute_report, policy_from_settings
-from shared.fanout import (
+from shared.domain.rules import sort_rows
+from shared.evaluation.fanout import (
     handle_shard_message,
     handle_shard_poison,
     run_shard_messages,
     start_sharded_evaluation,
 )
-from shared.inactivity import sort_rows
-from shared.removals import list_actions
+from shared.evaluation.report import EvaluationStore, compute_report, policy_from_settings
+from shared.platform.settings import EVALUATION_SHARDS_QUEUE
+from shared.platform.sharding import SHARDS, key_range_filter, shard_bounds, shard_containing, shard_of_tenant
+from shared.platform.state import StateStore
+from shared.platform.timeutil import parse_iso
+from shared.removals.worker import list_actions
 from shared.runtime import close_services
 from shared.services import Services
-from shared.settings import EVALUATION_SHARDS_QUEUE
-from shared.sharding import SHARDS, key_range_filter, shard_bounds, shard_containing, shard_of_tenant
-from shared.state import StateStore
-from shared.timeutil import parse_iso
 from tests.conftest import load_example, registered_functions, settings_with
 from tests.oracle import comparable, expected_report
 from tests.test_audit_integration import AS_OF, generate
@@ -129,7 +129,7 @@ def test_evaluations_stored_before_rows_were_sharded_are_still_read(env: dict[st
 def test_the_timer_fans_out_and_the_shard_trigger_applies_the_policy(env: dict[str, str], emulator: Any,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Enforce mode through the registered functions: the same removal messages as the in-process run."""
-    from shared.settings import get_settings
+    from shared.platform.settings import get_settings
 
     emulator.post_scenario(estate())
     for key, value in {**ENFORCE, "EVALUATION_SHARD_THRESHOLD": "0"}.items():

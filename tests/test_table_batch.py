@@ -1,4 +1,4 @@
-"""The directly encoded entity group transactions (shared.table_batch) against real Azurite: the same
+"""The directly encoded entity group transactions (shared.platform.table_batch) against real Azurite: the same
 entities as the SDK's submit_transaction, the same errors, and no transaction over the payload limit."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from shared import table_batch
-from shared.table_batch import check_batch_response, encode_upserts, submit_upserts
+from shared.platform import table_batch
+from shared.platform.table_batch import check_batch_response, encode_upserts, submit_upserts
 from tools.azurite import RunningAzurite
 
 
@@ -138,11 +138,11 @@ def test_response_parsing() -> None:
 
 
 def test_queries_return_what_the_sdk_returns(azurite: RunningAzurite) -> None:
-    """shared.storage.query_all (shared.table_query) against the SDK's own pager: same entities, paged."""
+    """shared.platform.storage.query_all (shared.platform.table_query) against the SDK's own pager: same entities, paged."""
     from azure.core.exceptions import ResourceNotFoundError
     from azure.data.tables import EdmType, EntityProperty
 
-    from shared.storage import query_all
+    from shared.platform.storage import query_all
 
     async def go() -> None:
         table = await _table(azurite)

@@ -20,7 +20,7 @@ Writes ``docs/performance.md`` and ``docs/performance.json`` (``--out-dir``). ``
 small estate in well under 30 s (a smoke test of the harness, written to ``.bench/quick``).
 
 The estates' emulator is unthrottled and the product unpaced: those figures are the product's own
-cost, not Graph's pace (5 requests / 10 s per tenant for the sign-in log, which ``shared.ratelimit``
+cost, not Graph's pace (5 requests / 10 s per tenant for the sign-in log, which ``shared.platform.ratelimit``
 keeps to in Azure); the pace measurement is the one run with the throttle on.
 """
 
@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from shared.sharding import SHARDS
+from shared.platform.sharding import SHARDS
 from tools.azurite import ROOT, RunningAzurite, free_port, start_azurite
 from tools.emulator.testing import RunningEmulator, start_emulator
 
@@ -518,7 +518,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "The estates run the emulator without its throttle (a scenario setting) and the product unpaced "
         "(`SIGNIN_PACE=off`), so these are the product's own costs. In Azure, Graph serves the sign-in "
         "log at most 5 requests (pages of 1,000) per 10 s per tenant -- 500 sign-ins/s, which the product paces "
-        "itself to (`shared/ratelimit.py`); see `scale.md`. How close to that limit the product runs is measured "
+        "itself to (`shared/platform/ratelimit.py`); see `scale.md`. How close to that limit the product runs is measured "
         "separately, with the throttle on (below, *Pace against a throttled sign-in log*).",
         "",
         "## Targets",

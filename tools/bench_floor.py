@@ -8,7 +8,7 @@ Each figure of ``tools.bench`` is reported next to a floor and as a ratio produc
   only sign-ins whose ``crossTenantAccessType`` has the ``serviceProvider`` flag are kept) paged out
   of the emulator with plain httpx (no SDK, no middleware)
   and written *raw*, one entity per sign-in, to Azurite in 100-entity transactions through the same
-  ``$batch`` encoder the product uses (``shared.table_batch``). PK = the sign-in's hour: a page of
+  ``$batch`` encoder the product uses (``shared.platform.table_batch``). PK = the sign-in's hour: a page of
   1,000 sign-ins spans an hour or two, so transactions fill, and partitions stay small -- Azurite
   finds an entity by scanning its partition, so day-sized partitions of raw sign-ins would make the
   floor quadratic (30 minutes for a million) for a reason Azure does not have; for the same reason
@@ -42,14 +42,14 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from shared.graph import SIGNIN_EVENT_TYPES, SIGNIN_PAGE_SIZE, SIGNIN_SELECT
-from shared.identity import DEVELOPMENT_TOKEN
-from shared.signins import slices
-from shared.storage import BATCH_LIMIT
-from shared.table_batch import submit_upserts
-from shared.timeutil import day_key, day_start, graph_literal, parse_iso
+from shared.microsoft.graph import SIGNIN_EVENT_TYPES, SIGNIN_PAGE_SIZE, SIGNIN_SELECT
+from shared.platform.identity import DEVELOPMENT_TOKEN
+from shared.platform.storage import BATCH_LIMIT
+from shared.platform.table_batch import submit_upserts
+from shared.platform.timeutil import day_key, day_start, graph_literal, parse_iso
+from shared.signins.ingestion import slices
 
-WRITES_IN_FLIGHT = 8  # as shared.storage.upsert_all
+WRITES_IN_FLIGHT = 8  # as shared.platform.storage.upsert_all
 # Azurite (LokiJS) keeps a table's entities in sorted index arrays, so an insert costs time in
 # proportion to the table's size: a million raw rows in one table would make the floor quadratic, a
 # cost Azure does not have. The raw rows go to 16 tables by hour instead (still 100-entity batches).
@@ -62,7 +62,7 @@ def peak_rss_mb() -> float:
 
 
 def sign_in_url(root: str, start: Any, end: Any, kind: str) -> str:
-    """The product's query (``shared.graph.GraphClient.sign_in_url``) for one kind of user sign-in."""
+    """The product's query (``shared.microsoft.graph.GraphClient.sign_in_url``) for one kind of user sign-in."""
     flt = (f"createdDateTime ge {graph_literal(start)} and createdDateTime le {graph_literal(end)}"
            " and crossTenantAccessType ne 'none' and status/errorCode eq 0"
            f" and signInEventTypes/any(t: t eq '{SIGNIN_EVENT_TYPES[kind]}')")
@@ -79,7 +79,7 @@ async def _table(conn: str, name: str) -> TableClient:
 
 
 async def _tables(service: TableServiceClient, names: list[str]) -> list[TableClient]:
-    """Table clients sharing the service client's connection pool (as shared.storage.Storage does)."""
+    """Table clients sharing the service client's connection pool (as shared.platform.storage.Storage does)."""
     for name in names:
         with contextlib.suppress(ResourceExistsError):
             await service.create_table(name)

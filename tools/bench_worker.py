@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from shared.platform.settings import Settings
+from shared.platform.timeutil import parse_iso
 from shared.services import Services
-from shared.settings import Settings
-from shared.timeutil import parse_iso
 from tools.bench_floor import peak_rss_mb
 
 
@@ -70,7 +70,7 @@ async def run_step(args: argparse.Namespace) -> dict[str, Any]:
             seconds, result = await _timed(lambda: services.ingest_sign_ins(as_of), profile)
             return {"seconds": seconds, **result}
         if args.step == "evaluate":
-            from shared.enforcement import run_evaluation
+            from shared.evaluation.run import run_evaluation
 
             started = time.perf_counter()
             report = await services.report(as_of)
@@ -81,12 +81,12 @@ async def run_step(args: argparse.Namespace) -> dict[str, Any]:
                     "summary": report["summary"], "evaluationId": summary["evaluationId"],
                     "halted": summary["halted"]}
         if args.step == "fanout":
-            from shared.fanout import start_sharded_evaluation
+            from shared.evaluation.fanout import start_sharded_evaluation
 
             seconds, result = await _timed(lambda: start_sharded_evaluation(services, as_of, refresh=False), profile)
             return {"seconds": seconds, **result}
         if args.step == "shard":
-            from shared.fanout import run_shard_messages
+            from shared.evaluation.fanout import run_shard_messages
 
             seconds, result = await _timed(lambda: run_shard_messages(services, max_idle=args.idle), profile)
             return {"seconds": seconds, **result}

@@ -80,8 +80,8 @@ HOSTILE_NAMES: tuple[str, ...] = (
 
 def fast_clock(lease_seconds: float) -> None:
     """Shorten the removal and notification leases and the queue's processing visibility."""
-    import shared.notifications as notifications
-    import shared.removals as removals
+    import shared.notifications.worker as notifications
+    import shared.removals.worker as removals
 
     removals.LEASE = timedelta(seconds=lease_seconds)
     notifications.LEASE = timedelta(seconds=lease_seconds)
@@ -222,7 +222,7 @@ IGNORED_ACTIONS = frozenset({"removal.attempt"})  # a failed attempt under injec
 
 
 async def action_rows(settings: Any) -> list[dict[str, Any]]:
-    from shared.storage import Storage, query_all
+    from shared.platform.storage import Storage, query_all
 
     storage = Storage(settings)
     try:
@@ -289,11 +289,11 @@ def enforcement_reference(emulator: Any, scenario: dict[str, Any], settings: Any
 def _reference(emulator: Any, scenario: dict[str, Any], settings: Any, as_of: str) -> dict[str, Any]:
     import asyncio
 
-    from shared.enforcement import run_evaluation
-    from shared.notifications import drain_notifications
-    from shared.removals import drain_removals
+    from shared.evaluation.run import run_evaluation
+    from shared.notifications.worker import drain_notifications
+    from shared.platform.timeutil import parse_iso
+    from shared.removals.worker import drain_removals
     from shared.services import Services
-    from shared.timeutil import parse_iso
 
     async def cycle() -> tuple[dict[str, Any], int, dict[str, Any]]:
         async with Services(settings) as services:
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(collected(), indent=1, sort_keys=True, ensure_ascii=False))
         return 0
     fast_clock(args.lease_seconds)
-    from shared.cli import main as cli_main
+    from shared.cli.main import main as cli_main
 
     rest = list(args.args[1:] if args.args[:1] == ["--"] else args.args)
     return cli_main(rest)

@@ -45,7 +45,7 @@ param keyVaultSecretNames object
 @description('Whether PARTNER_CENTER_APP_SECRET / PARTNER_CENTER_REFRESH_TOKEN reference the vault (DAP enabled) or stay empty.')
 param partnerCenterSecretsFromKeyVault bool
 
-@description('The product\'s settings (name -> string value), one per entry of shared.settings.Settings that is not provided by the platform here.')
+@description('The product\'s settings (name -> string value), one per entry of shared.platform.settings.Settings that is not provided by the platform here.')
 param appSettings object
 
 @description('Upper bound of instances Flex Consumption may scale out to (40 is the smallest the plan accepts).')

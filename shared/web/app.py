@@ -30,11 +30,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.relationships import RelationshipStore
+from shared.domain.roles import role_catalog, role_name
+from shared.platform.settings import SettingsError
+from shared.platform.timeutil import iso, iso_optional, parse_iso, utcnow
+from shared.relationships.store import RelationshipStore
 from shared.services import Services
-from shared.settings import SettingsError
-from shared.signins import ActivityReader, AgentDirectory
-from shared.timeutil import iso, iso_optional, parse_iso, utcnow
+from shared.signins.ingestion import ActivityReader, AgentDirectory
 from shared.web import schemas
 from shared.web.auth import (
     GRANT_ROLE,
@@ -47,7 +48,6 @@ from shared.web.auth import (
     principal_header_trusted,
 )
 from shared.web.catalog import BUCKET_FILTERS, DEFAULT_SORT, SORT_KEYS, CustomerIndex, Query, QueryError
-from shared.web.roles import role_catalog, role_name
 from shared.web.runs import AuditRuns
 from shared.web.security import (
     HostCheck,
@@ -113,10 +113,10 @@ class WebState:
 
 
 def removals_module() -> ModuleType:
-    """``shared.removals``, imported on first use (it pulls in the mail templates)."""
-    import shared.removals
+    """``shared.removals.worker``, imported on first use (it pulls in the mail templates)."""
+    import shared.removals.worker
 
-    return shared.removals
+    return shared.removals.worker
 
 
 # --- request helpers ---------------------------------------------------------------------------------
@@ -665,8 +665,8 @@ def trend_points(heads: list[dict[str, Any]], days: int) -> list[dict[str, Any]]
 async def drain_removal_queue(state: WebState) -> None:
     """serve only: what the queue functions do in Azure (removals, then the mail they cause), every
     few seconds and after each request."""
-    from shared.notifications import process_notification_queue
-    from shared.removals import process_removal_queue
+    from shared.notifications.worker import process_notification_queue
+    from shared.removals.worker import process_removal_queue
 
     wakeup = state.drain_wakeup
     assert wakeup is not None

@@ -2,7 +2,7 @@
 
 Reads need ``Relationships.Read``; every change (requests, follow-up, extend, removing Global
 Administrator, re-establish) needs ``Relationships.Remove`` and passes the same JSON-only, same-site
-body check as ``POST /api/removals``. The work is done by :class:`shared.gdap.GdapService`.
+body check as ``POST /api/removals``. The work is done by :class:`shared.gdap.service.GdapService`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from shared.gdap import GdapError, GdapService, TemplateError
-from shared.retry import UpstreamError
-from shared.settings import SettingsError
-from shared.timeutil import parse_iso, utcnow
+from shared.gdap.service import GdapError, GdapService, TemplateError
+from shared.platform.retry import UpstreamError
+from shared.platform.settings import SettingsError
+from shared.platform.timeutil import parse_iso, utcnow
 from shared.web import schemas
 from shared.web.app import (
     ApiError,

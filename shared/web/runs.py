@@ -15,9 +15,9 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from shared.platform.state import StateStore
+from shared.platform.timeutil import iso, parse_iso, utcnow
 from shared.services import Services
-from shared.state import StateStore
-from shared.timeutil import iso, parse_iso, utcnow
 
 log = logging.getLogger(__name__)
 

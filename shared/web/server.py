@@ -15,8 +15,8 @@ import sys
 import uvicorn
 from fastapi import FastAPI
 
+from shared.platform.settings import Settings
 from shared.services import Services
-from shared.settings import Settings
 from shared.web.app import WebConfig, create_app
 from shared.web.auth import principal_header_trusted
 

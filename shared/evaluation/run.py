@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError
 
-from shared.audit import policy_from_settings
-from shared.inactivity import days_until_candidate
-from shared.notifications import (
+from shared.domain.rules import days_until_candidate
+from shared.evaluation.report import policy_from_settings
+from shared.notifications.worker import (
     drain_notifications,
     enqueue_customer_warning,
     enqueue_partner_alert,
@@ -42,7 +42,11 @@ from shared.notifications import (
     mark_listed_in_digest,
     require_sender,
 )
-from shared.removals import (
+from shared.platform.retry import UpstreamError
+from shared.platform.state import ConcurrentRunError, Coverage, StateStore
+from shared.platform.storage import get_or_none
+from shared.platform.timeutil import iso, parse_iso, parse_optional, utcnow, whole_days
+from shared.removals.worker import (
     POLICY_ACTOR,
     RemovalStore,
     drain_removals,
@@ -54,10 +58,6 @@ from shared.removals import (
     removal_id_for,
     stretch_of,
 )
-from shared.retry import UpstreamError
-from shared.state import ConcurrentRunError, Coverage, StateStore
-from shared.storage import get_or_none
-from shared.timeutil import iso, parse_iso, parse_optional, utcnow, whole_days
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -163,7 +163,7 @@ def effective_as_of(coverage: Coverage, as_of: datetime) -> datetime:
 async def apply_policy(services: Services, report: dict[str, Any], evaluation_id: str, *, as_of: datetime,
                        refresh_error: str | None) -> dict[str, Any]:
     """The evaluation's second half, on a stored report: guards, warnings, removal queue, digest.
-    (The sharded evaluation, ``shared.fanout``, runs it once all shards are stored.)"""
+    (The sharded evaluation, ``shared.evaluation.fanout``, runs it once all shards are stored.)"""
     settings = services.settings
     state = StateStore(services.storage)
     effective = parse_iso(report["asOf"])

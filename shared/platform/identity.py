@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 from azure.core.credentials import AccessToken
 
-from shared.settings import Settings, SettingsError
+from shared.platform.settings import Settings, SettingsError
 
 DEVELOPMENT_TOKEN = "development-token"  # noqa: S105 - the emulator accepts any bearer token
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"

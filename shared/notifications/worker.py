@@ -7,7 +7,7 @@ writes a ``Notifications`` state row (``queued -> sending -> sent | skipped | fa
 and before the row says ``sent`` sends it once more when the same message is retried: the only
 window in which a mail can go out twice; Graph offers no idempotent send.)
 
-Templates are Jinja2 under ``shared/templates/<language>/`` (HTML autoescaped, plain text beside
+Templates are Jinja2 under ``shared/notifications/templates/<language>/`` (HTML autoescaped, plain text beside
 it); the customer's language comes from the billing-profile culture (``ja-*`` -> Japanese, anything
 else -> English). Subjects are forced onto one line: a customer name cannot inject mail headers.
 """
@@ -31,9 +31,20 @@ from azure.core.exceptions import (
 )
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from shared.models import GLOBAL_ADMINISTRATOR, HELPDESK_ADMINISTRATOR
-from shared.relationships import RelationshipStore
-from shared.removals import (
+from shared.domain.models import GLOBAL_ADMINISTRATOR, HELPDESK_ADMINISTRATOR
+from shared.platform.retry import UpstreamError
+from shared.platform.settings import NOTIFICATIONS_QUEUE, Settings, SettingsError
+from shared.platform.state import StateStore
+from shared.platform.storage import (
+    ConflictingWrite,
+    Storage,
+    create_if_absent,
+    replace_if_unchanged,
+    shard_of,
+)
+from shared.platform.timeutil import iso, parse_optional, utcnow
+from shared.relationships.store import RelationshipStore
+from shared.removals.worker import (
     Busy,
     DrainResult,
     Removal,
@@ -41,11 +52,6 @@ from shared.removals import (
     drain_queue,
     record_action,
 )
-from shared.retry import UpstreamError
-from shared.settings import NOTIFICATIONS_QUEUE, Settings, SettingsError
-from shared.state import StateStore
-from shared.storage import ConflictingWrite, Storage, create_if_absent, replace_if_unchanged, shard_of
-from shared.timeutil import iso, parse_optional, utcnow
 
 if TYPE_CHECKING:
     from shared.services import Services

@@ -18,9 +18,9 @@ from typing import Any, NoReturn
 
 from azure.core.exceptions import AzureError
 
-from shared.retry import UpstreamError
-from shared.settings import Settings, SettingsError, get_settings
-from shared.timeutil import iso, parse_iso
+from shared.platform.retry import UpstreamError
+from shared.platform.settings import Settings, SettingsError, get_settings
+from shared.platform.timeutil import iso, parse_iso
 
 EXIT_OK, EXIT_USAGE, EXIT_UPSTREAM = 0, 2, 3
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     enforce = commands.add_parser("enforce", help="run the whole automated cycle once")
     enforce.add_argument("--as-of", type=_as_of, help="ISO time the cycle runs for (default: now)")
 
-    from shared.gdap_cli import add_gdap_commands
+    from shared.cli.gdap import add_gdap_commands
 
     add_gdap_commands(commands, _as_of)
     return parser
@@ -86,7 +86,7 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.audit import report_csv, report_table
+    from shared.evaluation.report import report_csv, report_table
     from shared.services import FutureAsOfError, Services
 
     async with Services(settings) as services:
@@ -105,7 +105,7 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.enforcement import run_cycle  # type: ignore[import-not-found,unused-ignore]
+    from shared.evaluation.run import run_cycle  # type: ignore[import-not-found,unused-ignore]
     from shared.services import AS_OF_SKEW, Services
 
     async with Services(settings) as services:
@@ -120,7 +120,7 @@ async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
             # What was done so far is kept and reported: the summary still goes to stdout.
             partial = getattr(exc, "summary", None)
             if partial is not None:
-                from shared.enforcement import _public
+                from shared.evaluation.run import _public
 
                 sys.stdout.write(json.dumps(_public(partial), ensure_ascii=False, indent=1) + "\n")
             raise
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings, args)
         if args.command == "gdap":
-            from shared.gdap_cli import run_gdap
+            from shared.cli.gdap import run_gdap
 
             return _run(lambda: run_gdap(settings, args))
         raise UsageError(f"unknown command {args.command}")
@@ -173,7 +173,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UPSTREAM
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

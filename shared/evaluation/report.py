@@ -17,13 +17,13 @@ from typing import Any
 
 from azure.data.tables import UpdateMode
 
-from shared.inactivity import Policy, customer_row, sort_rows, summarize
-from shared.relationships import Estate, RelationshipStore
-from shared.sharding import SHARDS, shard_of_tenant
-from shared.signins import ActivityReader
-from shared.state import Coverage, StateStore
-from shared.storage import Storage, partition, upsert_all
-from shared.timeutil import iso, iso_optional, parse_iso, utcnow
+from shared.domain.rules import Policy, customer_row, sort_rows, summarize
+from shared.platform.sharding import SHARDS, shard_of_tenant
+from shared.platform.state import Coverage, StateStore
+from shared.platform.storage import Storage, partition, upsert_all
+from shared.platform.timeutil import iso, iso_optional, parse_iso, utcnow
+from shared.relationships.store import Estate, RelationshipStore
+from shared.signins.ingestion import ActivityReader
 
 SCHEMA_VERSION = 1
 MAX_TICKS = 10**13
@@ -39,7 +39,7 @@ async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id
                          coverage: Coverage | None = None) -> dict[str, Any]:
     """The report from what the store holds (no calls to Microsoft).
 
-    ``shard`` restricts it to the customers of one shard (``shared.sharding``), reading only that
+    ``shard`` restricts it to the customers of one shard (``shared.platform.sharding``), reading only that
     shard's partitions; ``coverage`` fixes the coverage the rows are computed against (the sharded
     evaluation hands every shard the same one).
     """

@@ -1,10 +1,10 @@
 """Customer shards: how per-customer data is spread over table partitions and evaluation work.
 
-A customer's shard is the first character of its tenant id (``shared.storage.shard_of``): 16
+A customer's shard is the first character of its tenant id (``shared.platform.storage.shard_of``): 16
 shards for the GUIDs Microsoft issues. ``Customers``, ``Relationships``, ``LastSignIns`` are
 partitioned by it, ``EvaluationRows`` by ``<evaluation>-<shard>``, and ``SignInDays`` rows are
 range-keyed by tenant inside each day, so each shard's slice of every table is one partition or
-one key range, and a shard's work (``shared.fanout``) reads nothing of the other shards.
+one key range, and a shard's work (``shared.evaluation.fanout``) reads nothing of the other shards.
 
 Shards are *ranges* of keys, not only the 16 hex characters: shard ``0`` starts at the empty string
 and shard ``f`` runs to the end, so a key that is not a lower-case GUID still belongs to exactly one
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.storage import shard_of
+from shared.platform.storage import shard_of
 
 SHARDS: tuple[str, ...] = tuple("0123456789abcdef")
 

@@ -23,7 +23,7 @@ GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 # Queue names used by the app; the infrastructure creates each of them and its poison queue.
 REMOVALS_QUEUE = "removals"
 NOTIFICATIONS_QUEUE = "notifications"
-EVALUATION_SHARDS_QUEUE = "evaluation-shards"  # one message per customer shard (shared.fanout)
+EVALUATION_SHARDS_QUEUE = "evaluation-shards"  # one message per customer shard (shared.evaluation.fanout)
 QUEUES = (REMOVALS_QUEUE, NOTIFICATIONS_QUEUE, EVALUATION_SHARDS_QUEUE)
 
 
@@ -137,7 +137,7 @@ class Settings:
         "NOTIFY_PARTNER_LANGUAGE", "en", "Language of the partner admins' mail: en or ja (customers get "
         "theirs from the billing-profile culture)")
 
-    # --- GDAP (shared.gdap) ---------------------------------------------------------------------------
+    # --- GDAP (shared.gdap.service) ---------------------------------------------------------------------------
     gdap_group_admin_agents: str = _setting(
         "GDAP_GROUP_ADMINAGENTS", "", "Partner security group id for the templates' AdminAgents group; "
         "empty: looked up in Graph by display name. Another template group name N reads GDAP_GROUP_<N>")

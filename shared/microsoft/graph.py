@@ -56,12 +56,12 @@ from msgraph.generated.tenant_relationships.delegated_admin_relationships.delega
 from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
 from msgraph_core import GraphClientFactory
 
-from shared.inactivity import qualifies
-from shared.models import AccessAssignment, Relationship
-from shared.ratelimit import SlidingWindowLimiter
-from shared.retry import RETRY_STATUSES, TRANSIENT_ERRORS, UpstreamError, may_retry, retry_transient
-from shared.settings import GUID_RE
-from shared.timeutil import graph_literal, observe_response_date, parse_optional
+from shared.domain.models import AccessAssignment, Relationship
+from shared.domain.rules import qualifies
+from shared.platform.ratelimit import SlidingWindowLimiter
+from shared.platform.retry import RETRY_STATUSES, TRANSIENT_ERRORS, UpstreamError, may_retry, retry_transient
+from shared.platform.settings import GUID_RE
+from shared.platform.timeutil import graph_literal, observe_response_date, parse_optional
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def unanswered(exc: BaseException, what: str) -> UpstreamError:
 
 
 class SafeRetryHandler(RetryHandler):  # type: ignore[misc]
-    """The SDK's retry handler, also covering 500 and 502 -- for reads only (``shared.retry.may_retry``):
+    """The SDK's retry handler, also covering 500 and 502 -- for reads only (``shared.platform.retry.may_retry``):
     a terminate request or a sendMail answered 500 may have taken effect, and is not resent."""
 
     def should_retry(self, request: Any, options: RetryHandlerOption, response: Any) -> bool:
@@ -130,7 +130,7 @@ def build_http_client(retry_delay: float, max_retries: int) -> Any:
             safe.retry_on_status_codes = set(RETRY_STATUSES)
             middleware[index] = safe
     client = KiotaClientFactory.get_default_client()
-    client.event_hooks["response"].append(observe_response_date)  # Microsoft's clock (shared.timeutil)
+    client.event_hooks["response"].append(observe_response_date)  # Microsoft's clock (shared.platform.timeutil)
     return GraphClientFactory.create_with_custom_middleware(middleware, client=client)
 
 

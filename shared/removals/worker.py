@@ -35,11 +35,10 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from shared.models import Relationship
-from shared.relationships import RelationshipStore
-from shared.retry import UpstreamError
-from shared.settings import GUID_RE, REMOVALS_QUEUE
-from shared.storage import (
+from shared.domain.models import Relationship
+from shared.platform.retry import UpstreamError
+from shared.platform.settings import GUID_RE, REMOVALS_QUEUE
+from shared.platform.storage import (
     ConflictingWrite,
     Storage,
     create_if_absent,
@@ -48,7 +47,8 @@ from shared.storage import (
     replace_if_unchanged,
     shard_of,
 )
-from shared.timeutil import iso, parse_optional, utcnow
+from shared.platform.timeutil import iso, parse_optional, utcnow
+from shared.relationships.store import RelationshipStore
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -456,7 +456,7 @@ async def request_removals(services: Services, tenant_ids: list[str], *, request
     evaluation or has nothing to remove within ``REMOVAL_SCOPE``. A customer with a removal still
     under way gets that removal back instead of a second one.
     """
-    from shared.notifications import require_sender
+    from shared.notifications.worker import require_sender
 
     await services.storage.ensure()
     settings = services.settings
@@ -598,7 +598,7 @@ async def refresh_removal(services: Services, removal: Removal) -> Removal:
                             action="removal.completed", result="completed", reason=removal.reason,
                             removal_id=removal.id, action_id=f"{removal.id}:completed")
     elif all(r["state"] in ("completed", "skipped", "failed") for r in removal.relationships):
-        from shared.notifications import enqueue_partner_alert
+        from shared.notifications.worker import enqueue_partner_alert
 
         removal.status = "failed"
         removal.status_reason = "; ".join(f"{r.get('displayName') or r['id']}: {r.get('note')}"
@@ -786,7 +786,7 @@ async def _wait_for_the_log(services: Services, removal: Removal) -> None:
 async def _wait_for_mail(services: Services, removal: Removal) -> None:
     """No customer loses access without being told: while mail cannot be sent, a removal whose
     customer is to be notified waits (RemovalNotYet) instead of starting."""
-    from shared.notifications import mail_broken
+    from shared.notifications.worker import mail_broken
 
     if not (removal.customer_notified and services.settings.notify_customers):
         return
@@ -886,7 +886,7 @@ async def _execute(services: Services, store: RemovalStore, removal: Removal) ->
     final = "requested" if "requested" in states else "completed"
     if removal.customer_notified and services.settings.notify_customers and not removal.notice_queued:
         # Enqueued before the final write: a crash in between re-sends the same key, which dedupes.
-        from shared.notifications import enqueue_customer_removal_notice
+        from shared.notifications.worker import enqueue_customer_removal_notice
 
         await enqueue_customer_removal_notice(services, removal)
         removal.notice_queued = True
@@ -1023,7 +1023,7 @@ async def _store_gdap_status(services: Services, tenant_id: str, relationship_id
 
 async def handle_removal_poison(services: Services, body: bytes | str) -> None:
     """A removal message the queue gave up on: mark the removal failed, write it down, alert."""
-    from shared.notifications import enqueue_partner_alert
+    from shared.notifications.worker import enqueue_partner_alert
 
     await services.storage.ensure()
     try:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from shared.models import GLOBAL_ADMINISTRATOR, Relationship
-from shared.timeutil import iso, iso_optional, parse_optional, whole_days
+from shared.domain.models import GLOBAL_ADMINISTRATOR, Relationship
+from shared.platform.timeutil import iso, iso_optional, parse_optional, whole_days
 
 Bucket = Literal["active", "30-60", "61-90", "90+"]
 BUCKETS: tuple[Bucket, ...] = ("active", "30-60", "61-90", "90+")

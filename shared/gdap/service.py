@@ -3,7 +3,7 @@ least privilege. One service (:class:`GdapService`) behind ``python -m shared.cl
 (``/api/gdap/...``) and the portal, on the same :class:`~shared.services.Services` as everything else.
 
 * **Request.** A relationship is created from a role template kept in the repo
-  (``shared/gdap_templates.json``), locked for approval, and the customer gets the invitation link
+  (``shared/gdap/gdap_templates.json``), locked for approval, and the customer gets the invitation link
   (optionally by mail). The request is remembered in ``GdapRequests`` with its template, so the
   customer's access can be re-established from the same template after a removal.
 * **Follow-up.** ``approvalPending -> approved -> activating -> active`` happens at Microsoft when the
@@ -17,7 +17,7 @@ least privilege. One service (:class:`GdapService`) behind ``python -m shared.cl
   assignments whose group's members never signed in to that customer within a window.
 
 Every change is written to the ``Actions`` trail (the customer detail's "actions taken") through the
-same :func:`shared.removals.record_action` that removals use.
+same :func:`shared.removals.worker.record_action` that removals use.
 """
 
 from __future__ import annotations
@@ -37,15 +37,24 @@ from typing import TYPE_CHECKING, Any
 
 from azure.data.tables import UpdateMode
 
-from shared.models import DAP_ROLES, GLOBAL_ADMINISTRATOR, AccessAssignment, Customer, Relationship
-from shared.relationships import RelationshipStore, tenant_range
-from shared.removals import record_action
-from shared.retry import UpstreamError
-from shared.settings import GUID_RE, load_local_settings
-from shared.signins import DayActivity
-from shared.state import StateStore
-from shared.storage import Storage, get_or_none, partition, query_all, shard_of
-from shared.timeutil import DAY, day_key, day_start, iso, iso_optional, parse_optional, utcnow, whole_days
+from shared.domain.models import DAP_ROLES, GLOBAL_ADMINISTRATOR, AccessAssignment, Customer, Relationship
+from shared.platform.retry import UpstreamError
+from shared.platform.settings import GUID_RE, load_local_settings
+from shared.platform.state import StateStore
+from shared.platform.storage import Storage, get_or_none, partition, query_all, shard_of
+from shared.platform.timeutil import (
+    DAY,
+    day_key,
+    day_start,
+    iso,
+    iso_optional,
+    parse_optional,
+    utcnow,
+    whole_days,
+)
+from shared.relationships.store import RelationshipStore, tenant_range
+from shared.removals.worker import record_action
+from shared.signins.ingestion import DayActivity
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -532,7 +541,7 @@ class GdapService:
                 return row.to_json(now), False
         recipients: list[str] = []
         if notify_customer:
-            from shared.notifications import valid_address
+            from shared.notifications.worker import valid_address
 
             if not self.settings.notify_sender:
                 raise GdapError("NOTIFY_SENDER is not set: the invitation cannot be mailed", status=503,
@@ -588,7 +597,7 @@ class GdapService:
                            action_id=f"gdap:{row.relationship_id}:locked")
 
     async def _send_invitation(self, row: GdapRequest, customer: Customer, recipients: list[str], actor: str) -> None:
-        from shared.notifications import language_of, partner_name, render
+        from shared.notifications.worker import language_of, partner_name, render
 
         language = language_of(customer.culture)
         template = self.templates.get(row.template)
@@ -1038,7 +1047,7 @@ class GdapService:
         if not recipients or not self.settings.notify_sender:
             return {"day": day, "result": "notConfigured",
                     "reason": "NOTIFY_PARTNER_ADDRESSES and NOTIFY_SENDER are needed to mail the digest"}
-        from shared.notifications import render
+        from shared.notifications.worker import render
 
         estate = await self.relationships.load()
         names = {t: c.display_name for t, c in estate.customers.items()}

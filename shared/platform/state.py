@@ -12,8 +12,14 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import UpdateMode
 
-from shared.storage import ConflictingWrite, Storage, create_if_absent, get_or_none, replace_if_unchanged
-from shared.timeutil import iso, parse_iso, parse_optional
+from shared.platform.storage import (
+    ConflictingWrite,
+    Storage,
+    create_if_absent,
+    get_or_none,
+    replace_if_unchanged,
+)
+from shared.platform.timeutil import iso, parse_iso, parse_optional
 
 
 class ConcurrentRunError(RuntimeError):

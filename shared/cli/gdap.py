@@ -1,4 +1,4 @@
-"""``python -m shared.cli gdap ...``: the GDAP lifecycle from the command line (shared/gdap.py).
+"""``python -m shared.cli gdap ...``: the GDAP lifecycle from the command line (shared/gdap/service.py).
 
 Every command prints JSON. Exit codes as for the other commands: 0 success; 2 bad arguments, an
 unknown customer, template or relationship, a state that does not allow the change, or missing
@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shared.gdap import GdapService
-    from shared.settings import Settings
+    from shared.gdap.service import GdapService
+    from shared.platform.settings import Settings
 
 EXIT_OK, EXIT_USAGE, EXIT_UPSTREAM = 0, 2, 3
 
@@ -89,7 +89,7 @@ def _print(document: Any) -> None:
 
 
 async def run_gdap(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.gdap import GdapError, GdapService, TemplateError, check_arguments
+    from shared.gdap.service import GdapError, GdapService, TemplateError, check_arguments
     from shared.services import Services
 
     try:
@@ -102,8 +102,8 @@ async def run_gdap(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _dispatch(service: GdapService, args: argparse.Namespace) -> int:
-    from shared.gdap import GdapError
-    from shared.timeutil import utcnow
+    from shared.gdap.service import GdapError
+    from shared.platform.timeutil import utcnow
 
     command = args.gdap_command
     actor = _actor()

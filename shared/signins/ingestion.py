@@ -25,12 +25,20 @@ from typing import Any
 
 from azure.data.tables import UpdateMode
 
-from shared.graph import GraphClient, parse_sign_in_time
-from shared.inactivity import qualifies
-from shared.sharding import key_range_filter
-from shared.state import Coverage, StateStore
-from shared.storage import Storage, check_key, get_or_none, partition, query_all, shard_of, upsert_all
-from shared.timeutil import DAY, day_key, day_start, iso, parse_day_key, parse_optional
+from shared.domain.rules import qualifies
+from shared.microsoft.graph import GraphClient, parse_sign_in_time
+from shared.platform.sharding import key_range_filter
+from shared.platform.state import Coverage, StateStore
+from shared.platform.storage import (
+    Storage,
+    check_key,
+    get_or_none,
+    partition,
+    query_all,
+    shard_of,
+    upsert_all,
+)
+from shared.platform.timeutil import DAY, day_key, day_start, iso, parse_day_key, parse_optional
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,7 @@ KIND_NAMES = ("interactive", "nonInteractive")  # the report's lastSignInKind, b
 EVENTS_PER_CHUNK = 6000  # 60 KB: under the 64 KB limit of a binary property
 MAX_CHUNKS = 15  # keeps an entity under 1 MB
 TICK = timedelta(microseconds=1)
-# Slices read at once. Graph serves the sign-in log 5 requests / 10 s per tenant (shared.ratelimit
+# Slices read at once. Graph serves the sign-in log 5 requests / 10 s per tenant (shared.platform.ratelimit
 # paces the requests), so more slices in flight would only queue on the limiter; 4 keeps a page
 # request ready whenever the window opens while one slice's writes are in progress.
 SLICE_CONCURRENCY = 4

@@ -15,15 +15,15 @@ from typing import Any
 
 import httpx
 
-from shared.identity import CUSTOMER_ADMIN_SCOPE, PARTNER_CENTER_SCOPE
-from shared.retry import (
+from shared.platform.identity import CUSTOMER_ADMIN_SCOPE, PARTNER_CENTER_SCOPE
+from shared.platform.retry import (
     MAX_RETRY_AFTER_SECONDS,
     UpstreamError,
     backoff_seconds,
     may_retry,
     retry_after_seconds,
 )
-from shared.timeutil import observe_response_date, parse_optional
+from shared.platform.timeutil import observe_response_date, parse_optional
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
-from shared.settings import Settings, SettingsError
-from shared.table_batch import submit_upserts
-from shared.table_query import query_entities
+from shared.platform.settings import Settings, SettingsError
+from shared.platform.table_batch import submit_upserts
+from shared.platform.table_query import query_entities
 
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 BATCH_LIMIT = 100
@@ -100,7 +100,7 @@ class Storage:
             self.queue_service = QueueServiceClient.from_connection_string(conn)
             self.blob_service = BlobServiceClient.from_connection_string(conn)
         elif settings.table_service_uri and settings.queue_service_uri and settings.blob_service_uri:
-            from shared.identity import storage_credential
+            from shared.platform.identity import storage_credential
 
             credential = storage_credential(settings)
             self.table_service = TableServiceClient(settings.table_service_uri, credential=credential)
@@ -125,7 +125,7 @@ class Storage:
         async with self._lock:
             if self._ensured:
                 return
-            from shared.settings import QUEUES
+            from shared.platform.settings import QUEUES
 
             for name in TABLES:
                 with contextlib.suppress(ResourceExistsError):
@@ -148,7 +148,7 @@ class Storage:
         """Append one record (a JSON line) to the day's append blob of the trail's copy. Append blobs in a
         container with a time-based immutability policy (protected append writes) can be added to but
         neither changed nor deleted, not even by this app's identity: a row deleted or altered in the
-        ``Actions`` table still shows here (:func:`shared.removals.verify_trail`)."""
+        ``Actions`` table still shows here (:func:`shared.removals.worker.verify_trail`)."""
         day = str(record.get("At") or "")[:10] or "undated"
         blob = self.blob_service.get_blob_client(self.audit_container, f"actions/{day}.jsonl")
         data = (json.dumps(record, ensure_ascii=False, sort_keys=True, default=str) + "\n").encode("utf-8")
@@ -213,7 +213,7 @@ async def upsert_all(table: TableClient, entities: Iterable[dict[str, Any]],
 async def query_all(table: TableClient, query: str | None = None,
                     parameters: dict[str, Any] | None = None,
                     select: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
-    # The SDK's request and entity conversion without its per-property model walk (shared.table_query).
+    # The SDK's request and entity conversion without its per-property model walk (shared.platform.table_query).
     query_filter = None if query is None else _parameter_filter_substitution(parameters, query)
     async for entity in query_entities(table, query_filter, select):
         yield entity

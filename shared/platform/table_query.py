@@ -6,7 +6,7 @@ entity with ``_convert_to_entity``. For the evaluation, which reads every custom
 and last sign-in, that walk was about half of its time. Here the page's JSON, already decoded by the
 pipeline, goes straight to the SDK's own ``_convert_to_entity``, so the entities are exactly the
 SDK's (types, ``Timestamp``, binary and 64-bit properties) -- as plain dicts, which is what
-``shared.storage.query_all`` hands out anyway. The request is the SDK's request builder's, sent
+``shared.platform.storage.query_all`` hands out anyway. The request is the SDK's request builder's, sent
 through the table client's pipeline (auth, retries). If the SDK's internals ever move, the SDK's
 own pager is used.
 """

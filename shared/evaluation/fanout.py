@@ -2,12 +2,12 @@
 
 For a large estate the evaluation timer does not compute the report itself. It refreshes the store
 as always, fixes what every shard must agree on (``asOf``, the coverage, the evaluation id) in a run
-record, and puts one message per shard (``shared.sharding.SHARDS``) on the ``evaluation-shards``
+record, and puts one message per shard (``shared.platform.sharding.SHARDS``) on the ``evaluation-shards``
 queue. Each message computes the rows of its shard's customers -- reading only that shard's
 partitions -- and stores them under ``EvaluationRows`` ``<evaluation>-<shard>``. The delivery that
 finds every shard stored finishes: it reads the rows, writes the evaluation's head (which makes the
 evaluation visible, exactly as the in-process evaluation does) and applies the policy
-(:func:`shared.enforcement.apply_policy`: guards, warnings, one removal message per candidate on
+(:func:`shared.evaluation.run.apply_policy`: guards, warnings, one removal message per candidate on
 the ``removals`` queue -- where the removals fan out again, one customer per message).
 
 Every step is idempotent, as queue deliveries are at-least-once: a shard recomputed writes the same
@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from shared.audit import compute_report, new_evaluation_id, policy_from_settings
-from shared.inactivity import sort_rows, summarize
-from shared.settings import EVALUATION_SHARDS_QUEUE
-from shared.sharding import SHARDS
-from shared.state import Coverage
-from shared.storage import ConflictingWrite, get_or_none, partition, replace_if_unchanged
-from shared.timeutil import iso, parse_iso, utcnow
+from shared.domain.rules import sort_rows, summarize
+from shared.evaluation.report import compute_report, new_evaluation_id, policy_from_settings
+from shared.platform.settings import EVALUATION_SHARDS_QUEUE
+from shared.platform.sharding import SHARDS
+from shared.platform.state import Coverage
+from shared.platform.storage import ConflictingWrite, get_or_none, partition, replace_if_unchanged
+from shared.platform.timeutil import iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -87,7 +87,7 @@ async def should_fan_out(services: Services) -> bool:
 
 async def start_sharded_evaluation(services: Services, as_of: datetime, *, refresh: bool = True) -> dict[str, Any]:
     """The evaluation timer, fanned out: refresh, write the run record, enqueue one message per shard."""
-    from shared.enforcement import effective_as_of, prepare_evaluation
+    from shared.evaluation.run import effective_as_of, prepare_evaluation
 
     refresh_error, coverage = await prepare_evaluation(services, as_of, refresh=refresh)
     created_at = utcnow()
@@ -163,7 +163,7 @@ async def _claim_finish(services: Services, run: Run) -> bool:
 
 async def finish(services: Services, run: Run) -> dict[str, Any] | None:
     """Assemble the stored shards into the evaluation (head written last) and apply the policy."""
-    from shared.enforcement import apply_policy
+    from shared.evaluation.run import apply_policy
 
     if not await _claim_finish(services, run):
         return None
@@ -191,7 +191,7 @@ async def run_shard_messages(services: Services, max_idle: float = 0.0) -> dict[
     ``max_idle``: keep polling this long after the queue looks empty (other workers may still add)."""
     import asyncio
 
-    from shared.removals import drain_queue
+    from shared.removals.worker import drain_queue
 
     await services.storage.ensure()
     handled: list[dict[str, Any]] = []
@@ -225,9 +225,9 @@ async def run_shard_messages(services: Services, max_idle: float = 0.0) -> dict[
 async def handle_shard_poison(services: Services, body: bytes | str) -> None:
     """A shard message the queue gave up on: that evaluation never becomes visible (the previous one
     keeps serving); write it down and alert the partner admins."""
-    from shared.notifications import enqueue_partner_alert
-    from shared.removals import record_action
-    from shared.telemetry import EVENT_POISON_MESSAGE, track_event
+    from shared.notifications.worker import enqueue_partner_alert
+    from shared.platform.telemetry import EVENT_POISON_MESSAGE, track_event
+    from shared.removals.worker import record_action
 
     await services.storage.ensure()
     text = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else str(body)

@@ -15,11 +15,11 @@ from typing import Any
 
 from azure.data.tables import UpdateMode
 
-from shared.graph import GraphClient
-from shared.models import DAP_ROLES, AccessAssignment, Customer, Relationship
-from shared.partner_center import PartnerCenterClient
-from shared.storage import Storage, query_all, shard_of, upsert_all
-from shared.timeutil import iso, parse_optional
+from shared.domain.models import DAP_ROLES, AccessAssignment, Customer, Relationship
+from shared.microsoft.graph import GraphClient
+from shared.microsoft.partner_center import PartnerCenterClient
+from shared.platform.storage import Storage, query_all, shard_of, upsert_all
+from shared.platform.timeutil import iso, parse_optional
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class RelationshipStore:
 
     async def load(self, shard: str | None = None) -> Estate:
         """Every customer and relationship; with ``shard`` only that shard's (its partitions)."""
-        from shared.sharding import key_range_filter
+        from shared.platform.sharding import key_range_filter
 
         query, params = key_range_filter("PartitionKey", shard) if shard is not None else ("", {})
         estate = Estate()
@@ -117,7 +117,7 @@ class RelationshipStore:
         return estate
 
     async def load_customer(self, tenant_id: str) -> tuple[Customer | None, list[Relationship]]:
-        from shared.storage import get_or_none
+        from shared.platform.storage import get_or_none
 
         entity = await get_or_none(self.storage.table("Customers"), shard_of(tenant_id), tenant_id)
         query, params = tenant_range(tenant_id)
@@ -229,7 +229,7 @@ class RelationshipSync:
             if old is None or customer_entity(old) != entity:
                 customer_writes.append(entity)
         await upsert_all(self.storage.table("Customers"), customer_writes, UpdateMode.REPLACE)
-        from shared.state import StateStore
+        from shared.platform.state import StateStore
 
         result = {"at": iso(now), "gdap": len(gdap), "dap": sum(1 for r in fresh if r.type == "DAP"),
                   "customers": len(customers), "relationshipsWritten": written,
