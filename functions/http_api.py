@@ -11,7 +11,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.runtime import get_services
-from shared.web.app import WebConfig, create_app
+from shared.web.app import create_app
+from shared.web.http import WebConfig
 
 bp = func.Blueprint()
 

@@ -11,7 +11,7 @@ from shared.notifications.worker import (
     handle_notification_message,
     handle_notification_poison,
 )
-from shared.removals.worker import handle_or_defer
+from shared.platform.queues import handle_or_defer
 from shared.runtime import get_services
 
 bp = func.Blueprint()
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 @bp.queue_trigger(arg_name="msg", queue_name="notifications", connection="AzureWebJobsStorage")
 async def notifications(msg: func.QueueMessage) -> None:
     services = await get_services()
-    status = await handle_or_defer(services, NOTIFICATIONS_QUEUE, msg.get_body(), msg.id or "",
+    status = await handle_or_defer(services.storage, NOTIFICATIONS_QUEUE, msg.get_body(), msg.id or "",
                                    lambda: handle_notification_message(services, msg.get_body(), message_id=msg.id or "",
                                                                        dequeue_count=msg.dequeue_count or 1))
     log.info("notification message %s: %s", msg.id, status)

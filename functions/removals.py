@@ -12,12 +12,8 @@ import logging
 
 import azure.functions as func
 
-from shared.removals.worker import (
-    REMOVALS_QUEUE,
-    handle_or_defer,
-    handle_removal_message,
-    handle_removal_poison,
-)
+from shared.platform.queues import handle_or_defer
+from shared.removals.worker import REMOVALS_QUEUE, handle_removal_message, handle_removal_poison
 from shared.runtime import get_services
 
 bp = func.Blueprint()
@@ -28,7 +24,7 @@ log = logging.getLogger(__name__)
 @bp.queue_trigger(arg_name="msg", queue_name="removals", connection="AzureWebJobsStorage")
 async def removals(msg: func.QueueMessage) -> None:
     services = await get_services()
-    status = await handle_or_defer(services, REMOVALS_QUEUE, msg.get_body(), msg.id or "", lambda: handle_removal_message(
+    status = await handle_or_defer(services.storage, REMOVALS_QUEUE, msg.get_body(), msg.id or "", lambda: handle_removal_message(
         services, msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1))
     log.info("removal message %s: %s", msg.id, status)
 

@@ -713,7 +713,7 @@ def test_a_running_server_recovers_from_a_storage_reset(settings: Settings) -> N
 def test_recipients_addresses_only_to_removers(settings: Settings, emulator: Any) -> None:
     """Every reader sees that a customer was mailed; only holders of Relationships.Remove see to whom."""
     async def mail_one() -> None:
-        from shared.removals.worker import record_action
+        from shared.platform.actions import record_action
 
         async with Services(settings) as services:
             await record_action(services.storage, tenant_id=WINGTIP, actor="system", action="notification.customer-removal",

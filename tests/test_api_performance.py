@@ -12,8 +12,9 @@ from typing import Any
 
 from shared.domain.rules import bucket_of, sort_rows, summarize
 from shared.evaluation.report import StoredEvaluation
-from shared.web.app import WebConfig, create_app
+from shared.web.app import create_app
 from shared.web.catalog import CustomerIndex, Query
+from shared.web.http import WebConfig
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

@@ -23,7 +23,8 @@ from shared.notifications.worker import drain_notifications
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import Settings
 from shared.platform.timeutil import parse_iso
-from shared.removals.worker import drain_removals, get_removal
+from shared.removals.progress import get_removal
+from shared.removals.worker import drain_removals
 from shared.services import Services
 from tests.conftest import TEST_PACE, settings_with
 from tests.test_enforcement import CANDIDATES, ENFORCE, estate
@@ -181,7 +182,8 @@ def test_soak_concurrent_processes(env: dict[str, str], emulator: Any, azurite: 
 def test_two_readers_advancing_the_same_removal_record_it_once(env: dict[str, str], emulator: Any) -> None:
     """The portal polling a removal (GET /api/removals/{id}) while the evaluation refreshes the requested
     removals: both see the termination finish; the completion is recorded once."""
-    from shared.removals.worker import RemovalStore, refresh_removal
+    from shared.removals.progress import refresh_removal
+    from shared.removals.store import RemovalStore
 
     emulator.post_scenario(estate())
     settings = settings_with(**ENFORCE)
@@ -213,10 +215,11 @@ def test_a_throttled_removal_keeps_its_lease(env: dict[str, str], emulator: Any,
     (RemovalBusy) instead of taking the removal over, and the PATCH reaches Partner Center once."""
     from datetime import timedelta
 
-    import shared.removals.worker
-    from shared.removals.worker import RemovalBusy, RemovalStore, execute_removal
+    import shared.removals.store
+    from shared.removals.store import RemovalBusy, RemovalStore
+    from shared.removals.worker import execute_removal
 
-    monkeypatch.setattr(shared.removals.worker, "LEASE", timedelta(seconds=1))
+    monkeypatch.setattr(shared.removals.store, "LEASE", timedelta(seconds=1))
     emulator.post_scenario(estate())
     settings = settings_with(**ENFORCE)
 

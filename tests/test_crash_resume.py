@@ -231,7 +231,8 @@ def test_a_half_done_removal_is_resumed_not_queued_again(env: dict[str, str], em
     the next evaluation sees Wingtip established later, i.e. a new inactivity stretch, and queued a
     second removal for the same customer beside the one still under way. Now it resumes that one."""
     from shared.evaluation.run import run_evaluation
-    from shared.removals.worker import RemovalStore, drain_removals
+    from shared.removals.store import RemovalStore
+    from shared.removals.worker import drain_removals
     from tests.conftest import settings_with
     from tests.test_enforcement import WINGTIP, gdap_ids
 
@@ -308,7 +309,8 @@ def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
     after the action record), so the redelivery sent the mail again. Now "sent" is written first, at
     once; the redelivery finds it, sends nothing, and records the action the dead run did not."""
     import shared.notifications.worker
-    from shared.notifications.worker import drain_notifications, enqueue_partner_alert
+    from shared.notifications.enqueue import enqueue_partner_alert
+    from shared.notifications.worker import drain_notifications
     from tests.conftest import settings_with
 
     settings = settings_with(**ENFORCE)
@@ -329,10 +331,10 @@ def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
             await asyncio.sleep(LEASE_SECONDS + 0.2)  # the dead worker's lease and invisibility run out
             await drain_notifications(services)
 
-    import shared.removals.worker
+    import shared.platform.queues
 
     monkeypatch.setattr(shared.notifications.worker, "LEASE", timedelta(seconds=LEASE_SECONDS))
-    monkeypatch.setattr(shared.removals.worker, "PROCESSING_VISIBILITY", int(LEASE_SECONDS))
+    monkeypatch.setattr(shared.platform.queues, "PROCESSING_VISIBILITY", int(LEASE_SECONDS))
     run(go())
     alerts = [m for m in emulator.outbox() if m["message"]["subject"].startswith("ALERT")]
     assert len(alerts) == 1, [m["message"]["subject"] for m in alerts]
@@ -340,7 +342,7 @@ def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
     assert [r["Result"] for r in sent] == ["sent"]
 
 
-@pytest.mark.parametrize(("module", "action"), [("shared.removals.worker", "removal.queued"),
+@pytest.mark.parametrize(("module", "action"), [("shared.removals.request", "removal.queued"),
                                                 ("shared.evaluation.run", "warning.queued")])
 def test_a_record_the_dead_run_did_not_write_is_written_by_the_next(
         env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch, module: str, action: str) -> None:

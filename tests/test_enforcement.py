@@ -20,17 +20,14 @@ import pytest
 from shared.domain.models import GLOBAL_ADMINISTRATOR, HELPDESK_ADMINISTRATOR
 from shared.evaluation.run import run_cycle, run_evaluation
 from shared.notifications.worker import process_notification_queue
+from shared.platform.actions import list_actions
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import Settings
 from shared.platform.timeutil import iso, parse_iso
-from shared.removals.worker import (
-    RemovalStore,
-    get_removal,
-    handle_removal_message,
-    list_actions,
-    process_removal_queue,
-    request_removals,
-)
+from shared.removals.progress import get_removal
+from shared.removals.request import request_removals
+from shared.removals.store import RemovalStore
+from shared.removals.worker import handle_removal_message, process_removal_queue
 from shared.services import Services
 from tests.conftest import load_example, settings_with
 
@@ -102,7 +99,7 @@ def cycle(settings: Settings, as_of: Any = AS_OF) -> dict[str, Any]:
 
 
 def actions(settings: Settings, tenant: str | None = None) -> list[dict[str, Any]]:
-    return run(with_services(settings, lambda s: list_actions(s, tenant_id=tenant)))  # type: ignore[no-any-return]
+    return run(with_services(settings, lambda s: list_actions(s.storage, tenant_id=tenant)))  # type: ignore[no-any-return]
 
 
 def mutations(emulator: Any) -> list[dict[str, Any]]:

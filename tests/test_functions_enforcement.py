@@ -11,8 +11,9 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
+from shared.platform.actions import list_actions
 from shared.platform.settings import Settings
-from shared.removals.worker import RemovalStore, list_actions
+from shared.removals.store import RemovalStore
 from shared.runtime import close_services
 from shared.services import Services
 from tests.conftest import registered_functions, settings_with
@@ -144,7 +145,7 @@ def test_failures_stay_on_the_queue_and_poison_is_recorded_and_alerted(function_
                     "data": {"recipients": ["admin@wingtip.example"]}}).encode())
                 await functions["notifications_poison"].get_user_function()(bad)
                 follow_up = await _take(services, "notifications")
-                trail = await list_actions(services, tenant_id=WINGTIP)
+                trail = await list_actions(services.storage, tenant_id=WINGTIP)
                 return {"before": before, "after": after, "alerts": alerts, "follow_up": follow_up, "trail": trail}
         finally:
             await close_services()

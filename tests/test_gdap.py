@@ -29,7 +29,7 @@ from shared.gdap.service import (
     load_templates,
     parse_templates,
 )
-from shared.notifications.worker import render
+from shared.notifications.mail import render
 from shared.platform.storage import query_all
 from shared.platform.timeutil import iso, parse_iso
 from shared.relationships.store import RelationshipStore

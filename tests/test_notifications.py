@@ -10,18 +10,13 @@ import pytest
 
 from shared.domain.models import GLOBAL_ADMINISTRATOR
 from shared.evaluation.run import run_evaluation
-from shared.notifications.worker import (
-    NotificationStore,
-    enqueue_partner_alert,
-    handle_notification_message,
-    language_of,
-    process_notification_queue,
-    render,
-    role_name,
-    single_line,
-)
+from shared.notifications.enqueue import enqueue_partner_alert
+from shared.notifications.mail import language_of, render, single_line
+from shared.notifications.store import NotificationStore
+from shared.notifications.worker import handle_notification_message, process_notification_queue, role_name
+from shared.platform.actions import list_actions
 from shared.platform.settings import SettingsError
-from shared.removals.worker import list_actions, request_removals
+from shared.removals.request import request_removals
 from shared.services import Services
 from tests.conftest import load_example, settings_with
 from tests.test_enforcement import (
@@ -210,14 +205,14 @@ def test_send_failures_are_retried_and_bad_recipients_recorded(env: dict[str, st
 
     async def go(services: Services) -> dict[str, Any]:
         await enqueue_partner_alert(services, "stale", "stale:test", {"detail": "x", "asOf": None, "hours": 6})
-        from shared.notifications.worker import enqueue_notification
+        from shared.notifications.enqueue import enqueue_notification
 
         await enqueue_notification(services.storage, "customer-removal", "customer-removal:nobody", {
             "recipients": ["no address", "a@b"], "customerName": "Nobody", "tenantId": HOSTILE_TENANT},
             HOSTILE_TENANT)
         handled = await process_notification_queue(services)
         row = await NotificationStore(services.storage).get("alert:stale:test")
-        return {"handled": handled, "row": row, "trail": await list_actions(services, tenant_id=HOSTILE_TENANT)}
+        return {"handled": handled, "row": row, "trail": await list_actions(services.storage, tenant_id=HOSTILE_TENANT)}
 
     result = run(with_services(settings, go))
     assert result["handled"] == 2

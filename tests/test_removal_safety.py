@@ -16,16 +16,9 @@ from azure.functions.queue import QueueMessage
 from shared.evaluation.run import run_evaluation
 from shared.platform.retry import UpstreamError, may_retry
 from shared.platform.timeutil import utcnow
-from shared.removals.worker import (
-    LEASE,
-    RemovalNotYet,
-    RemovalStore,
-    handle_removal_message,
-    handle_removal_poison,
-    process_removal_queue,
-    removal_message,
-    request_removals,
-)
+from shared.removals.request import removal_message, request_removals
+from shared.removals.store import LEASE, RemovalNotYet, RemovalStore
+from shared.removals.worker import handle_removal_message, handle_removal_poison, process_removal_queue
 from shared.runtime import close_services
 from shared.services import Services
 from tests.conftest import registered_functions, settings_with
@@ -212,7 +205,7 @@ def test_a_failure_that_is_not_microsofts_is_contained_and_alerted(enforced: dic
     """An expired Partner Center refresh token raises PermissionError inside the sync: the evaluation
     still runs on what the store holds, removes nothing on stale data, and tells the partner admins.
     A failure of the evaluation itself is recorded and alerted before it is raised."""
-    from shared.removals.worker import list_actions
+    from shared.platform.actions import list_actions
 
     settings = settings_with(**ENFORCE)
 
@@ -236,7 +229,7 @@ def test_a_failure_that_is_not_microsofts_is_contained_and_alerted(enforced: dic
         run(with_services(settings, evaluate))
 
     async def trail(services: Services) -> list[dict[str, Any]]:
-        return await list_actions(services)
+        return await list_actions(services.storage)
 
     failed = [a for a in run(with_services(settings, trail)) if a["action"] == "enforcement.failed"]
     assert len(failed) == 2
@@ -294,7 +287,7 @@ def test_a_forged_notification_message_mails_nobody_it_names(enforced: dict[str,
 
 
 def test_a_termination_that_takes_hours_is_requested_until_it_is_done(env: dict[str, str], emulator: Any) -> None:
-    from shared.removals.worker import refresh_requested_removals
+    from shared.removals.progress import refresh_requested_removals
 
     scenario = estate()
     scenario["asyncDurations"] = {"termination": "PT6H"}
@@ -317,7 +310,8 @@ def test_a_termination_that_takes_hours_is_requested_until_it_is_done(env: dict[
 
 
 def test_a_termination_that_fails_is_reported_failed_with_the_reason(env: dict[str, str], emulator: Any) -> None:
-    from shared.removals.worker import list_actions, refresh_requested_removals
+    from shared.platform.actions import list_actions
+    from shared.removals.progress import refresh_requested_removals
 
     scenario = estate()
     for customer in scenario["customers"]:
@@ -333,7 +327,7 @@ def test_a_termination_that_fails_is_reported_failed_with_the_reason(env: dict[s
         await process_removal_queue(services)
         emulator.advance("PT3H")
         await refresh_requested_removals(services)
-        return await RemovalStore(services.storage).get(removal_id), await list_actions(services, tenant_id=WINGTIP)
+        return await RemovalStore(services.storage).get(removal_id), await list_actions(services.storage, tenant_id=WINGTIP)
 
     removal, trail = run(with_services(settings, go))
     assert removal.status == "failed" and "terminate request" in removal.status_reason
@@ -346,7 +340,9 @@ def test_a_termination_that_fails_is_reported_failed_with_the_reason(env: dict[s
 def test_no_removal_goes_on_while_customer_notices_cannot_be_sent(enforced: dict[str, Any], emulator: Any) -> None:
     """sendMail refused (403: Mail.Send missing or restricted): the next evaluation halts, queued
     removals wait, and both go on once a mail is sent again."""
-    from shared.notifications.worker import enqueue_partner_alert, mail_broken, process_notification_queue
+    from shared.notifications.enqueue import enqueue_partner_alert
+    from shared.notifications.store import mail_broken
+    from shared.notifications.worker import process_notification_queue
 
     settings = settings_with(**ENFORCE)
     emulator.add_faults([{"method": "POST", "pathPrefix": "/v1.0/users/", "status": 403, "times": 40}])
@@ -385,7 +381,7 @@ def test_the_trail_has_a_tamper_evident_copy(env: dict[str, str]) -> None:
     altered in the table afterwards is found by comparing the two."""
     from azure.data.tables import UpdateMode
 
-    from shared.removals.worker import record_action, verify_trail
+    from shared.platform.actions import record_action, verify_trail
 
     settings = settings_with()
 

@@ -24,11 +24,11 @@ from shared.evaluation.fanout import (
     start_sharded_evaluation,
 )
 from shared.evaluation.report import EvaluationStore, compute_report, policy_from_settings
+from shared.platform.actions import list_actions
 from shared.platform.settings import EVALUATION_SHARDS_QUEUE
 from shared.platform.sharding import SHARDS, key_range_filter, shard_bounds, shard_containing, shard_of_tenant
 from shared.platform.state import StateStore
 from shared.platform.timeutil import parse_iso
-from shared.removals.worker import list_actions
 from shared.runtime import close_services
 from shared.services import Services
 from tests.conftest import load_example, registered_functions, settings_with
@@ -175,7 +175,7 @@ def test_a_poisoned_shard_is_recorded_and_alerted(env: dict[str, str]) -> None:
             body = json.dumps({"v": 1, "evaluationId": "0000000000001-abc", "shard": "7"}).encode()
             await handle_shard_poison(services, body)
             await handle_shard_poison(services, body)  # a second copy: recorded once
-            actions = await list_actions(services)
+            actions = await list_actions(services.storage)
             queue = services.storage.queue("notifications")
             count = 0
             while (m := await queue.receive_message()) is not None:

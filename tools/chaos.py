@@ -81,11 +81,12 @@ HOSTILE_NAMES: tuple[str, ...] = (
 def fast_clock(lease_seconds: float) -> None:
     """Shorten the removal and notification leases and the queue's processing visibility."""
     import shared.notifications.worker as notifications
-    import shared.removals.worker as removals
+    import shared.platform.queues as queues
+    import shared.removals.store as removals
 
     removals.LEASE = timedelta(seconds=lease_seconds)
     notifications.LEASE = timedelta(seconds=lease_seconds)
-    removals.PROCESSING_VISIBILITY = max(1, int(lease_seconds))
+    queues.PROCESSING_VISIBILITY = max(1, int(lease_seconds))
 
 
 def cli_command(args: list[str], lease_seconds: float = 2.0) -> list[str]:

@@ -120,9 +120,9 @@ async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
             # What was done so far is kept and reported: the summary still goes to stdout.
             partial = getattr(exc, "summary", None)
             if partial is not None:
-                from shared.evaluation.run import _public
+                from shared.evaluation.run import cycle_summary_json
 
-                sys.stdout.write(json.dumps(_public(partial), ensure_ascii=False, indent=1) + "\n")
+                sys.stdout.write(json.dumps(cycle_summary_json(partial), ensure_ascii=False, indent=1) + "\n")
             raise
     sys.stdout.write(json.dumps(summary, ensure_ascii=False, indent=1) + "\n")
     return EXIT_OK

@@ -63,10 +63,13 @@ ROLE_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
-def role_name(role_id: str) -> str:
-    """The English name of a role definition id, or the id itself when it is not a well-known role."""
+def role_name(role_id: str, language: str = "en") -> str:
+    """A role definition id's name in ``language`` (en, ja), or the id itself when it is not a well-known
+    role. The one catalogue: mail and portal both read it."""
     names = ROLE_NAMES.get(role_id.lower())
-    return names[0] if names else role_id
+    if not names:
+        return role_id
+    return names[1] if language == "ja" else names[0]
 
 
 def role_catalog() -> dict[str, dict[str, str]]:

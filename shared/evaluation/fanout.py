@@ -81,7 +81,7 @@ async def should_fan_out(services: Services) -> bool:
     threshold = services.settings.evaluation_shard_threshold
     if threshold <= 0:
         return True
-    heads = await services.evaluations._head_entities(limit=1)  # noqa: SLF001
+    heads = await services.evaluations.head_entities(limit=1)
     return bool(heads) and int(heads[0].get("Rows") or 0) >= threshold
 
 
@@ -191,7 +191,7 @@ async def run_shard_messages(services: Services, max_idle: float = 0.0) -> dict[
     ``max_idle``: keep polling this long after the queue looks empty (other workers may still add)."""
     import asyncio
 
-    from shared.removals.worker import drain_queue
+    from shared.platform.queues import drain_queue
 
     await services.storage.ensure()
     handled: list[dict[str, Any]] = []
@@ -225,9 +225,9 @@ async def run_shard_messages(services: Services, max_idle: float = 0.0) -> dict[
 async def handle_shard_poison(services: Services, body: bytes | str) -> None:
     """A shard message the queue gave up on: that evaluation never becomes visible (the previous one
     keeps serving); write it down and alert the partner admins."""
-    from shared.notifications.worker import enqueue_partner_alert
+    from shared.notifications.enqueue import enqueue_partner_alert
+    from shared.platform.actions import record_action
     from shared.platform.telemetry import EVENT_POISON_MESSAGE, track_event
-    from shared.removals.worker import record_action
 
     await services.storage.ensure()
     text = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else str(body)

@@ -118,7 +118,7 @@ class EvaluationStore:
             "AsOf": head["asOf"], "Head": json.dumps(head, ensure_ascii=False), "Rows": rows, "RowShards": len(SHARDS),
         }, mode=UpdateMode.REPLACE)
 
-    async def _head_entities(self, limit: int) -> list[dict[str, Any]]:
+    async def head_entities(self, limit: int) -> list[dict[str, Any]]:
         table = self.storage.table("Evaluations")
         out = []
         async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": "evaluation"},
@@ -130,7 +130,7 @@ class EvaluationStore:
 
     async def heads(self, limit: int = 400) -> list[dict[str, Any]]:
         return [{"id": e["RowKey"], "createdAt": e["CreatedAt"], **json.loads(e["Head"])}
-                for e in await self._head_entities(limit)]
+                for e in await self.head_entities(limit)]
 
     async def rows(self, evaluation_id: str, sharded: bool = True) -> list[dict[str, Any]]:
         """An evaluation's rows (unsorted); evaluations stored before rows were sharded: one partition."""
@@ -141,7 +141,7 @@ class EvaluationStore:
         return [json.loads(e["Row"]) for entities in parts for e in entities]
 
     async def latest(self) -> StoredEvaluation | None:
-        entities = await self._head_entities(limit=1)
+        entities = await self.head_entities(limit=1)
         if not entities:
             return None
         entity = entities[0]

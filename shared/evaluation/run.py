@@ -29,35 +29,26 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceExistsError
 
 from shared.domain.rules import days_until_candidate
+from shared.evaluation.digest import listed_in_digest, mark_listed_in_digest
 from shared.evaluation.report import policy_from_settings
-from shared.notifications.worker import (
-    drain_notifications,
+from shared.notifications.enqueue import (
     enqueue_customer_warning,
     enqueue_partner_alert,
     enqueue_partner_digest,
     enqueue_partner_warning,
-    listed_in_digest,
-    mail_broken,
-    mail_needed,
-    mark_listed_in_digest,
-    require_sender,
 )
+from shared.notifications.mail import mail_needed, require_sender
+from shared.notifications.store import mail_broken
+from shared.notifications.worker import drain_notifications
+from shared.platform.actions import POLICY_ACTOR, record_action
 from shared.platform.retry import UpstreamError
 from shared.platform.state import ConcurrentRunError, Coverage, StateStore
 from shared.platform.storage import get_or_none
 from shared.platform.timeutil import iso, parse_iso, parse_optional, utcnow, whole_days
-from shared.removals.worker import (
-    POLICY_ACTOR,
-    RemovalStore,
-    drain_removals,
-    in_scope,
-    queue_removal,
-    record_action,
-    refresh_requested_removals,
-    removal_from_row,
-    removal_id_for,
-    stretch_of,
-)
+from shared.removals.progress import refresh_requested_removals
+from shared.removals.request import in_scope, queue_removal, removal_from_row
+from shared.removals.store import RemovalStore, removal_id_for, stretch_of
+from shared.removals.worker import drain_removals
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -360,16 +351,14 @@ async def run_cycle(services: Services, as_of: datetime) -> dict[str, Any]:
     if summary.get("refreshError"):
         failures.insert(0, UpstreamError(str(summary["refreshError"])))
     if failures:
-        error = UpstreamError(f"{failures[0]} (cycle summary: {json.dumps(_public(summary), ensure_ascii=False)})")
+        error = UpstreamError(f"{failures[0]} (cycle summary: {json.dumps(cycle_summary_json(summary), ensure_ascii=False)})")
         error.summary = summary  # type: ignore[attr-defined]
         raise error
-    return _public(summary)
+    return cycle_summary_json(summary)
 
 
-def _public(summary: dict[str, Any]) -> dict[str, Any]:
+def cycle_summary_json(summary: dict[str, Any]) -> dict[str, Any]:
+    """A cycle summary as printed (each queued removal by tenant and id only)."""
     out = dict(summary)
     out["queued"] = [{"tenantId": q["tenantId"], "removalId": q["removalId"]} for q in summary["queued"]]
     return out
-
-
-__all__ = ["run_cycle", "run_evaluation"]

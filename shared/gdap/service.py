@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from azure.data.tables import UpdateMode
 
 from shared.domain.models import DAP_ROLES, GLOBAL_ADMINISTRATOR, AccessAssignment, Customer, Relationship
+from shared.platform.actions import record_action
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import GUID_RE, load_local_settings
 from shared.platform.state import StateStore
@@ -53,7 +54,6 @@ from shared.platform.timeutil import (
     whole_days,
 )
 from shared.relationships.store import RelationshipStore, tenant_range
-from shared.removals.worker import record_action
 from shared.signins.ingestion import DayActivity
 
 if TYPE_CHECKING:
@@ -541,7 +541,7 @@ class GdapService:
                 return row.to_json(now), False
         recipients: list[str] = []
         if notify_customer:
-            from shared.notifications.worker import valid_address
+            from shared.notifications.mail import valid_address
 
             if not self.settings.notify_sender:
                 raise GdapError("NOTIFY_SENDER is not set: the invitation cannot be mailed", status=503,
@@ -572,7 +572,7 @@ class GdapService:
                 await self.requests.save(row)
                 log.warning("relationship %s created but not locked for approval: %s", rel.id, exc)
         rel.status = row.status
-        await self._save_relationship(rel)  # the customer view shows it before the next sync
+        await self.relationships.keep_seen(rel)  # the customer view shows it before the next sync
         if recipients and row.state == "approvalPending":
             await self._send_invitation(row, customer, recipients, requested_by)
         return row.to_json(now), True
@@ -597,7 +597,8 @@ class GdapService:
                            action_id=f"gdap:{row.relationship_id}:locked")
 
     async def _send_invitation(self, row: GdapRequest, customer: Customer, recipients: list[str], actor: str) -> None:
-        from shared.notifications.worker import language_of, partner_name, render
+        from shared.notifications.mail import language_of, render
+        from shared.notifications.worker import partner_name
 
         language = language_of(customer.culture)
         template = self.templates.get(row.template)
@@ -694,7 +695,7 @@ class GdapService:
                                action_id=f"gdap:{row.relationship_id}:{rel.status}")
         row.updated_at = now
         await self.requests.save(row)
-        await self._save_relationship(rel)
+        await self.relationships.keep_seen(rel)
 
     async def _assign(self, row: GdapRequest) -> list[AccessAssignment]:
         """Create each of the template's access assignments once and confirm them; returns them as last read."""
@@ -779,7 +780,7 @@ class GdapService:
                                + (f": {op.reason}" if op.reason else ""),
                                action_id=f"gdap:{op.operation_id}:{op.state}")
             if rel is not None:
-                await self._save_relationship(rel)
+                await self.relationships.keep_seen(rel)
         await self.operations.save(op)
 
     # --- expiry -------------------------------------------------------------------------------------
@@ -874,7 +875,7 @@ class GdapService:
                         continue  # changed since it was read: read it again
                     raise
                 fresh = updated or await self.graph.get_relationship(rid) or rel
-                await self._save_relationship(fresh)
+                await self.relationships.keep_seen(fresh)
                 await self._action(tenant, actor, "gdap.extend", "extended", rid,
                                    f"{rel.display_name}: auto-extend {AUTO_EXTEND_DURATION} (ends "
                                    f"{iso_optional(rel.ends_at) or '?'})")
@@ -928,7 +929,7 @@ class GdapService:
             raise UpstreamError(f"PATCH {rid}: the relationship kept changing (412)", status=412)
         if not location:  # applied at once
             fresh = updated or await self.graph.get_relationship(rid) or rel
-            await self._save_relationship(fresh)
+            await self.relationships.keep_seen(fresh)
             await self._action(rel.tenant_id, actor, "gdap.removeGlobalAdministrator", "completed", rid,
                                f"{rel.display_name}: roles now {', '.join(fresh.roles)}")
             return {**base, "result": "completed", "rolesAfter": list(fresh.roles)}
@@ -1047,7 +1048,7 @@ class GdapService:
         if not recipients or not self.settings.notify_sender:
             return {"day": day, "result": "notConfigured",
                     "reason": "NOTIFY_PARTNER_ADDRESSES and NOTIFY_SENDER are needed to mail the digest"}
-        from shared.notifications.worker import render
+        from shared.notifications.mail import render
 
         estate = await self.relationships.load()
         names = {t: c.display_name for t, c in estate.customers.items()}
@@ -1161,16 +1162,6 @@ class GdapService:
         await record_action(self.storage, tenant_id=tenant, actor=actor, action=action, result=result,
                             detail=detail, relationship_type="GDAP", relationship_id=relationship_id,
                             action_id=action_id)
-
-    async def _save_relationship(self, rel: Relationship) -> None:
-        """Keep the store in step with what was just seen (the portal shows it before the next sync)."""
-        if not rel.tenant_id:
-            return
-        try:
-            await self.relationships.save_relationship(rel, utcnow())
-        except Exception:  # the next sync writes it anyway
-            log.warning("could not store relationship %s", rel.id, exc_info=True)
-
 
 def check_arguments(args: Any) -> None:
     """The command line's arguments that can be checked without storage or Graph (GdapError when wrong)."""

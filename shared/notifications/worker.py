@@ -17,94 +17,38 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
-import unicodedata
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import (
-    ResourceNotFoundError,
-)
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-from shared.domain.models import GLOBAL_ADMINISTRATOR, HELPDESK_ADMINISTRATOR
+from shared.platform.actions import record_action
+from shared.platform.queues import Busy, DrainResult, drain_poison, drain_queue
 from shared.platform.retry import UpstreamError
-from shared.platform.settings import NOTIFICATIONS_QUEUE, Settings, SettingsError
+from shared.platform.settings import NOTIFICATIONS_QUEUE, Settings
 from shared.platform.state import StateStore
 from shared.platform.storage import (
     ConflictingWrite,
-    Storage,
-    create_if_absent,
-    replace_if_unchanged,
-    shard_of,
 )
-from shared.platform.timeutil import iso, parse_optional, utcnow
+from shared.platform.timeutil import utcnow
 from shared.relationships.store import RelationshipStore
-from shared.removals.worker import (
-    Busy,
-    DrainResult,
-    Removal,
-    drain_poison,
-    drain_queue,
-    record_action,
-)
 
 if TYPE_CHECKING:
     from shared.services import Services
+from shared.notifications.enqueue import enqueue_partner_alert
+from shared.notifications.mail import language_of, render, require_sender, valid_address
+from shared.notifications.store import (
+    CUSTOMER_KINDS,
+    MAIL_REFUSED,
+    PARTNER_KINDS,
+    NotificationRow,
+    NotificationStore,
+    mark_mail_broken,
+    mark_mail_working,
+)
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 LEASE = timedelta(minutes=2)
-MAX_LIST = 200  # entries per list inside one message (a queue message holds at most 64 KB)
-ADDRESS = re.compile(r"^[^@\s,;<>\"()\[\]\\]+@[^@\s,;<>\"()\[\]\\]+\.[^@\s,;<>\"()\[\]\\]+$")
-
-CUSTOMER_KINDS = ("customer-removal", "customer-warning")
-PARTNER_KINDS = ("partner-warning", "partner-digest", "partner-alert")
-DATA_PIECE = 30_000  # characters of a notification's content per table property
-
-# Well-known Microsoft Entra role template ids (GDAP roles), for mail people can read.
-ROLE_NAMES: dict[str, tuple[str, str]] = {
-    GLOBAL_ADMINISTRATOR: ("Global Administrator", "グローバル管理者"),
-    HELPDESK_ADMINISTRATOR: ("Helpdesk Administrator", "ヘルプデスク管理者"),
-    "29232cdf-9323-42fd-ade2-1d097af3e4de": ("Exchange Administrator", "Exchange 管理者"),
-    "3a2c62db-5318-420d-8d74-23affee5d9d5": ("Intune Administrator", "Intune 管理者"),
-    "f28a1f50-f6e7-4571-818b-6a12f2af6b6c": ("SharePoint Administrator", "SharePoint 管理者"),
-    "69091246-20e8-4a56-aa4d-066075b2a7a8": ("Teams Administrator", "Teams 管理者"),
-    "fe930be7-5e62-47db-91af-98c3a49a38b1": ("User Administrator", "ユーザー管理者"),
-    "194ae4cb-b126-40b2-bd5b-6091b380977d": ("Security Administrator", "セキュリティ管理者"),
-    "5d6b6bb7-de71-4623-b4af-96380a352509": ("Security Reader", "セキュリティ閲覧者"),
-    "5f2222b1-57c3-48ba-8ad5-d4759f1fde6f": ("Security Operator", "セキュリティ オペレーター"),
-    "f2ef992c-3afb-46b9-b7cf-a126ee74c451": ("Global Reader", "グローバル閲覧者"),
-    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3": ("Application Administrator", "アプリケーション管理者"),
-    "158c047a-c907-4556-b7ef-446551a6b5f7": ("Cloud Application Administrator", "クラウド アプリケーション管理者"),
-    "966707d0-3269-4727-9be2-8c3a10f19b9d": ("Password Administrator", "パスワード管理者"),
-    "c4e39bd9-1100-46d3-8c65-fb160da0071f": ("Authentication Administrator", "認証管理者"),
-    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13": ("Privileged Authentication Administrator", "特権認証管理者"),
-    "e8611ab8-c189-46e8-94e1-60213ab1f814": ("Privileged Role Administrator", "特権ロール管理者"),
-    "b0f54661-2d74-4c50-afa3-1ec803f12efe": ("Billing Administrator", "課金管理者"),
-    "17315797-102d-40b4-93e0-432062caca18": ("Compliance Administrator", "コンプライアンス管理者"),
-    "4d6ac14f-3453-41d0-bef9-a3e0c569773a": ("License Administrator", "ライセンス管理者"),
-    "f023fd81-a637-4b56-95fd-791ac0226033": ("Service Support Administrator", "サービス サポート管理者"),
-    "4a5d8f65-41da-4de4-8968-e035b65339cf": ("Reports Reader", "レポート閲覧者"),
-    "88d8e3e3-8f55-4a1e-953a-9b9898b8876b": ("Directory Readers", "ディレクトリ閲覧者"),
-    "9360feb5-f418-4baa-8175-e2a00bac4301": ("Directory Writers", "ディレクトリ書き込み"),
-    "fdd7a751-b60b-444a-984c-02652fe8fa1c": ("Groups Administrator", "グループ管理者"),
-    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9": ("Conditional Access Administrator", "条件付きアクセス管理者"),
-    "7698a772-787b-4ac8-901f-60d6b08affd2": ("Cloud Device Administrator", "クラウド デバイス管理者"),
-    "11648597-926c-4cf3-9c36-bcebb0ba8dcc": ("Power Platform Administrator", "Power Platform 管理者"),
-    "44367163-eba1-44c3-98af-f5787879f96a": ("Dynamics 365 Administrator", "Dynamics 365 管理者"),
-    "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2": ("Hybrid Identity Administrator", "ハイブリッド ID 管理者"),
-    "baf37b3a-610e-45da-9e62-d9d1e5e8914b": ("Teams Communications Administrator", "Teams 通信管理者"),
-    "31392ffb-586c-42d1-9346-e59415a2cc4e": ("Exchange Recipient Administrator", "Exchange 受信者管理者"),
-    "2b745bdf-0803-4d80-aa65-822c4493daac": ("Office Apps Administrator", "Office アプリ管理者"),
-    "11451d60-acb2-45eb-a7d6-43d0f0125c13": ("Windows 365 Administrator", "Windows 365 管理者"),
-    "790c1fb9-7f7d-4f88-86a1-ef1f95c05c1b": ("Message Center Reader", "メッセージ センター閲覧者"),
-}
 
 
 class NotificationBusy(Busy):
@@ -113,255 +57,14 @@ class NotificationBusy(Busy):
 
 # --- settings -----------------------------------------------------------------------------------------
 
-def require_sender(settings: Settings) -> str:
-    if not settings.notify_sender:
-        raise SettingsError(
-            "NOTIFY_SENDER is not set: it is required whenever mail is sent (NOTIFY_PARTNER_ADDRESSES, "
-            "NOTIFY_CUSTOMERS after removals); set it to the mailbox that sends, e.g. the partner's "
-            "notices mailbox")
-    return settings.notify_sender
-
-
-def mail_needed(settings: Settings) -> bool:
-    """Whether an evaluation run could send mail with these settings."""
-    if settings.notify_partner_addresses:
-        return True
-    return settings.enforce and (settings.notify_customers or settings.notify_customers_before_removal)
-
-
-def language_of(culture: str | None) -> str:
-    return "ja" if (culture or "").lower().startswith("ja") else "en"
-
-
-def role_name(role_id: str, language: str = "en") -> str:
-    names = ROLE_NAMES.get(role_id.lower())
-    if names is None:
-        return role_id
-    return names[1] if language == "ja" else names[0]
-
-
-def valid_address(value: str) -> bool:
-    return bool(ADDRESS.match(value)) and len(value) <= 254
-
-
-def single_line(value: Any, limit: int = 255) -> str:
-    """Control and format characters (CR, LF, U+2028 ...) become spaces: one line, always."""
-    text = "".join(" " if unicodedata.category(ch)[0] in ("C", "Z") and ch != " " else ch for ch in str(value))
-    text = re.sub(r"\s+", " ", text).strip()
-    return text[:limit]
-
 
 # --- rendering ----------------------------------------------------------------------------------------
-
-def _date(value: Any, language: str = "en") -> str:
-    moment = parse_optional(value) if isinstance(value, str) else value
-    if not isinstance(moment, datetime):
-        return ""
-    if language == "ja":
-        return f"{moment.year}年{moment.month}月{moment.day}日"
-    return moment.strftime("%Y-%m-%d")
-
-
-def _datetime(value: Any, language: str = "en") -> str:
-    moment = parse_optional(value) if isinstance(value, str) else value
-    if not isinstance(moment, datetime):
-        return ""
-    if language == "ja":
-        return f"{moment.year}年{moment.month}月{moment.day}日 {moment:%H:%M} (UTC)"
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-@lru_cache(maxsize=1)
-def environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters["oneline"] = single_line
-    env.filters["date"] = _date
-    env.filters["datetime"] = _datetime
-    env.filters["role"] = role_name
-    return env
-
-
-@dataclass
-class Rendered:
-    subject: str
-    text: str
-    html: str
-
-
-def render(kind: str, language: str, context: dict[str, Any]) -> Rendered:
-    env = environment()
-    name = kind.replace("-", "_")
-    language = language if (TEMPLATES / language / f"{name}.html").exists() else "en"
-    ctx = {**context, "lang": language}
-    subject = single_line(env.get_template(f"{language}/{name}.subject.txt").render(ctx))
-    return Rendered(subject=subject, text=env.get_template(f"{language}/{name}.txt").render(ctx),
-                    html=env.get_template(f"{language}/{name}.html").render(ctx))
 
 
 # --- the state table ----------------------------------------------------------------------------------
 
-def _row_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class NotificationRow:
-    key: str
-    kind: str
-    tenant_id: str
-    status: str = "queued"
-    attempts: int = 0
-    lease_owner: str = ""
-    lease_until: datetime | None = None
-    subject: str = ""
-    recipients: list[str] | None = None
-    sent_at: datetime | None = None
-    error: str = ""
-    etag: str | None = None
-    # What the product queued (the mail's content); the worker mails this, never a message's own copy.
-    data: dict[str, Any] | None = None
-
-    def to_entity(self) -> dict[str, Any]:
-        rk = _row_key(self.key)
-        entity = {"PartitionKey": shard_of(rk), "RowKey": rk, "Key": self.key[:1000], "Kind": self.kind,
-                  "TenantId": self.tenant_id, "Status": self.status, "Attempts": self.attempts,
-                  "LeaseOwner": self.lease_owner, "LeaseUntil": iso(self.lease_until) if self.lease_until else "",
-                  "Subject": self.subject[:1000], "Recipients": json.dumps(self.recipients or []),
-                  "SentAt": iso(self.sent_at) if self.sent_at else "", "Error": self.error[:4000]}
-        if self.data is not None:  # in pieces: a string property holds at most 32K characters
-            text = json.dumps(self.data, ensure_ascii=False)
-            for n in range(0, len(text), DATA_PIECE):
-                entity[f"Data{n // DATA_PIECE}"] = text[n:n + DATA_PIECE]
-        return entity
-
-    @classmethod
-    def from_entity(cls, e: dict[str, Any], etag: str | None) -> NotificationRow:
-        pieces, n = [], 0
-        while f"Data{n}" in e:
-            pieces.append(str(e[f"Data{n}"]))
-            n += 1
-        return cls(key=str(e.get("Key", "")), kind=str(e.get("Kind", "")), tenant_id=str(e.get("TenantId", "")),
-                   status=str(e.get("Status", "queued")), attempts=int(e.get("Attempts") or 0),
-                   lease_owner=str(e.get("LeaseOwner", "")), lease_until=parse_optional(e.get("LeaseUntil")),
-                   subject=str(e.get("Subject", "")), recipients=json.loads(e.get("Recipients") or "[]"),
-                   sent_at=parse_optional(e.get("SentAt")), error=str(e.get("Error", "")), etag=etag,
-                   data=json.loads("".join(pieces)) if pieces else None)
-
-
-class NotificationStore:
-    def __init__(self, storage: Storage) -> None:
-        self.table = storage.table("Notifications")
-
-    async def get(self, key: str) -> NotificationRow | None:
-        rk = _row_key(key)
-        try:
-            entity = await self.table.get_entity(shard_of(rk), rk)
-        except ResourceNotFoundError:
-            return None
-        return NotificationRow.from_entity(dict(entity), entity.metadata.get("etag"))
-
-    async def create(self, row: NotificationRow) -> bool:
-        """Insert; False when a row for this key exists already."""
-        etag = await create_if_absent(self.table, row.to_entity())
-        if etag is None:
-            return False
-        row.etag = etag
-        return True
-
-    async def replace(self, row: NotificationRow) -> None:
-        """ETag-conditional replace; raises :class:`ConflictingWrite` when someone else wrote first."""
-        row.etag = await replace_if_unchanged(self.table, row.to_entity(), row.etag, f"notification {row.key}")
-
-
-async def listed_in_digest(storage: Storage, removal_id: str) -> bool:
-    """Whether a partner digest already listed this removal (see :func:`mark_listed_in_digest`)."""
-    return await NotificationStore(storage).get(f"digest-listed:{removal_id}") is not None
-
-
-async def mark_listed_in_digest(storage: Storage, removal_ids: list[str]) -> None:
-    """Remember, in the mail state table, that an enqueued digest lists these removals."""
-    store = NotificationStore(storage)
-    for removal_id in removal_ids:
-        await store.create(NotificationRow(key=f"digest-listed:{removal_id}", kind="partner-digest", tenant_id="",
-                                           status="sent", sent_at=utcnow()))
-
 
 # --- enqueueing ---------------------------------------------------------------------------------------
-
-async def enqueue_notification(storage: Storage, kind: str, key: str, data: dict[str, Any],
-                               tenant_id: str | None = None) -> None:
-    """Store the notification (its content, once per key) and queue its key. The queue message is only a
-    key: anyone able to write to the queue could otherwise mail anyone from NOTIFY_SENDER."""
-    if len(json.dumps(data, ensure_ascii=False).encode("utf-8")) > 60_000:
-        raise ValueError(f"notification {key} is too large ({kind})")
-    await NotificationStore(storage).create(NotificationRow(key=key, kind=kind, tenant_id=tenant_id or "", data=data))
-    body = {"v": 2, "key": key, "idempotencyKey": key, "kind": kind, "tenantId": tenant_id}
-    await storage.queue(NOTIFICATIONS_QUEUE).send_message(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
-
-
-def _clip(items: list[Any]) -> tuple[list[Any], int]:
-    return items[:MAX_LIST], max(0, len(items) - MAX_LIST)
-
-
-async def enqueue_customer_removal_notice(services: Services, removal: Removal) -> bool:
-    """The customer's contacts learn what was removed, when, why, and how to grant access again."""
-    customer, _ = await RelationshipStore(services.storage).load_customer(removal.tenant_id)
-    contacts = list(customer.contacts) if customer else []
-    removed = [r for r in removal.relationships if r.get("state") in ("requested", "completed", "requesting")]
-    data = {
-        "removalId": removal.id, "tenantId": removal.tenant_id,
-        "customerName": (customer.display_name if customer else "") or removal.display_name,
-        "domain": customer.default_domain if customer else "", "culture": customer.culture if customer else "",
-        "recipients": contacts, "removedAt": iso(utcnow()), "source": removal.source,
-        "inactiveDays": removal.inactive_days,
-        "lastSignInAt": iso(removal.last_sign_in_at) if removal.last_sign_in_at else None,
-        "dap": any(r["type"] == "DAP" for r in removed),
-        "gdap": [{"displayName": r.get("displayName") or r["id"], "roles": list(r.get("roles", []))}
-                 for r in removed if r["type"] == "GDAP"],
-    }
-    await enqueue_notification(services.storage, "customer-removal", f"customer-removal:{removal.id}", data,
-                               removal.tenant_id)
-    return True
-
-
-async def enqueue_customer_warning(services: Services, row: dict[str, Any], stretch: str, remove_on: str) -> bool:
-    customer, _ = await RelationshipStore(services.storage).load_customer(row["tenantId"])
-    data = {
-        "tenantId": row["tenantId"], "customerName": (customer.display_name if customer else "") or row["displayName"],
-        "domain": customer.default_domain if customer else "", "culture": customer.culture if customer else "",
-        "recipients": list(customer.contacts) if customer else [], "removeOn": remove_on,
-        "inactiveDays": row["inactiveForAtLeastDays"], "lastSignInAt": row.get("lastSignInAt"),
-        "dap": any(r["type"] == "DAP" for r in row["relationships"]),
-        "gdap": [{"displayName": r.get("displayName") or r["id"], "roles": list(r.get("roles", []))}
-                 for r in row["relationships"] if r["type"] == "GDAP"],
-    }
-    key = f"customer-warning:{row['tenantId']}:{stretch}"
-    await enqueue_notification(services.storage, "customer-warning", key, data, row["tenantId"])
-    return True
-
-
-async def enqueue_partner(services: Services, kind: str, key: str, data: dict[str, Any]) -> bool:
-    """Partner-admin mail; nothing when NOTIFY_PARTNER_ADDRESSES is empty (the Actions row stays)."""
-    if not services.settings.notify_partner_addresses:
-        log.info("%s %s: NOTIFY_PARTNER_ADDRESSES is empty; not mailed", kind, key)
-        return False
-    await enqueue_notification(services.storage, kind, key,
-                               {**data, "recipients": list(services.settings.notify_partner_addresses)})
-    return True
-
-
-async def enqueue_partner_alert(services: Services, alert: str, key: str, data: dict[str, Any]) -> bool:
-    return await enqueue_partner(services, "partner-alert", f"alert:{key}", {"alert": alert, **data})
-
-
-async def enqueue_partner_warning(services: Services, key: str, customers: list[dict[str, Any]]) -> bool:
-    listed, more = _clip(customers)
-    return await enqueue_partner(services, "partner-warning", key, {"customers": listed, "more": more})
-
-
-async def enqueue_partner_digest(services: Services, key: str, summary: dict[str, Any]) -> bool:
-    return await enqueue_partner(services, "partner-digest", key, {"summary": summary})
 
 
 # --- sending (the queue worker) -----------------------------------------------------------------------
@@ -445,41 +148,6 @@ async def send_notification(services: Services, message: dict[str, Any], *, owne
     if status == "sent":
         await mark_mail_working(services)
     return status
-
-
-# sendMail answers these when the sender mailbox or the permission is wrong: no retry fixes them.
-MAIL_REFUSED = (401, 403, 404)
-MAIL_STATE = ("mail", "broken")
-
-
-async def mark_mail_broken(services: Services, detail: str) -> None:
-    """Mail cannot be sent (a bad NOTIFY_SENDER, Mail.Send missing or restricted): removals stop until a
-    mail goes out again, so no customer loses access without being told."""
-    state = StateStore(services.storage)
-    if not await state.get_value(*MAIL_STATE):
-        log.error("mail cannot be sent; removals stop until it can: %s", detail)
-        await record_action(services.storage, tenant_id=None, actor="system", action="notification.broken",
-                            result="failed", detail=detail[:2000])
-    await state.set_value(*MAIL_STATE, json.dumps({"at": iso(utcnow()), "detail": detail[:2000]}))
-
-
-async def mark_mail_working(services: Services) -> None:
-    state = StateStore(services.storage)
-    if await state.get_value(*MAIL_STATE):
-        await state.set_value(*MAIL_STATE, "")
-        await record_action(services.storage, tenant_id=None, actor="system", action="notification.working",
-                            result="completed", detail="a mail was sent again; removals go on")
-
-
-async def mail_broken(services: Services) -> str | None:
-    """Why mail cannot be sent, or None while it can (as far as the last attempt showed)."""
-    value = await StateStore(services.storage).get_value(*MAIL_STATE)
-    if not value:
-        return None
-    try:
-        return str(json.loads(value).get("detail") or "mail cannot be sent")
-    except ValueError:
-        return "mail cannot be sent"
 
 
 # Every name a template may test, so that StrictUndefined flags only real template mistakes.
@@ -598,9 +266,3 @@ async def drain_notifications(services: Services, max_messages: int | None = Non
 async def process_notification_queue(services: Services, max_messages: int | None = None) -> int:
     """Drain the notification queue in-process. Returns messages handled."""
     return (await drain_notifications(services, max_messages)).processed
-
-
-__all__ = ["NotificationBusy", "Rendered", "enqueue_customer_removal_notice", "enqueue_customer_warning",
-           "enqueue_partner_alert", "enqueue_partner_digest", "enqueue_partner_warning", "handle_notification_message",
-           "handle_notification_poison", "language_of", "mail_needed", "process_notification_queue", "render",
-           "require_sender", "role_name", "single_line"]

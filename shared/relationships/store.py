@@ -19,7 +19,7 @@ from shared.domain.models import DAP_ROLES, AccessAssignment, Customer, Relation
 from shared.microsoft.graph import GraphClient
 from shared.microsoft.partner_center import PartnerCenterClient
 from shared.platform.storage import Storage, query_all, shard_of, upsert_all
-from shared.platform.timeutil import iso, parse_optional
+from shared.platform.timeutil import iso, parse_optional, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +136,20 @@ class RelationshipStore:
         before = next((r for r in stored if r.key == rel.key), None)
         if before is not None and not rel.access_assignments:
             rel.access_assignments = before.access_assignments
-        changed = await self._write([rel], {rel.tenant_id: stored}, seen_at)
+        changed = await self.write([rel], {rel.tenant_id: stored}, seen_at)
         return changed > 0
 
-    async def _write(self, fresh: list[Relationship], stored: dict[str, list[Relationship]],
+    async def keep_seen(self, rel: Relationship) -> None:
+        """Keep the store in step with what was just read from Microsoft (the portal shows it before the
+        next sync). Best effort: the next sync writes it anyway."""
+        if not rel.tenant_id:
+            return
+        try:
+            await self.save_relationship(rel, utcnow())
+        except Exception:
+            log.warning("could not store relationship %s", rel.id, exc_info=True)
+
+    async def write(self, fresh: list[Relationship], stored: dict[str, list[Relationship]],
                      seen_at: datetime) -> int:
         stored_entities = {(r.tenant_id, r.key): relationship_entity(r) for rs in stored.values() for r in rs}
         stored_status = {(r.tenant_id, r.key): r.status for rs in stored.values() for r in rs}
@@ -221,7 +231,7 @@ class RelationshipSync:
                 customer.display_name = customer.display_name or old.display_name
         await self._billing_profiles(customers, fresh)
 
-        written = await self.store._write(fresh, before.relationships, now)
+        written = await self.store.write(fresh, before.relationships, now)
         customer_writes = []
         for tenant, customer in customers.items():
             entity = customer_entity(customer)

@@ -13,247 +13,71 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.domain.roles import role_catalog, role_name
+from shared.evaluation.trends import trend_points
+from shared.platform.actions import list_actions
 from shared.platform.settings import SettingsError
 from shared.platform.timeutil import iso, iso_optional, parse_iso, utcnow
 from shared.relationships.store import RelationshipStore
+from shared.removals import progress
+from shared.removals import request as removal_requests
 from shared.services import Services
-from shared.signins.ingestion import ActivityReader, AgentDirectory
+from shared.signins.history import agents_of, sign_in_history
+from shared.signins.ingestion import AgentDirectory
 from shared.web import schemas
 from shared.web.auth import (
     GRANT_ROLE,
-    LOCAL_OPERATOR,
-    PRINCIPAL_HEADER,
-    READ_ROLE,
     REMOVE_ROLE,
     Principal,
-    parse_principal,
-    principal_header_trusted,
 )
-from shared.web.catalog import BUCKET_FILTERS, DEFAULT_SORT, SORT_KEYS, CustomerIndex, Query, QueryError
-from shared.web.runs import AuditRuns
+from shared.web.catalog import DEFAULT_SORT, CustomerIndex, Query, QueryError
+from shared.web.http import (
+    GUID,
+    ApiError,
+    WebConfig,
+    WebState,
+    csv_response,
+    json_body,
+    json_response,
+    latest_index,
+    parse_guid,
+    parse_int,
+    parse_time,
+    reader,
+    remover,
+    services_of,
+    storage_missing,
+    web_state,
+)
 from shared.web.security import (
     HostCheck,
-    HostsProvider,
     SecurityHeaders,
-    app_service_hosts,
-    cross_site_reason,
-    is_json_content_type,
 )
 
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 REMOVAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_REMOVAL_IDS = 100
-MAX_BODY_BYTES = 64 * 1024
 MAX_REASON = 500
-INDEX_RECHECK_SECONDS = 2.0
 DRAIN_INTERVAL_SECONDS = 5.0
-
-ServicesProvider = Callable[[], Awaitable[Services]]
-
-
-class ApiError(Exception):
-    """An answer other than success: always JSON ``{"error": {"code", "message"}}``."""
-
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
-
-    def response(self) -> JSONResponse:
-        error: dict[str, Any] = {"code": self.code, "message": self.message, **self.details}
-        headers = {"WWW-Authenticate": 'EasyAuth realm="Delegated Admin Monitor"'} if self.status == 401 else None
-        return JSONResponse({"error": error}, status_code=self.status, headers=headers)
-
-
-@dataclass
-class WebConfig:
-    services: ServicesProvider
-    local_operator: bool = False
-    # Whether X-MS-CLIENT-PRINCIPAL can be believed; asked per request (see auth.principal_header_trusted).
-    trust_principal_header: Callable[[], bool] = principal_header_trusted
-    # serve: no queue trigger runs locally, so the app drains the removal queue itself.
-    drain_removals: bool = False
-    on_shutdown: Callable[[], Awaitable[None]] | None = None
-    # The host names served (DNS-rebinding guard); None: not checked. In Azure, WEBSITE_HOSTNAME and
-    # ALLOWED_HOSTS; for serve, the address it listens on.
-    allowed_hosts: HostsProvider = app_service_hosts
-
-
-@dataclass
-class WebState:
-    config: WebConfig
-    runs: AuditRuns = field(default_factory=AuditRuns)
-    index: CustomerIndex | None = None
-    index_checked: float = 0.0
-    index_loop: int = 0
-    drain_wakeup: asyncio.Event | None = None
-
-
-def removals_module() -> ModuleType:
-    """``shared.removals.worker``, imported on first use (it pulls in the mail templates)."""
-    import shared.removals.worker
-
-    return shared.removals.worker
 
 
 # --- request helpers ---------------------------------------------------------------------------------
-
-def web_state(request: Request) -> WebState:
-    state: WebState = request.app.state.web
-    return state
-
-
-def current_principal(request: Request) -> Principal | None:
-    config = web_state(request).config
-    if config.local_operator:
-        return LOCAL_OPERATOR
-    if not config.trust_principal_header():
-        return None
-    return parse_principal(request.headers.get(PRINCIPAL_HEADER))
-
-
-class Requires:
-    """Dependency: the caller's principal, which must hold ``role`` (401 without one, 403 without the role)."""
-
-    def __init__(self, role: str) -> None:
-        self.role = role
-
-    async def __call__(self, request: Request) -> Principal:
-        principal = current_principal(request)
-        if principal is None:
-            raise ApiError(401, "unauthenticated", "sign in first: no valid X-MS-CLIENT-PRINCIPAL")
-        if not principal.has(self.role):
-            raise ApiError(403, "forbidden", f"the app role {self.role} is required")
-        return principal
-
-
-reader = Depends(Requires(READ_ROLE))
-remover = Depends(Requires(REMOVE_ROLE))
-granter = Depends(Requires(GRANT_ROLE))
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    """The body of a state change: same-site, JSON only, an object, at most 64 KB."""
-    reason = cross_site_reason(request, request.app.state.web.config.allowed_hosts())
-    if reason is not None:
-        raise ApiError(403, "crossSiteRequest", f"cross-site requests cannot change anything ({reason})")
-    if not is_json_content_type(request.headers.get("content-type")):
-        raise ApiError(415, "unsupportedMediaType", "the body must be JSON (Content-Type: application/json)")
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        raise ApiError(413, "bodyTooLarge", f"the body must be at most {MAX_BODY_BYTES} bytes")
-    # Read as it arrives and stop past the limit: a chunked body declares no length up front.
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, "bodyTooLarge", f"the body must be at most {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested thousands deep
-        raise ApiError(400, "malformedJson", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "malformedBody", "the body must be a JSON object")
-    return body
-
-
-def parse_guid(value: str, what: str = "tenantId") -> str:
-    if not isinstance(value, str) or not GUID.fullmatch(value):
-        raise ApiError(400, "invalidTenantId", f"{what} must be a tenant id (GUID)")
-    return value.lower()
-
-
-MISSING_STORAGE = ("TableNotFound", "QueueNotFound")
-
-
-def storage_missing(exc: ResourceNotFoundError) -> bool:
-    """A table or queue that is not there (the Tables SDK leaves ``error_code`` empty for its OData
-    errors, so the code is read from the message too)."""
-    code = str(getattr(exc, "error_code", "") or "")
-    return code in MISSING_STORAGE or any(name in str(exc) for name in MISSING_STORAGE)
-EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_TIME = datetime(2200, 1, 1, tzinfo=UTC)
-
-
-def parse_time(value: str | None, name: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    try:
-        moment = parse_iso(value)
-    except (ValueError, OverflowError):
-        raise ApiError(400, "invalidParameter", f"{name} must be an ISO 8601 time") from None
-    # Days are added to and taken from it: a moment near year 1 or 9999 would overflow into a 500.
-    if not EARLIEST_TIME <= moment <= LATEST_TIME:
-        raise ApiError(400, "invalidParameter", f"{name} must lie between {EARLIEST_TIME.year} and {LATEST_TIME.year}")
-    return moment
-
-
-def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
-    if value is None or value == "":
-        return default
-    if not re.fullmatch(r"\d{1,9}", value):
-        raise ApiError(400, "invalidParameter", f"{name} must be a whole number")
-    number = int(value)
-    if not low <= number <= high:
-        raise ApiError(400, "invalidParameter", f"{name} must be between {low} and {high}")
-    return number
-
-
-def json_response(content: Any, status: int = 200) -> Response:
-    return Response(json.dumps(content, ensure_ascii=False), status_code=status, media_type="application/json")
-
-
-def csv_response(body: bytes, filename: str) -> Response:
-    return Response(b"\xef\xbb\xbf" + body, media_type="text/csv; charset=utf-8",  # BOM: Excel reads UTF-8
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
-
-async def services_of(request: Request) -> Services:
-    return await web_state(request).config.services()
-
-
-async def latest_index(request: Request) -> CustomerIndex:
-    """The index of the latest stored evaluation; rebuilt only when a newer evaluation is stored."""
-    state = web_state(request)
-    loop = asyncio.get_running_loop()
-    now = loop.time()
-    if state.index is not None and state.index_loop == id(loop) and now - state.index_checked < INDEX_RECHECK_SECONDS:
-        return state.index
-    services = await services_of(request)
-    stored = await services.evaluations.latest()
-    if stored is None:
-        raise ApiError(404, "noEvaluation", "no evaluation is stored yet: run the audit (POST /api/audit/run)")
-    if state.index is None or state.index.evaluation_id != stored.id:
-        state.index = CustomerIndex(stored.id, iso(stored.created_at), stored.report)
-    state.index_checked, state.index_loop = now, id(loop)
-    return state.index
 
 
 # --- the app -----------------------------------------------------------------------------------------
@@ -453,9 +277,8 @@ def register_api(app: FastAPI) -> None:
         if start is not None and end is not None and start > end:
             raise ApiError(400, "invalidParameter", "since must not be after until")
         count = parse_int(limit, "limit", 500, 1, 5000)
-        module = removals_module()
         services = await services_of(request)
-        items = visible_actions(await module.list_actions(services, tenant_id=tenant, since=start, until=end,
+        items = visible_actions(await list_actions(services.storage, tenant_id=tenant, since=start, until=end,
                                                           limit=count), principal)
         return json_response({"actions": items, "count": len(items)})
 
@@ -497,10 +320,9 @@ def register_api(app: FastAPI) -> None:
     async def request_removals(request: Request, principal: Principal = remover) -> Response:
         body = await json_body(request)
         tenant_ids, reason = validate_removal_request(body)
-        module = removals_module()
         services = await services_of(request)
         try:
-            removals = await module.request_removals(
+            removals = await removal_requests.request_removals(
                 services, tenant_ids, requested_by=principal.display, reason=reason, source="user",
                 customer_notified=True)
         except SettingsError as exc:  # e.g. NOTIFY_SENDER missing while customers are to be notified
@@ -518,8 +340,7 @@ def register_api(app: FastAPI) -> None:
     async def get_removal(request: Request, removal_id: str, principal: Principal = reader) -> Response:
         if not REMOVAL_ID.fullmatch(removal_id):
             raise ApiError(400, "invalidParameter", "not a removal id")
-        module = removals_module()
-        removal = await module.get_removal(await services_of(request), removal_id)
+        removal = await progress.get_removal(await services_of(request), removal_id)
         if removal is None:
             raise ApiError(404, "unknownRemoval", "no removal with this id")
         return json_response(removal)
@@ -530,9 +351,8 @@ def register_api(app: FastAPI) -> None:
         wanted = [i for i in ids.split(",") if i]
         if not wanted or len(wanted) > MAX_REMOVAL_IDS or not all(REMOVAL_ID.fullmatch(i) for i in wanted):
             raise ApiError(400, "invalidParameter", f"ids must list 1 to {MAX_REMOVAL_IDS} removal ids")
-        module = removals_module()
         services = await services_of(request)
-        found = await asyncio.gather(*(module.get_removal(services, i) for i in wanted))
+        found = await asyncio.gather(*(progress.get_removal(services, i) for i in wanted))
         return json_response({"removals": [r for r in found if r is not None],
                               "missing": [i for i, r in zip(wanted, found, strict=True) if r is None]})
 
@@ -592,74 +412,9 @@ def relationship_detail(rel: Any) -> dict[str, Any]:
     }
 
 
-async def sign_in_history(services: Services, tenant: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Every day of [start, end] (days without sign-ins as zero), read in parallel 30-day pieces."""
-    reader_ = ActivityReader(services.storage)
-    pieces = []
-    cursor = start
-    while cursor <= end:
-        piece_end = min(end, cursor + timedelta(days=29))
-        pieces.append((cursor, piece_end))
-        cursor = piece_end + timedelta(days=1)
-    results = await asyncio.gather(*(reader_.history(tenant, a, b) for a, b in pieces))
-    found = {d["day"]: d for part in results for d in part}
-    out = []
-    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    while day <= end:
-        key = day.strftime("%Y-%m-%d")
-        item = found.get(key) or {"day": key, "signIns": 0, "nonInteractiveSignIns": 0, "agents": [], "lastAt": None}
-        out.append({**item, "agentCount": len(item["agents"])})
-        day += timedelta(days=1)
-    return out
-
-
-def agents_of(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Which partner agents signed in over the history: days with a sign-in and the last such day
-    (their names are added from the :class:`AgentDirectory`)."""
-    agents: dict[str, dict[str, Any]] = {}
-    for day in history:
-        for agent in day["agents"]:
-            entry = agents.setdefault(agent, {"userId": agent, "days": 0, "lastDay": day["day"]})
-            entry["days"] += 1
-            entry["lastDay"] = max(entry["lastDay"], day["day"])
-    return sorted(agents.values(), key=lambda a: (a["lastDay"], a["days"]), reverse=True)
-
-
 async def customer_actions(services: Services, tenant: str) -> list[dict[str, Any]] | None:
-    try:
-        module = removals_module()
-    except ApiError:
-        return None
-    items: list[dict[str, Any]] = await module.list_actions(services, tenant_id=tenant, limit=200)
+    items: list[dict[str, Any]] = await list_actions(services.storage, tenant_id=tenant, limit=200)
     return items
-
-
-def trend_points(heads: list[dict[str, Any]], days: int) -> list[dict[str, Any]]:
-    """One point per UTC day of asOf: the latest evaluation computed for that day."""
-    per_day: dict[str, dict[str, Any]] = {}
-    for head in heads:  # newest first
-        day = str(head["asOf"])[:10]
-        chosen = per_day.get(day)
-        if chosen is None or (head["asOf"], head["createdAt"]) > (chosen["asOf"], chosen["createdAt"]):
-            per_day[day] = head
-    if not per_day:
-        return []
-    last = max(per_day)
-    first = (parse_iso(last + "T00:00:00Z") - timedelta(days=days - 1)).strftime("%Y-%m-%d")
-    points = []
-    for day in sorted(d for d in per_day if d >= first):
-        head = per_day[day]
-        s = head["summary"]
-        total = s["customersUnderMonitoring"]
-        points.append({
-            "day": day, "asOf": head["asOf"], "evaluationId": head["id"],
-            "customersUnderMonitoring": total,
-            "active": total - s["inactive30To60Days"] - s["inactive61To90Days"] - s["inactiveOver90Days"],
-            "inactive30To60Days": s["inactive30To60Days"], "inactive61To90Days": s["inactive61To90Days"],
-            "inactiveOver90Days": s["inactiveOver90Days"], "establishedLast7Days": s["establishedLast7Days"],
-            "recommendedForRemoval": s["recommendedForRemoval"],
-        })
-    return points
 
 
 async def drain_removal_queue(state: WebState) -> None:
@@ -682,6 +437,3 @@ async def drain_removal_queue(state: WebState) -> None:
             raise
         except Exception:
             log.exception("draining the queues failed; retrying in %s s", DRAIN_INTERVAL_SECONDS)
-
-
-__all__ = ["BUCKET_FILTERS", "SORT_KEYS", "ApiError", "WebConfig", "create_app"]

@@ -19,7 +19,8 @@ from shared.platform.retry import UpstreamError
 from shared.platform.settings import SettingsError
 from shared.platform.timeutil import parse_iso, utcnow
 from shared.web import schemas
-from shared.web.app import (
+from shared.web.auth import Principal
+from shared.web.http import (
     ApiError,
     granter,
     json_body,
@@ -30,7 +31,6 @@ from shared.web.app import (
     remover,
     services_of,
 )
-from shared.web.auth import Principal
 
 MAX_EXTEND_IDS = 1000
 

@@ -17,8 +17,9 @@ from fastapi import FastAPI
 
 from shared.platform.settings import Settings
 from shared.services import Services
-from shared.web.app import WebConfig, create_app
+from shared.web.app import create_app
 from shared.web.auth import principal_header_trusted
+from shared.web.http import WebConfig
 
 LOOPBACK_NAMES = ("localhost",)
 

@@ -1,0 +1,147 @@
+"""The ``Notifications`` table: one row per mail key (its content, recipients' source, state and lease),\nand whether the sender mailbox works (a refused mail halts removals until one is sent again)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import (
+    ResourceNotFoundError,
+)
+
+from shared.platform.actions import record_action
+from shared.platform.state import StateStore
+from shared.platform.storage import (
+    Storage,
+    create_if_absent,
+    replace_if_unchanged,
+    shard_of,
+)
+from shared.platform.timeutil import iso, parse_optional, utcnow
+
+if TYPE_CHECKING:
+    from shared.services import Services
+log = logging.getLogger(__name__)
+
+
+CUSTOMER_KINDS = ("customer-removal", "customer-warning")
+
+
+PARTNER_KINDS = ("partner-warning", "partner-digest", "partner-alert")
+
+
+DATA_PIECE = 30_000  # characters of a notification's content per table property
+
+
+def _row_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class NotificationRow:
+    key: str
+    kind: str
+    tenant_id: str
+    status: str = "queued"
+    attempts: int = 0
+    lease_owner: str = ""
+    lease_until: datetime | None = None
+    subject: str = ""
+    recipients: list[str] | None = None
+    sent_at: datetime | None = None
+    error: str = ""
+    etag: str | None = None
+    # What the product queued (the mail's content); the worker mails this, never a message's own copy.
+    data: dict[str, Any] | None = None
+
+    def to_entity(self) -> dict[str, Any]:
+        rk = _row_key(self.key)
+        entity = {"PartitionKey": shard_of(rk), "RowKey": rk, "Key": self.key[:1000], "Kind": self.kind,
+                  "TenantId": self.tenant_id, "Status": self.status, "Attempts": self.attempts,
+                  "LeaseOwner": self.lease_owner, "LeaseUntil": iso(self.lease_until) if self.lease_until else "",
+                  "Subject": self.subject[:1000], "Recipients": json.dumps(self.recipients or []),
+                  "SentAt": iso(self.sent_at) if self.sent_at else "", "Error": self.error[:4000]}
+        if self.data is not None:  # in pieces: a string property holds at most 32K characters
+            text = json.dumps(self.data, ensure_ascii=False)
+            for n in range(0, len(text), DATA_PIECE):
+                entity[f"Data{n // DATA_PIECE}"] = text[n:n + DATA_PIECE]
+        return entity
+
+    @classmethod
+    def from_entity(cls, e: dict[str, Any], etag: str | None) -> NotificationRow:
+        pieces, n = [], 0
+        while f"Data{n}" in e:
+            pieces.append(str(e[f"Data{n}"]))
+            n += 1
+        return cls(key=str(e.get("Key", "")), kind=str(e.get("Kind", "")), tenant_id=str(e.get("TenantId", "")),
+                   status=str(e.get("Status", "queued")), attempts=int(e.get("Attempts") or 0),
+                   lease_owner=str(e.get("LeaseOwner", "")), lease_until=parse_optional(e.get("LeaseUntil")),
+                   subject=str(e.get("Subject", "")), recipients=json.loads(e.get("Recipients") or "[]"),
+                   sent_at=parse_optional(e.get("SentAt")), error=str(e.get("Error", "")), etag=etag,
+                   data=json.loads("".join(pieces)) if pieces else None)
+
+
+class NotificationStore:
+    def __init__(self, storage: Storage) -> None:
+        self.table = storage.table("Notifications")
+
+    async def get(self, key: str) -> NotificationRow | None:
+        rk = _row_key(key)
+        try:
+            entity = await self.table.get_entity(shard_of(rk), rk)
+        except ResourceNotFoundError:
+            return None
+        return NotificationRow.from_entity(dict(entity), entity.metadata.get("etag"))
+
+    async def create(self, row: NotificationRow) -> bool:
+        """Insert; False when a row for this key exists already."""
+        etag = await create_if_absent(self.table, row.to_entity())
+        if etag is None:
+            return False
+        row.etag = etag
+        return True
+
+    async def replace(self, row: NotificationRow) -> None:
+        """ETag-conditional replace; raises :class:`ConflictingWrite` when someone else wrote first."""
+        row.etag = await replace_if_unchanged(self.table, row.to_entity(), row.etag, f"notification {row.key}")
+
+
+# sendMail answers these when the sender mailbox or the permission is wrong: no retry fixes them.
+MAIL_REFUSED = (401, 403, 404)
+
+
+MAIL_STATE = ("mail", "broken")
+
+
+async def mark_mail_broken(services: Services, detail: str) -> None:
+    """Mail cannot be sent (a bad NOTIFY_SENDER, Mail.Send missing or restricted): removals stop until a
+    mail goes out again, so no customer loses access without being told."""
+    state = StateStore(services.storage)
+    if not await state.get_value(*MAIL_STATE):
+        log.error("mail cannot be sent; removals stop until it can: %s", detail)
+        await record_action(services.storage, tenant_id=None, actor="system", action="notification.broken",
+                            result="failed", detail=detail[:2000])
+    await state.set_value(*MAIL_STATE, json.dumps({"at": iso(utcnow()), "detail": detail[:2000]}))
+
+
+async def mark_mail_working(services: Services) -> None:
+    state = StateStore(services.storage)
+    if await state.get_value(*MAIL_STATE):
+        await state.set_value(*MAIL_STATE, "")
+        await record_action(services.storage, tenant_id=None, actor="system", action="notification.working",
+                            result="completed", detail="a mail was sent again; removals go on")
+
+
+async def mail_broken(services: Services) -> str | None:
+    """Why mail cannot be sent, or None while it can (as far as the last attempt showed)."""
+    value = await StateStore(services.storage).get_value(*MAIL_STATE)
+    if not value:
+        return None
+    try:
+        return str(json.loads(value).get("detail") or "mail cannot be sent")
+    except ValueError:
+        return "mail cannot be sent"
