@@ -10,7 +10,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.evaluation.report import EvaluationStore, compute_report, policy_from_settings
+from shared.evaluation.report import compute_report, policy_from_settings
+from shared.evaluation.store import EvaluationStore
 from shared.microsoft.graph import GraphClient
 from shared.microsoft.partner_center import PartnerCenterClient
 from shared.platform.identity import graph_credential, partner_center_credential
@@ -21,7 +22,7 @@ from shared.platform.state import StateStore
 from shared.platform.storage import Storage
 from shared.platform.telemetry import EVENT_INGESTION_COMPLETED, EVENT_INGESTION_FAILED, track_event
 from shared.platform.timeutil import CLOCK, iso, utcnow
-from shared.relationships.store import RelationshipSync
+from shared.relationships.sync import RelationshipSync
 from shared.signins.ingestion import SignInIngestion
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared.evaluation.report import EvaluationStore
+from shared.evaluation.store import EvaluationStore
 from shared.platform.settings import Settings
 from shared.platform.storage import query_all
 from shared.platform.timeutil import parse_iso
@@ -332,7 +332,7 @@ def test_customer_detail(settings: Settings) -> None:
 def test_agent_names_keep_the_newest_seen(settings: Settings) -> None:
     """A renamed agent takes its new name; an older slice read afterwards does not bring the old one back;
     an id that is not a valid table key, or a sign-in without names, is not stored."""
-    from shared.signins.ingestion import AgentDirectory
+    from shared.signins.agents import AgentDirectory
 
     t0, t1 = parse_iso("2026-11-01T00:00:00Z"), parse_iso("2026-11-02T00:00:00Z")
     agent = "00000000-0000-4000-8000-00000000a9e7"  # not among the example's agents (already ingested)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.domain.rules import bucket_of, sort_rows, summarize
-from shared.evaluation.report import StoredEvaluation
+from shared.evaluation.store import StoredEvaluation
 from shared.web.app import create_app
 from shared.web.catalog import CustomerIndex, Query
 from shared.web.http import WebConfig

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from shared.evaluation.report import EvaluationStore
+from shared.evaluation.store import EvaluationStore
 from shared.platform.retry import UpstreamError
 from shared.platform.state import StateStore
 from shared.platform.timeutil import iso, parse_iso

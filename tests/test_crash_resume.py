@@ -277,23 +277,23 @@ def test_removals_queued_by_a_run_that_died_before_its_digest_are_announced(
     """Killed after queueing four removals and before mailing the partner digest: the next run found
     the removals already queued (not new) and announced none of them; the partner admins never heard
     of four removals. Now the next run announces them, once."""
-    import shared.evaluation.run
+    import shared.evaluation.policy
     from shared.evaluation.run import run_cycle, run_evaluation
     from tests.conftest import settings_with
 
     emulator.post_scenario(estate())
     settings = settings_with(**ENFORCE)
-    original = shared.evaluation.run.enqueue_partner_digest
+    original = shared.evaluation.policy.enqueue_partner_digest
 
     async def die(*args: Any, **kwargs: Any) -> bool:
         raise Killed
 
     async def go() -> None:
         async with Services(settings) as services:
-            monkeypatch.setattr(shared.evaluation.run, "enqueue_partner_digest", die)
+            monkeypatch.setattr(shared.evaluation.policy, "enqueue_partner_digest", die)
             with pytest.raises(Killed):
                 await run_evaluation(services, parse_iso(AS_OF))
-            monkeypatch.setattr(shared.evaluation.run, "enqueue_partner_digest", original)
+            monkeypatch.setattr(shared.evaluation.policy, "enqueue_partner_digest", original)
             await run_cycle(services, parse_iso(AS_OF))
             await run_cycle(services, parse_iso(AS_OF))  # and a later run announces nothing twice
 
@@ -343,7 +343,7 @@ def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
 
 
 @pytest.mark.parametrize(("module", "action"), [("shared.removals.request", "removal.queued"),
-                                                ("shared.evaluation.run", "warning.queued")])
+                                                ("shared.evaluation.warnings", "warning.queued")])
 def test_a_record_the_dead_run_did_not_write_is_written_by_the_next(
         env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch, module: str, action: str) -> None:
     """Killed between creating a removal (or a warning) and recording it in Actions: the next run found

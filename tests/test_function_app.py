@@ -8,7 +8,7 @@ from typing import Any
 
 from azure.functions.timer import TimerRequest
 
-from shared.evaluation.report import EvaluationStore
+from shared.evaluation.store import EvaluationStore
 from shared.platform.settings import Settings
 from shared.runtime import close_services
 from shared.services import Services

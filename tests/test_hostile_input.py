@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import pytest
 
-from shared.evaluation.report import report_csv, report_table
+from shared.evaluation.formats import report_csv, report_table
 from shared.evaluation.run import run_cycle
 from shared.platform.settings import Settings
 from shared.platform.timeutil import parse_iso

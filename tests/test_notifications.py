@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from shared.domain.models import GLOBAL_ADMINISTRATOR
+from shared.domain.roles import role_name
 from shared.evaluation.run import run_evaluation
 from shared.notifications.enqueue import enqueue_partner_alert
 from shared.notifications.mail import language_of, render, single_line
 from shared.notifications.store import NotificationStore
-from shared.notifications.worker import handle_notification_message, process_notification_queue, role_name
+from shared.notifications.worker import handle_notification_message, process_notification_queue
 from shared.platform.actions import list_actions
 from shared.platform.settings import SettingsError
 from shared.removals.request import request_removals

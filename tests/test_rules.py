@@ -12,20 +12,20 @@ from shared.domain.rules import (
     bucket_of,
     customer_row,
     inactive_for_at_least,
+    qualifies,
     sort_rows,
     summarize,
 )
 from shared.platform.timeutil import day_start, parse_iso
-from shared.signins.ingestion import (
+from shared.signins.activity import (
     EVENT,
     INTERACTIVE,
     NON_INTERACTIVE,
     DayActivity,
     last_day_counts,
     latest_at_or_before,
-    qualifies,
-    slices,
 )
+from shared.signins.ingestion import slices
 
 AS_OF = parse_iso("2026-11-21T12:00:00Z")
 PARTNER = "6513270e-269e-4d37-b2a7-4de452e6b438"

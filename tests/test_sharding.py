@@ -23,7 +23,8 @@ from shared.evaluation.fanout import (
     run_shard_messages,
     start_sharded_evaluation,
 )
-from shared.evaluation.report import EvaluationStore, compute_report, policy_from_settings
+from shared.evaluation.report import compute_report, policy_from_settings
+from shared.evaluation.store import EvaluationStore
 from shared.platform.actions import list_actions
 from shared.platform.settings import EVALUATION_SHARDS_QUEUE
 from shared.platform.sharding import SHARDS, key_range_filter, shard_bounds, shard_containing, shard_of_tenant

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.evaluation.report import pad
+from shared.evaluation.formats import pad
 from tools.azurite import start_azurite
 
 ROOT = Path(__file__).resolve().parent.parent

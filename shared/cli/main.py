@@ -86,7 +86,7 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.evaluation.report import report_csv, report_table
+    from shared.evaluation.formats import report_csv, report_table
     from shared.services import FutureAsOfError, Services
 
     async with Services(settings) as services:
@@ -105,7 +105,7 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.evaluation.run import run_cycle  # type: ignore[import-not-found,unused-ignore]
+    from shared.evaluation.run import run_cycle  # type: ignore[import-not-found, unused-ignore]
     from shared.services import AS_OF_SKEW, Services
 
     async with Services(settings) as services:

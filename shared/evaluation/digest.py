@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from shared.notifications.store import NotificationRow, NotificationStore
 from shared.platform.storage import (
     Storage,
 )
@@ -12,7 +13,6 @@ from shared.platform.timeutil import utcnow
 
 if TYPE_CHECKING:
     pass
-from shared.notifications.store import NotificationRow, NotificationStore
 
 log = logging.getLogger(__name__)
 

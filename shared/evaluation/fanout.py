@@ -32,7 +32,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.domain.rules import sort_rows, summarize
-from shared.evaluation.report import compute_report, new_evaluation_id, policy_from_settings
+from shared.evaluation.report import compute_report, policy_from_settings
+from shared.evaluation.store import new_evaluation_id
 from shared.platform.settings import EVALUATION_SHARDS_QUEUE
 from shared.platform.sharding import SHARDS
 from shared.platform.state import Coverage
@@ -163,7 +164,7 @@ async def _claim_finish(services: Services, run: Run) -> bool:
 
 async def finish(services: Services, run: Run) -> dict[str, Any] | None:
     """Assemble the stored shards into the evaluation (head written last) and apply the policy."""
-    from shared.evaluation.run import apply_policy
+    from shared.evaluation.policy import apply_policy
 
     if not await _claim_finish(services, run):
         return None

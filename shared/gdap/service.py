@@ -54,7 +54,7 @@ from shared.platform.timeutil import (
     whole_days,
 )
 from shared.relationships.store import RelationshipStore, tenant_range
-from shared.signins.ingestion import DayActivity
+from shared.signins.activity import DayActivity
 
 if TYPE_CHECKING:
     from shared.services import Services

@@ -6,6 +6,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from shared.notifications.store import NotificationRow, NotificationStore
 from shared.platform.settings import NOTIFICATIONS_QUEUE
 from shared.platform.storage import (
     Storage,
@@ -14,7 +15,6 @@ from shared.relationships.store import RelationshipStore
 
 if TYPE_CHECKING:
     from shared.services import Services
-from shared.notifications.store import NotificationRow, NotificationStore
 
 log = logging.getLogger(__name__)
 

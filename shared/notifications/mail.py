@@ -1,4 +1,5 @@
-"""Mail as people read it: the Jinja2 templates (HTML autoescaped, plain text beside), the customer's\nlanguage, addresses, and the settings that decide whether mail is sent."""
+"""Mail as people read it: the Jinja2 templates (HTML autoescaped, plain text beside), the customer's
+language, addresses, and the settings that decide whether mail is sent."""
 
 from __future__ import annotations
 

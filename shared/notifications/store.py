@@ -1,4 +1,5 @@
-"""The ``Notifications`` table: one row per mail key (its content, recipients' source, state and lease),\nand whether the sender mailbox works (a refused mail halts removals until one is sent again)."""
+"""The ``Notifications`` table: one row per mail key (its content, recipients' source, state and lease),
+and whether the sender mailbox works (a refused mail halts removals until one is sent again)."""
 
 from __future__ import annotations
 

@@ -21,6 +21,17 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.notifications.enqueue import enqueue_partner_alert
+from shared.notifications.mail import language_of, render, require_sender, valid_address
+from shared.notifications.store import (
+    CUSTOMER_KINDS,
+    MAIL_REFUSED,
+    PARTNER_KINDS,
+    NotificationRow,
+    NotificationStore,
+    mark_mail_broken,
+    mark_mail_working,
+)
 from shared.platform.actions import record_action
 from shared.platform.queues import Busy, DrainResult, drain_poison, drain_queue
 from shared.platform.retry import UpstreamError
@@ -34,17 +45,6 @@ from shared.relationships.store import RelationshipStore
 
 if TYPE_CHECKING:
     from shared.services import Services
-from shared.notifications.enqueue import enqueue_partner_alert
-from shared.notifications.mail import language_of, render, require_sender, valid_address
-from shared.notifications.store import (
-    CUSTOMER_KINDS,
-    MAIL_REFUSED,
-    PARTNER_KINDS,
-    NotificationRow,
-    NotificationStore,
-    mark_mail_broken,
-    mark_mail_working,
-)
 
 log = logging.getLogger(__name__)
 

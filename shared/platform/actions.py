@@ -1,4 +1,5 @@
-"""The append-only audit trail: the ``Actions`` table (who, what, when, why, result) and its\ntamper-evident copy in the ``audit-trail`` blob container."""
+"""The append-only audit trail: the ``Actions`` table (who, what, when, why, result) and its
+tamper-evident copy in the ``audit-trail`` blob container."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Queue mechanics shared by every queue worker: work that is busy or must wait is deferred without\nspending the host's retry budget, and an in-process drain that does what the Functions host does\n(CLI cycle, demo, ``serve``, tests)."""
+"""Queue mechanics shared by every queue worker: work that is busy or must wait is deferred without
+spending the host's retry budget, and an in-process drain that does what the Functions host does
+(CLI cycle, demo, ``serve``, tests)."""
 
 from __future__ import annotations
 

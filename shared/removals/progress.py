@@ -1,4 +1,5 @@
-"""Following a removal after its requests were sent: Microsoft settles terminations later, and a\nremoval is ``requested`` until every relationship it asked about has ended (or failed)."""
+"""Following a removal after its requests were sent: Microsoft settles terminations later, and a
+removal is ``requested`` until every relationship it asked about has ended (or failed)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,21 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from shared.notifications.enqueue import enqueue_partner_alert
+from shared.platform.actions import record_action
 from shared.platform.retry import UpstreamError
 from shared.platform.storage import (
     ConflictingWrite,
 )
 from shared.platform.timeutil import iso, utcnow
-
-if TYPE_CHECKING:
-    from shared.services import Services
-from shared.platform.actions import record_action
 from shared.relationships.store import RelationshipStore
 from shared.removals.live import GDAP_DONE, GDAP_REQUESTED, gdap_by_id
 from shared.removals.store import (
     Removal,
     RemovalStore,
 )
+
+if TYPE_CHECKING:
+    from shared.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Asking for removals (portal, API, policy): one conditional write per customer and stretch, then\nthe removal queue message."""
+"""Asking for removals (portal, API, policy): one conditional write per customer and stretch, then
+the removal queue message."""
 
 from __future__ import annotations
 
@@ -8,16 +9,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.notifications.mail import require_sender
+from shared.platform.actions import record_action
 from shared.platform.settings import GUID_RE, REMOVALS_QUEUE
 from shared.platform.storage import (
     ConflictingWrite,
     Storage,
 )
 from shared.platform.timeutil import iso, parse_optional, utcnow
-
-if TYPE_CHECKING:
-    from shared.services import Services
-from shared.platform.actions import record_action
 from shared.removals.store import (
     PUBLIC_STATUS,
     Removal,
@@ -25,6 +23,9 @@ from shared.removals.store import (
     removal_id_for,
     stretch_of,
 )
+
+if TYPE_CHECKING:
+    from shared.services import Services
 
 log = logging.getLogger(__name__)
 

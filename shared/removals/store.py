@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
+from shared.platform.actions import POLICY_ACTOR
+from shared.platform.queues import Busy
 from shared.platform.storage import (
     ConflictingWrite,
     Storage,
@@ -26,8 +28,6 @@ from shared.platform.timeutil import iso, parse_optional, utcnow
 
 if TYPE_CHECKING:
     pass
-from shared.platform.actions import POLICY_ACTOR
-from shared.platform.queues import Busy
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared.notifications.enqueue import enqueue_partner_alert
 from shared.notifications.store import mail_broken
+from shared.platform.actions import record_action
+from shared.platform.queues import MAX_ATTEMPTS, DrainResult, drain_poison, drain_queue
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import REMOVALS_QUEUE
 from shared.platform.storage import (
@@ -40,12 +42,6 @@ from shared.platform.storage import (
 )
 from shared.platform.timeutil import iso, parse_optional, utcnow
 from shared.relationships.store import RelationshipStore
-from shared.removals.notice import enqueue_customer_removal_notice
-
-if TYPE_CHECKING:
-    from shared.services import Services
-from shared.platform.actions import record_action
-from shared.platform.queues import MAX_ATTEMPTS, DrainResult, drain_poison, drain_queue
 from shared.removals.live import (
     GDAP_DONE,
     GDAP_REQUESTED,
@@ -54,6 +50,7 @@ from shared.removals.live import (
     live_state,
     save_dap_disabled,
 )
+from shared.removals.notice import enqueue_customer_removal_notice
 from shared.removals.store import (
     FINISHED,
     HeldRemoval,
@@ -63,6 +60,9 @@ from shared.removals.store import (
     RemovalStore,
     lease_end,
 )
+
+if TYPE_CHECKING:
+    from shared.services import Services
 
 log = logging.getLogger(__name__)
 

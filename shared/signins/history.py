@@ -7,7 +7,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.signins.ingestion import ActivityReader
+from shared.signins.activity import ActivityReader
 
 if TYPE_CHECKING:
     from shared.services import Services

@@ -36,8 +36,8 @@ from shared.relationships.store import RelationshipStore
 from shared.removals import progress
 from shared.removals import request as removal_requests
 from shared.services import Services
+from shared.signins.agents import AgentDirectory
 from shared.signins.history import agents_of, sign_in_history
-from shared.signins.ingestion import AgentDirectory
 from shared.web import schemas
 from shared.web.auth import (
     GRANT_ROLE,

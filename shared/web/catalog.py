@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.roles import role_name
-from shared.evaluation.report import report_csv
+from shared.evaluation.formats import report_csv
 
 BUCKET_FILTERS = ("active", "30-60", "61-90", "90+", "new")  # "new": established in the last 7 days
 DEFAULT_SORT = "-inactiveForAtLeastDays"

@@ -1,4 +1,5 @@
-"""What every HTTP route shares: errors, body and parameter parsing, role guards, the per-app state\nand the services behind a request."""
+"""What every HTTP route shares: errors, body and parameter parsing, role guards, the per-app state
+and the services behind a request."""
 
 from __future__ import annotations
 
