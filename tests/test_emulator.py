@@ -154,8 +154,9 @@ def test_beta_and_v1_sign_in_shapes(emu: RunningEmulator, api: httpx.Client) -> 
 
 
 def test_fast_sign_in_encoding_matches_the_object_form() -> None:
-    from tools.emulator.server import apply_select
-    from tools.emulator.state import Estate, load_scenario_text
+    from tools.emulator.estate import SimEstate
+    from tools.emulator.scenario import load_scenario_text
+    from tools.emulator.wire import apply_select
 
     scenario = load_scenario_text(LIFECYCLE.read_bytes())
     scenario["signIns"].append({"id": 'odd"id', "createdDateTime": "2026-11-20T01:02:03.1234567Z", "userId": "stranger",
@@ -165,7 +166,7 @@ def test_fast_sign_in_encoding_matches_the_object_form() -> None:
                                 "userId": LIFE["agents"][0]["id"], "resourceTenantId": DAP_TENANT,
                                 "crossTenantAccessType": "serviceProvider,b2bCollaboration",
                                 "signInEventTypes": ["nonInteractiveUser"]})
-    estate = Estate(scenario)
+    estate = SimEstate(scenario)
     assert {r.event_type for r in estate.signins.rows} == {"interactiveUser", "nonInteractiveUser"}
     fields = ["createdDateTime", "userPrincipalName", "status", "location", "isInteractive", "signInEventTypes",
               "crossTenantAccessType"]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .server import create_app
-from .state import EmulatorError, load_scenario_text
+from .errors import EmulatorError
+from .routing import create_app
+from .scenario import load_scenario_text
 
 
 async def serve(scenario_path: Path, host: str, port: int) -> None:
