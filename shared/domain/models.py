@@ -76,13 +76,3 @@ class Customer:
     default_domain: str = ""
     culture: str = ""
     contacts: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class SignIn:
-    """A qualifying sign-in, reduced to what the report needs."""
-
-    id: str
-    created_at: datetime
-    user_id: str
-    tenant_id: str  # the customer (resource) tenant

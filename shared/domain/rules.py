@@ -11,7 +11,6 @@ from shared.domain.models import GLOBAL_ADMINISTRATOR, Relationship
 from shared.platform.timeutil import iso, iso_optional, parse_optional, whole_days
 
 Bucket = Literal["active", "30-60", "61-90", "90+"]
-BUCKETS: tuple[Bucket, ...] = ("active", "30-60", "61-90", "90+")
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,6 @@ def inactive_for_at_least(as_of: datetime, last_sign_in: datetime | None, establ
     if last_sign_in is not None:
         evidence.append(last_sign_in)
     return max(0, whole_days(as_of - max(evidence)))
-
-
-def is_removal_candidate(row: dict[str, Any], policy: Policy) -> bool:
-    return (policy.mode == "enforce" and not row["excluded"]
-            and row["inactiveForAtLeastDays"] > policy.remove_after_days)
 
 
 def days_until_candidate(row: dict[str, Any], policy: Policy) -> int:

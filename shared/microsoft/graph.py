@@ -50,7 +50,7 @@ from msgraph.generated.models.message import Message
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.models.recipient import Recipient
 from msgraph.generated.models.unified_role import UnifiedRole
-from msgraph.generated.tenant_relationships.delegated_admin_relationships.delegated_admin_relationships_request_builder import (  # noqa: E501
+from msgraph.generated.tenant_relationships.delegated_admin_relationships.delegated_admin_relationships_request_builder import (
     DelegatedAdminRelationshipsRequestBuilder,
 )
 from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
@@ -110,7 +110,7 @@ def unanswered(exc: BaseException, what: str) -> UpstreamError:
     return UpstreamError(f"{what}: no answer ({type(exc).__name__}: {exc})")
 
 
-class SafeRetryHandler(RetryHandler):  # type: ignore[misc]
+class SafeRetryHandler(RetryHandler):
     """The SDK's retry handler, also covering 500 and 502 -- for reads only (``shared.platform.retry.may_retry``):
     a terminate request or a sendMail answered 500 may have taken effect, and is not resent."""
 
@@ -207,7 +207,7 @@ class GraphClient:
         return document
 
     async def _send_json(self, info: RequestInformation, what: str) -> dict[str, Any]:
-        return await self._call(what, lambda: self._send_raw(info))  # type: ignore[no-any-return]
+        return await self._call(what, lambda: self._send_raw(info))
 
     async def _get_json(self, url: str, what: str) -> dict[str, Any]:
         info = RequestInformation()

@@ -13,7 +13,7 @@ from azure.core.credentials import AccessToken
 
 from shared.platform.settings import Settings, SettingsError
 
-DEVELOPMENT_TOKEN = "development-token"  # noqa: S105 - the emulator accepts any bearer token
+DEVELOPMENT_TOKEN = "development-token"  # the emulator accepts any bearer token
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
 EARLY_REFRESH_SECONDS = 300  # a cached access token is renewed this long before it expires
 CUSTOMER_ADMIN_SCOPE = "https://api.partnercustomeradministration.microsoft.com/.default"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -318,7 +317,3 @@ def get_settings() -> Settings:
         for key, value in load_local_settings(local).items():
             env.setdefault(key, value)
     return Settings.from_env(env)
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())

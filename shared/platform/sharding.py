@@ -51,7 +51,3 @@ def key_range_filter(prop: str, shard: str) -> tuple[str, dict[str, Any]]:
         clauses.append(f"{prop} lt @hi")
         params["hi"] = upper
     return " and ".join(clauses), params
-
-
-def in_shard(key: str, shard: str | None) -> bool:
-    return shard is None or shard_containing(key) == shard

@@ -124,8 +124,8 @@ async def submit_upserts(table: TableClient, entities: Sequence[dict[str, Any]],
         raise ValueError("all entities of a transaction must share one PartitionKey")
     if not _fallback:
         try:
-            endpoint = f"{table.scheme}://{table._primary_hostname}"  # noqa: SLF001
-            send = table._client.send_request  # noqa: SLF001
+            endpoint = f"{table.scheme}://{table._primary_hostname}"
+            send = table._client.send_request
             version = table.api_version
         except AttributeError:  # pragma: no cover - only if azure-data-tables changes its internals
             log.warning("azure-data-tables internals changed; using submit_transaction")

@@ -42,8 +42,8 @@ def _internals(table: TableClient) -> tuple[Any, Any, Any, Any] | None:
         from azure.data.tables._deserialize import _convert_to_entity
         from azure.data.tables._generated.operations._operations import build_table_query_entities_request
 
-        generated = table._client  # noqa: SLF001
-        return build_table_query_entities_request, _convert_to_entity, generated, generated._config  # noqa: SLF001
+        generated = table._client
+        return build_table_query_entities_request, _convert_to_entity, generated, generated._config
     except (ImportError, AttributeError):  # pragma: no cover - only if azure-data-tables changes its internals
         return None
 
@@ -66,8 +66,8 @@ async def query_entities(table: TableClient, query_filter: str | None, select: l
     while True:
         request = build(table=table.table_name, top=per_page, select=",".join(select) if select else None,
                         filter=query_filter, next_partition_key=next_pk, next_row_key=next_rk, version=config.version)
-        request.url = generated._client.format_url(request.url, url=config.url)  # noqa: SLF001
-        pipeline_response = await generated._client._pipeline.run(request, stream=False)  # noqa: SLF001
+        request.url = generated._client.format_url(request.url, url=config.url)
+        pipeline_response = await generated._client._pipeline.run(request, stream=False)
         response = pipeline_response.http_response
         if response.status_code != 200:
             map_error(status_code=response.status_code, response=response, error_map=ERROR_MAP)

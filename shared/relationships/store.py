@@ -79,10 +79,6 @@ def customer_from_entity(e: dict[str, Any]) -> Customer:
                     contacts=json.loads(e.get("Contacts") or "[]"))
 
 
-def _comparable(entity: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entity.items() if k not in ("Timestamp", "etag") and not k.startswith("odata")}
-
-
 @dataclass
 class Estate:
     customers: dict[str, Customer] = field(default_factory=dict)
@@ -168,5 +164,3 @@ class RelationshipStore:
         await upsert_all(self.storage.table("Relationships"), writes, UpdateMode.REPLACE)
         await upsert_all(self.storage.table("RelationshipChanges"), changes, UpdateMode.REPLACE)
         return len(writes)
-
-

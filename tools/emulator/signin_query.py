@@ -139,7 +139,7 @@ class SignInFiltering(SimEstateCore):
         elif key == "userid":
             getter = itemgetter(1)
         elif key == "id":
-            getter = lambda r: r.id  # noqa: E731
+            getter = lambda r: r.id
         elif key == "appdisplayname":
             getter = itemgetter(5)
         elif key == "userprincipalname":
