@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 
 from .errors import bad_request
 from .estate_core import SimEstateCore
@@ -139,7 +139,7 @@ class SignInFiltering(SimEstateCore):
         elif key == "userid":
             getter = itemgetter(1)
         elif key == "id":
-            getter = lambda r: r.id
+            getter = attrgetter("id")
         elif key == "appdisplayname":
             getter = itemgetter(5)
         elif key == "userprincipalname":
