@@ -6,7 +6,6 @@ command line does exactly what the functions do.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,8 +23,6 @@ from shared.platform.telemetry import EVENT_INGESTION_COMPLETED, EVENT_INGESTION
 from shared.platform.timeutil import CLOCK, iso, utcnow
 from shared.relationships.sync import RelationshipSync
 from shared.signins.ingestion import SignInIngestion
-
-log = logging.getLogger(__name__)
 
 CLOCK_RESOLUTION = timedelta(seconds=1)  # of the Date header (IMF-fixdate has whole seconds)
 # How far an asOf may lie from Microsoft's present and still be the present (clock skew, a run's length).

@@ -20,15 +20,9 @@ from azure.functions.timer import TimerRequest
 from shared.cli.main import main
 from shared.domain.models import GLOBAL_ADMINISTRATOR, Relationship
 from shared.domain.rules import Policy, customer_row, summarize
-from shared.gdap.service import (
-    INVITATION_URL,
-    GdapError,
-    GdapRequestStore,
-    GdapService,
-    TemplateError,
-    load_templates,
-    parse_templates,
-)
+from shared.gdap.service import GdapError, GdapService
+from shared.gdap.store import INVITATION_URL, GdapRequestStore
+from shared.gdap.templates import TemplateError, load_templates, parse_templates
 from shared.notifications.mail import render
 from shared.platform.storage import query_all
 from shared.platform.timeutil import iso, parse_iso

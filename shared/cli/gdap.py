@@ -89,7 +89,8 @@ def _print(document: Any) -> None:
 
 
 async def run_gdap(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.gdap.service import GdapError, GdapService, TemplateError, check_arguments
+    from shared.gdap.service import GdapError, GdapService, check_arguments
+    from shared.gdap.templates import TemplateError
     from shared.services import Services
 
     try:

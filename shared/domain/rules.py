@@ -8,7 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared.domain.models import GLOBAL_ADMINISTRATOR, Relationship
-from shared.platform.timeutil import iso, iso_optional, parse_optional, whole_days
+from shared.platform.timeutil import (
+    iso,
+    iso_optional,
+    parse_optional,
+    whole_days,
+)
 
 Bucket = Literal["active", "30-60", "61-90", "90+"]
 
@@ -81,7 +86,7 @@ def relationship_json(rel: Relationship, as_of: datetime | None = None) -> dict[
         "establishedAt": iso_optional(rel.established_at), "endsAt": iso_optional(rel.ends_at),
         "autoExtend": rel.auto_extend, "roles": list(rel.roles),
         # floor((endsAt - asOf) / 1 day); null when the end (or asOf) is unknown
-        "expiresInDays": None if rel.ends_at is None or as_of is None else whole_days(rel.ends_at - as_of),
+        "expiresInDays": None if as_of is None else expires_in_days(rel.ends_at, as_of),
         "includesGlobalAdministrator": GLOBAL_ADMINISTRATOR in {r.lower() for r in rel.roles},
     }
 
@@ -145,3 +150,18 @@ def gdap_expiring(rel: dict[str, Any], as_of: datetime, within_days: int) -> boo
     ends = parse_optional(rel.get("endsAt"))
     return (rel["type"] == "GDAP" and rel["status"] == "active" and not rel["autoExtend"] and ends is not None
             and ends <= as_of + timedelta(days=within_days))
+
+
+def includes_global_administrator(roles: Iterable[str]) -> bool:
+    return GLOBAL_ADMINISTRATOR in {r.lower() for r in roles}
+
+
+def expires_in_days(ends_at: datetime | None, as_of: datetime) -> int | None:
+    """floor((endsAt - asOf) / 1 day); None when the end is unknown."""
+    return None if ends_at is None else whole_days(ends_at - as_of)
+
+
+def is_expiring(rel: Relationship, as_of: datetime, within_days: int) -> bool:
+    """An active GDAP relationship without auto-extend with endsAt <= asOf + within days."""
+    return (rel.type == "GDAP" and rel.active and not rel.auto_extend and rel.ends_at is not None
+            and rel.ends_at <= as_of + timedelta(days=within_days))

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
-
 from shared.notifications.store import NotificationRow, NotificationStore
 from shared.platform.storage import (
     Storage,
 )
 from shared.platform.timeutil import utcnow
-
-if TYPE_CHECKING:
-    pass
-
-log = logging.getLogger(__name__)
 
 
 async def listed_in_digest(storage: Storage, removal_id: str) -> bool:

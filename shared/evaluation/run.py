@@ -60,8 +60,6 @@ async def _refresh(services: Services, as_of: datetime) -> str | None:
     return "; ".join(errors) or None
 
 
-
-
 def _failure(exc: BaseException) -> str:
     if isinstance(exc, UpstreamError | ConcurrentRunError):
         return str(exc)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 from typing import Any
 
 from shared.platform.timeutil import parse_iso
-
-log = logging.getLogger(__name__)
 
 
 def trend_points(heads: list[dict[str, Any]], days: int) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +21,6 @@ from shared.removals.store import stretch_of
 
 if TYPE_CHECKING:
     from shared.services import Services
-
-log = logging.getLogger(__name__)
 
 
 def warning_key(stretch: str) -> str:

@@ -25,64 +25,60 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import secrets
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from azure.data.tables import UpdateMode
 
 from shared.domain.models import DAP_ROLES, GLOBAL_ADMINISTRATOR, AccessAssignment, Customer, Relationship
 from shared.platform.actions import record_action
 from shared.platform.retry import UpstreamError
-from shared.platform.settings import GUID_RE, load_local_settings
+from shared.platform.settings import GUID_RE
 from shared.platform.state import StateStore
-from shared.platform.storage import Storage, get_or_none, partition, query_all, shard_of
+from shared.platform.storage import partition
 from shared.platform.timeutil import (
     DAY,
     day_key,
     day_start,
     iso,
     iso_optional,
-    parse_optional,
     utcnow,
     whole_days,
 )
-from shared.relationships.store import RelationshipStore, tenant_range
+from shared.relationships.store import RelationshipStore
 from shared.signins.activity import DayActivity
 
 if TYPE_CHECKING:
     from shared.services import Services
+from shared.domain.rules import expires_in_days, includes_global_administrator, is_expiring
+from shared.gdap.store import (
+    GdapOperation,
+    GdapOperationStore,
+    GdapRequest,
+    GdapRequestStore,
+    invitation_link,
+)
+from shared.gdap.templates import (
+    AUTO_EXTEND_DURATION,
+    DURATION,
+    MAX_DISPLAY_NAME,
+    RoleTemplate,
+    duration_days,
+    group_setting_name,
+    group_settings_from_env,
+    load_templates,
+)
 
 log = logging.getLogger(__name__)
 
-TEMPLATES_PATH = Path(__file__).resolve().parent / "gdap_templates.json"
-INVITATION_URL = "https://admin.microsoft.com/AdminPortal/Home#/partners/invitation/granularAdminRelationships/{id}"
-AUTO_EXTEND_DURATION = "P180D"
-NO_AUTO_EXTEND = "PT0S"
-MAX_DURATION_DAYS = 730
-MAX_DISPLAY_NAME = 50
 EXPIRY_WINDOWS = (30, 7, 1)
-GROUP_SETTING_PREFIX = "GDAP_GROUP_"
-# Our steps of a request. Finished rows keep the relationship's last status (expired, terminated, ...).
-OPEN_STATES = ("created", "approvalPending", "approved", "activating", "assigning")
 GONE_ASSIGNMENT = ("deleting", "deleted")
-TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,23}")  # leaves room in a 50-character relationship name
 RELATIONSHIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,127}")
-DURATION = re.compile(r"P(\d{1,4})D")
 CONCURRENCY = 8
 MAX_LISTED = 200  # relationships named in one digest
 MIN_EVIDENCE_DAYS = 30
 ACTOR_SYSTEM = "system"
-
-
-class TemplateError(ValueError):
-    """The role template file is not valid: the message names the template and what is wrong."""
 
 
 class GdapError(Exception):
@@ -98,324 +94,8 @@ class GdapError(Exception):
 
 # --- role templates ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class AssignmentTemplate:
-    group: str  # a partner security group id, or a name (GDAP_GROUP_<NAME>, else Graph)
-    roles: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RoleTemplate:
-    name: str
-    display_name: dict[str, str]
-    description: dict[str, str]
-    roles: tuple[str, ...]
-    duration: str
-    auto_extend: bool
-    access_assignments: tuple[AssignmentTemplate, ...]
-
-    @property
-    def includes_global_administrator(self) -> bool:
-        return GLOBAL_ADMINISTRATOR in self.roles
-
-    @property
-    def auto_extend_duration(self) -> str:
-        return AUTO_EXTEND_DURATION if self.auto_extend else NO_AUTO_EXTEND
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "displayName": dict(self.display_name), "description": dict(self.description),
-                "roles": list(self.roles), "duration": self.duration, "durationDays": duration_days(self.duration),
-                "autoExtend": self.auto_extend, "autoExtendDuration": self.auto_extend_duration,
-                "includesGlobalAdministrator": self.includes_global_administrator,
-                "accessAssignments": [{"group": a.group, "roles": list(a.roles)} for a in self.access_assignments]}
-
-
-def duration_days(duration: str) -> int:
-    match = DURATION.fullmatch(duration)
-    if match is None:
-        raise ValueError(f"not a duration in days (P<n>D): {duration!r}")
-    return int(match.group(1))
-
-
-def _text(value: Any, where: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not isinstance(value.get("en"), str) or not value["en"].strip():
-        raise TemplateError(f"{where} must be an object with at least an English text ({{\"en\": ..., \"ja\": ...}})")
-    return {str(k): str(v) for k, v in value.items() if isinstance(v, str)}
-
-
-def _role_ids(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(r, str) and GUID_RE.match(r) for r in value):
-        raise TemplateError(f"{where} must be a non-empty list of role definition ids (GUIDs)")
-    roles = tuple(dict.fromkeys(r.lower() for r in value))
-    return roles
-
-
-def parse_template(item: Any) -> RoleTemplate:
-    if not isinstance(item, dict):
-        raise TemplateError("every template is a JSON object")
-    name = item.get("name")
-    if not isinstance(name, str) or not TEMPLATE_NAME.fullmatch(name):
-        raise TemplateError(f"template name {name!r}: lowercase letters, digits and '-', at most 24 characters")
-    where = f"template {name}"
-    roles = _role_ids(item.get("roles"), f"{where}: roles")
-    duration = item.get("duration")
-    if not isinstance(duration, str) or DURATION.fullmatch(duration) is None \
-            or not 1 <= duration_days(duration) <= MAX_DURATION_DAYS:
-        raise TemplateError(f"{where}: duration must be P1D..P{MAX_DURATION_DAYS}D, not {duration!r}")
-    auto_extend = item.get("autoExtend", False)
-    if not isinstance(auto_extend, bool):
-        raise TemplateError(f"{where}: autoExtend must be true or false")
-    if auto_extend and GLOBAL_ADMINISTRATOR in roles:
-        raise TemplateError(f"{where}: a relationship with Global Administrator cannot auto-extend (autoExtend "
-                            "must be false)")
-    assignments = []
-    raw_assignments = item.get("accessAssignments") or []
-    if not isinstance(raw_assignments, list):
-        raise TemplateError(f"{where}: accessAssignments must be a list")
-    seen: set[str] = set()
-    for n, raw in enumerate(raw_assignments):
-        if not isinstance(raw, dict) or not isinstance(raw.get("group"), str) or not raw["group"].strip():
-            raise TemplateError(f"{where}: accessAssignments[{n}] needs a group (a security group id or name)")
-        group = raw["group"].strip()
-        a_roles = _role_ids(raw.get("roles"), f"{where}: accessAssignments[{n}].roles")
-        extra = [r for r in a_roles if r not in roles]
-        if extra:
-            raise TemplateError(f"{where}: accessAssignments[{n}] has roles the relationship does not ask for: "
-                                f"{', '.join(extra)}")
-        if group.lower() in seen:
-            raise TemplateError(f"{where}: the group {group} is assigned twice")
-        seen.add(group.lower())
-        assignments.append(AssignmentTemplate(group, a_roles))
-    return RoleTemplate(name=name, display_name=_text(item.get("displayName"), f"{where}: displayName"),
-                        description=_text(item.get("description") or {"en": name}, f"{where}: description"),
-                        roles=roles, duration=duration, auto_extend=auto_extend,
-                        access_assignments=tuple(assignments))
-
-
-def parse_templates(document: Any) -> dict[str, RoleTemplate]:
-    items = document.get("templates") if isinstance(document, dict) else None
-    if not isinstance(items, list) or not items:
-        raise TemplateError("the template file needs a non-empty \"templates\" list")
-    out: dict[str, RoleTemplate] = {}
-    for item in items:
-        template = parse_template(item)
-        if template.name in out:
-            raise TemplateError(f"template {template.name} is defined twice")
-        out[template.name] = template
-    return out
-
-
-def load_templates(path: Path | None = None) -> dict[str, RoleTemplate]:
-    if path is None:
-        return _repo_templates()
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TemplateError(f"{path}: cannot read role templates ({exc})") from None
-    return parse_templates(document)
-
-
-@lru_cache(maxsize=1)
-def _repo_templates() -> dict[str, RoleTemplate]:
-    return load_templates(TEMPLATES_PATH)
-
-
-def group_settings_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``GDAP_GROUP_<NAME>`` values (environment first, then local.settings.json, like the settings)."""
-    values = dict(os.environ if env is None else env)
-    local = Path("local.settings.json")
-    if env is None and local.exists():
-        for key, value in load_local_settings(local).items():
-            values.setdefault(key, value)
-    return {k.upper(): v.strip() for k, v in values.items() if k.upper().startswith(GROUP_SETTING_PREFIX) and v.strip()}
-
-
-def group_setting_name(group: str) -> str:
-    return GROUP_SETTING_PREFIX + re.sub(r"[^A-Z0-9]", "_", group.upper())
-
-
-def invitation_link(relationship_id: str) -> str:
-    return INVITATION_URL.format(id=relationship_id)
-
-
-def includes_global_administrator(roles: Iterable[str]) -> bool:
-    return GLOBAL_ADMINISTRATOR in {r.lower() for r in roles}
-
-
-def expires_in_days(ends_at: datetime | None, as_of: datetime) -> int | None:
-    """floor((endsAt - asOf) / 1 day); None when the end is unknown."""
-    return None if ends_at is None else whole_days(ends_at - as_of)
-
-
-def is_expiring(rel: Relationship, as_of: datetime, within_days: int) -> bool:
-    """An active GDAP relationship without auto-extend with endsAt <= asOf + within days."""
-    return (rel.type == "GDAP" and rel.active and not rel.auto_extend and rel.ends_at is not None
-            and rel.ends_at <= as_of + timedelta(days=within_days))
-
 
 # --- stored requests and operations -------------------------------------------------------------------
-
-@dataclass
-class GdapRequest:
-    """A relationship this product requested, and how far its lifecycle has come."""
-
-    tenant_id: str
-    relationship_id: str
-    display_name: str
-    customer_name: str
-    template: str
-    roles: list[str]
-    duration: str
-    auto_extend_duration: str
-    requested_by: str
-    requested_at: datetime
-    source: str = "request"  # request | reestablish
-    state: str = "created"
-    status: str = "created"  # the relationship's status when last read
-    assignments: list[dict[str, Any]] = field(default_factory=list)  # {group, groupId, roles, id, status, error}
-    notified_to: list[str] = field(default_factory=list)
-    notified_at: datetime | None = None
-    activated_at: datetime | None = None
-    updated_at: datetime | None = None
-    last_error: str = ""
-
-    @property
-    def open(self) -> bool:
-        return self.state in OPEN_STATES
-
-    def to_entity(self) -> dict[str, Any]:
-        return {
-            "PartitionKey": shard_of(self.tenant_id), "RowKey": f"{self.tenant_id}|{self.relationship_id}",
-            "TenantId": self.tenant_id, "RelationshipId": self.relationship_id, "DisplayName": self.display_name,
-            "CustomerName": self.customer_name, "Template": self.template, "Roles": json.dumps(self.roles),
-            "Duration": self.duration, "AutoExtendDuration": self.auto_extend_duration,
-            "RequestedBy": self.requested_by, "RequestedAt": iso(self.requested_at), "Source": self.source,
-            "State": self.state, "Status": self.status, "Assignments": json.dumps(self.assignments),
-            "NotifiedTo": json.dumps(self.notified_to), "NotifiedAt": iso_optional(self.notified_at) or "",
-            "ActivatedAt": iso_optional(self.activated_at) or "", "UpdatedAt": iso_optional(self.updated_at) or "",
-            "LastError": self.last_error[:4000],
-        }
-
-    @classmethod
-    def from_entity(cls, e: dict[str, Any]) -> GdapRequest:
-        return cls(
-            tenant_id=str(e["TenantId"]), relationship_id=str(e["RelationshipId"]),
-            display_name=str(e.get("DisplayName", "")), customer_name=str(e.get("CustomerName", "")),
-            template=str(e.get("Template", "")), roles=json.loads(e.get("Roles") or "[]"),
-            duration=str(e.get("Duration", "")), auto_extend_duration=str(e.get("AutoExtendDuration", "")),
-            requested_by=str(e.get("RequestedBy", "")),
-            requested_at=parse_optional(e.get("RequestedAt")) or datetime(1970, 1, 1, tzinfo=UTC),
-            source=str(e.get("Source", "request")), state=str(e.get("State", "created")),
-            status=str(e.get("Status", "")), assignments=json.loads(e.get("Assignments") or "[]"),
-            notified_to=json.loads(e.get("NotifiedTo") or "[]"), notified_at=parse_optional(e.get("NotifiedAt")),
-            activated_at=parse_optional(e.get("ActivatedAt")), updated_at=parse_optional(e.get("UpdatedAt")),
-            last_error=str(e.get("LastError", "")))
-
-    def to_json(self, as_of: datetime | None = None) -> dict[str, Any]:
-        moment = as_of or utcnow()
-        return {
-            "id": self.relationship_id, "tenantId": self.tenant_id, "customerName": self.customer_name,
-            "displayName": self.display_name, "template": self.template, "status": self.status,
-            "state": self.state, "open": self.open, "source": self.source, "roles": list(self.roles),
-            "duration": self.duration, "autoExtendDuration": self.auto_extend_duration,
-            "requestedBy": self.requested_by, "requestedAt": iso(self.requested_at),
-            "ageDays": max(0, whole_days(moment - self.requested_at)),
-            "invitationLink": invitation_link(self.relationship_id),
-            "notifiedTo": list(self.notified_to), "notifiedAt": iso_optional(self.notified_at),
-            "activatedAt": iso_optional(self.activated_at), "updatedAt": iso_optional(self.updated_at),
-            "accessAssignments": [{k: a.get(k) for k in ("group", "groupId", "roles", "id", "status", "error")}
-                                  for a in self.assignments],
-            "error": self.last_error or None,
-        }
-
-
-class GdapRequestStore:
-    def __init__(self, storage: Storage) -> None:
-        self.table = storage.table("GdapRequests")
-
-    async def save(self, row: GdapRequest) -> None:
-        await self.table.upsert_entity(row.to_entity(), mode=UpdateMode.REPLACE)
-
-    async def get(self, tenant_id: str, relationship_id: str) -> GdapRequest | None:
-        entity = await get_or_none(self.table, shard_of(tenant_id), f"{tenant_id}|{relationship_id}")
-        return None if entity is None else GdapRequest.from_entity(entity)
-
-    async def for_tenant(self, tenant_id: str) -> list[GdapRequest]:
-        query, params = tenant_range(tenant_id)
-        rows = [GdapRequest.from_entity(e) async for e in query_all(self.table, query, params)]
-        return sorted(rows, key=lambda r: r.requested_at, reverse=True)
-
-    async def open_rows(self) -> list[GdapRequest]:
-        names = {f"s{i}": s for i, s in enumerate(OPEN_STATES)}
-        query = " or ".join(f"State eq @{k}" for k in names)
-        rows = [GdapRequest.from_entity(e) async for e in query_all(self.table, query, names)]
-        return sorted(rows, key=lambda r: r.requested_at)
-
-    async def all(self) -> list[GdapRequest]:
-        rows = [GdapRequest.from_entity(e) async for e in query_all(self.table)]
-        return sorted(rows, key=lambda r: r.requested_at)
-
-
-@dataclass
-class GdapOperation:
-    """A long-running change of a relationship (removing Global Administrator) and its outcome."""
-
-    tenant_id: str
-    operation_id: str
-    relationship_id: str
-    display_name: str
-    kind: str
-    requested_by: str
-    requested_at: datetime
-    state: str = "requested"  # requested | succeeded | failed
-    status: str = "notStarted"  # the operation's status when last read
-    roles_after: list[str] = field(default_factory=list)
-    updated_at: datetime | None = None
-    reason: str = ""  # why it failed, or what is still awaited
-
-    def to_entity(self) -> dict[str, Any]:
-        return {
-            "Reason": self.reason[:4000],
-            "PartitionKey": shard_of(self.tenant_id), "RowKey": f"{self.tenant_id}|{self.operation_id}",
-            "TenantId": self.tenant_id, "OperationId": self.operation_id, "RelationshipId": self.relationship_id,
-            "DisplayName": self.display_name, "Kind": self.kind, "RequestedBy": self.requested_by,
-            "RequestedAt": iso(self.requested_at), "State": self.state, "Status": self.status,
-            "RolesAfter": json.dumps(self.roles_after), "UpdatedAt": iso_optional(self.updated_at) or "",
-        }
-
-    @classmethod
-    def from_entity(cls, e: dict[str, Any]) -> GdapOperation:
-        return cls(tenant_id=str(e["TenantId"]), operation_id=str(e["OperationId"]),
-                   relationship_id=str(e.get("RelationshipId", "")), display_name=str(e.get("DisplayName", "")),
-                   kind=str(e.get("Kind", "")), requested_by=str(e.get("RequestedBy", "")),
-                   requested_at=parse_optional(e.get("RequestedAt")) or datetime(1970, 1, 1, tzinfo=UTC),
-                   state=str(e.get("State", "requested")), status=str(e.get("Status", "")),
-                   roles_after=json.loads(e.get("RolesAfter") or "[]"), updated_at=parse_optional(e.get("UpdatedAt")),
-                   reason=str(e.get("Reason", "")))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"operationId": self.operation_id, "relationshipId": self.relationship_id, "tenantId": self.tenant_id,
-                "displayName": self.display_name, "kind": self.kind, "state": self.state,
-                "operationStatus": self.status, "rolesAfter": list(self.roles_after),
-                "requestedBy": self.requested_by, "requestedAt": iso(self.requested_at),
-                "updatedAt": iso_optional(self.updated_at), "reason": self.reason or None}
-
-
-class GdapOperationStore:
-    def __init__(self, storage: Storage) -> None:
-        self.table = storage.table("GdapOperations")
-
-    async def save(self, op: GdapOperation) -> None:
-        await self.table.upsert_entity(op.to_entity(), mode=UpdateMode.REPLACE)
-
-    async def open_operations(self) -> list[GdapOperation]:
-        return [GdapOperation.from_entity(e) async for e in
-                query_all(self.table, "State eq @s", {"s": "requested"})]
-
-    async def for_relationship(self, relationship_id: str) -> list[GdapOperation]:
-        rows = [GdapOperation.from_entity(e) async for e in
-                query_all(self.table, "RelationshipId eq @r", {"r": relationship_id})]
-        return sorted(rows, key=lambda o: o.requested_at, reverse=True)
 
 
 # --- the service ---------------------------------------------------------------------------------------
@@ -1187,8 +867,3 @@ async def run_follow_up(services: Services, now: datetime | None = None) -> dict
         log.exception("GDAP follow-up failed")
         out["error"] = f"{type(exc).__name__}: {exc}"
     return out
-
-
-__all__ = ["GdapError", "GdapRequest", "GdapService", "RoleTemplate", "TemplateError", "expires_in_days",
-           "includes_global_administrator", "invitation_link", "is_expiring", "load_templates", "parse_templates",
-           "run_follow_up"]

@@ -9,7 +9,6 @@ JSON, because building kiota models for every sign-in costs more than everything
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
@@ -62,8 +61,6 @@ from shared.platform.ratelimit import SlidingWindowLimiter
 from shared.platform.retry import RETRY_STATUSES, TRANSIENT_ERRORS, UpstreamError, may_retry, retry_transient
 from shared.platform.settings import GUID_RE
 from shared.platform.timeutil import graph_literal, observe_response_date, parse_optional
-
-log = logging.getLogger(__name__)
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 SIGNIN_SELECT = ("id,createdDateTime,userId,userPrincipalName,userDisplayName,homeTenantId,resourceTenantId,"

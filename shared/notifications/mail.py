@@ -3,25 +3,19 @@ language, addresses, and the settings that decide whether mail is sent."""
 
 from __future__ import annotations
 
-import logging
 import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from shared.domain.roles import role_name
 from shared.platform.settings import Settings, SettingsError
 from shared.platform.timeutil import parse_optional
-
-if TYPE_CHECKING:
-    pass
-log = logging.getLogger(__name__)
-
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 

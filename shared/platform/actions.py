@@ -7,7 +7,7 @@ import contextlib
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -17,8 +17,6 @@ from shared.platform.storage import (
 )
 from shared.platform.timeutil import iso, utcnow
 
-if TYPE_CHECKING:
-    pass
 log = logging.getLogger(__name__)
 
 

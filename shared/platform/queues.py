@@ -8,14 +8,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.platform.storage import (
     Storage,
 )
 
-if TYPE_CHECKING:
-    pass
 log = logging.getLogger(__name__)
 
 

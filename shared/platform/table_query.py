@@ -14,7 +14,6 @@ own pager is used.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,8 +26,6 @@ from azure.core.exceptions import (
     map_error,
 )
 from azure.data.tables.aio import TableClient
-
-log = logging.getLogger(__name__)
 
 ERROR_MAP: dict[int, Any] = {401: ClientAuthenticationError, 404: ResourceNotFoundError, 409: ResourceExistsError,
                              304: ResourceNotModifiedError}

@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from shared.services import Services
 
 
-
 async def enqueue_customer_removal_notice(services: Services, removal: Removal) -> bool:
     """The customer's contacts learn what was removed, when, why, and how to grant access again."""
     customer, _ = await RelationshipStore(services.storage).load_customer(removal.tenant_id)

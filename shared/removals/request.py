@@ -4,7 +4,6 @@ the removal queue message."""
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +25,6 @@ from shared.removals.store import (
 
 if TYPE_CHECKING:
     from shared.services import Services
-
-log = logging.getLogger(__name__)
 
 
 def in_scope(relationships: list[dict[str, Any]], scope: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
@@ -25,9 +25,6 @@ from shared.platform.storage import (
     shard_of,
 )
 from shared.platform.timeutil import iso, parse_optional, utcnow
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -17,8 +16,6 @@ from shared.platform.storage import (
     upsert_all,
 )
 from shared.platform.timeutil import iso, parse_optional
-
-log = logging.getLogger(__name__)
 
 
 class AgentDirectory:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +10,6 @@ from shared.signins.activity import ActivityReader
 
 if TYPE_CHECKING:
     from shared.services import Services
-
-log = logging.getLogger(__name__)
 
 
 async def sign_in_history(services: Services, tenant: str, start: datetime, end: datetime) -> list[dict[str, Any]]:

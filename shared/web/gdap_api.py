@@ -14,7 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from shared.gdap.service import GdapError, GdapService, TemplateError
+from shared.gdap.service import GdapError, GdapService
+from shared.gdap.templates import TemplateError
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import SettingsError
 from shared.platform.timeutil import parse_iso, utcnow
