@@ -11,9 +11,12 @@ PY := $(VENV)/bin/python
 TOOLS := .venv-tools
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: setup test lint typecheck demo bench soak clean chromium
+.PHONY: help setup test lint typecheck demo bench soak clean chromium
 
-setup: $(VENV)/.installed node_modules/.installed $(TOOLS)/.installed chromium
+help: ## this list
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## (.*)/  make \1\t\2/' | expand -t 18
+
+setup: $(VENV)/.installed node_modules/.installed $(TOOLS)/.installed chromium ## install everything (idempotent): .venv, Azurite, tools, Chromium
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,10 +36,10 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed ## ruff
 	$(PY) -m ruff check .
 
-typecheck: $(VENV)/.installed
+typecheck: $(VENV)/.installed ## mypy
 	$(PY) -m mypy shared functions function_app.py tools
 
 # The tests of everything that reads a clock (timers, CLI, evaluation, removals, GDAP, mail, rules) run a
@@ -46,20 +49,20 @@ YEAR_AHEAD := tests/test_clock.py tests/test_rules.py tests/test_functions_enfor
 	tests/test_enforcement.py tests/test_activity_evidence.py tests/test_removal_safety.py tests/test_cli.py \
 	tests/test_notifications.py tests/test_gdap.py tests/test_identity.py tests/test_ratelimit.py
 
-test: setup lint typecheck
+test: setup lint typecheck ## lint, type-check and every test, then the clock tests a year ahead
 	$(PY) -m pytest
 	TEST_HOST_CLOCK_AHEAD_DAYS=365 $(PY) -m pytest -q -p no:cacheprovider -m "not browser and not slow" $(YEAR_AHEAD)
 
-demo: setup
+demo: setup ## a generated estate through the product, then the portal on 127.0.0.1:7071
 	$(PY) -m tools.demo
 
 # Benchmarks (never timed tests): writes docs/performance.md and docs/performance.json.
-bench: setup
+bench: setup ## benchmarks (docs/performance.md)
 	$(PY) -m tools.bench
 
 # Long fault/kill/concurrency runs kept out of `make test`.
-soak: setup
+soak: setup ## long fault, kill and concurrency runs
 	$(PY) -m pytest -m soak
 
-clean:
+clean: ## remove generated files
 	rm -rf .demo .bench test-artifacts .pytest_cache .mypy_cache .ruff_cache
