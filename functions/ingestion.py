@@ -7,7 +7,9 @@ import logging
 import azure.functions as func
 
 from shared.gdap.service import run_follow_up
+from shared.relationships.sync import sync_relationships
 from shared.runtime import get_services
+from shared.signins.ingestion import ingest_sign_ins
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
                   use_monitor=True)
 async def relationship_sync(timer: func.TimerRequest) -> None:
     services = await get_services()
-    result = await services.sync_relationships(await services.now())
+    result = await sync_relationships(services, await services.now())
     log.info("relationship sync: %s", result)
     # GDAP requests this product made: approved ones get their access assignments (never fails the sync).
     follow_up = await run_follow_up(services, await services.now())
@@ -29,5 +31,5 @@ async def relationship_sync(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="%SIGNIN_INGEST_SCHEDULE%", run_on_startup=False, use_monitor=True)
 async def signin_ingest(timer: func.TimerRequest) -> None:
     services = await get_services()
-    result = await services.ingest_sign_ins(await services.now())
+    result = await ingest_sign_ins(services, await services.now())
     log.info("sign-in ingestion: %s", result)

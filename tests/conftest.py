@@ -110,7 +110,7 @@ def audited_example(monkeypatch: pytest.MonkeyPatch, as_of: Any) -> Settings:
 
     async def audit() -> None:
         async with Services(settings) as services:
-            await services.audit(as_of)
+            await audit(services, as_of)
 
     asyncio.run(audit())
     return settings

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shared.evaluation.audit import audit, build_report
 from shared.evaluation.run import run_evaluation
 from shared.platform.state import StateStore
 from shared.removals.worker import process_removal_queue
@@ -55,7 +56,7 @@ def test_a_customer_served_only_by_automation_is_active_and_kept(env: dict[str, 
     async def go(services: Services) -> tuple[dict[str, Any], dict[str, Any]]:
         summary = await run_evaluation(services, AS_OF)
         await process_removal_queue(services)
-        return summary, await services.report(AS_OF)
+        return summary, await build_report(services, AS_OF)
 
     summary, report = run(with_services(settings, go))
     rows = {r["tenantId"]: r for r in report["customers"]}
@@ -90,7 +91,7 @@ def test_the_report_is_exact_through_empty_and_short_pages(env: dict[str, str], 
 
     async def go() -> dict[str, Any]:
         async with Services(settings_with(SIGNIN_BACKFILL_DAYS="90")) as services:
-            return await services.audit(AS_OF)
+            return await audit(services, AS_OF)
 
     report = run(go())
     served = [e for e in emulator.log(all_requests=True) if e.get("fault")]

@@ -22,6 +22,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from shared.evaluation.audit import audit, build_report
 from shared.evaluation.store import EvaluationStore
 from shared.platform.settings import Settings
 from shared.platform.storage import query_all
@@ -358,8 +359,8 @@ def test_trends_are_daily_points_from_stored_evaluations(settings: Settings) -> 
         async with Services(settings) as services:
             # An older evaluation for an earlier day (stored then: a past audit today is a what-if that
             # is never stored), and a second one for the same day as AS_OF.
-            await services.evaluations.save(await services.report(parse_iso("2026-11-19T12:00:00Z")))
-            await services.audit(AS_OF)
+            await services.evaluations.save(await build_report(services, parse_iso("2026-11-19T12:00:00Z")))
+            await audit(services, AS_OF)
 
     run(more_evaluations())
     with client(settings) as c:

@@ -15,12 +15,16 @@ from typing import Any
 
 import pytest
 
+from shared.evaluation.audit import audit as audit_once
+from shared.evaluation.audit import build_report
 from shared.evaluation.store import EvaluationStore
 from shared.platform.retry import UpstreamError
 from shared.platform.state import StateStore
 from shared.platform.timeutil import iso, parse_iso
 from shared.relationships.store import RelationshipStore
+from shared.relationships.sync import sync_relationships
 from shared.services import Services
+from shared.signins.ingestion import ingest_sign_ins, ingestion_for
 from tests.conftest import ROOT, load_example, settings_with
 from tests.oracle import comparable, expected_report
 
@@ -33,7 +37,7 @@ def run(coro: Any) -> Any:
 
 async def audit(as_of: Any = AS_OF, **overrides: str) -> dict[str, Any]:
     async with Services(settings_with(**overrides)) as services:
-        return await services.audit(as_of)
+        return await audit_once(services, as_of)
 
 
 def generate(tmp_path: Path, *, customers: int, signins: int, days: int, seed: int, now: str,
@@ -106,7 +110,7 @@ def test_throttling_and_outages_are_survived(env: dict[str, str], emulator: Any)
 
     async def disturbed() -> dict[str, Any]:
         async with Services(env2) as services:
-            return await services.audit(AS_OF)
+            return await audit_once(services, AS_OF)
 
     report = run(disturbed())
     assert report == undisturbed
@@ -138,13 +142,13 @@ def test_interrupted_ingestion_resumes_from_its_checkpoint(env: dict[str, str]) 
 
     async def interrupted_then_resumed() -> tuple[dict[str, Any], list[Any]]:
         async with Services(settings) as services:
-            await services.sync_relationships(AS_OF)
-            ingestion = services.ingestion(await services.partner_tenant_id())
+            await sync_relationships(services, AS_OF)
+            ingestion = ingestion_for(services, await services.partner_tenant_id())
             with pytest.raises(InterruptedError):
                 await ingestion.run(AS_OF, stop_after_slices=12)
             partial = await StateStore(services.storage).load_coverage()
-            await services.ingest_sign_ins(AS_OF)
-            return await services.report(AS_OF), partial.intervals
+            await ingest_sign_ins(services, AS_OF)
+            return await build_report(services, AS_OF), partial.intervals
 
     resumed, partial = run(interrupted_then_resumed())
     # The checkpoint held exactly the 12 slices read, never more.
@@ -161,11 +165,11 @@ def test_coverage_never_claims_more_than_was_read(env: dict[str, str], emulator:
 
     async def attempt() -> Any:
         async with Services(settings, max_retries=2) as services:
-            await services.sync_relationships(AS_OF)
+            await sync_relationships(services, AS_OF)
             with pytest.raises(UpstreamError):
-                await services.ingest_sign_ins(AS_OF)
+                await ingest_sign_ins(services, AS_OF)
             coverage = await StateStore(services.storage).load_coverage()
-            return coverage, await services.report(AS_OF)
+            return coverage, await build_report(services, AS_OF)
 
     coverage, report = run(attempt())
     assert coverage.intervals == []
@@ -189,7 +193,7 @@ def test_the_audit_is_stored_as_an_evaluation(env: dict[str, str]) -> None:
 
     async def go() -> tuple[dict[str, Any], Any]:
         async with Services(settings) as services:
-            report = await services.audit(AS_OF)
+            report = await audit_once(services, AS_OF)
             return report, await EvaluationStore(services.storage).latest()
 
     report, stored = run(go())
@@ -207,12 +211,12 @@ def test_sync_records_status_changes_and_pages_partner_center(env: dict[str, str
 
     async def go() -> tuple[list[dict[str, Any]], Any, int, int]:
         async with Services(settings) as services:
-            await services.sync_relationships(AS_OF)
+            await sync_relationships(services, AS_OF)
             await services.graph.request_termination(target["id"])
             emulator.advance("PT1H")  # a termination takes PT2H of emulator time, in two halves
-            await services.sync_relationships(AS_OF + timedelta(hours=1))  # terminating
+            await sync_relationships(services, AS_OF + timedelta(hours=1))  # terminating
             emulator.advance("PT1H")
-            await services.sync_relationships(AS_OF + timedelta(hours=2))  # terminated
+            await sync_relationships(services, AS_OF + timedelta(hours=2))  # terminated
             store = RelationshipStore(services.storage)
             tenant = target["id"][-36:]
             estate = await store.load()

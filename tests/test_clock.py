@@ -16,10 +16,11 @@ import pytest
 import time_machine
 from azure.functions.timer import TimerRequest
 
+from shared.evaluation.audit import FutureAsOfError, audit, build_report
 from shared.platform.state import StateStore
 from shared.platform.timeutil import CLOCK, iso, parse_iso
 from shared.runtime import close_services
-from shared.services import FutureAsOfError, Services
+from shared.services import Services
 from tests.conftest import ROOT, load_example, registered_functions, settings_with
 
 NOW = parse_iso(load_example()["now"])
@@ -65,7 +66,7 @@ def test_the_evaluation_timer_runs_at_microsofts_present_a_year_ahead(env: dict[
             await evaluation(TimerRequest(past_due=False))
             async with Services(settings_with()) as services:
                 heads = await services.evaluations.heads(5)
-                return heads, await services.report(parse_iso(heads[0]["asOf"]))
+                return heads, await build_report(services, parse_iso(heads[0]["asOf"]))
         finally:
             await close_services()
 
@@ -84,10 +85,10 @@ def test_a_past_audit_is_a_what_if_and_cannot_stretch_coverage(env: dict[str, st
 
     async def go() -> tuple[list[dict[str, Any]], dict[str, Any], Any, list[dict[str, Any]]]:
         async with Services(settings) as services:
-            await services.audit(NOW)
+            await audit(services, NOW)
             heads = await services.evaluations.heads(5)
-            past = await services.audit(NOW - timedelta(days=30))
-            await services.audit(NOW - timedelta(days=60))
+            past = await audit(services, NOW - timedelta(days=30))
+            await audit(services, NOW - timedelta(days=60))
             coverage = await StateStore(services.storage).load_coverage()
             return heads, past, coverage, await services.evaluations.heads(5)
 
@@ -104,7 +105,7 @@ def test_a_future_audit_is_refused_and_records_nothing(env: dict[str, str], emul
     async def go() -> tuple[Any, Any]:
         async with Services(settings) as services:
             with pytest.raises(FutureAsOfError):
-                await services.audit(NOW + timedelta(days=54))
+                await audit(services, NOW + timedelta(days=54))
             return await StateStore(services.storage).load_coverage(), await services.evaluations.heads(5)
 
     coverage, heads = run(go())

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from shared.evaluation.audit import audit
 from shared.platform.settings import Settings
 from shared.platform.storage import Storage, query_all
 from shared.platform.timeutil import parse_iso
@@ -136,7 +137,7 @@ def kill_after(t: Target, seconds: float) -> bool:
 
 async def final_view(settings: Settings) -> dict[str, Any]:
     async with Services(settings) as services:
-        report = await services.audit(parse_iso(AS_OF))
+        report = await audit(services, parse_iso(AS_OF))
     rows = await chaos.action_rows(settings)
     return {"report": report, "actions": chaos.canonical_actions(rows),
             "duplicateActions": chaos.duplicate_action_ids(rows)}

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from shared.domain.models import GLOBAL_ADMINISTRATOR, HELPDESK_ADMINISTRATOR
+from shared.evaluation.audit import audit
 from shared.evaluation.run import run_cycle, run_evaluation
 from shared.notifications.worker import process_notification_queue
 from shared.platform.actions import list_actions
@@ -470,7 +471,7 @@ def test_requested_removals_go_queued_requested_completed(enforced: dict[str, An
     settings = settings_with(**{**ENFORCE, "POLICY_MODE": "report"})
 
     async def go(services: Services) -> dict[str, Any]:
-        await services.audit(AS_OF)
+        await audit(services, AS_OF)
         with pytest.raises(ValueError, match="not under monitoring"):
             await request_removals(services, [ADATUM, "9be4bcfc-49b6-4a08-b2e6-cc3ababced20"],
                                    requested_by="ops@contoso.example", reason="x")

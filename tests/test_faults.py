@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.evaluation.audit import audit as audit_once
 from shared.evaluation.run import run_evaluation
 from shared.notifications.worker import drain_notifications
 from shared.platform.settings import Settings
@@ -173,7 +174,7 @@ def mail_ambiguous(endpoint: tuple[str, str], kind: dict[str, Any]) -> bool:
 # --- the audit --------------------------------------------------------------------------------------------
 
 def audit(settings: Settings) -> dict[str, Any]:
-    return run(with_services(settings, lambda s: s.audit(AS_OF)))  # type: ignore[no-any-return]
+    return run(with_services(settings, lambda s: audit_once(s, AS_OF)))  # type: ignore[no-any-return]
 
 
 def audit_under(emulator: Any, env: dict[str, str], scenario: dict[str, Any], faults: list[dict[str, Any]],

@@ -8,10 +8,12 @@ from typing import Any
 
 from azure.functions.timer import TimerRequest
 
+from shared.evaluation.audit import build_report
 from shared.evaluation.store import EvaluationStore
 from shared.platform.settings import Settings
 from shared.runtime import close_services
 from shared.services import Services
+from shared.signins.ingestion import ingestion_for
 from tests.conftest import registered_functions, settings_with
 
 functions_by_name = registered_functions
@@ -54,8 +56,8 @@ def test_ingestion_timers_run_the_services(env: dict[str, str]) -> None:
         async with Services(settings_with()) as services:
             estate = await services.storage.table("Relationships").query_entities(
                 "PartitionKey ne @x", parameters={"x": ""}).__anext__()
-            coverage = await services.ingestion(await services.partner_tenant_id()).state.load_coverage()
-            report = await services.report(coverage.intervals[-1][1])
+            coverage = await ingestion_for(services, await services.partner_tenant_id()).state.load_coverage()
+            report = await build_report(services, coverage.intervals[-1][1])
             assert await EvaluationStore(services.storage).latest() is None  # timers do not evaluate
             return {"relationship": dict(estate), "coverage": coverage, "report": report}
 

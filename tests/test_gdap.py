@@ -20,6 +20,7 @@ from azure.functions.timer import TimerRequest
 from shared.cli.main import main
 from shared.domain.models import GLOBAL_ADMINISTRATOR, Relationship
 from shared.domain.rules import Policy, customer_row, summarize
+from shared.evaluation.audit import audit as audit_once
 from shared.gdap.service import GdapError, GdapService
 from shared.gdap.store import INVITATION_URL, GdapRequestStore
 from shared.gdap.templates import TemplateError, load_templates, parse_templates
@@ -129,7 +130,7 @@ def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, Any, 
 def audit() -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         async with Services(settings_with()) as services:
-            return await services.audit(AS_OF)
+            return await audit_once(services, AS_OF)
     result: dict[str, Any] = run(go())
     return result
 

@@ -10,6 +10,7 @@ import pytest
 
 from shared.domain.models import GLOBAL_ADMINISTRATOR
 from shared.domain.roles import role_name
+from shared.evaluation.audit import audit
 from shared.evaluation.run import run_evaluation
 from shared.notifications.enqueue import enqueue_partner_alert
 from shared.notifications.mail import language_of, render, single_line
@@ -231,7 +232,7 @@ def test_mail_needs_a_sender(env: dict[str, str], emulator: Any) -> None:
         with pytest.raises(SettingsError, match="NOTIFY_SENDER"):
             await run_evaluation(services, AS_OF)
         assert await services.evaluations.latest() is None  # nothing written
-        await services.audit(AS_OF)
+        await audit(services, AS_OF)
         with pytest.raises(SettingsError, match="NOTIFY_SENDER"):
             await request_removals(services, ["92276658-1e27-41c0-8a6a-63ec24ede6a4"],
                                    requested_by="ops@contoso.example", reason="x")

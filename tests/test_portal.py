@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from shared.evaluation.audit import audit
 from shared.platform.settings import Settings
 from shared.platform.timeutil import parse_iso
 from shared.services import Services
@@ -66,7 +67,7 @@ def portal(azurite: Any, emulator_process: Any, tmp_path_factory: pytest.TempPat
         async with Services(settings) as services:
             for as_of in AUDIT_DAYS:  # one daily evaluation per day: the emulator's clock moves to it
                 emulator_process.set_now(as_of)
-                await services.audit(parse_iso(as_of))
+                await audit(services, parse_iso(as_of))
 
     asyncio.run(audits())
     with serve(env) as url:

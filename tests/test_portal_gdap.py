@@ -50,7 +50,7 @@ def portal(azurite: Any, emulator_process: Any) -> Iterator[Portal]:
 
     async def audit() -> None:
         async with Services(Settings.from_env(env)) as services:
-            await services.audit(AS_OF)
+            await audit(services, AS_OF)
 
     asyncio.run(audit())
     with serve(env) as url:

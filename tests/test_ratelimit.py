@@ -10,7 +10,9 @@ import pytest
 
 from shared.platform.ratelimit import SIGNIN_MAX_REQUESTS, SIGNIN_WINDOW_SECONDS, SlidingWindowLimiter
 from shared.platform.settings import Settings, SettingsError
+from shared.relationships.sync import sync_relationships
 from shared.services import Services
+from shared.signins.ingestion import ingest_sign_ins
 
 
 def test_no_window_ever_holds_more_than_the_limit() -> None:
@@ -100,8 +102,8 @@ def test_every_sign_in_page_waits_for_the_limiter(env: dict[str, str]) -> None:
                 return await original()
 
             limiter.acquire = counting  # type: ignore[method-assign]
-            await services.sync_relationships(parse_iso("2026-11-21T00:00:00Z"))
-            result = await services.ingest_sign_ins(parse_iso("2026-11-21T00:00:00Z"))
+            await sync_relationships(services, parse_iso("2026-11-21T00:00:00Z"))
+            result = await ingest_sign_ins(services, parse_iso("2026-11-21T00:00:00Z"))
             return acquired, result
 
     acquired, result = asyncio.run(go())

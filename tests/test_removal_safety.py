@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from azure.functions.queue import QueueMessage
 
+from shared.evaluation.audit import audit
 from shared.evaluation.run import run_evaluation
 from shared.platform.retry import UpstreamError, may_retry
 from shared.platform.timeutil import utcnow
@@ -56,7 +57,7 @@ def test_requests_at_the_same_instant_create_one_removal(enforced: dict[str, Any
     settings = settings_with(**ENFORCE)
 
     async def go(services: Services) -> list[set[str]]:
-        await services.audit(AS_OF)
+        await audit(services, AS_OF)
         rounds = []
         for _ in range(3):
             answers = await asyncio.gather(*(request_removals(services, [WINGTIP], requested_by=f"op{i}@contoso.example",
@@ -209,10 +210,12 @@ def test_a_failure_that_is_not_microsofts_is_contained_and_alerted(enforced: dic
 
     settings = settings_with(**ENFORCE)
 
-    async def expired(self: Services, now: Any) -> Any:
+    async def expired(services: Services, now: Any) -> Any:
         raise PermissionError("Partner Center token refused: AADSTS700082: The refresh token has expired")
 
-    monkeypatch.setattr(Services, "sync_relationships", expired)
+    import shared.evaluation.run
+
+    monkeypatch.setattr(shared.evaluation.run, "sync_relationships", expired)
 
     async def evaluate(services: Services) -> Any:
         return await run_evaluation(services, AS_OF)
@@ -221,10 +224,10 @@ def test_a_failure_that_is_not_microsofts_is_contained_and_alerted(enforced: dic
     assert "PermissionError" in summary["refreshError"] and summary["queued"] == []
     assert removal_requests(emulator) == []
 
-    async def broken_report(self: Services, as_of: Any) -> Any:
+    async def broken_report(services: Services, as_of: Any) -> Any:
         raise KeyError("lastSignInAt")
 
-    monkeypatch.setattr(Services, "report", broken_report)
+    monkeypatch.setattr(shared.evaluation.run, "build_report", broken_report)
     with pytest.raises(KeyError):
         run(with_services(settings, evaluate))
 
@@ -242,7 +245,7 @@ def test_people_fall_under_the_circuit_breaker_too(enforced: dict[str, Any], emu
     settings = settings_with(**{**ENFORCE, "MAX_REMOVALS_PER_RUN": "1"})
 
     async def go(services: Services) -> tuple[str, list[Any]]:
-        await services.audit(AS_OF)
+        await audit(services, AS_OF)
         with pytest.raises(ValueError, match="circuit breaker") as refused:
             await request_removals(services, [WINGTIP, LAMNA], requested_by="op@contoso.example", reason="bulk")
         first = await request_removals(services, [WINGTIP], requested_by="op@contoso.example", reason="one")

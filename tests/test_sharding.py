@@ -17,6 +17,7 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from shared.domain.rules import sort_rows
+from shared.evaluation.audit import audit, build_report
 from shared.evaluation.fanout import (
     handle_shard_message,
     handle_shard_poison,
@@ -73,13 +74,13 @@ def test_the_sharded_evaluation_stores_the_in_process_report(env: dict[str, str]
 
     async def go() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         async with Services(settings) as services:
-            in_process = await services.audit(AS_OF)
+            in_process = await audit(services, AS_OF)
             sharded = await _sharded(services, AS_OF)
             # A redelivered shard message recomputes the same rows and does not finish twice.
             again = await handle_shard_message(services, json.dumps(
                 {"v": 1, "evaluationId": (await services.evaluations.heads(1))[0]["id"], "shard": "a"}))
             assert again["finished"] is None and again["shardsDone"] == len(SHARDS)
-            return in_process, sharded, await services.report(AS_OF)
+            return in_process, sharded, await build_report(services, AS_OF)
 
     in_process, sharded, recomputed = run(go())
     assert sharded == in_process == recomputed
@@ -93,9 +94,9 @@ def test_shards_read_back_in_time_like_the_whole(env: dict[str, str]) -> None:
 
     async def go() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         async with Services(settings) as services:
-            await services.audit(AS_OF)
+            await audit(services, AS_OF)
             earlier = parse_iso("2026-11-20T18:00:00Z")
-            whole = await services.report(earlier)
+            whole = await build_report(services, earlier)
             coverage = await StateStore(services.storage).load_coverage()
             parts = await asyncio.gather(*(compute_report(
                 services.storage, as_of=earlier, partner_tenant_id=whole["partnerTenantId"],
@@ -112,7 +113,7 @@ def test_evaluations_stored_before_rows_were_sharded_are_still_read(env: dict[st
 
     async def go() -> tuple[dict[str, Any], Any]:
         async with Services(settings) as services:
-            report = await services.report(AS_OF - timedelta(days=1))
+            report = await build_report(services, AS_OF - timedelta(days=1))
             table = services.storage.table("EvaluationRows")
             for row in report["customers"]:  # the earlier layout: one partition, no RowShards on the head
                 await table.upsert_entity({"PartitionKey": "0000000000001-legacy", "RowKey": row["tenantId"],
@@ -194,7 +195,7 @@ def test_example_estate_fans_out(env: dict[str, str], emulator: Any) -> None:
 
     async def go() -> tuple[dict[str, Any], dict[str, Any]]:
         async with Services(settings_with()) as services:
-            report = await services.audit(AS_OF)
+            report = await audit(services, AS_OF)
             return report, await _sharded(services, AS_OF)
 
     report, sharded = run(go())

@@ -23,9 +23,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from shared.evaluation.audit import build_report
 from shared.platform.settings import Settings
 from shared.platform.timeutil import parse_iso
+from shared.relationships.sync import sync_relationships
 from shared.services import Services
+from shared.signins.ingestion import ingest_sign_ins
 from tools.bench_floor import peak_rss_mb
 
 
@@ -62,18 +65,18 @@ async def run_step(args: argparse.Namespace) -> dict[str, Any]:
     profile = Path(args.profile) if args.profile else None
     async with Services(settings) as services:
         if args.step == "sync":
-            seconds, result = await _timed(lambda: services.sync_relationships(as_of), profile)
+            seconds, result = await _timed(lambda: sync_relationships(services, as_of), profile)
             await services.partner_tenant_id()  # cached in the store, as after a first production run
             return {"seconds": seconds, **result}
         if args.step == "ingest":
             await services.partner_tenant_id()
-            seconds, result = await _timed(lambda: services.ingest_sign_ins(as_of), profile)
+            seconds, result = await _timed(lambda: ingest_sign_ins(services, as_of), profile)
             return {"seconds": seconds, **result}
         if args.step == "evaluate":
             from shared.evaluation.run import run_evaluation
 
             started = time.perf_counter()
-            report = await services.report(as_of)
+            report = await build_report(services, as_of)
             report_seconds = time.perf_counter() - started
             seconds, summary = await _timed(lambda: run_evaluation(services, as_of, refresh=False), profile)
             return {"seconds": seconds, "reportSeconds": report_seconds,

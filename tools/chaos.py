@@ -36,6 +36,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.evaluation.audit import audit
+
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "test-artifacts" / "reliability"
 EXECUTED_FAULTS = frozenset({"timeout", "truncate"})  # the emulator executes these requests
@@ -301,7 +303,7 @@ def _reference(emulator: Any, scenario: dict[str, Any], settings: Any, as_of: st
             summary = await run_evaluation(services, parse_iso(as_of))
             removals = await drain_removals(services)
             notifications = await drain_notifications(services)
-            report = await services.audit(parse_iso(as_of))
+            report = await audit(services, parse_iso(as_of))
         return summary, len(removals.poisoned) + len(notifications.poisoned), report
 
     emulator.post_scenario(scenario)

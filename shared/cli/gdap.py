@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.relationships.sync import sync_relationships
+
 if TYPE_CHECKING:
     from shared.gdap.service import GdapService
     from shared.platform.settings import Settings
@@ -118,7 +120,7 @@ async def _dispatch(service: GdapService, args: argparse.Namespace) -> int:
             if exc.code != "unknownCustomer":
                 raise
             # A customer the store has not seen yet: read the partner's customers once, then try again.
-            await service.services.sync_relationships(utcnow())
+            await sync_relationships(service.services, utcnow())
             result, _ = await service.request(args.customer, args.template, requested_by=actor,
                                               notify_customer=args.notify_customer)
         _print(result)

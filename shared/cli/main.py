@@ -86,13 +86,14 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.evaluation.audit import FutureAsOfError, audit
     from shared.evaluation.formats import report_csv, report_table
-    from shared.services import FutureAsOfError, Services
+    from shared.services import Services
 
     async with Services(settings) as services:
         now = await services.now()  # Microsoft's clock: a wrong host clock cannot move the present
         try:
-            report = await services.audit(args.as_of or now, now=now)
+            report = await audit(services, args.as_of or now, now=now)
         except FutureAsOfError as exc:
             raise UsageError(str(exc)) from None
     if args.format == "json":
@@ -105,8 +106,9 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.evaluation.audit import AS_OF_SKEW
     from shared.evaluation.run import run_cycle  # type: ignore[import-not-found, unused-ignore]
-    from shared.services import AS_OF_SKEW, Services
+    from shared.services import Services
 
     async with Services(settings) as services:
         now = await services.now()

@@ -25,14 +25,17 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.evaluation.audit import build_report
 from shared.evaluation.policy import UNEXPECTED, alert_partner, apply_policy
 from shared.notifications.mail import mail_needed, require_sender
 from shared.notifications.worker import drain_notifications
 from shared.platform.retry import UpstreamError
 from shared.platform.state import ConcurrentRunError, Coverage, StateStore
 from shared.platform.timeutil import iso
+from shared.relationships.sync import sync_relationships
 from shared.removals.store import RemovalStore
 from shared.removals.worker import drain_removals
+from shared.signins.ingestion import ingest_sign_ins
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -48,12 +51,12 @@ async def _refresh(services: Services, as_of: datetime) -> str | None:
     # storage write can fail): the evaluation still runs on what the store holds, its staleness guard
     # holds removals back, and the failure is in the summary, the trail and the partner admins' alert.
     try:
-        await services.sync_relationships(as_of)
+        await sync_relationships(services, as_of)
     except Exception as exc:
         log.exception("relationship sync failed")
         errors.append(f"relationship sync failed: {_failure(exc)}")
     try:
-        await services.ingest_sign_ins(as_of)
+        await ingest_sign_ins(services, as_of)
     except Exception as exc:
         log.exception("sign-in ingestion failed")
         errors.append(f"sign-in ingestion failed: {_failure(exc)}")
@@ -85,7 +88,7 @@ async def run_evaluation(services: Services, as_of: datetime, *, refresh: bool =
     refresh_error, coverage = await prepare_evaluation(services, as_of, refresh=refresh)
     try:
         effective = effective_as_of(coverage, as_of)
-        report = await services.report(effective)
+        report = await build_report(services, effective)
         evaluation_id = await services.evaluations.save(report)
         return await apply_policy(services, report, evaluation_id, as_of=as_of, refresh_error=refresh_error)
     except Exception as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.data.tables import UpdateMode
 
@@ -16,6 +16,9 @@ from shared.microsoft.partner_center import PartnerCenterClient
 from shared.platform.storage import Storage, upsert_all
 from shared.platform.timeutil import iso
 from shared.relationships.store import RelationshipStore, customer_entity
+
+if TYPE_CHECKING:
+    from shared.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +132,9 @@ class RelationshipSync:
                 customer.contacts = [profile.email, *customer.contacts]
 
         await asyncio.gather(*(fetch(c) for c in wanted))
+
+
+async def sync_relationships(services: Services, now: datetime) -> dict[str, Any]:
+    """One sync of DAP and GDAP relationships into the store."""
+    await services.storage.ensure()
+    return await RelationshipSync(services.storage, services.graph, services.partner_center).run(now)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.data.tables import UpdateMode
 
 from shared.domain.rules import qualifies
 from shared.microsoft.graph import GraphClient, parse_sign_in_time
+from shared.platform.retry import UpstreamError
 from shared.platform.state import Coverage, StateStore
 from shared.platform.storage import (
     Storage,
@@ -30,9 +31,13 @@ from shared.platform.storage import (
     shard_of,
     upsert_all,
 )
-from shared.platform.timeutil import day_start, iso, parse_optional
+from shared.platform.telemetry import EVENT_INGESTION_COMPLETED, EVENT_INGESTION_FAILED, track_event
+from shared.platform.timeutil import CLOCK, day_start, iso, parse_optional, utcnow
 from shared.signins.activity import KIND_NAMES, TICK, DayActivity, day_entities
 from shared.signins.agents import AgentDirectory
+
+if TYPE_CHECKING:
+    from shared.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -205,3 +210,36 @@ class SignInIngestion:
         return count, len(writes), newest
 
 
+CLOCK_RESOLUTION = timedelta(seconds=1)  # of the Date header (IMF-fixdate has whole seconds)
+
+
+def ingestion_for(services: Services, partner_tenant: str) -> SignInIngestion:
+    s = services.settings
+    return SignInIngestion(services.storage, services.graph, partner_tenant=partner_tenant,
+                           backfill_days=s.signin_backfill_days, overlap_minutes=s.signin_overlap_minutes,
+                           slice_hours=s.signin_slice_hours)
+
+
+async def ingest_sign_ins(services: Services, as_of: datetime, now: datetime | None = None) -> dict[str, Any]:
+    """Ingest the sign-in log up to ``min(as_of, now)``: the log cannot be read past Microsoft's
+    present, and its floor is the present less the backfill (never a window the log no longer
+    serves, whatever ``as_of`` says)."""
+    await services.storage.ensure()
+    now = now or await services.now()
+    skew = abs(CLOCK.host_offset)
+    limit = services.settings.host_clock_max_skew_minutes
+    if skew > timedelta(minutes=limit):
+        raise UpstreamError(f"this host's clock is {skew} away from Microsoft's (the Date header of its answers), "
+                            f"more than HOST_CLOCK_MAX_SKEW_MINUTES ({limit}); "
+                            "ingestion does not run until the host's clock is corrected")
+    if abs(as_of - now) <= CLOCK_RESOLUTION:
+        now = as_of  # the Date header tells Microsoft's time to the second: this as_of is the present
+    try:
+        result = await ingestion_for(services, await services.partner_tenant_id()).run(min(as_of, now), now=now)
+    except Exception as exc:
+        track_event(EVENT_INGESTION_FAILED, {"reason": f"{type(exc).__name__}: {exc}"[:500]})
+        raise
+    lag = (utcnow() - as_of).total_seconds() / 60
+    track_event(EVENT_INGESTION_COMPLETED, {"signIns": result["signIns"], "slices": result["slices"],
+                                            "lagMinutes": round(max(0.0, lag), 1)})
+    return result

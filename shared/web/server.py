@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.platform.settings import Settings
+from shared.runtime import ServicesPerLoop
 from shared.services import Services
 from shared.web.app import create_app
 from shared.web.auth import principal_header_trusted
@@ -33,28 +34,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class ServicesPerLoop:
-    """One :class:`Services` for the server's event loop, created on first use and closed at shutdown."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._services: Services | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def __call__(self) -> Services:
-        loop = asyncio.get_running_loop()
-        if self._services is None or self._loop is not loop:
-            services = Services(self.settings)
-            await services.storage.ensure()
-            self._services, self._loop = services, loop
-        return self._services
-
-    async def close(self) -> None:
-        if self._services is not None and self._loop is asyncio.get_running_loop():
-            await self._services.close()
-        self._services = None
-
-
 def served_hosts(host: str, port: int) -> frozenset[str]:
     """The Host values ``serve`` answers to: the address it listens on, and the loopback names when it
     listens on loopback. Any other name (a DNS-rebinding page's) is refused."""
@@ -70,7 +49,7 @@ def build_app(settings: Settings, *, local_operator: bool, drain_removals: bool 
     """The app as ``serve`` runs it. ``trust_principal_header`` True stands in for App Service
     Authentication (tests that sign requests in with X-MS-CLIENT-PRINCIPAL), None asks the platform as
     the function app does (:func:`principal_header_trusted`); ``serve`` passes False."""
-    provider = ServicesPerLoop(settings)
+    provider = ServicesPerLoop(lambda: settings)
     trust = principal_header_trusted if trust_principal_header is None else (lambda: bool(trust_principal_header))
     return create_app(WebConfig(services=provider, local_operator=local_operator,
                                 drain_removals=drain_removals, on_shutdown=provider.close,
