@@ -103,16 +103,17 @@ def audited_example(monkeypatch: pytest.MonkeyPatch, as_of: Any) -> Settings:
     latest evaluation, with a sender mailbox; its settings."""
     import asyncio
 
+    from shared.evaluation.audit import audit
     from shared.services import Services
 
     monkeypatch.setenv("NOTIFY_SENDER", "notices@contoso.example")
     settings = settings_with()
 
-    async def audit() -> None:
+    async def audit_it() -> None:
         async with Services(settings) as services:
             await audit(services, as_of)
 
-    asyncio.run(audit())
+    asyncio.run(audit_it())
     return settings
 
 

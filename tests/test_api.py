@@ -398,7 +398,24 @@ def test_openapi_document_lists_every_route(settings: Settings) -> None:
         assert method in paths[path], (path, method)
     body = paths["/api/removals"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["required"]) == {"tenantIds", "customerNotified"}
-    assert "easyAuth" in document["components"]["securitySchemes"]
+    # Authentication as App Service Authentication really takes it: an Entra ID bearer token or its session
+    # cookie (the X-MS-CLIENT-PRINCIPAL header is the platform's, not something a client sends).
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["entraIdBearer"]["scheme"] == "bearer" and schemes["appServiceSession"]["in"] == "cookie"
+    assert document["security"] == [{"entraIdBearer": []}, {"appServiceSession": []}]
+    operations = [op for ops in paths.values() for op in ops.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)) and "listRemovals" in ids and "gdapExtend" in ids
+    assert all(op["x-app-role"].startswith("Relationships.") for op in operations)
+    assert paths["/api/removals"]["post"]["x-app-role"] == "Relationships.Remove"
+    # Query parameters typed with their ranges and choices; the report's schema from the product's own types.
+    params = {p["name"]: p["schema"] for p in paths["/api/customers"]["get"]["parameters"]}
+    assert params["pageSize"] == {**params["pageSize"], "type": "integer", "minimum": 1, "maximum": 500}
+    assert params["format"]["enum"] == ["json", "csv"] and "-inactiveForAtLeastDays" in params["sort"]["enum"]
+    report = document["components"]["schemas"]["Report"]
+    assert {"schemaVersion", "coverage", "summary", "customers"} <= set(report["required"])
+    row = document["components"]["schemas"]["ReportRow"]["properties"]
+    assert row["bucket"]["enum"] == ["active", "30-60", "61-90", "90+"]
 
 
 # --- removals -------------------------------------------------------------------------------------

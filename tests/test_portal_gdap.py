@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from shared.evaluation.audit import audit
 from shared.platform.settings import Settings
 from shared.services import Services
 from tests.browser import Page, Portal, require_chromium, serve, serve_environment, shot
@@ -48,11 +49,11 @@ def portal(azurite: Any, emulator_process: Any) -> Iterator[Portal]:
         **GROUP_ENV,
     })
 
-    async def audit() -> None:
+    async def audit_it() -> None:
         async with Services(Settings.from_env(env)) as services:
             await audit(services, AS_OF)
 
-    asyncio.run(audit())
+    asyncio.run(audit_it())
     with serve(env) as url:
         yield Portal(url, scenario, emulator_process)
 

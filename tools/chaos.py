@@ -36,6 +36,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.domain.report import Report
 from shared.evaluation.audit import audit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -298,7 +299,7 @@ def _reference(emulator: Any, scenario: dict[str, Any], settings: Any, as_of: st
     from shared.removals.worker import drain_removals
     from shared.services import Services
 
-    async def cycle() -> tuple[dict[str, Any], int, dict[str, Any]]:
+    async def cycle() -> tuple[dict[str, Any], int, Report]:
         async with Services(settings) as services:
             summary = await run_evaluation(services, parse_iso(as_of))
             removals = await drain_removals(services)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared.domain.models import GLOBAL_ADMINISTRATOR, Relationship
+from shared.domain.report import PolicyJson, ReportRelationship, ReportRow, SignInKind, Summary
 from shared.platform.timeutil import (
     iso,
     iso_optional,
@@ -25,8 +26,8 @@ class Policy:
     remove_after_days: int = 90
     excluded: frozenset[str] = frozenset()
 
-    def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "recommendAfterDays": self.recommend_after_days,
+    def to_json(self) -> PolicyJson:
+        return {"mode": "enforce" if self.mode == "enforce" else "report", "recommendAfterDays": self.recommend_after_days,
                 "removeAfterDays": self.remove_after_days}
 
 
@@ -75,26 +76,26 @@ def inactive_for_at_least(as_of: datetime, last_sign_in: datetime | None, establ
     return max(0, whole_days(as_of - max(evidence)))
 
 
-def days_until_candidate(row: dict[str, Any], policy: Policy) -> int:
+def days_until_candidate(row: ReportRow, policy: Policy) -> int:
     """Days until inactiveForAtLeastDays exceeds removeAfterDays if nobody signs in (0 = already)."""
     return max(0, policy.remove_after_days + 1 - row["inactiveForAtLeastDays"])
 
 
-def relationship_json(rel: Relationship, as_of: datetime | None = None) -> dict[str, Any]:
+def relationship_json(rel: Relationship, as_of: datetime | None = None) -> ReportRelationship:
     return {
         "type": rel.type, "id": rel.id, "displayName": rel.display_name, "status": rel.status,
         "establishedAt": iso_optional(rel.established_at), "endsAt": iso_optional(rel.ends_at),
         "autoExtend": rel.auto_extend, "roles": list(rel.roles),
         # floor((endsAt - asOf) / 1 day); null when the end (or asOf) is unknown
         "expiresInDays": None if as_of is None else expires_in_days(rel.ends_at, as_of),
-        "includesGlobalAdministrator": GLOBAL_ADMINISTRATOR in {r.lower() for r in rel.roles},
+        "includesGlobalAdministrator": includes_global_administrator(rel.roles),
     }
 
 
 def customer_row(*, tenant_id: str, display_name: str, relationships: list[Relationship], as_of: datetime,
                  last_sign_in: datetime | None, agents_last_day: int, sign_ins_last_day: int,
                  coverage_from: datetime | None, policy: Policy, non_interactive_last_day: int = 0,
-                 last_sign_in_kind: str | None = None) -> dict[str, Any] | None:
+                 last_sign_in_kind: SignInKind | None = None) -> ReportRow | None:
     """One customer's row of the report, or None when the customer is not under monitoring."""
     active = sorted((r for r in relationships if r.active), key=lambda r: (r.type, r.id))
     established = established_at(active)
@@ -124,12 +125,12 @@ def customer_row(*, tenant_id: str, display_name: str, relationships: list[Relat
     }
 
 
-def sort_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def sort_rows(rows: list[ReportRow]) -> list[ReportRow]:
     return sorted(rows, key=lambda r: (-r["inactiveForAtLeastDays"], r["tenantId"]))
 
 
-def summarize(rows: list[dict[str, Any]], as_of: datetime | None = None) -> dict[str, int]:
-    summary = {
+def summarize(rows: list[ReportRow], as_of: datetime | None = None) -> Summary:
+    summary: Summary = {
         "customersUnderMonitoring": len(rows),
         "inactiveOver90Days": sum(1 for r in rows if r["bucket"] == "90+"),
         "inactive61To90Days": sum(1 for r in rows if r["bucket"] == "61-90"),
@@ -140,16 +141,19 @@ def summarize(rows: list[dict[str, Any]], as_of: datetime | None = None) -> dict
     if as_of is not None:
         gdap = [rel for r in rows for rel in r.get("relationships", []) if rel["type"] == "GDAP"]
         summary["gdapExpiringWithin30Days"] = sum(1 for rel in gdap if gdap_expiring(rel, as_of, 30))
-        summary["gdapWithGlobalAdministrator"] = sum(
-            1 for rel in gdap if GLOBAL_ADMINISTRATOR in {x.lower() for x in rel["roles"]})
+        summary["gdapWithGlobalAdministrator"] = sum(1 for rel in gdap if includes_global_administrator(rel["roles"]))
     return summary
 
 
-def gdap_expiring(rel: dict[str, Any], as_of: datetime, within_days: int) -> bool:
-    """An active GDAP relationship (report JSON) with no auto-extend and endsAt <= asOf + within days."""
-    ends = parse_optional(rel.get("endsAt"))
-    return (rel["type"] == "GDAP" and rel["status"] == "active" and not rel["autoExtend"] and ends is not None
-            and ends <= as_of + timedelta(days=within_days))
+def gdap_expiring(rel: ReportRelationship, as_of: datetime, within_days: int) -> bool:
+    """:func:`is_expiring` for a relationship of the report."""
+    return (rel["type"] == "GDAP" and rel["status"] == "active"
+            and ends_within(parse_optional(rel.get("endsAt")), rel["autoExtend"], as_of, within_days))
+
+
+def ends_within(ends_at: datetime | None, auto_extend: bool, as_of: datetime, within_days: int) -> bool:
+    """The expiry rule: no auto-extend and endsAt <= asOf + within days."""
+    return not auto_extend and ends_at is not None and ends_at <= as_of + timedelta(days=within_days)
 
 
 def includes_global_administrator(roles: Iterable[str]) -> bool:
@@ -163,5 +167,4 @@ def expires_in_days(ends_at: datetime | None, as_of: datetime) -> int | None:
 
 def is_expiring(rel: Relationship, as_of: datetime, within_days: int) -> bool:
     """An active GDAP relationship without auto-extend with endsAt <= asOf + within days."""
-    return (rel.type == "GDAP" and rel.active and not rel.auto_extend and rel.ends_at is not None
-            and rel.ends_at <= as_of + timedelta(days=within_days))
+    return rel.type == "GDAP" and rel.active and ends_within(rel.ends_at, rel.auto_extend, as_of, within_days)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from shared.domain.report import Report
 from shared.evaluation.report import compute_report, policy_from_settings
 from shared.platform.timeutil import iso
 from shared.relationships.sync import sync_relationships
@@ -25,14 +26,14 @@ class FutureAsOfError(ValueError):
                          "only the present or the past can be audited")
 
 
-async def build_report(services: Services, as_of: datetime) -> dict[str, Any]:
+async def build_report(services: Services, as_of: datetime) -> Report:
     """The report from what the store holds now."""
     await services.storage.ensure()
     return await compute_report(services.storage, as_of=as_of, partner_tenant_id=await services.partner_tenant_id(),
                                 policy=policy_from_settings(services.settings))
 
 
-async def audit(services: Services, as_of: datetime, *, store: bool = True, now: datetime | None = None) -> dict[str, Any]:
+async def audit(services: Services, as_of: datetime, *, store: bool = True, now: datetime | None = None) -> Report:
     """Sync, ingest up to ``min(as_of, now)``, compute; removes nothing.
 
     Only an audit of the present is stored as the latest evaluation: a past ``as_of`` is a what-if

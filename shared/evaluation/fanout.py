@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from shared.domain.rules import sort_rows, summarize
-from shared.evaluation.report import compute_report, policy_from_settings
+from shared.domain.rules import sort_rows
+from shared.evaluation.report import compute_report, policy_from_settings, report_head
 from shared.evaluation.store import new_evaluation_id
 from shared.platform.settings import EVALUATION_SHARDS_QUEUE
 from shared.platform.sharding import SHARDS
@@ -170,11 +170,8 @@ async def finish(services: Services, run: Run) -> dict[str, Any] | None:
         return None
     rows = sort_rows(await services.evaluations.rows(run.evaluation_id))
     span = run.coverage.covering(run.effective)
-    head = {
-        "schemaVersion": 1, "asOf": iso(run.effective), "partnerTenantId": run.partner_tenant_id,
-        "coverage": {"from": iso(span[0]) if span else None, "to": iso(span[1]) if span else None},
-        "policy": policy_from_settings(services.settings).to_json(), "summary": summarize(rows, run.effective),
-    }
+    head = report_head(as_of=run.effective, partner_tenant_id=run.partner_tenant_id, span=span,
+                       policy=policy_from_settings(services.settings), rows=rows)
     await services.evaluations.save_head(run.evaluation_id, head, len(rows), run.created_at)
     summary = await apply_policy(services, {**head, "customers": rows}, run.evaluation_id, as_of=run.as_of,
                                  refresh_error=run.refresh_error)

@@ -6,6 +6,8 @@ import csv
 import io
 from typing import Any
 
+from shared.domain.report import Report
+
 CSV_COLUMNS = ["tenantId", "displayName", "relationshipTypes", "roles", "establishedAt", "daysActive",
                "lastSignInAt", "daysInactive", "inactiveForAtLeastDays", "bucket", "establishedLast7Days",
                "agentsSignedInLastDay", "signInsLastDay", "recommendation", "excluded"]
@@ -26,7 +28,7 @@ def csv_safe(value: Any) -> str:
     return text
 
 
-def report_csv(report: dict[str, Any]) -> str:
+def report_csv(report: Report) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -42,7 +44,7 @@ def _pct(n: int, total: int) -> str:
     return f"{(100.0 * n / total):.1f}%" if total else "0.0%"
 
 
-def report_table(report: dict[str, Any], limit: int | None = None) -> str:
+def report_table(report: Report, limit: int | None = None) -> str:
     s = report["summary"]
     total = s["customersUnderMonitoring"]
     cov = report["coverage"]

@@ -9,6 +9,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.domain.report import Report, ReportRow
 from shared.domain.rules import days_until_candidate
 from shared.evaluation.digest import listed_in_digest, mark_listed_in_digest
 from shared.evaluation.report import policy_from_settings
@@ -35,14 +36,14 @@ UNEXPECTED = " (unexpected)"  # marks a refresh failure that is neither Microsof
 MAX_LISTED = 200  # customers named in one alert or digest
 
 
-def unproven_days(row: dict[str, Any], as_of: datetime) -> int:
+def unproven_days(row: ReportRow, as_of: datetime) -> int:
     """Days since the last known activity, ignoring the coverage floor (what the store cannot prove)."""
     evidence = [t for t in (parse_optional(row.get("lastSignInAt")), parse_optional(row.get("establishedAt")))
                 if t is not None]
     return whole_days(as_of - max(evidence)) if evidence else 0
 
 
-async def apply_policy(services: Services, report: dict[str, Any], evaluation_id: str, *, as_of: datetime,
+async def apply_policy(services: Services, report: Report, evaluation_id: str, *, as_of: datetime,
                        refresh_error: str | None) -> dict[str, Any]:
     """The evaluation's second half, on a stored report: guards, warnings, removal queue, digest.
     (The sharded evaluation, ``shared.evaluation.fanout``, runs it once all shards are stored.)"""
@@ -54,7 +55,7 @@ async def apply_policy(services: Services, report: dict[str, Any], evaluation_id
     except Exception:  # progress of earlier removals must not stop today's evaluation
         log.exception("refreshing requested removals failed")
 
-    rows: list[dict[str, Any]] = report["customers"]
+    rows: list[ReportRow] = report["customers"]
     scope = settings.removal_scope
     remove_after = settings.remove_after_days
     coverage_from = parse_optional(report["coverage"]["from"])

@@ -1,6 +1,6 @@
-"""The audit: sync, ingest, compute the report of CONTRACTS section 5, store it as an evaluation.
+"""The report of CONTRACTS section 5 (:class:`shared.domain.report.Report`), computed from the store.
 
-The same service backs ``python -m shared.cli audit``, ``GET /api/audit`` and the evaluation timer.
+The same computation backs ``python -m shared.cli audit``, ``GET /api/audit`` and the evaluation timer.
 """
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from shared.domain.report import Report, ReportHead, ReportRow
 from shared.domain.rules import Policy, customer_row, sort_rows, summarize
 from shared.platform.state import Coverage, StateStore
 from shared.platform.storage import Storage
-from shared.platform.timeutil import iso, iso_optional
+from shared.platform.timeutil import iso
 from shared.relationships.store import Estate, RelationshipStore
 from shared.signins.activity import ActivityReader
 
@@ -25,7 +26,7 @@ def policy_from_settings(settings: Any) -> Policy:
 
 async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id: str, policy: Policy,
                          estate: Estate | None = None, shard: str | None = None,
-                         coverage: Coverage | None = None) -> dict[str, Any]:
+                         coverage: Coverage | None = None) -> Report:
     """The report from what the store holds (no calls to Microsoft).
 
     ``shard`` restricts it to the customers of one shard (``shared.platform.sharding``), reading only that
@@ -38,7 +39,7 @@ async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id
     coverage_from = span[0] if span else None
     monitored = estate.monitored()
     activity = await ActivityReader(storage).read(as_of, monitored, coverage_from, shard=shard)
-    rows = []
+    rows: list[ReportRow] = []
     for tenant in monitored:
         customer = estate.customers.get(tenant)
         rels = estate.relationships.get(tenant, [])
@@ -52,14 +53,20 @@ async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id
         if row is not None:
             rows.append(row)
     rows = sort_rows(rows)
+    return {**report_head(as_of=as_of, partner_tenant_id=partner_tenant_id, span=span, policy=policy, rows=rows),
+            "customers": rows}
+
+
+def report_head(*, as_of: datetime, partner_tenant_id: str, span: tuple[datetime, datetime] | None,
+                policy: Policy, rows: list[ReportRow]) -> ReportHead:
+    """The report's head for ``rows`` (sorted): one definition for whole and sharded evaluations."""
     return {
         "schemaVersion": SCHEMA_VERSION,
         "asOf": iso(as_of),
         "partnerTenantId": partner_tenant_id,
-        "coverage": {"from": iso_optional(coverage_from), "to": iso(span[1]) if span else None},
+        "coverage": {"from": iso(span[0]) if span else None, "to": iso(span[1]) if span else None},
         "policy": policy.to_json(),
         "summary": summarize(rows, as_of),
-        "customers": rows,
     }
 
 

@@ -9,10 +9,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from azure.data.tables import UpdateMode
 
+from shared.domain.report import Report, ReportHead, ReportRow
 from shared.domain.rules import sort_rows
 from shared.platform.sharding import SHARDS, shard_of_tenant
 from shared.platform.storage import Storage, partition, upsert_all
@@ -33,7 +34,7 @@ def new_evaluation_id(as_of: datetime) -> str:
 class StoredEvaluation:
     id: str
     created_at: datetime
-    report: dict[str, Any]
+    report: Report
 
 
 class EvaluationStore:
@@ -43,22 +44,22 @@ class EvaluationStore:
         self.storage = storage
         self._cache: StoredEvaluation | None = None
 
-    async def save(self, report: dict[str, Any], created_at: datetime | None = None) -> str:
+    async def save(self, report: Report, created_at: datetime | None = None) -> str:
         created_at = created_at or utcnow()
         evaluation_id = new_evaluation_id(parse_iso(report["asOf"]))
         await self.save_rows(evaluation_id, report["customers"])
-        head = {k: v for k, v in report.items() if k != "customers"}
+        head = cast(ReportHead, {k: v for k, v in report.items() if k != "customers"})
         await self.save_head(evaluation_id, head, len(report["customers"]), created_at)
         return evaluation_id
 
-    async def save_rows(self, evaluation_id: str, rows: list[dict[str, Any]]) -> int:
+    async def save_rows(self, evaluation_id: str, rows: list[ReportRow]) -> int:
         """The report's rows, one partition per shard (``<id>-<shard>``): spread under the per-partition
         throughput limit, and written (by the sharded evaluation) or read in parallel."""
         entities = [{"PartitionKey": f"{evaluation_id}-{shard_of_tenant(r['tenantId'])}", "RowKey": r["tenantId"],
                      "Row": json.dumps(r, ensure_ascii=False)} for r in rows]
         return await upsert_all(self.storage.table("EvaluationRows"), entities, UpdateMode.REPLACE)
 
-    async def save_head(self, evaluation_id: str, head: dict[str, Any], rows: int, created_at: datetime) -> None:
+    async def save_head(self, evaluation_id: str, head: ReportHead, rows: int, created_at: datetime) -> None:
         # Written last: an evaluation is visible only once all its rows are stored.
         await self.storage.table("Evaluations").upsert_entity({
             "PartitionKey": "evaluation", "RowKey": evaluation_id, "CreatedAt": iso(created_at),
@@ -79,7 +80,7 @@ class EvaluationStore:
         return [{"id": e["RowKey"], "createdAt": e["CreatedAt"], **json.loads(e["Head"])}
                 for e in await self.head_entities(limit)]
 
-    async def rows(self, evaluation_id: str, sharded: bool = True) -> list[dict[str, Any]]:
+    async def rows(self, evaluation_id: str, sharded: bool = True) -> list[ReportRow]:
         """An evaluation's rows (unsorted); evaluations stored before rows were sharded: one partition."""
         table = self.storage.table("EvaluationRows")
         if not sharded:
@@ -96,7 +97,7 @@ class EvaluationStore:
         if self._cache is not None and self._cache.id == head["id"]:
             return self._cache
         rows = sort_rows(await self.rows(head["id"], sharded=bool(entity.get("RowShards"))))
-        report = {k: v for k, v in head.items() if k not in ("id", "createdAt")}
-        report["customers"] = rows
+        # Stored by save()/save_head() from a Report: read back as one (it is only ever written so).
+        report = cast(Report, {**{k: v for k, v in head.items() if k not in ("id", "createdAt")}, "customers": rows})
         self._cache = StoredEvaluation(head["id"], parse_iso(head["createdAt"]), report)
         return self._cache

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError
 
+from shared.domain.report import ReportRow
 from shared.notifications.enqueue import (
     enqueue_customer_warning,
     enqueue_partner_warning,
@@ -27,16 +28,16 @@ def warning_key(stretch: str) -> str:
     return "".join("_" if ch in "/\\#?" or ord(ch) < 32 or 127 <= ord(ch) < 160 else ch for ch in stretch)[:500]
 
 
-def remove_on(row: dict[str, Any], as_of: datetime, remove_after: int) -> str:
+def remove_on(row: ReportRow, as_of: datetime, remove_after: int) -> str:
     days = max(0, remove_after + 1 - int(row["inactiveForAtLeastDays"]))
     return iso((as_of + timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0))
 
 
-async def warn_before_removal(services: Services, rows: list[dict[str, Any]], as_of: datetime) -> list[dict[str, Any]]:
+async def warn_before_removal(services: Services, rows: list[ReportRow], as_of: datetime) -> list[dict[str, Any]]:
     """Advance warnings, once per customer per inactivity stretch (``Warnings`` rows)."""
     settings = services.settings
     table = services.storage.table("Warnings")
-    fresh: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
+    fresh: list[tuple[ReportRow, str, dict[str, Any]]] = []
     for row in rows:
         stretch = stretch_of(row)
         if await get_or_none(table, row["tenantId"], warning_key(stretch)) is not None:
@@ -68,7 +69,7 @@ async def warn_before_removal(services: Services, rows: list[dict[str, Any]], as
     return warned
 
 
-def brief_row(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def brief_row(row: ReportRow, **extra: Any) -> dict[str, Any]:
     return {"tenantId": row["tenantId"], "displayName": row["displayName"],
             "inactiveForAtLeastDays": row["inactiveForAtLeastDays"], "lastSignInAt": row["lastSignInAt"],
             "relationships": [r["type"] if r["type"] == "DAP" else f"GDAP {r['displayName'] or r['id']}"

@@ -6,6 +6,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from shared.domain.report import ReportRow
 from shared.notifications.store import NotificationRow, NotificationStore
 from shared.platform.settings import NOTIFICATIONS_QUEUE
 from shared.platform.storage import (
@@ -37,7 +38,7 @@ def _clip(items: list[Any]) -> tuple[list[Any], int]:
     return items[:MAX_LIST], max(0, len(items) - MAX_LIST)
 
 
-async def enqueue_customer_warning(services: Services, row: dict[str, Any], stretch: str, remove_on: str) -> bool:
+async def enqueue_customer_warning(services: Services, row: ReportRow, stretch: str, remove_on: str) -> bool:
     customer, _ = await RelationshipStore(services.storage).load_customer(row["tenantId"])
     data = {
         "tenantId": row["tenantId"], "customerName": (customer.display_name if customer else "") or row["displayName"],

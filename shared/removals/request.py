@@ -4,9 +4,11 @@ the removal queue message."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.domain.report import ReportRelationship, ReportRow
 from shared.notifications.mail import require_sender
 from shared.platform.actions import record_action
 from shared.platform.settings import GUID_RE, REMOVALS_QUEUE
@@ -27,12 +29,14 @@ if TYPE_CHECKING:
     from shared.services import Services
 
 
-def in_scope(relationships: list[dict[str, Any]], scope: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+def in_scope(relationships: Sequence[ReportRelationship | dict[str, Any]],
+             scope: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+    """The relationships of the types in ``scope`` (REMOVAL_SCOPE), as plain dicts for the Removals row."""
     wanted = {s.lower() for s in scope}
-    return [r for r in relationships if str(r.get("type", "")).lower() in wanted]
+    return [dict(r) for r in relationships if str(r.get("type", "")).lower() in wanted]
 
 
-def removal_from_row(row: dict[str, Any], *, removal_id: str, source: str, requested_by: str, reason: str,
+def removal_from_row(row: ReportRow, *, removal_id: str, source: str, requested_by: str, reason: str,
                      customer_notified: bool, scope: tuple[str, ...] | list[str], evaluation_id: str,
                      as_of: datetime | None, coverage_from: datetime | None, now: datetime,
                      decided_at: datetime | None = None) -> Removal:

@@ -15,6 +15,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
+from shared.domain.report import ReportRow
 from shared.platform.actions import POLICY_ACTOR
 from shared.platform.queues import Busy
 from shared.platform.storage import (
@@ -214,7 +215,7 @@ async def removal_id_for(storage: Storage, tenant_id: str, stretch: str) -> str:
     return policy_removal_id(tenant_id, stretch, closed)
 
 
-def stretch_of(row: dict[str, Any]) -> str:
+def stretch_of(row: ReportRow | dict[str, Any]) -> str:
     """An inactivity stretch is named by its evidence: the last sign-in, else the establishment."""
     return str(row.get("lastSignInAt") or f"established {row.get('establishedAt')}")
 

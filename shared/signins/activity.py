@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.domain.report import SignInKind
 from shared.platform.sharding import key_range_filter
 from shared.platform.state import StateStore
 from shared.platform.storage import (
@@ -32,7 +33,7 @@ EVENT = struct.Struct("<QH")  # microsecond of day (bit 63: non-interactive), ag
 NON_INTERACTIVE_BIT = 1 << 63  # events stored before non-interactive sign-ins were read have it clear
 
 
-KIND_NAMES = ("interactive", "nonInteractive")  # the report's lastSignInKind, by kind number
+KIND_NAMES: tuple[SignInKind, SignInKind] = ("interactive", "nonInteractive")  # the report's lastSignInKind, by kind number
 
 
 EVENTS_PER_CHUNK = 6000  # 60 KB: under the 64 KB limit of a binary property
@@ -165,7 +166,7 @@ class Activity:
     agents_last_day: int = 0
     sign_ins_last_day: int = 0
     non_interactive_last_day: int = 0
-    last_sign_in_kind: str | None = None  # "interactive" | "nonInteractive" (KIND_NAMES)
+    last_sign_in_kind: SignInKind | None = None  # KIND_NAMES
 
 
 class ActivityReader:
@@ -182,14 +183,14 @@ class ActivityReader:
         wanted = set(tenants)
         result = {t: Activity() for t in wanted}
         last: dict[str, datetime] = {}
-        kinds: dict[str, str] = {}
+        kinds: dict[str, SignInKind] = {}
         query, params = key_range_filter("PartitionKey", shard) if shard is not None else ("", {})
         async for e in query_all(self.storage.table("LastSignIns"), query or None, params or None):
             at = parse_optional(e.get("LastAt"))
             if at is not None and e["RowKey"] in wanted:
                 last[e["RowKey"]] = at
                 # rows written before non-interactive sign-ins were read have no Kind: interactive
-                kinds[e["RowKey"]] = str(e.get("Kind") or KIND_NAMES[INTERACTIVE])
+                kinds[e["RowKey"]] = KIND_NAMES[1] if e.get("Kind") == KIND_NAMES[1] else KIND_NAMES[INTERACTIVE]
         today = day_start(as_of)
         # The two days that the (as_of - 24h, as_of] window touches, read at once.
         days: dict[str, list[DayActivity]] = defaultdict(list)

@@ -22,11 +22,14 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from fastapi import FastAPI, Request
+from fastapi import Query as FastApiQuery
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.domain.report import Report
 from shared.domain.roles import role_catalog, role_name
 from shared.evaluation.trends import trend_points
 from shared.platform.actions import list_actions
@@ -44,23 +47,34 @@ from shared.web.auth import (
     REMOVE_ROLE,
     Principal,
 )
-from shared.web.catalog import DEFAULT_SORT, CustomerIndex, Query, QueryError
+from shared.web.catalog import (
+    BUCKET_FILTERS,
+    DEFAULT_SORT,
+    MAX_PAGE_SIZE,
+    SORT_KEYS,
+    CustomerIndex,
+    Query,
+    QueryError,
+)
 from shared.web.http import (
     GUID,
     ApiError,
+    Requires,
     WebConfig,
     WebState,
+    Whole,
+    choice_query,
     csv_response,
     json_body,
     json_response,
     latest_index,
     parse_guid,
-    parse_int,
     parse_time,
     reader,
     remover,
     services_of,
     storage_missing,
+    time_query,
     web_state,
 )
 from shared.web.security import (
@@ -81,6 +95,15 @@ DRAIN_INTERVAL_SECONDS = 5.0
 
 
 # --- the app -----------------------------------------------------------------------------------------
+
+FORMAT = choice_query("json", ("json", "csv"))
+SORTS = tuple(f"{sign}{key}" for key in SORT_KEYS for sign in ("", "-"))
+PAGE = Whole("page", 1, 1, 10**6)
+PAGE_SIZE = Whole("pageSize", 50, 1, MAX_PAGE_SIZE, "rows per page")
+HISTORY_DAYS = Whole("days", 90, 1, 400, "days of sign-in history up to the evaluation's asOf")
+TREND_DAYS = Whole("days", 90, 1, 400, "days of trend")
+ACTIONS_LIMIT = Whole("limit", 500, 1, 5000, "at most this many actions, newest first")
+
 
 def create_app(config: WebConfig) -> FastAPI:
     state = WebState(config)
@@ -110,7 +133,7 @@ def create_app(config: WebConfig) -> FastAPI:
                      "Authentication (X-MS-CLIENT-PRINCIPAL) and need the app role Relationships.Read; "
                      "removals need Relationships.Remove."),
         openapi_url=None, docs_url=None, redoc_url=None,  # served below, behind the Read role
-        lifespan=lifespan,
+        lifespan=lifespan, generate_unique_id_function=operation_id,
     )
     app.state.web = state
     app.add_middleware(SecurityHeaders)
@@ -127,6 +150,11 @@ def create_app(config: WebConfig) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if errors and all(e.get("loc", ("",))[0] in ("query", "path") for e in errors):
+            first = errors[0]
+            name = str(first["loc"][-1])
+            return ApiError(400, "invalidParameter", f"{name}: {first.get('msg', 'not valid')}"[:300]).response()
         return ApiError(400, "invalidRequest", "the request is not valid").response()
 
     @app.exception_handler(Exception)
@@ -172,14 +200,7 @@ def register_portal(app: FastAPI) -> None:
 def register_api(app: FastAPI) -> None:
     @app.get("/api/openapi.json", include_in_schema=False)
     async def openapi(principal: Principal = reader) -> Response:
-        document = app.openapi()
-        components = document.setdefault("components", {})
-        components["securitySchemes"] = {"easyAuth": {
-            "type": "apiKey", "in": "header", "name": "X-MS-CLIENT-PRINCIPAL",
-            "description": "Set by App Service Authentication (Microsoft Entra ID); app roles "
-                           "Relationships.Read and Relationships.Remove"}}
-        document["security"] = [{"easyAuth": []}]
-        return json_response(document)
+        return json_response(openapi_document(app))
 
     @app.get("/api/me", tags=["portal"], summary="The signed-in user and what they may do",
              responses={200: {"model": schemas.Me}, **schemas.ERRORS})
@@ -189,14 +210,14 @@ def register_api(app: FastAPI) -> None:
                               "canGrant": principal.has(GRANT_ROLE), "localOperator": principal.local_operator})
 
     @app.get("/api/roles", tags=["portal"], summary="Names of well-known Entra role definition ids (en, ja)",
-             responses=schemas.ERRORS)
+             responses={200: {"model": dict[str, schemas.RoleName]}, **schemas.ERRORS})
     async def roles(principal: Principal = reader) -> Response:
         return json_response(role_catalog())
 
     @app.get("/api/audit", tags=["audit"], summary="The audit report (CONTRACTS section 5) of the latest evaluation",
-             responses={200: {"content": {"text/csv": {}}, "description": "the report (JSON) or CSV"},
-                        **schemas.ERRORS})
-    async def audit(request: Request, format: str = "json", principal: Principal = reader) -> Response:
+             responses={200: {"model": Report, "content": {"text/csv": {}},
+                              "description": "the report (JSON, CONTRACTS section 5) or CSV"}, **schemas.ERRORS})
+    async def audit(request: Request, format: str = FORMAT, principal: Principal = reader) -> Response:
         if format not in ("json", "csv"):
             raise ApiError(400, "invalidParameter", "format must be json or csv")
         index = await latest_index(request)
@@ -206,15 +227,19 @@ def register_api(app: FastAPI) -> None:
 
     @app.get("/api/customers", tags=["customers"], summary="Customer rows of the latest evaluation, filtered, "
              "sorted and paged", responses={200: {"model": schemas.CustomerPage}, **schemas.ERRORS})
-    async def customers(request: Request, bucket: str | None = None, q: str = "", sort: str = DEFAULT_SORT,
-                        page: str | None = None, pageSize: str | None = None,
-                        recommendation: str | None = None, type: str | None = None, format: str = "json",
-                        principal: Principal = reader) -> Response:
+    async def customers(request: Request,
+                        bucket: str | None = choice_query(None, BUCKET_FILTERS, "inactivity bucket; new: established "
+                                                          "in the last 7 days"),
+                        q: str = FastApiQuery("", max_length=200, description="search: name, tenant id, roles"),
+                        sort: str = choice_query(DEFAULT_SORT, SORTS, "column; - for descending"),
+                        page: str | None = PAGE.query(), pageSize: str | None = PAGE_SIZE.query(),
+                        recommendation: str | None = choice_query(None, ("remove", "none")),
+                        type: str | None = choice_query(None, ("DAP", "GDAP"), "relationship type"),
+                        format: str = FORMAT, principal: Principal = reader) -> Response:
         if format not in ("json", "csv"):
             raise ApiError(400, "invalidParameter", "format must be json or csv")
         query = Query(bucket=bucket or None, q=q, sort=sort or DEFAULT_SORT,
-                      page=parse_int(page, "page", 1, 1, 10**6),
-                      page_size=parse_int(pageSize, "pageSize", 50, 1, 500),
+                      page=PAGE.parse(page), page_size=PAGE_SIZE.parse(pageSize),
                       recommendation=recommendation or None, relationship_type=type or None)
         try:
             query.validate()
@@ -228,10 +253,10 @@ def register_api(app: FastAPI) -> None:
     @app.get("/api/customers/{tenant_id}", tags=["customers"],
              summary="One customer: relationships with roles and access assignments, daily sign-ins, agents, "
                      "actions", responses={200: {"model": schemas.CustomerDetail}, **schemas.ERRORS})
-    async def customer(request: Request, tenant_id: str, days: str | None = None,
+    async def customer(request: Request, tenant_id: str, days: str | None = HISTORY_DAYS.query(),
                        principal: Principal = reader) -> Response:
         tenant = parse_guid(tenant_id)
-        span = parse_int(days, "days", 90, 1, 400)
+        span = HISTORY_DAYS.parse(days)
         services = await services_of(request)
         store = RelationshipStore(services.storage)
         (known, relationships), changes = await asyncio.gather(store.load_customer(tenant), store.changes(tenant))
@@ -269,14 +294,14 @@ def register_api(app: FastAPI) -> None:
 
     @app.get("/api/actions", tags=["actions"], summary="The audit trail of what was done, by customer and date",
              responses={200: {"model": schemas.Actions}, **schemas.ERRORS})
-    async def actions(request: Request, tenantId: str | None = None,
-                      since: str | None = None, until: str | None = None, limit: str | None = None,
-                      principal: Principal = reader) -> Response:
+    async def actions(request: Request, tenantId: str | None = FastApiQuery(None, description="a customer (GUID)"),
+                      since: str | None = time_query("from"), until: str | None = time_query("until"),
+                      limit: str | None = ACTIONS_LIMIT.query(), principal: Principal = reader) -> Response:
         tenant = parse_guid(tenantId) if tenantId else None
         start, end = parse_time(since, "since"), parse_time(until, "until")
         if start is not None and end is not None and start > end:
             raise ApiError(400, "invalidParameter", "since must not be after until")
-        count = parse_int(limit, "limit", 500, 1, 5000)
+        count = ACTIONS_LIMIT.parse(limit)
         services = await services_of(request)
         items = visible_actions(await list_actions(services.storage, tenant_id=tenant, since=start, until=end,
                                                           limit=count), principal)
@@ -284,8 +309,8 @@ def register_api(app: FastAPI) -> None:
 
     @app.get("/api/trends", tags=["audit"], summary="Daily counts per bucket from the stored evaluations",
              responses={200: {"model": schemas.Trends}, **schemas.ERRORS})
-    async def trends(request: Request, days: str | None = None, principal: Principal = reader) -> Response:
-        span = parse_int(days, "days", 90, 1, 400)
+    async def trends(request: Request, days: str | None = TREND_DAYS.query(), principal: Principal = reader) -> Response:
+        span = TREND_DAYS.parse(days)
         services = await services_of(request)
         heads = await services.evaluations.heads(limit=max(400, span * 4))
         return json_response({"days": span, "points": trend_points(heads, span)})
@@ -355,6 +380,49 @@ def register_api(app: FastAPI) -> None:
         found = await asyncio.gather(*(progress.get_removal(services, i) for i in wanted))
         return json_response({"removals": [r for r in found if r is not None],
                               "missing": [i for i, r in zip(wanted, found, strict=True) if r is None]})
+
+
+# --- the OpenAPI document ----------------------------------------------------------------------------
+
+def operation_id(route: APIRoute) -> str:
+    """camelCase of the route function's name, GDAP routes prefixed (their names repeat the dashboard's)."""
+    first, *rest = route.name.split("_")
+    name = first + "".join(part.capitalize() for part in rest)
+    if route.path.startswith("/api/gdap/") and "gdap" not in name.lower():
+        name = "gdap" + name[0].upper() + name[1:]
+    return name
+
+
+SECURITY_SCHEMES = {
+    "entraIdBearer": {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "A Microsoft Entra ID access token for the app registration (audience: its application "
+                       "id URI), validated by App Service Authentication in front of the app, which then passes the "
+                       "caller to the app as X-MS-CLIENT-PRINCIPAL (a client's own copy of that header is dropped). "
+                       "The token's app roles decide: Relationships.Read, Relationships.Remove, Relationships.Grant."},
+    "appServiceSession": {
+        "type": "apiKey", "in": "cookie", "name": "AppServiceAuthSession",
+        "description": "The session cookie App Service Authentication sets after an interactive sign-in at "
+                       "/.auth/login/aad (the portal's way in); the same app roles apply."},
+}
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document with the truth about authentication: the schemes App Service Authentication
+    accepts, and per operation the app role its route requires (``x-app-role``)."""
+    document = dict(app.openapi())
+    document["components"] = {**document.get("components", {}), "securitySchemes": SECURITY_SCHEMES}
+    document["security"] = [{name: []} for name in SECURITY_SCHEMES]
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        role = next((d.call.role for d in route.dependant.dependencies if isinstance(d.call, Requires)), None)
+        for method in route.methods or ():
+            operation = document["paths"].get(route.path_format, {}).get(method.lower())
+            if operation is not None and role is not None:
+                operation["x-app-role"] = role
+                operation["description"] = (operation.get("description", "") + f"\n\nNeeds the app role {role}.").strip()
+    return document
 
 
 # --- route helpers -----------------------------------------------------------------------------------

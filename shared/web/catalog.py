@@ -11,8 +11,9 @@ import json
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from shared.domain.report import Report
 from shared.domain.roles import role_name
 from shared.evaluation.formats import report_csv
 
@@ -78,19 +79,19 @@ class Query:
 
 
 class CustomerIndex:
-    def __init__(self, evaluation_id: str, created_at: str, report: dict[str, Any]) -> None:
+    def __init__(self, evaluation_id: str, created_at: str, report: Report) -> None:
         self.evaluation_id = evaluation_id
         self.created_at = created_at
         self.report = report
-        self.head = {k: v for k, v in report.items() if k != "customers"}
+        self.head: dict[str, Any] = {k: v for k, v in report.items() if k != "customers"}
         rows: list[dict[str, Any]] = []
         haystacks: list[str] = []
         for row in report["customers"]:
-            relationships = [{**rel, "roleNames": [role_name(r) for r in rel["roles"]]}
-                             for rel in row["relationships"]]
+            relationships: list[dict[str, Any]] = [{**rel, "roleNames": [role_name(r) for r in rel["roles"]]}
+                                                   for rel in row["relationships"]]
             types = sorted({rel["type"] for rel in relationships})
             role_ids = sorted({r for rel in relationships for r in rel["roles"]})
-            view = {**row, "relationships": relationships, "relationshipTypes": types,
+            view: dict[str, Any] = {**row, "relationships": relationships, "relationshipTypes": types,
                     "roles": role_ids, "roleNames": sorted({role_name(r) for r in role_ids})}
             view["_relationshipLabel"] = "+".join(types) + " " + " ".join(view["roleNames"])
             rows.append(view)
@@ -194,4 +195,4 @@ class CustomerIndex:
 
     def csv(self, query: Query) -> bytes:
         matches = self.matching(query)
-        return report_csv({"customers": [self.rows[i] for i in matches]}).encode("utf-8")
+        return report_csv(cast(Report, {"customers": [self.rows[i] for i in matches]})).encode("utf-8")

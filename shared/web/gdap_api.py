@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi import Query as FastApiQuery
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -23,17 +24,22 @@ from shared.web import schemas
 from shared.web.auth import Principal
 from shared.web.http import (
     ApiError,
+    Whole,
+    choice_query,
     granter,
     json_body,
     json_response,
-    parse_int,
     parse_time,
     reader,
     remover,
     services_of,
+    time_query,
 )
 
 MAX_EXTEND_IDS = 1000
+AS_OF = time_query("the moment (default: the latest evaluation's asOf)")
+WITHIN = Whole("within", 30, 1, 730, "days")
+UNUSED_DAYS = Whole("days", 90, 1, 730, "an assignment unused for this many days is listed")
 
 
 class GdapRequestBody(BaseModel):
@@ -116,14 +122,15 @@ def register_gdap_api(app: FastAPI) -> None:
 
     @app.get("/api/gdap/summary", tags=["gdap"], summary="Counts for the portal's GDAP tiles: relationships "
              "ending within 30, 7 and 1 days, with Global Administrator, pending requests", responses=schemas.ERRORS)
-    async def summary(request: Request, asOf: str | None = None, principal: Principal = reader) -> Response:
+    async def summary(request: Request, asOf: str | None = AS_OF, principal: Principal = reader) -> Response:
         moment = await default_as_of(request, asOf)
         service = await _service(request)
         return json_response(await service.summary(moment))
 
     @app.get("/api/gdap/customers", tags=["gdap"], summary="Known customers to request GDAP for (name search)",
              responses=schemas.ERRORS)
-    async def customers(request: Request, q: str = "", principal: Principal = reader) -> Response:
+    async def customers(request: Request, q: str = FastApiQuery("", max_length=200, description="name search"),
+                        principal: Principal = reader) -> Response:
         if len(q) > 200:
             raise ApiError(400, "invalidParameter", "q must be at most 200 characters")
         service = await _service(request)
@@ -157,7 +164,8 @@ def register_gdap_api(app: FastAPI) -> None:
 
     @app.get("/api/gdap/requests", tags=["gdap"], summary="GDAP requests this product made that are not "
              "finished, with their age (all=true: finished ones too)", responses=schemas.ERRORS)
-    async def list_requests(request: Request, all: str = "false", principal: Principal = reader) -> Response:
+    async def list_requests(request: Request, all: str = choice_query("false", ("true", "false"), "finished too"),
+                            principal: Principal = reader) -> Response:
         if all not in ("true", "false"):
             raise ApiError(400, "invalidParameter", "all must be true or false")
         service = await _service(request)
@@ -172,9 +180,9 @@ def register_gdap_api(app: FastAPI) -> None:
 
     @app.get("/api/gdap/expiring", tags=["gdap"], summary="Active GDAP relationships without auto-extend that end "
              "within `within` days (counts for 30, 7 and 1 days)", responses=schemas.ERRORS)
-    async def expiring(request: Request, within: str | None = None, asOf: str | None = None,
+    async def expiring(request: Request, within: str | None = WITHIN.query(), asOf: str | None = AS_OF,
                        principal: Principal = reader) -> Response:
-        days = parse_int(within, "within", 30, 1, 730)
+        days = WITHIN.parse(within)
         moment = await default_as_of(request, asOf)
         service = await _service(request)
         return json_response(await service.expiring(days, moment))
@@ -222,9 +230,9 @@ def register_gdap_api(app: FastAPI) -> None:
     @app.get("/api/gdap/least-privilege", tags=["gdap"], summary="Relationships with Global Administrator, and "
              "access assignments whose group never signed in to that customer within `days`",
              responses=schemas.ERRORS)
-    async def least_privilege(request: Request, days: str | None = None, asOf: str | None = None,
+    async def least_privilege(request: Request, days: str | None = UNUSED_DAYS.query(), asOf: str | None = AS_OF,
                               principal: Principal = reader) -> Response:
-        window = parse_int(days, "days", 90, 1, 730)
+        window = UNUSED_DAYS.parse(days)
         moment = await default_as_of(request, asOf)
         service = await _service(request)
         return json_response(await _run(service.least_privilege(moment, window)))

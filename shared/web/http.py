@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from fastapi import Depends, Request
+from fastapi import Query as FastApiQuery
 from fastapi.responses import JSONResponse, Response
 
 from shared.platform.timeutil import iso, parse_iso
@@ -188,6 +189,37 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     if not EARLIEST_TIME <= moment <= LATEST_TIME:
         raise ApiError(400, "invalidParameter", f"{name} must lie between {EARLIEST_TIME.year} and {LATEST_TIME.year}")
     return moment
+
+
+@dataclass(frozen=True)
+class Whole:
+    """A whole-number query parameter, documented (OpenAPI: integer, minimum, maximum) and parsed from
+    this one definition. The route declares ``name: str | None = SPEC.query()`` and reads
+    ``SPEC.parse(name)``, so a bad value gets the API's own 400 ``invalidParameter``."""
+
+    name: str
+    default: int
+    low: int
+    high: int
+    description: str = ""
+
+    def query(self) -> Any:
+        return FastApiQuery(None, description=f"{self.description} (default {self.default})".strip(),
+                            json_schema_extra={"type": "integer", "minimum": self.low, "maximum": self.high})
+
+    def parse(self, value: str | None) -> int:
+        return parse_int(value, self.name, self.default, self.low, self.high)
+
+
+def choice_query(default: str | None, values: Iterable[str], description: str = "") -> Any:
+    """A query parameter that takes one of ``values`` (OpenAPI enum); the route still checks it."""
+    return FastApiQuery(default, description=description or None, json_schema_extra={"enum": list(values)})
+
+
+def time_query(description: str) -> Any:
+    """An ISO 8601 time query parameter (parsed with :func:`parse_time`)."""
+    return FastApiQuery(None, description=f"{description} (ISO 8601, {EARLIEST_TIME.year} to {LATEST_TIME.year})",
+                        json_schema_extra={"type": "string", "format": "date-time"})
 
 
 def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:

@@ -1,7 +1,9 @@
 """Shapes of the API's answers, for the OpenAPI document only.
 
 Handlers build their JSON directly (a page of 10,000 customers is served from precomputed JSON), so
-these models document the contract without validating every answer at run time.
+these models document the contract without validating every answer at run time. The report's own
+shapes (rows, relationships, summary) are the typed dictionaries of :mod:`shared.domain.report`, the
+same types the product computes with.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from shared.domain.report import ReportRow, Summary
 
 
 class ErrorBody(BaseModel):
@@ -28,6 +32,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class RoleName(BaseModel):
+    en: str
+    ja: str
+
+
 class Me(BaseModel):
     name: str
     roles: list[str]
@@ -36,53 +45,13 @@ class Me(BaseModel):
     localOperator: bool
 
 
-class Relationship(BaseModel):
-    type: Literal["DAP", "GDAP"]
-    id: str
-    displayName: str
-    status: str
-    establishedAt: str
-    endsAt: str | None
-    autoExtend: bool
-    roles: list[str]
-    roleNames: list[str]
-    expiresInDays: int | None = None
-    includesGlobalAdministrator: bool | None = None
+class CustomerRow(ReportRow):
+    """A customer row of the audit report (CONTRACTS section 5, :class:`shared.domain.report.ReportRow`)
+    with what the portal shows beside it."""
 
-
-class CustomerRow(BaseModel):
-    """A customer row of the audit report (CONTRACTS section 5), plus display helpers."""
-
-    tenantId: str
-    displayName: str
-    relationships: list[Relationship]
-    establishedAt: str
-    daysActive: int
-    lastSignInAt: str | None
-    daysInactive: int | None
-    inactiveForAtLeastDays: int
-    bucket: Literal["active", "30-60", "61-90", "90+"]
-    establishedLast7Days: bool
-    agentsSignedInLastDay: int
-    signInsLastDay: int
-    nonInteractiveSignInsLastDay: int = 0
-    lastSignInKind: Literal["interactive", "nonInteractive"] | None = None
-    recommendation: Literal["remove", "none"]
-    excluded: bool
     relationshipTypes: list[str]
     roles: list[str]
     roleNames: list[str]
-
-
-class Summary(BaseModel):
-    customersUnderMonitoring: int
-    inactiveOver90Days: int
-    inactive61To90Days: int
-    inactive30To60Days: int
-    establishedLast7Days: int
-    recommendedForRemoval: int
-    gdapExpiringWithin30Days: int | None = None
-    gdapWithGlobalAdministrator: int | None = None
 
 
 class CustomerPage(BaseModel):
