@@ -54,18 +54,21 @@ def single_line(value: Any, limit: int = 255) -> str:
     return text[:limit]
 
 
-def _date(value: Any, language: str = "en") -> str:
+def _moment(value: Any) -> datetime | None:
     moment = parse_optional(value) if isinstance(value, str) else value
-    if not isinstance(moment, datetime):
+    return moment if isinstance(moment, datetime) else None
+
+
+def _date(value: Any, language: str = "en") -> str:
+    moment = _moment(value)
+    if moment is None:
         return ""
-    if language == "ja":
-        return f"{moment.year}年{moment.month}月{moment.day}日"
-    return moment.strftime("%Y-%m-%d")
+    return f"{moment.year}年{moment.month}月{moment.day}日" if language == "ja" else moment.strftime("%Y-%m-%d")
 
 
 def _datetime(value: Any, language: str = "en") -> str:
-    moment = parse_optional(value) if isinstance(value, str) else value
-    if not isinstance(moment, datetime):
+    moment = _moment(value)
+    if moment is None:
         return ""
     if language == "ja":
         return f"{moment.year}年{moment.month}月{moment.day}日 {moment:%H:%M} (UTC)"

@@ -32,7 +32,7 @@ from shared.notifications.store import (
     mark_mail_broken,
     mark_mail_working,
 )
-from shared.platform.actions import record_action
+from shared.platform.actions import record_action, record_unreadable
 from shared.platform.queues import Busy, DrainResult, drain_poison, drain_queue
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import NOTIFICATIONS_QUEUE, Settings
@@ -214,9 +214,7 @@ async def handle_notification_poison(services: Services, body: bytes | str) -> N
     try:
         message = parse_message(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else str(body)
-        await record_action(services.storage, tenant_id=None, actor="system", action="notification.poison",
-                            result="failed", detail=f"unreadable notification message: {exc}: {text[:500]}")
+        await record_unreadable(services.storage, "notification", body, exc)
         return
     key, kind = str(message["key"]), str(message["kind"])
     store = NotificationStore(services.storage)

@@ -84,6 +84,14 @@ def action_json(e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def record_unreadable(storage: Storage, what: str, body: bytes | str, exc: BaseException) -> str:
+    """Write down a queue message that could not be read (``<what>.poison``, failed); its text, clipped."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else str(body)
+    await record_action(storage, tenant_id=None, actor="system", action=f"{what}.poison", result="failed",
+                        detail=f"unreadable {what} message: {exc}: {text[:500]}")
+    return text
+
+
 async def list_actions(storage: Storage, tenant_id: str | None = None, since: datetime | None = None,
                        until: datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
     """Actions newest first; one customer's (``tenant_id``) or everyone's, partner-level ones included."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.notifications.enqueue import enqueue_partner_alert
 from shared.notifications.store import mail_broken
-from shared.platform.actions import record_action
+from shared.platform.actions import record_action, record_unreadable
 from shared.platform.queues import MAX_ATTEMPTS, DrainResult, drain_poison, drain_queue
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import REMOVALS_QUEUE
@@ -396,9 +396,7 @@ async def handle_removal_poison(services: Services, body: bytes | str) -> None:
     try:
         message = parse_message(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else str(body)
-        await record_action(services.storage, tenant_id=None, actor="system", action="removal.poison",
-                            result="failed", detail=f"unreadable removal message: {exc}: {text[:500]}")
+        text = await record_unreadable(services.storage, "removal", body, exc)
         await enqueue_partner_alert(services, "poison", f"poison:removal:{uuid.uuid4().hex}", {
             "queue": REMOVALS_QUEUE, "detail": f"an unreadable removal message was set aside: {text[:200]}"})
         return
