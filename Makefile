@@ -36,8 +36,9 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
-lint: $(VENV)/.installed ## ruff
+lint: $(VENV)/.installed ## ruff check and ruff format --check
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 typecheck: $(VENV)/.installed ## mypy
 	$(PY) -m mypy shared functions function_app.py tools

@@ -20,10 +20,20 @@ async def evaluation(timer: func.TimerRequest) -> None:
     services = await get_services()
     if await should_fan_out(services):  # a large estate: one queue message per customer shard
         started = await start_sharded_evaluation(services, await services.now())
-        log.info("evaluation %s as of %s: fanned out to %d shards", started["evaluationId"], started["asOf"],
-                 started["shards"])
+        log.info(
+            "evaluation %s as of %s: fanned out to %d shards",
+            started["evaluationId"],
+            started["asOf"],
+            started["shards"],
+        )
         return
     summary = await run_evaluation(services, await services.now())
-    log.info("evaluation %s as of %s: %d candidates, %d queued, %d warned, halted=%s",
-             summary["evaluationId"], summary["asOf"], len(summary["candidates"]), len(summary["queued"]),
-             len(summary["warned"]), summary["halted"])
+    log.info(
+        "evaluation %s as of %s: %d candidates, %d queued, %d warned, halted=%s",
+        summary["evaluationId"],
+        summary["asOf"],
+        len(summary["candidates"]),
+        len(summary["queued"]),
+        len(summary["warned"]),
+        summary["halted"],
+    )

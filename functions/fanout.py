@@ -25,8 +25,14 @@ log = logging.getLogger(__name__)
 async def evaluation_shard(msg: func.QueueMessage) -> None:
     services = await get_services()
     result = await handle_shard_message(services, msg.get_body())
-    log.info("evaluation %s shard %s: %d rows (%d of 16 shards stored)%s", result["evaluationId"], result["shard"],
-             result["rows"], result["shardsDone"], "; finished" if result["finished"] else "")
+    log.info(
+        "evaluation %s shard %s: %d rows (%d of 16 shards stored)%s",
+        result["evaluationId"],
+        result["shard"],
+        result["rows"],
+        result["shardsDone"],
+        "; finished" if result["finished"] else "",
+    )
 
 
 @bp.function_name("evaluation_shard_poison")

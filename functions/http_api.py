@@ -21,8 +21,9 @@ _asgi = func.AsgiMiddleware(create_app(WebConfig(services=get_services)))
 
 
 @bp.function_name("http_api")
-@bp.route(route="{*route}", auth_level=func.AuthLevel.ANONYMOUS,
-          methods=[func.HttpMethod.GET, func.HttpMethod.POST])
+@bp.route(
+    route="{*route}", auth_level=func.AuthLevel.ANONYMOUS, methods=[func.HttpMethod.GET, func.HttpMethod.POST]
+)
 async def http_api(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     response: func.HttpResponse = await _asgi.handle_async(req, context)
     return response

@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 
 
 @bp.function_name("relationship_sync")
-@bp.timer_trigger(arg_name="timer", schedule="%RELATIONSHIP_SYNC_SCHEDULE%", run_on_startup=False,
-                  use_monitor=True)
+@bp.timer_trigger(
+    arg_name="timer", schedule="%RELATIONSHIP_SYNC_SCHEDULE%", run_on_startup=False, use_monitor=True
+)
 async def relationship_sync(timer: func.TimerRequest) -> None:
     services = await get_services()
     result = await sync_relationships(services, await services.now())
@@ -28,7 +29,9 @@ async def relationship_sync(timer: func.TimerRequest) -> None:
 
 
 @bp.function_name("signin_ingest")
-@bp.timer_trigger(arg_name="timer", schedule="%SIGNIN_INGEST_SCHEDULE%", run_on_startup=False, use_monitor=True)
+@bp.timer_trigger(
+    arg_name="timer", schedule="%SIGNIN_INGEST_SCHEDULE%", run_on_startup=False, use_monitor=True
+)
 async def signin_ingest(timer: func.TimerRequest) -> None:
     services = await get_services()
     result = await ingest_sign_ins(services, await services.now())

@@ -24,8 +24,15 @@ log = logging.getLogger(__name__)
 @bp.queue_trigger(arg_name="msg", queue_name="removals", connection="AzureWebJobsStorage")
 async def removals(msg: func.QueueMessage) -> None:
     services = await get_services()
-    status = await handle_or_defer(services.storage, REMOVALS_QUEUE, msg.get_body(), msg.id or "", lambda: handle_removal_message(
-        services, msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1))
+    status = await handle_or_defer(
+        services.storage,
+        REMOVALS_QUEUE,
+        msg.get_body(),
+        msg.id or "",
+        lambda: handle_removal_message(
+            services, msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1
+        ),
+    )
     log.info("removal message %s: %s", msg.id, status)
 
 

@@ -29,14 +29,22 @@ class Services:
         # The same policy against Microsoft and the emulator: settings (tests shorten them), no switch.
         pace = settings.sign_in_pace()  # Graph's sign-in log limit (shared.platform.ratelimit)
         delay = settings.retry_delay_ms / 1000
-        self.graph = GraphClient(settings.graph_root, graph_credential(settings),
-                                 retry_delay=delay, max_retries=max_retries,
-                                 sign_in_limiter=None if pace is None else SlidingWindowLimiter(*pace))
+        self.graph = GraphClient(
+            settings.graph_root,
+            graph_credential(settings),
+            retry_delay=delay,
+            max_retries=max_retries,
+            sign_in_limiter=None if pace is None else SlidingWindowLimiter(*pace),
+        )
         self.partner_center: PartnerCenterClient | None = None
         if settings.dap_enabled:
             self.partner_center = PartnerCenterClient(
-                settings.partner_center_root, settings.customer_admin_root, partner_center_credential(settings),
-                retry_base=delay / 3, max_retries=max_retries)
+                settings.partner_center_root,
+                settings.customer_admin_root,
+                partner_center_credential(settings),
+                retry_base=delay / 3,
+                max_retries=max_retries,
+            )
         self.evaluations = EvaluationStore(self.storage)
         self._partner_tenant: str | None = settings.partner_tenant_id.lower() or None
 

@@ -21,8 +21,15 @@ from shared.platform.settings import Settings
 from tests.conftest import ARTIFACTS, ROOT, TEST_PACE
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def require_chromium() -> None:
@@ -33,7 +40,11 @@ def require_chromium() -> None:
 def serve_environment(settings: dict[str, str]) -> dict[str, str]:
     """This process's environment without any product setting (nor GDAP group), plus the tests' pacing
     (``TEST_PACE``) and ``settings``."""
-    env = {k: v for k, v in os.environ.items() if k not in Settings.setting_names() and not k.startswith("GDAP_GROUP_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in Settings.setting_names() and not k.startswith("GDAP_GROUP_")
+    }
     env.update({**TEST_PACE, **settings, "PYTHONUNBUFFERED": "1"})
     return env
 
@@ -56,8 +67,23 @@ class Portal:
 def serve(env: dict[str, str]) -> Iterator[str]:
     """Run ``shared.cli serve --local-operator`` with ``env``; yields its URL, stops it afterwards."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--local-operator"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "shared.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--local-operator",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
 
     def drain() -> None:

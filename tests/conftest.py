@@ -24,8 +24,13 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 # The product's own pacing and retry policy, shortened for tests (the same code paths run as in Azure).
 # The emulator keeps its scenario's date, days away from this host's: the skew guard is widened, not switched off.
-TEST_PACE = {"SIGNIN_PACE": "200/1s", "RETRY_DELAY_MS": "20", "GDAP_POLL_SECONDS": "0", "SIGNIN_LOG_LATENCY_MINUTES": "0",
-             "HOST_CLOCK_MAX_SKEW_MINUTES": str(10 * 365 * 24 * 60)}
+TEST_PACE = {
+    "SIGNIN_PACE": "200/1s",
+    "RETRY_DELAY_MS": "20",
+    "GDAP_POLL_SECONDS": "0",
+    "SIGNIN_LOG_LATENCY_MINUTES": "0",
+    "HOST_CLOCK_MAX_SKEW_MINUTES": str(10 * 365 * 24 * 60),
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -118,6 +123,7 @@ def audited_example(monkeypatch: pytest.MonkeyPatch, as_of: Any) -> Settings:
 
 
 # --- browser tests: a module that defines a ``portal`` fixture (a tests.browser.Portal) gets these ------------
+
 
 @pytest.fixture(scope="module")
 def browser(portal: Any) -> Iterator[Any]:

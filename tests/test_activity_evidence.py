@@ -34,8 +34,12 @@ SIGNINS = "/beta/auditLogs/signIns"
 
 
 def non_interactive(tenant: str, when: str, sid: str, access: str = "serviceProvider") -> dict[str, Any]:
-    return {**sign_in(tenant, when, sid), "signInEventTypes": ["nonInteractiveUser"],
-            "crossTenantAccessType": access, "appDisplayName": "Microsoft Partner Center"}
+    return {
+        **sign_in(tenant, when, sid),
+        "signInEventTypes": ["nonInteractiveUser"],
+        "crossTenantAccessType": access,
+        "appDisplayName": "Microsoft Partner Center",
+    }
 
 
 def test_a_customer_served_only_by_automation_is_active_and_kept(env: dict[str, str], emulator: Any) -> None:
@@ -44,11 +48,18 @@ def test_a_customer_served_only_by_automation_is_active_and_kept(env: dict[str, 
     scenario = estate()
     scenario["signIns"] += [
         non_interactive(WINGTIP, "2026-11-20T12:00:00Z", "00000000-0000-4000-8000-00000000n101"),
-        {**sign_in(LAMNA, "2026-11-20T18:00:00Z", "00000000-0000-4000-8000-00000000c101"),
-         "crossTenantAccessType": "b2bCollaboration,serviceProvider"},
+        {
+            **sign_in(LAMNA, "2026-11-20T18:00:00Z", "00000000-0000-4000-8000-00000000c101"),
+            "crossTenantAccessType": "b2bCollaboration,serviceProvider",
+        },
         # Neither of these is activity: a failed token exchange, and a guest (B2B) sign-in.
-        {**non_interactive(WINGTIP, "2026-11-20T20:00:00Z", "00000000-0000-4000-8000-00000000n102"), "errorCode": 50126},
-        non_interactive(WINGTIP, "2026-11-20T21:00:00Z", "00000000-0000-4000-8000-00000000n103", "b2bCollaboration"),
+        {
+            **non_interactive(WINGTIP, "2026-11-20T20:00:00Z", "00000000-0000-4000-8000-00000000n102"),
+            "errorCode": 50126,
+        },
+        non_interactive(
+            WINGTIP, "2026-11-20T21:00:00Z", "00000000-0000-4000-8000-00000000n103", "b2bCollaboration"
+        ),
     ]
     emulator.post_scenario(scenario)
     settings = settings_with(**ENFORCE)
@@ -69,16 +80,19 @@ def test_a_customer_served_only_by_automation_is_active_and_kept(env: dict[str, 
     queued = {q["tenantId"] for q in summary["queued"]}
     assert WINGTIP not in queued and LAMNA not in queued
     removed = {tenant for _, tenant in removal_requests(emulator)} | {
-        t for t in (WINGTIP, LAMNA) if any(a["action"] == "removal.requested" for a in actions(settings, t))}
+        t for t in (WINGTIP, LAMNA) if any(a["action"] == "removal.requested" for a in actions(settings, t))
+    }
     assert WINGTIP not in removed and LAMNA not in removed
 
 
-def test_the_report_is_exact_through_empty_and_short_pages(env: dict[str, str], emulator: Any,
-                                                            tmp_path: Path) -> None:
+def test_the_report_is_exact_through_empty_and_short_pages(
+    env: dict[str, str], emulator: Any, tmp_path: Path
+) -> None:
     """A generated estate (mostly non-interactive sign-ins, more than one $top/$skip page of DAP
     customers), read while Graph answers empty pages with nextLinks and pages of a few items."""
-    scenario = generate(tmp_path, customers=420, signins=4000, days=60, seed=29, now="2026-11-21T00:00:00Z",
-                        retention=90)
+    scenario = generate(
+        tmp_path, customers=420, signins=4000, days=60, seed=29, now="2026-11-21T00:00:00Z", retention=90
+    )
     kinds = [s.get("signInEventTypes", ["interactiveUser"])[0] for s in scenario["signIns"]]
     assert kinds.count("nonInteractiveUser") > 2 * kinds.count("interactiveUser")
     assert sum(1 for c in scenario["customers"] if c.get("dap")) > 100  # the DAP list spans pages
@@ -97,8 +111,10 @@ def test_the_report_is_exact_through_empty_and_short_pages(env: dict[str, str], 
     served = [e for e in emulator.log(all_requests=True) if e.get("fault")]
     assert len(served) >= 6 + 40 + 2  # every injected page was met and followed
     assert comparable(report) == expected_report(emulator.state(), AS_OF, 90)["customers"]
-    assert {r["lastSignInKind"] for r in report["customers"] if r["lastSignInAt"]} == {"interactive",
-                                                                                       "nonInteractive"}
+    assert {r["lastSignInKind"] for r in report["customers"] if r["lastSignInAt"]} == {
+        "interactive",
+        "nonInteractive",
+    }
 
 
 def test_a_sign_in_written_late_stops_the_removal(env: dict[str, str], emulator: Any) -> None:
@@ -107,7 +123,9 @@ def test_a_sign_in_written_late_stops_the_removal(env: dict[str, str], emulator:
     both kinds of sign-in) and skips the removal."""
     scenario = estate()
     scenario["signInLatencySeconds"] = 1800
-    scenario["signIns"].append(non_interactive(WINGTIP, "2026-11-20T23:50:00Z", "00000000-0000-4000-8000-00000000la7e"))
+    scenario["signIns"].append(
+        non_interactive(WINGTIP, "2026-11-20T23:50:00Z", "00000000-0000-4000-8000-00000000la7e")
+    )
     emulator.post_scenario(scenario)
     settings = settings_with(**ENFORCE)
 
@@ -126,16 +144,23 @@ def test_a_sign_in_written_late_stops_the_removal(env: dict[str, str], emulator:
     assert "non-interactive" in skipped[0]["detail"]
 
 
-def test_a_tenant_without_the_licence_for_sign_in_logs_stops_with_exit_3(env: dict[str, str],
-                                                                         emulator: Any) -> None:
+def test_a_tenant_without_the_licence_for_sign_in_logs_stops_with_exit_3(
+    env: dict[str, str], emulator: Any
+) -> None:
     """403 is never "no sign-ins": nothing is covered, nothing evaluated, nobody removed."""
     scenario = estate()
     scenario["signInLogLicensed"] = False
     emulator.post_scenario(scenario)
     environment = {**os.environ, **ENFORCE}
     for command in ("audit", "enforce"):
-        done = subprocess.run([sys.executable, "-m", "shared.cli", "--emulator", emulator.url, command], cwd=ROOT,
-                              env=environment, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "--emulator", emulator.url, command],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 3, done.stderr
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "P1 or P2" in errors[0], done.stderr

@@ -37,23 +37,34 @@ with warnings.catch_warnings():  # starlette nags about its httpx transport on i
     from starlette.testclient import TestClient
 
 AS_OF = parse_iso("2026-11-21T00:00:00Z")
-WINGTIP = "ca02135e-92b1-43f2-8ede-0d7ac3baea9e"    # GDAP only, 30-60, never signed in
-LAMNA = "3f98e277-4cbd-47ad-9c90-a9587403e430"      # DAP + GDAP
-ADATUM = "92276658-1e27-41c0-8a6a-63ec24ede6a4"     # DAP, active
+WINGTIP = "ca02135e-92b1-43f2-8ede-0d7ac3baea9e"  # GDAP only, 30-60, never signed in
+LAMNA = "3f98e277-4cbd-47ad-9c90-a9587403e430"  # DAP + GDAP
+ADATUM = "92276658-1e27-41c0-8a6a-63ec24ede6a4"  # DAP, active
 FOURTH_COFFEE = "9be4bcfc-49b6-4a08-b2e6-cc3ababced20"  # DAP disabled: not under monitoring
 UNKNOWN = "00000000-1111-2222-3333-444444444444"
 
 READER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("reader@contoso.example", [READ_ROLE])}
-REMOVER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("admin@contoso.example", [READ_ROLE, REMOVE_ROLE],
-                                                     object_id="4f1c2a7e-0000-4000-8000-000000000001")}
+REMOVER = {
+    "X-MS-CLIENT-PRINCIPAL": encode_principal(
+        "admin@contoso.example", [READ_ROLE, REMOVE_ROLE], object_id="4f1c2a7e-0000-4000-8000-000000000001"
+    )
+}
 NO_ROLES = {"X-MS-CLIENT-PRINCIPAL": encode_principal("guest@contoso.example", [])}
 JSON = {"Content-Type": "application/json"}
 
 GET_ROUTES = [
-    "/api/audit", "/api/audit?format=csv", "/api/customers", f"/api/customers/{WINGTIP}", "/api/actions",
-    "/api/trends", "/api/removals/00000000-0000-0000-0000-000000000000",
-    "/api/removals?ids=00000000-0000-0000-0000-000000000000", "/api/audit/runs/" + "0" * 32, "/api/me",
-    "/api/roles", "/api/openapi.json",
+    "/api/audit",
+    "/api/audit?format=csv",
+    "/api/customers",
+    f"/api/customers/{WINGTIP}",
+    "/api/actions",
+    "/api/trends",
+    "/api/removals/00000000-0000-0000-0000-000000000000",
+    "/api/removals?ids=00000000-0000-0000-0000-000000000000",
+    "/api/audit/runs/" + "0" * 32,
+    "/api/me",
+    "/api/roles",
+    "/api/openapi.json",
 ]
 POST_ROUTES = ["/api/removals", "/api/audit/run"]
 
@@ -69,8 +80,12 @@ def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 @contextmanager
-def client(settings: Settings, *, local_operator: bool = False, trust: bool | None = True) -> Iterator[TestClient]:
-    app = build_app(settings, local_operator=local_operator, drain_removals=False, trust_principal_header=trust)
+def client(
+    settings: Settings, *, local_operator: bool = False, trust: bool | None = True
+) -> Iterator[TestClient]:
+    app = build_app(
+        settings, local_operator=local_operator, drain_removals=False, trust_principal_header=trust
+    )
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
         yield c
 
@@ -94,14 +109,18 @@ def storage_state(settings: Settings) -> dict[str, Any]:
             actions = [e async for e in query_all(services.storage.table("Actions"))]
             queue = services.storage.queue("removals")
             props = await queue.get_queue_properties()
-            return {"removals": len(removals), "actions": len(actions),
-                    "queued": props.approximate_message_count}
+            return {
+                "removals": len(removals),
+                "actions": len(actions),
+                "queued": props.approximate_message_count,
+            }
 
     result: dict[str, Any] = run(read())
     return result
 
 
 # --- who may do what --------------------------------------------------------------------------------
+
 
 def principal_header(document: Any) -> str:
     return base64.b64encode(json.dumps(document).encode()).decode()
@@ -112,13 +131,21 @@ FORGED = [
     pytest.param(base64.b64encode(b"\xff\xfe not utf-8").decode(), id="not-utf8"),
     pytest.param(base64.b64encode(b"{not json").decode(), id="not-json"),
     pytest.param(principal_header(["roles", READ_ROLE]), id="json-array"),
-    pytest.param(principal_header({"auth_typ": "aad", "roles": [READ_ROLE, REMOVE_ROLE]}), id="roles-outside-claims"),
+    pytest.param(
+        principal_header({"auth_typ": "aad", "roles": [READ_ROLE, REMOVE_ROLE]}), id="roles-outside-claims"
+    ),
     pytest.param(principal_header({"claims": "roles=Relationships.Read"}), id="claims-not-a-list"),
-    pytest.param(principal_header({"claims": [{"typ": "roles", "val": READ_ROLE}]}), id="roles-but-no-identity"),
-    pytest.param(principal_header({"claims": [{"typ": "name", "val": "x"}, {"typ": "roles", "val": 7}]}),
-                 id="claim-value-not-text"),
-    pytest.param(principal_header({"claims": [{"typ": "name", "val": "x"}, ["roles", REMOVE_ROLE]]}),
-                 id="claim-not-an-object"),
+    pytest.param(
+        principal_header({"claims": [{"typ": "roles", "val": READ_ROLE}]}), id="roles-but-no-identity"
+    ),
+    pytest.param(
+        principal_header({"claims": [{"typ": "name", "val": "x"}, {"typ": "roles", "val": 7}]}),
+        id="claim-value-not-text",
+    ),
+    pytest.param(
+        principal_header({"claims": [{"typ": "name", "val": "x"}, ["roles", REMOVE_ROLE]]}),
+        id="claim-not-an-object",
+    ),
     pytest.param("", id="empty"),
 ]
 
@@ -130,9 +157,14 @@ def test_principal_parsing() -> None:
     assert principal.name == "admin@contoso.example"
     assert principal.display == "admin@contoso.example (4f1c2a7e-0000-4000-8000-000000000001)"
     # Easy Auth's own role claim type is honoured when it names one; a similar-looking value is not a role.
-    doc = {"claims": [{"typ": "name", "val": "u"}, {"typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role",
-                                                     "val": READ_ROLE}, {"typ": "roles", "val": "relationships.remove"}],
-           "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"}
+    doc = {
+        "claims": [
+            {"typ": "name", "val": "u"},
+            {"typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role", "val": READ_ROLE},
+            {"typ": "roles", "val": "relationships.remove"},
+        ],
+        "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role",
+    }
     parsed = parse_principal(principal_header(doc))
     assert parsed is not None and parsed.has(READ_ROLE) and not parsed.has(REMOVE_ROLE)
     for forged in FORGED:
@@ -161,17 +193,36 @@ def test_roles_decide_what_a_principal_may_do(settings: Settings, emulator: Any)
         for path in GET_ROUTES:
             assert_error(c.get(path, headers=NO_ROLES), 403, "forbidden")
         for path in POST_ROUTES:
-            assert_error(c.post(path, json={"tenantIds": [WINGTIP], "customerNotified": True}, headers=NO_ROLES),
-                         403, "forbidden")
+            assert_error(
+                c.post(path, json={"tenantIds": [WINGTIP], "customerNotified": True}, headers=NO_ROLES),
+                403,
+                "forbidden",
+            )
         # Read may read everything but may not remove.
-        for path in ("/api/audit", "/api/customers", f"/api/customers/{WINGTIP}", "/api/actions", "/api/trends",
-                     "/api/me", "/api/roles", "/api/openapi.json"):
+        for path in (
+            "/api/audit",
+            "/api/customers",
+            f"/api/customers/{WINGTIP}",
+            "/api/actions",
+            "/api/trends",
+            "/api/me",
+            "/api/roles",
+            "/api/openapi.json",
+        ):
             assert c.get(path, headers=READER).status_code == 200, path
-        assert_error(c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True},
-                            headers=READER), 403, "forbidden")
+        assert_error(
+            c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True}, headers=READER),
+            403,
+            "forbidden",
+        )
         me = c.get("/api/me", headers=READER).json()
-        assert me == {"name": "reader@contoso.example", "roles": [READ_ROLE], "canRemove": False,
-                      "canGrant": False, "localOperator": False}
+        assert me == {
+            "name": "reader@contoso.example",
+            "roles": [READ_ROLE],
+            "canRemove": False,
+            "canGrant": False,
+            "localOperator": False,
+        }
         # Remove implies Read: a remover sees what they remove.
         only_remove = {"X-MS-CLIENT-PRINCIPAL": encode_principal("r@contoso.example", [REMOVE_ROLE])}
         assert c.get("/api/customers", headers=only_remove).status_code == 200
@@ -181,14 +232,19 @@ def test_roles_decide_what_a_principal_may_do(settings: Settings, emulator: Any)
 
 def test_local_operator_holds_every_role(settings: Settings) -> None:
     with client(settings, local_operator=True) as c:
-        assert c.get("/api/me").json() == {"name": "local-operator",
-                                           "roles": sorted([GRANT_ROLE, READ_ROLE, REMOVE_ROLE]),
-                                           "canRemove": True, "canGrant": True, "localOperator": True}
+        assert c.get("/api/me").json() == {
+            "name": "local-operator",
+            "roles": sorted([GRANT_ROLE, READ_ROLE, REMOVE_ROLE]),
+            "canRemove": True,
+            "canGrant": True,
+            "localOperator": True,
+        }
         assert c.get("/api/customers").status_code == 200
 
 
-def test_principal_header_is_ignored_on_app_service_without_easy_auth(settings: Settings,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_principal_header_is_ignored_on_app_service_without_easy_auth(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WEBSITE_SITE_NAME", "dam-func")
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "False")
     with client(settings, trust=None) as c:
@@ -197,15 +253,23 @@ def test_principal_header_is_ignored_on_app_service_without_easy_auth(settings: 
         assert c.get("/api/customers", headers=REMOVER).status_code == 200
 
 
-def test_principal_header_is_ignored_off_app_service(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_principal_header_is_ignored_off_app_service(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Outside App Service nobody strips a client's own X-MS-CLIENT-PRINCIPAL: it is never believed
     (it used to be whenever WEBSITE_SITE_NAME was absent)."""
     monkeypatch.delenv("WEBSITE_SITE_NAME", raising=False)
     monkeypatch.delenv("WEBSITE_AUTH_ENABLED", raising=False)
     with client(settings, trust=None) as c:
         assert_error(c.get("/api/customers", headers=REMOVER), 401)
-        assert_error(c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True},
-                            headers={**REMOVER, **JSON}), 401)
+        assert_error(
+            c.post(
+                "/api/removals",
+                json={"tenantIds": [WINGTIP], "customerNotified": True},
+                headers={**REMOVER, **JSON},
+            ),
+            401,
+        )
     assert storage_state(settings)["removals"] == 0
 
 
@@ -220,18 +284,28 @@ def test_a_dns_rebinding_page_is_refused(settings: Settings) -> None:
         for evil in ("attacker.example:7071", "attacker.example", "127.0.0.1.attacker.example:7071"):
             answer = c.get("/api/customers", headers={"Host": evil})
             assert answer.status_code == 421 and answer.json()["error"]["code"] == "misdirectedRequest"
-            posted = c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True},
-                            headers={"Host": evil, "Origin": f"http://{evil}", "X-Forwarded-Host": evil, **JSON})
+            posted = c.post(
+                "/api/removals",
+                json={"tenantIds": [WINGTIP], "customerNotified": True},
+                headers={"Host": evil, "Origin": f"http://{evil}", "X-Forwarded-Host": evil, **JSON},
+            )
             assert posted.status_code == 421
         # Same host, another site's Origin with a forged X-Forwarded-Host: refused as cross-site.
-        forged = c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True},
-                        headers={"Origin": "http://attacker.example:7071", "X-Forwarded-Host": "attacker.example:7071",
-                                 **JSON})
+        forged = c.post(
+            "/api/removals",
+            json={"tenantIds": [WINGTIP], "customerNotified": True},
+            headers={
+                "Origin": "http://attacker.example:7071",
+                "X-Forwarded-Host": "attacker.example:7071",
+                **JSON,
+            },
+        )
         assert forged.status_code == 403
     assert storage_state(settings)["removals"] == 0
 
 
 # --- reading ---------------------------------------------------------------------------------------
+
 
 def test_audit_is_the_stored_report_as_json_and_csv(settings: Settings) -> None:
     async def stored() -> dict[str, Any]:
@@ -260,10 +334,18 @@ def test_customers_filter_sort_and_page(settings: Settings) -> None:
         assert page["total"] == 5 and page["pages"] == 1 and page["page"] == 1
         assert page["summary"]["customersUnderMonitoring"] == 5
         assert [r["displayName"] for r in page["customers"]] == [
-            "Wingtip Ltd", "Proseware Ltd", "Lamna Ltd", "Relecloud Ltd", "Adatum Ltd"]
+            "Wingtip Ltd",
+            "Proseware Ltd",
+            "Lamna Ltd",
+            "Relecloud Ltd",
+            "Adatum Ltd",
+        ]
         wingtip = page["customers"][0]
         assert wingtip["roleNames"] == ["Exchange Administrator", "Helpdesk Administrator"]
-        assert wingtip["relationships"][0]["roleNames"] == ["Exchange Administrator", "Helpdesk Administrator"]
+        assert wingtip["relationships"][0]["roleNames"] == [
+            "Exchange Administrator",
+            "Helpdesk Administrator",
+        ]
         dap = next(r for r in page["customers"] if r["displayName"] == "Adatum Ltd")
         assert dap["roleNames"] == ["Global Administrator", "Helpdesk Administrator"]
 
@@ -279,12 +361,18 @@ def test_customers_filter_sort_and_page(settings: Settings) -> None:
         assert names("q=" + WINGTIP[:8].upper()) == ["Wingtip Ltd"]
         assert names("q=Global%20Admin") == ["Proseware Ltd", "Lamna Ltd", "Adatum Ltd"]
         assert names("q=ＬＡＭＮＡ") == ["Lamna Ltd"]  # full-width input matches
-        assert names("sort=name") == ["Adatum Ltd", "Lamna Ltd", "Proseware Ltd", "Relecloud Ltd", "Wingtip Ltd"]
+        assert names("sort=name") == [
+            "Adatum Ltd",
+            "Lamna Ltd",
+            "Proseware Ltd",
+            "Relecloud Ltd",
+            "Wingtip Ltd",
+        ]
         assert names("sort=-name")[0] == "Wingtip Ltd"
         # Blank days inactive (never signed in) sort last both ways.
         never = {r["displayName"] for r in page["customers"] if r["daysInactive"] is None}
-        assert never and set(names("sort=daysInactive")[-len(never):]) == never
-        assert set(names("sort=-daysInactive")[-len(never):]) == never
+        assert never and set(names("sort=daysInactive")[-len(never) :]) == never
+        assert set(names("sort=-daysInactive")[-len(never) :]) == never
         ascending = [r for r in names("sort=daysInactive") if r not in never]
         assert ascending == list(reversed([r for r in names("sort=-daysInactive") if r not in never]))
         assert names("sort=name&pageSize=2&page=2") == ["Proseware Ltd", "Relecloud Ltd"]
@@ -292,9 +380,23 @@ def test_customers_filter_sort_and_page(settings: Settings) -> None:
         assert second["pages"] == 3 and second["total"] == 5 and len(second["customers"]) == 1
         assert names("type=DAP&sort=name") == ["Adatum Ltd", "Lamna Ltd", "Proseware Ltd"]
         csv_text = c.get("/api/customers?bucket=30-60&format=csv", headers=READER).content.decode("utf-8-sig")
-        assert [r["displayName"] for r in csv.DictReader(io.StringIO(csv_text))] == ["Wingtip Ltd", "Proseware Ltd"]
-        for bad in ("bucket=old", "sort=colour", "sort=--name", "page=0", "page=x", "pageSize=501",
-                    "pageSize=-1", "recommendation=maybe", "type=CSP", "format=pdf", "q=" + "x" * 201):
+        assert [r["displayName"] for r in csv.DictReader(io.StringIO(csv_text))] == [
+            "Wingtip Ltd",
+            "Proseware Ltd",
+        ]
+        for bad in (
+            "bucket=old",
+            "sort=colour",
+            "sort=--name",
+            "page=0",
+            "page=x",
+            "pageSize=501",
+            "pageSize=-1",
+            "recommendation=maybe",
+            "type=CSP",
+            "format=pdf",
+            "q=" + "x" * 201,
+        ):
             assert_error(c.get("/api/customers?" + bad, headers=READER), 400, "invalidParameter")
 
 
@@ -315,11 +417,13 @@ def test_customer_detail(settings: Settings) -> None:
         assert all(0 <= d["nonInteractiveSignIns"] <= d["signIns"] for d in days)  # zero days too
         assert sum(d["signIns"] for d in days) >= len(active_days)
         assert detail["agents"] and {a["userId"] for a in detail["agents"]} == {
-            agent for d in active_days for agent in d["agents"]}
+            agent for d in active_days for agent in d["agents"]
+        }
         # Named as the sign-in log names them (the scenario's agents).
         named = {a["id"]: (a["userPrincipalName"], a["displayName"]) for a in load_example()["agents"]}
         assert {a["userId"]: (a["userPrincipalName"], a["displayName"]) for a in detail["agents"]} == {
-            a["userId"]: named[a["userId"]] for a in detail["agents"]}
+            a["userId"]: named[a["userId"]] for a in detail["agents"]
+        }
         assert detail["actions"] == []
         assert detail["changes"]
         # Not under monitoring (DAP disabled): known, without a row.
@@ -341,13 +445,26 @@ def test_agent_names_keep_the_newest_seen(settings: Settings) -> None:
     async def scenario() -> tuple[dict[str, tuple[str, str]], list[int]]:
         async with Services(settings) as services:
             await services.storage.ensure()
-            writes = [await AgentDirectory(services.storage).learn({agent: ("old@contoso.example", "Old", t0)})]
+            writes = [
+                await AgentDirectory(services.storage).learn({agent: ("old@contoso.example", "Old", t0)})
+            ]
             directory = AgentDirectory(services.storage)  # another run: reads what the first one stored
-            writes.append(await directory.learn({agent: ("new@contoso.example", "New", t1),
-                                                 "bad/id": ("x@contoso.example", "X", t1), "nameless": ("", "", t1)}))
+            writes.append(
+                await directory.learn(
+                    {
+                        agent: ("new@contoso.example", "New", t1),
+                        "bad/id": ("x@contoso.example", "X", t1),
+                        "nameless": ("", "", t1),
+                    }
+                )
+            )
             writes.append(await directory.learn({agent: ("old@contoso.example", "Old", t0)}))
-            writes.append(await AgentDirectory(services.storage).learn({agent: ("old@contoso.example", "Old", t0)}))
-            return await AgentDirectory(services.storage).names([agent, "bad/id", "nameless", "unknown"]), writes
+            writes.append(
+                await AgentDirectory(services.storage).learn({agent: ("old@contoso.example", "Old", t0)})
+            )
+            return await AgentDirectory(services.storage).names(
+                [agent, "bad/id", "nameless", "unknown"]
+            ), writes
 
     names, writes = run(scenario())
     assert names == {agent: ("new@contoso.example", "New")}
@@ -369,7 +486,9 @@ def test_trends_are_daily_points_from_stored_evaluations(settings: Settings) -> 
         last = trends["points"][-1]
         assert last["customersUnderMonitoring"] == 5 and last["inactive30To60Days"] == 2
         assert last["active"] == 3
-        assert [p["day"] for p in c.get("/api/trends?days=1", headers=READER).json()["points"]] == ["2026-11-21"]
+        assert [p["day"] for p in c.get("/api/trends?days=1", headers=READER).json()["points"]] == [
+            "2026-11-21"
+        ]
         assert_error(c.get("/api/trends?days=abc", headers=READER), 400, "invalidParameter")
 
 
@@ -391,10 +510,19 @@ def test_openapi_document_lists_every_route(settings: Settings) -> None:
     with client(settings) as c:
         document = c.get("/api/openapi.json", headers=READER).json()
     paths = document["paths"]
-    for path, method in [("/api/audit", "get"), ("/api/customers", "get"), ("/api/customers/{tenant_id}", "get"),
-                         ("/api/actions", "get"), ("/api/trends", "get"), ("/api/audit/run", "post"),
-                         ("/api/audit/runs/{run_id}", "get"), ("/api/removals", "post"), ("/api/removals", "get"),
-                         ("/api/removals/{removal_id}", "get"), ("/api/me", "get")]:
+    for path, method in [
+        ("/api/audit", "get"),
+        ("/api/customers", "get"),
+        ("/api/customers/{tenant_id}", "get"),
+        ("/api/actions", "get"),
+        ("/api/trends", "get"),
+        ("/api/audit/run", "post"),
+        ("/api/audit/runs/{run_id}", "get"),
+        ("/api/removals", "post"),
+        ("/api/removals", "get"),
+        ("/api/removals/{removal_id}", "get"),
+        ("/api/me", "get"),
+    ]:
         assert method in paths[path], (path, method)
     body = paths["/api/removals"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["required"]) == {"tenantIds", "customerNotified"}
@@ -420,13 +548,20 @@ def test_openapi_document_lists_every_route(settings: Settings) -> None:
 
 # --- removals -------------------------------------------------------------------------------------
 
+
 def test_removals_are_queued_then_executed(settings: Settings, emulator: Any) -> None:
     from shared.removals.worker import process_removal_queue
 
     with client(settings) as c:
-        response = c.post("/api/removals", headers={**REMOVER, "Origin": "http://testserver"},
-                          json={"tenantIds": [WINGTIP, LAMNA.upper(), WINGTIP], "customerNotified": True,
-                                "reason": "unused for a month"})
+        response = c.post(
+            "/api/removals",
+            headers={**REMOVER, "Origin": "http://testserver"},
+            json={
+                "tenantIds": [WINGTIP, LAMNA.upper(), WINGTIP],
+                "customerNotified": True,
+                "reason": "unused for a month",
+            },
+        )
         assert response.status_code == 202, response.text
         removals = response.json()["removals"]
         assert [(r["tenantId"], r["status"]) for r in removals] == [(WINGTIP, "queued"), (LAMNA, "queued")]
@@ -441,8 +576,9 @@ def test_removals_are_queued_then_executed(settings: Settings, emulator: Any) ->
         assert run(drain()) >= 2
         ids = ",".join(r["id"] for r in removals)
         # Requested until Microsoft has terminated the GDAP relationships (the emulator takes 2 h).
-        assert {r["status"] for r in c.get(f"/api/removals?ids={ids}", headers=READER).json()["removals"]} \
-            <= {"requested", "completed"}
+        assert {
+            r["status"] for r in c.get(f"/api/removals?ids={ids}", headers=READER).json()["removals"]
+        } <= {"requested", "completed"}
         emulator.advance("PT3H")
         deadline = time.monotonic() + 20
         while True:
@@ -466,8 +602,11 @@ def test_removals_are_queued_then_executed(settings: Settings, emulator: Any) ->
         assert_error(c.get("/api/actions?tenantId=nope", headers=READER), 400, "invalidTenantId")
         detail = c.get(f"/api/customers/{WINGTIP}", headers=READER).json()
         assert detail["actions"]
-    touched = {json.dumps(entry).lower() for entry in emulator.log() if entry["method"] in ("PATCH", "POST")
-               and "sendmail" not in entry["path"].lower()}
+    touched = {
+        json.dumps(entry).lower()
+        for entry in emulator.log()
+        if entry["method"] in ("PATCH", "POST") and "sendmail" not in entry["path"].lower()
+    }
     assert touched and all(WINGTIP in t or LAMNA in t for t in touched), touched
     assert not any(ADATUM in t for t in touched)
 
@@ -483,52 +622,162 @@ BAD_BODIES = [
     pytest.param(b"null", JSON, 400, "malformedBody", id="null-body"),
     pytest.param(b'{"customerNotified": true}', JSON, 400, "malformedBody", id="no-tenant-ids"),
     pytest.param(b'{"tenantIds": [], "customerNotified": true}', JSON, 400, "malformedBody", id="empty-ids"),
-    pytest.param(b'{"tenantIds": "' + WINGTIP.encode() + b'", "customerNotified": true}', JSON, 400,
-                 "malformedBody", id="ids-not-a-list"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP, *ids(100)], "customerNotified": True}).encode(), JSON, 400,
-                 "tooManyTenantIds", id="101-ids"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP, "not-a-guid"], "customerNotified": True}).encode(), JSON,
-                 400, "invalidTenantId", id="malformed-id"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP + "\n"], "customerNotified": True}).encode(), JSON,
-                 400, "invalidTenantId", id="id-with-newline"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP, 42], "customerNotified": True}).encode(), JSON,
-                 400, "invalidTenantId", id="id-not-text"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP, UNKNOWN], "customerNotified": True}).encode(), JSON,
-                 400, "unknownTenantId", id="unknown-id"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP, FOURTH_COFFEE], "customerNotified": True}).encode(), JSON,
-                 400, "unknownTenantId", id="not-under-monitoring"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP]}).encode(), JSON, 400, "customerNotNotified",
-                 id="no-acknowledgement"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": False}).encode(), JSON, 400,
-                 "customerNotNotified", id="not-notified"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": "true"}).encode(), JSON, 400,
-                 "customerNotNotified", id="notified-as-text"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": 1}).encode(), JSON, 400,
-                 "customerNotNotified", id="notified-as-number"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True, "reason": 5}).encode(), JSON, 400,
-                 "malformedBody", id="reason-not-text"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True, "reason": "x" * 501}).encode(),
-                 JSON, 400, "malformedBody", id="reason-too-long"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True, "reason": "a\x00b"}).encode(),
-                 JSON, 400, "malformedBody", id="reason-control-chars"),
-    pytest.param(f"tenantIds={WINGTIP}&customerNotified=true".encode(),
-                 {"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupportedMediaType", id="form-post"),
-    pytest.param(b"--b\r\nContent-Disposition: form-data; name=\"tenantIds\"\r\n\r\n" + WINGTIP.encode()
-                 + b"\r\n--b--\r\n", {"Content-Type": "multipart/form-data; boundary=b"}, 415,
-                 "unsupportedMediaType", id="multipart-form-post"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
-                 {"Content-Type": "text/plain"}, 415, "unsupportedMediaType", id="text-plain-json"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(), {}, 415,
-                 "unsupportedMediaType", id="no-content-type"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
-                 {**JSON, "Origin": "https://evil.example"}, 403, "crossSiteRequest", id="cross-site-origin"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
-                 {**JSON, "Origin": "null"}, 403, "crossSiteRequest", id="null-origin"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
-                 {**JSON, "Sec-Fetch-Site": "cross-site"}, 403, "crossSiteRequest", id="sec-fetch-cross-site"),
-    pytest.param(json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
-                 {**JSON, "Origin": "http://testserver.evil.example"}, 403, "crossSiteRequest",
-                 id="lookalike-origin"),
+    pytest.param(
+        b'{"tenantIds": "' + WINGTIP.encode() + b'", "customerNotified": true}',
+        JSON,
+        400,
+        "malformedBody",
+        id="ids-not-a-list",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP, *ids(100)], "customerNotified": True}).encode(),
+        JSON,
+        400,
+        "tooManyTenantIds",
+        id="101-ids",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP, "not-a-guid"], "customerNotified": True}).encode(),
+        JSON,
+        400,
+        "invalidTenantId",
+        id="malformed-id",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP + "\n"], "customerNotified": True}).encode(),
+        JSON,
+        400,
+        "invalidTenantId",
+        id="id-with-newline",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP, 42], "customerNotified": True}).encode(),
+        JSON,
+        400,
+        "invalidTenantId",
+        id="id-not-text",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP, UNKNOWN], "customerNotified": True}).encode(),
+        JSON,
+        400,
+        "unknownTenantId",
+        id="unknown-id",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP, FOURTH_COFFEE], "customerNotified": True}).encode(),
+        JSON,
+        400,
+        "unknownTenantId",
+        id="not-under-monitoring",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP]}).encode(),
+        JSON,
+        400,
+        "customerNotNotified",
+        id="no-acknowledgement",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": False}).encode(),
+        JSON,
+        400,
+        "customerNotNotified",
+        id="not-notified",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": "true"}).encode(),
+        JSON,
+        400,
+        "customerNotNotified",
+        id="notified-as-text",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": 1}).encode(),
+        JSON,
+        400,
+        "customerNotNotified",
+        id="notified-as-number",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": True, "reason": 5}).encode(),
+        JSON,
+        400,
+        "malformedBody",
+        id="reason-not-text",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": True, "reason": "x" * 501}).encode(),
+        JSON,
+        400,
+        "malformedBody",
+        id="reason-too-long",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": True, "reason": "a\x00b"}).encode(),
+        JSON,
+        400,
+        "malformedBody",
+        id="reason-control-chars",
+    ),
+    pytest.param(
+        f"tenantIds={WINGTIP}&customerNotified=true".encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        415,
+        "unsupportedMediaType",
+        id="form-post",
+    ),
+    pytest.param(
+        b'--b\r\nContent-Disposition: form-data; name="tenantIds"\r\n\r\n'
+        + WINGTIP.encode()
+        + b"\r\n--b--\r\n",
+        {"Content-Type": "multipart/form-data; boundary=b"},
+        415,
+        "unsupportedMediaType",
+        id="multipart-form-post",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+        {"Content-Type": "text/plain"},
+        415,
+        "unsupportedMediaType",
+        id="text-plain-json",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+        {},
+        415,
+        "unsupportedMediaType",
+        id="no-content-type",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+        {**JSON, "Origin": "https://evil.example"},
+        403,
+        "crossSiteRequest",
+        id="cross-site-origin",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+        {**JSON, "Origin": "null"},
+        403,
+        "crossSiteRequest",
+        id="null-origin",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+        {**JSON, "Sec-Fetch-Site": "cross-site"},
+        403,
+        "crossSiteRequest",
+        id="sec-fetch-cross-site",
+    ),
+    pytest.param(
+        json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+        {**JSON, "Origin": "http://testserver.evil.example"},
+        403,
+        "crossSiteRequest",
+        id="lookalike-origin",
+    ),
     pytest.param(b"{" + b'"a":1,' * 12000 + b'"b":1}', JSON, 413, "bodyTooLarge", id="too-large"),
 ]
 
@@ -549,22 +798,37 @@ def test_bad_removal_requests_change_nothing(settings: Settings, emulator: Any) 
 
 def test_a_cross_site_form_cannot_refresh_either(settings: Settings) -> None:
     with client(settings) as c:
-        assert_error(c.post("/api/audit/run", content=b"x=1", headers={
-            **READER, "Content-Type": "application/x-www-form-urlencoded"}), 415)
-        assert_error(c.post("/api/audit/run", json={}, headers={**READER, "Origin": "https://evil.example"}), 403)
-        assert_error(c.post("/api/audit/run", content=b"[1]", headers={**READER, **JSON}), 400, "malformedBody")
+        assert_error(
+            c.post(
+                "/api/audit/run",
+                content=b"x=1",
+                headers={**READER, "Content-Type": "application/x-www-form-urlencoded"},
+            ),
+            415,
+        )
+        assert_error(
+            c.post("/api/audit/run", json={}, headers={**READER, "Origin": "https://evil.example"}), 403
+        )
+        assert_error(
+            c.post("/api/audit/run", content=b"[1]", headers={**READER, **JSON}), 400, "malformedBody"
+        )
 
 
-def test_removals_refused_when_customers_cannot_be_notified(settings: Settings, monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
+def test_removals_refused_when_customers_cannot_be_notified(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("NOTIFY_SENDER")
     with client(settings_with()) as c:
-        assert_error(c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True},
-                            headers=REMOVER), 503, "notConfigured")
+        assert_error(
+            c.post("/api/removals", json={"tenantIds": [WINGTIP], "customerNotified": True}, headers=REMOVER),
+            503,
+            "notConfigured",
+        )
     assert storage_state(settings)["removals"] == 0
 
 
 # --- on-demand refresh ---------------------------------------------------------------------------------
+
 
 def test_audit_run_refreshes_in_the_background(settings: Settings, emulator: Any) -> None:
     with client(settings) as c:
@@ -597,28 +861,42 @@ STATIC = Path(__file__).resolve().parent.parent / "shared" / "web" / "static"
 
 def test_security_headers_on_every_answer(settings: Settings) -> None:
     with client(settings) as c:
-        for path, headers in [("/", {}), ("/static/app.js", {}), ("/static/app.css", {}),
-                              ("/api/customers", READER), ("/api/customers", {}), ("/api/nothing", READER)]:
+        for path, headers in [
+            ("/", {}),
+            ("/static/app.js", {}),
+            ("/static/app.css", {}),
+            ("/api/customers", READER),
+            ("/api/customers", {}),
+            ("/api/nothing", READER),
+        ]:
             response = c.get(path, headers=headers)
             csp = response.headers["content-security-policy"]
             assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
-            assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "style-src 'self'" in csp
+            assert (
+                "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "style-src 'self'" in csp
+            )
             assert response.headers["x-content-type-options"] == "nosniff"
             assert response.headers["referrer-policy"] == "no-referrer"
             assert response.headers["x-frame-options"] == "DENY"
         assert c.get("/static/app.js").headers["content-type"].split(";")[0] in (
-            "text/javascript", "application/javascript")
+            "text/javascript",
+            "application/javascript",
+        )
 
 
 def test_portal_has_no_inline_script_style_or_handlers() -> None:
     html = (STATIC / "index.html").read_text(encoding="utf-8")
     assert re.findall(r"<script\b[^>]*>", html) == [
-        '<script src="/static/i18n.js" defer>', '<script src="/static/app.js" defer>',
-        '<script src="/static/gdap.js" defer>']
+        '<script src="/static/i18n.js" defer>',
+        '<script src="/static/app.js" defer>',
+        '<script src="/static/gdap.js" defer>',
+    ]
     assert "<style" not in html and " style=" not in html
     assert not re.search(r"\son[a-z]+\s*=", html)
     assert "http://" not in html and "https://" not in html  # no CDN, no external fonts
-    script = (STATIC / "app.js").read_text(encoding="utf-8") + (STATIC / "gdap.js").read_text(encoding="utf-8")
+    script = (STATIC / "app.js").read_text(encoding="utf-8") + (STATIC / "gdap.js").read_text(
+        encoding="utf-8"
+    )
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script
     assert "eval(" not in script and "new Function" not in script
     css = (STATIC / "app.css").read_text(encoding="utf-8")
@@ -626,6 +904,7 @@ def test_portal_has_no_inline_script_style_or_handlers() -> None:
 
 
 # --- the function app ----------------------------------------------------------------------------------
+
 
 def http_function() -> Any:
     # test_function_app indexes function_app.app once (the host does too); share that index.
@@ -643,12 +922,17 @@ class Context:
     retry_context = None
 
 
-def test_http_function_serves_the_app(settings: Settings, emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_http_function_serves_the_app(
+    settings: Settings, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from shared.runtime import close_services
 
     # As App Service runs it: Easy Auth on (the principal header is the platform's), one host name.
-    for name, value in {"WEBSITE_SITE_NAME": "dam", "WEBSITE_AUTH_ENABLED": "True",
-                        "WEBSITE_HOSTNAME": "dam.example"}.items():
+    for name, value in {
+        "WEBSITE_SITE_NAME": "dam",
+        "WEBSITE_AUTH_ENABLED": "True",
+        "WEBSITE_HOSTNAME": "dam.example",
+    }.items():
         monkeypatch.setenv(name, value)
 
     handler = http_function()
@@ -656,16 +940,31 @@ def test_http_function_serves_the_app(settings: Settings, emulator: Any, monkeyp
     async def call() -> list[func.HttpResponse]:
         try:
             requests = [
-                func.HttpRequest("GET", "https://dam.example/api/customers?bucket=30-60", params={"bucket": "30-60"},
-                                 headers=READER, body=b""),
+                func.HttpRequest(
+                    "GET",
+                    "https://dam.example/api/customers?bucket=30-60",
+                    params={"bucket": "30-60"},
+                    headers=READER,
+                    body=b"",
+                ),
                 func.HttpRequest("GET", "https://dam.example/api/customers", headers={}, body=b""),
-                func.HttpRequest("POST", "https://dam.example/api/removals",
-                                 headers={**REMOVER, "Content-Type": "application/x-www-form-urlencoded",
-                                          "Origin": "https://evil.example"},
-                                 body=f"tenantIds={WINGTIP}&customerNotified=true".encode()),
+                func.HttpRequest(
+                    "POST",
+                    "https://dam.example/api/removals",
+                    headers={
+                        **REMOVER,
+                        "Content-Type": "application/x-www-form-urlencoded",
+                        "Origin": "https://evil.example",
+                    },
+                    body=f"tenantIds={WINGTIP}&customerNotified=true".encode(),
+                ),
                 func.HttpRequest("GET", "https://dam.example/", headers={}, body=b""),
-                func.HttpRequest("GET", "https://dam.example/api/customers", headers={**READER, "Host": "evil.example"},
-                                 body=b""),
+                func.HttpRequest(
+                    "GET",
+                    "https://dam.example/api/customers",
+                    headers={**READER, "Host": "evil.example"},
+                    body=b"",
+                ),
             ]
             return [await handler(r, Context()) for r in requests]
         finally:
@@ -674,10 +973,16 @@ def test_http_function_serves_the_app(settings: Settings, emulator: Any, monkeyp
     ok, anonymous, form, portal, rebound = run(call())
     assert rebound.status_code == 421
     assert ok.status_code == 200, ok.get_body()
-    assert [r["displayName"] for r in json.loads(ok.get_body())["customers"]] == ["Wingtip Ltd", "Proseware Ltd"]
+    assert [r["displayName"] for r in json.loads(ok.get_body())["customers"]] == [
+        "Wingtip Ltd",
+        "Proseware Ltd",
+    ]
     assert ok.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert ok.headers["Strict-Transport-Security"]
-    assert anonymous.status_code == 401 and json.loads(anonymous.get_body())["error"]["code"] == "unauthenticated"
+    assert (
+        anonymous.status_code == 401
+        and json.loads(anonymous.get_body())["error"]["code"] == "unauthenticated"
+    )
     assert form.status_code == 403
     assert portal.status_code == 200 and b"/static/app.js" in portal.get_body()
     assert storage_state(settings)["removals"] == 0
@@ -686,11 +991,16 @@ def test_http_function_serves_the_app(settings: Settings, emulator: Any, monkeyp
 
 # --- hostile readers and a storage reset --------------------------------------------------------------------
 
+
 def test_extreme_dates_are_a_400_not_a_500(settings: Settings) -> None:
     with client(settings) as c:
-        for path in ("/api/actions?until=9999-12-31T23:59:59Z", "/api/actions?since=0001-01-01T00:00:00Z",
-                     "/api/gdap/summary?asOf=0001-01-01T00:00:00Z", "/api/gdap/expiring?asOf=9999-12-31T23:59:59Z",
-                     "/api/gdap/least-privilege?asOf=9999-12-31T00:00:00Z"):
+        for path in (
+            "/api/actions?until=9999-12-31T23:59:59Z",
+            "/api/actions?since=0001-01-01T00:00:00Z",
+            "/api/gdap/summary?asOf=0001-01-01T00:00:00Z",
+            "/api/gdap/expiring?asOf=9999-12-31T23:59:59Z",
+            "/api/gdap/least-privilege?asOf=9999-12-31T00:00:00Z",
+        ):
             assert_error(c.get(path, headers=READER), 400, "invalidParameter")
 
 
@@ -730,12 +1040,19 @@ def test_a_running_server_recovers_from_a_storage_reset(settings: Settings) -> N
 
 def test_recipients_addresses_only_to_removers(settings: Settings, emulator: Any) -> None:
     """Every reader sees that a customer was mailed; only holders of Relationships.Remove see to whom."""
+
     async def mail_one() -> None:
         from shared.platform.actions import record_action
 
         async with Services(settings) as services:
-            await record_action(services.storage, tenant_id=WINGTIP, actor="system", action="notification.customer-removal",
-                                result="sent", detail="Access removed -> admin@wingtip.example, it@wingtip.example")
+            await record_action(
+                services.storage,
+                tenant_id=WINGTIP,
+                actor="system",
+                action="notification.customer-removal",
+                result="sent",
+                detail="Access removed -> admin@wingtip.example, it@wingtip.example",
+            )
 
     run(mail_one())
     with client(settings) as c:

@@ -40,12 +40,33 @@ async def audit(as_of: Any = AS_OF, **overrides: str) -> dict[str, Any]:
         return await audit_once(services, as_of)
 
 
-def generate(tmp_path: Path, *, customers: int, signins: int, days: int, seed: int, now: str,
-             retention: int) -> dict[str, Any]:
+def generate(
+    tmp_path: Path, *, customers: int, signins: int, days: int, seed: int, now: str, retention: int
+) -> dict[str, Any]:
     out = tmp_path / f"estate-{seed}.json"
-    subprocess.run([sys.executable, "-m", "tools.emulator.generate", "--customers", str(customers),
-                    "--signins", str(signins), "--days", str(days), "--seed", str(seed), "--now", now,
-                    "--retention-days", str(retention), "--out", str(out)], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.emulator.generate",
+            "--customers",
+            str(customers),
+            "--signins",
+            str(signins),
+            "--days",
+            str(days),
+            "--seed",
+            str(seed),
+            "--now",
+            now,
+            "--retention-days",
+            str(retention),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     return json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -56,18 +77,34 @@ def test_example_estate_report(env: dict[str, str]) -> None:
     assert report["partnerTenantId"] == "6513270e-269e-4d37-b2a7-4de452e6b438"
     assert report["coverage"] == {"from": "2026-10-22T00:00:00Z", "to": "2026-11-21T00:00:00Z"}
     assert report["policy"] == {"mode": "report", "recommendAfterDays": 60, "removeAfterDays": 90}
-    assert report["summary"] == {"customersUnderMonitoring": 5, "inactiveOver90Days": 0, "inactive61To90Days": 0,
-                                 "inactive30To60Days": 2, "establishedLast7Days": 1, "recommendedForRemoval": 0,
-                                 "gdapExpiringWithin30Days": 0, "gdapWithGlobalAdministrator": 0}
+    assert report["summary"] == {
+        "customersUnderMonitoring": 5,
+        "inactiveOver90Days": 0,
+        "inactive61To90Days": 0,
+        "inactive30To60Days": 2,
+        "establishedLast7Days": 1,
+        "recommendedForRemoval": 0,
+        "gdapExpiringWithin30Days": 0,
+        "gdapWithGlobalAdministrator": 0,
+    }
     rows = {r["displayName"]: r for r in report["customers"]}
     assert [r["displayName"] for r in report["customers"]] == [
-        "Wingtip Ltd", "Proseware Ltd", "Lamna Ltd", "Relecloud Ltd", "Adatum Ltd"]
+        "Wingtip Ltd",
+        "Proseware Ltd",
+        "Lamna Ltd",
+        "Relecloud Ltd",
+        "Adatum Ltd",
+    ]
     adatum = rows["Adatum Ltd"]
     assert (adatum["agentsSignedInLastDay"], adatum["signInsLastDay"], adatum["daysInactive"]) == (2, 2, 0)
     assert adatum["lastSignInAt"] == "2026-11-20T21:00:00Z"
     # Exactly asOf - 24h is outside the last-day window.
     relecloud = rows["Relecloud Ltd"]
-    assert (relecloud["signInsLastDay"], relecloud["daysInactive"], relecloud["establishedLast7Days"]) == (0, 1, True)
+    assert (relecloud["signInsLastDay"], relecloud["daysInactive"], relecloud["establishedLast7Days"]) == (
+        0,
+        1,
+        True,
+    )
     # Wingtip's only sign-in failed: no activity; the store proves 30 days (its coverage).
     wingtip = rows["Wingtip Ltd"]
     assert wingtip["lastSignInAt"] is None and wingtip["daysInactive"] is None
@@ -80,11 +117,14 @@ def test_example_estate_report(env: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("seed", [7, 11])
-def test_generated_estates_match_the_oracle(env: dict[str, str], emulator: Any, tmp_path: Path, seed: int) -> None:
+def test_generated_estates_match_the_oracle(
+    env: dict[str, str], emulator: Any, tmp_path: Path, seed: int
+) -> None:
     """Paging past 1,000 sign-ins and 300 relationships; every row exact against a brute-force reading."""
     # 90 days of activity in a log kept 120 days: the store can prove more than 90 days of inactivity.
-    scenario = generate(tmp_path, customers=400, signins=6000, days=90, seed=seed, now="2026-11-21T00:00:00Z",
-                        retention=120)
+    scenario = generate(
+        tmp_path, customers=400, signins=6000, days=90, seed=seed, now="2026-11-21T00:00:00Z", retention=120
+    )
     emulator.post_scenario(scenario)
     report = run(audit(SIGNIN_BACKFILL_DAYS="120"))
     gdap = sum(len(c["gdapRelationships"]) for c in scenario["customers"])
@@ -101,12 +141,20 @@ def test_throttling_and_outages_are_survived(env: dict[str, str], emulator: Any)
     undisturbed = run(audit())
     env2 = settings_with(STORAGE_PREFIX=env["STORAGE_PREFIX"] + "b")
     emulator.post_scenario(load_example())
-    emulator.add_faults([
-        {"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 429, "retryAfter": 1, "times": 2},
-        {"method": "GET", "pathPrefix": "/v1.0/tenantRelationships", "status": 503, "times": 1},
-        {"method": "GET", "pathPrefix": "/customeradmin/", "status": 429, "retryAfter": 1, "times": 1},
-        {"method": "GET", "pathPrefix": "/partnercenter/v1/customers", "status": 503, "times": 1},
-    ])
+    emulator.add_faults(
+        [
+            {
+                "method": "GET",
+                "pathPrefix": "/beta/auditLogs/signIns",
+                "status": 429,
+                "retryAfter": 1,
+                "times": 2,
+            },
+            {"method": "GET", "pathPrefix": "/v1.0/tenantRelationships", "status": 503, "times": 1},
+            {"method": "GET", "pathPrefix": "/customeradmin/", "status": 429, "retryAfter": 1, "times": 1},
+            {"method": "GET", "pathPrefix": "/partnercenter/v1/customers", "status": 503, "times": 1},
+        ]
+    )
 
     async def disturbed() -> dict[str, Any]:
         async with Services(env2) as services:
@@ -123,10 +171,19 @@ def test_ingesting_twice_counts_nothing_twice(env: dict[str, str], emulator: Any
     second = run(audit())
     assert second == first
     # A later run re-reads only the overlap window, and late entries inside it count once.
-    emulator.add_sign_ins([{
-        "id": "00000000-0000-0000-0000-00000000late", "createdDateTime": "2026-11-20T23:30:00Z",
-        "userId": "8d116ece-1738-47d9-bd9c-172411e20b8f", "resourceTenantId": "3f98e277-4cbd-47ad-9c90-a9587403e430",
-        "crossTenantAccessType": "serviceProvider", "errorCode": 0, "appDisplayName": "Exchange admin center"}])
+    emulator.add_sign_ins(
+        [
+            {
+                "id": "00000000-0000-0000-0000-00000000late",
+                "createdDateTime": "2026-11-20T23:30:00Z",
+                "userId": "8d116ece-1738-47d9-bd9c-172411e20b8f",
+                "resourceTenantId": "3f98e277-4cbd-47ad-9c90-a9587403e430",
+                "crossTenantAccessType": "serviceProvider",
+                "errorCode": 0,
+                "appDisplayName": "Exchange admin center",
+            }
+        ]
+    )
     later = AS_OF + timedelta(hours=1)
     emulator.set_now(iso(later))
     third = run(audit(later))
@@ -160,7 +217,9 @@ def test_interrupted_ingestion_resumes_from_its_checkpoint(env: dict[str, str]) 
 
 def test_coverage_never_claims_more_than_was_read(env: dict[str, str], emulator: Any) -> None:
     # The sign-in log fails for good after the first slices: ingestion stops, coverage ends there.
-    emulator.add_faults([{"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 500, "times": 1000}])
+    emulator.add_faults(
+        [{"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 500, "times": 1000}]
+    )
     settings = settings_with()
 
     async def attempt() -> Any:
@@ -200,13 +259,17 @@ def test_the_audit_is_stored_as_an_evaluation(env: dict[str, str]) -> None:
     assert stored is not None and stored.report == report
 
 
-def test_sync_records_status_changes_and_pages_partner_center(env: dict[str, str], emulator: Any,
-                                                              tmp_path: Path) -> None:
-    scenario = generate(tmp_path, customers=450, signins=100, days=30, seed=3, now="2026-11-21T00:00:00Z",
-                        retention=30)
+def test_sync_records_status_changes_and_pages_partner_center(
+    env: dict[str, str], emulator: Any, tmp_path: Path
+) -> None:
+    scenario = generate(
+        tmp_path, customers=450, signins=100, days=30, seed=3, now="2026-11-21T00:00:00Z", retention=30
+    )
     emulator.post_scenario(scenario)
     settings = settings_with()
-    target = next(rel for c in scenario["customers"] for rel in c["gdapRelationships"] if rel["status"] == "active")
+    target = next(
+        rel for c in scenario["customers"] for rel in c["gdapRelationships"] if rel["status"] == "active"
+    )
     dap_customers = [c for c in scenario["customers"] if c.get("dap")]
 
     async def go() -> tuple[list[dict[str, Any]], Any, int, int]:
@@ -220,8 +283,12 @@ def test_sync_records_status_changes_and_pages_partner_center(env: dict[str, str
             store = RelationshipStore(services.storage)
             tenant = target["id"][-36:]
             estate = await store.load()
-            return (await store.changes(tenant), estate, len(estate.customers),
-                    sum(1 for rs in estate.relationships.values() for r in rs if r.type == "DAP"))
+            return (
+                await store.changes(tenant),
+                estate,
+                len(estate.customers),
+                sum(1 for rs in estate.relationships.values() for r in rs if r.type == "DAP"),
+            )
 
     changes, estate, customers, daps = run(go())
     key = f"GDAP-{target['id']}"
@@ -229,6 +296,11 @@ def test_sync_records_status_changes_and_pages_partner_center(env: dict[str, str
     assert mine == [(None, "active"), ("active", "terminating"), ("terminating", "terminated")]
     # Partner Center customers (page size 200) and DAP customers (page size 100) were read past page 1.
     assert customers == len(scenario["customers"]) and daps == len(dap_customers) > 100
-    pc_pages = [e for e in emulator.log(all_requests=True) if e["path"].startswith("/partnercenter/v1/customers")
-                and e["method"] == "GET" and "profiles" not in e["path"]]
+    pc_pages = [
+        e
+        for e in emulator.log(all_requests=True)
+        if e["path"].startswith("/partnercenter/v1/customers")
+        and e["method"] == "GET"
+        and "profiles" not in e["path"]
+    ]
     assert len(pc_pages) >= 3 * 3  # three syncs, at least three pages each

@@ -16,8 +16,13 @@ from tests.conftest import ROOT
 
 def test_quick_bench_runs_every_step_and_writes_both_documents(tmp_path: Path) -> None:
     out, work = tmp_path / "out", tmp_path / "work"
-    done = subprocess.run([sys.executable, "-m", "tools.bench", "--quick", "--out-dir", str(out),
-                           "--work-dir", str(work)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.bench", "--quick", "--out-dir", str(out), "--work-dir", str(work)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads((out / "performance.json").read_text(encoding="utf-8"))
     assert doc["quick"] is True and doc["machine"]["cores"] >= 1
@@ -29,7 +34,10 @@ def test_quick_bench_runs_every_step_and_writes_both_documents(tmp_path: Path) -
     assert ingestion["ratio"] > 0 and estate["memory"]["ingestMaxRssMb"] > 0
     # The floor reads both kinds, one query each, as the product does; most of the log is non-interactive.
     kinds = ingestion["floor"]["signInsByKind"]
-    assert sum(kinds.values()) == ingestion["floor"]["signIns"] and kinds["nonInteractive"] > kinds["interactive"] > 0
+    assert (
+        sum(kinds.values()) == ingestion["floor"]["signIns"]
+        and kinds["nonInteractive"] > kinds["interactive"] > 0
+    )
     evaluation = estate["evaluation"]
     assert evaluation["product"]["customersUnderMonitoring"] > 0 and evaluation["ratio"] > 0
     assert evaluation["floor"]["rowsWritten"] == estate["customers"]

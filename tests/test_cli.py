@@ -29,7 +29,9 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 
 def test_audit_json_csv_and_table(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_main(["--emulator", env["EMULATOR_URL"], "audit", "--as-of", "2026-11-21T00:00:00Z"], capsys)
+    code, out, err = run_main(
+        ["--emulator", env["EMULATOR_URL"], "audit", "--as-of", "2026-11-21T00:00:00Z"], capsys
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["summary"]["customersUnderMonitoring"] == 5
@@ -47,24 +49,43 @@ def test_audit_json_csv_and_table(env: dict[str, str], capsys: pytest.CaptureFix
     assert "Adatum Ltd" in out
 
 
-@pytest.mark.parametrize(("argv", "extra_env", "needle"), [
-    (["audit", "--as-of", "yesterday"], {}, "not an ISO 8601 timestamp"),
-    (["audit", "--format", "xml"], {}, "invalid choice"),
-    (["--emulator", "ftp://x", "audit"], {}, "not an http(s) URL"),
-    (["frobnicate"], {}, "invalid choice"),
-    (["audit"], {"POLICY_MODE": "sometimes"}, "POLICY_MODE"),
-    (["audit"], {"SIGNIN_BACKFILL_DAYS": "thirty"}, "SIGNIN_BACKFILL_DAYS"),
-    (["audit"], {"EXCLUDED_TENANTS": "not-a-guid"}, "EXCLUDED_TENANTS"),
-    (["audit"], {"REMOVAL_SCOPE": "dap,csp"}, "REMOVAL_SCOPE"),
-    (["audit"], {"NOTIFY_PARTNER_LANGUAGE": "fr"}, "NOTIFY_PARTNER_LANGUAGE"),
-    (["gdap", "templates"], {"GDAP_GROUP_HELPDESKAGENTS": "Helpdesk Agents"}, "GDAP_GROUP_HELPDESKAGENTS"),
-    (["audit"], {"AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=eA==;"
-                 "TableEndpoint=https://x.table.core.windows.net"}, "key-based"),
-    (["serve", "--host", "0.0.0.0", "--local-operator"], {}, "loopback"),
-])
+@pytest.mark.parametrize(
+    ("argv", "extra_env", "needle"),
+    [
+        (["audit", "--as-of", "yesterday"], {}, "not an ISO 8601 timestamp"),
+        (["audit", "--format", "xml"], {}, "invalid choice"),
+        (["--emulator", "ftp://x", "audit"], {}, "not an http(s) URL"),
+        (["frobnicate"], {}, "invalid choice"),
+        (["audit"], {"POLICY_MODE": "sometimes"}, "POLICY_MODE"),
+        (["audit"], {"SIGNIN_BACKFILL_DAYS": "thirty"}, "SIGNIN_BACKFILL_DAYS"),
+        (["audit"], {"EXCLUDED_TENANTS": "not-a-guid"}, "EXCLUDED_TENANTS"),
+        (["audit"], {"REMOVAL_SCOPE": "dap,csp"}, "REMOVAL_SCOPE"),
+        (["audit"], {"NOTIFY_PARTNER_LANGUAGE": "fr"}, "NOTIFY_PARTNER_LANGUAGE"),
+        (
+            ["gdap", "templates"],
+            {"GDAP_GROUP_HELPDESKAGENTS": "Helpdesk Agents"},
+            "GDAP_GROUP_HELPDESKAGENTS",
+        ),
+        (
+            ["audit"],
+            {
+                "AzureWebJobsStorage": "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=eA==;"
+                "TableEndpoint=https://x.table.core.windows.net"
+            },
+            "key-based",
+        ),
+        (["serve", "--host", "0.0.0.0", "--local-operator"], {}, "loopback"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
-        env: dict[str, str], azurite: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        argv: list[str], extra_env: dict[str, str], needle: str) -> None:
+    env: dict[str, str],
+    azurite: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    extra_env: dict[str, str],
+    needle: str,
+) -> None:
     for key, value in extra_env.items():
         monkeypatch.setenv(key, value)
     code, out, err = run_main(argv, capsys)
@@ -77,8 +98,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 
 def test_upstream_failure_exits_3_as_a_real_process(env: dict[str, str], emulator: Any) -> None:
     emulator.add_faults([{"method": "GET", "pathPrefix": "/v1.0/organization", "status": 403, "times": 5}])
-    result = subprocess.run([sys.executable, "-m", "shared.cli", "audit", "--as-of", "2026-11-21T00:00:00Z"],
-                            cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "audit", "--as-of", "2026-11-21T00:00:00Z"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 3, result.stderr
     assert result.stdout == ""
     assert "upstream service failed" in result.stderr and "403" in result.stderr

@@ -56,7 +56,9 @@ def test_now_is_the_emulators_clock_whatever_the_host_calendar(env: dict[str, st
         assert abs(run(now()) - (NOW + timedelta(hours=3))) < timedelta(seconds=5)
 
 
-def test_the_evaluation_timer_runs_at_microsofts_present_a_year_ahead(env: dict[str, str], emulator: Any) -> None:
+def test_the_evaluation_timer_runs_at_microsofts_present_a_year_ahead(
+    env: dict[str, str], emulator: Any
+) -> None:
     """The calendar bug: the timers read the host clock, so a fixed estate drifted into candidacy as
     the days passed. With the host a year ahead the evaluation still runs at the emulator's now."""
     evaluation = registered_functions()["evaluation"].get_user_function()
@@ -110,14 +112,30 @@ def test_a_future_audit_is_refused_and_records_nothing(env: dict[str, str], emul
 
     coverage, heads = run(go())
     assert coverage.intervals == [] and heads == []
-    command = [sys.executable, "-m", "shared.cli", "--emulator", emulator.url, "audit",
-               "--as-of", iso(NOW + timedelta(days=54))]
-    done = subprocess.run(command, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    command = [
+        sys.executable,
+        "-m",
+        "shared.cli",
+        "--emulator",
+        emulator.url,
+        "audit",
+        "--as-of",
+        iso(NOW + timedelta(days=54)),
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "future" in done.stderr and done.stdout == ""
     # A few seconds ahead is clock skew, not the future.
-    skewed = subprocess.run([*command[:-1], iso(NOW + timedelta(seconds=30))], cwd=ROOT, env=dict(os.environ),
-                            capture_output=True, text=True, timeout=120)
+    skewed = subprocess.run(
+        [*command[:-1], iso(NOW + timedelta(seconds=30))],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert skewed.returncode == 0, skewed.stderr
     assert json.loads(skewed.stdout)["schemaVersion"] == 1
 

@@ -65,8 +65,9 @@ async def at_once(settings: Settings, workers: int = 2) -> list[dict[str, Any]]:
 @pytest.fixture
 def reference(env: dict[str, str], emulator: Any) -> dict[str, Any]:
     """The same estate run by one evaluation and one worker (shared with the fault and crash suites)."""
-    shared = chaos.enforcement_reference(emulator, estate(), settings_with(**ENFORCE, STORAGE_PREFIX="r"
-                                                                           + uuid.uuid4().hex[:10]))
+    shared = chaos.enforcement_reference(
+        emulator, estate(), settings_with(**ENFORCE, STORAGE_PREFIX="r" + uuid.uuid4().hex[:10])
+    )
     assert shared["result"]["queued"] == CANDIDATES
     return {"outcome": shared["outcome"], "actions": chaos.canonical_actions(shared["rows"])}
 
@@ -100,8 +101,9 @@ def write_figures(request: pytest.FixtureRequest) -> Any:
         chaos.record("concurrency-soak" if soak else "concurrency", dict(sorted(FIGURES.items())))
 
 
-def test_two_evaluations_and_two_workers_at_once(env: dict[str, str], emulator: Any,
-                                                 reference: dict[str, Any]) -> None:
+def test_two_evaluations_and_two_workers_at_once(
+    env: dict[str, str], emulator: Any, reference: dict[str, Any]
+) -> None:
     emulator.post_scenario(estate())
     settings = settings_with(**ENFORCE, STORAGE_PREFIX=env["STORAGE_PREFIX"] + "two")
     summaries = run(at_once(settings))
@@ -142,8 +144,9 @@ def test_soak_two_whole_cycles_at_once(env: dict[str, str], emulator: Any, refer
 
 @pytest.mark.soak
 @pytest.mark.parametrize("seed", range(int(os.environ.get("CHAOS_CONCURRENCY_ROUNDS", "10"))))
-def test_soak_concurrent_processes(env: dict[str, str], emulator: Any, azurite: Any, reference: dict[str, Any],
-                                   seed: int) -> None:
+def test_soak_concurrent_processes(
+    env: dict[str, str], emulator: Any, azurite: Any, reference: dict[str, Any], seed: int
+) -> None:
     """Two to four ``enforce`` processes started together (real parallelism, separate interpreters, the
     product's own leases). The store has been audited once before, as the timers would have: on a store
     that never ingested, a run whose ingestion lost the race to another finds no successful ingestion
@@ -157,17 +160,33 @@ def test_soak_concurrent_processes(env: dict[str, str], emulator: Any, azurite: 
     emulator.post_scenario(estate())
     prefix = f"c{seed}x" + uuid.uuid4().hex[:8]
     environment = {k: v for k, v in os.environ.items() if k not in Settings.setting_names()}
-    environment.update({**TEST_PACE, **ENFORCE, "AzureWebJobsStorage": azurite.connection_string, "STORAGE_PREFIX": prefix,
-                        "EMULATOR_URL": emulator.url})
+    environment.update(
+        {
+            **TEST_PACE,
+            **ENFORCE,
+            "AzureWebJobsStorage": azurite.connection_string,
+            "STORAGE_PREFIX": prefix,
+            "EMULATOR_URL": emulator.url,
+        }
+    )
     cli = [sys.executable, "-m", "shared.cli", "--emulator", emulator.url]
-    audit = subprocess.run([*cli, "audit", "--as-of", "2026-11-21T00:00:00Z"], cwd=ROOT, env=environment,
-                           capture_output=True, text=True, timeout=300)
+    audit = subprocess.run(
+        [*cli, "audit", "--as-of", "2026-11-21T00:00:00Z"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert audit.returncode == 0, audit.stderr[-2000:]
     command = [*cli, "enforce", "--as-of", "2026-11-21T00:00:00Z"]
     processes = []
     for _ in range(rng.randint(2, 4)):
-        processes.append(subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE))
+        processes.append(
+            subprocess.Popen(
+                command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        )
         time.sleep(rng.uniform(0, 1.5))
     for p in processes:
         _, err = p.communicate(timeout=300)
@@ -197,8 +216,9 @@ def test_two_readers_advancing_the_same_removal_record_it_once(env: dict[str, st
                 for removal in await RemovalStore(a.storage).with_status("requested"):
                     twin = await RemovalStore(b.storage).get(removal.id)
                     assert twin is not None
-                    await asyncio.gather(refresh_removal(a, removal), refresh_removal(b, twin),
-                                         return_exceptions=True)
+                    await asyncio.gather(
+                        refresh_removal(a, removal), refresh_removal(b, twin), return_exceptions=True
+                    )
             return [r.status for r in await RemovalStore(a.storage).with_status("completed")]
 
     completed = run(advance_together())
@@ -208,8 +228,9 @@ def test_two_readers_advancing_the_same_removal_record_it_once(env: dict[str, st
     assert chaos.duplicate_action_ids(rows) == []
 
 
-def test_a_throttled_removal_keeps_its_lease(env: dict[str, str], emulator: Any,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_throttled_removal_keeps_its_lease(
+    env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A DAP PATCH throttled for longer than the lease (429, Retry-After) while a second delivery of
     the same removal arrives: the first delivery's heartbeat keeps the lease, so the second backs off
     (RemovalBusy) instead of taking the removal over, and the PATCH reaches Partner Center once."""
@@ -228,8 +249,17 @@ def test_a_throttled_removal_keeps_its_lease(env: dict[str, str], emulator: Any,
             await run_evaluation(first, AS_OF)
             queued = await RemovalStore(first.storage).with_status("queued")
             removal = next(r for r in queued if any(rel["type"] == "DAP" for rel in r.relationships))
-            emulator.add_faults([{"method": "PATCH", "pathPrefix": f"/partnercenter/v1/customers/{removal.tenant_id}",
-                                  "status": 429, "retryAfter": 3, "times": 1}])
+            emulator.add_faults(
+                [
+                    {
+                        "method": "PATCH",
+                        "pathPrefix": f"/partnercenter/v1/customers/{removal.tenant_id}",
+                        "status": 429,
+                        "retryAfter": 3,
+                        "times": 1,
+                    }
+                ]
+            )
             running = asyncio.create_task(execute_removal(first, removal.id, owner="first"))
             await asyncio.sleep(1.8)  # the 1 s lease would have lapsed without its heartbeat
             try:

@@ -59,8 +59,16 @@ class Target:
 
 def target(azurite: Any, emulator: Any, prefix: str) -> Target:
     env = {k: v for k, v in os.environ.items() if k not in Settings.setting_names()}
-    env.update({**TEST_PACE, **ENFORCE, "AzureWebJobsStorage": azurite.connection_string, "STORAGE_PREFIX": prefix,
-                "EMULATOR_URL": emulator.url, "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            **TEST_PACE,
+            **ENFORCE,
+            "AzureWebJobsStorage": azurite.connection_string,
+            "STORAGE_PREFIX": prefix,
+            "EMULATOR_URL": emulator.url,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     command = chaos.cli_command(["--emulator", emulator.url, "enforce", "--as-of", AS_OF], LEASE_SECONDS)
     return Target(env, Settings.from_env(env), command)
 
@@ -88,7 +96,9 @@ async def sending_now(settings: Settings) -> int:
     storage = Storage(settings)
     try:
         await storage.ensure()
-        return len([e async for e in query_all(storage.table("Notifications")) if e.get("Status") == "sending"])
+        return len(
+            [e async for e in query_all(storage.table("Notifications")) if e.get("Status") == "sending"]
+        )
     finally:
         await storage.close()
 
@@ -108,8 +118,18 @@ def kill_in_flight(t: Target, emulator: Any, label: str, method: str, prefix: st
     """Run ``enforce``; when it sends the chosen request, kill it. The emulator then executes that
     request (half a second later), as a service does with a request whose client died."""
     emulator.clear_faults()
-    emulator.add_faults([{"method": method, "pathPrefix": prefix, "kind": "timeout", "delaySeconds": 0.5,
-                          "times": 1, "after": after}])
+    emulator.add_faults(
+        [
+            {
+                "method": method,
+                "pathPrefix": prefix,
+                "kind": "timeout",
+                "delaySeconds": 0.5,
+                "times": 1,
+                "after": after,
+            }
+        ]
+    )
     result = chaos.run_until(t.command, t.env, kill_when=lambda _: chaos.fault_served(emulator, 0))
     time.sleep(0.7)  # the request in flight is executed
     emulator.clear_faults()
@@ -139,8 +159,11 @@ async def final_view(settings: Settings) -> dict[str, Any]:
     async with Services(settings) as services:
         report = await audit(services, parse_iso(AS_OF))
     rows = await chaos.action_rows(settings)
-    return {"report": report, "actions": chaos.canonical_actions(rows),
-            "duplicateActions": chaos.duplicate_action_ids(rows)}
+    return {
+        "report": report,
+        "actions": chaos.canonical_actions(rows),
+        "duplicateActions": chaos.duplicate_action_ids(rows),
+    }
 
 
 @pytest.fixture
@@ -148,8 +171,11 @@ def reference(azurite: Any, emulator_process: Any) -> dict[str, Any]:
     """The undisturbed cycle (computed once per session, shared with the fault suite)."""
     t = target(azurite, emulator_process, "ref" + uuid.uuid4().hex[:10])
     shared = chaos.enforcement_reference(emulator_process, estate(), t.settings, AS_OF)
-    return {"outcome": shared["outcome"], "report": shared["report"],
-            "actions": chaos.canonical_actions(shared["rows"])}
+    return {
+        "outcome": shared["outcome"],
+        "report": shared["report"],
+        "actions": chaos.canonical_actions(shared["rows"]),
+    }
 
 
 def check_against(reference: dict[str, Any], t: Target, emulator: Any) -> None:
@@ -157,8 +183,9 @@ def check_against(reference: dict[str, Any], t: Target, emulator: Any) -> None:
     dup = chaos.duplicates(state, emulator.log())
     view = run(final_view(t.settings))
     FIGURES["resumedRuns"] += 1
-    FIGURES["duplicateRequests"] += sum(n - 1 for n in dup.terminates.values()) + \
-        sum(n - 1 for n in dup.dap_patches.values())
+    FIGURES["duplicateRequests"] += sum(n - 1 for n in dup.terminates.values()) + sum(
+        n - 1 for n in dup.dap_patches.values()
+    )
     FIGURES["ambiguousMailResends"] += len(dup.mails)
     FIGURES["reannounced"] += sum(n - 1 for n in chaos.announced(state).values())
     lost = reference["actions"] - view["actions"]
@@ -227,6 +254,7 @@ def test_soak_random_kills(azurite: Any, emulator: Any, reference: dict[str, Any
 
 # --- what the kills found -----------------------------------------------------------------------------------
 
+
 def test_a_half_done_removal_is_resumed_not_queued_again(env: dict[str, str], emulator: Any) -> None:
     """Killed after terminating the first of Wingtip's two relationships (the earlier established):
     the next evaluation sees Wingtip established later, i.e. a new inactivity stretch, and queued a
@@ -258,8 +286,12 @@ def test_a_half_done_removal_is_resumed_not_queued_again(env: dict[str, str], em
             await services.graph.request_termination(first)
             again = await run_evaluation(services, parse_iso(AS_OF))
             await drain_removals(services)
-            mine = [r.id for s in ("queued", "requesting", "requested", "completed", "skipped")
-                    for r in await store.with_status(s) if r.tenant_id == WINGTIP]
+            mine = [
+                r.id
+                for s in ("queued", "requesting", "requested", "completed", "skipped")
+                for r in await store.with_status(s)
+                if r.tenant_id == WINGTIP
+            ]
             return [q["removalId"] for q in again["queued"] if q["tenantId"] == WINGTIP], mine
 
     queued_again, removals = run(go())
@@ -274,7 +306,8 @@ class Killed(BaseException):
 
 
 def test_removals_queued_by_a_run_that_died_before_its_digest_are_announced(
-        env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Killed after queueing four removals and before mailing the partner digest: the next run found
     the removals already queued (not new) and announced none of them; the partner admins never heard
     of four removals. Now the next run announces them, once."""
@@ -299,13 +332,17 @@ def test_removals_queued_by_a_run_that_died_before_its_digest_are_announced(
             await run_cycle(services, parse_iso(AS_OF))  # and a later run announces nothing twice
 
     run(go())
-    digests = [m["message"]["subject"] for m in emulator.outbox()
-               if m["message"]["subject"].startswith("Delegated admin enforcement")]
+    digests = [
+        m["message"]["subject"]
+        for m in emulator.outbox()
+        if m["message"]["subject"].startswith("Delegated admin enforcement")
+    ]
     assert len(digests) == 1 and ": 4 queued for removal" in digests[0], digests
 
 
 def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
-        env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Killed right after Graph accepted a mail: the mail's row said "sending" (its "sent" was written
     after the action record), so the redelivery sent the mail again. Now "sent" is written first, at
     once; the redelivery finds it, sends nothing, and records the action the dead run did not."""
@@ -343,10 +380,13 @@ def test_a_mail_accepted_just_before_the_process_died_is_not_sent_again(
     assert [r["Result"] for r in sent] == ["sent"]
 
 
-@pytest.mark.parametrize(("module", "action"), [("shared.removals.request", "removal.queued"),
-                                                ("shared.evaluation.warnings", "warning.queued")])
+@pytest.mark.parametrize(
+    ("module", "action"),
+    [("shared.removals.request", "removal.queued"), ("shared.evaluation.warnings", "warning.queued")],
+)
 def test_a_record_the_dead_run_did_not_write_is_written_by_the_next(
-        env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch, module: str, action: str) -> None:
+    env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch, module: str, action: str
+) -> None:
     """Killed between creating a removal (or a warning) and recording it in Actions: the next run found
     the row, took it as done, and the record was lost for good. Now the next run writes it (once)."""
     import importlib
@@ -380,7 +420,9 @@ def test_a_record_the_dead_run_did_not_write_is_written_by_the_next(
     assert sum(recorded.values()) == expected and set(recorded.values()) == {1}, recorded
 
 
-def test_a_removal_listed_in_a_digest_is_not_listed_again_after_a_crash(env: dict[str, str], emulator: Any) -> None:
+def test_a_removal_listed_in_a_digest_is_not_listed_again_after_a_crash(
+    env: dict[str, str], emulator: Any
+) -> None:
     """Killed half-way through the removal queue, after the digest had gone out: the next run listed the
     removals still waiting in a second digest. Now a removal is listed in one digest only."""
     from shared.evaluation.run import run_cycle, run_evaluation

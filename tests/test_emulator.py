@@ -94,8 +94,12 @@ def state_rel(emu: RunningEmulator, rel_id: str) -> dict[str, Any]:
 def test_requires_bearer_token_and_sets_request_ids(emu: RunningEmulator) -> None:
     emu.post_scenario(EXAMPLE)
     with httpx.Client(base_url=emu.url) as anon:
-        for path in ("/v1.0/organization", "/beta/auditLogs/signIns", "/partnercenter/v1/customers",
-                     "/customeradmin/v1/delegatedAdminCustomers"):
+        for path in (
+            "/v1.0/organization",
+            "/beta/auditLogs/signIns",
+            "/partnercenter/v1/customers",
+            "/customeradmin/v1/delegatedAdminCustomers",
+        ):
             resp = anon.get(path)
             assert resp.status_code == 401, path
             assert resp.json()["error"]["code"] == "InvalidAuthenticationToken"
@@ -111,7 +115,12 @@ def test_requires_bearer_token_and_sets_request_ids(emu: RunningEmulator) -> Non
 
 def test_date_header_is_the_emulator_clock(emu: RunningEmulator, api: httpx.Client) -> None:
     emu.post_scenario(EXAMPLE)  # now = 2026-11-21T00:00:00Z
-    for path in ("/v1.0/organization", "/beta/auditLogs/signIns", "/partnercenter/v1/customers", "/beta/nope"):
+    for path in (
+        "/v1.0/organization",
+        "/beta/auditLogs/signIns",
+        "/partnercenter/v1/customers",
+        "/beta/nope",
+    ):
         assert api.get(path).headers["Date"] == "Sat, 21 Nov 2026 00:00:00 GMT", path
     with httpx.Client(base_url=emu.url) as anon:  # errors and the control API carry it too
         assert anon.get("/v1.0/organization").headers["Date"] == "Sat, 21 Nov 2026 00:00:00 GMT"
@@ -133,24 +142,39 @@ def test_beta_and_v1_sign_in_shapes(emu: RunningEmulator, api: httpx.Client) -> 
     assert first["homeTenantId"] == EXAMPLE["partner"]["tenantId"]
     assert first["userPrincipalName"] == "agent0@contoso.example" and first["userDisplayName"] == "Agent 0"
     assert first["status"] == {"errorCode": 0, "failureReason": None, "additionalDetails": None}
-    for field in ("crossTenantAccessType", "homeTenantName", "userType", "signInEventTypes", "resourceOwnerTenantId"):
+    for field in (
+        "crossTenantAccessType",
+        "homeTenantName",
+        "userType",
+        "signInEventTypes",
+        "resourceOwnerTenantId",
+    ):
         assert field not in v1["value"][0]
     assert v1["value"][0]["resourceTenantId"] == first["resourceTenantId"]
     failed = next(s for s in beta["value"] if s["status"]["errorCode"])
     assert failed["status"]["errorCode"] == 50076 and isinstance(failed["status"]["failureReason"], str)
 
-    resp = api.get("/v1.0/auditLogs/signIns", params={"$filter": "crossTenantAccessType eq 'serviceProvider'"})
+    resp = api.get(
+        "/v1.0/auditLogs/signIns", params={"$filter": "crossTenantAccessType eq 'serviceProvider'"}
+    )
     assert resp.status_code == 400
     assert resp.json()["error"]["message"] == (
         "Invalid filter clause: Could not find a property named 'crossTenantAccessType' on type "
-        "'microsoft.graph.signIn'.")
+        "'microsoft.graph.signIn'."
+    )
     assert set(resp.json()["error"]["innerError"]) >= {"date", "request-id", "client-request-id"}
 
     sel = api.get("/beta/auditLogs/signIns", params={"$select": "createdDateTime,resourceTenantId"}).json()
     assert set(sel["value"][0]) == {"id", "createdDateTime", "resourceTenantId"}
     assert api.get("/beta/auditLogs/signIns", params={"$top": "1001"}).status_code == 400
-    assert api.get("/beta/auditLogs/signIns", params={"$filter": "appId eq 'x' or userId eq 'y'"}).status_code == 400
-    assert api.get("/beta/auditLogs/signIns", params={"$filter": "startswith(appDisplayName,'A')"}).status_code == 400
+    assert (
+        api.get("/beta/auditLogs/signIns", params={"$filter": "appId eq 'x' or userId eq 'y'"}).status_code
+        == 400
+    )
+    assert (
+        api.get("/beta/auditLogs/signIns", params={"$filter": "startswith(appDisplayName,'A')"}).status_code
+        == 400
+    )
 
 
 def test_fast_sign_in_encoding_matches_the_object_form() -> None:
@@ -159,23 +183,45 @@ def test_fast_sign_in_encoding_matches_the_object_form() -> None:
     from tools.emulator.wire import apply_select
 
     scenario = load_scenario_text(LIFECYCLE.read_bytes())
-    scenario["signIns"].append({"id": 'odd"id', "createdDateTime": "2026-11-20T01:02:03.1234567Z", "userId": "stranger",
-                                "resourceTenantId": DAP_TENANT, "crossTenantAccessType": "serviceProvider",
-                                "errorCode": 53003, "appDisplayName": "Some \\ App"})
-    scenario["signIns"].append({"id": "non-interactive", "createdDateTime": "2026-11-20T01:02:04Z",
-                                "userId": LIFE["agents"][0]["id"], "resourceTenantId": DAP_TENANT,
-                                "crossTenantAccessType": "serviceProvider,b2bCollaboration",
-                                "signInEventTypes": ["nonInteractiveUser"]})
+    scenario["signIns"].append(
+        {
+            "id": 'odd"id',
+            "createdDateTime": "2026-11-20T01:02:03.1234567Z",
+            "userId": "stranger",
+            "resourceTenantId": DAP_TENANT,
+            "crossTenantAccessType": "serviceProvider",
+            "errorCode": 53003,
+            "appDisplayName": "Some \\ App",
+        }
+    )
+    scenario["signIns"].append(
+        {
+            "id": "non-interactive",
+            "createdDateTime": "2026-11-20T01:02:04Z",
+            "userId": LIFE["agents"][0]["id"],
+            "resourceTenantId": DAP_TENANT,
+            "crossTenantAccessType": "serviceProvider,b2bCollaboration",
+            "signInEventTypes": ["nonInteractiveUser"],
+        }
+    )
     estate = SimEstate(scenario)
     assert {r.event_type for r in estate.signins.rows} == {"interactiveUser", "nonInteractiveUser"}
-    fields = ["createdDateTime", "userPrincipalName", "status", "location", "isInteractive", "signInEventTypes",
-              "crossTenantAccessType"]
+    fields = [
+        "createdDateTime",
+        "userPrincipalName",
+        "status",
+        "location",
+        "isInteractive",
+        "signInEventTypes",
+        "crossTenantAccessType",
+    ]
     for row in estate.signins.rows:
         for beta in (True, False):
             assert json.loads(estate.signin_json(row, beta)) == estate.signin_wire(row, beta)
             picked = fields if beta else fields[:-2]
             assert json.loads(estate.signin_select_json(row, beta, picked)) == apply_select(
-                estate.signin_wire(row, beta), picked)
+                estate.signin_wire(row, beta), picked
+            )
 
 
 def test_sign_in_filters(emu: RunningEmulator, api: httpx.Client) -> None:
@@ -189,8 +235,9 @@ def test_sign_in_filters(emu: RunningEmulator, api: httpx.Client) -> None:
 
     assert ids("createdDateTime ge 2026-11-20T22:00:00Z") == ["01", "02"]
     assert ids("createdDateTime gt 2026-11-20T22:00:00Z") == ["01"]
-    assert ids("createdDateTime ge 2026-11-19T00:00:00Z and createdDateTime le 2026-11-20T21:00:00.0000000Z") == [
-        "03", "04"]
+    assert ids(
+        "createdDateTime ge 2026-11-19T00:00:00Z and createdDateTime le 2026-11-20T21:00:00.0000000Z"
+    ) == ["03", "04"]
     assert ids("createdDateTime lt 2026-11-20T21:00:00Z") == ["04", "05"]
     assert ids("createdDateTime ge 2026-11-20T07:00:00+09:00") == ["01", "02", "03"]
     flt = f"crossTenantAccessType eq 'serviceProvider' and resourceTenantId eq '{tenant}' and status/errorCode eq 0"
@@ -222,9 +269,16 @@ def test_paging_past_1000_is_stable_while_sign_ins_arrive(emu: RunningEmulator, 
     tenant = EXAMPLE["customers"][0]["tenantId"]
     user = EXAMPLE["agents"][0]["id"]
     scenario["signIns"] = [
-        {"id": f"00000000-0000-4000-8000-{i:012d}", "createdDateTime": iso(now - timedelta(minutes=10 * (i // 2))),
-         "userId": user, "resourceTenantId": tenant, "crossTenantAccessType": "serviceProvider", "errorCode": 0}
-        for i in range(2500)]  # pairs share a timestamp: the cursor must order by (time, id)
+        {
+            "id": f"00000000-0000-4000-8000-{i:012d}",
+            "createdDateTime": iso(now - timedelta(minutes=10 * (i // 2))),
+            "userId": user,
+            "resourceTenantId": tenant,
+            "crossTenantAccessType": "serviceProvider",
+            "errorCode": 0,
+        }
+        for i in range(2500)
+    ]  # pairs share a timestamp: the cursor must order by (time, id)
     emu.post_scenario(scenario)
     flt = "createdDateTime ge 2026-10-25T00:00:00Z and crossTenantAccessType eq 'serviceProvider'"
     first = api.get("/beta/auditLogs/signIns", params={"$filter": flt})
@@ -236,16 +290,32 @@ def test_paging_past_1000_is_stable_while_sign_ins_arrive(emu: RunningEmulator, 
     assert dict(parse_qsl(parsed.query))["$filter"] == flt and "$skiptoken" in dict(parse_qsl(parsed.query))
     collected = [s["id"] for s in body["value"]]
     # New activity arrives between pages: newer than the cursor (must not show up) and older (must).
-    newer = [{"id": f"11111111-0000-4000-8000-{i:012d}", "createdDateTime": iso(now - timedelta(seconds=i + 1)),
-              "userId": user, "resourceTenantId": tenant} for i in range(30)]
-    older = [{"id": "22222222-0000-4000-8000-000000000001", "createdDateTime": iso(now - timedelta(days=10)),
-              "userId": user, "resourceTenantId": tenant}]
+    newer = [
+        {
+            "id": f"11111111-0000-4000-8000-{i:012d}",
+            "createdDateTime": iso(now - timedelta(seconds=i + 1)),
+            "userId": user,
+            "resourceTenantId": tenant,
+        }
+        for i in range(30)
+    ]
+    older = [
+        {
+            "id": "22222222-0000-4000-8000-000000000001",
+            "createdDateTime": iso(now - timedelta(days=10)),
+            "userId": user,
+            "resourceTenantId": tenant,
+        }
+    ]
     assert emu.add_sign_ins(newer + older) == 31
     collected += [s["id"] for s in follow(api, link)]
     expected = {s["id"] for s in scenario["signIns"]} | {older[0]["id"]}
     assert len(collected) == len(set(collected)) == len(expected)
     assert set(collected) == expected
-    times = [s["createdDateTime"] for s in api.get("/beta/auditLogs/signIns", params={"$top": "50"}).json()["value"]]
+    times = [
+        s["createdDateTime"]
+        for s in api.get("/beta/auditLogs/signIns", params={"$top": "50"}).json()["value"]
+    ]
     assert times == sorted(times, reverse=True)
 
     start = time.perf_counter()
@@ -261,9 +331,14 @@ SIGNINS = "/beta/auditLogs/signIns"
 
 def sign_in(i: int, minutes_ago: float, **fields: Any) -> dict[str, Any]:
     """A scenario sign-in numbered ``i`` (the last digits of its id), ``minutes_ago`` before the clock."""
-    row = {"id": f"5a000000-0000-4000-8000-{i:012d}", "createdDateTime": iso(NOW - timedelta(minutes=minutes_ago)),
-           "userId": EXAMPLE["agents"][0]["id"], "resourceTenantId": EXAMPLE["customers"][0]["tenantId"],
-           "crossTenantAccessType": "serviceProvider", "errorCode": 0}
+    row = {
+        "id": f"5a000000-0000-4000-8000-{i:012d}",
+        "createdDateTime": iso(NOW - timedelta(minutes=minutes_ago)),
+        "userId": EXAMPLE["agents"][0]["id"],
+        "resourceTenantId": EXAMPLE["customers"][0]["tenantId"],
+        "crossTenantAccessType": "serviceProvider",
+        "errorCode": 0,
+    }
     row.update(fields)
     return row
 
@@ -291,13 +366,22 @@ BOTH = "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUs
 
 def event_type_estate() -> dict[str, Any]:
     non = {"signInEventTypes": ["nonInteractiveUser"]}
-    return with_sign_ins([
-        sign_in(1, 10), sign_in(2, 20, **non), sign_in(3, 30, **non), sign_in(4, 40, signInEventTypes=["interactiveUser"]),
-        sign_in(5, 50, **non, errorCode=50126), sign_in(6, 60, **non, crossTenantAccessType="b2bCollaboration"),
-        sign_in(7, 70)])
+    return with_sign_ins(
+        [
+            sign_in(1, 10),
+            sign_in(2, 20, **non),
+            sign_in(3, 30, **non),
+            sign_in(4, 40, signInEventTypes=["interactiveUser"]),
+            sign_in(5, 50, **non, errorCode=50126),
+            sign_in(6, 60, **non, crossTenantAccessType="b2bCollaboration"),
+            sign_in(7, 70),
+        ]
+    )
 
 
-def test_without_an_event_type_filter_only_interactive_sign_ins(emu: RunningEmulator, api: httpx.Client) -> None:
+def test_without_an_event_type_filter_only_interactive_sign_ins(
+    emu: RunningEmulator, api: httpx.Client
+) -> None:
     emu.post_scenario(event_type_estate())
     assert numbers(api) == [1, 4, 7]
     assert numbers(api, "createdDateTime ge 2026-11-20T22:00:00Z and status/errorCode eq 0") == [1, 4, 7]
@@ -314,10 +398,20 @@ def test_sign_in_event_type_filters(emu: RunningEmulator, api: httpx.Client) -> 
     assert numbers(api, "signInEventTypes/any(t:t eq 'interactiveUser')") == [1, 4, 7]
     assert numbers(api, "(signInEventTypes/any(t: t eq 'nonInteractiveUser'))") == [2, 3, 5, 6]
     assert numbers(api, "SignInEventTypes/ANY(x: x EQ 'NONINTERACTIVEUSER')") == [2, 3, 5, 6]
-    assert numbers(api, "signInEventTypes/any(t: t ne 'interactiveUser')") == [2, 3, 5, 6]  # Microsoft's example
+    assert numbers(api, "signInEventTypes/any(t: t ne 'interactiveUser')") == [
+        2,
+        3,
+        5,
+        6,
+    ]  # Microsoft's example
     # ANDed with the other clauses, in any position
-    assert numbers(api, f"createdDateTime ge 2026-11-20T23:15:00Z and {NON} and status/errorCode eq 0") == [2, 3]
-    assert numbers(api, f"{NON} and crossTenantAccessType eq 'serviceProvider' and status/errorCode eq 0") == [2, 3]
+    assert numbers(api, f"createdDateTime ge 2026-11-20T23:15:00Z and {NON} and status/errorCode eq 0") == [
+        2,
+        3,
+    ]
+    assert numbers(
+        api, f"{NON} and crossTenantAccessType eq 'serviceProvider' and status/errorCode eq 0"
+    ) == [2, 3]
     # both user types: inside one lambda, or as an 'or' of two lambdas; newest first across both, paged
     assert numbers(api, BOTH) == [1, 2, 3, 4, 5, 6, 7]
     assert numbers(api, BOTH, **{"$top": "2"}) == [1, 2, 3, 4, 5, 6, 7]
@@ -329,9 +423,14 @@ def test_sign_in_event_type_filters(emu: RunningEmulator, api: httpx.Client) -> 
 
     non = api.get(SIGNINS, params={"$filter": NON, "$top": "1"}).json()["value"][0]
     assert non["signInEventTypes"] == ["nonInteractiveUser"] and non["isInteractive"] is False
-    picked = api.get(SIGNINS, params={"$filter": NON, "$top": "1", "$select": "isInteractive,signInEventTypes"})
-    assert picked.json()["value"][0] == {"id": non["id"], "isInteractive": False,
-                                         "signInEventTypes": ["nonInteractiveUser"]}
+    picked = api.get(
+        SIGNINS, params={"$filter": NON, "$top": "1", "$select": "isInteractive,signInEventTypes"}
+    )
+    assert picked.json()["value"][0] == {
+        "id": non["id"],
+        "isInteractive": False,
+        "signInEventTypes": ["nonInteractiveUser"],
+    }
     assert api.get(f"{SIGNINS}/{non['id']}").json()["isInteractive"] is False  # get by id: any event type
     assert emu.state()["signIns"][1]["signInEventTypes"] == ["nonInteractiveUser"]
 
@@ -341,25 +440,48 @@ def test_sign_in_event_type_filters(emu: RunningEmulator, api: httpx.Client) -> 
         return str(resp.json()["error"]["message"])
 
     # Graph: "the filter for getting both user and service principal sign-in event types is not supported"
-    assert "not supported" in refused("signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'servicePrincipal')")
     assert "not supported" in refused(
-        "signInEventTypes/any(t: t eq 'nonInteractiveUser') or signInEventTypes/any(t: t eq 'managedIdentity')")
-    assert refused(NON, "v1.0") == ("Invalid filter clause: Could not find a property named 'signInEventTypes' "
-                                    "on type 'microsoft.graph.signIn'.")
-    for bad in ("signInEventTypes/all(t: t eq 'interactiveUser')", "signInEventTypes/any(t: u eq 'interactiveUser')",
-                "signInEventTypes/any(t eq 'interactiveUser')", "signInEventTypes/any(t: t eq 'interactiveUser'",
-                f"{NON} or status/errorCode eq 0", f"not {NON}", "riskEventTypes_v2/any(t: t eq 'generic')"):
+        "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'servicePrincipal')"
+    )
+    assert "not supported" in refused(
+        "signInEventTypes/any(t: t eq 'nonInteractiveUser') or signInEventTypes/any(t: t eq 'managedIdentity')"
+    )
+    assert refused(NON, "v1.0") == (
+        "Invalid filter clause: Could not find a property named 'signInEventTypes' "
+        "on type 'microsoft.graph.signIn'."
+    )
+    for bad in (
+        "signInEventTypes/all(t: t eq 'interactiveUser')",
+        "signInEventTypes/any(t: u eq 'interactiveUser')",
+        "signInEventTypes/any(t eq 'interactiveUser')",
+        "signInEventTypes/any(t: t eq 'interactiveUser'",
+        f"{NON} or status/errorCode eq 0",
+        f"not {NON}",
+        "riskEventTypes_v2/any(t: t eq 'generic')",
+    ):
         assert refused(bad).startswith("Invalid filter clause"), bad
 
 
 def test_cross_tenant_access_type_is_a_flags_enum(emu: RunningEmulator, api: httpx.Client) -> None:
-    emu.post_scenario(with_sign_ins([
-        sign_in(1, 10), sign_in(2, 20, crossTenantAccessType="serviceProvider, b2bCollaboration"),
-        sign_in(3, 30, crossTenantAccessType="b2bCollaboration"), sign_in(4, 40, crossTenantAccessType="none"),
-        sign_in(5, 50, crossTenantAccessType="b2bDirectConnect,serviceProvider")]))
+    emu.post_scenario(
+        with_sign_ins(
+            [
+                sign_in(1, 10),
+                sign_in(2, 20, crossTenantAccessType="serviceProvider, b2bCollaboration"),
+                sign_in(3, 30, crossTenantAccessType="b2bCollaboration"),
+                sign_in(4, 40, crossTenantAccessType="none"),
+                sign_in(5, 50, crossTenantAccessType="b2bDirectConnect,serviceProvider"),
+            ]
+        )
+    )
     wire = {int(s["id"][-12:]): s["crossTenantAccessType"] for s in api.get(SIGNINS).json()["value"]}
-    assert wire == {1: "serviceProvider", 2: "b2bCollaboration,serviceProvider", 3: "b2bCollaboration", 4: "none",
-                    5: "b2bDirectConnect,serviceProvider"}  # as Graph writes flags: declaration order, commas
+    assert wire == {
+        1: "serviceProvider",
+        2: "b2bCollaboration,serviceProvider",
+        3: "b2bCollaboration",
+        4: "none",
+        5: "b2bDirectConnect,serviceProvider",
+    }  # as Graph writes flags: declaration order, commas
     cta = "crossTenantAccessType"
     assert numbers(api, f"{cta} eq 'serviceProvider'") == [1]  # the whole value, not one flag
     assert numbers(api, f"{cta} eq 'serviceProvider,b2bCollaboration'") == [2]  # a set: order does not matter
@@ -376,8 +498,17 @@ def test_cross_tenant_access_type_is_a_flags_enum(emu: RunningEmulator, api: htt
 
 
 def test_sign_ins_are_served_after_the_log_latency(emu: RunningEmulator, api: httpx.Client) -> None:
-    emu.post_scenario(with_sign_ins([sign_in(1, 2), sign_in(2, 4.5), sign_in(3, 6, signInEventTypes=["nonInteractiveUser"]),
-                                     sign_in(4, 30)], signInLatencySeconds=300))
+    emu.post_scenario(
+        with_sign_ins(
+            [
+                sign_in(1, 2),
+                sign_in(2, 4.5),
+                sign_in(3, 6, signInEventTypes=["nonInteractiveUser"]),
+                sign_in(4, 30),
+            ],
+            signInLatencySeconds=300,
+        )
+    )
     assert numbers(api, BOTH) == [3, 4]  # 1 and 2 happened less than 5 minutes ago
     late = sign_in(1, 2)["id"]
     assert api.get(f"{SIGNINS}/{late}").status_code == 404
@@ -396,7 +527,11 @@ def test_empty_pages_and_short_pages_continue_the_query(emu: RunningEmulator, ap
     assert api.get(f"{SIGNINS}/{sign_in(1, 1)['id']}").status_code == 200
     first = api.get(SIGNINS, params={"$top": "3", "$filter": "status/errorCode eq 0"})
     body = first.json()
-    assert first.status_code == 200 and body["value"] == [] and body["@odata.context"].endswith("auditLogs/signIns")
+    assert (
+        first.status_code == 200
+        and body["value"] == []
+        and body["@odata.context"].endswith("auditLogs/signIns")
+    )
     link = body["@odata.nextLink"]
     assert dict(parse_qsl(urlsplit(link).query))["$filter"] == "status/errorCode eq 0"
     second = api.get(link).json()
@@ -419,28 +554,45 @@ def test_empty_pages_and_short_pages_continue_the_query(emu: RunningEmulator, ap
     assert sizes == [2, 2, 3] and collected == everything
     labels = [e.get("fault") for e in emu.log(all_requests=True) if e["path"] == SIGNINS]
     assert labels.count("empty") == 3 and labels.count("pageSize") == 2
-    for bad in ({"pathPrefix": SIGNINS, "empty": True, "status": 500}, {"pathPrefix": SIGNINS, "pageSize": 0},
-                {"pathPrefix": SIGNINS, "empty": "yes"}):
+    for bad in (
+        {"pathPrefix": SIGNINS, "empty": True, "status": 500},
+        {"pathPrefix": SIGNINS, "pageSize": 0},
+        {"pathPrefix": SIGNINS, "empty": "yes"},
+    ):
         assert httpx.post(f"{emu.url}/_emulator/faults", json=bad).status_code == 400, bad
     exported = emu.state()
     emu.post_scenario(exported)  # the export (faults and sign-ins included) loads back
-    assert emu.faults() == [{**f, "served": 0, **({"passed": 0} if "passed" in f else {})}
-                            for f in exported["faults"]]
+    assert emu.faults() == [
+        {**f, "served": 0, **({"passed": 0} if "passed" in f else {})} for f in exported["faults"]
+    ]
 
 
 def test_empty_and_short_pages_on_every_graph_list(emu: RunningEmulator, api: httpx.Client) -> None:
     emu.post_scenario(LIFE)
     group = LIFE["groups"][0]["id"]
     assign = f"{REL}/{GA_REL}/accessAssignments"
-    second = "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002"  # customer 02 has two
+    second = (
+        "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002"  # customer 02 has two
+    )
     assert api.post(f"{REL}/{second}/requests", json={"action": "terminate"}).status_code == 201
-    lists = [REL, assign, f"{REL}/{second}/requests", f"/v1.0/groups/{group}/transitiveMembers", "/v1.0/groups",
-             "/v1.0/tenantRelationships/delegatedAdminCustomers", "/v1.0/contracts"]
+    lists = [
+        REL,
+        assign,
+        f"{REL}/{second}/requests",
+        f"/v1.0/groups/{group}/transitiveMembers",
+        "/v1.0/groups",
+        "/v1.0/tenantRelationships/delegatedAdminCustomers",
+        "/v1.0/contracts",
+    ]
     expected = {path: follow(api, f"{emu.url}{path}") for path in lists}
     assert all(len(items) >= 1 for items in expected.values()) and len(expected["/v1.0/groups"]) >= 3
     for path in lists:
-        emu.add_faults([{"method": "GET", "pathPrefix": path.split("?")[0], "empty": True, "times": 1},
-                        {"method": "GET", "pathPrefix": path.split("?")[0], "pageSize": 1, "times": 2}])
+        emu.add_faults(
+            [
+                {"method": "GET", "pathPrefix": path.split("?")[0], "empty": True, "times": 1},
+                {"method": "GET", "pathPrefix": path.split("?")[0], "pageSize": 1, "times": 2},
+            ]
+        )
         body = api.get(path).json()
         assert body["value"] == [] and "@odata.nextLink" in body, path
         pages = []
@@ -485,39 +637,73 @@ def test_sign_in_log_licence_and_missing_permissions(emu: RunningEmulator, api: 
         resp = api.get(path)
         assert resp.status_code == 403, path
         assert resp.json()["error"]["code"] == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
-        assert resp.json()["error"]["message"] == "Neither tenant is B2C or tenant doesn't have premium license"
+        assert (
+            resp.json()["error"]["message"] == "Neither tenant is B2C or tenant doesn't have premium license"
+        )
     assert api.get(REL).status_code == 200
 
     def code(resp: httpx.Response) -> tuple[int, str]:
         return resp.status_code, str(resp.json()["error"]["code"]) if resp.content else ""
 
     sender = LIFE["partner"]["senderMailbox"]
-    mail = {"message": {"subject": "s", "body": {"contentType": "Text", "content": "c"},
-                        "toRecipients": [{"emailAddress": {"address": "a@b.example"}}]}}
+    mail = {
+        "message": {
+            "subject": "s",
+            "body": {"contentType": "Text", "content": "c"},
+            "toRecipients": [{"emailAddress": {"address": "a@b.example"}}],
+        }
+    }
     group = LIFE["groups"][0]["id"]
-    emu.post_scenario({**LIFE, "signInLogLicensed": False,
-                       "missingPermissions": ["AuditLog.Read.All", "delegatedadminrelationship.readwrite.all",
-                                              "Mail.Send", "GroupMember.Read.All"]})
+    emu.post_scenario(
+        {
+            **LIFE,
+            "signInLogLicensed": False,
+            "missingPermissions": [
+                "AuditLog.Read.All",
+                "delegatedadminrelationship.readwrite.all",
+                "Mail.Send",
+                "GroupMember.Read.All",
+            ],
+        }
+    )
     resp = api.get(SIGNINS)  # the permission is checked before the licence
     assert code(resp) == (403, "Authentication_MSGraphPermissionMissing")
-    assert resp.json()["error"]["message"] == "Calling principal does not have required MSGraph permissions AuditLog.Read.All"
+    assert (
+        resp.json()["error"]["message"]
+        == "Calling principal does not have required MSGraph permissions AuditLog.Read.All"
+    )
     assert api.get(REL).status_code == 200  # DelegatedAdminRelationship.Read.All still reads
     assert code(api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"})) == (
-        403, "Authorization_RequestDenied")
+        403,
+        "Authorization_RequestDenied",
+    )
     assert api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"}).json()["error"]["message"] == (
-        "Insufficient privileges to complete the operation.")
+        "Insufficient privileges to complete the operation."
+    )
     assert code(api.post(f"/v1.0/users/{sender}/sendMail", json=mail)) == (403, "ErrorAccessDenied")
     assert code(api.get(f"/v1.0/groups/{group}/transitiveMembers")) == (403, "Authorization_RequestDenied")
     assert code(api.get("/v1.0/groups")) == (403, "Authorization_RequestDenied")
     assert api.get("/v1.0/organization").status_code == 200 and emu.outbox() == []
     assert state_rel(emu, GA_REL)["status"] == "active"
-    emu.post_scenario({**LIFE, "missingPermissions": ["DelegatedAdminRelationship.Read.All",
-                                                      "DelegatedAdminRelationship.ReadWrite.All"]})
+    emu.post_scenario(
+        {
+            **LIFE,
+            "missingPermissions": [
+                "DelegatedAdminRelationship.Read.All",
+                "DelegatedAdminRelationship.ReadWrite.All",
+            ],
+        }
+    )
     assert code(api.get(REL)) == (403, "Authorization_RequestDenied")
-    assert code(api.get("/v1.0/tenantRelationships/delegatedAdminCustomers")) == (403, "Authorization_RequestDenied")
+    assert code(api.get("/v1.0/tenantRelationships/delegatedAdminCustomers")) == (
+        403,
+        "Authorization_RequestDenied",
+    )
     assert api.get(SIGNINS).status_code == 200
-    assert emu.state(sign_ins=False)["missingPermissions"] == ["DelegatedAdminRelationship.Read.All",
-                                                               "DelegatedAdminRelationship.ReadWrite.All"]
+    assert emu.state(sign_ins=False)["missingPermissions"] == [
+        "DelegatedAdminRelationship.Read.All",
+        "DelegatedAdminRelationship.ReadWrite.All",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- GDAP
@@ -528,14 +714,28 @@ def many_relationships(n: int) -> dict[str, Any]:
     statuses = ["active", "terminated", "expired", "approvalPending", "created"]
     for i in range(n):
         tenant = str(uuid.UUID(int=0xABC0000000000000 + i))
-        scenario["customers"].append({
-            "tenantId": tenant, "displayName": f"Bulk {i:03d} Ltd", "culture": "en-US", "contacts": [], "dap": None,
-            "gdapRelationships": [{
-                "id": f"{uuid.UUID(int=i + 7)}-{tenant}", "displayName": f"bulk-{i:03d}",
-                "status": statuses[i % len(statuses)], "duration": "P730D",
-                "createdDateTime": iso(datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=i)),
-                "activatedDateTime": "2025-02-01T00:00:00Z", "endDateTime": "2027-02-01T00:00:00Z",
-                "roles": [HELPDESK], "accessAssignments": []}]})
+        scenario["customers"].append(
+            {
+                "tenantId": tenant,
+                "displayName": f"Bulk {i:03d} Ltd",
+                "culture": "en-US",
+                "contacts": [],
+                "dap": None,
+                "gdapRelationships": [
+                    {
+                        "id": f"{uuid.UUID(int=i + 7)}-{tenant}",
+                        "displayName": f"bulk-{i:03d}",
+                        "status": statuses[i % len(statuses)],
+                        "duration": "P730D",
+                        "createdDateTime": iso(datetime(2025, 1, 1, tzinfo=UTC) + timedelta(hours=i)),
+                        "activatedDateTime": "2025-02-01T00:00:00Z",
+                        "endDateTime": "2027-02-01T00:00:00Z",
+                        "roles": [HELPDESK],
+                        "accessAssignments": [],
+                    }
+                ],
+            }
+        )
     return scenario
 
 
@@ -546,17 +746,32 @@ def test_gdap_list_paging_and_filters(emu: RunningEmulator, api: httpx.Client) -
     rel = first["value"][0]
     assert rel["@odata.type"] == "#microsoft.graph.delegatedAdminRelationship"
     assert rel["@odata.etag"].startswith('W/"')
-    assert {"id", "displayName", "duration", "customer", "accessDetails", "status", "autoExtendDuration",
-            "createdDateTime", "activatedDateTime", "lastModifiedDateTime", "endDateTime"} <= set(rel)
+    assert {
+        "id",
+        "displayName",
+        "duration",
+        "customer",
+        "accessDetails",
+        "status",
+        "autoExtendDuration",
+        "createdDateTime",
+        "activatedDateTime",
+        "lastModifiedDateTime",
+        "endDateTime",
+    } <= set(rel)
     everything = follow(api, f"{emu.url}{REL}")
     assert len(everything) == len({r["id"] for r in everything}) == 350 + 4
     assert api.get(REL, params={"$top": "301"}).status_code == 400
     paged = follow(api, f"{emu.url}{REL}?$top=40&$filter=status eq 'active'")
     assert len(paged) == 70 + 3 and all(r["status"] == "active" for r in paged)
     tenant = str(uuid.UUID(int=0xABC0000000000000 + 5))
-    combined = api.get(REL, params={"$filter": f"(status eq 'active') AND (customer/tenantId eq '{tenant}')"}).json()
+    combined = api.get(
+        REL, params={"$filter": f"(status eq 'active') AND (customer/tenantId eq '{tenant}')"}
+    ).json()
     assert [r["customer"]["tenantId"] for r in combined["value"]] == [tenant]
-    either = api.get(REL, params={"$filter": "status eq 'created' or status eq 'approvalPending'"}).json()["value"]
+    either = api.get(REL, params={"$filter": "status eq 'created' or status eq 'approvalPending'"}).json()[
+        "value"
+    ]
     assert len(either) == 141 and {r["status"] for r in either} == {"created", "approvalPending"}
     assert api.get(REL, params={"$filter": "nope eq 'x'"}).status_code == 400
     missing = api.get(f"{REL}/does-not-exist")
@@ -568,15 +783,26 @@ def test_if_match_etags_and_updates(emu: RunningEmulator, api: httpx.Client) -> 
     old = etag_of(api, DRAFT_REL)
     resp = api.patch(f"{REL}/{DRAFT_REL}", json={"displayName": "Draft renamed"})
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "MissingIfMatchHeader"
-    resp = api.patch(f"{REL}/{DRAFT_REL}", json={"displayName": "Draft renamed"}, headers={"If-Match": 'W/"stale"'})
+    resp = api.patch(
+        f"{REL}/{DRAFT_REL}", json={"displayName": "Draft renamed"}, headers={"If-Match": 'W/"stale"'}
+    )
     assert resp.status_code == 412 and resp.json()["error"]["code"] == "PreconditionFailed"
-    resp = api.patch(f"{REL}/{DRAFT_REL}", json={"displayName": "Draft renamed", "duration": "P365D"},
-                     headers={"If-Match": old})
+    resp = api.patch(
+        f"{REL}/{DRAFT_REL}",
+        json={"displayName": "Draft renamed", "duration": "P365D"},
+        headers={"If-Match": old},
+    )
     assert resp.status_code == 200 and resp.json()["displayName"] == "Draft renamed"
     new = resp.json()["@odata.etag"]
     assert new != old and etag_of(api, DRAFT_REL) == new
-    assert api.patch(f"{REL}/{DRAFT_REL}", json={"duration": "P800D"}, headers={"If-Match": new}).status_code == 400
-    assert api.patch(f"{REL}/{DRAFT_REL}", json={"displayName": "x" * 51}, headers={"If-Match": new}).status_code == 400
+    assert (
+        api.patch(f"{REL}/{DRAFT_REL}", json={"duration": "P800D"}, headers={"If-Match": new}).status_code
+        == 400
+    )
+    assert (
+        api.patch(f"{REL}/{DRAFT_REL}", json={"displayName": "x" * 51}, headers={"If-Match": new}).status_code
+        == 400
+    )
 
     # active: autoExtend allowed (not with Global Administrator), GA removal is a long-running operation
     ga_etag = etag_of(api, GA_REL)
@@ -584,26 +810,35 @@ def test_if_match_etags_and_updates(emu: RunningEmulator, api: httpx.Client) -> 
     assert resp.status_code == 400
     resp = api.patch(f"{REL}/{GA_REL}", json={"displayName": "renamed"}, headers={"If-Match": ga_etag})
     assert resp.status_code == 400
-    body = {"accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}, {"roleDefinitionId": EXCHANGE}]}}
+    body = {
+        "accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}, {"roleDefinitionId": EXCHANGE}]}
+    }
     resp = api.patch(f"{REL}/{GA_REL}", json=body, headers={"If-Match": ga_etag})
     assert resp.status_code == 202 and resp.headers["Retry-After"] == "10"
     op_url = resp.headers["Location"]
     assert op_url.startswith(f"{emu.url}{REL}/{GA_REL}/operations/")
     statuses = [api.get(op_url).json()["status"] for _ in range(3)]
     assert statuses == ["notStarted"] * 3  # reads do not move it: the clock does (operation: PT1H)
-    assert api.patch(f"{REL}/{GA_REL}", json=body, headers={"If-Match": etag_of(api, GA_REL)}).status_code == 409
+    assert (
+        api.patch(f"{REL}/{GA_REL}", json=body, headers={"If-Match": etag_of(api, GA_REL)}).status_code == 409
+    )
     emu.advance("PT30M")
     assert api.get(op_url).json()["status"] == "running"
-    assert GA in [r["roleDefinitionId"] for r in api.get(f"{REL}/{GA_REL}").json()["accessDetails"]["unifiedRoles"]]
+    assert GA in [
+        r["roleDefinitionId"] for r in api.get(f"{REL}/{GA_REL}").json()["accessDetails"]["unifiedRoles"]
+    ]
     emu.advance("PT30M")
     done = api.get(op_url).json()
     assert done["status"] == "succeeded" and done["lastModifiedDateTime"] == "2026-11-21T01:00:00.0000000Z"
-    roles = [r["roleDefinitionId"] for r in api.get(f"{REL}/{GA_REL}").json()["accessDetails"]["unifiedRoles"]]
+    roles = [
+        r["roleDefinitionId"] for r in api.get(f"{REL}/{GA_REL}").json()["accessDetails"]["unifiedRoles"]
+    ]
     assert roles == [HELPDESK, EXCHANGE]
     ops = api.get(f"{REL}/{GA_REL}/operations").json()["value"]
     assert ops[0]["operationType"] == "delegatedAdminRelationshipUpdate"
-    resp = api.patch(f"{REL}/{GA_REL}", json={"autoExtendDuration": "P180D"},
-                     headers={"If-Match": etag_of(api, GA_REL)})
+    resp = api.patch(
+        f"{REL}/{GA_REL}", json={"autoExtendDuration": "P180D"}, headers={"If-Match": etag_of(api, GA_REL)}
+    )
     assert resp.status_code == 200 and resp.json()["autoExtendDuration"] == "P180D"
     assert state_rel(emu, GA_REL)["roles"] == [HELPDESK, EXCHANGE]
 
@@ -636,9 +871,15 @@ def test_terminate_progresses_on_later_reads(emu: RunningEmulator, api: httpx.Cl
     assert api.get(f"{REL}/{GA_REL}").json()["status"] == "terminating"
     emu.advance("PT1M")
     listed = {r["id"]: r for r in api.get(REL).json()["value"]}
-    assert listed[GA_REL]["status"] == "terminated" and listed[GA_REL]["endDateTime"] == "2026-11-21T02:00:00.0000000Z"
+    assert (
+        listed[GA_REL]["status"] == "terminated"
+        and listed[GA_REL]["endDateTime"] == "2026-11-21T02:00:00.0000000Z"
+    )
     assert api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"}).status_code == 409
-    assert [api.get(resp.headers["Location"]).json()["status"] for _ in range(2)] == ["succeeded", "succeeded"]
+    assert [api.get(resp.headers["Location"]).json()["status"] for _ in range(2)] == [
+        "succeeded",
+        "succeeded",
+    ]
     assert api.get(f"{REL}/{GA_REL}/requests").json()["value"][0]["id"] == req["id"]
     # terminate on a relationship that is not active -> 400; unknown action -> 400
     assert api.post(f"{REL}/{PENDING_REL}/requests", json={"action": "terminate"}).status_code == 400
@@ -648,10 +889,13 @@ def test_terminate_progresses_on_later_reads(emu: RunningEmulator, api: httpx.Cl
 def test_create_lock_approve_and_access_assignments(emu: RunningEmulator, api: httpx.Client) -> None:
     emu.post_scenario(LIFE)
     new_tenant = "b0b0b0b0-0000-4000-8000-000000000001"
-    body = {"displayName": "New customer GDAP", "duration": "P730D",
-            "customer": {"tenantId": new_tenant, "displayName": "Brand New KK"},
-            "accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}, {"roleDefinitionId": EXCHANGE}]},
-            "autoExtendDuration": "P180D"}
+    body = {
+        "displayName": "New customer GDAP",
+        "duration": "P730D",
+        "customer": {"tenantId": new_tenant, "displayName": "Brand New KK"},
+        "accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}, {"roleDefinitionId": EXCHANGE}]},
+        "autoExtendDuration": "P180D",
+    }
     resp = api.post(REL, json=body)
     assert resp.status_code == 201, resp.text
     rel = resp.json()
@@ -674,8 +918,10 @@ def test_create_lock_approve_and_access_assignments(emu: RunningEmulator, api: h
 
     aa_url = f"{REL}/{rel['id']}/accessAssignments"
     group = LIFE["groups"][1]["id"]
-    bad = {"accessContainer": {"accessContainerId": group, "accessContainerType": "securityGroup"},
-           "accessDetails": {"unifiedRoles": [{"roleDefinitionId": GA}]}}
+    bad = {
+        "accessContainer": {"accessContainerId": group, "accessContainerType": "securityGroup"},
+        "accessDetails": {"unifiedRoles": [{"roleDefinitionId": GA}]},
+    }
     assert api.post(aa_url, json=bad).status_code == 400  # GA is not part of the relationship
     good = {**bad, "accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}]}}
     resp = api.post(aa_url, json=good)
@@ -688,7 +934,9 @@ def test_create_lock_approve_and_access_assignments(emu: RunningEmulator, api: h
     etag = api.get(f"{aa_url}/{aa['id']}").json()["@odata.etag"]
     same = api.patch(f"{aa_url}/{aa['id']}", json=good, headers={"If-Match": etag})
     assert same.status_code == 200
-    both = {"accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}, {"roleDefinitionId": EXCHANGE}]}}
+    both = {
+        "accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}, {"roleDefinitionId": EXCHANGE}]}
+    }
     assert api.patch(f"{aa_url}/{aa['id']}", json=both).status_code == 400
     changed = api.patch(f"{aa_url}/{aa['id']}", json=both, headers={"If-Match": etag})
     assert changed.status_code == 202 and changed.headers["Retry-After"] == "10"
@@ -714,21 +962,32 @@ def with_relationship(scenario: dict[str, Any], rel_id: str, **fields: Any) -> d
     return out
 
 
-def test_async_durations_are_scenario_set_and_failures_are_reported(emu: RunningEmulator, api: httpx.Client) -> None:
-    scenario = with_relationship({**LIFE, "asyncDurations": {"termination": "PT6H", "operation": "PT3H"}}, GA_REL,
-                                 failOperations=True)
+def test_async_durations_are_scenario_set_and_failures_are_reported(
+    emu: RunningEmulator, api: httpx.Client
+) -> None:
+    scenario = with_relationship(
+        {**LIFE, "asyncDurations": {"termination": "PT6H", "operation": "PT3H"}}, GA_REL, failOperations=True
+    )
     emu.post_scenario(scenario)
     assert emu.state(sign_ins=False)["asyncDurations"]["termination"] == "PT6H"
-    body = {"accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}, {"roleDefinitionId": EXCHANGE}]}}
-    op_url = api.patch(f"{REL}/{GA_REL}", json=body, headers={"If-Match": etag_of(api, GA_REL)}).headers["Location"]
+    body = {
+        "accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}, {"roleDefinitionId": EXCHANGE}]}
+    }
+    op_url = api.patch(f"{REL}/{GA_REL}", json=body, headers={"If-Match": etag_of(api, GA_REL)}).headers[
+        "Location"
+    ]
     emu.advance("PT2H")
     assert api.get(op_url).json()["status"] == "running"
     emu.advance("PT1H")
     op = api.get(op_url).json()
     assert op["status"] == "failed" and op["lastModifiedDateTime"] == "2026-11-21T03:00:00.0000000Z"
-    roles = [r["roleDefinitionId"] for r in api.get(f"{REL}/{GA_REL}").json()["accessDetails"]["unifiedRoles"]]
+    roles = [
+        r["roleDefinitionId"] for r in api.get(f"{REL}/{GA_REL}").json()["accessDetails"]["unifiedRoles"]
+    ]
     assert GA in roles  # a failed operation changes nothing, and the relationship can be updated again
-    assert api.patch(f"{REL}/{GA_REL}", json=body, headers={"If-Match": etag_of(api, GA_REL)}).status_code == 202
+    assert (
+        api.patch(f"{REL}/{GA_REL}", json=body, headers={"If-Match": etag_of(api, GA_REL)}).status_code == 202
+    )
 
     # failTermination: the terminate request ends "failed" and the relationship is active again
     emu.post_scenario(with_relationship(scenario, GA_REL, failTermination=True))
@@ -740,24 +999,36 @@ def test_async_durations_are_scenario_set_and_failures_are_reported(emu: Running
     assert api.get(req_url).json()["status"] == "failed"
 
     # per-relationship durations and failAccessAssignments: a new assignment ends in "error"
-    emu.post_scenario(with_relationship(LIFE, GA_REL, failAccessAssignments=True,
-                                        asyncDurations={"accessAssignment": "PT1M"}))
+    emu.post_scenario(
+        with_relationship(
+            LIFE, GA_REL, failAccessAssignments=True, asyncDurations={"accessAssignment": "PT1M"}
+        )
+    )
     taken = {a["groupId"] for a in state_rel(emu, GA_REL)["accessAssignments"]}
     group = next(g["id"] for g in LIFE["groups"] if g["id"] not in taken)
-    made = api.post(f"{REL}/{GA_REL}/accessAssignments", json={
-        "accessContainer": {"accessContainerId": group, "accessContainerType": "securityGroup"},
-        "accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}]}})
+    made = api.post(
+        f"{REL}/{GA_REL}/accessAssignments",
+        json={
+            "accessContainer": {"accessContainerId": group, "accessContainerType": "securityGroup"},
+            "accessDetails": {"unifiedRoles": [{"roleDefinitionId": HELPDESK}]},
+        },
+    )
     assert made.status_code == 201, made.text
     assert api.get(f"{REL}/{GA_REL}/accessAssignments/{made.json()['id']}").json()["status"] == "pending"
     emu.advance("PT1M")
     assert api.get(f"{REL}/{GA_REL}/accessAssignments/{made.json()['id']}").json()["status"] == "error"
-    assert api.post("/_emulator/scenario", json={**LIFE, "asyncDurations": {"termination": "soon"}}).status_code == 400
+    assert (
+        api.post("/_emulator/scenario", json={**LIFE, "asyncDurations": {"termination": "soon"}}).status_code
+        == 400
+    )
 
 
 def test_expiring_before_expired_and_approval_pending_lapses(emu: RunningEmulator, api: httpx.Client) -> None:
     emu.post_scenario({**LIFE, "expiringWindow": "P30D"})
     ends = api.get(f"{REL}/{GA_REL}").json()["endDateTime"]
-    emu.advance(now=(datetime.fromisoformat(ends[:19] + "+00:00") - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    emu.advance(
+        now=(datetime.fromisoformat(ends[:19] + "+00:00") - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
     assert api.get(f"{REL}/{GA_REL}").json()["status"] == "active"
     emu.advance("P2D")
     assert api.get(f"{REL}/{GA_REL}").json()["status"] == "expiring"
@@ -776,12 +1047,18 @@ def test_expiring_before_expired_and_approval_pending_lapses(emu: RunningEmulato
 def test_clock_advance_expires_or_extends(emu: RunningEmulator, api: httpx.Client) -> None:
     emu.post_scenario(LIFE)
     emu.advance("PT6H")
-    assert state_rel(emu, "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002")[
-        "status"] == "active"
+    assert (
+        state_rel(emu, "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002")["status"]
+        == "active"
+    )
     assert emu.advance("P1D") == "2026-11-22T06:00:00.0000000Z"
     expired = state_rel(emu, "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002")
-    extended = state_rel(emu, "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002"
-                         .replace("-222222222222-a1b2", "-333333333333-a1b2"))
+    extended = state_rel(
+        emu,
+        "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002".replace(
+            "-222222222222-a1b2", "-333333333333-a1b2"
+        ),
+    )
     assert expired["status"] == "expired"
     assert extended["status"] == "active" and extended["endDateTime"] == "2027-05-20T12:00:00.0000000Z"
 
@@ -792,12 +1069,19 @@ def test_clock_advance_expires_or_extends(emu: RunningEmulator, api: httpx.Clien
 def test_customers_contracts_and_group_members(emu: RunningEmulator, api: httpx.Client) -> None:
     emu.post_scenario(LIFE)
     dac = api.get("/v1.0/tenantRelationships/delegatedAdminCustomers").json()["value"]
-    assert {c["tenantId"] for c in dac} == {LIFE["customers"][0]["tenantId"], LIFE["customers"][1]["tenantId"]}
+    assert {c["tenantId"] for c in dac} == {
+        LIFE["customers"][0]["tenantId"],
+        LIFE["customers"][1]["tenantId"],
+    }
     assert api.get(f"/v1.0/tenantRelationships/delegatedAdminCustomers/{DAP_TENANT}").status_code == 404
     contracts = follow(api, f"{emu.url}/v1.0/contracts?$top=3")
     assert len(contracts) == len(LIFE["customers"])
-    assert contracts[1] == {**contracts[1], "contractType": "ResellerPartner",
-                            "customerId": LIFE["customers"][1]["tenantId"], "displayName": "株式会社期限商事"}
+    assert contracts[1] == {
+        **contracts[1],
+        "contractType": "ResellerPartner",
+        "customerId": LIFE["customers"][1]["tenantId"],
+        "displayName": "株式会社期限商事",
+    }
     admin_group = LIFE["groups"][0]["id"]
     for suffix in ("", "/microsoft.graph.user"):
         members = api.get(f"/v1.0/groups/{admin_group}/transitiveMembers{suffix}").json()["value"]
@@ -806,11 +1090,14 @@ def test_customers_contracts_and_group_members(emu: RunningEmulator, api: httpx.
     assert api.get(f"/v1.0/groups/{uuid.uuid4()}/transitiveMembers").status_code == 404
     # Groups by display name (case-insensitive, as Graph), paged; an unsupported filter is a 400.
     name = LIFE["groups"][1]["displayName"]
-    found = api.get("/v1.0/groups", params={"$filter": f"displayName eq '{name.upper()}'",
-                                            "$select": "id,displayName"}).json()["value"]
+    found = api.get(
+        "/v1.0/groups", params={"$filter": f"displayName eq '{name.upper()}'", "$select": "id,displayName"}
+    ).json()["value"]
     assert found == [{"id": LIFE["groups"][1]["id"], "displayName": name}]
     everything = follow(api, f"{emu.url}/v1.0/groups?$top=1")
-    assert sorted(g["id"] for g in everything) == sorted(g["id"] for g in LIFE["groups"]) and len(everything) > 1
+    assert (
+        sorted(g["id"] for g in everything) == sorted(g["id"] for g in LIFE["groups"]) and len(everything) > 1
+    )
     for bad in ("mail eq 'x'", "displayName eq 'a' or id eq 'b'", "displayName eq"):
         assert api.get("/v1.0/groups", params={"$filter": bad}).status_code == 400, bad
 
@@ -818,10 +1105,15 @@ def test_customers_contracts_and_group_members(emu: RunningEmulator, api: httpx.
 def test_send_mail(emu: RunningEmulator, api: httpx.Client) -> None:
     emu.post_scenario(LIFE)
     sender = LIFE["partner"]["senderMailbox"]
-    message = {"subject": "DAP removal", "body": {"contentType": "Text", "content": "本文"},
-               "toRecipients": [{"emailAddress": {"address": "it@gaholdings.example"}}]}
-    resp = api.post(f"/v1.0/users/{sender.replace('@', '%40')}/sendMail",
-                    json={"Message": {**message, "Subject": "Pascal"}, "SaveToSentItems": False})
+    message = {
+        "subject": "DAP removal",
+        "body": {"contentType": "Text", "content": "本文"},
+        "toRecipients": [{"emailAddress": {"address": "it@gaholdings.example"}}],
+    }
+    resp = api.post(
+        f"/v1.0/users/{sender.replace('@', '%40')}/sendMail",
+        json={"Message": {**message, "Subject": "Pascal"}, "SaveToSentItems": False},
+    )
     assert resp.status_code == 202 and resp.content == b""
     assert api.post(f"/v1.0/users/{sender}/sendMail", json={"message": message}).status_code == 202
     agent_upn = LIFE["agents"][0]["userPrincipalName"]
@@ -861,7 +1153,9 @@ def test_partner_center_customers_billing_and_dap_removal(emu: RunningEmulator, 
     dap = next(c for c in seen if c["id"] == DAP_TENANT)
     assert dap["allowDelegatedAccess"] is True and dap["relationshipToPartner"] == "reseller"
     assert dap["companyProfile"]["tenantId"] == DAP_TENANT and dap["companyProfile"]["domain"]
-    billing = api.get(f"/partnercenter/v1/customers/{LIFE['customers'][1]['tenantId']}/profiles/billing").json()
+    billing = api.get(
+        f"/partnercenter/v1/customers/{LIFE['customers'][1]['tenantId']}/profiles/billing"
+    ).json()
     assert billing["email"] == "soumu@kigenshoji.co.jp" and billing["culture"] == "ja-JP"
     assert billing["attributes"]["objectType"] == "CustomerBillingProfile"
     missing = api.get(f"/partnercenter/v1/customers/{uuid.uuid4()}")
@@ -870,7 +1164,12 @@ def test_partner_center_customers_billing_and_dap_removal(emu: RunningEmulator, 
     body = {"AllowDelegatedAccess": False, "attributes": {"objectType": "Customer"}}
     resp = api.patch(f"/partnercenter/v1/customers/{DAP_TENANT}", json=body)
     assert resp.status_code == 200 and resp.json()["allowDelegatedAccess"] is False
-    assert api.patch(f"/partnercenter/v1/customers/{DAP_TENANT}", json={"allowDelegatedAccess": False}).status_code == 200
+    assert (
+        api.patch(
+            f"/partnercenter/v1/customers/{DAP_TENANT}", json={"allowDelegatedAccess": False}
+        ).status_code
+        == 200
+    )
     bad = api.patch(f"/partnercenter/v1/customers/{DAP_TENANT}", json={"relationshipToPartner": "none"})
     assert bad.status_code == 400 and isinstance(bad.json()["code"], int)
     customer = next(c for c in emu.state(sign_ins=False)["customers"] if c["tenantId"] == DAP_TENANT)
@@ -887,12 +1186,18 @@ def test_customer_admin_delegated_admin_customers(emu: RunningEmulator, api: htt
     removed = next(i for i in items if i["customerTenantId"] == DAP_REMOVED_TENANT)
     assert removed["lastSignInDateTime"] == "2026-09-01T10:00:00.0000000Z"  # beyond retention, still known
     assert removed["partnerSignInCount"] == 0 and removed["dapEnabled"] is False
-    only = api.get("/customeradmin/v1/delegatedAdminCustomers", params={"$filter": "dapEnabled eq true"}).json()
+    only = api.get(
+        "/customeradmin/v1/delegatedAdminCustomers", params={"$filter": "dapEnabled eq true"}
+    ).json()
     assert [i["customerTenantId"] for i in only["value"]] == [DAP_TENANT]
     # $top (at most 300, the default) and $skip page it; as documented, no @odata.nextLink.
-    pages = [api.get("/customeradmin/v1/delegatedAdminCustomers", params={"$top": "1", "$skip": str(skip),
-                                                                         "$count": "true"}).json()
-             for skip in range(3)]
+    pages = [
+        api.get(
+            "/customeradmin/v1/delegatedAdminCustomers",
+            params={"$top": "1", "$skip": str(skip), "$count": "true"},
+        ).json()
+        for skip in range(3)
+    ]
     assert [len(p["value"]) for p in pages] == [1, 1, 0] and all("@odata.nextLink" not in p for p in pages)
     assert {p["value"][0]["customerTenantId"] for p in pages[:2]} == {DAP_TENANT, DAP_REMOVED_TENANT}
     assert pages[0]["@odata.count"] == 2
@@ -901,9 +1206,15 @@ def test_customer_admin_delegated_admin_customers(emu: RunningEmulator, api: htt
     big = copy.deepcopy(LIFE)
     for i in range(305):
         tenant = str(uuid.UUID(int=0xDA90000000000000 + i))
-        big["customers"].append({"tenantId": tenant, "displayName": f"DAP {i:03d}", "contacts": [],
-                                 "dap": {"enabled": True, "startDateTime": "2025-01-01T00:00:00Z"},
-                                 "gdapRelationships": []})
+        big["customers"].append(
+            {
+                "tenantId": tenant,
+                "displayName": f"DAP {i:03d}",
+                "contacts": [],
+                "dap": {"enabled": True, "startDateTime": "2025-01-01T00:00:00Z"},
+                "gdapRelationships": [],
+            }
+        )
     emu.post_scenario(big)
     first = api.get("/customeradmin/v1/delegatedAdminCustomers").json()
     rest = api.get("/customeradmin/v1/delegatedAdminCustomers", params={"$skip": "300"}).json()
@@ -915,24 +1226,46 @@ def test_customer_admin_delegated_admin_customers(emu: RunningEmulator, api: htt
 
 
 def test_faults_and_log(emu: RunningEmulator, api: httpx.Client) -> None:
-    emu.post_scenario({**LIFE, "faults": [
-        {"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 429, "retryAfter": 1, "times": 2}]})
+    emu.post_scenario(
+        {
+            **LIFE,
+            "faults": [
+                {
+                    "method": "GET",
+                    "pathPrefix": "/beta/auditLogs/signIns",
+                    "status": 429,
+                    "retryAfter": 1,
+                    "times": 2,
+                }
+            ],
+        }
+    )
     for _ in range(2):
         resp = api.get("/beta/auditLogs/signIns")
         assert resp.status_code == 429 and resp.headers["Retry-After"] == "1"
         assert resp.json()["error"]["code"] == "TooManyRequests"
     assert api.get("/beta/auditLogs/signIns").status_code == 200
-    emu.add_faults([{"method": "*", "pathPrefix": "/v1.0/organization", "kind": "reset", "times": 1},
-                    {"method": "POST", "pathPrefix": f"{REL}/{GA_REL}/requests", "status": 503, "times": 1}])
+    emu.add_faults(
+        [
+            {"method": "*", "pathPrefix": "/v1.0/organization", "kind": "reset", "times": 1},
+            {"method": "POST", "pathPrefix": f"{REL}/{GA_REL}/requests", "status": 503, "times": 1},
+        ]
+    )
     with pytest.raises(httpx.TransportError):
         api.get("/v1.0/organization")
     assert api.get("/v1.0/organization").status_code == 200
     assert api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"}).status_code == 503
-    assert api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"},
-                    headers={"MS-CorrelationId": "abc"}).status_code == 201
+    assert (
+        api.post(
+            f"{REL}/{GA_REL}/requests", json={"action": "terminate"}, headers={"MS-CorrelationId": "abc"}
+        ).status_code
+        == 201
+    )
     log = emu.log()
     assert [(e["method"], e["path"], e.get("fault")) for e in log] == [
-        ("POST", f"{REL}/{GA_REL}/requests", 503), ("POST", f"{REL}/{GA_REL}/requests", None)]
+        ("POST", f"{REL}/{GA_REL}/requests", 503),
+        ("POST", f"{REL}/{GA_REL}/requests", None),
+    ]
     assert log[1]["body"] == {"action": "terminate"}
     assert log[1]["headers"]["ms-correlationid"] == "abc" and "authorization" not in log[1]["headers"]
     everything = emu.log(all_requests=True)
@@ -948,9 +1281,28 @@ def test_faults_and_log(emu: RunningEmulator, api: httpx.Client) -> None:
 def generate(tmp: Path, name: str, *extra: str) -> Path:
     out = tmp / name
     subprocess.run(
-        [sys.executable, "-m", "tools.emulator.generate", "--customers", "400", "--signins", "40000", "--days", "90",
-         "--seed", "11", "--now", "2026-11-21T00:00:00Z", "--out", str(out), *extra],
-        cwd=REPO_ROOT, check=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "tools.emulator.generate",
+            "--customers",
+            "400",
+            "--signins",
+            "40000",
+            "--days",
+            "90",
+            "--seed",
+            "11",
+            "--now",
+            "2026-11-21T00:00:00Z",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        cwd=REPO_ROOT,
+        check=True,
+        timeout=60,
+    )
     return out
 
 
@@ -977,8 +1329,9 @@ def buckets(scenario: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-def test_generator_is_deterministic_and_covers_everything(emu: RunningEmulator, api: httpx.Client,
-                                                          tmp_path: Path) -> None:
+def test_generator_is_deterministic_and_covers_everything(
+    emu: RunningEmulator, api: httpx.Client, tmp_path: Path
+) -> None:
     a = generate(tmp_path, "a.json")
     b = generate(tmp_path, "b.json")
     assert a.read_bytes() == b.read_bytes()
@@ -989,8 +1342,17 @@ def test_generator_is_deterministic_and_covers_everything(emu: RunningEmulator, 
     cultures = {c["culture"] for c in scenario["customers"]}
     assert {"ja-JP", "en-US"} <= cultures and len(cultures) > 2
     statuses = {r["status"] for c in scenario["customers"] for r in c["gdapRelationships"]}
-    assert statuses >= {"active", "approvalPending", "created", "terminationRequested", "terminating",
-                        "terminated", "expired", "expiring", "activating"}
+    assert statuses >= {
+        "active",
+        "approvalPending",
+        "created",
+        "terminationRequested",
+        "terminating",
+        "terminated",
+        "expired",
+        "expiring",
+        "activating",
+    }
     counts = buckets(scenario)
     assert all(v > 0 for v in counts.values()), counts
     now = scenario["now"]
@@ -1011,8 +1373,9 @@ def test_generator_is_deterministic_and_covers_everything(emu: RunningEmulator, 
     assert kinds.count("nonInteractiveUser") > 2 * kinds.count("interactiveUser") > 0
 
 
-def test_generator_mixes_in_non_interactive_sign_ins(emu: RunningEmulator, api: httpx.Client,
-                                                     tmp_path: Path) -> None:
+def test_generator_mixes_in_non_interactive_sign_ins(
+    emu: RunningEmulator, api: httpx.Client, tmp_path: Path
+) -> None:
     small = ("--customers", "150", "--signins", "8000")  # later options win
     plain = load(generate(tmp_path, "plain.json", *small))
     mixed_path = generate(tmp_path, "mixed.json", *small, "--noninteractive-per-interactive", "4")
@@ -1020,13 +1383,18 @@ def test_generator_mixes_in_non_interactive_sign_ins(emu: RunningEmulator, api: 
     rows = mixed["signIns"]
     assert len(rows) == 8000 and mixed["customers"] == plain["customers"]  # same estate, same size
     assert buckets(mixed) == buckets(plain)  # the latest sign-in per customer is kept
-    kinds = {t: sum(1 for s in rows if s["signInEventTypes"] == [t]) for t in ("interactiveUser", "nonInteractiveUser")}
+    kinds = {
+        t: sum(1 for s in rows if s["signInEventTypes"] == [t])
+        for t in ("interactiveUser", "nonInteractiveUser")
+    }
     assert sum(kinds.values()) == len(rows) and 3 < kinds["nonInteractiveUser"] / kinds["interactiveUser"] < 6
     per_tenant: dict[str, set[str]] = {}
     for s in rows:
         per_tenant.setdefault(s["resourceTenantId"], set()).add(s["signInEventTypes"][0])
     customers = {c["tenantId"] for c in mixed["customers"]}
-    automation_only = [t for t, kinds_seen in per_tenant.items() if t in customers and kinds_seen == {"nonInteractiveUser"}]
+    automation_only = [
+        t for t, kinds_seen in per_tenant.items() if t in customers and kinds_seen == {"nonInteractiveUser"}
+    ]
     assert len(automation_only) >= 3
     access = {s["crossTenantAccessType"] for s in rows}
     assert access == {"serviceProvider", "b2bCollaboration,serviceProvider", "b2bCollaboration", "none"}
@@ -1040,7 +1408,10 @@ def test_generator_mixes_in_non_interactive_sign_ins(emu: RunningEmulator, api: 
     in_week = [s for s in rows if s["createdDateTime"] >= "2026-11-14T00:00:00"]
     counts = {t: sum(1 for s in in_week if s["signInEventTypes"] == [t]) for t in kinds}
     assert len(follow(api, f"{emu.url}/beta/auditLogs/signIns?$filter={flt}")) == counts["interactiveUser"]
-    assert len(follow(api, f"{emu.url}/beta/auditLogs/signIns?$filter={flt} and {non}")) == counts["nonInteractiveUser"]
+    assert (
+        len(follow(api, f"{emu.url}/beta/auditLogs/signIns?$filter={flt} and {non}"))
+        == counts["nonInteractiveUser"]
+    )
 
 
 # ------------------------------------------------------------------------------------ real msgraph-sdk
@@ -1066,14 +1437,25 @@ def test_real_msgraph_sdk_against_emulator(emu: RunningEmulator) -> None:
             return AccessToken("fake-token", int(time.time()) + 3600)
 
     scenario = many_relationships(320)
-    scenario["faults"] = [{"method": "GET", "pathPrefix": REL.replace("/beta", "/v1.0"), "status": 429,
-                           "retryAfter": 1, "times": 1}]
+    scenario["faults"] = [
+        {
+            "method": "GET",
+            "pathPrefix": REL.replace("/beta", "/v1.0"),
+            "status": 429,
+            "retryAfter": 1,
+            "times": 1,
+        }
+    ]
     emu.post_scenario(scenario)
 
     async def run() -> tuple[list[Any], int]:
-        auth = AzureIdentityAuthenticationProvider(FakeCredential(), scopes=["https://graph.microsoft.com/.default"])
+        auth = AzureIdentityAuthenticationProvider(
+            FakeCredential(), scopes=["https://graph.microsoft.com/.default"]
+        )
         options = {RetryHandlerOption.get_key(): RetryHandlerOption(delay=0.0, max_retries=3)}
-        adapter = GraphRequestAdapter(auth, client=GraphClientFactory.create_with_default_middleware(options=options))
+        adapter = GraphRequestAdapter(
+            auth, client=GraphClientFactory.create_with_default_middleware(options=options)
+        )
         adapter.base_url = f"{emu.url}/v1.0"
         client = GraphServiceClient(request_adapter=adapter)
         rels_builder = client.tenant_relationships.delegated_admin_relationships
@@ -1083,10 +1465,14 @@ def test_real_msgraph_sdk_against_emulator(emu: RunningEmulator) -> None:
         while page and page.odata_next_link:
             page = await rels_builder.with_url(page.odata_next_link).get()
             rels += list(page.value or []) if page else []
-        message = Message(subject="SDK mail", body=ItemBody(content_type=BodyType.Text, content="hello"),
-                          to_recipients=[Recipient(email_address=EmailAddress(address="ops@partner.example"))])
+        message = Message(
+            subject="SDK mail",
+            body=ItemBody(content_type=BodyType.Text, content="hello"),
+            to_recipients=[Recipient(email_address=EmailAddress(address="ops@partner.example"))],
+        )
         await client.users.by_user_id(EXAMPLE["partner"]["senderMailbox"]).send_mail.post(
-            SendMailPostRequestBody(message=message, save_to_sent_items=False))
+            SendMailPostRequestBody(message=message, save_to_sent_items=False)
+        )
         return rels, 0
 
     rels, _ = asyncio.run(run())

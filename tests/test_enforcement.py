@@ -47,46 +47,115 @@ AGENT = "8d116ece-1738-47d9-bd9c-172411e20b8f"
 ADMINS = "admins@contoso.example"
 SENDER = "notices@contoso.example"
 
-ENFORCE = {"POLICY_MODE": "enforce", "REMOVE_AFTER_DAYS": "15", "WARN_DAYS_BEFORE_REMOVAL": "14",
-           "NOTIFY_SENDER": SENDER, "NOTIFY_PARTNER_ADDRESSES": ADMINS}
+ENFORCE = {
+    "POLICY_MODE": "enforce",
+    "REMOVE_AFTER_DAYS": "15",
+    "WARN_DAYS_BEFORE_REMOVAL": "14",
+    "NOTIFY_SENDER": SENDER,
+    "NOTIFY_PARTNER_ADDRESSES": ADMINS,
+}
 
 
 def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def gdap(rel_id: str, tenant: str, name: str, roles: list[str], activated: str = "2026-06-01T00:00:00Z",
-         status: str = "active") -> dict[str, Any]:
-    return {"id": f"{rel_id}-{tenant}", "displayName": name, "status": status, "duration": "P730D",
-            "createdDateTime": activated, "activatedDateTime": activated, "endDateTime": "2028-06-01T00:00:00Z",
-            "autoExtendDuration": "PT0S", "roles": roles,
-            "accessAssignments": [{"id": f"aa-{rel_id}", "groupId": "d23f0824-128b-4f33-8c5c-7fd0a6a3a450",
-                                   "roles": roles, "status": "active"}]}
+def gdap(
+    rel_id: str,
+    tenant: str,
+    name: str,
+    roles: list[str],
+    activated: str = "2026-06-01T00:00:00Z",
+    status: str = "active",
+) -> dict[str, Any]:
+    return {
+        "id": f"{rel_id}-{tenant}",
+        "displayName": name,
+        "status": status,
+        "duration": "P730D",
+        "createdDateTime": activated,
+        "activatedDateTime": activated,
+        "endDateTime": "2028-06-01T00:00:00Z",
+        "autoExtendDuration": "PT0S",
+        "roles": roles,
+        "accessAssignments": [
+            {
+                "id": f"aa-{rel_id}",
+                "groupId": "d23f0824-128b-4f33-8c5c-7fd0a6a3a450",
+                "roles": roles,
+                "status": "active",
+            }
+        ],
+    }
 
 
-def customer(tenant: str, name: str, culture: str = "en-US", rels: list[dict[str, Any]] | None = None,
-             dap: dict[str, Any] | None = None) -> dict[str, Any]:
+def customer(
+    tenant: str,
+    name: str,
+    culture: str = "en-US",
+    rels: list[dict[str, Any]] | None = None,
+    dap: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     slug = "".join(ch for ch in name.lower() if ch.isalnum())[:12] or "customer"
-    return {"tenantId": tenant, "displayName": name, "defaultDomainName": f"{slug}.onmicrosoft.com",
-            "culture": culture, "contacts": [f"admin@{slug}.example", f"it@{slug}.example"], "dap": dap,
-            "gdapRelationships": rels or []}
+    return {
+        "tenantId": tenant,
+        "displayName": name,
+        "defaultDomainName": f"{slug}.onmicrosoft.com",
+        "culture": culture,
+        "contacts": [f"admin@{slug}.example", f"it@{slug}.example"],
+        "dap": dap,
+        "gdapRelationships": rels or [],
+    }
 
 
 def sign_in(tenant: str, when: str, sid: str) -> dict[str, Any]:
-    return {"id": sid, "createdDateTime": when, "userId": AGENT, "resourceTenantId": tenant,
-            "crossTenantAccessType": "serviceProvider", "errorCode": 0, "appDisplayName": "Microsoft 365 admin center"}
+    return {
+        "id": sid,
+        "createdDateTime": when,
+        "userId": AGENT,
+        "resourceTenantId": tenant,
+        "crossTenantAccessType": "serviceProvider",
+        "errorCode": 0,
+        "appDisplayName": "Microsoft 365 admin center",
+    }
 
 
 def estate() -> dict[str, Any]:
     scenario = copy.deepcopy(load_example())
     wingtip = next(c for c in scenario["customers"] if c["tenantId"] == WINGTIP)
     wingtip["gdapRelationships"].append(
-        gdap("11111111-2222-4333-8444-555555555555", WINGTIP, "Wingtip-intune", [GLOBAL_ADMINISTRATOR, INTUNE]))
-    scenario["customers"].append(customer(NORTHWIND, "Northwind Traders", rels=[
-        gdap("22222222-3333-4444-8555-666666666666", NORTHWIND, "Northwind-helpdesk", [HELPDESK_ADMINISTRATOR])]))
-    scenario["customers"].append(customer(TAILSPIN, "Tailspin Toys", rels=[
-        gdap("33333333-4444-4555-8666-777777777777", TAILSPIN, "Tailspin-admin", [GLOBAL_ADMINISTRATOR])]))
-    scenario["signIns"].append(sign_in(TAILSPIN, "2026-11-11T00:00:00Z", "00000000-0000-4000-8000-00000000ta11"))
+        gdap(
+            "11111111-2222-4333-8444-555555555555", WINGTIP, "Wingtip-intune", [GLOBAL_ADMINISTRATOR, INTUNE]
+        )
+    )
+    scenario["customers"].append(
+        customer(
+            NORTHWIND,
+            "Northwind Traders",
+            rels=[
+                gdap(
+                    "22222222-3333-4444-8555-666666666666",
+                    NORTHWIND,
+                    "Northwind-helpdesk",
+                    [HELPDESK_ADMINISTRATOR],
+                )
+            ],
+        )
+    )
+    scenario["customers"].append(
+        customer(
+            TAILSPIN,
+            "Tailspin Toys",
+            rels=[
+                gdap(
+                    "33333333-4444-4555-8666-777777777777", TAILSPIN, "Tailspin-admin", [GLOBAL_ADMINISTRATOR]
+                )
+            ],
+        )
+    )
+    scenario["signIns"].append(
+        sign_in(TAILSPIN, "2026-11-11T00:00:00Z", "00000000-0000-4000-8000-00000000ta11")
+    )
     return scenario
 
 
@@ -105,7 +174,9 @@ def actions(settings: Settings, tenant: str | None = None) -> list[dict[str, Any
 
 def mutations(emulator: Any) -> list[dict[str, Any]]:
     """Mutating requests the emulator executed (injected faults answered without executing)."""
-    return [e for e in emulator.log() if e["method"] in ("POST", "PATCH", "DELETE", "PUT") and not e.get("fault")]
+    return [
+        e for e in emulator.log() if e["method"] in ("POST", "PATCH", "DELETE", "PUT") and not e.get("fault")
+    ]
 
 
 def removal_requests(emulator: Any) -> list[tuple[str, str]]:
@@ -141,8 +212,10 @@ def enforced(env: dict[str, str], emulator: Any) -> dict[str, Any]:
 
 # --- the full cycle ---------------------------------------------------------------------------------
 
-def test_full_cycle_removes_exactly_the_candidates_and_mails_everyone(enforced: dict[str, Any],
-                                                                      emulator: Any) -> None:
+
+def test_full_cycle_removes_exactly_the_candidates_and_mails_everyone(
+    enforced: dict[str, Any], emulator: Any
+) -> None:
     settings = settings_with(**ENFORCE)
     summary = cycle(settings)
     assert summary["mode"] == "enforce" and summary["halted"] is None
@@ -153,19 +226,26 @@ def test_full_cycle_removes_exactly_the_candidates_and_mails_everyone(enforced: 
     assert all(s["tenantId"] not in CANDIDATES for s in summary["skipped"])
 
     # Exactly the candidates' relationships, each once: DAP by PATCH, every active GDAP by a terminate request.
-    expected = sorted([("DAP", PROSEWARE), ("DAP", LAMNA)]
-                      + [("GDAP", rid) for t in (LAMNA, WINGTIP, NORTHWIND) for rid in gdap_ids(enforced, t)])
+    expected = sorted(
+        [("DAP", PROSEWARE), ("DAP", LAMNA)]
+        + [("GDAP", rid) for t in (LAMNA, WINGTIP, NORTHWIND) for rid in gdap_ids(enforced, t)]
+    )
     assert removal_requests(emulator) == expected
     patches = [e for e in mutations(emulator) if e["method"] == "PATCH"]
-    assert all(e["body"] == {"AllowDelegatedAccess": False, "attributes": {"objectType": "Customer"}}
-               for e in patches)
+    assert all(
+        e["body"] == {"AllowDelegatedAccess": False, "attributes": {"objectType": "Customer"}}
+        for e in patches
+    )
     state = {c["tenantId"]: c for c in emulator.state(sign_ins=False)["customers"]}
     assert state[PROSEWARE]["dap"]["enabled"] is False and state[LAMNA]["dap"]["enabled"] is False
     assert state[ADATUM]["dap"]["enabled"] is True
     for tenant in (LAMNA, WINGTIP, NORTHWIND):
         # (the emulator moves every relationship one step on each list read)
-        assert {r["status"] for r in state[tenant]["gdapRelationships"]} <= {"terminationRequested", "terminating",
-                                                                             "terminated"}
+        assert {r["status"] for r in state[tenant]["gdapRelationships"]} <= {
+            "terminationRequested",
+            "terminating",
+            "terminated",
+        }
     for tenant in (RELECLOUD, TAILSPIN):
         assert {r["status"] for r in state[tenant]["gdapRelationships"]} == {"active"}
 
@@ -174,7 +254,10 @@ def test_full_cycle_removes_exactly_the_candidates_and_mails_everyone(enforced: 
     by_recipient = {tuple(recipients(m)): m for m in sent}
     proseware = by_recipient[("admin@proseware.example",)]
     assert "削除しました" in proseware["subject"] and "グローバル管理者" in proseware["body"]["content"]
-    assert "サービス要求" in proseware["body"]["content"] and "Azure サブスクリプション" in proseware["body"]["content"]
+    assert (
+        "サービス要求" in proseware["body"]["content"]
+        and "Azure サブスクリプション" in proseware["body"]["content"]
+    )
     lamna = by_recipient[("admin@lamna.example",)]
     assert lamna["subject"].startswith("contoso partner removed its delegated admin access to Lamna Ltd")
     body = lamna["body"]["content"]
@@ -191,15 +274,22 @@ def test_full_cycle_removes_exactly_the_candidates_and_mails_everyone(enforced: 
     partner_mail = [m for m in sent if recipients(m) == [ADMINS]]
     warning = next(m for m in partner_mail if "will lose delegated admin access" in m["subject"])
     assert "Tailspin Toys" in warning["body"]["content"] and "2026-11-27" in warning["body"]["content"]
-    assert any(m["subject"].startswith("Delegated admin enforcement 2026-11-21: 4 queued") for m in partner_mail)
+    assert any(
+        m["subject"].startswith("Delegated admin enforcement 2026-11-21: 4 queued") for m in partner_mail
+    )
     assert len(sent) == 4 + 2
     assert all(m["from"] == SENDER for m in emulator.outbox())
 
     # The Actions trail: who, what, why, result for every request and its outcome.
     trail = actions(settings, LAMNA)
     kinds = {(a["action"], a["result"]) for a in trail}
-    assert {("removal.queued", "queued"), ("dap.disable", "completed"), ("gdap.terminate", "requested"),
-            ("removal.requested", "requested"), ("notification.customer-removal", "sent")} <= kinds
+    assert {
+        ("removal.queued", "queued"),
+        ("dap.disable", "completed"),
+        ("gdap.terminate", "requested"),
+        ("removal.requested", "requested"),
+        ("notification.customer-removal", "sent"),
+    } <= kinds
     assert all(a["actor"] in ("policy", "system") for a in trail)
     terminate = next(a for a in trail if a["action"] == "gdap.terminate")
     assert terminate["relationshipId"] == gdap_ids(enforced, LAMNA)[0]
@@ -221,6 +311,7 @@ def test_full_cycle_removes_exactly_the_candidates_and_mails_everyone(enforced: 
 
 
 # --- removal queue: idempotency, crash resume, live re-checks ---------------------------------------
+
 
 async def _evaluate_and_take_messages(services: Services) -> list[str]:
     """Run the evaluation (as the timer does) and take the removal messages off the queue."""
@@ -247,13 +338,17 @@ def test_duplicate_deliveries_send_one_request(enforced: dict[str, Any], emulato
         assert sorted(bodies) == CANDIDATES
         wingtip, lamna = bodies[WINGTIP], bodies[LAMNA]
         # The same message twice (host redelivery), then a copy with another message id.
-        first = [await handle_removal_message(services, wingtip, message_id="m-1", dequeue_count=1),
-                 await handle_removal_message(services, wingtip, message_id="m-1", dequeue_count=2),
-                 await handle_removal_message(services, wingtip, message_id="m-2", dequeue_count=1)]
+        first = [
+            await handle_removal_message(services, wingtip, message_id="m-1", dequeue_count=1),
+            await handle_removal_message(services, wingtip, message_id="m-1", dequeue_count=2),
+            await handle_removal_message(services, wingtip, message_id="m-2", dequeue_count=1),
+        ]
         # Two deliveries of one message at the same moment: one executes, the other finds it held or done.
         outcomes = await asyncio.gather(
             handle_removal_message(services, lamna, message_id="a", dequeue_count=1),
-            handle_removal_message(services, lamna, message_id="b", dequeue_count=1), return_exceptions=True)
+            handle_removal_message(services, lamna, message_id="b", dequeue_count=1),
+            return_exceptions=True,
+        )
         second = [o if isinstance(o, str) else type(o).__name__ for o in outcomes]
         return first, second
 
@@ -261,13 +356,15 @@ def test_duplicate_deliveries_send_one_request(enforced: dict[str, Any], emulato
     assert first == ["requested", "requested", "requested"]
     assert "requested" in second and set(second) <= {"requested", "RemovalBusy"}
     assert removal_requests(emulator) == sorted(
-        [("DAP", LAMNA)] + [("GDAP", r) for t in (LAMNA, WINGTIP) for r in gdap_ids(enforced, t)])
+        [("DAP", LAMNA)] + [("GDAP", r) for t in (LAMNA, WINGTIP) for r in gdap_ids(enforced, t)]
+    )
     terminates = [a for a in actions(settings, WINGTIP) if a["action"] == "gdap.terminate"]
     assert len(terminates) == 2 and {a["result"] for a in terminates} == {"requested"}
 
 
-def test_a_crash_between_requesting_and_the_call_resumes_from_the_live_state(enforced: dict[str, Any],
-                                                                            emulator: Any) -> None:
+def test_a_crash_between_requesting_and_the_call_resumes_from_the_live_state(
+    enforced: dict[str, Any], emulator: Any
+) -> None:
     settings = settings_with(**ENFORCE)
     wingtip_ids = gdap_ids(enforced, WINGTIP)
 
@@ -330,7 +427,8 @@ def test_live_state_is_rechecked_before_removal(enforced: dict[str, Any], emulat
 
     # Only Lamna is removed; the others are skipped, each with its reason in the Actions table.
     assert removal_requests(emulator) == sorted(
-        [("DAP", LAMNA), ("GDAP", northwind_rel)] + [("GDAP", r) for r in gdap_ids(enforced, LAMNA)])
+        [("DAP", LAMNA), ("GDAP", northwind_rel)] + [("GDAP", r) for r in gdap_ids(enforced, LAMNA)]
+    )
     reasons = {}
     for tenant in (WINGTIP, NORTHWIND, PROSEWARE):
         skipped = [a for a in actions(settings, tenant) if a["action"] == "removal.skipped"]
@@ -341,21 +439,29 @@ def test_live_state_is_rechecked_before_removal(enforced: dict[str, Any], emulat
     assert reasons[PROSEWARE].startswith("excluded")
     notified = {tuple(recipients(m)) for m in mails(emulator)}
     assert ("admin@lamna.example",) in notified
-    assert not {("admin@wingtip.example",), ("admin@northwindtra.example",), ("admin@proseware.example",)} & notified
+    assert (
+        not {("admin@wingtip.example",), ("admin@northwindtra.example",), ("admin@proseware.example",)}
+        & notified
+    )
 
 
 # --- guards -------------------------------------------------------------------------------------------
+
 
 def test_excluded_customers_are_never_touched(enforced: dict[str, Any], emulator: Any) -> None:
     settings = settings_with(**ENFORCE, EXCLUDED_TENANTS=f"{WINGTIP},{LAMNA}")
     summary = cycle(settings)
     assert sorted(summary["candidates"]) == sorted([PROSEWARE, NORTHWIND])
     assert {s["tenantId"]: s["reason"] for s in summary["skipped"]} == {
-        WINGTIP: "excluded (EXCLUDED_TENANTS)", LAMNA: "excluded (EXCLUDED_TENANTS)"}
+        WINGTIP: "excluded (EXCLUDED_TENANTS)",
+        LAMNA: "excluded (EXCLUDED_TENANTS)",
+    }
     touched = {t for _, t in removal_requests(emulator)}
     assert not touched & set(gdap_ids(enforced, WINGTIP) + gdap_ids(enforced, LAMNA) + [LAMNA])
-    assert not any(("admin@wingtip.example" in recipients(m) or "admin@lamna.example" in recipients(m))
-                   for m in mails(emulator))
+    assert not any(
+        ("admin@wingtip.example" in recipients(m) or "admin@lamna.example" in recipients(m))
+        for m in mails(emulator)
+    )
     assert actions(settings, WINGTIP) == [] and actions(settings, LAMNA) == []
 
 
@@ -365,7 +471,9 @@ def test_circuit_breaker_halts_every_removal_and_alerts(enforced: dict[str, Any]
     assert sorted(summary["candidates"]) == CANDIDATES and summary["removed"] == []
     assert summary["halted"] and summary["halted"].startswith("circuit breaker: 4 removal candidates")
     assert removal_requests(emulator) == []
-    alert = [m for m in mails(emulator) if m["subject"].startswith("ALERT: removals halted by the circuit breaker")]
+    alert = [
+        m for m in mails(emulator) if m["subject"].startswith("ALERT: removals halted by the circuit breaker")
+    ]
     assert len(alert) == 1 and recipients(alert[0]) == [ADMINS]
     assert "Northwind Traders" in alert[0]["body"]["content"]
     assert any(a["action"] == "enforcement.breaker" and a["result"] == "halted" for a in actions(settings))
@@ -378,7 +486,9 @@ def test_stale_ingestion_halts_enforcement_and_alerts(enforced: dict[str, Any], 
     report_mode = settings_with(**{**ENFORCE, "POLICY_MODE": "report"})
     cycle(report_mode, AS_OF - timedelta(hours=8))
     # From now on the sign-in log refuses the app: ingestion cannot succeed.
-    emulator.add_faults([{"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 403, "times": -1}])
+    emulator.add_faults(
+        [{"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 403, "times": -1}]
+    )
     with pytest.raises(UpstreamError) as failure:
         cycle(settings_with(**ENFORCE))
     summary = failure.value.summary  # type: ignore[attr-defined]
@@ -397,15 +507,18 @@ def test_coverage_floor_holds_back_what_the_log_cannot_prove(enforced: dict[str,
     assert summary["candidates"] == [] and removal_requests(emulator) == []
     held = {s["tenantId"]: s["reason"] for s in summary["skipped"]}
     assert set(held) == {PROSEWARE, WINGTIP, NORTHWIND}
-    assert held[PROSEWARE].startswith("coverage: the sign-in log held since 2026-10-22T00:00:00Z proves only 30 days")
+    assert held[PROSEWARE].startswith(
+        "coverage: the sign-in log held since 2026-10-22T00:00:00Z proves only 30 days"
+    )
     alert = [m for m in mails(emulator) if "sign-in data too short" in m["subject"]]
     assert len(alert) == 1
     cycle(settings)  # the same floor is alerted once
     assert len([m for m in mails(emulator) if "sign-in data too short" in m["subject"]]) == 1
 
 
-def test_report_mode_removes_nothing_and_says_what_enforcement_would_do(enforced: dict[str, Any],
-                                                                         emulator: Any) -> None:
+def test_report_mode_removes_nothing_and_says_what_enforcement_would_do(
+    enforced: dict[str, Any], emulator: Any
+) -> None:
     settings = settings_with(**{**ENFORCE, "POLICY_MODE": "report"})
     summary = cycle(settings)
     assert summary["mode"] == "report" and summary["halted"] is None and summary["wouldHalt"] is None
@@ -419,16 +532,29 @@ def test_report_mode_removes_nothing_and_says_what_enforcement_would_do(enforced
 
 # --- failures -----------------------------------------------------------------------------------------
 
+
 def test_failures_are_retried_then_set_aside_and_alerted(enforced: dict[str, Any], emulator: Any) -> None:
     settings = settings_with(**ENFORCE)
     wingtip_ids = gdap_ids(enforced, WINGTIP)
     # Northwind's terminate fails once (retried: one request), Wingtip's second relationship for good.
-    emulator.add_faults([
-        {"method": "POST", "pathPrefix": f"/v1.0/tenantRelationships/delegatedAdminRelationships/"
-                                         f"{gdap_ids(enforced, NORTHWIND)[0]}/requests", "status": 403, "times": 1},
-        {"method": "POST", "pathPrefix": f"/v1.0/tenantRelationships/delegatedAdminRelationships/"
-                                         f"{wingtip_ids[0]}/requests", "status": 403, "times": -1},
-    ])
+    emulator.add_faults(
+        [
+            {
+                "method": "POST",
+                "pathPrefix": f"/v1.0/tenantRelationships/delegatedAdminRelationships/"
+                f"{gdap_ids(enforced, NORTHWIND)[0]}/requests",
+                "status": 403,
+                "times": 1,
+            },
+            {
+                "method": "POST",
+                "pathPrefix": f"/v1.0/tenantRelationships/delegatedAdminRelationships/"
+                f"{wingtip_ids[0]}/requests",
+                "status": 403,
+                "times": -1,
+            },
+        ]
+    )
     with pytest.raises(UpstreamError) as failure:
         cycle(settings)
     summary = failure.value.summary  # type: ignore[attr-defined]
@@ -442,20 +568,40 @@ def test_failures_are_retried_then_set_aside_and_alerted(enforced: dict[str, Any
     assert len(attempts) == 5 and all(a["result"] == "error" for a in attempts)
     assert [a["result"] for a in trail if a["action"] == "gdap.terminate"] == ["requested"]
     assert any(a["action"] == "removal.failed" for a in trail)
-    alert = [m for m in mails(emulator) if m["subject"].startswith("ALERT: a removals message failed for good")]
+    alert = [
+        m for m in mails(emulator) if m["subject"].startswith("ALERT: a removals message failed for good")
+    ]
     assert len(alert) == 1 and "Wingtip Ltd" in alert[0]["subject"]
-    assert [a["result"] for a in actions(settings, NORTHWIND) if a["action"] == "removal.attempt"] == ["error"]
+    assert [a["result"] for a in actions(settings, NORTHWIND) if a["action"] == "removal.attempt"] == [
+        "error"
+    ]
 
 
 def test_service_answers_404_and_409_mean_their_state(enforced: dict[str, Any], emulator: Any) -> None:
     settings = settings_with(**ENFORCE)
     base = "/v1.0/tenantRelationships/delegatedAdminRelationships/"
-    emulator.add_faults([
-        {"method": "POST", "pathPrefix": f"{base}{gdap_ids(enforced, NORTHWIND)[0]}/requests", "status": 404,
-         "times": 1},
-        {"method": "POST", "pathPrefix": f"{base}{gdap_ids(enforced, LAMNA)[0]}/requests", "status": 409, "times": 1},
-        {"method": "PATCH", "pathPrefix": f"/partnercenter/v1/customers/{PROSEWARE}", "status": 404, "times": 1},
-    ])
+    emulator.add_faults(
+        [
+            {
+                "method": "POST",
+                "pathPrefix": f"{base}{gdap_ids(enforced, NORTHWIND)[0]}/requests",
+                "status": 404,
+                "times": 1,
+            },
+            {
+                "method": "POST",
+                "pathPrefix": f"{base}{gdap_ids(enforced, LAMNA)[0]}/requests",
+                "status": 409,
+                "times": 1,
+            },
+            {
+                "method": "PATCH",
+                "pathPrefix": f"/partnercenter/v1/customers/{PROSEWARE}",
+                "status": 404,
+                "times": 1,
+            },
+        ]
+    )
     summary = cycle(settings)
     assert sorted(summary["removed"]) == sorted([LAMNA, WINGTIP])
     skipped = {s["tenantId"]: s["reason"] for s in summary["skipped"]}
@@ -467,19 +613,27 @@ def test_service_answers_404_and_409_mean_their_state(enforced: dict[str, Any], 
 
 # --- portal removals ----------------------------------------------------------------------------------
 
+
 def test_requested_removals_go_queued_requested_completed(enforced: dict[str, Any], emulator: Any) -> None:
     settings = settings_with(**{**ENFORCE, "POLICY_MODE": "report"})
 
     async def go(services: Services) -> dict[str, Any]:
         await audit(services, AS_OF)
         with pytest.raises(ValueError, match="not under monitoring"):
-            await request_removals(services, [ADATUM, "9be4bcfc-49b6-4a08-b2e6-cc3ababced20"],
-                                   requested_by="ops@contoso.example", reason="x")
+            await request_removals(
+                services,
+                [ADATUM, "9be4bcfc-49b6-4a08-b2e6-cc3ababced20"],
+                requested_by="ops@contoso.example",
+                reason="x",
+            )
         with pytest.raises(ValueError, match="not a tenant id"):
             await request_removals(services, ["nope"], requested_by="ops@contoso.example", reason="x")
-        queued = await request_removals(services, [RELECLOUD], requested_by="ops@contoso.example",
-                                        reason="customer offboarded")
-        again = await request_removals(services, [RELECLOUD], requested_by="ops@contoso.example", reason="twice")
+        queued = await request_removals(
+            services, [RELECLOUD], requested_by="ops@contoso.example", reason="customer offboarded"
+        )
+        again = await request_removals(
+            services, [RELECLOUD], requested_by="ops@contoso.example", reason="twice"
+        )
         before = await get_removal(services, queued[0]["id"])
         processed = await process_removal_queue(services)
         requested = await get_removal(services, queued[0]["id"])
@@ -488,9 +642,15 @@ def test_requested_removals_go_queued_requested_completed(enforced: dict[str, An
         if completed is not None and completed["status"] != "completed":
             completed = await get_removal(services, queued[0]["id"])
         await process_notification_queue(services)
-        return {"queued": queued, "again": again, "before": before, "processed": processed,
-                "requested": requested, "completed": completed,
-                "missing": await get_removal(services, "00000000-0000-4000-8000-000000000000")}
+        return {
+            "queued": queued,
+            "again": again,
+            "before": before,
+            "processed": processed,
+            "requested": requested,
+            "completed": completed,
+            "missing": await get_removal(services, "00000000-0000-4000-8000-000000000000"),
+        }
 
     result = run(with_services(settings, go))
     [item] = result["queued"]
@@ -502,9 +662,16 @@ def test_requested_removals_go_queued_requested_completed(enforced: dict[str, An
     assert result["completed"]["status"] == "completed" and result["missing"] is None
     assert removal_requests(emulator) == [("GDAP", gdap_ids(enforced, RELECLOUD)[0])]
     trail = actions(settings, RELECLOUD)
-    assert {a["actor"] for a in trail if a["action"].startswith(("removal", "gdap"))} == {"ops@contoso.example"}
-    assert {"removal.queued", "gdap.terminate", "removal.requested", "gdap.terminated",
-            "removal.completed"} <= {a["action"] for a in trail}
+    assert {a["actor"] for a in trail if a["action"].startswith(("removal", "gdap"))} == {
+        "ops@contoso.example"
+    }
+    assert {
+        "removal.queued",
+        "gdap.terminate",
+        "removal.requested",
+        "gdap.terminated",
+        "removal.completed",
+    } <= {a["action"] for a in trail}
     assert [recipients(m) for m in mails(emulator)] == [["admin@relecloud.example"]]
     everything = actions(settings)
     assert [a["at"] for a in everything] == sorted((a["at"] for a in everything), reverse=True)
@@ -512,8 +679,10 @@ def test_requested_removals_go_queued_requested_completed(enforced: dict[str, An
 
 # --- the command line -------------------------------------------------------------------------------
 
-def test_cli_enforce_prints_the_summary_and_exits_3_on_upstream_failure(enforced: dict[str, Any],
-                                                                          emulator: Any) -> None:
+
+def test_cli_enforce_prints_the_summary_and_exits_3_on_upstream_failure(
+    enforced: dict[str, Any], emulator: Any
+) -> None:
     import os
     import subprocess
     import sys
@@ -521,22 +690,43 @@ def test_cli_enforce_prints_the_summary_and_exits_3_on_upstream_failure(enforced
     from tests.conftest import ROOT
 
     environment = {**os.environ, **ENFORCE}
-    command = [sys.executable, "-m", "shared.cli", "--emulator", emulator.url, "enforce", "--as-of", iso(AS_OF)]
+    command = [
+        sys.executable,
+        "-m",
+        "shared.cli",
+        "--emulator",
+        emulator.url,
+        "enforce",
+        "--as-of",
+        iso(AS_OF),
+    ]
     done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert {"asOf", "mode", "candidates", "removed", "warned", "skipped", "halted", "wouldRemove"} <= set(summary)
+    assert {"asOf", "mode", "candidates", "removed", "warned", "skipped", "halted", "wouldRemove"} <= set(
+        summary
+    )
     assert summary["asOf"] == "2026-11-21T00:00:00Z" and summary["mode"] == "enforce"
     assert sorted(summary["removed"]) == CANDIDATES and summary["halted"] is None
     assert all(set(s) >= {"tenantId", "reason"} for s in summary["skipped"])
 
-    emulator.add_faults([{"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 403, "times": -1}])
+    emulator.add_faults(
+        [{"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 403, "times": -1}]
+    )
     # enforce acts on the present only: an asOf that is not Microsoft's now is refused, nothing written.
-    elsewhere = subprocess.run([*command[:-1], iso(AS_OF + timedelta(hours=7))], cwd=ROOT, env=environment,
-                               capture_output=True, text=True, timeout=120)
+    elsewhere = subprocess.run(
+        [*command[:-1], iso(AS_OF + timedelta(hours=7))],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert elsewhere.returncode == 2 and "present only" in elsewhere.stderr and elsewhere.stdout == ""
     emulator.set_now(iso(AS_OF + timedelta(hours=7)))
-    failed = subprocess.run(command[:-2], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    failed = subprocess.run(
+        command[:-2], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
     assert failed.returncode == 3
     assert "upstream service failed" in failed.stderr and "sign-in ingestion failed" in failed.stderr
     # What was done so far is reported: the summary (the staleness guard halted removals) on stdout.
@@ -544,17 +734,22 @@ def test_cli_enforce_prints_the_summary_and_exits_3_on_upstream_failure(enforced
     assert partial["halted"].startswith("stale") and partial["removed"] == []
 
 
-def test_warnings_once_per_inactivity_stretch_and_customer_mail_switches(enforced: dict[str, Any],
-                                                                         emulator: Any) -> None:
+def test_warnings_once_per_inactivity_stretch_and_customer_mail_switches(
+    enforced: dict[str, Any], emulator: Any
+) -> None:
     settings = settings_with(**ENFORCE, NOTIFY_CUSTOMERS="false", NOTIFY_CUSTOMERS_BEFORE_REMOVAL="true")
 
     async def go(services: Services) -> list[list[str]]:
-        warned = [(await run_evaluation(services, AS_OF))["warned"],
-                  (await run_evaluation(services, AS_OF + timedelta(hours=2)))["warned"]]
+        warned = [
+            (await run_evaluation(services, AS_OF))["warned"],
+            (await run_evaluation(services, AS_OF + timedelta(hours=2)))["warned"],
+        ]
         await process_removal_queue(services)
         await process_notification_queue(services)
         # Tailspin's agent signs in, then it goes idle again: a new stretch, a new warning.
-        emulator.add_sign_ins([sign_in(TAILSPIN, "2026-11-21T03:00:00Z", "00000000-0000-4000-8000-0000000ta112")])
+        emulator.add_sign_ins(
+            [sign_in(TAILSPIN, "2026-11-21T03:00:00Z", "00000000-0000-4000-8000-0000000ta112")]
+        )
         emulator.set_now("2026-12-02T00:00:00Z")
         warned.append((await run_evaluation(services, parse_iso("2026-12-02T00:00:00Z")))["warned"])
         return warned
@@ -564,8 +759,10 @@ def test_warnings_once_per_inactivity_stretch_and_customer_mail_switches(enforce
     sent = mails(emulator)
     # Customers are warned ahead (NOTIFY_CUSTOMERS_BEFORE_REMOVAL) but get no notice after removal.
     tailspin = [m for m in sent if recipients(m) == ["admin@tailspintoys.example"]]
-    assert len(tailspin) == 1 and "will remove its delegated admin access to Tailspin Toys on 2026-11-27" \
-        in tailspin[0]["subject"]
+    assert (
+        len(tailspin) == 1
+        and "will remove its delegated admin access to Tailspin Toys on 2026-11-27" in tailspin[0]["subject"]
+    )
     assert not [m for m in sent if "removed its delegated admin access" in m["subject"]]
     assert len(removal_requests(emulator)) == 6  # the removals themselves still ran
     warnings = [a for a in actions(settings, TAILSPIN) if a["action"] == "warning.queued"]

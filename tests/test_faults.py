@@ -52,7 +52,9 @@ def kind_name(kind: dict[str, Any]) -> str:
     return str(kind.get("kind") or kind["status"])
 
 
-def fault(method: str, prefix: str, kind: dict[str, Any], *, times: int = 1, after: int = 0) -> dict[str, Any]:
+def fault(
+    method: str, prefix: str, kind: dict[str, Any], *, times: int = 1, after: int = 0
+) -> dict[str, Any]:
     return {"method": method, "pathPrefix": prefix, "times": times, "after": after, **kind}
 
 
@@ -74,12 +76,20 @@ def served(emulator: Any) -> Counter[str]:
     out: Counter[str] = Counter()
     for f in emulator.faults():
         if f["served"]:
-            out[f"{chaos.endpoint_label(f['method'], f['pathPrefix'])} {f.get('kind') or f['status']}"] += f["served"]
+            out[f"{chaos.endpoint_label(f['method'], f['pathPrefix'])} {f.get('kind') or f['status']}"] += f[
+                "served"
+            ]
     return out
 
 
-def tally(emulator: Any, undisturbed: dict[str, Any] | None, result: Any, expected: Any, *,
-          actions: tuple[Any, Any] | None = None) -> None:
+def tally(
+    emulator: Any,
+    undisturbed: dict[str, Any] | None,
+    result: Any,
+    expected: Any,
+    *,
+    actions: tuple[Any, Any] | None = None,
+) -> None:
     """Assert the disturbed run equals the undisturbed one, and count what was served and found."""
     state = emulator.state(sign_ins=False)
     dup = chaos.duplicates(state, emulator.log())
@@ -104,11 +114,15 @@ def write_figures(request: pytest.FixtureRequest) -> Any:
     yield
     if FIGURES["runs"]:
         soak = "soak" in (request.config.getoption("markexpr") or "").replace("not soak", "")
-        chaos.record("faults-soak" if soak else "faults", {
-            **{k: v for k, v in FIGURES.items() if k != "faultsServed"},
-            "faultsServed": dict(sorted(FIGURES["faultsServed"].items())),
-            "faultsServedTotal": sum(FIGURES["faultsServed"].values()),
-            "faultsByKind": dict(sorted(by_kind(FIGURES["faultsServed"]).items()))})
+        chaos.record(
+            "faults-soak" if soak else "faults",
+            {
+                **{k: v for k, v in FIGURES.items() if k != "faultsServed"},
+                "faultsServed": dict(sorted(FIGURES["faultsServed"].items())),
+                "faultsServedTotal": sum(FIGURES["faultsServed"].values()),
+                "faultsByKind": dict(sorted(by_kind(FIGURES["faultsServed"]).items())),
+            },
+        )
 
 
 def by_kind(counts: Counter[str]) -> Counter[str]:
@@ -120,12 +134,19 @@ def by_kind(counts: Counter[str]) -> Counter[str]:
 
 # --- endpoints -------------------------------------------------------------------------------------------
 
+
 def audit_endpoints(scenario: dict[str, Any]) -> list[tuple[str, str]]:
     """(method, path prefix) of every call an audit makes; the specific prefixes come first."""
-    rel = next(r["id"] for c in scenario["customers"] for r in c["gdapRelationships"] if r["status"] == "active")
-    billed = next(c["tenantId"] for c in scenario["customers"]
-                  if c.get("dap", {}) and c["dap"]["enabled"] or any(r["status"] == "active"
-                                                                       for r in c["gdapRelationships"]))
+    rel = next(
+        r["id"] for c in scenario["customers"] for r in c["gdapRelationships"] if r["status"] == "active"
+    )
+    billed = next(
+        c["tenantId"]
+        for c in scenario["customers"]
+        if c.get("dap", {})
+        and c["dap"]["enabled"]
+        or any(r["status"] == "active" for r in c["gdapRelationships"])
+    )
     return [
         ("GET", f"{REL}/{rel}/accessAssignments"),
         ("GET", f"/partnercenter/v1/customers/{billed}/profiles/billing"),
@@ -155,8 +176,12 @@ def removal_endpoints(scenario: dict[str, Any]) -> list[tuple[str, str]]:
 AMBIGUOUS_FOR_MAIL = ("timeout", "truncate")
 
 
-def latin_square(endpoints: list[tuple[str, str]], rotation: int, *,
-                 skip: Callable[[tuple[str, str], dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
+def latin_square(
+    endpoints: list[tuple[str, str]],
+    rotation: int,
+    *,
+    skip: Callable[[tuple[str, str], dict[str, Any]], bool] | None = None,
+) -> list[dict[str, Any]]:
     """Endpoint i gets kind (i + rotation) mod 7: over 7 rotations every endpoint meets every kind."""
     out = []
     for i, (method, prefix) in enumerate(endpoints):
@@ -173,12 +198,19 @@ def mail_ambiguous(endpoint: tuple[str, str], kind: dict[str, Any]) -> bool:
 
 # --- the audit --------------------------------------------------------------------------------------------
 
+
 def audit(settings: Settings) -> dict[str, Any]:
     return run(with_services(settings, lambda s: audit_once(s, AS_OF)))  # type: ignore[no-any-return]
 
 
-def audit_under(emulator: Any, env: dict[str, str], scenario: dict[str, Any], faults: list[dict[str, Any]],
-                reference: dict[str, Any], **overrides: str) -> None:
+def audit_under(
+    emulator: Any,
+    env: dict[str, str],
+    scenario: dict[str, Any],
+    faults: list[dict[str, Any]],
+    reference: dict[str, Any],
+    **overrides: str,
+) -> None:
     emulator.post_scenario(scenario)
     emulator.add_faults(faults)
     settings = settings_with(STORAGE_PREFIX=f"{env['STORAGE_PREFIX']}{uuid.uuid4().hex[:6]}", **overrides)
@@ -192,8 +224,9 @@ def example_reference(env: dict[str, str], emulator: Any) -> dict[str, Any]:
     return audit(settings_with(STORAGE_PREFIX=env["STORAGE_PREFIX"] + "ref"))
 
 
-def test_every_audit_endpoint_survives_every_fault_kind(env: dict[str, str], emulator: Any,
-                                                        example_reference: dict[str, Any]) -> None:
+def test_every_audit_endpoint_survives_every_fault_kind(
+    env: dict[str, str], emulator: Any, example_reference: dict[str, Any]
+) -> None:
     """Seven endpoints, seven kinds: one run in which each endpoint meets a different kind (make soak
     runs all seven rotations: every endpoint meets every kind)."""
     scenario = load_example()
@@ -202,29 +235,39 @@ def test_every_audit_endpoint_survives_every_fault_kind(env: dict[str, str], emu
 
 @pytest.mark.soak
 @pytest.mark.parametrize("rotation", range(7))
-def test_soak_every_audit_endpoint_x_kind(env: dict[str, str], emulator: Any, example_reference: dict[str, Any],
-                                         rotation: int) -> None:
+def test_soak_every_audit_endpoint_x_kind(
+    env: dict[str, str], emulator: Any, example_reference: dict[str, Any], rotation: int
+) -> None:
     scenario = load_example()
     audit_under(emulator, env, scenario, latin_square(audit_endpoints(scenario), rotation), example_reference)
 
 
 @pytest.mark.soak
-def test_soak_all_seven_kinds_in_a_row_on_every_audit_endpoint(env: dict[str, str], emulator: Any,
-                                                               example_reference: dict[str, Any]) -> None:
+def test_soak_all_seven_kinds_in_a_row_on_every_audit_endpoint(
+    env: dict[str, str], emulator: Any, example_reference: dict[str, Any]
+) -> None:
     """One request meets 429, 500, 503, 504, a reset, a timeout and a truncated body in a row (Graph)
     or five of them (Partner Center, which makes six attempts), and still succeeds."""
     scenario = load_example()
     faults = []
     for method, prefix in audit_endpoints(scenario):
-        kinds = chaos.FAULT_KINDS if not prefix.startswith(("/partnercenter", "/customeradmin")) \
+        kinds = (
+            chaos.FAULT_KINDS
+            if not prefix.startswith(("/partnercenter", "/customeradmin"))
             else chaos.FAULT_KINDS[:3] + chaos.FAULT_KINDS[4:6]
+        )
         faults.extend(fault(method, prefix, k) for k in kinds)
     audit_under(emulator, env, scenario, faults, example_reference)
 
 
 # --- in the middle of paging ------------------------------------------------------------------------------
 
-PAGED = ("/beta/auditLogs/signIns", REL, "/customeradmin/v1/delegatedAdminCustomers", "/partnercenter/v1/customers")
+PAGED = (
+    "/beta/auditLogs/signIns",
+    REL,
+    "/customeradmin/v1/delegatedAdminCustomers",
+    "/partnercenter/v1/customers",
+)
 
 
 def paging_estate() -> dict[str, Any]:
@@ -237,31 +280,52 @@ def paging_estate() -> dict[str, Any]:
     for n in range(330):
         tenant = f"{n:08x}-aaaa-4bbb-8ccc-{n:012x}"
         customer: dict[str, Any] = {
-            "tenantId": tenant, "displayName": f"Paged {n:03d} Ltd", "defaultDomainName": f"paged{n}.onmicrosoft.com",
-            "culture": "en-US", "contacts": [f"admin@paged{n}.example"],
+            "tenantId": tenant,
+            "displayName": f"Paged {n:03d} Ltd",
+            "defaultDomainName": f"paged{n}.onmicrosoft.com",
+            "culture": "en-US",
+            "contacts": [f"admin@paged{n}.example"],
             "dap": {"enabled": False, "startDateTime": "2024-01-01T00:00:00Z"} if n < 120 else None,
-            "gdapRelationships": [{
-                "id": f"{uuid.UUID(int=n + 1)}-{tenant}", "displayName": f"paged-{n}", "status": "terminated",
-                "duration": "P730D", "createdDateTime": "2024-01-01T00:00:00Z",
-                "activatedDateTime": "2024-01-02T00:00:00Z", "endDateTime": "2025-06-01T00:00:00Z",
-                "autoExtendDuration": "PT0S", "roles": ["62e90394-69f5-4237-9190-012177145e10"],
-                "accessAssignments": []}],
+            "gdapRelationships": [
+                {
+                    "id": f"{uuid.UUID(int=n + 1)}-{tenant}",
+                    "displayName": f"paged-{n}",
+                    "status": "terminated",
+                    "duration": "P730D",
+                    "createdDateTime": "2024-01-01T00:00:00Z",
+                    "activatedDateTime": "2024-01-02T00:00:00Z",
+                    "endDateTime": "2025-06-01T00:00:00Z",
+                    "autoExtendDuration": "PT0S",
+                    "roles": ["62e90394-69f5-4237-9190-012177145e10"],
+                    "accessAssignments": [],
+                }
+            ],
         }
         scenario["customers"].append(customer)
     for n in range(2300):
-        scenario["signIns"].append({
-            "id": str(uuid.UUID(int=10**6 + n)), "createdDateTime": f"2026-11-20T{n // 100 % 24:02d}:{n % 60:02d}:"
-                                                                    f"{n % 59:02d}Z",
-            "userId": agent, "resourceTenantId": busy, "crossTenantAccessType": "serviceProvider", "errorCode": 0,
-            "appDisplayName": "Microsoft 365 admin center"})
+        scenario["signIns"].append(
+            {
+                "id": str(uuid.UUID(int=10**6 + n)),
+                "createdDateTime": f"2026-11-20T{n // 100 % 24:02d}:{n % 60:02d}:{n % 59:02d}Z",
+                "userId": agent,
+                "resourceTenantId": busy,
+                "crossTenantAccessType": "serviceProvider",
+                "errorCode": 0,
+                "appDisplayName": "Microsoft 365 admin center",
+            }
+        )
     return scenario
 
 
 # With one day of backfill the log is read in two slices whose first pages go out together: the
 # third sign-in request is page 2 of the busy day. The other lists are read one page after another.
 PAGING_SETTINGS = {"SIGNIN_BACKFILL_DAYS": "1"}
-PAGE_TWO_AFTER = {"/beta/auditLogs/signIns": 2, REL: 1, "/customeradmin/v1/delegatedAdminCustomers": 1,
-                  "/partnercenter/v1/customers": 1}
+PAGE_TWO_AFTER = {
+    "/beta/auditLogs/signIns": 2,
+    REL: 1,
+    "/customeradmin/v1/delegatedAdminCustomers": 1,
+    "/partnercenter/v1/customers": 1,
+}
 
 
 @pytest.fixture
@@ -275,15 +339,22 @@ def paging_reference(env: dict[str, str], emulator: Any) -> tuple[dict[str, Any]
 
 
 def paging_faults(kinds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [fault("GET", prefix, kind, after=PAGE_TWO_AFTER[prefix]) for prefix, kind in zip(PAGED, kinds,
-                                                                                              strict=True)]
+    return [
+        fault("GET", prefix, kind, after=PAGE_TWO_AFTER[prefix])
+        for prefix, kind in zip(PAGED, kinds, strict=True)
+    ]
 
 
-def test_faults_in_the_middle_of_paging(env: dict[str, str], emulator: Any,
-                                        paging_reference: tuple[dict[str, Any], dict[str, Any]]) -> None:
+def test_faults_in_the_middle_of_paging(
+    env: dict[str, str], emulator: Any, paging_reference: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
     scenario, reference = paging_reference
-    kinds = [{"kind": "reset"}, {"kind": "truncate"}, {"status": 429, "retryAfter": 1},
-             {"kind": "timeout", "delaySeconds": 2}]
+    kinds = [
+        {"kind": "reset"},
+        {"kind": "truncate"},
+        {"status": 429, "retryAfter": 1},
+        {"kind": "timeout", "delaySeconds": 2},
+    ]
     audit_under(emulator, env, scenario, paging_faults(kinds), reference, **PAGING_SETTINGS)
     paged = [e for e in emulator.log(all_requests=True) if e.get("fault")]
     assert len(paged) == 4
@@ -292,8 +363,11 @@ def test_faults_in_the_middle_of_paging(env: dict[str, str], emulator: Any,
 @pytest.mark.soak
 @pytest.mark.parametrize("kind", chaos.FAULT_KINDS, ids=kind_name)
 def test_soak_every_kind_in_the_middle_of_every_paged_list(
-        env: dict[str, str], emulator: Any, paging_reference: tuple[dict[str, Any], dict[str, Any]],
-        kind: dict[str, Any]) -> None:
+    env: dict[str, str],
+    emulator: Any,
+    paging_reference: tuple[dict[str, Any], dict[str, Any]],
+    kind: dict[str, Any],
+) -> None:
     scenario, reference = paging_reference
     audit_under(emulator, env, scenario, paging_faults([kind] * 4), reference, **PAGING_SETTINGS)
 
@@ -326,35 +400,45 @@ async def evaluate_then_drain(services: Services, before_drain: Callable[[], Non
     before_drain()
     removals = await drain_removals(services)
     notifications = await drain_notifications(services)
-    return {"queued": sorted(q["tenantId"] for q in summary["queued"]), "warned": summary["warned"],
-            "poisoned": len(removals.poisoned) + len(notifications.poisoned)}
+    return {
+        "queued": sorted(q["tenantId"] for q in summary["queued"]),
+        "warned": summary["warned"],
+        "poisoned": len(removals.poisoned) + len(notifications.poisoned),
+    }
 
 
-def enforce_under(emulator: Any, scenario: dict[str, Any], settings: Settings,
-                  faults: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def enforce_under(
+    emulator: Any, scenario: dict[str, Any], settings: Settings, faults: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     emulator.post_scenario(scenario)
-    result = run(with_services(settings, lambda s: evaluate_then_drain(s, lambda: emulator.add_faults(faults))))
+    result = run(
+        with_services(settings, lambda s: evaluate_then_drain(s, lambda: emulator.add_faults(faults)))
+    )
     return result, run(chaos.action_rows(settings))
 
 
 @pytest.fixture
 def enforcement_reference(env: dict[str, str], emulator: Any, host_retry_interval: None) -> dict[str, Any]:
     """The undisturbed cycle on the enforcement estate (shared with the crash and concurrency suites)."""
-    reference = chaos.enforcement_reference(emulator, estate(), settings_with(**ENFORCE, STORAGE_PREFIX="r"
-                                                                                + uuid.uuid4().hex[:10]))
+    reference = chaos.enforcement_reference(
+        emulator, estate(), settings_with(**ENFORCE, STORAGE_PREFIX="r" + uuid.uuid4().hex[:10])
+    )
     assert reference["result"]["queued"] == sorted([PROSEWARE, LAMNA, WINGTIP, NORTHWIND])
     return reference
 
 
-def test_every_removal_and_mail_endpoint_survives_every_fault_kind(env: dict[str, str], emulator: Any,
-                                                                   enforcement_reference: dict[str, Any]) -> None:
+def test_every_removal_and_mail_endpoint_survives_every_fault_kind(
+    env: dict[str, str], emulator: Any, enforcement_reference: dict[str, Any]
+) -> None:
     """Terminate, DAP PATCH, sendMail and the live re-reads each meet a different kind; each customer
     is removed once and every action recorded once. sendMail also loses two answers after Graph took
     the mail (timed out, truncated): the product cannot tell those from requests that never arrived
     and sends them again -- at least once, never lost: the one duplicate the design accepts."""
     reference = enforcement_reference
-    ambiguous = [fault("POST", "/v1.0/users/", {"kind": "truncate"}, after=1),
-                 fault("POST", "/v1.0/users/", {"kind": "timeout", "delaySeconds": 1.5}, after=1)]
+    ambiguous = [
+        fault("POST", "/v1.0/users/", {"kind": "truncate"}, after=1),
+        fault("POST", "/v1.0/users/", {"kind": "timeout", "delaySeconds": 1.5}, after=1),
+    ]
     # Lamna's DAP PATCH reaches Partner Center but its answer is cut: not resent (the live state says so).
     cut_patch = [fault("PATCH", f"/partnercenter/v1/customers/{LAMNA}", {"kind": "truncate"})]
     faults = latin_square(removal_endpoints(reference["scenario"]), 0) + ambiguous + cut_patch
@@ -382,21 +466,33 @@ def test_every_removal_and_mail_endpoint_survives_every_fault_kind(env: dict[str
 
 @pytest.mark.soak
 @pytest.mark.parametrize("rotation", range(7))
-def test_soak_every_removal_endpoint_x_kind(env: dict[str, str], emulator: Any,
-                                            enforcement_reference: dict[str, Any], rotation: int) -> None:
+def test_soak_every_removal_endpoint_x_kind(
+    env: dict[str, str], emulator: Any, enforcement_reference: dict[str, Any], rotation: int
+) -> None:
     endpoints = removal_endpoints(enforcement_reference["scenario"])
     settings = settings_with(**ENFORCE, STORAGE_PREFIX=f"{env['STORAGE_PREFIX']}{uuid.uuid4().hex[:6]}")
-    result, rows = enforce_under(emulator, enforcement_reference["scenario"], settings,
-                                 latin_square(endpoints, rotation, skip=mail_ambiguous))
+    result, rows = enforce_under(
+        emulator,
+        enforcement_reference["scenario"],
+        settings,
+        latin_square(endpoints, rotation, skip=mail_ambiguous),
+    )
     assert all(f["served"] >= 1 for f in emulator.faults()), emulator.faults()
-    tally(emulator, enforcement_reference["outcome"], result, enforcement_reference["result"],
-          actions=(rows, enforcement_reference["rows"]))
+    tally(
+        emulator,
+        enforcement_reference["outcome"],
+        result,
+        enforcement_reference["result"],
+        actions=(rows, enforcement_reference["rows"]),
+    )
 
 
 # --- storage restarted mid-run ----------------------------------------------------------------------------
 
-def test_azurite_restarted_mid_run(emulator: Any, tmp_path: Any, host_retry_interval: None,
-                                   enforcement_reference: dict[str, Any]) -> None:
+
+def test_azurite_restarted_mid_run(
+    emulator: Any, tmp_path: Any, host_retry_interval: None, enforcement_reference: dict[str, Any]
+) -> None:
     """A dedicated Azurite (its own data folder) is stopped and started again while removals are being
     executed: storage calls are retried, whatever a failed storage call interrupted is retried by the
     queue, and the end state equals the undisturbed run's."""
@@ -405,8 +501,15 @@ def test_azurite_restarted_mid_run(emulator: Any, tmp_path: Any, host_retry_inte
     storage = start_azurite(str(tmp_path / "azurite"))
     try:
         environment = {k: v for k, v in os.environ.items() if k not in Settings.setting_names()}
-        environment.update({**TEST_PACE, **ENFORCE, "AzureWebJobsStorage": storage.connection_string,
-                            "STORAGE_PREFIX": "rst" + uuid.uuid4().hex[:8], "EMULATOR_URL": emulator.url})
+        environment.update(
+            {
+                **TEST_PACE,
+                **ENFORCE,
+                "AzureWebJobsStorage": storage.connection_string,
+                "STORAGE_PREFIX": "rst" + uuid.uuid4().hex[:8],
+                "EMULATOR_URL": emulator.url,
+            }
+        )
         settings = Settings.from_env(environment)
         restarted = threading.Event()
 
@@ -459,16 +562,27 @@ def test_fault_after_lets_the_first_pages_through(emulator: Any) -> None:
 
 
 @pytest.mark.soak
-def test_soak_cli_survives_faults_as_a_real_process(env: dict[str, str], emulator: Any,
-                                               example_reference: dict[str, Any]) -> None:
+def test_soak_cli_survives_faults_as_a_real_process(
+    env: dict[str, str], emulator: Any, example_reference: dict[str, Any]
+) -> None:
     """The command line (its own process, the product's own client timeouts) through faults."""
     emulator.post_scenario(load_example())
-    emulator.add_faults([fault("GET", "/beta/auditLogs/signIns", {"status": 429, "retryAfter": 1}, times=2),
-                         fault("GET", REL, {"kind": "reset"}),
-                         fault("GET", "/partnercenter/v1/customers", {"kind": "truncate"})])
+    emulator.add_faults(
+        [
+            fault("GET", "/beta/auditLogs/signIns", {"status": 429, "retryAfter": 1}, times=2),
+            fault("GET", REL, {"kind": "reset"}),
+            fault("GET", "/partnercenter/v1/customers", {"kind": "truncate"}),
+        ]
+    )
     environment = {**os.environ, "STORAGE_PREFIX": env["STORAGE_PREFIX"] + "cli"}
-    done = subprocess.run([sys.executable, "-m", "shared.cli", "audit", "--as-of", "2026-11-21T00:00:00Z"],
-                          cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "audit", "--as-of", "2026-11-21T00:00:00Z"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == example_reference
     FIGURES["faultsServed"].update(served(emulator))
@@ -477,9 +591,11 @@ def test_soak_cli_survives_faults_as_a_real_process(env: dict[str, str], emulato
 
 # --- bugs these faults found ------------------------------------------------------------------------------
 
+
 @pytest.mark.soak
-def test_a_truncated_dap_patch_answer_is_not_resent(enforced_env: tuple[Settings, dict[str, Any]],
-                                                   emulator: Any, host_retry_interval: None) -> None:
+def test_a_truncated_dap_patch_answer_is_not_resent(
+    enforced_env: tuple[Settings, dict[str, Any]], emulator: Any, host_retry_interval: None
+) -> None:
     """The PATCH reached Partner Center but its answer was cut: resending it blindly sent the removal
     twice. Now the removal worker re-reads the live state and finds the DAP already disabled. (make test
     covers it inside test_every_removal_and_mail_endpoint_survives_every_fault_kind.)"""
@@ -495,7 +611,8 @@ def test_a_truncated_dap_patch_answer_is_not_resent(enforced_env: tuple[Settings
 
 
 def test_a_transport_failure_on_one_relationship_does_not_hold_back_the_others(
-        enforced_env: tuple[Settings, dict[str, Any]], emulator: Any) -> None:
+    enforced_env: tuple[Settings, dict[str, Any]], emulator: Any
+) -> None:
     """A terminate request that never gets an answer (the connection drops every time) is an upstream
     failure like any other: the customer's other relationship is still terminated, the removal is
     retried, set aside and alerted, and the cycle reports the failure (CLI exit code 3)."""

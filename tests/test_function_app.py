@@ -21,11 +21,23 @@ functions_by_name = registered_functions
 
 def test_timer_triggers_are_registered_with_schedules_from_settings() -> None:
     functions = functions_by_name()
-    assert set(functions) == {"relationship_sync", "signin_ingest", "evaluation", "removals", "removals_poison",
-                              "notifications", "notifications_poison", "http_api", "evaluation_shard",
-                              "evaluation_shard_poison"}
-    timers = {name: f.get_trigger().get_dict_repr() for name, f in functions.items()
-              if f.get_trigger().get_dict_repr()["type"] == "timerTrigger"}
+    assert set(functions) == {
+        "relationship_sync",
+        "signin_ingest",
+        "evaluation",
+        "removals",
+        "removals_poison",
+        "notifications",
+        "notifications_poison",
+        "http_api",
+        "evaluation_shard",
+        "evaluation_shard_poison",
+    }
+    timers = {
+        name: f.get_trigger().get_dict_repr()
+        for name, f in functions.items()
+        if f.get_trigger().get_dict_repr()["type"] == "timerTrigger"
+    }
     assert timers["relationship_sync"]["schedule"] == "%RELATIONSHIP_SYNC_SCHEDULE%"
     assert timers["signin_ingest"]["schedule"] == "%SIGNIN_INGEST_SCHEDULE%"
     assert timers["evaluation"]["schedule"] == "%EVALUATION_SCHEDULE%"
@@ -54,8 +66,11 @@ def test_ingestion_timers_run_the_services(env: dict[str, str]) -> None:
         finally:
             await close_services()
         async with Services(settings_with()) as services:
-            estate = await services.storage.table("Relationships").query_entities(
-                "PartitionKey ne @x", parameters={"x": ""}).__anext__()
+            estate = (
+                await services.storage.table("Relationships")
+                .query_entities("PartitionKey ne @x", parameters={"x": ""})
+                .__anext__()
+            )
             coverage = await ingestion_for(services, await services.partner_tenant_id()).state.load_coverage()
             report = await build_report(services, coverage.intervals[-1][1])
             assert await EvaluationStore(services.storage).latest() is None  # timers do not evaluate

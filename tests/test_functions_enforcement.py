@@ -42,8 +42,12 @@ def test_enforcement_functions_are_registered_with_their_bindings() -> None:
     assert triggers["evaluation"]["type"] == "timerTrigger"
     assert triggers["evaluation"]["schedule"] == "%EVALUATION_SCHEDULE%"
     assert "EVALUATION_SCHEDULE" in Settings.setting_names()
-    for name, queue in (("removals", "removals"), ("removals_poison", "removals-poison"),
-                        ("notifications", "notifications"), ("notifications_poison", "notifications-poison")):
+    for name, queue in (
+        ("removals", "removals"),
+        ("removals_poison", "removals-poison"),
+        ("notifications", "notifications"),
+        ("notifications_poison", "notifications-poison"),
+    ):
         assert triggers[name]["type"] == "queueTrigger"
         assert triggers[name]["queueName"] == queue
         assert triggers[name]["connection"] == "AzureWebJobsStorage"
@@ -89,8 +93,9 @@ def test_timer_and_queue_functions_run_the_cycle(function_env: dict[str, Any], e
                 await removals(removal_messages[0])  # a redelivery: no second request
                 # A stray copy on the poison queue of a removal that did finish: nothing failed, no alert.
                 await functions["removals_poison"].get_user_function()(removal_messages[0])
-                finished = await RemovalStore(services.storage).get(json.loads(removal_messages[0].get_body())
-                                                                   ["removalId"])
+                finished = await RemovalStore(services.storage).get(
+                    json.loads(removal_messages[0].get_body())["removalId"]
+                )
                 assert finished is not None and finished.status == "requested"
                 notification_messages = await _take(services, "notifications")
                 notify = functions["notifications"].get_user_function()
@@ -103,27 +108,41 @@ def test_timer_and_queue_functions_run_the_cycle(function_env: dict[str, Any], e
             await close_services()
 
     result = asyncio.run(go())
-    expected = sorted([("DAP", PROSEWARE), ("DAP", LAMNA)]
-                      + [("GDAP", r) for t in CANDIDATES for r in gdap_ids(function_env, t)])
+    expected = sorted(
+        [("DAP", PROSEWARE), ("DAP", LAMNA)]
+        + [("GDAP", r) for t in CANDIDATES for r in gdap_ids(function_env, t)]
+    )
     assert removal_requests(emulator) == expected
     # The timer ran before the queue: the warning and the digest, then four customer notices.
     assert result["notifications"] == 2 + 4
     assert len(mails(emulator)) == 6
 
 
-def test_failures_stay_on_the_queue_and_poison_is_recorded_and_alerted(function_env: dict[str, Any],
-                                                                        emulator: Any) -> None:
+def test_failures_stay_on_the_queue_and_poison_is_recorded_and_alerted(
+    function_env: dict[str, Any], emulator: Any
+) -> None:
     functions = functions_by_name()
     settings = settings_with()
     wingtip_ids = gdap_ids(function_env, WINGTIP)
-    emulator.add_faults([{"method": "POST", "pathPrefix": f"/v1.0/tenantRelationships/delegatedAdminRelationships/"
-                                                          f"{wingtip_ids[0]}/requests", "status": 403, "times": -1}])
+    emulator.add_faults(
+        [
+            {
+                "method": "POST",
+                "pathPrefix": f"/v1.0/tenantRelationships/delegatedAdminRelationships/"
+                f"{wingtip_ids[0]}/requests",
+                "status": 403,
+                "times": -1,
+            }
+        ]
+    )
 
     async def go() -> dict[str, Any]:
         try:
             await functions["evaluation"].get_user_function()(TimerRequest(past_due=False))
             async with Services(settings) as services:
-                messages = {json.loads(m.get_body())["tenantId"]: m for m in await _take(services, "removals")}
+                messages = {
+                    json.loads(m.get_body())["tenantId"]: m for m in await _take(services, "removals")
+                }
                 wingtip = messages[WINGTIP]
                 removals = functions["removals"].get_user_function()
                 for _ in range(5):  # the host's deliveries up to maxDequeueCount: each one raises
@@ -133,20 +152,35 @@ def test_failures_stay_on_the_queue_and_poison_is_recorded_and_alerted(function_
                 before = await RemovalStore(services.storage).get(removal_id)
                 # The host moves it to removals-poison; the poison function records and alerts.
                 await functions["removals_poison"].get_user_function()(
-                    func.QueueMessage(id="poison-1", body=wingtip.get_body()))
+                    func.QueueMessage(id="poison-1", body=wingtip.get_body())
+                )
                 after = await RemovalStore(services.storage).get(removal_id)
                 alerts = await _take(services, "notifications")
                 notify = functions["notifications"].get_user_function()
                 for message in alerts:
                     await notify(message)
                 # An unsendable notification: the poison function records it and alerts partner admins.
-                bad = func.QueueMessage(id="n-1", body=json.dumps({
-                    "key": "customer-removal:test", "kind": "customer-removal", "tenantId": WINGTIP,
-                    "data": {"recipients": ["admin@wingtip.example"]}}).encode())
+                bad = func.QueueMessage(
+                    id="n-1",
+                    body=json.dumps(
+                        {
+                            "key": "customer-removal:test",
+                            "kind": "customer-removal",
+                            "tenantId": WINGTIP,
+                            "data": {"recipients": ["admin@wingtip.example"]},
+                        }
+                    ).encode(),
+                )
                 await functions["notifications_poison"].get_user_function()(bad)
                 follow_up = await _take(services, "notifications")
                 trail = await list_actions(services.storage, tenant_id=WINGTIP)
-                return {"before": before, "after": after, "alerts": alerts, "follow_up": follow_up, "trail": trail}
+                return {
+                    "before": before,
+                    "after": after,
+                    "alerts": alerts,
+                    "follow_up": follow_up,
+                    "trail": trail,
+                }
         finally:
             await close_services()
 

@@ -41,8 +41,11 @@ PRINCIPALS = {
     "reader": {"X-MS-CLIENT-PRINCIPAL": encode_principal("reader@contoso.example", [READ_ROLE])},
     "remover": {"X-MS-CLIENT-PRINCIPAL": encode_principal("admin@contoso.example", [READ_ROLE, REMOVE_ROLE])},
     "none": {},
-    "forged": {"X-MS-CLIENT-PRINCIPAL": base64.b64encode(b'{"claims":[{"typ":"roles","val":"'
-                                                         + REMOVE_ROLE.encode() + b'"}]}').decode()},
+    "forged": {
+        "X-MS-CLIENT-PRINCIPAL": base64.b64encode(
+            b'{"claims":[{"typ":"roles","val":"' + REMOVE_ROLE.encode() + b'"}]}'
+        ).decode()
+    },
 }
 FIGURES: Counter[str] = Counter()
 
@@ -65,10 +68,14 @@ def state_of(settings: Settings) -> tuple[int, int, int]:
 
     conn = expand_connection_string(settings.storage_connection)
     with TableServiceClient.from_connection_string(conn) as tables:
-        removals = sum(1 for _ in tables.get_table_client(settings.table_name("Removals")).list_entities(
-            select=["RowKey"]))
-        actions = sum(1 for _ in tables.get_table_client(settings.table_name("Actions")).list_entities(
-            select=["RowKey"]))
+        removals = sum(
+            1
+            for _ in tables.get_table_client(settings.table_name("Removals")).list_entities(select=["RowKey"])
+        )
+        actions = sum(
+            1
+            for _ in tables.get_table_client(settings.table_name("Actions")).list_entities(select=["RowKey"])
+        )
     with QueueServiceClient.from_connection_string(conn) as queues:
         props = queues.get_queue_client(settings.queue_name("removals")).get_queue_properties()
     return removals, actions, int(props.approximate_message_count or 0)
@@ -97,8 +104,10 @@ def check_answer(response: Any, label: str) -> None:
 
 
 def send(client: TestClient, case: Any, headers: dict[str, str]) -> Any:
-    kwargs: dict[str, Any] = {"params": case.query or None,
-                              "headers": {**{k: str(v) for k, v in (case.headers or {}).items()}, **headers}}
+    kwargs: dict[str, Any] = {
+        "params": case.query or None,
+        "headers": {**{k: str(v) for k, v in (case.headers or {}).items()}, **headers},
+    }
     body = case.body
     if body is not None and type(body).__name__ != "NotSet":
         kwargs["content"] = json.dumps(body).encode() if not isinstance(body, bytes) else body
@@ -106,14 +115,20 @@ def send(client: TestClient, case: Any, headers: dict[str, str]) -> Any:
     return client.request(case.method, case.formatted_path, **kwargs)
 
 
-def fuzz_operation(client: TestClient, audited: Settings, operation: Any, mode: Any,
-                   baseline: tuple[int, int, int]) -> None:
+def fuzz_operation(
+    client: TestClient, audited: Settings, operation: Any, mode: Any, baseline: tuple[int, int, int]
+) -> None:
     """``examples()`` generated cases of one operation, each sent as a random one of the principals."""
     changes = operation.method.upper() == "POST"
     FIGURES["examplesPerOperationAndMode"] = max(FIGURES["examplesPerOperationAndMode"], examples())
 
-    @settings(max_examples=examples(), deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples(),
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode), who=st.sampled_from(sorted(PRINCIPALS)))
     def fuzz(case: Any, who: str) -> None:
         response = send(client, case, PRINCIPALS[who])
@@ -131,8 +146,9 @@ def fuzz_operation(client: TestClient, audited: Settings, operation: Any, mode: 
             raise
 
 
-def test_every_operation_fuzzed_from_the_openapi_document(client: TestClient, audited: Settings,
-                                                          emulator: Any) -> None:
+def test_every_operation_fuzzed_from_the_openapi_document(
+    client: TestClient, audited: Settings, emulator: Any
+) -> None:
     import schemathesis
     from schemathesis import GenerationMode
 
@@ -148,38 +164,59 @@ def test_every_operation_fuzzed_from_the_openapi_document(client: TestClient, au
     # Refused state changes reached nothing: no removal, no action, no message, no call to Microsoft.
     removals, actions, queued = state_of(audited)
     assert removals == baseline[0] and queued == baseline[2]
-    assert len([e for e in emulator.log() if e["method"] in ("PATCH", "DELETE") or "/requests" in e["path"]]) == 0
+    assert (
+        len([e for e in emulator.log() if e["method"] in ("PATCH", "DELETE") or "/requests" in e["path"]])
+        == 0
+    )
     FIGURES["operations"] = len(operations)
     FIGURES["microsoftCallsBefore"] = microsoft_calls
 
 
 # --- what no schema describes -----------------------------------------------------------------------------
 
+
 def random_principals(rng: random.Random, n: int) -> list[str]:
     """Malformed X-MS-CLIENT-PRINCIPAL values: garbage, truncations, wrong shapes, huge ones."""
     good = PRINCIPALS["remover"]["X-MS-CLIENT-PRINCIPAL"]
-    out = ["", " ", "=", "====", good[:-4], good + "!", good[: len(good) // 2], "x" * 20_000,
-           base64.b64encode(b"\x00" * 64).decode(), base64.b64encode(json.dumps({"claims": [{}]}).encode()).decode(),
-           base64.b64encode(json.dumps({"claims": [{"typ": "roles", "val": REMOVE_ROLE}] * 500}).encode()).decode(),
-           base64.b64encode(json.dumps({"claims": None, "name_typ": 5}).encode()).decode(),
-           base64.b64encode(b"[" * 12_000).decode(),  # nested deeper than the JSON parser recurses
-           base64.b64encode(b'{"claims": ' + b"[" * 6_000 + b"]" * 6_000 + b"}").decode()]
+    out = [
+        "",
+        " ",
+        "=",
+        "====",
+        good[:-4],
+        good + "!",
+        good[: len(good) // 2],
+        "x" * 20_000,
+        base64.b64encode(b"\x00" * 64).decode(),
+        base64.b64encode(json.dumps({"claims": [{}]}).encode()).decode(),
+        base64.b64encode(
+            json.dumps({"claims": [{"typ": "roles", "val": REMOVE_ROLE}] * 500}).encode()
+        ).decode(),
+        base64.b64encode(json.dumps({"claims": None, "name_typ": 5}).encode()).decode(),
+        base64.b64encode(b"[" * 12_000).decode(),  # nested deeper than the JSON parser recurses
+        base64.b64encode(b'{"claims": ' + b"[" * 6_000 + b"]" * 6_000 + b"}").decode(),
+    ]
     for _ in range(n):
         raw = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300)))
         out.append(base64.b64encode(raw).decode() if rng.random() < 0.5 else raw.decode("latin-1"))
     return out
 
 
-def test_malformed_principals_are_401_and_change_nothing(client: TestClient, audited: Settings,
-                                                         emulator: Any) -> None:
+def test_malformed_principals_are_401_and_change_nothing(
+    client: TestClient, audited: Settings, emulator: Any
+) -> None:
     rng = random.Random(7)
     baseline = state_of(audited)
     values = random_principals(rng, 40 if examples() <= 12 else 400)
     for value in values:
         header = value.encode("latin-1")  # raw bytes, as a client may send them
         for method, path in (("GET", "/api/customers"), ("POST", "/api/removals")):
-            response = client.request(method, path, headers={"X-MS-CLIENT-PRINCIPAL": header},  # type: ignore
-                                      json={"tenantIds": [WINGTIP], "customerNotified": True})
+            response = client.request(
+                method,
+                path,
+                headers={"X-MS-CLIENT-PRINCIPAL": header},  # type: ignore
+                json={"tenantIds": [WINGTIP], "customerNotified": True},
+            )
             check_answer(response, f"principal {value[:40]!r}")
             assert response.status_code == 401, (value[:80], response.status_code)
     FIGURES["malformedPrincipals"] += len(values)
@@ -195,18 +232,37 @@ def test_oversized_and_cross_site_bodies_are_refused(client: TestClient, audited
         ({**remover, "Content-Type": "application/json"}, body, 413),
         ({**remover, "Content-Type": "application/json", "Content-Length": "99999999999"}, b"{}", 413),
         # no Content-Length at all (chunked): counted as it is read
-        ({**remover, "Content-Type": "application/json"}, iter([b'{"tenantIds":["', b"a" * 70_000, b'"]}']), 413),
-        ({**remover, "Content-Type": "application/json", "Origin": "https://evil.example"},
-         json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(), 403),
-        ({**remover, "Content-Type": "application/json", "Sec-Fetch-Site": "same-site"},
-         json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(), 403),
-        ({**remover, "Content-Type": "text/plain"}, json.dumps({"tenantIds": [WINGTIP],
-                                                                 "customerNotified": True}).encode(), 415),
+        (
+            {**remover, "Content-Type": "application/json"},
+            iter([b'{"tenantIds":["', b"a" * 70_000, b'"]}']),
+            413,
+        ),
+        (
+            {**remover, "Content-Type": "application/json", "Origin": "https://evil.example"},
+            json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+            403,
+        ),
+        (
+            {**remover, "Content-Type": "application/json", "Sec-Fetch-Site": "same-site"},
+            json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+            403,
+        ),
+        (
+            {**remover, "Content-Type": "text/plain"},
+            json.dumps({"tenantIds": [WINGTIP], "customerNotified": True}).encode(),
+            415,
+        ),
         ({**remover, "Content-Type": "application/json; charset=utf-7"}, b'{"tenantIds":+AFs-}', 400),
-        ({**remover, "Content-Type": "application/json"}, b'{"tenantIds": [' + b"[" * 5000 + b"]" * 5000 + b"]}",
-         400),
-        ({**remover, "Content-Type": "application/json"}, b'{"tenantIds": ["' + WINGTIP.encode()
-         + b'"], "customerNotified": true, "reason": "\\ud800"}', 400),
+        (
+            {**remover, "Content-Type": "application/json"},
+            b'{"tenantIds": [' + b"[" * 5000 + b"]" * 5000 + b"]}",
+            400,
+        ),
+        (
+            {**remover, "Content-Type": "application/json"},
+            b'{"tenantIds": ["' + WINGTIP.encode() + b'"], "customerNotified": true, "reason": "\\ud800"}',
+            400,
+        ),
     ]
     for headers, content, status in cases:
         response = client.post("/api/removals", headers=headers, content=content)
@@ -225,8 +281,9 @@ def write_figures(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.mark.soak
-def test_soak_fuzz_with_many_examples(client: TestClient, audited: Settings, emulator: Any,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_soak_fuzz_with_many_examples(
+    client: TestClient, audited: Settings, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FUZZ_EXAMPLES", os.environ.get("FUZZ_SOAK_EXAMPLES", "200"))
     test_every_operation_fuzzed_from_the_openapi_document(client, audited, emulator)
     test_malformed_principals_are_401_and_change_nothing(client, audited, emulator)

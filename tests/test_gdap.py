@@ -37,14 +37,14 @@ NOW = "2026-11-21T00:00:00Z"
 AS_OF = parse_iso(NOW)
 ADMIN_AGENTS = "d23f0824-128b-4f33-8c5c-7fd0a6a3a450"
 HELPDESK_AGENTS = "9531985d-5d9d-49f8-9818-e811892f902b"
-ADATUM = "92276658-1e27-41c0-8a6a-63ec24ede6a4"      # DAP active, no GDAP
-RELECLOUD = "18f135d2-5f55-4203-b018-50c5a38fd547"   # GDAP ending in 5 days
-PROSEWARE = "ec66a787-95e7-41d1-b731-af10506bf2ef"   # ja-JP, DAP active
-LAMNA = "3f98e277-4cbd-47ad-9c90-a9587403e430"       # GDAP ending in 20 days, two assignments
+ADATUM = "92276658-1e27-41c0-8a6a-63ec24ede6a4"  # DAP active, no GDAP
+RELECLOUD = "18f135d2-5f55-4203-b018-50c5a38fd547"  # GDAP ending in 5 days
+PROSEWARE = "ec66a787-95e7-41d1-b731-af10506bf2ef"  # ja-JP, DAP active
+LAMNA = "3f98e277-4cbd-47ad-9c90-a9587403e430"  # GDAP ending in 20 days, two assignments
 FOURTH_COFFEE = "9be4bcfc-49b6-4a08-b2e6-cc3ababced20"  # DAP disabled: access removed
-MUNSON = "5790f82e-c1d3-4cff-aa3a-f4d46b0a18e8"      # GDAP approvalPending (with Global Administrator here)
-WINGTIP = "ca02135e-92b1-43f2-8ede-0d7ac3baea9e"     # GDAP with Global Administrator, ending in 12 hours
-TAILSPIN = "7a1c2e4b-0000-4c3d-9e8f-000000000001"    # GDAP terminated (Exchange roles): access removed
+MUNSON = "5790f82e-c1d3-4cff-aa3a-f4d46b0a18e8"  # GDAP approvalPending (with Global Administrator here)
+WINGTIP = "ca02135e-92b1-43f2-8ede-0d7ac3baea9e"  # GDAP with Global Administrator, ending in 12 hours
+TAILSPIN = "7a1c2e4b-0000-4c3d-9e8f-000000000001"  # GDAP terminated (Exchange roles): access removed
 EXCHANGE = "29232cdf-9323-42fd-ade2-1d097af3e4de"
 EXCHANGE_RECIPIENT = "31392ffb-586c-42d1-9346-e59415a2cc4e"
 HELPDESK = "729827e3-9c14-49f7-bb1b-9608f156bbb8"
@@ -73,37 +73,75 @@ def gdap_scenario(bulk: int = 0) -> dict[str, Any]:
     customers[RELECLOUD]["gdapRelationships"][0]["endDateTime"] = ts(AS_OF + timedelta(days=5))
     lamna = customers[LAMNA]["gdapRelationships"][0]
     lamna["endDateTime"] = ts(AS_OF + timedelta(days=20))
-    lamna["accessAssignments"].append({"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "lamna-admin")),
-                                       "groupId": ADMIN_AGENTS, "roles": [EXCHANGE], "status": "active"})
+    lamna["accessAssignments"].append(
+        {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "lamna-admin")),
+            "groupId": ADMIN_AGENTS,
+            "roles": [EXCHANGE],
+            "status": "active",
+        }
+    )
     wingtip = customers[WINGTIP]["gdapRelationships"][0]
     wingtip["roles"].append(GLOBAL_ADMINISTRATOR)
     wingtip["endDateTime"] = ts(AS_OF + timedelta(hours=12))
     customers[MUNSON]["gdapRelationships"][0]["roles"].append(GLOBAL_ADMINISTRATOR)
-    scenario["customers"].append({
-        "tenantId": TAILSPIN, "displayName": "Tailspin Ltd", "defaultDomainName": "tailspin.onmicrosoft.com",
-        "culture": "en-US", "contacts": ["admin@tailspin.example"], "dap": None,
-        "gdapRelationships": [{
-            "id": f"0b5e0c1d-1111-4222-8333-444455556666-{TAILSPIN}", "displayName": "Tailspin-gdap-0",
-            "status": "terminated", "duration": "P730D", "createdDateTime": "2025-01-01T00:00:00.000Z",
-            "activatedDateTime": "2025-01-02T00:00:00.000Z", "endDateTime": "2026-10-01T00:00:00.000Z",
-            "autoExtendDuration": "PT0S", "roles": [EXCHANGE, EXCHANGE_RECIPIENT, DIRECTORY_READERS],
-            "accessAssignments": []}]})
+    scenario["customers"].append(
+        {
+            "tenantId": TAILSPIN,
+            "displayName": "Tailspin Ltd",
+            "defaultDomainName": "tailspin.onmicrosoft.com",
+            "culture": "en-US",
+            "contacts": ["admin@tailspin.example"],
+            "dap": None,
+            "gdapRelationships": [
+                {
+                    "id": f"0b5e0c1d-1111-4222-8333-444455556666-{TAILSPIN}",
+                    "displayName": "Tailspin-gdap-0",
+                    "status": "terminated",
+                    "duration": "P730D",
+                    "createdDateTime": "2025-01-01T00:00:00.000Z",
+                    "activatedDateTime": "2025-01-02T00:00:00.000Z",
+                    "endDateTime": "2026-10-01T00:00:00.000Z",
+                    "autoExtendDuration": "PT0S",
+                    "roles": [EXCHANGE, EXCHANGE_RECIPIENT, DIRECTORY_READERS],
+                    "accessAssignments": [],
+                }
+            ],
+        }
+    )
     for i in range(bulk):
         tenant = bulk_tenant(i)
-        scenario["customers"].append({
-            "tenantId": tenant, "displayName": f"Bulk {i:02d} Ltd", "defaultDomainName": f"bulk{i}.onmicrosoft.com",
-            "culture": "en-US", "contacts": [f"admin@bulk{i}.example"], "dap": None,
-            "gdapRelationships": [{
-                "id": f"{uuid.uuid5(uuid.NAMESPACE_URL, f'bulk-rel-{i}')}-{tenant}", "displayName": f"Bulk-gdap-{i}",
-                "status": "active", "duration": "P730D", "createdDateTime": "2025-01-01T00:00:00.000Z",
-                "activatedDateTime": "2025-01-02T00:00:00.000Z",
-                "endDateTime": ts(AS_OF + timedelta(days=i + 1, hours=1)), "autoExtendDuration": "PT0S",
-                "roles": [HELPDESK], "accessAssignments": []}]})
+        scenario["customers"].append(
+            {
+                "tenantId": tenant,
+                "displayName": f"Bulk {i:02d} Ltd",
+                "defaultDomainName": f"bulk{i}.onmicrosoft.com",
+                "culture": "en-US",
+                "contacts": [f"admin@bulk{i}.example"],
+                "dap": None,
+                "gdapRelationships": [
+                    {
+                        "id": f"{uuid.uuid5(uuid.NAMESPACE_URL, f'bulk-rel-{i}')}-{tenant}",
+                        "displayName": f"Bulk-gdap-{i}",
+                        "status": "active",
+                        "duration": "P730D",
+                        "createdDateTime": "2025-01-01T00:00:00.000Z",
+                        "activatedDateTime": "2025-01-02T00:00:00.000Z",
+                        "endDateTime": ts(AS_OF + timedelta(days=i + 1, hours=1)),
+                        "autoExtendDuration": "PT0S",
+                        "roles": [HELPDESK],
+                        "accessAssignments": [],
+                    }
+                ],
+            }
+        )
     return scenario
 
 
 def rel_id(scenario: dict[str, Any], tenant: str) -> str:
-    return str(next(c for c in scenario["customers"] if c["tenantId"] == tenant)["gdapRelationships"][0]["id"])
+    return str(
+        next(c for c in scenario["customers"] if c["tenantId"] == tenant)["gdapRelationships"][0]["id"]
+    )
 
 
 @pytest.fixture
@@ -131,6 +169,7 @@ def audit() -> dict[str, Any]:
     async def go() -> dict[str, Any]:
         async with Services(settings_with()) as services:
             return await audit_once(services, AS_OF)
+
     result: dict[str, Any] = run(go())
     return result
 
@@ -139,14 +178,20 @@ def with_service(work: Any) -> Any:
     async def go() -> Any:
         async with Services(settings_with()) as services:
             return await work(GdapService(services), services)
+
     return run(go())
 
 
 def actions_of(tenant: str) -> list[dict[str, Any]]:
     async def go() -> list[dict[str, Any]]:
         async with Services(settings_with()) as services:
-            return [e async for e in query_all(services.storage.table("Actions"), "PartitionKey eq @pk",
-                                               {"pk": tenant})]
+            return [
+                e
+                async for e in query_all(
+                    services.storage.table("Actions"), "PartitionKey eq @pk", {"pk": tenant}
+                )
+            ]
+
     rows: list[dict[str, Any]] = run(go())
     return sorted(rows, key=lambda e: e["RowKey"])
 
@@ -165,6 +210,7 @@ def emulator_rel(emulator: Any, relationship_id: str) -> dict[str, Any]:
 
 # --- templates and the report ---------------------------------------------------------------------
 
+
 def test_repo_templates_are_valid_and_the_rules_are_enforced() -> None:
     templates = load_templates()
     assert {"helpdesk", "exchange-admin", "security-reader"} <= set(templates)
@@ -175,8 +221,14 @@ def test_repo_templates_are_valid_and_the_rules_are_enforced() -> None:
     assert templates["helpdesk"].auto_extend_duration == "P180D"
     assert templates["onboarding-global-admin"].auto_extend_duration == "PT0S"
 
-    good = {"name": "x", "displayName": {"en": "X"}, "roles": [HELPDESK], "duration": "P730D", "autoExtend": True,
-            "accessAssignments": [{"group": "HelpdeskAgents", "roles": [HELPDESK]}]}
+    good = {
+        "name": "x",
+        "displayName": {"en": "X"},
+        "roles": [HELPDESK],
+        "duration": "P730D",
+        "autoExtend": True,
+        "accessAssignments": [{"group": "HelpdeskAgents", "roles": [HELPDESK]}],
+    }
     assert parse_templates({"templates": [good]})["x"].duration == "P730D"
     bad_cases = [
         ({"roles": [GLOBAL_ADMINISTRATOR]}, "cannot auto-extend"),
@@ -194,27 +246,52 @@ def test_repo_templates_are_valid_and_the_rules_are_enforced() -> None:
         parse_templates({"templates": [good, good]})
 
 
-def _rel(rel_id: str, ends: Any, roles: list[str], auto: str = "PT0S", status: str = "active") -> Relationship:
-    return Relationship(tenant_id="t", type="GDAP", id=rel_id, display_name=rel_id, status=status,
-                        established_at=AS_OF - timedelta(days=100), ends_at=ends, auto_extend_duration=auto,
-                        roles=roles)
+def _rel(
+    rel_id: str, ends: Any, roles: list[str], auto: str = "PT0S", status: str = "active"
+) -> Relationship:
+    return Relationship(
+        tenant_id="t",
+        type="GDAP",
+        id=rel_id,
+        display_name=rel_id,
+        status=status,
+        established_at=AS_OF - timedelta(days=100),
+        ends_at=ends,
+        auto_extend_duration=auto,
+        roles=roles,
+    )
 
 
 def test_report_relationships_gain_expiry_and_global_admin_and_the_summary_counts_them() -> None:
     second = timedelta(seconds=1)
     rels = [
-        _rel("edge-30", AS_OF + timedelta(days=30), [HELPDESK]),              # endsAt == asOf + 30 days: counts
-        _rel("past-30", AS_OF + timedelta(days=30) + second, [HELPDESK]),     # a second later: does not
-        _rel("auto", AS_OF + timedelta(days=3), [HELPDESK], auto="P180D"),    # auto-extends: does not
+        _rel("edge-30", AS_OF + timedelta(days=30), [HELPDESK]),  # endsAt == asOf + 30 days: counts
+        _rel("past-30", AS_OF + timedelta(days=30) + second, [HELPDESK]),  # a second later: does not
+        _rel("auto", AS_OF + timedelta(days=3), [HELPDESK], auto="P180D"),  # auto-extends: does not
         _rel("ga", AS_OF + timedelta(hours=1), [HELPDESK, GLOBAL_ADMINISTRATOR]),
         _rel("overdue", AS_OF - timedelta(hours=1), [EXCHANGE]),
         _rel("open", None, [EXCHANGE]),
-        Relationship(tenant_id="t", type="DAP", id="t", display_name="DAP", status="active",
-                     established_at=AS_OF - timedelta(days=400), roles=[GLOBAL_ADMINISTRATOR, HELPDESK]),
+        Relationship(
+            tenant_id="t",
+            type="DAP",
+            id="t",
+            display_name="DAP",
+            status="active",
+            established_at=AS_OF - timedelta(days=400),
+            roles=[GLOBAL_ADMINISTRATOR, HELPDESK],
+        ),
     ]
-    row = customer_row(tenant_id="t", display_name="T", relationships=rels, as_of=AS_OF, last_sign_in=None,
-                       agents_last_day=0, sign_ins_last_day=0, coverage_from=AS_OF - timedelta(days=30),
-                       policy=Policy())
+    row = customer_row(
+        tenant_id="t",
+        display_name="T",
+        relationships=rels,
+        as_of=AS_OF,
+        last_sign_in=None,
+        agents_last_day=0,
+        sign_ins_last_day=0,
+        coverage_from=AS_OF - timedelta(days=30),
+        policy=Policy(),
+    )
     assert row is not None
     by_id = {r["id"]: r for r in row["relationships"]}
     assert by_id["edge-30"]["expiresInDays"] == 30 and by_id["past-30"]["expiresInDays"] == 30
@@ -230,9 +307,20 @@ def test_report_relationships_gain_expiry_and_global_admin_and_the_summary_count
 
 
 def test_removal_mail_tells_the_customer_about_azure_rbac() -> None:
-    context = {"customerName": "C", "domain": "", "partnerName": "P", "contact": "p@x.example", "tenantId": "t",
-               "removedAt": NOW, "source": "user", "inactiveDays": 91, "lastSignInAt": None, "dap": True,
-               "gdap": [], "removeAfterDays": 90}
+    context = {
+        "customerName": "C",
+        "domain": "",
+        "partnerName": "P",
+        "contact": "p@x.example",
+        "tenantId": "t",
+        "removedAt": NOW,
+        "source": "user",
+        "inactiveDays": 91,
+        "lastSignInAt": None,
+        "dap": True,
+        "gdap": [],
+        "removeAfterDays": 90,
+    }
     english = render("customer-removal", "en", context)
     japanese = render("customer-removal", "ja", context)
     assert "Azure subscriptions are NOT removed" in english.text and "Azure subscriptions" in english.html
@@ -242,8 +330,10 @@ def test_removal_mail_tells_the_customer_about_azure_rbac() -> None:
 
 # --- request -------------------------------------------------------------------------------------------
 
-def test_request_from_a_template_through_the_cli(gdap_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_request_from_a_template_through_the_cli(
+    gdap_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     emulator = gdap_env["emulator"]
     # Without GDAP_GROUP_HELPDESKAGENTS the template's group is looked up in Graph by display name. Two
     # groups of that name: refused up front, one line naming the setting, nothing created. (The store
@@ -255,7 +345,9 @@ def test_request_from_a_template_through_the_cli(gdap_env: dict[str, Any], monke
     code, _, err = cli(["gdap", "request", "--customer", ADATUM, "--template", "helpdesk"], capsys)
     assert code == 2 and "GDAP_GROUP_HELPDESKAGENTS" in err and "2 partner security groups" in err, err
     assert len(err.strip().splitlines()) == 1 and mutations(emulator, "POST") == []
-    lookups = [e for e in emulator.log(all_requests=True) if e["method"] == "GET" and e["path"] == "/v1.0/groups"]
+    lookups = [
+        e for e in emulator.log(all_requests=True) if e["method"] == "GET" and e["path"] == "/v1.0/groups"
+    ]
     assert lookups, "the group was not looked up in Graph"
     # One group of that name: it is the one used.
     emulator.post_scenario(gdap_env["scenario"])
@@ -266,7 +358,8 @@ def test_request_from_a_template_through_the_cli(gdap_env: dict[str, Any], monke
     assert result["status"] == "approvalPending" and result["template"] == "helpdesk"
     assert result["invitationLink"] == INVITATION_URL.format(id=rid)
     assert result["invitationLink"].startswith(
-        "https://admin.microsoft.com/AdminPortal/Home#/partners/invitation/granularAdminRelationships/")
+        "https://admin.microsoft.com/AdminPortal/Home#/partners/invitation/granularAdminRelationships/"
+    )
     assert len(result["displayName"]) <= 50 and result["displayName"].startswith("helpdesk-92276658-")
 
     [create] = mutations(emulator, "POST", "/delegatedAdminRelationships")[:1]
@@ -274,7 +367,9 @@ def test_request_from_a_template_through_the_cli(gdap_env: dict[str, Any], monke
     assert create["path"] == REL_PATH
     assert create["body"]["duration"] == "P730D" and create["body"]["autoExtendDuration"] == "P180D"
     assert create["body"]["customer"]["tenantId"] == ADATUM
-    assert [r["roleDefinitionId"] for r in create["body"]["accessDetails"]["unifiedRoles"]] == list(helpdesk.roles)
+    assert [r["roleDefinitionId"] for r in create["body"]["accessDetails"]["unifiedRoles"]] == list(
+        helpdesk.roles
+    )
     [lock] = mutations(emulator, "POST", "/requests")
     assert lock["path"] == f"{REL_PATH}/{rid}/requests" and lock["body"] == {"action": "lockForApproval"}
     assert emulator_rel(emulator, rid)["status"] == "approvalPending"
@@ -291,15 +386,19 @@ def test_request_from_a_template_through_the_cli(gdap_env: dict[str, Any], monke
     assert item["id"] == rid and item["ageDays"] == 0 and item["state"] == "approvalPending"
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["gdap", "request", "--customer", "nope", "--template", "helpdesk"], "tenant id"),
-    (["gdap", "request", "--customer", ADATUM, "--template", "nope"], "unknown template"),
-    (["gdap", "remove-global-admin", "--relationship", "x y"], "relationship id"),
-    (["gdap", "extend", "--all-expiring", "--within", "0"], "between 1 and 730"),
-    (["gdap", "expiring", "--as-of", "soon"], "ISO 8601"),
-])
-def test_bad_gdap_arguments_write_nothing(env: dict[str, str], azurite: Any, capsys: pytest.CaptureFixture[str],
-                                          argv: list[str], needle: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["gdap", "request", "--customer", "nope", "--template", "helpdesk"], "tenant id"),
+        (["gdap", "request", "--customer", ADATUM, "--template", "nope"], "unknown template"),
+        (["gdap", "remove-global-admin", "--relationship", "x y"], "relationship id"),
+        (["gdap", "extend", "--all-expiring", "--within", "0"], "between 1 and 730"),
+        (["gdap", "expiring", "--as-of", "soon"], "ISO 8601"),
+    ],
+)
+def test_bad_gdap_arguments_write_nothing(
+    env: dict[str, str], azurite: Any, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
     code, out, err = cli(argv, capsys)
     assert code == 2 and out is None and needle in err and len(err.strip().splitlines()) == 1, err
     assert tables_with_prefix(azurite.connection_string, env["STORAGE_PREFIX"]) == []
@@ -310,8 +409,9 @@ def test_request_mails_the_invitation_in_the_customers_language(gdap_env: dict[s
     audit()
 
     async def work(service: GdapService, services: Services) -> dict[str, Any]:
-        result, created = await service.request(PROSEWARE, "security-reader", requested_by="tester",
-                                                notify_customer=True)
+        result, created = await service.request(
+            PROSEWARE, "security-reader", requested_by="tester", notify_customer=True
+        )
         assert created
         return result
 
@@ -327,10 +427,12 @@ def test_request_mails_the_invitation_in_the_customers_language(gdap_env: dict[s
 def test_a_taken_name_and_a_failed_lock_are_recovered(gdap_env: dict[str, Any]) -> None:
     emulator = gdap_env["emulator"]
     audit()
-    emulator.add_faults([
-        {"method": "POST", "pathPrefix": REL_PATH, "status": 409, "times": 1},        # the name is taken
-        {"method": "POST", "pathPrefix": REL_PATH + "/", "status": 403, "times": 1},  # the lock fails
-    ])
+    emulator.add_faults(
+        [
+            {"method": "POST", "pathPrefix": REL_PATH, "status": 409, "times": 1},  # the name is taken
+            {"method": "POST", "pathPrefix": REL_PATH + "/", "status": 403, "times": 1},  # the lock fails
+        ]
+    )
 
     async def work(service: GdapService, services: Services) -> tuple[dict[str, Any], dict[str, Any]]:
         first, created = await service.request(LAMNA, "helpdesk", requested_by="tester")
@@ -346,10 +448,12 @@ def test_a_taken_name_and_a_failed_lock_are_recovered(gdap_env: dict[str, Any]) 
     assert follow["requests"][0]["state"] == "approvalPending" and follow["requests"][0]["error"] is None
     assert emulator_rel(emulator, first["id"])["status"] == "approvalPending"
     assert [e["body"] for e in mutations(emulator, "POST", "/requests") if "fault" not in e] == [
-        {"action": "lockForApproval"}]
+        {"action": "lockForApproval"}
+    ]
 
 
 # --- approval follow-up ----------------------------------------------------------------------------------
+
 
 def test_follow_up_takes_an_approved_request_to_active_access_assignments(gdap_env: dict[str, Any]) -> None:
     emulator = gdap_env["emulator"]
@@ -364,6 +468,7 @@ def test_follow_up_takes_an_approved_request_to_active_access_assignments(gdap_e
     def follow() -> dict[str, Any]:
         async def work(service: GdapService, services: Services) -> dict[str, Any]:
             return await service.follow_up()
+
         result: dict[str, Any] = with_service(work)
         return result
 
@@ -382,10 +487,16 @@ def test_follow_up_takes_an_approved_request_to_active_access_assignments(gdap_e
     posts = mutations(emulator, "POST", "/accessAssignments")
     assert [p["path"] for p in posts] == [f"{REL_PATH}/{rid}/accessAssignments"] * 2
     template = load_templates()["exchange-admin"]
-    sent = {p["body"]["accessContainer"]["accessContainerId"]:
-            [r["roleDefinitionId"] for r in p["body"]["accessDetails"]["unifiedRoles"]] for p in posts}
-    assert sent == {ADMIN_AGENTS: list(template.access_assignments[0].roles),
-                    HELPDESK_AGENTS: list(template.access_assignments[1].roles)}
+    sent = {
+        p["body"]["accessContainer"]["accessContainerId"]: [
+            r["roleDefinitionId"] for r in p["body"]["accessDetails"]["unifiedRoles"]
+        ]
+        for p in posts
+    }
+    assert sent == {
+        ADMIN_AGENTS: list(template.access_assignments[0].roles),
+        HELPDESK_AGENTS: list(template.access_assignments[1].roles),
+    }
     assert {a["status"] for a in emulator_rel(emulator, rid)["accessAssignments"]} == {"active"}
 
     # Done: later follow-ups create nothing (and do not even read it).
@@ -416,8 +527,16 @@ def test_follow_up_partial_failure_keeps_the_others_going_and_retries_later(gdap
     failing, fine = with_service(requests)
     for rid in (failing, fine):
         emulator.approve(rid)
-    emulator.add_faults([{"method": "POST", "pathPrefix": f"{REL_PATH}/{failing}/accessAssignments",
-                          "status": 403, "times": -1}])
+    emulator.add_faults(
+        [
+            {
+                "method": "POST",
+                "pathPrefix": f"{REL_PATH}/{failing}/accessAssignments",
+                "status": 403,
+                "times": -1,
+            }
+        ]
+    )
 
     async def follow(service: GdapService, services: Services) -> dict[str, Any]:
         await service.follow_up()  # approved
@@ -437,13 +556,17 @@ def test_follow_up_partial_failure_keeps_the_others_going_and_retries_later(gdap
     emulator.advance("PT10M")
     retried = with_service(lambda service, services: service.follow_up())
     assert [(r["id"], r["state"]) for r in retried["requests"]] == [(failing, "active")]
-    created = [e for e in emulator.log() if e["method"] == "POST" and e["path"].endswith("/accessAssignments")
-               and "fault" not in e]
+    created = [
+        e
+        for e in emulator.log()
+        if e["method"] == "POST" and e["path"].endswith("/accessAssignments") and "fault" not in e
+    ]
     assert sorted(e["path"].split("/")[-2] for e in created) == sorted([failing, fine])
 
 
 def test_relationship_sync_timer_runs_the_follow_up_and_the_daily_digest(
-        gdap_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    gdap_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     emulator = gdap_env["emulator"]
     monkeypatch.setenv("NOTIFY_PARTNER_ADDRESSES", "admins@contoso.example")
     audit()
@@ -467,8 +590,10 @@ def test_relationship_sync_timer_runs_the_follow_up_and_the_daily_digest(
             await close_services()
 
     run(timers())
-    assert [e["body"]["accessContainer"]["accessContainerId"]
-            for e in mutations(emulator, "POST", f"{rid}/accessAssignments")] == [ADMIN_AGENTS]
+    assert [
+        e["body"]["accessContainer"]["accessContainerId"]
+        for e in mutations(emulator, "POST", f"{rid}/accessAssignments")
+    ] == [ADMIN_AGENTS]
 
     async def row(service: GdapService, services: Services) -> Any:
         return await GdapRequestStore(services.storage).get(LAMNA, rid)
@@ -484,9 +609,10 @@ def test_relationship_sync_timer_runs_the_follow_up_and_the_daily_digest(
 
 # --- expiry and bulk auto-extend --------------------------------------------------------------------------
 
-def test_expiring_and_bulk_extend_without_a_batch_limit(env: dict[str, str], emulator: Any,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_expiring_and_bulk_extend_without_a_batch_limit(
+    env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     scenario = gdap_scenario(bulk=26)
     emulator.post_scenario(scenario)
     report = audit()
@@ -507,10 +633,17 @@ def test_expiring_and_bulk_extend_without_a_batch_limit(env: dict[str, str], emu
 
     failing = rel_id(scenario, bulk_tenant(3))
     raced = rel_id(scenario, bulk_tenant(4))
-    emulator.add_faults([
-        {"method": "PATCH", "pathPrefix": f"{REL_PATH}/{failing}", "status": 403, "times": -1},
-        {"method": "PATCH", "pathPrefix": f"{REL_PATH}/{raced}", "status": 412, "times": 1},  # changed under us
-    ])
+    emulator.add_faults(
+        [
+            {"method": "PATCH", "pathPrefix": f"{REL_PATH}/{failing}", "status": 403, "times": -1},
+            {
+                "method": "PATCH",
+                "pathPrefix": f"{REL_PATH}/{raced}",
+                "status": 412,
+                "times": 1,
+            },  # changed under us
+        ]
+    )
     code, summary, err = cli(["gdap", "extend", "--all-expiring", "--as-of", NOW], capsys)
     assert code == 3, err  # one relationship failed; every result is reported
     results = {r["relationshipId"]: r for r in summary["results"]}
@@ -522,8 +655,10 @@ def test_expiring_and_bulk_extend_without_a_batch_limit(env: dict[str, str], emu
     assert results[raced]["result"] == "extended"
 
     patches = mutations(emulator, "PATCH")
-    assert all(p["body"] == {"autoExtendDuration": "P180D"} and p["headers"]["if-match"].startswith('W/"')
-               for p in patches)
+    assert all(
+        p["body"] == {"autoExtendDuration": "P180D"} and p["headers"]["if-match"].startswith('W/"')
+        for p in patches
+    )
     assert len([p for p in patches if p["path"].endswith(raced)]) == 2
     state = {r["id"]: r for c in emulator.state(sign_ins=False)["customers"] for r in c["gdapRelationships"]}
     extended = [i for i, r in results.items() if r["result"] == "extended"]
@@ -533,19 +668,25 @@ def test_expiring_and_bulk_extend_without_a_batch_limit(env: dict[str, str], emu
 
     # The store follows: only what was not extended is still expiring.
     code, after, _ = cli(["gdap", "expiring", "--as-of", NOW], capsys)
-    assert sorted(r["relationshipId"] for r in after["relationships"]) == sorted([failing, rel_id(scenario, WINGTIP)])
+    assert sorted(r["relationshipId"] for r in after["relationships"]) == sorted(
+        [failing, rel_id(scenario, WINGTIP)]
+    )
     trail = [(a["Action"], a["Result"]) for a in actions_of(bulk_tenant(3)) + actions_of(bulk_tenant(0))]
     assert ("gdap.extend", "failed") in trail and ("gdap.extend", "extended") in trail
 
 
 # --- least privilege ---------------------------------------------------------------------------------------
 
+
 def test_remove_global_admin_with_if_match_and_the_long_running_operation(
-        gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     scenario, emulator = gdap_env["scenario"], gdap_env["emulator"]
     audit()
     wingtip = rel_id(scenario, WINGTIP)
-    emulator.add_faults([{"method": "PATCH", "pathPrefix": f"{REL_PATH}/{wingtip}", "status": 412, "times": 1}])
+    emulator.add_faults(
+        [{"method": "PATCH", "pathPrefix": f"{REL_PATH}/{wingtip}", "status": 412, "times": 1}]
+    )
     code, result, err = cli(["gdap", "remove-global-admin", "--relationship", wingtip], capsys)
     assert code == 0, err
     # The operation takes emulator time (PT1H): until then it is requested, not completed.
@@ -583,7 +724,8 @@ def test_remove_global_admin_with_if_match_and_the_long_running_operation(
 
 
 def test_global_admin_removal_that_takes_hours_is_requested_until_the_clock_passes(
-        gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     scenario, emulator = gdap_env["scenario"], gdap_env["emulator"]
     emulator.post_scenario({**scenario, "asyncDurations": {"operation": "PT6H"}})
     audit()
@@ -597,17 +739,23 @@ def test_global_admin_removal_that_takes_hours_is_requested_until_the_clock_pass
     assert "still running" in op["reason"]
     assert GLOBAL_ADMINISTRATOR in emulator_rel(emulator, wingtip)["roles"]
     assert ("gdap.removeGlobalAdministrator", "completed") not in [
-        (a["Action"], a["Result"]) for a in actions_of(WINGTIP)]
+        (a["Action"], a["Result"]) for a in actions_of(WINGTIP)
+    ]
     emulator.advance("PT1H")
     [op] = with_service(lambda service, services: service.follow_up())["operations"]
     assert op["state"] == "succeeded" and op["operationStatus"] == "succeeded" and op["reason"] is None
     assert GLOBAL_ADMINISTRATOR not in emulator_rel(emulator, wingtip)["roles"]
-    assert ("gdap.removeGlobalAdministrator", "completed") in [(a["Action"], a["Result"]) for a in actions_of(WINGTIP)]
-    assert with_service(lambda service, services: service.follow_up())["operations"] == []  # finished: not read again
+    assert ("gdap.removeGlobalAdministrator", "completed") in [
+        (a["Action"], a["Result"]) for a in actions_of(WINGTIP)
+    ]
+    assert (
+        with_service(lambda service, services: service.follow_up())["operations"] == []
+    )  # finished: not read again
 
 
 def test_global_admin_removal_that_fails_is_reported_failed_with_the_reason(
-        gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenario, emulator = gdap_env["scenario"], gdap_env["emulator"]
     wingtip = rel_id(scenario, WINGTIP)
     failing = copy.deepcopy(scenario)
@@ -653,15 +801,20 @@ def test_least_privilege_flags_global_admin_and_unused_assignments(gdap_env: dic
 
 # --- re-establish -----------------------------------------------------------------------------------------
 
-def test_reestablish_uses_the_template_used_before(gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
-                                                   ) -> None:
+
+def test_reestablish_uses_the_template_used_before(
+    gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     emulator = gdap_env["emulator"]
     audit()
     # Tailspin's terminated relationship held Exchange roles: the best matching template.
     code, tailspin, err = cli(["gdap", "reestablish", "--customer", TAILSPIN], capsys)
     assert code == 0, err
-    assert (tailspin["template"], tailspin["basis"], tailspin["status"]) == ("exchange-admin", "matchingRoles",
-                                                                           "approvalPending")
+    assert (tailspin["template"], tailspin["basis"], tailspin["status"]) == (
+        "exchange-admin",
+        "matchingRoles",
+        "approvalPending",
+    )
     assert tailspin["source"] == "reestablish"
     # Fourth Coffee lost DAP (Global Administrator + Helpdesk Administrator): never Global Administrator by guesswork.
     code, fourth, _ = cli(["gdap", "reestablish", "--customer", FOURTH_COFFEE], capsys)
@@ -696,13 +849,20 @@ def test_unknown_customer_and_bad_ids_are_refused(gdap_env: dict[str, Any]) -> N
 
     async def work(service: GdapService, services: Services) -> list[str]:
         codes = []
-        for call in (lambda: service.request("00000000-1111-2222-3333-444444444444", "helpdesk", requested_by="x"),
-                     lambda: service.remove_global_admin("bad id/../x", actor="x"),
-                     lambda: service.remove_global_admin("00000000-0000-0000-0000-000000000000", actor="x"),
-                     lambda: service.extend([], actor="x")):
+        for call in (
+            lambda: service.request("00000000-1111-2222-3333-444444444444", "helpdesk", requested_by="x"),
+            lambda: service.remove_global_admin("bad id/../x", actor="x"),
+            lambda: service.remove_global_admin("00000000-0000-0000-0000-000000000000", actor="x"),
+            lambda: service.extend([], actor="x"),
+        ):
             with pytest.raises(GdapError) as info:
                 await call()
             codes.append(info.value.code)
         return codes
 
-    assert with_service(work) == ["unknownCustomer", "invalidRelationshipId", "unknownRelationship", "malformedBody"]
+    assert with_service(work) == [
+        "unknownCustomer",
+        "invalidRelationshipId",
+        "unknownRelationship",
+        "malformedBody",
+    ]

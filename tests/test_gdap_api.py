@@ -34,11 +34,18 @@ with warnings.catch_warnings():
 READER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("reader@contoso.example", [READ_ROLE])}
 REMOVER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("remover@contoso.example", [READ_ROLE, REMOVE_ROLE])}
 GRANTER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("granter@contoso.example", [READ_ROLE, GRANT_ROLE])}
-ADMIN = {"X-MS-CLIENT-PRINCIPAL": encode_principal("admin@contoso.example", [READ_ROLE, REMOVE_ROLE, GRANT_ROLE])}
+ADMIN = {
+    "X-MS-CLIENT-PRINCIPAL": encode_principal("admin@contoso.example", [READ_ROLE, REMOVE_ROLE, GRANT_ROLE])
+}
 GRANTS = ("/api/gdap/requests", "/api/gdap/follow-up", "/api/gdap/extend", "/api/gdap/reestablish")
 JSON = {"Content-Type": "application/json"}
-GETS = ["/api/gdap/templates", "/api/gdap/customers?q=a", "/api/gdap/requests", "/api/gdap/expiring?within=30",
-        "/api/gdap/least-privilege?days=90"]
+GETS = [
+    "/api/gdap/templates",
+    "/api/gdap/customers?q=a",
+    "/api/gdap/requests",
+    "/api/gdap/expiring?within=30",
+    "/api/gdap/least-privilege?days=90",
+]
 POSTS = {
     "/api/gdap/requests": {"customer": ADATUM, "template": "helpdesk"},
     "/api/gdap/follow-up": {},
@@ -78,8 +85,11 @@ def test_who_may_do_what_and_cross_site_changes(estate: dict[str, Any]) -> None:
             # Same-site JSON only, exactly as for removals.
             crossed = c.post(path, json=body, headers={**ADMIN, "Origin": "https://evil.example"})
             assert crossed.status_code == 403 and crossed.json()["error"]["code"] == "crossSiteRequest", path
-            form = c.post(path, content=b"customer=x", headers={**ADMIN,
-                                                                "Content-Type": "application/x-www-form-urlencoded"})
+            form = c.post(
+                path,
+                content=b"customer=x",
+                headers={**ADMIN, "Content-Type": "application/x-www-form-urlencoded"},
+            )
             assert form.status_code == 415, path
     assert mutations(emulator, "POST") == [] and mutations(emulator, "PATCH") == []
 
@@ -92,8 +102,11 @@ def test_granting_access_is_its_own_role(estate: dict[str, Any]) -> None:
         for path in GRANTS:
             refused = c.post(path, json=POSTS[path], headers={**REMOVER, **JSON})
             assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden", path
-        reduced = c.post("/api/gdap/remove-global-admin", json=POSTS["/api/gdap/remove-global-admin"],
-                         headers={**GRANTER, **JSON})
+        reduced = c.post(
+            "/api/gdap/remove-global-admin",
+            json=POSTS["/api/gdap/remove-global-admin"],
+            headers={**GRANTER, **JSON},
+        )
         assert reduced.status_code == 403
         assert c.get("/api/me", headers=GRANTER).json()["canGrant"] is True
         assert c.get("/api/me", headers=REMOVER).json()["canGrant"] is False
@@ -108,8 +121,11 @@ def test_request_follow_up_and_listing(estate: dict[str, Any]) -> None:
         found = c.get("/api/gdap/customers?q=adatum", headers=READER).json()["customers"]
         assert [x["tenantId"] for x in found] == [ADATUM]
 
-        created = c.post("/api/gdap/requests", json={"customer": ADATUM, "template": "helpdesk"},
-                         headers={**ADMIN, "Origin": "http://testserver"})
+        created = c.post(
+            "/api/gdap/requests",
+            json={"customer": ADATUM, "template": "helpdesk"},
+            headers={**ADMIN, "Origin": "http://testserver"},
+        )
         assert created.status_code == 201, created.text
         body = created.json()
         assert body["status"] == "approvalPending" and body["invitationLink"].endswith(body["id"])
@@ -157,14 +173,24 @@ def test_expiring_extend_and_remove_global_admin(estate: dict[str, Any]) -> None
         expiring = c.get("/api/gdap/expiring?within=30", headers=READER).json()
         assert expiring["asOf"] == "2026-11-21T00:00:00Z"  # the latest evaluation's
         assert expiring["counts"] == {"30": 3, "7": 2, "1": 1}
-        for bad in ({}, {"all": True, "relationshipIds": [lamna]}, {"relationshipIds": []},
-                    {"relationshipIds": "x"}, {"all": True, "within": 0}):
+        for bad in (
+            {},
+            {"all": True, "relationshipIds": [lamna]},
+            {"relationshipIds": []},
+            {"relationshipIds": "x"},
+            {"all": True, "within": 0},
+        ):
             assert c.post("/api/gdap/extend", json=bad, headers=ADMIN).status_code == 400, bad
         assert mutations(emulator, "PATCH") == []
-        one = c.post("/api/gdap/extend", json={"relationshipIds": [lamna, lamna, "missing-relationship"]},
-                     headers=ADMIN).json()
+        one = c.post(
+            "/api/gdap/extend",
+            json={"relationshipIds": [lamna, lamna, "missing-relationship"]},
+            headers=ADMIN,
+        ).json()
         assert [(r["relationshipId"], r["result"]) for r in one["results"]] == [
-            (lamna, "extended"), ("missing-relationship", "skipped")]
+            (lamna, "extended"),
+            ("missing-relationship", "skipped"),
+        ]
         again = c.post("/api/gdap/extend", json={"relationshipIds": [lamna]}, headers=ADMIN).json()
         assert again["results"][0]["result"] == "unchanged"
         rest = c.post("/api/gdap/extend", json={"all": True}, headers=ADMIN).json()
@@ -182,13 +208,18 @@ def test_expiring_extend_and_remove_global_admin(estate: dict[str, Any]) -> None
         assert again.json()["operationId"] == answer.json()["operationId"]
         assert len(mutations(emulator, "PATCH", wingtip)) == 1
         c.post("/api/gdap/follow-up", json={}, headers=ADMIN)  # still notStarted: the operation takes PT1H
-        assert c.get("/api/gdap/least-privilege", headers=READER).json()["globalAdministrator"][0][
-            "removal"]["state"] == "requested"
+        assert (
+            c.get("/api/gdap/least-privilege", headers=READER).json()["globalAdministrator"][0]["removal"][
+                "state"
+            ]
+            == "requested"
+        )
         emulator.advance("PT1H")
         c.post("/api/gdap/follow-up", json={}, headers=ADMIN)
         assert c.get("/api/gdap/least-privilege", headers=READER).json()["globalAdministrator"] == []
-        missing = c.post("/api/gdap/remove-global-admin", json={"relationshipId": "nope-" + "0" * 8},
-                         headers=ADMIN)
+        missing = c.post(
+            "/api/gdap/remove-global-admin", json={"relationshipId": "nope-" + "0" * 8}, headers=ADMIN
+        )
         assert missing.status_code == 404
     [patch] = mutations(emulator, "PATCH", wingtip)
     assert patch["path"] == f"{REL_PATH}/{wingtip}" and patch["headers"]["if-match"]
@@ -202,8 +233,15 @@ def test_reestablish_and_openapi(estate: dict[str, Any]) -> None:
         refused = c.post("/api/gdap/reestablish", json={"customer": ADATUM}, headers=ADMIN)
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "stillActive"
         paths = c.get("/api/openapi.json", headers=READER).json()["paths"]
-        for path in ("/api/gdap/templates", "/api/gdap/requests", "/api/gdap/expiring", "/api/gdap/extend",
-                     "/api/gdap/remove-global-admin", "/api/gdap/reestablish", "/api/gdap/least-privilege",
-                     "/api/gdap/follow-up"):
+        for path in (
+            "/api/gdap/templates",
+            "/api/gdap/requests",
+            "/api/gdap/expiring",
+            "/api/gdap/extend",
+            "/api/gdap/remove-global-admin",
+            "/api/gdap/reestablish",
+            "/api/gdap/least-privilege",
+            "/api/gdap/follow-up",
+        ):
             assert path in paths, path
         assert "requestBody" in paths["/api/gdap/requests"]["post"]

@@ -42,13 +42,27 @@ with warnings.catch_warnings():
 
 AS_OF = parse_iso("2026-11-21T00:00:00Z")
 GLOBAL_ADMIN = "62e90394-69f5-4237-9190-012177145e10"
-HOSTILE_CONTACTS = ["evil@x.example\r\nBcc: victim@y.example", "a@b.example>, <c@d.example",
-                    "\"x\" <evil@x.example>", "=cmd|' /C calc'!A0@x.example"]
+HOSTILE_CONTACTS = [
+    "evil@x.example\r\nBcc: victim@y.example",
+    "a@b.example>, <c@d.example",
+    '"x" <evil@x.example>',
+    "=cmd|' /C calc'!A0@x.example",
+]
 HOSTILE_CULTURE = "ja-JP\r\nX-Injected: 1"
-HOSTILE_CONTACT_CUSTOMERS = [18, 19, 20, 21]  # their only contact is hostile: no notice, never a bad recipient
+HOSTILE_CONTACT_CUSTOMERS = [
+    18,
+    19,
+    20,
+    21,
+]  # their only contact is hostile: no notice, never a bad recipient
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-ENFORCE = {"POLICY_MODE": "enforce", "REMOVE_AFTER_DAYS": "15", "MAX_REMOVALS_PER_RUN": "100",
-           "NOTIFY_SENDER": "notices@contoso.example", "NOTIFY_PARTNER_ADDRESSES": "admins@contoso.example"}
+ENFORCE = {
+    "POLICY_MODE": "enforce",
+    "REMOVE_AFTER_DAYS": "15",
+    "MAX_REMOVALS_PER_RUN": "100",
+    "NOTIFY_SENDER": "notices@contoso.example",
+    "NOTIFY_PARTNER_ADDRESSES": "admins@contoso.example",
+}
 FIGURES: dict[str, int] = {}
 
 
@@ -69,18 +83,37 @@ def hostile_estate() -> dict[str, Any]:
         contacts = [f"admin@hostile{n}.example"]
         if n in HOSTILE_CONTACT_CUSTOMERS:  # the first contact is the billing profile e-mail
             contacts = [HOSTILE_CONTACTS[HOSTILE_CONTACT_CUSTOMERS.index(n)], *contacts]
-        scenario["customers"].append({
-            "tenantId": tenant, "displayName": name, "defaultDomainName": f"hostile{n}.onmicrosoft.com",
-            "culture": HOSTILE_CULTURE if n == 3 else ("ja-JP" if n % 2 else "en-US"), "contacts": contacts,
-            "dap": {"enabled": True, "startDateTime": "2026-01-01T00:00:00Z"} if n % 2 == 0 else None,
-            "gdapRelationships": [{
-                "id": f"{uuid.UUID(int=n)}-{tenant}", "displayName": name[:50], "status": "active",
-                "duration": "P730D", "createdDateTime": "2026-06-01T00:00:00Z",
-                "activatedDateTime": "2026-06-01T00:00:00Z", "endDateTime": "2028-06-01T00:00:00Z",
-                "autoExtendDuration": "PT0S", "roles": [GLOBAL_ADMIN],
-                "accessAssignments": [{"id": f"aa-{n}", "groupId": "d23f0824-128b-4f33-8c5c-7fd0a6a3a450",
-                                       "roles": [GLOBAL_ADMIN], "status": "active"}]}],
-        })
+        scenario["customers"].append(
+            {
+                "tenantId": tenant,
+                "displayName": name,
+                "defaultDomainName": f"hostile{n}.onmicrosoft.com",
+                "culture": HOSTILE_CULTURE if n == 3 else ("ja-JP" if n % 2 else "en-US"),
+                "contacts": contacts,
+                "dap": {"enabled": True, "startDateTime": "2026-01-01T00:00:00Z"} if n % 2 == 0 else None,
+                "gdapRelationships": [
+                    {
+                        "id": f"{uuid.UUID(int=n)}-{tenant}",
+                        "displayName": name[:50],
+                        "status": "active",
+                        "duration": "P730D",
+                        "createdDateTime": "2026-06-01T00:00:00Z",
+                        "activatedDateTime": "2026-06-01T00:00:00Z",
+                        "endDateTime": "2028-06-01T00:00:00Z",
+                        "autoExtendDuration": "PT0S",
+                        "roles": [GLOBAL_ADMIN],
+                        "accessAssignments": [
+                            {
+                                "id": f"aa-{n}",
+                                "groupId": "d23f0824-128b-4f33-8c5c-7fd0a6a3a450",
+                                "roles": [GLOBAL_ADMIN],
+                                "status": "active",
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
     return scenario
 
 
@@ -92,8 +125,13 @@ def hostile(azurite: Any, emulator_process: Any) -> dict[str, Any]:
     """One enforcement cycle over the hostile estate (every hostile customer is removed and mailed);
     the tests read what it stored, sent and asked."""
     emulator_process.post_scenario(hostile_estate())
-    environment = {"AzureWebJobsStorage": azurite.connection_string, "STORAGE_PREFIX": "h" + uuid.uuid4().hex[:10],
-                   "EMULATOR_URL": emulator_process.url, **TEST_PACE, **ENFORCE}
+    environment = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "STORAGE_PREFIX": "h" + uuid.uuid4().hex[:10],
+        "EMULATOR_URL": emulator_process.url,
+        **TEST_PACE,
+        **ENFORCE,
+    }
     settings = Settings.from_env(environment)
 
     async def cycle() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -104,9 +142,15 @@ def hostile(azurite: Any, emulator_process: Any) -> dict[str, Any]:
             return summary, latest.report  # the evaluation's report: before anything was removed
 
     summary, report = run(cycle())
-    return {"settings": settings, "environment": environment, "summary": summary, "report": report,
-            "outbox": emulator_process.outbox(), "requests": emulator_process.log(all_requests=True),
-            "rows": run(chaos.action_rows(settings))}
+    return {
+        "settings": settings,
+        "environment": environment,
+        "summary": summary,
+        "report": report,
+        "outbox": emulator_process.outbox(),
+        "requests": emulator_process.log(all_requests=True),
+        "rows": run(chaos.action_rows(settings)),
+    }
 
 
 def inert_line(text: str) -> bool:
@@ -115,6 +159,7 @@ def inert_line(text: str) -> bool:
 
 
 # --- the audit report -----------------------------------------------------------------------------------------
+
 
 def test_names_survive_storage_and_the_report_exactly(hostile: dict[str, Any]) -> None:
     """Every customer is reported, each name byte for byte (JSON is inert by construction), and no
@@ -162,13 +207,35 @@ REMOVER = {"X-MS-CLIENT-PRINCIPAL": encode_principal("admin@contoso.example", [R
 
 @pytest.fixture
 def api(hostile: dict[str, Any]) -> Iterator[TestClient]:
-    app = build_app(hostile["settings"], local_operator=False, drain_removals=False, trust_principal_header=True)
+    app = build_app(
+        hostile["settings"], local_operator=False, drain_removals=False, trust_principal_header=True
+    )
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as client:
         yield client
 
 
-SEARCHES = [*chaos.HOSTILE_NAMES, "' or 1 eq 1", "*", "%", "_", "\\", "$filter=true", "../", "%00", "\u0000",
-            "a" * 200, "\ud7ff", "🙂", "\u202e", "<", "&amp;", "\r\n", "null", "[]", "{}"]
+SEARCHES = [
+    *chaos.HOSTILE_NAMES,
+    "' or 1 eq 1",
+    "*",
+    "%",
+    "_",
+    "\\",
+    "$filter=true",
+    "../",
+    "%00",
+    "\u0000",
+    "a" * 200,
+    "\ud7ff",
+    "🙂",
+    "\u202e",
+    "<",
+    "&amp;",
+    "\r\n",
+    "null",
+    "[]",
+    "{}",
+]
 
 
 def test_api_search_and_detail_with_hostile_strings(api: TestClient, hostile: dict[str, Any]) -> None:
@@ -181,9 +248,18 @@ def test_api_search_and_detail_with_hostile_strings(api: TestClient, hostile: di
         page = response.json()
         needle = unicodedata.normalize("NFKC", q.strip()).casefold()
         for row in page["customers"]:  # a search matches text, never an expression
-            hay = unicodedata.normalize("NFKC", " ".join([row["displayName"], row["tenantId"], *row["roleNames"],
-                                                         *(r["displayName"] for r in row["relationships"]),
-                                                         *row["relationshipTypes"]])).casefold()
+            hay = unicodedata.normalize(
+                "NFKC",
+                " ".join(
+                    [
+                        row["displayName"],
+                        row["tenantId"],
+                        *row["roleNames"],
+                        *(r["displayName"] for r in row["relationships"]),
+                        *row["relationshipTypes"],
+                    ]
+                ),
+            ).casefold()
             assert needle in hay, (q, row["displayName"])
     assert api.get("/api/customers?q=" + "a" * 201, headers=READER).status_code == 400
     for tenant, name in HOSTILE_TENANTS.items():
@@ -193,8 +269,9 @@ def test_api_search_and_detail_with_hostile_strings(api: TestClient, hostile: di
     csv_text = api.get("/api/audit?format=csv", headers=READER).content.decode("utf-8")
     assert len(check_csv(csv_text)) == len(hostile["report"]["customers"])
     customers_csv = api.get("/api/customers?format=csv&q=" + quote("=HYPER"), headers=READER)
-    assert [r["displayName"] for r in check_csv(customers_csv.content.decode("utf-8"))] == \
-        ["'" + chaos.HOSTILE_NAMES[2]]
+    assert [r["displayName"] for r in check_csv(customers_csv.content.decode("utf-8"))] == [
+        "'" + chaos.HOSTILE_NAMES[2]
+    ]
     FIGURES["apiRequests"] = FIGURES.get("apiRequests", 0) + tried + 3
 
 
@@ -227,6 +304,7 @@ def markup_of(html: str) -> list[tuple[str, list[str]]]:
 
 # --- mail -----------------------------------------------------------------------------------------------------
 
+
 def test_mail_subjects_recipients_and_html_are_inert(hostile: dict[str, Any]) -> None:
     removed = set(hostile["summary"]["removed"])
     assert set(HOSTILE_TENANTS) <= removed, set(HOSTILE_TENANTS) - removed
@@ -236,35 +314,53 @@ def test_mail_subjects_recipients_and_html_are_inert(hostile: dict[str, Any]) ->
         message = mail["message"]
         subject = message["subject"]
         assert inert_line(subject) and len(subject) <= 255, repr(subject)
-        recipients = [r["emailAddress"]["address"] for key in ("toRecipients", "ccRecipients", "bccRecipients")
-                      for r in message.get(key) or []]
+        recipients = [
+            r["emailAddress"]["address"]
+            for key in ("toRecipients", "ccRecipients", "bccRecipients")
+            for r in message.get(key) or []
+        ]
         assert recipients and all(valid.match(a) for a in recipients), recipients
         assert not any("victim" in a or "evil" in a for a in recipients)
         body = message["body"]["content"]
         if message["body"]["contentType"].lower() == "html":
             tags = markup_of(body)
-            assert not {t for t, _ in tags} & {"script", "img", "iframe", "object", "embed", "svg", "form"}, subject
+            assert not {t for t, _ in tags} & {"script", "img", "iframe", "object", "embed", "svg", "form"}, (
+                subject
+            )
             assert not [a for _, attrs in tags for a in attrs if a.startswith("on") or a == "srcdoc"], subject
-    notices = [m for m in outbox if "removed its delegated admin access" in m["message"]["subject"]
-               or "削除しました" in m["message"]["subject"]]
+    notices = [
+        m
+        for m in outbox
+        if "removed its delegated admin access" in m["message"]["subject"]
+        or "削除しました" in m["message"]["subject"]
+    ]
     # Every hostile customer with a valid contact was told, in one piece: the name is in the subject,
     # flattened to one line, and escaped in the HTML.
     script = next(m for m in notices if "<script>" in m["message"]["subject"])
     assert "&lt;script&gt;" in script["message"]["body"]["content"]
     injected = next(m for m in notices if m["message"]["subject"].count("Contoso Bcc:") == 1)
-    assert [r["emailAddress"]["address"] for r in injected["message"]["toRecipients"]] == ["admin@hostile9.example"]
+    assert [r["emailAddress"]["address"] for r in injected["message"]["toRecipients"]] == [
+        "admin@hostile9.example"
+    ]
     # A customer whose only contact is hostile gets no notice (skipped, with the reason in the trail),
     # never one to an injected address.
     noticed = {r["emailAddress"]["address"] for m in notices for r in m["message"]["toRecipients"]}
-    assert noticed >= {f"admin@hostile{n}.example" for n in range(1, len(chaos.HOSTILE_NAMES) + 1)
-                       if n not in HOSTILE_CONTACT_CUSTOMERS}
-    skipped = {r["PartitionKey"] for r in hostile["rows"] if r["Action"] == "notification.customer-removal"
-               and r["Result"] == "skipped"}
+    assert noticed >= {
+        f"admin@hostile{n}.example"
+        for n in range(1, len(chaos.HOSTILE_NAMES) + 1)
+        if n not in HOSTILE_CONTACT_CUSTOMERS
+    }
+    skipped = {
+        r["PartitionKey"]
+        for r in hostile["rows"]
+        if r["Action"] == "notification.customer-removal" and r["Result"] == "skipped"
+    }
     assert skipped == {tenant_of(n) for n in HOSTILE_CONTACT_CUSTOMERS}
     FIGURES["mailsChecked"] = len(outbox)
 
 
 # --- the portal in a real browser ----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def served(hostile: dict[str, Any]) -> Iterator[str]:
@@ -277,20 +373,24 @@ def test_portal_shows_hostile_names_as_text(served: str) -> None:
     names = set(HOSTILE_TENANTS.values())
     with chromium() as browser, opened_page(browser, served) as opened:
         page = opened.page
-        page.wait_for_function("(n) => document.querySelectorAll('#rows tr[data-tenant]').length >= n",
-                               arg=min(len(names), 50))
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('#rows tr[data-tenant]').length >= n", arg=min(len(names), 50)
+        )
         shown = page.locator("#rows a.name").all_text_contents()
         assert names <= set(shown), names - set(shown)
         assert page.locator("#rows img, #rows script, #rows iframe").count() == 0
         handlers = page.evaluate(
             "() => [...document.querySelectorAll('*')].flatMap(e => [...e.attributes].map(a => a.name))"
-            ".filter(n => n.startsWith('on'))")
+            ".filter(n => n.startsWith('on'))"
+        )
         assert handlers == []
         shot(page, "hostile-names.png", full_page=True)
         for tenant in (tenant_of(2), tenant_of(8), tenant_of(11)):  # <script>, " onmouseover=, RTL override
             page.goto(f"{served}/#/customers/{tenant}")
-            page.wait_for_function("(name) => document.querySelector('#customer-name').textContent === name",
-                                   arg=HOSTILE_TENANTS[tenant])
+            page.wait_for_function(
+                "(name) => document.querySelector('#customer-name').textContent === name",
+                arg=HOSTILE_TENANTS[tenant],
+            )
             assert page.locator("#customer img, #customer script").count() == 0
         assert opened.dialogs == [] and opened.errors == [], (opened.dialogs, opened.errors)
     FIGURES["portalNamesChecked"] = len(names)
@@ -300,5 +400,12 @@ def test_portal_shows_hostile_names_as_text(served: str) -> None:
 def write_figures() -> Any:
     yield
     if FIGURES:
-        chaos.record("hostile-input", {**FIGURES, "names": len(chaos.HOSTILE_NAMES),
-                                       "contacts": len(HOSTILE_CONTACTS), "searches": len(SEARCHES)})
+        chaos.record(
+            "hostile-input",
+            {
+                **FIGURES,
+                "names": len(chaos.HOSTILE_NAMES),
+                "contacts": len(HOSTILE_CONTACTS),
+                "searches": len(SEARCHES),
+            },
+        )

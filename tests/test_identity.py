@@ -41,7 +41,10 @@ class IdentityProvider:
         self.calls.append(refresh_token)
         self.threads.append(threading.get_ident())
         if self.refuse:
-            return {"error": "invalid_grant", "error_description": "AADSTS700082: The refresh token has expired"}
+            return {
+                "error": "invalid_grant",
+                "error_description": "AADSTS700082: The refresh token has expired",
+            }
         n = len(self.calls)
         return {"access_token": f"access-{n}", "refresh_token": f"refresh-{n}", "expires_in": 3600}
 
@@ -91,21 +94,29 @@ def test_token_calls_run_off_the_event_loop() -> None:
 SECRET = "partner-center-refresh-token"
 
 
-def vault_credential(emulator: Any, token_in_setting: str = "refresh-setting") -> tuple[
-        RefreshTokenCredential, IdentityProvider, KeyVaultSecret]:
+def vault_credential(
+    emulator: Any, token_in_setting: str = "refresh-setting"
+) -> tuple[RefreshTokenCredential, IdentityProvider, KeyVaultSecret]:
     store = KeyVaultSecret(f"{emulator.url}/keyvault/secrets/{SECRET}", StaticTokenCredential())
-    made = RefreshTokenCredential("6513270e-269e-4d37-b2a7-4de452e6b438", "app", "secret", token_in_setting, store)
+    made = RefreshTokenCredential(
+        "6513270e-269e-4d37-b2a7-4de452e6b438", "app", "secret", token_in_setting, store
+    )
     provider = IdentityProvider()
     made._app = provider
     return made, provider, store
 
 
 def vault_versions(emulator: Any) -> list[str]:
-    return [entry["body"]["value"] for entry in emulator.log()
-            if entry["method"] == "PUT" and entry["path"].endswith(f"/secrets/{SECRET}")]
+    return [
+        entry["body"]["value"]
+        for entry in emulator.log()
+        if entry["method"] == "PUT" and entry["path"].endswith(f"/secrets/{SECRET}")
+    ]
 
 
-def test_the_rotated_refresh_token_is_written_to_key_vault_and_read_back_after_a_restart(emulator: Any) -> None:
+def test_the_rotated_refresh_token_is_written_to_key_vault_and_read_back_after_a_restart(
+    emulator: Any,
+) -> None:
     made, provider, store = vault_credential(emulator)
     store.set("refresh-deployed")  # what the deployment wrote; the app setting's reference may be a day older
     with time_machine.travel("2026-11-21T00:00:00Z", tick=False) as clock:
@@ -114,7 +125,11 @@ def test_the_rotated_refresh_token_is_written_to_key_vault_and_read_back_after_a
         assert store.get() == "refresh-1"
         clock.shift(3600)
         made.get_token(PARTNER_CENTER_SCOPE)
-    assert store.get() == "refresh-2" and vault_versions(emulator) == ["refresh-deployed", "refresh-1", "refresh-2"]
+    assert store.get() == "refresh-2" and vault_versions(emulator) == [
+        "refresh-deployed",
+        "refresh-1",
+        "refresh-2",
+    ]
     # A new process (a restart, a second instance) starts from the newest version.
     again, provider_again, _ = vault_credential(emulator)
     provider_again.calls = []
@@ -131,7 +146,8 @@ def test_a_stored_version_carries_the_refresh_tokens_lifetime_as_its_expiry(emul
 
 
 def test_a_vault_that_refuses_the_write_leaves_the_token_working_and_says_so(
-        emulator: Any, caplog: pytest.LogCaptureFixture) -> None:
+    emulator: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     scenario = load_example()
     scenario["missingPermissions"] = ["Key Vault Secrets Officer"]
     emulator.post_scenario(scenario)
@@ -166,8 +182,12 @@ def test_the_secret_uri_setting_is_checked_and_builds_the_store(monkeypatch: pyt
         settings_with(PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI="https://kv.vault.azure.net/keys/x")
     settings = settings_with(
         PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI="https://kv-dam-x.vault.azure.net/secrets/partner-center-refresh-token",
-        PARTNER_CENTER_APP_ID="app", PARTNER_CENTER_APP_SECRET="s", PARTNER_CENTER_REFRESH_TOKEN="r",
-        PARTNER_TENANT_ID="6513270e-269e-4d37-b2a7-4de452e6b438", EMULATOR_URL="")
+        PARTNER_CENTER_APP_ID="app",
+        PARTNER_CENTER_APP_SECRET="s",
+        PARTNER_CENTER_REFRESH_TOKEN="r",
+        PARTNER_TENANT_ID="6513270e-269e-4d37-b2a7-4de452e6b438",
+        EMULATOR_URL="",
+    )
     made = partner_center_credential(settings)
     assert isinstance(made, RefreshTokenCredential) and isinstance(made._store, KeyVaultSecret)
     assert made._store.url == "https://kv-dam-x.vault.azure.net/secrets/partner-center-refresh-token"

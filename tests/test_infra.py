@@ -56,8 +56,10 @@ DERIVED_IN_AZURE = {"PARTNER_TENANT_ID"}
 def _tools_or_skip() -> None:
     if TOOLS_PYTHON.exists() and CHECKOV.exists():
         return
-    message = (".venv-tools is missing: run `make setup` "
-               "(python3 -m venv .venv-tools && .venv-tools/bin/python -m pip install -r requirements-tools.txt)")
+    message = (
+        ".venv-tools is missing: run `make setup` "
+        "(python3 -m venv .venv-tools && .venv-tools/bin/python -m pip install -r requirements-tools.txt)"
+    )
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -67,8 +69,14 @@ def _tools_or_skip() -> None:
 def parsed() -> dict[str, Any]:
     """Every .bicep file under infra/ as pycep JSON (tools/infra_check.py in .venv-tools)."""
     _tools_or_skip()
-    result = subprocess.run([str(TOOLS_PYTHON), "tools/infra_check.py", "infra"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [str(TOOLS_PYTHON), "tools/infra_check.py", "infra"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode in (0, 1), f"infra_check failed to run: {result.stderr}"
     files: dict[str, Any] = json.loads(result.stdout)["files"]
     return files
@@ -80,9 +88,16 @@ def checkov_report() -> dict[str, Any]:
     # --skip-download: no calls to the checkov platform (there is no network here).
     result = subprocess.run(
         [str(CHECKOV), "-d", "infra", "--framework", "bicep", "-o", "json", "--skip-download"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "WARNING"})
-    assert result.stdout.strip(), f"checkov printed nothing (exit {result.returncode}): {result.stderr[-2000:]}"
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "LOG_LEVEL": "WARNING"},
+    )
+    assert result.stdout.strip(), (
+        f"checkov printed nothing (exit {result.returncode}): {result.stderr[-2000:]}"
+    )
     report = json.loads(result.stdout)
     if isinstance(report, list):  # one report per framework; only bicep was asked for
         report = next(r for r in report if r.get("check_type") == "bicep")
@@ -146,8 +161,10 @@ def bicep_value_default(expression: Any, parameters: dict[str, Any]) -> str:
 
 def test_checkov_passes_with_zero_failed_checks(checkov_report: dict[str, Any]) -> None:
     summary = checkov_report["summary"]
-    failed = [f"{c['check_id']} {c['file_path']} {c['resource']}: {c['check_name']}"
-              for c in checkov_report["results"]["failed_checks"]]
+    failed = [
+        f"{c['check_id']} {c['file_path']} {c['resource']}: {c['check_name']}"
+        for c in checkov_report["results"]["failed_checks"]
+    ]
     assert summary["failed"] == 0 and not failed, "\n".join(failed)
     assert summary["passed"] > 0 and summary["resource_count"] > 0, summary
 
@@ -159,11 +176,14 @@ def test_every_checkov_skip_says_why(checkov_report: dict[str, Any]) -> None:
 
 
 def test_checkov_cannot_parse_only_the_graph_extension_module(
-        checkov_report: dict[str, Any], parsed: dict[str, Any]) -> None:
+    checkov_report: dict[str, Any], parsed: dict[str, Any]
+) -> None:
     # checkov's pycep predates Bicep's `extension` keyword; the one file that declares it holds only
     # Microsoft.Graph resources, for which checkov has no checks.
-    unparsed = {Path(p).resolve().relative_to(ROOT).as_posix()
-                for p in checkov_report["results"].get("parsing_errors", [])}
+    unparsed = {
+        Path(p).resolve().relative_to(ROOT).as_posix()
+        for p in checkov_report["results"].get("parsing_errors", [])
+    }
     with_extension = {path for path, entry in parsed.items() if entry["extensions"]}
     assert unparsed == with_extension == {ENTRA}
 
@@ -180,12 +200,19 @@ def test_every_bicep_file_parses(parsed: dict[str, Any]) -> None:
 
 def test_only_the_entra_module_uses_the_graph_extension(parsed: dict[str, Any]) -> None:
     assert {path: entry["extensions"] for path, entry in parsed.items() if entry["extensions"]} == {
-        ENTRA: ["microsoftGraphV1"]}
+        ENTRA: ["microsoftGraphV1"]
+    }
     config = json.loads((INFRA / "bicepconfig.json").read_text(encoding="utf-8"))
-    assert config["extensions"]["microsoftGraphV1"].startswith("br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:")
+    assert config["extensions"]["microsoftGraphV1"].startswith(
+        "br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:"
+    )
     graph_types = {r["type"] for r in tree(parsed, ENTRA)["resources"].values()}
-    assert graph_types <= {"Microsoft.Graph/applications", "Microsoft.Graph/applications/federatedIdentityCredentials",
-                           "Microsoft.Graph/servicePrincipals", "Microsoft.Graph/appRoleAssignedTo"}
+    assert graph_types <= {
+        "Microsoft.Graph/applications",
+        "Microsoft.Graph/applications/federatedIdentityCredentials",
+        "Microsoft.Graph/servicePrincipals",
+        "Microsoft.Graph/appRoleAssignedTo",
+    }
 
 
 def test_modules_are_local(parsed: dict[str, Any]) -> None:
@@ -209,9 +236,14 @@ def app_setting_names(parsed: dict[str, Any]) -> tuple[set[str], set[str]]:
     assert main["modules"]["functionApp"]["config"]["params"]["appSettings"] == "appSettings"
     # ... which unions them with the platform's and turns every entry into a site app setting.
     assert app["variables"]["allSettings"]["value"]["function"] == {
-        "type": "union", "parameters": {"arg_1": "appSettings", "arg_2": "platformSettings"}}
+        "type": "union",
+        "parameters": {"arg_1": "appSettings", "arg_2": "platformSettings"},
+    }
     site_settings = body(app["resources"]["functionApp"])["properties"]["siteConfig"]["appSettings"]
-    assert site_settings["loop_type"] == {"type": "object", "detail": {"item_name": "setting", "object_name": "allSettings"}}
+    assert site_settings["loop_type"] == {
+        "type": "object",
+        "detail": {"item_name": "setting", "object_name": "allSettings"},
+    }
     return product, platform
 
 
@@ -239,9 +271,14 @@ def test_app_settings_default_to_the_settings_class_defaults(parsed: dict[str, A
         expected = format_default(defaults[name])
         assert bicep_value_default(expression, parameters) == expected, name
         # azd passes ${NAME=default} for the parameter behind it: same default, same variable name.
-        parameter = expression if isinstance(expression, str) else (
-            expression.get("function", {}).get("parameters", {}).get("value_to_convert")
-            or expression["operator"]["operands"]["condition"])
+        parameter = (
+            expression
+            if isinstance(expression, str)
+            else (
+                expression.get("function", {}).get("parameters", {}).get("value_to_convert")
+                or expression["operator"]["operands"]["condition"]
+            )
+        )
         assert azd[parameter]["value"] == f"${{{name}={expected}}}", (name, azd[parameter])
         checked += 1
     assert checked >= 20
@@ -255,10 +292,15 @@ def test_platform_settings_use_the_managed_identity(parsed: dict[str, Any]) -> N
     assert platform["AZURE_CLIENT_ID"] == "identityClientId"
     for service in ("blob", "queue", "table"):
         assert f"AzureWebJobsStorage__{service}ServiceUri" in platform
-    assert platform["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "Authorization=AAD;ClientId=${identityClientId}"
+    assert (
+        platform["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+        == "Authorization=AAD;ClientId=${identityClientId}"
+    )
     assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in platform
-    for name, secret in (("PARTNER_CENTER_APP_SECRET", "appSecretReference"),
-                         ("PARTNER_CENTER_REFRESH_TOKEN", "refreshTokenReference")):
+    for name, secret in (
+        ("PARTNER_CENTER_APP_SECRET", "appSecretReference"),
+        ("PARTNER_CENTER_REFRESH_TOKEN", "refreshTokenReference"),
+    ):
         assert platform[name]["operator"]["operands"]["true_value"] == secret
         assert app["variables"][secret]["value"].startswith("@Microsoft.KeyVault(VaultName=")
     assert "PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI" in platform
@@ -275,7 +317,9 @@ def test_function_app_is_python_311_on_flex_consumption(parsed: dict[str, Any]) 
     config = site["properties"]["functionAppConfig"]
     assert config["runtime"] == {"name": "python", "version": "3.11"}
     assert config["deployment"]["storage"]["authentication"] == {
-        "type": "UserAssignedIdentity", "userAssignedIdentityResourceId": "identityId"}
+        "type": "UserAssignedIdentity",
+        "userAssignedIdentityResourceId": "identityId",
+    }
     assert {"maximumInstanceCount", "instanceMemoryMB"} <= set(config["scaleAndConcurrency"])
     assert site["properties"]["httpsOnly"] is True
     assert site["properties"]["keyVaultReferenceIdentity"] == "identityId"
@@ -339,7 +383,9 @@ def test_outputs_are_upper_snake_for_azd(parsed: dict[str, Any]) -> None:
 
 def test_azure_yaml_deploys_the_root_as_the_tagged_function_app(parsed: dict[str, Any]) -> None:
     text = (ROOT / "azure.yaml").read_text(encoding="utf-8")
-    assert re.search(r"^services:\n  api:\n    project: \.\n    language: python\n    host: function$", text, re.M)
+    assert re.search(
+        r"^services:\n  api:\n    project: \.\n    language: python\n    host: function$", text, re.M
+    )
     assert re.search(r"^infra:\n  provider: bicep\n  path: infra\n  module: main$", text, re.M)
     tags = body(tree(parsed, FUNCTION_APP)["resources"]["functionApp"])["tags"]
     # pycep keeps the quotes of a quoted object key
@@ -351,10 +397,11 @@ def test_entra_module_defines_the_app_roles_and_graph_permissions() -> None:
     for role in ("Relationships.Read", "Relationships.Remove", "Relationships.Grant"):
         assert f"value: '{role}'" in text
     for permission, app_role_id in {
-            "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",
-            "Directory.Read.All": "7ab1d382-f21e-4acd-a863-ba3e13f7da61",
-            "DelegatedAdminRelationship.ReadWrite.All": "cc13eba4-8cd8-44c6-b4d4-f93237adce58",
-            "Mail.Send": "b633e1c5-b582-4048-a93e-9f11b44c7e96"}.items():
+        "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",
+        "Directory.Read.All": "7ab1d382-f21e-4acd-a863-ba3e13f7da61",
+        "DelegatedAdminRelationship.ReadWrite.All": "cc13eba4-8cd8-44c6-b4d4-f93237adce58",
+        "Mail.Send": "b633e1c5-b582-4048-a93e-9f11b44c7e96",
+    }.items():
         assert f"'{permission}': '{app_role_id}'" in text
     assert "Microsoft.Graph/appRoleAssignedTo@v1.0" in text
     assert "2832473f-ec63-45fb-976f-5d45a7d4bb91" in text
@@ -407,13 +454,16 @@ def fresh_telemetry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_telemetry_is_a_noop_without_a_connection_string(
-        fresh_telemetry: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    fresh_telemetry: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     # Even a broken distro is never imported when nothing is configured.
     monkeypatch.setitem(sys.modules, "azure.monitor.opentelemetry", None)
     assert telemetry.configure_telemetry() is False
     assert telemetry.configure_telemetry() is False
     with caplog.at_level(logging.DEBUG, logger="shared.platform.telemetry"):
-        telemetry.track_event(telemetry.EVENT_REMOVAL_FAILED, {"tenantId": "t", "type": "GDAP", "reason": "x"})
+        telemetry.track_event(
+            telemetry.EVENT_REMOVAL_FAILED, {"tenantId": "t", "type": "GDAP", "reason": "x"}
+        )
         telemetry.track_metric("ingestion.lag_minutes", 3.5, {"mode": "report"})
     assert not telemetry.is_enabled()
     assert any("RemovalFailed" in r.getMessage() and "not exported" in r.getMessage() for r in caplog.records)
@@ -421,7 +471,8 @@ def test_telemetry_is_a_noop_without_a_connection_string(
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's LoggingHandler, as the distro uses it
 def test_telemetry_exports_custom_events_and_metrics_through_the_distro(
-        fresh_telemetry: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh_telemetry: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sdk_logs = pytest.importorskip("opentelemetry.sdk._logs")
     from opentelemetry import metrics
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -442,15 +493,28 @@ def test_telemetry_exports_custom_events_and_metrics_through_the_distro(
     fake = types.ModuleType("azure.monitor.opentelemetry")
     fake.configure_azure_monitor = configure_azure_monitor  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "azure.monitor.opentelemetry", fake)
-    monkeypatch.setenv("APPLICATIONINSIGHTS_CONNECTION_STRING", "InstrumentationKey=00000000-0000-0000-0000-000000000000")
+    monkeypatch.setenv(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING", "InstrumentationKey=00000000-0000-0000-0000-000000000000"
+    )
 
     assert telemetry.configure_telemetry() is True
     assert telemetry.configure_telemetry() is True  # idempotent
     assert len(calls) == 1 and calls[0]["logger_name"] == telemetry.EVENTS_LOGGER_NAME
 
-    telemetry.track_event(telemetry.EVENT_EVALUATION_COMPLETED, {
-        "customers": 3, "bucket_active": 1, "bucket_30_60": 1, "bucket_61_90": 0, "bucket_90_plus": 1,
-        "candidates": 0, "mode": "report", "name": "clashes with LogRecord.name", "ignored": [1, 2]})
+    telemetry.track_event(
+        telemetry.EVENT_EVALUATION_COMPLETED,
+        {
+            "customers": 3,
+            "bucket_active": 1,
+            "bucket_30_60": 1,
+            "bucket_61_90": 0,
+            "bucket_90_plus": 1,
+            "candidates": 0,
+            "mode": "report",
+            "name": "clashes with LogRecord.name",
+            "ignored": [1, 2],
+        },
+    )
     records = [item.log_record for item in exporter.get_finished_logs()]
     assert len(records) == 1
     attributes = dict(records[0].attributes or {})
@@ -461,8 +525,14 @@ def test_telemetry_exports_custom_events_and_metrics_through_the_distro(
     telemetry.track_metric("ingestion.lag_minutes", 12.0, {"mode": "report"})
     telemetry.track_metric("ingestion.lag_minutes", 4.0, {"mode": "report"})
     data = reader.get_metrics_data()
-    points = [point for rm in data.resource_metrics for sm in rm.scope_metrics for metric in sm.metrics
-              if metric.name == "ingestion.lag_minutes" for point in metric.data.data_points]
+    points = [
+        point
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "ingestion.lag_minutes"
+        for point in metric.data.data_points
+    ]
     if not points:
         pytest.skip("another test already set the global OpenTelemetry meter provider")
     assert points[0].count == 2 and points[0].sum == 16.0 and dict(points[0].attributes) == {"mode": "report"}

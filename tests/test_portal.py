@@ -36,13 +36,36 @@ XSS_NAME = "<img src=x onerror=alert(1)>"
 
 def estate(tmp: Path) -> dict[str, Any]:
     out = tmp / "portal-estate.json"
-    subprocess.run([sys.executable, "-m", "tools.emulator.generate", "--customers", "160", "--signins", "4000",
-                    "--days", "90", "--retention-days", "90", "--seed", "5", "--now", NOW, "--out", str(out)],
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.emulator.generate",
+            "--customers",
+            "160",
+            "--signins",
+            "4000",
+            "--days",
+            "90",
+            "--retention-days",
+            "90",
+            "--seed",
+            "5",
+            "--now",
+            NOW,
+            "--out",
+            str(out),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     scenario: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     # A customer-chosen name that is also HTML: the portal must show it as text.
-    target = next(c for c in scenario["customers"] if c.get("gdapRelationships")
-                  and any(g["status"] == "active" for g in c["gdapRelationships"]))
+    target = next(
+        c
+        for c in scenario["customers"]
+        if c.get("gdapRelationships") and any(g["status"] == "active" for g in c["gdapRelationships"])
+    )
     target["displayName"] = XSS_NAME
     for rel in target["gdapRelationships"]:
         rel["displayName"] = "xss-" + rel["id"][:8]
@@ -54,13 +77,15 @@ def portal(azurite: Any, emulator_process: Any, tmp_path_factory: pytest.TempPat
     require_chromium()
     scenario = estate(tmp_path_factory.mktemp("portal"))
     emulator_process.post_scenario(scenario)
-    env = serve_environment({
-        "AzureWebJobsStorage": azurite.connection_string,
-        "STORAGE_PREFIX": "p" + uuid.uuid4().hex[:12],
-        "EMULATOR_URL": emulator_process.url,
-        "SIGNIN_BACKFILL_DAYS": "90",
-        "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
-    })
+    env = serve_environment(
+        {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "STORAGE_PREFIX": "p" + uuid.uuid4().hex[:12],
+            "EMULATOR_URL": emulator_process.url,
+            "SIGNIN_BACKFILL_DAYS": "90",
+            "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
+        }
+    )
     settings = Settings.from_env(env)
 
     async def audits() -> None:
@@ -87,8 +112,12 @@ def test_tiles_show_counts_and_filter_the_table(page: Page, portal: Portal) -> N
     summary = portal.api("/api/audit")["summary"]
     total = summary["customersUnderMonitoring"]
     assert p.locator("#headline").text_content() == f"Customers with delegated admin access: {total}"
-    expected = {"90+": summary["inactiveOver90Days"], "61-90": summary["inactive61To90Days"],
-                "30-60": summary["inactive30To60Days"], "new": summary["establishedLast7Days"]}
+    expected = {
+        "90+": summary["inactiveOver90Days"],
+        "61-90": summary["inactive61To90Days"],
+        "30-60": summary["inactive30To60Days"],
+        "new": summary["establishedLast7Days"],
+    }
     assert all(expected.values()), expected  # the estate has customers in every tile
     for bucket, count in expected.items():
         tile = p.locator(f'.tile[data-bucket="{bucket}"]')
@@ -97,14 +126,20 @@ def test_tiles_show_counts_and_filter_the_table(page: Page, portal: Portal) -> N
     shot(p, "dashboard.png")
 
     p.locator('.tile[data-bucket="90+"]').click()
-    wait_table(p, "() => document.querySelector('.tile[data-bucket=\"90+\"]').getAttribute('aria-pressed') === 'true'"
-                  " && [...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '90+')")
+    wait_table(
+        p,
+        "() => document.querySelector('.tile[data-bucket=\"90+\"]').getAttribute('aria-pressed') === 'true'"
+        " && [...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '90+')",
+    )
     assert p.locator("#range").text_content().endswith(f"of {expected['90+']}")
     assert p.locator("#filter-chip").is_visible()
     shot(p, "dashboard-filter-90.png")
 
     p.locator('.tile[data-bucket="61-90"]').click()
-    wait_table(p, "() => [...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '61-90')")
+    wait_table(
+        p,
+        "() => [...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '61-90')",
+    )
     for i in (1, 3):
         p.locator("#rows tr[data-tenant]").nth(i).locator("input.row-select").check()
     assert p.locator("#remove").is_enabled()
@@ -115,8 +150,11 @@ def test_tiles_show_counts_and_filter_the_table(page: Page, portal: Portal) -> N
     p.keyboard.press("Tab")
     assert p.evaluate("document.activeElement.dataset.bucket") == "30-60"
     p.keyboard.press("Enter")
-    wait_table(p, "() => [...document.querySelectorAll('#rows tr[data-tenant]')].length > 0 && "
-                  "[...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '30-60')")
+    wait_table(
+        p,
+        "() => [...document.querySelectorAll('#rows tr[data-tenant]')].length > 0 && "
+        "[...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '30-60')",
+    )
     assert p.locator("#range").text_content().endswith(f"of {expected['30-60']}")
     shot(p, "dashboard-filter-30-60.png")
     p.keyboard.press("Space")
@@ -136,27 +174,48 @@ def test_search_and_sort(page: Page, portal: Portal) -> None:
     fragment = japanese["displayName"][4:8]
     p.locator("#search").fill(fragment)
     expected = sorted(r["displayName"] for r in customers if fragment in r["displayName"])
-    wait_table(p, "(x) => document.querySelectorAll('#rows tr[data-tenant]').length === x.n && "
-                  "[...document.querySelectorAll('#rows a.name')].every(a => a.textContent.includes(x.fragment))",
-               {"n": len(expected), "fragment": fragment})
+    wait_table(
+        p,
+        "(x) => document.querySelectorAll('#rows tr[data-tenant]').length === x.n && "
+        "[...document.querySelectorAll('#rows a.name')].every(a => a.textContent.includes(x.fragment))",
+        {"n": len(expected), "fragment": fragment},
+    )
     assert sorted(row_names(p)) == expected
 
     p.locator("#search").fill("")
     p.locator('th[data-sort="name"] button').click()
-    wait_table(p, "() => document.querySelector('th[data-sort=\"name\"]').getAttribute('aria-sort') === 'ascending'")
-    wait_table(p, "(total) => document.querySelector('#range').textContent.endsWith('of ' + total)",
-               str(len(customers)))
+    wait_table(
+        p, "() => document.querySelector('th[data-sort=\"name\"]').getAttribute('aria-sort') === 'ascending'"
+    )
+    wait_table(
+        p,
+        "(total) => document.querySelector('#range').textContent.endsWith('of ' + total)",
+        str(len(customers)),
+    )
     by_name = sorted(customers, key=lambda r: (r["displayName"].casefold(), r["tenantId"]))
-    wait_table(p, "(first) => document.querySelector('#rows a.name').textContent === first", by_name[0]["displayName"])
+    wait_table(
+        p,
+        "(first) => document.querySelector('#rows a.name').textContent === first",
+        by_name[0]["displayName"],
+    )
     assert row_names(p) == [r["displayName"] for r in by_name[:50]]
     p.locator('th[data-sort="name"] button').click()
-    wait_table(p, "() => document.querySelector('th[data-sort=\"name\"]').getAttribute('aria-sort') === 'descending'")
-    wait_table(p, "(first) => document.querySelector('#rows a.name').textContent === first", by_name[-1]["displayName"])
+    wait_table(
+        p, "() => document.querySelector('th[data-sort=\"name\"]').getAttribute('aria-sort') === 'descending'"
+    )
+    wait_table(
+        p,
+        "(first) => document.querySelector('#rows a.name').textContent === first",
+        by_name[-1]["displayName"],
+    )
     # Sign-ins (last day): most first.
     p.locator('th[data-sort="signInsLastDay"] button').click()
     top = max(r["signInsLastDay"] for r in customers)
-    wait_table(p, "(top) => document.querySelector('#rows tr[data-tenant] td:nth-child(5)').textContent === String(top)",
-               top)
+    wait_table(
+        p,
+        "(top) => document.querySelector('#rows tr[data-tenant] td:nth-child(5)').textContent === String(top)",
+        top,
+    )
     # Paging.
     p.locator("#next").click()
     wait_table(p, "() => document.querySelector('#range').textContent.startsWith('51')")
@@ -166,12 +225,18 @@ def test_search_and_sort(page: Page, portal: Portal) -> None:
 def test_customer_names_are_text_never_html(page: Page, portal: Portal) -> None:
     p = page.page
     p.locator("#search").fill("<img")
-    wait_table(p, "(name) => document.querySelectorAll('#rows tr[data-tenant]').length === 1 && "
-                  "document.querySelector('#rows a.name').textContent === name", XSS_NAME)
+    wait_table(
+        p,
+        "(name) => document.querySelectorAll('#rows tr[data-tenant]').length === 1 && "
+        "document.querySelector('#rows a.name').textContent === name",
+        XSS_NAME,
+    )
     assert p.locator("#rows img").count() == 0
     assert p.locator("#rows a.name").inner_text() == XSS_NAME
     p.locator("#rows a.name").click()
-    p.wait_for_function("(name) => document.querySelector('#customer-name').textContent === name", arg=XSS_NAME)
+    p.wait_for_function(
+        "(name) => document.querySelector('#customer-name').textContent === name", arg=XSS_NAME
+    )
     assert p.locator("#customer img, #customer-name img").count() == 0
     shot(p, "customer-xss-name.png")
     assert page.dialogs == [] and page.errors == []
@@ -182,8 +247,9 @@ def test_customer_detail_shows_activity_chart(page: Page, portal: Portal) -> Non
     customers = portal.api("/api/audit")["customers"]
     busy = max(customers, key=lambda r: (r["signInsLastDay"], r["tenantId"]))
     p.goto(f"{portal.url}/#/customers/{busy['tenantId']}")
-    p.wait_for_function("(name) => document.querySelector('#customer-name').textContent === name",
-                        arg=busy["displayName"])
+    p.wait_for_function(
+        "(name) => document.querySelector('#customer-name').textContent === name", arg=busy["displayName"]
+    )
     p.wait_for_selector("#activity svg rect.bar")
     # Both kinds of sign-in, stacked per day: one interactive and one non-interactive bar for each of the 90 days.
     assert p.locator("#activity svg g.day").count() == 90
@@ -198,7 +264,8 @@ def test_customer_detail_shows_activity_chart(page: Page, portal: Portal) -> Non
     days = detail["signIns"]["days"]
     assert all(0 <= d["nonInteractiveSignIns"] <= d["signIns"] for d in days)
     drawn = p.locator("#activity svg rect.bar").evaluate_all(
-        "rects => rects.map(r => [r.classList.contains('s-noninteractive'), Number(r.dataset.count)])")
+        "rects => rects.map(r => [r.classList.contains('s-noninteractive'), Number(r.dataset.count)])"
+    )
     non_interactive = sum(d["nonInteractiveSignIns"] for d in days)
     assert non_interactive > 0
     assert sum(n for kind, n in drawn if kind) == non_interactive
@@ -207,12 +274,20 @@ def test_customer_detail_shows_activity_chart(page: Page, portal: Portal) -> Non
     assert [x.split(" (")[0] for x in legend] == ["Interactive", "Non-interactive"]
     label = p.locator("#activity svg").get_attribute("aria-label") or ""
     assert "interactive and non-interactive" in label and f"{non_interactive:,} non-interactive" in label
-    kind = {"interactive": "Interactive", "nonInteractive": "Non-interactive", None: ""}[busy["lastSignInKind"]]
-    facts = dict(zip(p.locator("#customer-facts dt").all_text_contents(),
-                     p.locator("#customer-facts dd").all_text_contents(), strict=True))
+    kind = {"interactive": "Interactive", "nonInteractive": "Non-interactive", None: ""}[
+        busy["lastSignInKind"]
+    ]
+    facts = dict(
+        zip(
+            p.locator("#customer-facts dt").all_text_contents(),
+            p.locator("#customer-facts dd").all_text_contents(),
+            strict=True,
+        )
+    )
     assert facts["Last sign-in kind"] == kind
-    assert facts["Sign-ins (last day)"] == (f"{busy['signInsLastDay']:,} "
-                                             f"({busy['nonInteractiveSignInsLastDay']:,} non-interactive)")
+    assert facts["Sign-ins (last day)"] == (
+        f"{busy['signInsLastDay']:,} ({busy['nonInteractiveSignInsLastDay']:,} non-interactive)"
+    )
     first = detail["agents"][0]
     assert first["displayName"] and first["userPrincipalName"].endswith("@contoso-partner.example")
     cells = p.locator("#agents table tbody tr").first.locator("td")
@@ -229,7 +304,9 @@ def test_customer_detail_shows_activity_chart(page: Page, portal: Portal) -> Non
     assert page.dialogs == [] and page.errors == []
 
 
-def test_a_late_answer_for_the_previous_customer_does_not_replace_the_next(page: Page, portal: Portal) -> None:
+def test_a_late_answer_for_the_previous_customer_does_not_replace_the_next(
+    page: Page, portal: Portal
+) -> None:
     """Opening customer B while customer A's detail is still loading shows B, whatever A's answer does."""
     p = page.page
     customers = sorted(portal.api("/api/audit")["customers"], key=lambda r: r["tenantId"])
@@ -243,8 +320,9 @@ def test_a_late_answer_for_the_previous_customer_does_not_replace_the_next(page:
         p.wait_for_timeout(20)
     assert held, "the first customer's request never reached the browser's network layer"
     p.goto(f"{portal.url}/#/customers/{second['tenantId']}")
-    p.wait_for_function("(name) => document.querySelector('#customer-name').textContent === name",
-                        arg=second["displayName"])
+    p.wait_for_function(
+        "(name) => document.querySelector('#customer-name').textContent === name", arg=second["displayName"]
+    )
     # Now A's answer arrives, late.
     held[0].continue_()
     p.unroute(f"**/api/customers/{first['tenantId']}*")
@@ -286,7 +364,10 @@ def test_japanese_ui(page_ja: Page, portal: Portal) -> None:
 def test_remove_two_customers(page: Page, portal: Portal) -> None:
     p = page.page
     p.locator('.tile[data-bucket="90+"]').click()
-    wait_table(p, "() => [...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '90+')")
+    wait_table(
+        p,
+        "() => [...document.querySelectorAll('#rows tr[data-tenant]')].every(r => r.dataset.bucket === '90+')",
+    )
     rows = p.locator("#rows tr[data-tenant]")
     chosen = [rows.nth(0).get_attribute("data-tenant"), rows.nth(1).get_attribute("data-tenant")]
     names = [rows.nth(i).locator("a.name").text_content() for i in (0, 1)]
@@ -300,8 +381,13 @@ def test_remove_two_customers(page: Page, portal: Portal) -> None:
     assert dialog.is_visible()
     assert sorted(dialog.locator("#remove-list .name").all_text_contents()) == sorted(names)
     consequences = " ".join(dialog.locator(".consequences li").all_text_contents())
-    for needle in ("service requests", "Partner earned credit", "approve a new relationship",
-                   "Azure subscriptions remain", "few minutes"):
+    for needle in (
+        "service requests",
+        "Partner earned credit",
+        "approve a new relationship",
+        "Azure subscriptions remain",
+        "few minutes",
+    ):
         assert needle in consequences, needle
     confirm = dialog.locator("#remove-confirm")
     assert confirm.is_disabled()
@@ -325,19 +411,28 @@ def test_remove_two_customers(page: Page, portal: Portal) -> None:
     assert "may take a few minutes" in (p.locator("#removal-status-note").text_content() or "")
     # serve drains the removal queue itself; Microsoft then terminates GDAP relationships over hours
     # (the emulator's default: 2 h), so the removals are requested until its clock passes that.
-    p.wait_for_function("() => [...document.querySelectorAll('#removal-status-list li')].length === 2 && "
-                        "[...document.querySelectorAll('#removal-status-list li')].every("
-                        "li => li.dataset.status !== 'queued')", timeout=45_000)
+    p.wait_for_function(
+        "() => [...document.querySelectorAll('#removal-status-list li')].length === 2 && "
+        "[...document.querySelectorAll('#removal-status-list li')].every("
+        "li => li.dataset.status !== 'queued')",
+        timeout=45_000,
+    )
     portal.emulator.advance("PT3H")
     # The portal polls until every removal has finished.
-    p.wait_for_function("() => [...document.querySelectorAll('#removal-status-list li')].length === 2 && "
-                        "[...document.querySelectorAll('#removal-status-list li')].every("
-                        "li => ['completed', 'skipped', 'failed'].includes(li.dataset.status))", timeout=45_000)
+    p.wait_for_function(
+        "() => [...document.querySelectorAll('#removal-status-list li')].length === 2 && "
+        "[...document.querySelectorAll('#removal-status-list li')].every("
+        "li => ['completed', 'skipped', 'failed'].includes(li.dataset.status))",
+        timeout=45_000,
+    )
     states = status.locator("li").evaluate_all("items => items.map(li => li.dataset.status)")
     assert states == ["completed", "completed"], states
     shot(p, "removal-status.png")
-    removed = {json.dumps(e).lower() for e in portal.emulator.log() if e["method"] in ("PATCH", "POST")
-               and "sendmail" not in e["path"].lower()}
+    removed = {
+        json.dumps(e).lower()
+        for e in portal.emulator.log()
+        if e["method"] in ("PATCH", "POST") and "sendmail" not in e["path"].lower()
+    }
     assert removed and all(any(t in entry for t in chosen) for entry in removed)
     assert page.dialogs == [] and page.errors == []
 
@@ -347,14 +442,21 @@ def test_served_assets_pass_the_csp(page: Page) -> None:
     p = page.page
     headers = p.evaluate("async () => Object.fromEntries((await fetch('/')).headers)")
     assert "unsafe-inline" not in headers["content-security-policy"]
-    assert p.evaluate("getComputedStyle(document.querySelector('.topbar')).backgroundColor") == "rgb(27, 31, 36)"
+    assert (
+        p.evaluate("getComputedStyle(document.querySelector('.topbar')).backgroundColor") == "rgb(27, 31, 36)"
+    )
     assert page.errors == []
 
 
 def test_serve_refuses_local_operator_on_a_public_host() -> None:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "shared.cli", "serve", "--host", "0.0.0.0", "--local-operator"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "serve", "--host", "0.0.0.0", "--local-operator"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "AzureWebJobsStorage": "UseDevelopmentStorage=true"},
+    )
     assert result.returncode == 2 and "loopback" in result.stderr
     assert time.monotonic() - started < 60

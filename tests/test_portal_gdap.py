@@ -41,13 +41,15 @@ def portal(azurite: Any, emulator_process: Any) -> Iterator[Portal]:
     require_chromium()
     scenario = gdap_scenario(bulk=3)
     emulator_process.post_scenario(scenario)
-    env = serve_environment({
-        "AzureWebJobsStorage": azurite.connection_string,
-        "STORAGE_PREFIX": "g" + uuid.uuid4().hex[:12],
-        "EMULATOR_URL": emulator_process.url,
-        "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
-        **GROUP_ENV,
-    })
+    env = serve_environment(
+        {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "STORAGE_PREFIX": "g" + uuid.uuid4().hex[:12],
+            "EMULATOR_URL": emulator_process.url,
+            "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
+            **GROUP_ENV,
+        }
+    )
 
     async def audit_it() -> None:
         async with Services(Settings.from_env(env)) as services:
@@ -59,7 +61,11 @@ def portal(azurite: Any, emulator_process: Any) -> Iterator[Portal]:
 
 
 def patches(portal: Portal, relationship_id: str) -> list[dict[str, Any]]:
-    return [e for e in portal.emulator.log() if e["method"] == "PATCH" and e["path"] == f"{REL_PATH}/{relationship_id}"]
+    return [
+        e
+        for e in portal.emulator.log()
+        if e["method"] == "PATCH" and e["path"] == f"{REL_PATH}/{relationship_id}"
+    ]
 
 
 def test_extend_remove_global_admin_and_request_from_the_portal(page: Page, portal: Portal) -> None:
@@ -69,7 +75,9 @@ def test_extend_remove_global_admin_and_request_from_the_portal(page: Page, port
     tiles.wait_for(state="visible")
     summary = portal.api("/api/gdap/summary")
     assert summary["expiring"] == {"30": 6, "7": 5, "1": 1} and summary["withGlobalAdministrator"] == 1
-    p.wait_for_function("() => document.querySelector('[data-gdap-tile=\"7\"] [data-count]').textContent === '5'")
+    p.wait_for_function(
+        "() => document.querySelector('[data-gdap-tile=\"7\"] [data-count]').textContent === '5'"
+    )
     for key, count in (("30", 6), ("1", 1), ("ga", 1)):
         assert p.locator(f'[data-gdap-tile="{key}"] [data-count]').text_content() == str(count)
     shot(p, "gdap-dashboard-tiles.png")
@@ -78,7 +86,9 @@ def test_extend_remove_global_admin_and_request_from_the_portal(page: Page, port
     p.locator('[data-gdap-tile="7"]').focus()
     p.keyboard.press("Enter")
     p.wait_for_selector("#gdap:not([hidden])")
-    p.wait_for_function("() => document.querySelectorAll('#gdap-expiring tr[data-relationship]').length === 5")
+    p.wait_for_function(
+        "() => document.querySelectorAll('#gdap-expiring tr[data-relationship]').length === 5"
+    )
     assert p.locator('#gdap-windows button[data-within="7"]').get_attribute("aria-pressed") == "true"
     p.wait_for_selector("#gdap-ga tr[data-relationship]")
     assert p.locator("#gdap-ga tr[data-relationship]").count() == 1
@@ -92,18 +102,26 @@ def test_extend_remove_global_admin_and_request_from_the_portal(page: Page, port
 
     # Extend the rest in bulk; one of them fails at Microsoft and says so; Global Administrator cannot.
     failing = rel_id(scenario, bulk_tenant(1))
-    portal.emulator.add_faults([{"method": "PATCH", "pathPrefix": f"{REL_PATH}/{failing}", "status": 403,
-                                 "times": -1}])
+    portal.emulator.add_faults(
+        [{"method": "PATCH", "pathPrefix": f"{REL_PATH}/{failing}", "status": 403, "times": -1}]
+    )
     wingtip = rel_id(scenario, WINGTIP)
-    assert "Global Administrator" in (p.locator(f'#gdap-expiring tr[data-relationship="{wingtip}"]').text_content() or "")
+    assert "Global Administrator" in (
+        p.locator(f'#gdap-expiring tr[data-relationship="{wingtip}"]').text_content() or ""
+    )
     bulk = p.locator("#gdap-extend-all")
     assert bulk.text_content() == "Extend all (3)"
     bulk.click()
     p.wait_for_selector(f'#gdap-expiring tr[data-relationship="{failing}"] [data-result="failed"]')
     assert "2 on, 1 skipped, 1 failed" in (p.locator("#gdap-expiring-status").text_content() or "")
     for i in (0, 2):
-        assert p.locator(f'#gdap-expiring tr[data-relationship="{rel_id(scenario, bulk_tenant(i))}"] '
-                         '[data-result="extended"]').count() == 1
+        assert (
+            p.locator(
+                f'#gdap-expiring tr[data-relationship="{rel_id(scenario, bulk_tenant(i))}"] '
+                '[data-result="extended"]'
+            ).count()
+            == 1
+        )
     assert emulator_rel(portal.emulator, rel_id(scenario, bulk_tenant(0)))["autoExtendDuration"] == "P180D"
     assert emulator_rel(portal.emulator, failing)["autoExtendDuration"] == "PT0S"
     portal.emulator.clear_faults()
@@ -138,12 +156,16 @@ def test_extend_remove_global_admin_and_request_from_the_portal(page: Page, port
     request_dialog = p.locator("#gdap-request-dialog")
     assert request_dialog.is_visible() and p.evaluate("document.activeElement.id") == "gdap-customer"
     p.keyboard.type("Adatum")
-    p.wait_for_function("() => [...document.querySelectorAll('#gdap-customer-options option')]"
-                        ".some(o => o.value === '" + ADATUM + "')")
+    p.wait_for_function(
+        "() => [...document.querySelectorAll('#gdap-customer-options option')]"
+        ".some(o => o.value === '" + ADATUM + "')"
+    )
     p.locator("#gdap-template").select_option("exchange-admin")
     assert "Exchange" in (p.locator("#gdap-template-info").text_content() or "")
     shot(p, "gdap-request-dialog.png")
-    with p.expect_response(lambda r: r.url.endswith("/api/gdap/requests") and r.request.method == "POST") as info:
+    with p.expect_response(
+        lambda r: r.url.endswith("/api/gdap/requests") and r.request.method == "POST"
+    ) as info:
         p.locator("#gdap-request-submit").click()
     assert info.value.status == 201
     created = info.value.json()
@@ -167,26 +189,34 @@ def test_reestablish_and_the_azure_rbac_note_in_japanese(page_ja: Page, portal: 
     p.wait_for_function("() => document.querySelector('#customer-name').textContent === 'Tailspin Ltd'")
     note = p.locator("#azure-rbac-note")
     assert note.is_visible()
-    assert note.text_content() == ("DAP または GDAP を削除しても、Azure サブスクリプションのロールの割り当ては削除されません。"
-                                   "顧客の Azure サブスクリプションで確認してください。")
+    assert note.text_content() == (
+        "DAP または GDAP を削除しても、Azure サブスクリプションのロールの割り当ては削除されません。"
+        "顧客の Azure サブスクリプションで確認してください。"
+    )
     button = p.locator("#customer-reestablish")
     assert button.is_visible() and button.text_content() == "アクセス権を再確立"
     button.click()
     link = p.locator("#gdap-invitation-link")
     link.wait_for(state="visible")
     assert p.locator("#gdap-result-title").text_content() == "再確立を要求しました"
-    assert p.locator("#gdap-result-basis").text_content() == "以前のロールに一致するテンプレートから作成しました。"
+    assert (
+        p.locator("#gdap-result-basis").text_content()
+        == "以前のロールに一致するテンプレートから作成しました。"
+    )
     created = [r for r in portal.api("/api/gdap/requests")["requests"] if r["tenantId"] == TAILSPIN]
     assert len(created) == 1 and created[0]["template"] == "exchange-admin"
     assert link.get_attribute("href") == created[0]["invitationLink"]
     shot(p, "gdap-reestablish-ja.png")
     p.locator("#gdap-request-cancel").click()
     # The dialog's close event (which returns focus) is dispatched as a task after close().
-    p.wait_for_function("() => document.activeElement && document.activeElement.id === 'customer-reestablish'",
-                        timeout=5_000)
+    p.wait_for_function(
+        "() => document.activeElement && document.activeElement.id === 'customer-reestablish'", timeout=5_000
+    )
     # English: the same note.
     p.locator("#language").select_option("en")
-    p.wait_for_function("() => document.querySelector('#azure-rbac-note').textContent.startsWith('Removing DAP or GDAP')")
+    p.wait_for_function(
+        "() => document.querySelector('#azure-rbac-note').textContent.startsWith('Removing DAP or GDAP')"
+    )
     # A customer with active access shows the note but cannot be re-established.
     p.goto(f"{portal.url}/#/customers/{ADATUM}")
     p.wait_for_function("() => document.querySelector('#customer-name').textContent === 'Adatum Ltd'")

@@ -77,7 +77,10 @@ def test_the_pace_is_a_setting_not_a_switch_on_the_emulator(env: dict[str, str])
 
     base = {k: v for k, v in env.items() if k != "SIGNIN_PACE"}
     default = asyncio.run(limiter_of(base))
-    assert isinstance(default, SlidingWindowLimiter) and (default.max_requests, default.per_seconds) == (5, 10.0)
+    assert isinstance(default, SlidingWindowLimiter) and (default.max_requests, default.per_seconds) == (
+        5,
+        10.0,
+    )
     shortened = asyncio.run(limiter_of(base | {"SIGNIN_PACE": "50/0.5s"}))
     assert (shortened.max_requests, shortened.per_seconds) == (50, 0.5)
     assert asyncio.run(limiter_of(base | {"SIGNIN_PACE": "off"})) is None

@@ -45,7 +45,9 @@ def enforced(env: dict[str, str], emulator: Any) -> dict[str, Any]:
 def removals_of(settings: Any, tenant: str) -> list[Any]:
     async def go(services: Services) -> list[Any]:
         out = []
-        async for e in services.storage.table("Removals").query_entities("TenantId eq @t", parameters={"t": tenant}):
+        async for e in services.storage.table("Removals").query_entities(
+            "TenantId eq @t", parameters={"t": tenant}
+        ):
             out.append(dict(e))
         return out
 
@@ -60,8 +62,14 @@ def test_requests_at_the_same_instant_create_one_removal(enforced: dict[str, Any
         await audit(services, AS_OF)
         rounds = []
         for _ in range(3):
-            answers = await asyncio.gather(*(request_removals(services, [WINGTIP], requested_by=f"op{i}@contoso.example",
-                                                              reason="unused") for i in range(6)))
+            answers = await asyncio.gather(
+                *(
+                    request_removals(
+                        services, [WINGTIP], requested_by=f"op{i}@contoso.example", reason="unused"
+                    )
+                    for i in range(6)
+                )
+            )
             rounds.append({a[0]["id"] for a in answers})
         await process_removal_queue(services)
         return rounds
@@ -90,7 +98,11 @@ def test_a_busy_delivery_is_deferred_not_failed(enforced: dict[str, Any], emulat
                 store = RemovalStore(services.storage)
                 held = await store.get(removal_id)
                 assert held is not None
-                held.status, held.lease_owner, held.lease_until = "requesting", "another-delivery", utcnow() + LEASE
+                held.status, held.lease_owner, held.lease_until = (
+                    "requesting",
+                    "another-delivery",
+                    utcnow() + LEASE,
+                )
                 await store.replace(held)
                 message = QueueMessage(id="m1", body=removal_message(held).encode(), dequeue_count=5)
                 await function(message)  # the fifth delivery: must not raise
@@ -107,7 +119,9 @@ def test_a_busy_delivery_is_deferred_not_failed(enforced: dict[str, Any], emulat
     assert removal_requests(emulator) == []
 
 
-def test_a_terminate_answered_500_is_not_sent_again_by_the_sdk(enforced: dict[str, Any], emulator: Any) -> None:
+def test_a_terminate_answered_500_is_not_sent_again_by_the_sdk(
+    enforced: dict[str, Any], emulator: Any
+) -> None:
     """A 500 may come after the request took effect; the SDK's retry must not resend a change on it.
     The removal's next delivery decides from the live state instead."""
     assert may_retry("GET", 500) and may_retry("POST", 503) and not may_retry("POST", 500)
@@ -119,8 +133,16 @@ def test_a_terminate_answered_500_is_not_sent_again_by_the_sdk(enforced: dict[st
 
     summary = run(with_services(settings, evaluate))
     removal_id = next(q["removalId"] for q in summary["queued"] if q["tenantId"] == WINGTIP)
-    emulator.add_faults([{"method": "POST", "pathPrefix": "/v1.0/tenantRelationships/delegatedAdminRelationships/",
-                          "status": 500, "times": 1}])
+    emulator.add_faults(
+        [
+            {
+                "method": "POST",
+                "pathPrefix": "/v1.0/tenantRelationships/delegatedAdminRelationships/",
+                "status": 500,
+                "times": 1,
+            }
+        ]
+    )
 
     async def deliver(services: Services) -> None:
         store = RemovalStore(services.storage)
@@ -156,14 +178,16 @@ def test_a_skip_for_a_temporary_reason_is_re_evaluated(enforced: dict[str, Any],
 
     summary = run(with_services(settings, second))
     assert WINGTIP in {q["tenantId"] for q in summary["queued"]}
-    assert sorted(r for _, r in removal_requests(emulator) if r in gdap_ids(enforced, WINGTIP)) == \
-        sorted(gdap_ids(enforced, WINGTIP))
+    assert sorted(r for _, r in removal_requests(emulator) if r in gdap_ids(enforced, WINGTIP)) == sorted(
+        gdap_ids(enforced, WINGTIP)
+    )
     statuses = sorted(str(r["Status"]) for r in removals_of(settings, WINGTIP))
     assert statuses == ["requested", "skipped"]
 
 
-def test_the_last_check_waits_for_the_sign_in_log_to_settle(enforced: dict[str, Any], emulator: Any,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_last_check_waits_for_the_sign_in_log_to_settle(
+    enforced: dict[str, Any], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A removal decided at T is checked and executed only once Microsoft's clock passes T plus
     SIGNIN_LOG_LATENCY_MINUTES; its message stays invisible meanwhile."""
     from shared.platform.settings import get_settings
@@ -201,8 +225,9 @@ def test_the_last_check_waits_for_the_sign_in_log_to_settle(enforced: dict[str, 
     assert json.loads(removal_message(done))["removalId"] == removal_id
 
 
-def test_a_failure_that_is_not_microsofts_is_contained_and_alerted(enforced: dict[str, Any], emulator: Any,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_that_is_not_microsofts_is_contained_and_alerted(
+    enforced: dict[str, Any], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An expired Partner Center refresh token raises PermissionError inside the sync: the evaluation
     still runs on what the store holds, removes nothing on stale data, and tells the partner admins.
     A failure of the evaluation itself is recorded and alerted before it is raised."""
@@ -236,7 +261,9 @@ def test_a_failure_that_is_not_microsofts_is_contained_and_alerted(enforced: dic
 
     failed = [a for a in run(with_services(settings, trail)) if a["action"] == "enforcement.failed"]
     assert len(failed) == 2
-    assert any("PermissionError" in a["detail"] for a in failed) and any("KeyError" in a["detail"] for a in failed)
+    assert any("PermissionError" in a["detail"] for a in failed) and any(
+        "KeyError" in a["detail"] for a in failed
+    )
 
 
 def test_people_fall_under_the_circuit_breaker_too(enforced: dict[str, Any], emulator: Any) -> None:
@@ -247,7 +274,9 @@ def test_people_fall_under_the_circuit_breaker_too(enforced: dict[str, Any], emu
     async def go(services: Services) -> tuple[str, list[Any]]:
         await audit(services, AS_OF)
         with pytest.raises(ValueError, match="circuit breaker") as refused:
-            await request_removals(services, [WINGTIP, LAMNA], requested_by="op@contoso.example", reason="bulk")
+            await request_removals(
+                services, [WINGTIP, LAMNA], requested_by="op@contoso.example", reason="bulk"
+            )
         first = await request_removals(services, [WINGTIP], requested_by="op@contoso.example", reason="one")
         again = await request_removals(services, [WINGTIP], requested_by="op@contoso.example", reason="same")
         assert again[0]["id"] == first[0]["id"]  # the same customer again does not count twice
@@ -272,11 +301,20 @@ def test_a_forged_notification_message_mails_nobody_it_names(enforced: dict[str,
         await run_evaluation(services, AS_OF)
         queue = services.storage.queue("notifications")
         genuine = json.loads(str((await queue.receive_message()).content))
-        evil = {"recipients": ["victim@evil.example"], "alert": "phish", "detail": "click https://evil.example"}
+        evil = {
+            "recipients": ["victim@evil.example"],
+            "alert": "phish",
+            "detail": "click https://evil.example",
+        }
         results = [
-            await handle_notification_message(services, json.dumps({**genuine, "data": evil}), message_id="forged"),
-            await handle_notification_message(services, json.dumps(
-                {"v": 1, "key": "alert:made-up", "kind": "partner-alert", "data": evil}), message_id="unknown"),
+            await handle_notification_message(
+                services, json.dumps({**genuine, "data": evil}), message_id="forged"
+            ),
+            await handle_notification_message(
+                services,
+                json.dumps({"v": 1, "key": "alert:made-up", "kind": "partner-alert", "data": evil}),
+                message_id="unknown",
+            ),
             await handle_notification_message(services, json.dumps(genuine), message_id="genuine"),
         ]
         return results, genuine
@@ -289,7 +327,9 @@ def test_a_forged_notification_message_mails_nobody_it_names(enforced: dict[str,
     assert "evil.example" not in json.dumps(sent[0])
 
 
-def test_a_termination_that_takes_hours_is_requested_until_it_is_done(env: dict[str, str], emulator: Any) -> None:
+def test_a_termination_that_takes_hours_is_requested_until_it_is_done(
+    env: dict[str, str], emulator: Any
+) -> None:
     from shared.removals.progress import refresh_requested_removals
 
     scenario = estate()
@@ -312,7 +352,9 @@ def test_a_termination_that_takes_hours_is_requested_until_it_is_done(env: dict[
     assert run(with_services(settings, go)) == ["requested", "requested", "completed"]
 
 
-def test_a_termination_that_fails_is_reported_failed_with_the_reason(env: dict[str, str], emulator: Any) -> None:
+def test_a_termination_that_fails_is_reported_failed_with_the_reason(
+    env: dict[str, str], emulator: Any
+) -> None:
     from shared.platform.actions import list_actions
     from shared.removals.progress import refresh_requested_removals
 
@@ -330,7 +372,9 @@ def test_a_termination_that_fails_is_reported_failed_with_the_reason(env: dict[s
         await process_removal_queue(services)
         emulator.advance("PT3H")
         await refresh_requested_removals(services)
-        return await RemovalStore(services.storage).get(removal_id), await list_actions(services.storage, tenant_id=WINGTIP)
+        return await RemovalStore(services.storage).get(removal_id), await list_actions(
+            services.storage, tenant_id=WINGTIP
+        )
 
     removal, trail = run(with_services(settings, go))
     assert removal.status == "failed" and "terminate request" in removal.status_reason
@@ -340,7 +384,9 @@ def test_a_termination_that_fails_is_reported_failed_with_the_reason(env: dict[s
     assert any(a["action"] == "removal.failed" for a in trail)
 
 
-def test_no_removal_goes_on_while_customer_notices_cannot_be_sent(enforced: dict[str, Any], emulator: Any) -> None:
+def test_no_removal_goes_on_while_customer_notices_cannot_be_sent(
+    enforced: dict[str, Any], emulator: Any
+) -> None:
     """sendMail refused (403: Mail.Send missing or restricted): the next evaluation halts, queued
     removals wait, and both go on once a mail is sent again."""
     from shared.notifications.enqueue import enqueue_partner_alert
@@ -369,7 +415,9 @@ def test_no_removal_goes_on_while_customer_notices_cannot_be_sent(enforced: dict
     emulator.clear_faults()
 
     async def working(services: Services) -> tuple[Any, str]:
-        await enqueue_partner_alert(services, "failed", "probe", {"run": "probe", "detail": "mail works again"})
+        await enqueue_partner_alert(
+            services, "failed", "probe", {"run": "probe", "detail": "mail works again"}
+        )
         await process_notification_queue(services)
         status = await handle_removal_message(services, removal_message(removal), message_id="m2")
         return await mail_broken(services), status
@@ -389,23 +437,48 @@ def test_the_trail_has_a_tamper_evident_copy(env: dict[str, str]) -> None:
     settings = settings_with()
 
     async def go(services: Services) -> tuple[dict[str, Any], dict[str, Any], int]:
-        rows = [await record_action(services.storage, tenant_id=WINGTIP, actor="op@contoso.example",
-                                    action="removal.requested", result="requested", detail=f"step {n}",
-                                    action_id=f"evidence-{n}") for n in range(3)]
-        again = await record_action(services.storage, tenant_id=WINGTIP, actor="op@contoso.example",
-                                    action="removal.requested", result="requested", detail="step 0",
-                                    action_id="evidence-0")  # idempotent: no second row, no second line
+        rows = [
+            await record_action(
+                services.storage,
+                tenant_id=WINGTIP,
+                actor="op@contoso.example",
+                action="removal.requested",
+                result="requested",
+                detail=f"step {n}",
+                action_id=f"evidence-{n}",
+            )
+            for n in range(3)
+        ]
+        again = await record_action(
+            services.storage,
+            tenant_id=WINGTIP,
+            actor="op@contoso.example",
+            action="removal.requested",
+            result="requested",
+            detail="step 0",
+            action_id="evidence-0",
+        )  # idempotent: no second row, no second line
         assert again["id"] == rows[0]["id"]
         clean = await verify_trail(services.storage)
         table = services.storage.table("Actions")
-        entities = sorted([dict(e) async for e in table.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": WINGTIP})], key=lambda e: str(e["RowKey"]))
+        entities = sorted(
+            [dict(e) async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": WINGTIP})],
+            key=lambda e: str(e["RowKey"]),
+        )
         await table.delete_entity(entities[0]["PartitionKey"], entities[0]["RowKey"])  # someone hides it
-        await table.update_entity({"PartitionKey": entities[1]["PartitionKey"], "RowKey": entities[1]["RowKey"],
-                                   "Result": "skipped"}, mode=UpdateMode.MERGE)     # someone rewrites it
+        await table.update_entity(
+            {
+                "PartitionKey": entities[1]["PartitionKey"],
+                "RowKey": entities[1]["RowKey"],
+                "Result": "skipped",
+            },
+            mode=UpdateMode.MERGE,
+        )  # someone rewrites it
         return clean, await verify_trail(services.storage), len(await services.storage.audit_records())
 
     clean, tampered, lines = run(with_services(settings, go))
     assert clean == {"deleted": [], "altered": [], "uncopied": []} and lines == 3
     assert [r["Detail"] for r in tampered["deleted"]] == ["step 0"]
-    assert [(a["written"]["Result"], a["stored"]["Result"]) for a in tampered["altered"]] == [("requested", "skipped")]
+    assert [(a["written"]["Result"], a["stored"]["Result"]) for a in tampered["altered"]] == [
+        ("requested", "skipped")
+    ]

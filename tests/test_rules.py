@@ -33,26 +33,62 @@ CUSTOMER = "92276658-1e27-41c0-8a6a-63ec24ede6a4"
 
 
 def dap(status: str = "active", start: datetime | None = None) -> Relationship:
-    return Relationship(tenant_id=CUSTOMER, type="DAP", id=CUSTOMER, display_name="DAP", status=status,
-                        established_at=start or AS_OF - timedelta(days=400))
+    return Relationship(
+        tenant_id=CUSTOMER,
+        type="DAP",
+        id=CUSTOMER,
+        display_name="DAP",
+        status=status,
+        established_at=start or AS_OF - timedelta(days=400),
+    )
 
 
 def gdap(status: str = "active", activated: datetime | None = None, rid: str = "r1") -> Relationship:
-    return Relationship(tenant_id=CUSTOMER, type="GDAP", id=rid, display_name=rid, status=status,
-                        established_at=activated, roles=["729827e3-9c14-49f7-bb1b-9608f156bbb8"])
+    return Relationship(
+        tenant_id=CUSTOMER,
+        type="GDAP",
+        id=rid,
+        display_name=rid,
+        status=status,
+        established_at=activated,
+        roles=["729827e3-9c14-49f7-bb1b-9608f156bbb8"],
+    )
 
 
-def row(rels: list[Relationship], last: datetime | None = None, coverage_from: datetime | None = None,
-        policy: Policy | None = None, agents: int = 0, count: int = 0) -> dict | None:
-    return customer_row(tenant_id=CUSTOMER, display_name="Adatum", relationships=rels, as_of=AS_OF,
-                        last_sign_in=last, agents_last_day=agents, sign_ins_last_day=count,
-                        coverage_from=coverage_from or AS_OF - timedelta(days=365), policy=policy or Policy())
+def row(
+    rels: list[Relationship],
+    last: datetime | None = None,
+    coverage_from: datetime | None = None,
+    policy: Policy | None = None,
+    agents: int = 0,
+    count: int = 0,
+) -> dict | None:
+    return customer_row(
+        tenant_id=CUSTOMER,
+        display_name="Adatum",
+        relationships=rels,
+        as_of=AS_OF,
+        last_sign_in=last,
+        agents_last_day=agents,
+        sign_ins_last_day=count,
+        coverage_from=coverage_from or AS_OF - timedelta(days=365),
+        policy=policy or Policy(),
+    )
 
 
-@pytest.mark.parametrize(("days", "bucket"), [
-    (0, "active"), (29, "active"), (30, "30-60"), (60, "30-60"), (61, "61-90"), (90, "61-90"), (91, "90+"),
-    (400, "90+"),
-])
+@pytest.mark.parametrize(
+    ("days", "bucket"),
+    [
+        (0, "active"),
+        (29, "active"),
+        (30, "30-60"),
+        (60, "30-60"),
+        (61, "61-90"),
+        (90, "61-90"),
+        (91, "90+"),
+        (400, "90+"),
+    ],
+)
 def test_bucket_edges(days: int, bucket: str) -> None:
     assert bucket_of(days) == bucket
 
@@ -85,8 +121,12 @@ def test_null_last_sign_in_is_blank_but_bounded_by_coverage() -> None:
 
 def test_coverage_floor_caps_what_is_proven() -> None:
     # Last sign-in 200 days ago, but the store only holds 45 days of log: proven 45.
-    assert inactive_for_at_least(AS_OF, AS_OF - timedelta(days=200), AS_OF - timedelta(days=500),
-                                 AS_OF - timedelta(days=45)) == 45
+    assert (
+        inactive_for_at_least(
+            AS_OF, AS_OF - timedelta(days=200), AS_OF - timedelta(days=500), AS_OF - timedelta(days=45)
+        )
+        == 45
+    )
     # No coverage at all: nothing is proven.
     assert inactive_for_at_least(AS_OF, None, AS_OF - timedelta(days=500), None) == 0
 
@@ -106,15 +146,23 @@ def test_established_last_seven_days_is_exclusive_at_exactly_seven() -> None:
 
 
 def test_only_active_relationships_count() -> None:
-    for inactive in (dap("disabled"), gdap("terminated", AS_OF - timedelta(days=3)),
-                     gdap("approvalPending", None), gdap("expired", AS_OF - timedelta(days=800)),
-                     gdap("terminationRequested", AS_OF - timedelta(days=5)), gdap("created", None)):
+    for inactive in (
+        dap("disabled"),
+        gdap("terminated", AS_OF - timedelta(days=3)),
+        gdap("approvalPending", None),
+        gdap("expired", AS_OF - timedelta(days=800)),
+        gdap("terminationRequested", AS_OF - timedelta(days=5)),
+        gdap("created", None),
+    ):
         assert row([inactive]) is None, inactive.status
 
 
 def test_several_relationships_earliest_active_establishes() -> None:
-    rels = [gdap(activated=AS_OF - timedelta(days=5), rid="b"), dap(start=AS_OF - timedelta(days=100)),
-            gdap("terminated", AS_OF - timedelta(days=900), rid="old")]
+    rels = [
+        gdap(activated=AS_OF - timedelta(days=5), rid="b"),
+        dap(start=AS_OF - timedelta(days=100)),
+        gdap("terminated", AS_OF - timedelta(days=900), rid="old"),
+    ]
     r = row(rels)
     assert r is not None
     assert r["daysActive"] == 100
@@ -130,23 +178,56 @@ def test_excluded_customer_gets_no_recommendation() -> None:
 
 def test_sort_and_summary() -> None:
     rows = [
-        {"tenantId": "b", "inactiveForAtLeastDays": 5, "bucket": "active", "establishedLast7Days": True,
-         "recommendation": "none"},
-        {"tenantId": "a", "inactiveForAtLeastDays": 95, "bucket": "90+", "establishedLast7Days": False,
-         "recommendation": "remove"},
-        {"tenantId": "c", "inactiveForAtLeastDays": 95, "bucket": "90+", "establishedLast7Days": False,
-         "recommendation": "remove"},
-        {"tenantId": "d", "inactiveForAtLeastDays": 45, "bucket": "30-60", "establishedLast7Days": False,
-         "recommendation": "none"},
+        {
+            "tenantId": "b",
+            "inactiveForAtLeastDays": 5,
+            "bucket": "active",
+            "establishedLast7Days": True,
+            "recommendation": "none",
+        },
+        {
+            "tenantId": "a",
+            "inactiveForAtLeastDays": 95,
+            "bucket": "90+",
+            "establishedLast7Days": False,
+            "recommendation": "remove",
+        },
+        {
+            "tenantId": "c",
+            "inactiveForAtLeastDays": 95,
+            "bucket": "90+",
+            "establishedLast7Days": False,
+            "recommendation": "remove",
+        },
+        {
+            "tenantId": "d",
+            "inactiveForAtLeastDays": 45,
+            "bucket": "30-60",
+            "establishedLast7Days": False,
+            "recommendation": "none",
+        },
     ]
     assert [r["tenantId"] for r in sort_rows(rows)] == ["a", "c", "d", "b"]
-    assert summarize(rows) == {"customersUnderMonitoring": 4, "inactiveOver90Days": 2, "inactive61To90Days": 0,
-                               "inactive30To60Days": 1, "establishedLast7Days": 1, "recommendedForRemoval": 2}
+    assert summarize(rows) == {
+        "customersUnderMonitoring": 4,
+        "inactiveOver90Days": 2,
+        "inactive61To90Days": 0,
+        "inactive30To60Days": 1,
+        "establishedLast7Days": 1,
+        "recommendedForRemoval": 2,
+    }
 
 
 def _sign_in(**overrides: object) -> dict:
-    base = {"id": "x", "createdDateTime": "2026-11-21T00:00:00Z", "userId": "u", "homeTenantId": PARTNER,
-            "resourceTenantId": CUSTOMER, "crossTenantAccessType": "serviceProvider", "status": {"errorCode": 0}}
+    base = {
+        "id": "x",
+        "createdDateTime": "2026-11-21T00:00:00Z",
+        "userId": "u",
+        "homeTenantId": PARTNER,
+        "resourceTenantId": CUSTOMER,
+        "crossTenantAccessType": "serviceProvider",
+        "status": {"errorCode": 0},
+    }
     base.update(overrides)
     return base
 
@@ -170,11 +251,13 @@ def _day(*events: tuple[str, str]) -> list[DayActivity]:
 
 
 def test_last_day_window_is_open_at_start_and_closed_at_as_of() -> None:
-    days = _day(("2026-11-20T12:00:00Z", "u1"),          # exactly asOf - 24h: excluded
-                ("2026-11-20T12:00:00.000001Z", "u2"),   # just inside
-                ("2026-11-21T12:00:00Z", "u3"),          # exactly asOf: included
-                ("2026-11-21T12:00:00.000001Z", "u4"),   # after asOf: excluded
-                ("2026-11-21T08:00:00Z", "u2"))
+    days = _day(
+        ("2026-11-20T12:00:00Z", "u1"),  # exactly asOf - 24h: excluded
+        ("2026-11-20T12:00:00.000001Z", "u2"),  # just inside
+        ("2026-11-21T12:00:00Z", "u3"),  # exactly asOf: included
+        ("2026-11-21T12:00:00.000001Z", "u4"),  # after asOf: excluded
+        ("2026-11-21T08:00:00Z", "u2"),
+    )
     assert last_day_counts(days, AS_OF) == (3, 2, 0)  # sign-ins, agents, of which non-interactive
 
 
@@ -196,14 +279,21 @@ def test_both_kinds_of_sign_in_are_kept_counted_and_named() -> None:
     assert latest_at_or_before(restored, AS_OF) == (parse_iso("2026-11-21T09:30:00Z"), NON_INTERACTIVE)
     assert restored.last_kind == INTERACTIVE  # the 13:00 one
     # A day stored before non-interactive sign-ins were read has the kind bit clear: interactive.
-    old = {"PartitionKey": "2026-11-21", "RowKey": CUSTOMER, "Agents": '["u1"]',
-           "Ev0": EVENT.pack(8 * 3600 * 10**6, 0)}
+    old = {
+        "PartitionKey": "2026-11-21",
+        "RowKey": CUSTOMER,
+        "Agents": '["u1"]',
+        "Ev0": EVENT.pack(8 * 3600 * 10**6, 0),
+    }
     assert DayActivity.from_entity(old).events == [(8 * 3600 * 10**6, 0, INTERACTIVE)]
 
 
 def test_day_activity_round_trip_and_range_replacement() -> None:
-    (activity,) = _day(("2026-11-21T01:00:00.1234567Z", "u1"), ("2026-11-21T05:00:00Z", "u2"),
-                       ("2026-11-21T23:59:59.999999Z", "u1"))
+    (activity,) = _day(
+        ("2026-11-21T01:00:00.1234567Z", "u1"),
+        ("2026-11-21T05:00:00Z", "u2"),
+        ("2026-11-21T23:59:59.999999Z", "u1"),
+    )
     restored = DayActivity.from_entity(activity.to_entity(CUSTOMER))
     assert sorted(restored.times()) == sorted(activity.times())
     # Re-reading [04:00, 06:00] with one more late sign-in replaces exactly that range.

@@ -48,8 +48,12 @@ def test_shards_are_ranges_that_hold_every_key_exactly_once() -> None:
     keys = ["", "0", "00", "9", "9~", ":", "A", "Z", "`", "a", "f", "ff", "g", "zz", "~", "\u6771"]
     keys += ["".join(rnd.choice(string.printable) for _ in range(rnd.randint(1, 5))) for _ in range(500)]
     for key in keys:
-        owners = [s for s in SHARDS if (shard_bounds(s)[0] is None or key >= shard_bounds(s)[0])
-                  and (shard_bounds(s)[1] is None or key < shard_bounds(s)[1])]
+        owners = [
+            s
+            for s in SHARDS
+            if (shard_bounds(s)[0] is None or key >= shard_bounds(s)[0])
+            and (shard_bounds(s)[1] is None or key < shard_bounds(s)[1])
+        ]
         assert owners == [shard_containing(key)], key
     assert shard_of_tenant("3F98E277-4cbd-47ad-9c90-a9587403e430") == "3"
     assert key_range_filter("RowKey", "0") == ("RowKey lt @hi", {"hi": "1"})
@@ -65,10 +69,12 @@ async def _sharded(services: Services, as_of: Any) -> dict[str, Any]:
     return stored.report
 
 
-def test_the_sharded_evaluation_stores_the_in_process_report(env: dict[str, str], emulator: Any,
-                                                            tmp_path: Path) -> None:
-    scenario = generate(tmp_path, customers=400, signins=6000, days=90, seed=13, now="2026-11-21T00:00:00Z",
-                        retention=120)
+def test_the_sharded_evaluation_stores_the_in_process_report(
+    env: dict[str, str], emulator: Any, tmp_path: Path
+) -> None:
+    scenario = generate(
+        tmp_path, customers=400, signins=6000, days=90, seed=13, now="2026-11-21T00:00:00Z", retention=120
+    )
     emulator.post_scenario(scenario)
     settings = settings_with(SIGNIN_BACKFILL_DAYS="120")
 
@@ -77,8 +83,12 @@ def test_the_sharded_evaluation_stores_the_in_process_report(env: dict[str, str]
             in_process = await audit(services, AS_OF)
             sharded = await _sharded(services, AS_OF)
             # A redelivered shard message recomputes the same rows and does not finish twice.
-            again = await handle_shard_message(services, json.dumps(
-                {"v": 1, "evaluationId": (await services.evaluations.heads(1))[0]["id"], "shard": "a"}))
+            again = await handle_shard_message(
+                services,
+                json.dumps(
+                    {"v": 1, "evaluationId": (await services.evaluations.heads(1))[0]["id"], "shard": "a"}
+                ),
+            )
             assert again["finished"] is None and again["shardsDone"] == len(SHARDS)
             return in_process, sharded, await build_report(services, AS_OF)
 
@@ -98,9 +108,19 @@ def test_shards_read_back_in_time_like_the_whole(env: dict[str, str]) -> None:
             earlier = parse_iso("2026-11-20T18:00:00Z")
             whole = await build_report(services, earlier)
             coverage = await StateStore(services.storage).load_coverage()
-            parts = await asyncio.gather(*(compute_report(
-                services.storage, as_of=earlier, partner_tenant_id=whole["partnerTenantId"],
-                policy=policy_from_settings(settings), shard=s, coverage=coverage) for s in SHARDS))
+            parts = await asyncio.gather(
+                *(
+                    compute_report(
+                        services.storage,
+                        as_of=earlier,
+                        partner_tenant_id=whole["partnerTenantId"],
+                        policy=policy_from_settings(settings),
+                        shard=s,
+                        coverage=coverage,
+                    )
+                    for s in SHARDS
+                )
+            )
             return whole, sort_rows([r for p in parts for r in p["customers"]])
 
     whole, rows = run(go())
@@ -116,20 +136,33 @@ def test_evaluations_stored_before_rows_were_sharded_are_still_read(env: dict[st
             report = await build_report(services, AS_OF - timedelta(days=1))
             table = services.storage.table("EvaluationRows")
             for row in report["customers"]:  # the earlier layout: one partition, no RowShards on the head
-                await table.upsert_entity({"PartitionKey": "0000000000001-legacy", "RowKey": row["tenantId"],
-                                           "Row": json.dumps(row)})
+                await table.upsert_entity(
+                    {
+                        "PartitionKey": "0000000000001-legacy",
+                        "RowKey": row["tenantId"],
+                        "Row": json.dumps(row),
+                    }
+                )
             head = {k: v for k, v in report.items() if k != "customers"}
-            await services.storage.table("Evaluations").upsert_entity({
-                "PartitionKey": "evaluation", "RowKey": "0000000000001-legacy", "CreatedAt": report["asOf"],
-                "AsOf": report["asOf"], "Head": json.dumps(head), "Rows": len(report["customers"])})
+            await services.storage.table("Evaluations").upsert_entity(
+                {
+                    "PartitionKey": "evaluation",
+                    "RowKey": "0000000000001-legacy",
+                    "CreatedAt": report["asOf"],
+                    "AsOf": report["asOf"],
+                    "Head": json.dumps(head),
+                    "Rows": len(report["customers"]),
+                }
+            )
             return report, await EvaluationStore(services.storage).latest()
 
     report, stored = run(go())
     assert stored is not None and stored.report == report
 
 
-def test_the_timer_fans_out_and_the_shard_trigger_applies_the_policy(env: dict[str, str], emulator: Any,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_timer_fans_out_and_the_shard_trigger_applies_the_policy(
+    env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Enforce mode through the registered functions: the same removal messages as the in-process run."""
     from shared.platform.settings import get_settings
 
@@ -158,8 +191,11 @@ def test_the_timer_fans_out_and_the_shard_trigger_applies_the_policy(env: dict[s
                     await shard_function(message)
                 removals = await take(services, "removals")
                 notifications = await take(services, "notifications")
-                return (sorted(json.loads(m.get_body())["tenantId"] for m in removals), len(notifications),
-                        await services.evaluations.latest())
+                return (
+                    sorted(json.loads(m.get_body())["tenantId"] for m in removals),
+                    len(notifications),
+                    await services.evaluations.latest(),
+                )
         finally:
             await close_services()
 
@@ -170,7 +206,9 @@ def test_the_timer_fans_out_and_the_shard_trigger_applies_the_policy(env: dict[s
 
 
 def test_a_poisoned_shard_is_recorded_and_alerted(env: dict[str, str]) -> None:
-    settings = settings_with(NOTIFY_PARTNER_ADDRESSES="admins@contoso.example", NOTIFY_SENDER="n@contoso.example")
+    settings = settings_with(
+        NOTIFY_PARTNER_ADDRESSES="admins@contoso.example", NOTIFY_SENDER="n@contoso.example"
+    )
 
     async def go() -> tuple[list[dict[str, Any]], int]:
         async with Services(settings) as services:

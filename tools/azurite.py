@@ -30,9 +30,11 @@ def free_port() -> int:
 
 
 def connection_string(blob: int, queue: int, table: int) -> str:
-    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{blob}/{ACCOUNT};QueueEndpoint=http://127.0.0.1:{queue}/{ACCOUNT};"
-            f"TableEndpoint=http://127.0.0.1:{table}/{ACCOUNT};")
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{blob}/{ACCOUNT};QueueEndpoint=http://127.0.0.1:{queue}/{ACCOUNT};"
+        f"TableEndpoint=http://127.0.0.1:{table}/{ACCOUNT};"
+    )
 
 
 def _wait_port(port: int, deadline: float, process: subprocess.Popen[bytes]) -> None:
@@ -90,14 +92,31 @@ def azurite_binary() -> str:
 
 def _launch(ports: tuple[int, int, int], location: str, in_memory: bool = False) -> subprocess.Popen[bytes]:
     blob, queue, table = ports
-    command = [azurite_binary(), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
-               "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
-               "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table)]
+    command = [
+        azurite_binary(),
+        "--silent",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--blobHost",
+        "127.0.0.1",
+        "--queueHost",
+        "127.0.0.1",
+        "--tableHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(blob),
+        "--queuePort",
+        str(queue),
+        "--tablePort",
+        str(table),
+    ]
     # In memory (benchmarks): no periodic save of the whole database to disk, which with a million
     # entities blocks Azurite for seconds at a time.
     command += ["--inMemoryPersistence"] if in_memory else ["--location", location]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def start_azurite(location: str | None = None, *, in_memory: bool = False) -> RunningAzurite:

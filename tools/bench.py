@@ -72,6 +72,7 @@ QUICK = (EstateSpec("quick", 200, 5_000, 3, 6, 1),)
 @dataclass(frozen=True)
 class PaceSpec:
     """The pace measurement: a small estate read in short slices, so the run makes many requests."""
+
     customers: int
     sign_ins: int
     seed: int
@@ -87,12 +88,34 @@ PACE_QUICK = PaceSpec(100, 1_000, 9, 4, 24, 5, 1)  # ~10 requests
 # GET /api/customers queries by kind (the portal's list, its filters, its sort orders, deep pages).
 API_QUERIES: dict[str, list[str]] = {
     "list": ["", "page=2", "pageSize=100"],
-    "filter": ["bucket=90%2B", "bucket=30-60", "bucket=new", "q=contoso", "q=%E6%9D%B1%E4%BA%AC", "type=DAP",
-               "recommendation=remove", "bucket=61-90&q=ltd"],
-    "sort": ["sort=name", "sort=-signInsLastDay", "sort=lastSignInAt", "sort=-daysActive", "sort=relationships",
-             "sort=-agentsSignedInLastDay", "sort=establishedAt", "sort=-name"],
-    "page": ["page=40", "page=100&pageSize=50", "pageSize=500&page=3", "sort=name&page=150", "page=199",
-             "bucket=active&page=20"],
+    "filter": [
+        "bucket=90%2B",
+        "bucket=30-60",
+        "bucket=new",
+        "q=contoso",
+        "q=%E6%9D%B1%E4%BA%AC",
+        "type=DAP",
+        "recommendation=remove",
+        "bucket=61-90&q=ltd",
+    ],
+    "sort": [
+        "sort=name",
+        "sort=-signInsLastDay",
+        "sort=lastSignInAt",
+        "sort=-daysActive",
+        "sort=relationships",
+        "sort=-agentsSignedInLastDay",
+        "sort=establishedAt",
+        "sort=-name",
+    ],
+    "page": [
+        "page=40",
+        "page=100&pageSize=50",
+        "pageSize=500&page=3",
+        "sort=name&page=150",
+        "page=199",
+        "bucket=active&page=20",
+    ],
 }
 
 TARGETS = (
@@ -100,10 +123,16 @@ TARGETS = (
     ("evaluation", "Evaluation of 10,000 customers", "< 20 s"),
     ("api", "API p95 at 10,000 customers (list, filter, sort, page)", "< 150 ms"),
     ("memory", "Peak memory while ingesting 1,000,000 sign-ins", "< 400 MB"),
-    ("ingestionMixed", "Ingestion no slower than the raw floor at 1,000,000 sign-ins, mostly non-interactive",
-     "ratio <= 1.0"),
-    ("pace", "Sign-in log request rate against a throttled log (5 per 1 s), paced to the same limit",
-     ">= 95 % of the allowed rate, no 429"),
+    (
+        "ingestionMixed",
+        "Ingestion no slower than the raw floor at 1,000,000 sign-ins, mostly non-interactive",
+        "ratio <= 1.0",
+    ),
+    (
+        "pace",
+        "Sign-in log request rate against a throttled log (5 per 1 s), paced to the same limit",
+        ">= 95 % of the allowed rate, no 429",
+    ),
 )
 
 
@@ -113,14 +142,23 @@ def log(message: str) -> None:
 
 # --- processes -------------------------------------------------------------------------------------
 
-def python_step(module: str, *args: str, profile: Path | None = None, timeout: float = 1800) -> dict[str, Any]:
+
+def python_step(
+    module: str, *args: str, profile: Path | None = None, timeout: float = 1800
+) -> dict[str, Any]:
     """Run ``python -m module args``; its last stdout line is its JSON result."""
     command = [sys.executable, "-m", module, *args]
     if profile is not None:
         command += ["--profile", str(profile)]
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{module} {args[0]} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -142,9 +180,17 @@ def wait_http(url: str, deadline: float, process: subprocess.Popen[bytes]) -> No
 @contextlib.contextmanager
 def servers(*specs: tuple[list[str], str, dict[str, str] | None]) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start every (command, ready URL, env) at once; yield the processes once each one answers."""
-    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  env={**os.environ, **(env or {})}, start_new_session=True)
-                 for command, _, env in specs]
+    processes = [
+        subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+        for command, _, env in specs
+    ]
     try:
         for process, (_, url, _) in zip(processes, specs, strict=True):
             wait_http(url, time.monotonic() + 60, process)
@@ -161,7 +207,9 @@ def servers(*specs: tuple[list[str], str, dict[str, str] | None]) -> Iterator[li
 
 
 @contextlib.contextmanager
-def server(command: list[str], url: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def server(
+    command: list[str], url: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     with servers((command, url, env)) as processes:
         yield processes[0]
 
@@ -179,6 +227,7 @@ def peak_rss_of(pid: int) -> float | None:
 
 # --- measurements ----------------------------------------------------------------------------------
 
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -195,13 +244,26 @@ def ratio(product: float, floor: float) -> float | None:
 def measure_api(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefix: str) -> dict[str, Any]:
     """The product's HTTP API (``shared.cli serve``, uvicorn) against a floor server of equal answers."""
     port, floor_port = free_port(), free_port()
-    product_cmd = [sys.executable, "-m", "shared.cli", "--emulator", emulator.url, "serve", "--host", "127.0.0.1",
-                   "--port", str(port), "--local-operator"]
+    product_cmd = [
+        sys.executable,
+        "-m",
+        "shared.cli",
+        "--emulator",
+        emulator.url,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--local-operator",
+    ]
     floor_cmd = [sys.executable, "-m", "tools.bench_floor", "serve", "--port", str(floor_port)]
     env = {"AzureWebJobsStorage": storage, "STORAGE_PREFIX": prefix, "EMULATOR_URL": emulator.url}
     base, floor_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
-    with servers((product_cmd, f"{base}/api/me", env), (floor_cmd, f"{floor_base}/bytes/2", None)) as started_, \
-            httpx.Client(timeout=60) as client:
+    with (
+        servers((product_cmd, f"{base}/api/me", env), (floor_cmd, f"{floor_base}/bytes/2", None)) as started_,
+        httpx.Client(timeout=60) as client,
+    ):
         product = started_[0]
         started = time.perf_counter()
         first = client.get(f"{base}/api/customers")
@@ -217,7 +279,9 @@ def measure_api(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefi
                 response = client.get(f"{base}/api/customers?{query}")
                 timings.append((time.perf_counter() - t0) * 1000)
                 if response.status_code != 200:
-                    raise RuntimeError(f"GET /api/customers?{query}: {response.status_code} {response.text[:300]}")
+                    raise RuntimeError(
+                        f"GET /api/customers?{query}: {response.status_code} {response.text[:300]}"
+                    )
                 size = len(response.content)
                 sizes.append(size)
                 t0 = time.perf_counter()
@@ -226,8 +290,11 @@ def measure_api(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefi
                 if len(floor.content) != size:
                     raise RuntimeError("floor answered a different size")
             kinds[kind] = {
-                "requests": len(timings), "queries": queries, "meanBytes": round(statistics.mean(sizes)),
-                "p50Ms": round(percentile(timings, 50), 2), "p95Ms": round(percentile(timings, 95), 2),
+                "requests": len(timings),
+                "queries": queries,
+                "meanBytes": round(statistics.mean(sizes)),
+                "p50Ms": round(percentile(timings, 50), 2),
+                "p95Ms": round(percentile(timings, 95), 2),
                 "maxMs": round(max(timings), 2),
                 "floorP50Ms": round(percentile(floor_timings, 50), 2),
                 "floorP95Ms": round(percentile(floor_timings, 95), 2),
@@ -235,9 +302,14 @@ def measure_api(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefi
             kinds[kind]["ratioP50"] = ratio(kinds[kind]["p50Ms"], kinds[kind]["floorP50Ms"])
             kinds[kind]["ratioP95"] = ratio(kinds[kind]["p95Ms"], kinds[kind]["floorP95Ms"])
         server_rss = peak_rss_of(product.pid)
-    return {"customers": total, "coldFirstRequestMs": round(cold_ms, 1), "kinds": kinds,
-            "p95Ms": max(k["p95Ms"] for k in kinds.values()),
-            "floorP95Ms": max(k["floorP95Ms"] for k in kinds.values()), "serverMaxRssMb": server_rss}
+    return {
+        "customers": total,
+        "coldFirstRequestMs": round(cold_ms, 1),
+        "kinds": kinds,
+        "p95Ms": max(k["p95Ms"] for k in kinds.values()),
+        "floorP95Ms": max(k["floorP95Ms"] for k in kinds.values()),
+        "serverMaxRssMb": server_rss,
+    }
 
 
 def measure_fanout(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefix: str) -> dict[str, Any]:
@@ -246,9 +318,16 @@ def measure_fanout(spec: EstateSpec, storage: str, emulator: RunningEmulator, pr
     started_at = time.time()
     start = python_step("tools.bench_worker", "fanout", *common)
     idle = "0.3" if spec.fanout_workers == 1 else "1.5"  # one worker: nobody else can add messages
-    workers = [subprocess.Popen([sys.executable, "-m", "tools.bench_worker", "shard", *common, "--idle", idle],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(spec.fanout_workers)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tools.bench_worker", "shard", *common, "--idle", idle],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(spec.fanout_workers)
+    ]
     results = []
     for worker in workers:
         out, err = worker.communicate(timeout=1800)
@@ -261,23 +340,52 @@ def measure_fanout(spec: EstateSpec, storage: str, emulator: RunningEmulator, pr
     # From the timer's start to the finisher's end (the other workers' idle wait excluded).
     seconds = float(finished[0]["finishedAt"]) - started_at
     shard_seconds = sum(r["busySeconds"] for r in results) - float(finished[0]["finishSeconds"])
-    return {"seconds": seconds, "startSeconds": start["seconds"], "workers": spec.fanout_workers,
-            "shards": sum(r["shards"] for r in results), "rows": sum(r["rows"] for r in results),
-            "secondsPerShard": shard_seconds / len(SHARDS), "finishSeconds": finished[0]["finishSeconds"],
-            "perWorker": [{"shards": r["shards"], "busySeconds": r["busySeconds"], "maxRssMb": r["maxRssMb"]}
-                          for r in results],
-            "evaluationId": finished[0]["evaluationId"] if finished else None,
-            "note": "wall time from the timer's start to the evaluation's finish, worker start-up included"}
+    return {
+        "seconds": seconds,
+        "startSeconds": start["seconds"],
+        "workers": spec.fanout_workers,
+        "shards": sum(r["shards"] for r in results),
+        "rows": sum(r["rows"] for r in results),
+        "secondsPerShard": shard_seconds / len(SHARDS),
+        "finishSeconds": finished[0]["finishSeconds"],
+        "perWorker": [
+            {"shards": r["shards"], "busySeconds": r["busySeconds"], "maxRssMb": r["maxRssMb"]}
+            for r in results
+        ],
+        "evaluationId": finished[0]["evaluationId"] if finished else None,
+        "note": "wall time from the timer's start to the evaluation's finish, worker start-up included",
+    }
 
 
 def run_estate(spec: EstateSpec, work: Path, profile: bool) -> dict[str, Any]:
     scenario = work / f"estate-{spec.name}.json"
     log(f"{spec.name}: generating {spec.customers} customers, {spec.sign_ins} sign-ins")
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tools.emulator.generate", "--customers", str(spec.customers),
-                    "--signins", str(spec.sign_ins), "--days", str(DAYS), "--seed", str(spec.seed), "--now", AS_OF,
-                    "--retention-days", str(DAYS), "--noninteractive-per-interactive", NONINTERACTIVE_PER_INTERACTIVE,
-                    "--out", str(scenario)], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.emulator.generate",
+            "--customers",
+            str(spec.customers),
+            "--signins",
+            str(spec.sign_ins),
+            "--days",
+            str(DAYS),
+            "--seed",
+            str(spec.seed),
+            "--now",
+            AS_OF,
+            "--retention-days",
+            str(DAYS),
+            "--noninteractive-per-interactive",
+            NONINTERACTIVE_PER_INTERACTIVE,
+            "--out",
+            str(scenario),
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     generate_seconds = time.perf_counter() - started
     prof = (lambda step: work / f"profile-{spec.name}-{step}.txt") if profile else (lambda step: None)
 
@@ -292,28 +400,61 @@ def run_estate(spec: EstateSpec, work: Path, profile: bool) -> dict[str, Any]:
         emulator, emulator_seconds = emulator_future.result()
         floor_azurite: RunningAzurite | None = azurite_futures[0].result()
         azurite: RunningAzurite | None = azurite_futures[1].result()
-    result: dict[str, Any] = {"name": spec.name, "customers": spec.customers, "signInsGenerated": spec.sign_ins,
-                              "days": DAYS, "asOf": AS_OF,
-                              "setup": {"generateSeconds": round(generate_seconds, 2),
-                                        "emulatorLoadSeconds": round(emulator_seconds, 2)}}
+    result: dict[str, Any] = {
+        "name": spec.name,
+        "customers": spec.customers,
+        "signInsGenerated": spec.sign_ins,
+        "days": DAYS,
+        "asOf": AS_OF,
+        "setup": {
+            "generateSeconds": round(generate_seconds, 2),
+            "emulatorLoadSeconds": round(emulator_seconds, 2),
+        },
+    }
     try:
         assert floor_azurite is not None and azurite is not None
         # The floor writes every sign-in: its own Azurite, so the product's store stays as in Azure.
         log(f"{spec.name}: ingestion floor (httpx paging, raw 100-entity transactions)")
-        floor_ingest = python_step("tools.bench_floor", "ingest", "--storage", floor_azurite.connection_string,
-                                   "--emulator", emulator.url, "--prefix", "floor", "--as-of", AS_OF)
+        floor_ingest = python_step(
+            "tools.bench_floor",
+            "ingest",
+            "--storage",
+            floor_azurite.connection_string,
+            "--emulator",
+            emulator.url,
+            "--prefix",
+            "floor",
+            "--as-of",
+            AS_OF,
+        )
         floor_azurite.stop()
         floor_azurite = None
-        common = ["--storage", azurite.connection_string, "--emulator", emulator.url, "--prefix", "bench",
-                  "--as-of", AS_OF]
+        common = [
+            "--storage",
+            azurite.connection_string,
+            "--emulator",
+            emulator.url,
+            "--prefix",
+            "bench",
+            "--as-of",
+            AS_OF,
+        ]
         log(f"{spec.name}: relationship sync")
         sync = python_step("tools.bench_worker", "sync", *common, profile=prof("sync"))
         log(f"{spec.name}: ingestion")
         ingest = python_step("tools.bench_worker", "ingest", *common, profile=prof("ingest"))
         log(f"{spec.name}: evaluation")
         evaluate = python_step("tools.bench_worker", "evaluate", *common, profile=prof("evaluate"))
-        floor_evaluate = python_step("tools.bench_floor", "evaluate", "--storage", azurite.connection_string,
-                                     "--prefix", "bench", "--as-of", AS_OF)
+        floor_evaluate = python_step(
+            "tools.bench_floor",
+            "evaluate",
+            "--storage",
+            azurite.connection_string,
+            "--prefix",
+            "bench",
+            "--as-of",
+            AS_OF,
+        )
         log(f"{spec.name}: sharded evaluation ({spec.fanout_workers} workers)")
         fanout = measure_fanout(spec, azurite.connection_string, emulator, "bench")
         log(f"{spec.name}: API")
@@ -328,35 +469,58 @@ def run_estate(spec: EstateSpec, work: Path, profile: bool) -> dict[str, Any]:
 
     monitored = int(evaluate["customers"])
     result["setup"]["syncSeconds"] = round(sync["seconds"], 2)
-    result["setup"]["syncDetails"] = {k: sync[k] for k in ("gdap", "dap", "customers", "relationshipsWritten")}
+    result["setup"]["syncDetails"] = {
+        k: sync[k] for k in ("gdap", "dap", "customers", "relationshipsWritten")
+    }
     result["signInsIngested"] = ingest["signIns"]
     result["ingestion"] = {
-        "product": {"seconds": round(ingest["seconds"], 3), "signInsPerSecond": round(ingest["signIns"] / ingest["seconds"]),
-                    "entitiesWritten": ingest["entities"], "slices": ingest["slices"], "maxRssMb": round(ingest["maxRssMb"], 1)},
-        "floor": {"seconds": round(floor_ingest["seconds"], 3),
-                  "signInsPerSecond": round(floor_ingest["signIns"] / floor_ingest["seconds"]),
-                  "entitiesWritten": floor_ingest["entitiesWritten"], "transactions": floor_ingest["transactions"],
-                  "maxRssMb": round(floor_ingest["maxRssMb"], 1), "signIns": floor_ingest["signIns"],
-                  "signInsByKind": floor_ingest["signInsByKind"], "pages": floor_ingest["pages"]},
+        "product": {
+            "seconds": round(ingest["seconds"], 3),
+            "signInsPerSecond": round(ingest["signIns"] / ingest["seconds"]),
+            "entitiesWritten": ingest["entities"],
+            "slices": ingest["slices"],
+            "maxRssMb": round(ingest["maxRssMb"], 1),
+        },
+        "floor": {
+            "seconds": round(floor_ingest["seconds"], 3),
+            "signInsPerSecond": round(floor_ingest["signIns"] / floor_ingest["seconds"]),
+            "entitiesWritten": floor_ingest["entitiesWritten"],
+            "transactions": floor_ingest["transactions"],
+            "maxRssMb": round(floor_ingest["maxRssMb"], 1),
+            "signIns": floor_ingest["signIns"],
+            "signInsByKind": floor_ingest["signInsByKind"],
+            "pages": floor_ingest["pages"],
+        },
     }
     if floor_ingest["signIns"] != ingest["signIns"]:
         raise RuntimeError(f"floor paged {floor_ingest['signIns']} sign-ins, the product {ingest['signIns']}")
     result["ingestion"]["ratio"] = ratio(ingest["seconds"], floor_ingest["seconds"])
     result["evaluation"] = {
-        "product": {"seconds": round(evaluate["seconds"], 3), "reportSeconds": round(evaluate["reportSeconds"], 3),
-                    "customersUnderMonitoring": monitored, "customers": spec.customers,
-                    "secondsPer1000Customers": round(evaluate["seconds"] / (spec.customers / 1000), 3),
-                    "maxRssMb": round(evaluate["maxRssMb"], 1)},
-        "floor": {"seconds": round(floor_evaluate["seconds"], 3), "entitiesRead": floor_evaluate["entitiesRead"],
-                  "rowsWritten": floor_evaluate["rowsWritten"], "maxRssMb": round(floor_evaluate["maxRssMb"], 1),
-                  "secondsPer1000Customers": round(floor_evaluate["seconds"] / (spec.customers / 1000), 3)},
+        "product": {
+            "seconds": round(evaluate["seconds"], 3),
+            "reportSeconds": round(evaluate["reportSeconds"], 3),
+            "customersUnderMonitoring": monitored,
+            "customers": spec.customers,
+            "secondsPer1000Customers": round(evaluate["seconds"] / (spec.customers / 1000), 3),
+            "maxRssMb": round(evaluate["maxRssMb"], 1),
+        },
+        "floor": {
+            "seconds": round(floor_evaluate["seconds"], 3),
+            "entitiesRead": floor_evaluate["entitiesRead"],
+            "rowsWritten": floor_evaluate["rowsWritten"],
+            "maxRssMb": round(floor_evaluate["maxRssMb"], 1),
+            "secondsPer1000Customers": round(floor_evaluate["seconds"] / (spec.customers / 1000), 3),
+        },
         "fanout": fanout,
     }
     result["evaluation"]["ratio"] = ratio(evaluate["seconds"], floor_evaluate["seconds"])
     result["api"] = api
     result["api"]["ratioP95"] = ratio(api["p95Ms"], api["floorP95Ms"])
-    result["memory"] = {"ingestMaxRssMb": round(ingest["maxRssMb"], 1), "floorMaxRssMb": round(floor_ingest["maxRssMb"], 1),
-                        "ratio": ratio(ingest["maxRssMb"], floor_ingest["maxRssMb"])}
+    result["memory"] = {
+        "ingestMaxRssMb": round(ingest["maxRssMb"], 1),
+        "floorMaxRssMb": round(floor_ingest["maxRssMb"], 1),
+        "ratio": ratio(ingest["maxRssMb"], floor_ingest["maxRssMb"]),
+    }
     return result
 
 
@@ -368,12 +532,35 @@ def measure_pace(spec: PaceSpec, work: Path) -> dict[str, Any]:
     which marks the retry with a ``Retry-Attempt`` header, so 429s = log entries carrying it. The rate is
     the requests served (log entries less the 429s) over the ingestion's wall time."""
     scenario = work / "estate-pace.json"
-    log(f"pace: generating {spec.customers} customers, {spec.sign_ins} sign-ins; throttle and SIGNIN_PACE "
-        f"{spec.requests}/{spec.window_seconds}s")
-    subprocess.run([sys.executable, "-m", "tools.emulator.generate", "--customers", str(spec.customers),
-                    "--signins", str(spec.sign_ins), "--days", str(DAYS), "--seed", str(spec.seed), "--now", AS_OF,
-                    "--retention-days", str(DAYS), "--noninteractive-per-interactive", NONINTERACTIVE_PER_INTERACTIVE,
-                    "--out", str(scenario)], cwd=ROOT, check=True)
+    log(
+        f"pace: generating {spec.customers} customers, {spec.sign_ins} sign-ins; throttle and SIGNIN_PACE "
+        f"{spec.requests}/{spec.window_seconds}s"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.emulator.generate",
+            "--customers",
+            str(spec.customers),
+            "--signins",
+            str(spec.sign_ins),
+            "--days",
+            str(DAYS),
+            "--seed",
+            str(spec.seed),
+            "--now",
+            AS_OF,
+            "--retention-days",
+            str(DAYS),
+            "--noninteractive-per-interactive",
+            NONINTERACTIVE_PER_INTERACTIVE,
+            "--out",
+            str(scenario),
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     document = json.loads(scenario.read_text(encoding="utf-8"))
     document["throttle"] = {"requests": spec.requests, "windowSeconds": spec.window_seconds}
     scenario.write_text(json.dumps(document), encoding="utf-8")
@@ -383,15 +570,34 @@ def measure_pace(spec: PaceSpec, work: Path) -> dict[str, Any]:
         azurite_future = pool.submit(start_azurite, in_memory=True)
         emulator, azurite = emulator_future.result(), azurite_future.result()
     try:
-        common = ["--storage", azurite.connection_string, "--emulator", emulator.url, "--prefix", "pace",
-                  "--as-of", AS_OF]
+        common = [
+            "--storage",
+            azurite.connection_string,
+            "--emulator",
+            emulator.url,
+            "--prefix",
+            "pace",
+            "--as-of",
+            AS_OF,
+        ]
         python_step("tools.bench_worker", "sync", *common)
         pace = f"{spec.requests}/{spec.window_seconds}s"
-        ingest = python_step("tools.bench_worker", "ingest", *common, "--setting", f"SIGNIN_PACE={pace}",
-                             "--setting", f"SIGNIN_BACKFILL_DAYS={spec.backfill_days}",
-                             "--setting", f"SIGNIN_SLICE_HOURS={spec.slice_hours}")
-        requests = [e for e in emulator.log(all_requests=True)
-                    if e["method"] == "GET" and "/auditlogs/signins" in e["path"].lower()]
+        ingest = python_step(
+            "tools.bench_worker",
+            "ingest",
+            *common,
+            "--setting",
+            f"SIGNIN_PACE={pace}",
+            "--setting",
+            f"SIGNIN_BACKFILL_DAYS={spec.backfill_days}",
+            "--setting",
+            f"SIGNIN_SLICE_HOURS={spec.slice_hours}",
+        )
+        requests = [
+            e
+            for e in emulator.log(all_requests=True)
+            if e["method"] == "GET" and "/auditlogs/signins" in e["path"].lower()
+        ]
     finally:
         azurite.stop()
         emulator.stop()
@@ -402,53 +608,95 @@ def measure_pace(spec: PaceSpec, work: Path) -> dict[str, Any]:
     seconds = float(ingest["seconds"])
     allowed = spec.requests / spec.window_seconds
     rate = served / seconds
-    return {"customers": spec.customers, "signInsGenerated": spec.sign_ins, "backfillDays": spec.backfill_days,
-            "sliceHours": spec.slice_hours, "slices": ingest["slices"], "signIns": ingest["signIns"],
-            "throttle": {"requests": spec.requests, "windowSeconds": spec.window_seconds}, "signinPace": pace,
-            "seconds": round(seconds, 3), "requests": len(requests), "served": served, "throttled": throttled,
-            "requestsPerSecond": round(rate, 3), "allowedPerSecond": allowed,
-            "shareOfAllowed": round(rate / allowed, 3),
-            # No sliding window admits more than requests x ceil(seconds / window) in `seconds`.
-            "shareOfMostAdmissible": round(served / (spec.requests * math.ceil(seconds / spec.window_seconds)), 3)}
+    return {
+        "customers": spec.customers,
+        "signInsGenerated": spec.sign_ins,
+        "backfillDays": spec.backfill_days,
+        "sliceHours": spec.slice_hours,
+        "slices": ingest["slices"],
+        "signIns": ingest["signIns"],
+        "throttle": {"requests": spec.requests, "windowSeconds": spec.window_seconds},
+        "signinPace": pace,
+        "seconds": round(seconds, 3),
+        "requests": len(requests),
+        "served": served,
+        "throttled": throttled,
+        "requestsPerSecond": round(rate, 3),
+        "allowedPerSecond": allowed,
+        "shareOfAllowed": round(rate / allowed, 3),
+        # No sliding window admits more than requests x ceil(seconds / window) in `seconds`.
+        "shareOfMostAdmissible": round(
+            served / (spec.requests * math.ceil(seconds / spec.window_seconds)), 3
+        ),
+    }
 
 
-def judge(estates: list[dict[str, Any]], quick: bool, pace: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def judge(
+    estates: list[dict[str, Any]], quick: bool, pace: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     by_name = {e["name"]: e for e in estates}
     small, large = by_name.get("1k"), by_name.get("10k")
     out = []
     for key, name, target in TARGETS:
-        entry: dict[str, Any] = {"key": key, "name": name, "target": target, "value": None, "floor": None,
-                                 "ratio": None, "passed": None}
+        entry: dict[str, Any] = {
+            "key": key,
+            "name": name,
+            "target": target,
+            "value": None,
+            "floor": None,
+            "ratio": None,
+            "passed": None,
+        }
         if quick or small is None or large is None:
             entry["note"] = "judged on the full run only"
         elif key in ("ingestion", "ingestionMixed"):
             ing = (small if key == "ingestion" else large)["ingestion"]
-            entry.update(value=f"{ing['product']['seconds']:.2f} s", floor=f"{ing['floor']['seconds']:.2f} s",
-                         ratio=ing["ratio"], passed=ing["ratio"] is not None and ing["ratio"] <= 1.0)
+            entry.update(
+                value=f"{ing['product']['seconds']:.2f} s",
+                floor=f"{ing['floor']['seconds']:.2f} s",
+                ratio=ing["ratio"],
+                passed=ing["ratio"] is not None and ing["ratio"] <= 1.0,
+            )
         elif key == "evaluation":
             ev = large["evaluation"]
-            entry.update(value=f"{ev['product']['seconds']:.2f} s", floor=f"{ev['floor']['seconds']:.2f} s",
-                         ratio=ev["ratio"], passed=ev["product"]["seconds"] < 20)
+            entry.update(
+                value=f"{ev['product']['seconds']:.2f} s",
+                floor=f"{ev['floor']['seconds']:.2f} s",
+                ratio=ev["ratio"],
+                passed=ev["product"]["seconds"] < 20,
+            )
         elif key == "api":
             api = large["api"]
-            entry.update(value=f"{api['p95Ms']:.1f} ms", floor=f"{api['floorP95Ms']:.1f} ms", ratio=api["ratioP95"],
-                         passed=api["p95Ms"] < 150)
+            entry.update(
+                value=f"{api['p95Ms']:.1f} ms",
+                floor=f"{api['floorP95Ms']:.1f} ms",
+                ratio=api["ratioP95"],
+                passed=api["p95Ms"] < 150,
+            )
         elif key == "memory":
             mem = large["memory"]
-            entry.update(value=f"{mem['ingestMaxRssMb']:.0f} MB", floor=f"{mem['floorMaxRssMb']:.0f} MB",
-                         ratio=mem["ratio"], passed=mem["ingestMaxRssMb"] < 400)
+            entry.update(
+                value=f"{mem['ingestMaxRssMb']:.0f} MB",
+                floor=f"{mem['floorMaxRssMb']:.0f} MB",
+                ratio=mem["ratio"],
+                passed=mem["ingestMaxRssMb"] < 400,
+            )
         elif key == "pace":
             if pace is None:
                 entry["note"] = "not measured"
             else:
-                entry.update(value=f"{pace['requestsPerSecond']:.2f} req/s, {pace['throttled']} x 429",
-                             floor=f"{pace['allowedPerSecond']:g} req/s allowed", ratio=pace["shareOfAllowed"],
-                             passed=pace["shareOfAllowed"] >= 0.95 and pace["throttled"] == 0)
+                entry.update(
+                    value=f"{pace['requestsPerSecond']:.2f} req/s, {pace['throttled']} x 429",
+                    floor=f"{pace['allowedPerSecond']:g} req/s allowed",
+                    ratio=pace["shareOfAllowed"],
+                    passed=pace["shareOfAllowed"] >= 0.95 and pace["throttled"] == 0,
+                )
         out.append(entry)
     return out
 
 
 # --- the machine and the documents -----------------------------------------------------------------
+
 
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
@@ -464,13 +712,23 @@ def machine() -> dict[str, Any]:
                 memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
     node = ""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        node = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     azurite = ""
     with contextlib.suppress(OSError, ValueError):
         azurite = json.loads((ROOT / "node_modules" / "azurite" / "package.json").read_text())["version"]
-    return {"cpu": cpu, "cores": os.cpu_count(), "memoryGb": memory_gb, "os": platform.platform(),
-            "python": platform.python_version(), "node": node, "azurite": azurite, "hostname": socket.gethostname(),
-            "loadAverageAtStart": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memoryGb": memory_gb,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "node": node,
+        "azurite": azurite,
+        "hostname": socket.gethostname(),
+        "loadAverageAtStart": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def _fmt(value: Any, unit: str = "", digits: int = 2) -> str:
@@ -528,8 +786,10 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for t in doc["targets"]:
         result = "n/a" if t["passed"] is None else ("**pass**" if t["passed"] else "**FAIL**")
-        lines.append(f"| {t['name']} | {t['target']} | {_fmt(t['value'])} | {_fmt(t['floor'])} | "
-                     f"{_fmt(t['ratio'], digits=3)} | {result} |")
+        lines.append(
+            f"| {t['name']} | {t['target']} | {_fmt(t['value'])} | {_fmt(t['floor'])} | "
+            f"{_fmt(t['ratio'], digits=3)} | {result} |"
+        )
     for e in doc["estates"]:
         ing, ev, api, mem = e["ingestion"], e["evaluation"], e["api"], e["memory"]
         fan = ev["fanout"]
@@ -544,9 +804,13 @@ def markdown(doc: dict[str, Any]) -> str:
             f"assignments and billing profiles) {e['setup']['syncSeconds']:.1f} s "
             f"({e['setup']['syncDetails']['gdap']:,} GDAP, {e['setup']['syncDetails']['dap']:,} DAP). "
             f"{e['signInsIngested']:,} sign-ins qualify (the log's `$filter` leaves out failed and non-partner ones)"
-            + (f", {kinds['nonInteractive']:,} of them non-interactive "
-               f"({100 * kinds['nonInteractive'] / max(1, sum(kinds.values())):.0f} %), read by "
-               f"{ing['floor']['pages']:,} requests (both kinds)." if kinds else "."),
+            + (
+                f", {kinds['nonInteractive']:,} of them non-interactive "
+                f"({100 * kinds['nonInteractive'] / max(1, sum(kinds.values())):.0f} %), read by "
+                f"{ing['floor']['pages']:,} requests (both kinds)."
+                if kinds
+                else "."
+            ),
             "",
             "| figure | product | floor | ratio |",
             "|---|---|---|---|",
@@ -566,13 +830,17 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| API first request (reads the evaluation, builds the index) | {api['coldFirstRequestMs']:.0f} ms | | |",
         ]
         for kind, k in api["kinds"].items():
-            lines.append(f"| API {kind} p50 / p95 ({k['requests']} requests, ~{k['meanBytes']:,} bytes) | "
-                         f"{k['p50Ms']:.1f} / {k['p95Ms']:.1f} ms | {k['floorP50Ms']:.1f} / {k['floorP95Ms']:.1f} ms | "
-                         f"{_fmt(k['ratioP50'], digits=2)} / {_fmt(k['ratioP95'], digits=2)} |")
+            lines.append(
+                f"| API {kind} p50 / p95 ({k['requests']} requests, ~{k['meanBytes']:,} bytes) | "
+                f"{k['p50Ms']:.1f} / {k['p95Ms']:.1f} ms | {k['floorP50Ms']:.1f} / {k['floorP95Ms']:.1f} ms | "
+                f"{_fmt(k['ratioP50'], digits=2)} / {_fmt(k['ratioP95'], digits=2)} |"
+            )
         lines.append(f"| API server peak memory (RSS) | {_fmt(api['serverMaxRssMb'], ' MB', 0)} | | |")
         lines.append("")
-        lines.append(f"Evaluation: {ev['product']['customersUnderMonitoring']:,} of the {e['customers']:,} customers "
-                     f"are under monitoring (an active relationship); the evaluation reads all of them.")
+        lines.append(
+            f"Evaluation: {ev['product']['customersUnderMonitoring']:,} of the {e['customers']:,} customers "
+            f"are under monitoring (an active relationship); the evaluation reads all of them."
+        )
     pace = doc.get("pace")
     if pace:
         t = pace["throttle"]
@@ -622,12 +890,20 @@ def markdown(doc: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one small estate: a smoke run of the harness")
-    parser.add_argument("--out-dir", type=Path, help="where performance.md/.json go (default docs/, or "
-                                                     ".bench/quick with --quick)")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        help="where performance.md/.json go (default docs/, or .bench/quick with --quick)",
+    )
     parser.add_argument("--work-dir", type=Path, default=ROOT / ".bench", help="scenarios and profiles")
-    parser.add_argument("--profile", action="store_true", help="write cProfile summaries of the product steps")
-    parser.add_argument("--render", action="store_true",
-                        help="only write performance.md again from the performance.json in --out-dir")
+    parser.add_argument(
+        "--profile", action="store_true", help="write cProfile summaries of the product steps"
+    )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only write performance.md again from the performance.json in --out-dir",
+    )
     args = parser.parse_args(argv)
     out_dir: Path = args.out_dir or (ROOT / ".bench" / "quick" if args.quick else ROOT / "docs")
     if args.render:
@@ -638,19 +914,28 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    doc: dict[str, Any] = {"schemaVersion": 1, "generatedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                           "quick": args.quick, "machine": machine(), "estates": []}
+    doc: dict[str, Any] = {
+        "schemaVersion": 1,
+        "generatedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "quick": args.quick,
+        "machine": machine(),
+        "estates": [],
+    }
     for spec in QUICK if args.quick else FULL:
         doc["estates"].append(run_estate(spec, work, args.profile))
     doc["pace"] = measure_pace(PACE_QUICK if args.quick else PACE_FULL, work)
     doc["targets"] = judge(doc["estates"], args.quick, doc["pace"])
     doc["durationSeconds"] = round(time.perf_counter() - started, 1)
     doc["machine"]["loadAverageAtEnd"] = [round(x, 2) for x in os.getloadavg()]
-    (out_dir / "performance.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / "performance.json").write_text(
+        json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     (out_dir / "performance.md").write_text(markdown(doc), encoding="utf-8")
     for t in doc["targets"]:
         status = "n/a" if t["passed"] is None else ("pass" if t["passed"] else "FAIL")
-        log(f"{t['name']}: {t['value'] or '-'} (floor {t['floor'] or '-'}, ratio {t['ratio']}) {t['target']}: {status}")
+        log(
+            f"{t['name']}: {t['value'] or '-'} (floor {t['floor'] or '-'}, ratio {t['ratio']}) {t['target']}: {status}"
+        )
     log(f"wrote {out_dir / 'performance.md'} and performance.json in {doc['durationSeconds']:.0f} s")
     return 0
 

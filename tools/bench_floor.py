@@ -63,11 +63,16 @@ def peak_rss_mb() -> float:
 
 def sign_in_url(root: str, start: Any, end: Any, kind: str) -> str:
     """The product's query (``shared.microsoft.graph.GraphClient.sign_in_url``) for one kind of user sign-in."""
-    flt = (f"createdDateTime ge {graph_literal(start)} and createdDateTime le {graph_literal(end)}"
-           " and crossTenantAccessType ne 'none' and status/errorCode eq 0"
-           f" and signInEventTypes/any(t: t eq '{SIGNIN_EVENT_TYPES[kind]}')")
-    query = urlencode({"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(SIGNIN_PAGE_SIZE)},
-                      quote_via=quote, safe="$,/'")
+    flt = (
+        f"createdDateTime ge {graph_literal(start)} and createdDateTime le {graph_literal(end)}"
+        " and crossTenantAccessType ne 'none' and status/errorCode eq 0"
+        f" and signInEventTypes/any(t: t eq '{SIGNIN_EVENT_TYPES[kind]}')"
+    )
+    query = urlencode(
+        {"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(SIGNIN_PAGE_SIZE)},
+        quote_via=quote,
+        safe="$,/'",
+    )
     return f"{root.rstrip('/')}/beta/auditLogs/signIns?{query}"
 
 
@@ -86,8 +91,9 @@ async def _tables(service: TableServiceClient, names: list[str]) -> list[TableCl
     return [service.get_table_client(name) for name in names]
 
 
-async def floor_ingest(conn: str, emulator: str, prefix: str, as_of: str, backfill_days: int,
-                       slice_hours: int, concurrency: int) -> dict[str, Any]:
+async def floor_ingest(
+    conn: str, emulator: str, prefix: str, as_of: str, backfill_days: int, slice_hours: int, concurrency: int
+) -> dict[str, Any]:
     end = parse_iso(as_of)
     pieces = slices(end - timedelta(days=backfill_days), end, slice_hours)
     service = TableServiceClient.from_connection_string(conn)
@@ -99,8 +105,9 @@ async def floor_ingest(conn: str, emulator: str, prefix: str, as_of: str, backfi
     async def write(rows: list[dict[str, Any]]) -> None:
         hour = rows[0]["PartitionKey"]
         async with writes:
-            await submit_upserts(tables[(int(hour[8:10]) * 24 + int(hour[11:13])) % RAW_TABLES], rows,
-                                 UpdateMode.REPLACE)
+            await submit_upserts(
+                tables[(int(hour[8:10]) * 24 + int(hour[11:13])) % RAW_TABLES], rows, UpdateMode.REPLACE
+            )
         totals["transactions"] += 1
 
     async def one(client: httpx.AsyncClient, start: Any, stop: Any, gate: asyncio.Semaphore) -> None:
@@ -119,14 +126,25 @@ async def floor_ingest(conn: str, emulator: str, prefix: str, as_of: str, backfi
                 if "serviceprovider" not in str(s.get("crossTenantAccessType") or "").lower().split(","):
                     continue
                 created = str(s.get("createdDateTime") or "")
-                by_hour[created[:13]].append({
-                    "PartitionKey": created[:13], "RowKey": str(s["id"]), "CreatedDateTime": created,
-                    "UserId": s.get("userId"), "HomeTenantId": s.get("homeTenantId"),
-                    "ResourceTenantId": s.get("resourceTenantId"),
-                    "CrossTenantAccessType": s.get("crossTenantAccessType"),
-                    "ErrorCode": int((s.get("status") or {}).get("errorCode", 0))})
-            await asyncio.gather(*(write(rows[i:i + BATCH_LIMIT]) for rows in by_hour.values()
-                                   for i in range(0, len(rows), BATCH_LIMIT)))
+                by_hour[created[:13]].append(
+                    {
+                        "PartitionKey": created[:13],
+                        "RowKey": str(s["id"]),
+                        "CreatedDateTime": created,
+                        "UserId": s.get("userId"),
+                        "HomeTenantId": s.get("homeTenantId"),
+                        "ResourceTenantId": s.get("resourceTenantId"),
+                        "CrossTenantAccessType": s.get("crossTenantAccessType"),
+                        "ErrorCode": int((s.get("status") or {}).get("errorCode", 0)),
+                    }
+                )
+            await asyncio.gather(
+                *(
+                    write(rows[i : i + BATCH_LIMIT])
+                    for rows in by_hour.values()
+                    for i in range(0, len(rows), BATCH_LIMIT)
+                )
+            )
             found = sum(len(rows) for rows in by_hour.values())
             totals["signIns"] += found
             by_kind[kind] += found
@@ -140,8 +158,15 @@ async def floor_ingest(conn: str, emulator: str, prefix: str, as_of: str, backfi
         await asyncio.gather(*(one(client, a, b, gate) for a, b in pieces))
     seconds = time.perf_counter() - started
     await service.close()
-    return {"step": "floor-ingest", "seconds": seconds, "slices": len(pieces), **totals, "signInsByKind": by_kind,
-            "entitiesWritten": totals["signIns"], "maxRssMb": peak_rss_mb()}
+    return {
+        "step": "floor-ingest",
+        "seconds": seconds,
+        "slices": len(pieces),
+        **totals,
+        "signInsByKind": by_kind,
+        "entitiesWritten": totals["signIns"],
+        "maxRssMb": peak_rss_mb(),
+    }
 
 
 async def floor_evaluate(conn: str, prefix: str, as_of: str) -> dict[str, Any]:
@@ -156,8 +181,11 @@ async def floor_evaluate(conn: str, prefix: str, as_of: str) -> dict[str, Any]:
         nonlocal read
         client = TableClient.from_connection_string(conn, f"{prefix}{name}")
         clients.append(client)
-        pager = (client.list_entities(results_per_page=1000) if query is None else
-                 client.query_entities(query, parameters=parameters, results_per_page=1000))
+        pager = (
+            client.list_entities(results_per_page=1000)
+            if query is None
+            else client.query_entities(query, parameters=parameters, results_per_page=1000)
+        )
         async for entity in pager:
             read += 1
             tenant = str(entity.get("TenantId") or entity["RowKey"]).split("|")[0]
@@ -165,27 +193,42 @@ async def floor_evaluate(conn: str, prefix: str, as_of: str) -> dict[str, Any]:
 
     today = day_start(end)
     await asyncio.gather(
-        scan("Customers"), scan("Relationships"), scan("LastSignIns"),
-        *(scan("SignInDays", "PartitionKey eq @pk", {"pk": day_key(day)}) for day in (today, today - timedelta(days=1))))
+        scan("Customers"),
+        scan("Relationships"),
+        scan("LastSignIns"),
+        *(
+            scan("SignInDays", "PartitionKey eq @pk", {"pk": day_key(day)})
+            for day in (today, today - timedelta(days=1))
+        ),
+    )
     out = await _table(conn, f"{prefix}RawEvaluation")
     clients.append(out)
-    rows = [{"PartitionKey": "floor", "RowKey": tenant, "Row": json.dumps(parts, default=str)[:30000]}
-            for tenant, parts in by_tenant.items() if "Customers" in parts]
+    rows = [
+        {"PartitionKey": "floor", "RowKey": tenant, "Row": json.dumps(parts, default=str)[:30000]}
+        for tenant, parts in by_tenant.items()
+        if "Customers" in parts
+    ]
     gate = asyncio.Semaphore(WRITES_IN_FLIGHT)
 
     async def write(chunk: list[dict[str, Any]]) -> None:
         async with gate:
             await submit_upserts(out, chunk, UpdateMode.REPLACE)
 
-    await asyncio.gather(*(write(rows[i:i + BATCH_LIMIT]) for i in range(0, len(rows), BATCH_LIMIT)))
+    await asyncio.gather(*(write(rows[i : i + BATCH_LIMIT]) for i in range(0, len(rows), BATCH_LIMIT)))
     seconds = time.perf_counter() - started
     for client in clients:
         await client.close()
-    return {"step": "floor-evaluate", "seconds": seconds, "entitiesRead": read, "rowsWritten": len(rows),
-            "maxRssMb": peak_rss_mb()}
+    return {
+        "step": "floor-evaluate",
+        "seconds": seconds,
+        "entitiesRead": read,
+        "rowsWritten": len(rows),
+        "maxRssMb": peak_rss_mb(),
+    }
 
 
 # --- the API floor: same server, no application ----------------------------------------------------
+
 
 class StaticBodies:
     """ASGI app: ``GET /bytes/N`` answers N bytes of JSON-shaped content (built once per size)."""
@@ -215,8 +258,16 @@ class StaticBodies:
         except ValueError:
             size = 2
         body = self.body(min(size, 50_000_000))
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -248,8 +299,17 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.port)
         return 0
     if args.step == "ingest":
-        result = asyncio.run(floor_ingest(args.storage, args.emulator, args.prefix, args.as_of, args.backfill_days,
-                                          args.slice_hours, args.concurrency))
+        result = asyncio.run(
+            floor_ingest(
+                args.storage,
+                args.emulator,
+                args.prefix,
+                args.as_of,
+                args.backfill_days,
+                args.slice_hours,
+                args.concurrency,
+            )
+        )
     else:
         result = asyncio.run(floor_evaluate(args.storage, args.prefix, args.as_of))
     print(json.dumps(result), flush=True)

@@ -34,9 +34,17 @@ from tools.bench_floor import peak_rss_mb
 
 def settings_for(storage: str, emulator: str, prefix: str, **extra: str) -> Settings:
     # The bench's emulator does not throttle: ingestion is measured unpaced (the pace is Graph's, not ours).
-    env = {"AzureWebJobsStorage": storage, "EMULATOR_URL": emulator, "STORAGE_PREFIX": prefix,
-           "NOTIFY_PARTNER_ADDRESSES": "", "SIGNIN_PACE": "off", "RETRY_DELAY_MS": "200",
-           "SIGNIN_LOG_LATENCY_MINUTES": "0", "HOST_CLOCK_MAX_SKEW_MINUTES": str(10 * 365 * 24 * 60), **extra}
+    env = {
+        "AzureWebJobsStorage": storage,
+        "EMULATOR_URL": emulator,
+        "STORAGE_PREFIX": prefix,
+        "NOTIFY_PARTNER_ADDRESSES": "",
+        "SIGNIN_PACE": "off",
+        "RETRY_DELAY_MS": "200",
+        "SIGNIN_LOG_LATENCY_MINUTES": "0",
+        "HOST_CLOCK_MAX_SKEW_MINUTES": str(10 * 365 * 24 * 60),
+        **extra,
+    }
     return Settings.from_env(env)
 
 
@@ -59,8 +67,9 @@ async def _timed(step: Callable[[], Awaitable[Any]], profile: Path | None) -> tu
 
 
 async def run_step(args: argparse.Namespace) -> dict[str, Any]:
-    settings = settings_for(args.storage, args.emulator, args.prefix,
-                            **dict(item.split("=", 1) for item in args.setting))
+    settings = settings_for(
+        args.storage, args.emulator, args.prefix, **dict(item.split("=", 1) for item in args.setting)
+    )
     as_of = parse_iso(args.as_of)
     profile = Path(args.profile) if args.profile else None
     async with Services(settings) as services:
@@ -79,14 +88,20 @@ async def run_step(args: argparse.Namespace) -> dict[str, Any]:
             report = await build_report(services, as_of)
             report_seconds = time.perf_counter() - started
             seconds, summary = await _timed(lambda: run_evaluation(services, as_of, refresh=False), profile)
-            return {"seconds": seconds, "reportSeconds": report_seconds,
-                    "customers": report["summary"]["customersUnderMonitoring"],
-                    "summary": report["summary"], "evaluationId": summary["evaluationId"],
-                    "halted": summary["halted"]}
+            return {
+                "seconds": seconds,
+                "reportSeconds": report_seconds,
+                "customers": report["summary"]["customersUnderMonitoring"],
+                "summary": report["summary"],
+                "evaluationId": summary["evaluationId"],
+                "halted": summary["halted"],
+            }
         if args.step == "fanout":
             from shared.evaluation.fanout import start_sharded_evaluation
 
-            seconds, result = await _timed(lambda: start_sharded_evaluation(services, as_of, refresh=False), profile)
+            seconds, result = await _timed(
+                lambda: start_sharded_evaluation(services, as_of, refresh=False), profile
+            )
             return {"seconds": seconds, **result}
         if args.step == "shard":
             from shared.evaluation.fanout import run_shard_messages
@@ -104,9 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--as-of", required=True)
     parser.add_argument("--profile", help="write a cProfile summary of the step to this file")
-    parser.add_argument("--idle", type=float, default=2.0, help="shard: stop after this long without messages")
-    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
-                        help="an app setting for this step (e.g. SIGNIN_PACE=5/1s); repeatable")
+    parser.add_argument(
+        "--idle", type=float, default=2.0, help="shard: stop after this long without messages"
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an app setting for this step (e.g. SIGNIN_PACE=5/1s); repeatable",
+    )
     args = parser.parse_args(argv)
     result = asyncio.run(run_step(args))
     result.update({"step": args.step, "maxRssMb": peak_rss_mb()})

@@ -67,7 +67,7 @@ HOSTILE_NAMES: tuple[str, ...] = (
     "Contoso\nX-Injected: 1",
     "\u202eLTD osotnoC\u202c",
     "Zero\u200bWidth\u200c\u200dJoiner\ufeff",
-    "Emoji \U0001F600\U0001F469\u200d\U0001F4BB Ltd",
+    "Emoji \U0001f600\U0001f469\u200d\U0001f4bb Ltd",
     "' or 1 eq 1 or displayName eq '",
     "name') or (1 eq 1",
     "{{7*7}} ${7*7} <%= 7*7 %>",
@@ -80,6 +80,7 @@ HOSTILE_NAMES: tuple[str, ...] = (
 
 
 # --- the command line with a short lease clock ----------------------------------------------------------
+
 
 def fast_clock(lease_seconds: float) -> None:
     """Shorten the removal and notification leases and the queue's processing visibility."""
@@ -106,6 +107,7 @@ def endpoint_label(method: str, prefix: str) -> str:
 
 # --- what the emulator executed ---------------------------------------------------------------------------
 
+
 def executed(entry: dict[str, Any]) -> bool:
     fault = entry.get("fault")
     return fault is None or fault in EXECUTED_FAULTS
@@ -127,8 +129,11 @@ def dap_patches(log: Iterable[dict[str, Any]]) -> Counter[str]:
     out: Counter[str] = Counter()
     for entry in log:
         path = str(entry.get("path", ""))
-        if entry.get("method") == "PATCH" and path.lower().startswith("/partnercenter/v1/customers/") \
-                and executed(entry):
+        if (
+            entry.get("method") == "PATCH"
+            and path.lower().startswith("/partnercenter/v1/customers/")
+            and executed(entry)
+        ):
             out[path.rstrip("/").rsplit("/", 1)[1].lower()] += 1
     return out
 
@@ -160,8 +165,11 @@ def announced(state: dict[str, Any]) -> Counter[str]:
 
 def mail_key(item: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
     message = item.get("message") or {}
-    to = tuple(sorted(str((r.get("emailAddress") or {}).get("address", ""))
-                      for r in message.get("toRecipients") or []))
+    to = tuple(
+        sorted(
+            str((r.get("emailAddress") or {}).get("address", "")) for r in message.get("toRecipients") or []
+        )
+    )
     return str(item.get("from", "")), str(message.get("subject", "")), to
 
 
@@ -180,12 +188,19 @@ class Tally:
 
     @property
     def total(self) -> int:
-        return (sum(n - 1 for n in self.terminates.values()) + sum(n - 1 for n in self.dap_patches.values())
-                + len(self.mails))
+        return (
+            sum(n - 1 for n in self.terminates.values())
+            + sum(n - 1 for n in self.dap_patches.values())
+            + len(self.mails)
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"terminates": self.terminates, "dapPatches": self.dap_patches,
-                "mails": [list(m[:2]) + [list(m[2])] for m in self.mails], "total": self.total}
+        return {
+            "terminates": self.terminates,
+            "dapPatches": self.dap_patches,
+            "mails": [list(m[:2]) + [list(m[2])] for m in self.mails],
+            "total": self.total,
+        }
 
 
 def duplicates(state: dict[str, Any], log: list[dict[str, Any]]) -> Tally:
@@ -217,7 +232,12 @@ def outcome(state: dict[str, Any]) -> dict[str, Any]:
         dap[customer["tenantId"]] = None if not customer.get("dap") else bool(customer["dap"].get("enabled"))
         for rel in customer.get("gdapRelationships", []):
             gdap[rel["id"]] = "terminated" if rel["status"] in TERMINATED else rel["status"]
-    return {"gdap": gdap, "dap": dap, "mails": sorted(set(mails(state))), "announced": sorted(announced(state))}
+    return {
+        "gdap": gdap,
+        "dap": dap,
+        "mails": sorted(set(mails(state))),
+        "announced": sorted(announced(state)),
+    }
 
 
 # --- the Actions trail --------------------------------------------------------------------------------------
@@ -237,8 +257,16 @@ async def action_rows(settings: Any) -> list[dict[str, Any]]:
 
 
 def action_summary(rows: list[dict[str, Any]]) -> Counter[tuple[str, str, str, str]]:
-    return Counter((str(r["PartitionKey"]), str(r.get("Action", "")), str(r.get("Result", "")),
-                    str(r.get("RelationshipId", ""))) for r in rows if r.get("Action") not in IGNORED_ACTIONS)
+    return Counter(
+        (
+            str(r["PartitionKey"]),
+            str(r.get("Action", "")),
+            str(r.get("Result", "")),
+            str(r.get("RelationshipId", "")),
+        )
+        for r in rows
+        if r.get("Action") not in IGNORED_ACTIONS
+    )
 
 
 DONE = {"gdap.terminate": ("requested", "completed"), "dap.disable": ("completed",)}
@@ -279,12 +307,16 @@ def duplicate_action_ids(rows: list[dict[str, Any]]) -> list[str]:
 _REFERENCES: dict[str, dict[str, Any]] = {}
 
 
-def enforcement_reference(emulator: Any, scenario: dict[str, Any], settings: Any,
-                          as_of: str = "2026-11-21T00:00:00Z") -> dict[str, Any]:
+def enforcement_reference(
+    emulator: Any, scenario: dict[str, Any], settings: Any, as_of: str = "2026-11-21T00:00:00Z"
+) -> dict[str, Any]:
     """One undisturbed enforcement cycle on ``scenario`` (evaluation, removal and mail queues drained,
     then an audit of what is left), computed once per test session and shared by the suites."""
-    key = hashlib.sha256(json.dumps([scenario, settings.policy_mode, settings.remove_after_days, as_of],
-                                    sort_keys=True, default=str).encode()).hexdigest()
+    key = hashlib.sha256(
+        json.dumps(
+            [scenario, settings.policy_mode, settings.remove_after_days, as_of], sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()
     if key not in _REFERENCES:
         _REFERENCES[key] = _reference(emulator, scenario, settings, as_of)
     return _REFERENCES[key]
@@ -312,14 +344,25 @@ def _reference(emulator: Any, scenario: dict[str, Any], settings: Any, as_of: st
     state = emulator.state(sign_ins=False)
     found = duplicates(state, emulator.log())
     if found.total or poisoned:
-        raise AssertionError(f"the undisturbed reference run is not clean: {found.to_json()}, {poisoned} poisoned")
+        raise AssertionError(
+            f"the undisturbed reference run is not clean: {found.to_json()}, {poisoned} poisoned"
+        )
     rows = asyncio.run(action_rows(settings))
-    return {"scenario": scenario, "report": report, "rows": rows, "outcome": outcome(state),
-            "result": {"queued": sorted(q["tenantId"] for q in summary["queued"]), "warned": summary["warned"],
-                       "poisoned": poisoned}}
+    return {
+        "scenario": scenario,
+        "report": report,
+        "rows": rows,
+        "outcome": outcome(state),
+        "result": {
+            "queued": sorted(q["tenantId"] for q in summary["queued"]),
+            "warned": summary["warned"],
+            "poisoned": poisoned,
+        },
+    }
 
 
 # --- killing a process ------------------------------------------------------------------------------------
+
 
 @dataclass
 class KillResult:
@@ -330,8 +373,14 @@ class KillResult:
     stderr: str = ""
 
 
-def run_until(command: list[str], env: dict[str, str], *, kill_when: Callable[[float], bool] | None,
-              timeout: float = 180.0, poll: float = 0.02) -> KillResult:
+def run_until(
+    command: list[str],
+    env: dict[str, str],
+    *,
+    kill_when: Callable[[float], bool] | None,
+    timeout: float = 180.0,
+    poll: float = 0.02,
+) -> KillResult:
     """Run ``command``; SIGKILL it as soon as ``kill_when(elapsed)`` says so. Output is kept."""
     started = time.monotonic()
     out_path = FIGURES.parent / f".chaos-{os.getpid()}-{time.time_ns()}"
@@ -371,6 +420,7 @@ def fault_served(emulator: Any, index: int) -> bool:
 
 # --- figures ------------------------------------------------------------------------------------------------
 
+
 def record(name: str, figures: dict[str, Any]) -> Path:
     """Write one suite's figures (overwritten by the next run of the same suite)."""
     FIGURES.mkdir(parents=True, exist_ok=True)
@@ -384,6 +434,7 @@ def collected() -> dict[str, Any]:
 
 
 # --- entry point --------------------------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.chaos")

@@ -32,8 +32,9 @@ def banner(text: str) -> None:
 
 
 def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "shared.cli", *args], cwd=ROOT, env=env, text=True,
-                            capture_output=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args], cwd=ROOT, env=env, text=True, capture_output=True
+    )
     if result.stderr:
         sys.stderr.write(result.stderr)
     if check and result.returncode != 0:
@@ -48,12 +49,34 @@ def main() -> int:
     now = datetime.now(UTC).replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     estate = DEMO / "estate.json"
     banner("1. Generating a partner estate: 300 customers, 90 days of sign-ins")
-    subprocess.run([sys.executable, "-m", "tools.emulator.generate", "--customers", "300", "--signins", "20000",
-                    "--days", "90", "--retention-days", "120", "--seed", "42", "--now", now,
-                    "--out", str(estate)], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tools.emulator.generate",
+            "--customers",
+            "300",
+            "--signins",
+            "20000",
+            "--days",
+            "90",
+            "--retention-days",
+            "120",
+            "--seed",
+            "42",
+            "--now",
+            now,
+            "--out",
+            str(estate),
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     scenario: dict[str, Any] = json.loads(estate.read_text(encoding="utf-8"))
-    print(f"{len(scenario['customers'])} customers, {len(scenario['signIns'])} sign-ins, partner "
-          f"{scenario['partner']['displayName']} ({scenario['partner']['tenantId']})")
+    print(
+        f"{len(scenario['customers'])} customers, {len(scenario['signIns'])} sign-ins, partner "
+        f"{scenario['partner']['displayName']} ({scenario['partner']['tenantId']})"
+    )
 
     banner("2. Starting Azurite and the Microsoft endpoint emulator on loopback")
     azurite = start_azurite(str(DEMO / "azurite"))
@@ -62,22 +85,25 @@ def main() -> int:
     emulator = start_emulator(estate)
     print(f"Azurite tables on 127.0.0.1:{azurite.ports[2]}, emulator on {emulator.url}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AzureWebJobs")}
-    env.update({
-        "AzureWebJobsStorage": azurite.connection_string,
-        # The generated log is kept 120 days (Entra keeps 30): backfilling all of it lets the store
-        # prove more than 90 days of inactivity, so every bucket can show.
-        "SIGNIN_BACKFILL_DAYS": "120",
-        # The demo's emulator does not throttle, so the demo need not wait for Graph's pace.
-        "SIGNIN_PACE": "off",
-        # The emulator's clock stands still, so a removal waiting for the log to settle would wait for ever.
-        "SIGNIN_LOG_LATENCY_MINUTES": "0",
-        # The generated estate has a date of its own; this host's clock is not Microsoft's here.
-        "HOST_CLOCK_MAX_SKEW_MINUTES": str(10 * 365 * 24 * 60),
-        "GDAP_POLL_SECONDS": "1",
-        "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
-        "NOTIFY_PARTNER_ADDRESSES": "partner-admins@" + scenario["partner"]["senderMailbox"].split("@", 1)[1],
-        "POLICY_MODE": "report",
-    })
+    env.update(
+        {
+            "AzureWebJobsStorage": azurite.connection_string,
+            # The generated log is kept 120 days (Entra keeps 30): backfilling all of it lets the store
+            # prove more than 90 days of inactivity, so every bucket can show.
+            "SIGNIN_BACKFILL_DAYS": "120",
+            # The demo's emulator does not throttle, so the demo need not wait for Graph's pace.
+            "SIGNIN_PACE": "off",
+            # The emulator's clock stands still, so a removal waiting for the log to settle would wait for ever.
+            "SIGNIN_LOG_LATENCY_MINUTES": "0",
+            # The generated estate has a date of its own; this host's clock is not Microsoft's here.
+            "HOST_CLOCK_MAX_SKEW_MINUTES": str(10 * 365 * 24 * 60),
+            "GDAP_POLL_SECONDS": "1",
+            "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
+            "NOTIFY_PARTNER_ADDRESSES": "partner-admins@"
+            + scenario["partner"]["senderMailbox"].split("@", 1)[1],
+            "POLICY_MODE": "report",
+        }
+    )
     try:
         banner("3. Audit: python -m shared.cli --emulator URL audit --format table")
         result = cli(env, "--emulator", emulator.url, "audit", "--format", "table", "--limit", "25")
@@ -88,27 +114,47 @@ def main() -> int:
         if result.returncode == 0:
             summary = json.loads(result.stdout)
             would = summary.get("wouldRemove", [])
-            print(f"mode={summary['mode']}: removed {len(summary['removed'])}, warned {len(summary['warned'])}, "
-                  f"halted {summary['halted']}")
+            print(
+                f"mode={summary['mode']}: removed {len(summary['removed'])}, warned {len(summary['warned'])}, "
+                f"halted {summary['halted']}"
+            )
             if summary.get("wouldHalt"):
                 print(f"In enforce mode the circuit breaker would halt the run: {summary['wouldHalt']}")
             if would:
                 print(f"In enforce mode, {len(would)} customer(s) would lose delegated access, e.g.:")
                 for item in would[:10]:
                     rels = ", ".join(item.get("relationships", []))
-                    print(f"  {pad(item['displayName'][:36], 38)} {item['inactiveForAtLeastDays']:>4} days  {rels}")
+                    print(
+                        f"  {pad(item['displayName'][:36], 38)} {item['inactiveForAtLeastDays']:>4} days  {rels}"
+                    )
             warn = summary.get("wouldWarn", [])
             if warn:
-                print(f"{len(warn)} customer(s) would get an advance warning "
-                      f"({env.get('WARN_DAYS_BEFORE_REMOVAL', '14')} days before removal).")
+                print(
+                    f"{len(warn)} customer(s) would get an advance warning "
+                    f"({env.get('WARN_DAYS_BEFORE_REMOVAL', '14')} days before removal)."
+                )
         else:
             print("(enforcement cycle unavailable)")
 
         if os.environ.get("DEMO_SERVE", "1") != "0":
             banner("5. Portal on http://127.0.0.1:7071 (local operator with both roles). Ctrl-C to stop")
-            server = subprocess.Popen([sys.executable, "-m", "shared.cli", "--emulator", emulator.url, "serve",
-                                       "--host", "127.0.0.1", "--port", "7071", "--local-operator"],
-                                      cwd=ROOT, env=env)
+            server = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "shared.cli",
+                    "--emulator",
+                    emulator.url,
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "7071",
+                    "--local-operator",
+                ],
+                cwd=ROOT,
+                env=env,
+            )
             try:
                 server.wait()
             except KeyboardInterrupt:

@@ -49,7 +49,12 @@ def parse_file(path: Path) -> dict[str, Any]:
         tree = BicepParser().parse(text=text)
     except Exception as exc:  # pycep raises lark errors of several kinds
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return {"ok": False, "error": f"{type(exc).__name__}: {first_line}", "extensions": extensions, "tree": None}
+        return {
+            "ok": False,
+            "error": f"{type(exc).__name__}: {first_line}",
+            "extensions": extensions,
+            "tree": None,
+        }
     return {"ok": True, "error": None, "extensions": extensions, "tree": tree}
 
 

@@ -45,7 +45,9 @@ def add_gdap_commands(commands: Any, as_of: Callable[[str], datetime]) -> None:
     request = sub.add_parser("request", help="create a relationship from a template and lock it for approval")
     request.add_argument("--customer", required=True, metavar="TENANT_ID")
     request.add_argument("--template", required=True, metavar="NAME")
-    request.add_argument("--notify-customer", action="store_true", help="mail the invitation to the customer's contacts")
+    request.add_argument(
+        "--notify-customer", action="store_true", help="mail the invitation to the customer's contacts"
+    )
 
     requests = sub.add_parser("requests", help="requests this product made that are not finished (with age)")
     requests.add_argument("--all", action="store_true", help="finished ones too")
@@ -59,13 +61,19 @@ def add_gdap_commands(commands: Any, as_of: Callable[[str], datetime]) -> None:
     extend = sub.add_parser("extend", help="turn on auto-extend (P180D), with a result per relationship")
     which = extend.add_mutually_exclusive_group(required=True)
     which.add_argument("--relationship", action="append", metavar="ID", help="repeatable")
-    which.add_argument("--all-expiring", action="store_true", help="every relationship of 'expiring' (no limit)")
+    which.add_argument(
+        "--all-expiring", action="store_true", help="every relationship of 'expiring' (no limit)"
+    )
     extend.add_argument("--within", type=_positive_days, default=30, metavar="DAYS")
     extend.add_argument("--as-of", type=as_of)
 
-    remove = sub.add_parser("remove-global-admin", help="remove Global Administrator from an active relationship")
+    remove = sub.add_parser(
+        "remove-global-admin", help="remove Global Administrator from an active relationship"
+    )
     remove.add_argument("--relationship", required=True, metavar="ID")
-    remove.add_argument("--no-wait", action="store_true", help="do not wait for Microsoft's long-running operation")
+    remove.add_argument(
+        "--no-wait", action="store_true", help="do not wait for Microsoft's long-running operation"
+    )
 
     reestablish = sub.add_parser("reestablish", help="a new request from the template used before a removal")
     reestablish.add_argument("--customer", required=True, metavar="TENANT_ID")
@@ -114,15 +122,17 @@ async def _dispatch(service: GdapService, args: argparse.Namespace) -> int:
         _print({"templates": service.template_list()})
     elif command == "request":
         try:
-            result, _ = await service.request(args.customer, args.template, requested_by=actor,
-                                              notify_customer=args.notify_customer)
+            result, _ = await service.request(
+                args.customer, args.template, requested_by=actor, notify_customer=args.notify_customer
+            )
         except GdapError as exc:
             if exc.code != "unknownCustomer":
                 raise
             # A customer the store has not seen yet: read the partner's customers once, then try again.
             await sync_relationships(service.services, utcnow())
-            result, _ = await service.request(args.customer, args.template, requested_by=actor,
-                                              notify_customer=args.notify_customer)
+            result, _ = await service.request(
+                args.customer, args.template, requested_by=actor, notify_customer=args.notify_customer
+            )
         _print(result)
     elif command == "requests":
         _print(await service.pending_requests(include_finished=args.all))
@@ -131,14 +141,21 @@ async def _dispatch(service: GdapService, args: argparse.Namespace) -> int:
     elif command == "expiring":
         _print(await service.expiring(args.within, args.as_of))
     elif command == "extend":
-        summary = await service.extend(args.relationship, all_expiring=args.all_expiring, within_days=args.within,
-                                       as_of=args.as_of, actor=actor)
+        summary = await service.extend(
+            args.relationship,
+            all_expiring=args.all_expiring,
+            within_days=args.within,
+            as_of=args.as_of,
+            actor=actor,
+        )
         _print(summary)
         return EXIT_UPSTREAM if summary["failed"] else EXIT_OK
     elif command == "remove-global-admin":
         _print(await service.remove_global_admin(args.relationship, actor=actor, wait=not args.no_wait))
     elif command == "reestablish":
-        result, _ = await service.reestablish(args.customer, actor=actor, notify_customer=args.notify_customer)
+        result, _ = await service.reestablish(
+            args.customer, actor=actor, notify_customer=args.notify_customer
+        )
         _print(result)
     elif command == "digest":
         _print(await service.expiry_digest(args.as_of))

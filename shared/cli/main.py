@@ -49,8 +49,12 @@ def _url(value: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m shared.cli", description="Delegated Admin Monitor")
-    parser.add_argument("--emulator", type=_url, metavar="URL",
-                        help="point every Microsoft endpoint at this emulator root (development token)")
+    parser.add_argument(
+        "--emulator",
+        type=_url,
+        metavar="URL",
+        help="point every Microsoft endpoint at this emulator root (development token)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -62,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP API and the portal locally")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7071)
-    serve.add_argument("--local-operator", action="store_true",
-                       help="treat every request as a local user holding both roles (loopback only)")
+    serve.add_argument(
+        "--local-operator",
+        action="store_true",
+        help="treat every request as a local user holding both roles (loopback only)",
+    )
 
     enforce = commands.add_parser("enforce", help="run the whole automated cycle once")
     enforce.add_argument("--as-of", type=_as_of, help="ISO time the cycle runs for (default: now)")
@@ -114,8 +121,10 @@ async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
         now = await services.now()
         as_of = args.as_of or now
         if abs(as_of - now) > AS_OF_SKEW:
-            raise UsageError(f"enforce acts on the present only: --as-of {iso(as_of)} is not Microsoft's present "
-                             f"({iso(now)}); use audit --as-of for a what-if")
+            raise UsageError(
+                f"enforce acts on the present only: --as-of {iso(as_of)} is not Microsoft's present "
+                f"({iso(now)}); use audit --as-of for a what-if"
+            )
         try:
             summary = await run_cycle(services, as_of)
         except UpstreamError as exc:
@@ -146,8 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if getattr(args, "limit", None) is not None and args.limit < 1:
             raise UsageError("--limit must be at least 1")
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         if not args.verbose:
             logging.getLogger("azure").setLevel(logging.ERROR)
             logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -170,8 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: upstream service failed: {exc}", file=sys.stderr)
         return EXIT_UPSTREAM
     except AzureError as exc:
-        print(f"error: storage failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-              file=sys.stderr)
+        print(
+            f"error: storage failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            file=sys.stderr,
+        )
         return EXIT_UPSTREAM
     except KeyboardInterrupt:
         return 130

@@ -29,8 +29,12 @@ class AccessAssignment:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AccessAssignment:
-        return cls(id=str(data["id"]), group_id=str(data.get("groupId", "")),
-                   roles=[str(r) for r in data.get("roles", [])], status=str(data.get("status", "")))
+        return cls(
+            id=str(data["id"]),
+            group_id=str(data.get("groupId", "")),
+            roles=[str(r) for r in data.get("roles", [])],
+            status=str(data.get("status", "")),
+        )
 
 
 @dataclass

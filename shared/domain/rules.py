@@ -27,8 +27,11 @@ class Policy:
     excluded: frozenset[str] = frozenset()
 
     def to_json(self) -> PolicyJson:
-        return {"mode": "enforce" if self.mode == "enforce" else "report", "recommendAfterDays": self.recommend_after_days,
-                "removeAfterDays": self.remove_after_days}
+        return {
+            "mode": "enforce" if self.mode == "enforce" else "report",
+            "recommendAfterDays": self.recommend_after_days,
+            "removeAfterDays": self.remove_after_days,
+        }
 
 
 def qualifies(raw: dict[str, Any], partner_tenant: str) -> bool:
@@ -64,8 +67,9 @@ def established_at(relationships: Iterable[Relationship]) -> datetime | None:
     return min(times) if times else None
 
 
-def inactive_for_at_least(as_of: datetime, last_sign_in: datetime | None, established: datetime,
-                          coverage_from: datetime | None) -> int:
+def inactive_for_at_least(
+    as_of: datetime, last_sign_in: datetime | None, established: datetime, coverage_from: datetime | None
+) -> int:
     """What the store can prove: floor((asOf - max(lastSignInAt, establishedAt, coverage.from)) / 1 day).
 
     Without any coverage nothing is proven, so the evidence starts at asOf itself (0 days).
@@ -83,19 +87,34 @@ def days_until_candidate(row: ReportRow, policy: Policy) -> int:
 
 def relationship_json(rel: Relationship, as_of: datetime | None = None) -> ReportRelationship:
     return {
-        "type": rel.type, "id": rel.id, "displayName": rel.display_name, "status": rel.status,
-        "establishedAt": iso_optional(rel.established_at), "endsAt": iso_optional(rel.ends_at),
-        "autoExtend": rel.auto_extend, "roles": list(rel.roles),
+        "type": rel.type,
+        "id": rel.id,
+        "displayName": rel.display_name,
+        "status": rel.status,
+        "establishedAt": iso_optional(rel.established_at),
+        "endsAt": iso_optional(rel.ends_at),
+        "autoExtend": rel.auto_extend,
+        "roles": list(rel.roles),
         # floor((endsAt - asOf) / 1 day); null when the end (or asOf) is unknown
         "expiresInDays": None if as_of is None else expires_in_days(rel.ends_at, as_of),
         "includesGlobalAdministrator": includes_global_administrator(rel.roles),
     }
 
 
-def customer_row(*, tenant_id: str, display_name: str, relationships: list[Relationship], as_of: datetime,
-                 last_sign_in: datetime | None, agents_last_day: int, sign_ins_last_day: int,
-                 coverage_from: datetime | None, policy: Policy, non_interactive_last_day: int = 0,
-                 last_sign_in_kind: SignInKind | None = None) -> ReportRow | None:
+def customer_row(
+    *,
+    tenant_id: str,
+    display_name: str,
+    relationships: list[Relationship],
+    as_of: datetime,
+    last_sign_in: datetime | None,
+    agents_last_day: int,
+    sign_ins_last_day: int,
+    coverage_from: datetime | None,
+    policy: Policy,
+    non_interactive_last_day: int = 0,
+    last_sign_in_kind: SignInKind | None = None,
+) -> ReportRow | None:
     """One customer's row of the report, or None when the customer is not under monitoring."""
     active = sorted((r for r in relationships if r.active), key=lambda r: (r.type, r.id))
     established = established_at(active)
@@ -141,14 +160,19 @@ def summarize(rows: list[ReportRow], as_of: datetime | None = None) -> Summary:
     if as_of is not None:
         gdap = [rel for r in rows for rel in r.get("relationships", []) if rel["type"] == "GDAP"]
         summary["gdapExpiringWithin30Days"] = sum(1 for rel in gdap if gdap_expiring(rel, as_of, 30))
-        summary["gdapWithGlobalAdministrator"] = sum(1 for rel in gdap if includes_global_administrator(rel["roles"]))
+        summary["gdapWithGlobalAdministrator"] = sum(
+            1 for rel in gdap if includes_global_administrator(rel["roles"])
+        )
     return summary
 
 
 def gdap_expiring(rel: ReportRelationship, as_of: datetime, within_days: int) -> bool:
     """:func:`is_expiring` for a relationship of the report."""
-    return (rel["type"] == "GDAP" and rel["status"] == "active"
-            and ends_within(parse_optional(rel.get("endsAt")), rel["autoExtend"], as_of, within_days))
+    return (
+        rel["type"] == "GDAP"
+        and rel["status"] == "active"
+        and ends_within(parse_optional(rel.get("endsAt")), rel["autoExtend"], as_of, within_days)
+    )
 
 
 def ends_within(ends_at: datetime | None, auto_extend: bool, as_of: datetime, within_days: int) -> bool:

@@ -22,18 +22,26 @@ class FutureAsOfError(ValueError):
     """An ``asOf`` later than Microsoft's present: time that has not happened cannot be audited."""
 
     def __init__(self, as_of: datetime, now: datetime) -> None:
-        super().__init__(f"--as-of {iso(as_of)} lies in the future (Microsoft's clock says {iso(now)}); "
-                         "only the present or the past can be audited")
+        super().__init__(
+            f"--as-of {iso(as_of)} lies in the future (Microsoft's clock says {iso(now)}); "
+            "only the present or the past can be audited"
+        )
 
 
 async def build_report(services: Services, as_of: datetime) -> Report:
     """The report from what the store holds now."""
     await services.storage.ensure()
-    return await compute_report(services.storage, as_of=as_of, partner_tenant_id=await services.partner_tenant_id(),
-                                policy=policy_from_settings(services.settings))
+    return await compute_report(
+        services.storage,
+        as_of=as_of,
+        partner_tenant_id=await services.partner_tenant_id(),
+        policy=policy_from_settings(services.settings),
+    )
 
 
-async def audit(services: Services, as_of: datetime, *, store: bool = True, now: datetime | None = None) -> Report:
+async def audit(
+    services: Services, as_of: datetime, *, store: bool = True, now: datetime | None = None
+) -> Report:
     """Sync, ingest up to ``min(as_of, now)``, compute; removes nothing.
 
     Only an audit of the present is stored as the latest evaluation: a past ``as_of`` is a what-if

@@ -18,5 +18,12 @@ async def mark_listed_in_digest(storage: Storage, removal_ids: list[str]) -> Non
     """Remember, in the mail state table, that an enqueued digest lists these removals."""
     store = NotificationStore(storage)
     for removal_id in removal_ids:
-        await store.create(NotificationRow(key=f"digest-listed:{removal_id}", kind="partner-digest", tenant_id="",
-                                           status="sent", sent_at=utcnow()))
+        await store.create(
+            NotificationRow(
+                key=f"digest-listed:{removal_id}",
+                kind="partner-digest",
+                tenant_id="",
+                status="sent",
+                sent_at=utcnow(),
+            )
+        )

@@ -65,16 +65,29 @@ class Run:
     refresh_error: str | None
 
     def to_entity(self) -> dict[str, Any]:
-        return {"PartitionKey": RUNS, "RowKey": self.evaluation_id, "AsOf": iso(self.as_of),
-                "Effective": iso(self.effective), "CreatedAt": iso(self.created_at),
-                "Coverage": self.coverage.to_json(), "PartnerTenantId": self.partner_tenant_id,
-                "RefreshError": self.refresh_error or "", "Shards": len(SHARDS)}
+        return {
+            "PartitionKey": RUNS,
+            "RowKey": self.evaluation_id,
+            "AsOf": iso(self.as_of),
+            "Effective": iso(self.effective),
+            "CreatedAt": iso(self.created_at),
+            "Coverage": self.coverage.to_json(),
+            "PartnerTenantId": self.partner_tenant_id,
+            "RefreshError": self.refresh_error or "",
+            "Shards": len(SHARDS),
+        }
 
     @classmethod
     def from_entity(cls, e: dict[str, Any]) -> Run:
-        return cls(evaluation_id=e["RowKey"], as_of=parse_iso(e["AsOf"]), effective=parse_iso(e["Effective"]),
-                   created_at=parse_iso(e["CreatedAt"]), coverage=Coverage.from_json(e.get("Coverage")),
-                   partner_tenant_id=e["PartnerTenantId"], refresh_error=e.get("RefreshError") or None)
+        return cls(
+            evaluation_id=e["RowKey"],
+            as_of=parse_iso(e["AsOf"]),
+            effective=parse_iso(e["Effective"]),
+            created_at=parse_iso(e["CreatedAt"]),
+            coverage=Coverage.from_json(e.get("Coverage")),
+            partner_tenant_id=e["PartnerTenantId"],
+            refresh_error=e.get("RefreshError") or None,
+        )
 
 
 async def should_fan_out(services: Services) -> bool:
@@ -86,31 +99,49 @@ async def should_fan_out(services: Services) -> bool:
     return bool(heads) and int(heads[0].get("Rows") or 0) >= threshold
 
 
-async def start_sharded_evaluation(services: Services, as_of: datetime, *, refresh: bool = True) -> dict[str, Any]:
+async def start_sharded_evaluation(
+    services: Services, as_of: datetime, *, refresh: bool = True
+) -> dict[str, Any]:
     """The evaluation timer, fanned out: refresh, write the run record, enqueue one message per shard."""
     from shared.evaluation.run import effective_as_of, prepare_evaluation
 
     refresh_error, coverage = await prepare_evaluation(services, as_of, refresh=refresh)
     created_at = utcnow()
-    run = Run(evaluation_id=new_evaluation_id(effective_as_of(coverage, as_of)), as_of=as_of,
-              effective=effective_as_of(coverage, as_of),
-              created_at=created_at, coverage=coverage, partner_tenant_id=await services.partner_tenant_id(),
-              refresh_error=refresh_error)
+    run = Run(
+        evaluation_id=new_evaluation_id(effective_as_of(coverage, as_of)),
+        as_of=as_of,
+        effective=effective_as_of(coverage, as_of),
+        created_at=created_at,
+        coverage=coverage,
+        partner_tenant_id=await services.partner_tenant_id(),
+        refresh_error=refresh_error,
+    )
     await services.storage.table("Evaluations").create_entity(run.to_entity())
     queue = services.storage.queue(EVALUATION_SHARDS_QUEUE)
     for shard in SHARDS:
-        await queue.send_message(json.dumps({"v": 1, "evaluationId": run.evaluation_id, "shard": shard},
-                                            separators=(",", ":")))
-    log.info("evaluation %s as of %s: %d shard messages queued", run.evaluation_id, iso(run.effective), len(SHARDS))
-    return {"evaluationId": run.evaluation_id, "asOf": iso(run.effective), "shards": len(SHARDS),
-            "refreshError": refresh_error}
+        await queue.send_message(
+            json.dumps({"v": 1, "evaluationId": run.evaluation_id, "shard": shard}, separators=(",", ":"))
+        )
+    log.info(
+        "evaluation %s as of %s: %d shard messages queued", run.evaluation_id, iso(run.effective), len(SHARDS)
+    )
+    return {
+        "evaluationId": run.evaluation_id,
+        "asOf": iso(run.effective),
+        "shards": len(SHARDS),
+        "refreshError": refresh_error,
+    }
 
 
 def parse_shard_message(body: bytes | str) -> tuple[str, str]:
     text = body.decode("utf-8") if isinstance(body, bytes) else body
     message = json.loads(text)
-    if not isinstance(message, dict) or message.get("shard") not in SHARDS \
-            or not isinstance(message.get("evaluationId"), str) or not message["evaluationId"]:
+    if (
+        not isinstance(message, dict)
+        or message.get("shard") not in SHARDS
+        or not isinstance(message.get("evaluationId"), str)
+        or not message["evaluationId"]
+    ):
         raise ValueError(f"not an evaluation shard message: {text[:200]!r}")
     return message["evaluationId"], message["shard"]
 
@@ -123,15 +154,33 @@ async def handle_shard_message(services: Services, body: bytes | str) -> dict[st
     if entity is None:
         raise LookupError(f"evaluation run {evaluation_id} is not recorded")
     run = Run.from_entity(entity)
-    report = await compute_report(services.storage, as_of=run.effective, partner_tenant_id=run.partner_tenant_id,
-                                  policy=policy_from_settings(services.settings), shard=shard, coverage=run.coverage)
+    report = await compute_report(
+        services.storage,
+        as_of=run.effective,
+        partner_tenant_id=run.partner_tenant_id,
+        policy=policy_from_settings(services.settings),
+        shard=shard,
+        coverage=run.coverage,
+    )
     rows = report["customers"]
     await services.evaluations.save_rows(evaluation_id, rows)
-    await evaluations.upsert_entity({"PartitionKey": _progress_partition(evaluation_id), "RowKey": shard,
-                                     "Rows": len(rows), "At": iso(utcnow())}, mode=UpdateMode.REPLACE)
+    await evaluations.upsert_entity(
+        {
+            "PartitionKey": _progress_partition(evaluation_id),
+            "RowKey": shard,
+            "Rows": len(rows),
+            "At": iso(utcnow()),
+        },
+        mode=UpdateMode.REPLACE,
+    )
     done = {e["RowKey"] for e in await partition(evaluations, _progress_partition(evaluation_id))}
-    result: dict[str, Any] = {"evaluationId": evaluation_id, "shard": shard, "rows": len(rows),
-                              "shardsDone": len(done & set(SHARDS)), "finished": None}
+    result: dict[str, Any] = {
+        "evaluationId": evaluation_id,
+        "shard": shard,
+        "rows": len(rows),
+        "shardsDone": len(done & set(SHARDS)),
+        "finished": None,
+    }
     if set(SHARDS) <= done:
         started = time.perf_counter()
         result["finished"] = await finish(services, run)
@@ -143,7 +192,12 @@ async def _claim_finish(services: Services, run: Run) -> bool:
     """Insert-only claim; a claim older than FINISH_LEASE (its finisher died) is taken over."""
     table = services.storage.table("Evaluations")
     progress = _progress_partition(run.evaluation_id)
-    claim: dict[str, Any] = {"PartitionKey": progress, "RowKey": FINAL, "At": iso(utcnow()), "Finished": False}
+    claim: dict[str, Any] = {
+        "PartitionKey": progress,
+        "RowKey": FINAL,
+        "At": iso(utcnow()),
+        "Finished": False,
+    }
     try:
         await table.create_entity(claim)
         return True
@@ -170,16 +224,37 @@ async def finish(services: Services, run: Run) -> dict[str, Any] | None:
         return None
     rows = sort_rows(await services.evaluations.rows(run.evaluation_id))
     span = run.coverage.covering(run.effective)
-    head = report_head(as_of=run.effective, partner_tenant_id=run.partner_tenant_id, span=span,
-                       policy=policy_from_settings(services.settings), rows=rows)
+    head = report_head(
+        as_of=run.effective,
+        partner_tenant_id=run.partner_tenant_id,
+        span=span,
+        policy=policy_from_settings(services.settings),
+        rows=rows,
+    )
     await services.evaluations.save_head(run.evaluation_id, head, len(rows), run.created_at)
-    summary = await apply_policy(services, {**head, "customers": rows}, run.evaluation_id, as_of=run.as_of,
-                                 refresh_error=run.refresh_error)
+    summary = await apply_policy(
+        services,
+        {**head, "customers": rows},
+        run.evaluation_id,
+        as_of=run.as_of,
+        refresh_error=run.refresh_error,
+    )
     await services.storage.table("Evaluations").upsert_entity(
-        {"PartitionKey": _progress_partition(run.evaluation_id), "RowKey": FINAL, "At": iso(utcnow()),
-         "Finished": True}, mode=UpdateMode.REPLACE)
-    log.info("evaluation %s finished: %d customers, %d queued, halted=%s", run.evaluation_id, len(rows),
-             len(summary["queued"]), summary["halted"])
+        {
+            "PartitionKey": _progress_partition(run.evaluation_id),
+            "RowKey": FINAL,
+            "At": iso(utcnow()),
+            "Finished": True,
+        },
+        mode=UpdateMode.REPLACE,
+    )
+    log.info(
+        "evaluation %s finished: %d customers, %d queued, halted=%s",
+        run.evaluation_id,
+        len(rows),
+        len(summary["queued"]),
+        summary["halted"],
+    )
     return summary
 
 
@@ -214,10 +289,17 @@ async def run_shard_messages(services: Services, max_idle: float = 0.0) -> dict[
             break
         else:
             await asyncio.sleep(0.1)
-    finished = [{**h["finished"], "finishedAt": h["finishedAt"], "finishSeconds": h["finishSeconds"]}
-                for h in handled if h.get("finished")]
-    return {"shards": len(handled), "rows": sum(h["rows"] for h in handled), "finished": finished,
-            "busySeconds": busy}
+    finished = [
+        {**h["finished"], "finishedAt": h["finishedAt"], "finishSeconds": h["finishSeconds"]}
+        for h in handled
+        if h.get("finished")
+    ]
+    return {
+        "shards": len(handled),
+        "rows": sum(h["rows"] for h in handled),
+        "finished": finished,
+        "busySeconds": busy,
+    }
 
 
 async def handle_shard_poison(services: Services, body: bytes | str) -> None:
@@ -234,10 +316,23 @@ async def handle_shard_poison(services: Services, body: bytes | str) -> None:
     except (ValueError, UnicodeDecodeError):
         evaluation_id, shard = "", ""
     track_event(EVENT_POISON_MESSAGE, {"queue": EVALUATION_SHARDS_QUEUE})
-    detail = (f"evaluation {evaluation_id}: shard {shard} failed repeatedly; the evaluation was not completed"
-              if evaluation_id else f"an unreadable evaluation shard message was set aside: {text[:200]}")
-    await record_action(services.storage, tenant_id=None, actor="system", action="evaluation.failed",
-                        result="failed", detail=detail,
-                        action_id=f"poison:evaluation:{evaluation_id}:{shard}" if evaluation_id else None)
-    await enqueue_partner_alert(services, "poison", f"poison:evaluation:{evaluation_id or text[:64]}:{shard}",
-                                {"queue": EVALUATION_SHARDS_QUEUE, "detail": detail})
+    detail = (
+        f"evaluation {evaluation_id}: shard {shard} failed repeatedly; the evaluation was not completed"
+        if evaluation_id
+        else f"an unreadable evaluation shard message was set aside: {text[:200]}"
+    )
+    await record_action(
+        services.storage,
+        tenant_id=None,
+        actor="system",
+        action="evaluation.failed",
+        result="failed",
+        detail=detail,
+        action_id=f"poison:evaluation:{evaluation_id}:{shard}" if evaluation_id else None,
+    )
+    await enqueue_partner_alert(
+        services,
+        "poison",
+        f"poison:evaluation:{evaluation_id or text[:64]}:{shard}",
+        {"queue": EVALUATION_SHARDS_QUEUE, "detail": detail},
+    )

@@ -8,9 +8,23 @@ from typing import Any
 
 from shared.domain.report import Report
 
-CSV_COLUMNS = ["tenantId", "displayName", "relationshipTypes", "roles", "establishedAt", "daysActive",
-               "lastSignInAt", "daysInactive", "inactiveForAtLeastDays", "bucket", "establishedLast7Days",
-               "agentsSignedInLastDay", "signInsLastDay", "recommendation", "excluded"]
+CSV_COLUMNS = [
+    "tenantId",
+    "displayName",
+    "relationshipTypes",
+    "roles",
+    "establishedAt",
+    "daysActive",
+    "lastSignInAt",
+    "daysInactive",
+    "inactiveForAtLeastDays",
+    "bucket",
+    "establishedLast7Days",
+    "agentsSignedInLastDay",
+    "signInsLastDay",
+    "recommendation",
+    "excluded",
+]
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -62,19 +76,42 @@ def report_table(report: Report, limit: int | None = None) -> str:
         f"  Recommended for removal      {s['recommendedForRemoval']:>6}  {_pct(s['recommendedForRemoval'], total):>6}",
         "",
     ]
-    header = ["Customer", "Type", "Agents 1d", "Sign-ins 1d", "Days active", "Days inactive", "At least",
-              "Bucket", "Last sign-in", "Recommendation"]
+    header = [
+        "Customer",
+        "Type",
+        "Agents 1d",
+        "Sign-ins 1d",
+        "Days active",
+        "Days inactive",
+        "At least",
+        "Bucket",
+        "Last sign-in",
+        "Recommendation",
+    ]
     body = []
     rows = report["customers"] if limit is None else report["customers"][:limit]
     for r in rows:
         name = "".join(ch if ch.isprintable() else "?" for ch in r["displayName"])[:32]
         types = "+".join(sorted({x["type"] for x in r["relationships"]}))
-        body.append([name, types, str(r["agentsSignedInLastDay"]), str(r["signInsLastDay"]), str(r["daysActive"]),
-                     "" if r["daysInactive"] is None else str(r["daysInactive"]), str(r["inactiveForAtLeastDays"]),
-                     r["bucket"], (r["lastSignInAt"] or "")[:10],
-                     r["recommendation"] + (" (excluded)" if r["excluded"] else "")])
-    widths = [max(display_width(x) for x in col) for col in zip(header, *body, strict=False)] if body else \
-        [display_width(h) for h in header]
+        body.append(
+            [
+                name,
+                types,
+                str(r["agentsSignedInLastDay"]),
+                str(r["signInsLastDay"]),
+                str(r["daysActive"]),
+                "" if r["daysInactive"] is None else str(r["daysInactive"]),
+                str(r["inactiveForAtLeastDays"]),
+                r["bucket"],
+                (r["lastSignInAt"] or "")[:10],
+                r["recommendation"] + (" (excluded)" if r["excluded"] else ""),
+            ]
+        )
+    widths = (
+        [max(display_width(x) for x in col) for col in zip(header, *body, strict=False)]
+        if body
+        else [display_width(h) for h in header]
+    )
     for cells in [header, *body]:
         lines.append("  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True)).rstrip())
     if limit is not None and len(report["customers"]) > limit:

@@ -38,13 +38,17 @@ MAX_LISTED = 200  # customers named in one alert or digest
 
 def unproven_days(row: ReportRow, as_of: datetime) -> int:
     """Days since the last known activity, ignoring the coverage floor (what the store cannot prove)."""
-    evidence = [t for t in (parse_optional(row.get("lastSignInAt")), parse_optional(row.get("establishedAt")))
-                if t is not None]
+    evidence = [
+        t
+        for t in (parse_optional(row.get("lastSignInAt")), parse_optional(row.get("establishedAt")))
+        if t is not None
+    ]
     return whole_days(as_of - max(evidence)) if evidence else 0
 
 
-async def apply_policy(services: Services, report: Report, evaluation_id: str, *, as_of: datetime,
-                       refresh_error: str | None) -> dict[str, Any]:
+async def apply_policy(
+    services: Services, report: Report, evaluation_id: str, *, as_of: datetime, refresh_error: str | None
+) -> dict[str, Any]:
     """The evaluation's second half, on a stored report: guards, warnings, removal queue, digest.
     (The sharded evaluation, ``shared.evaluation.fanout``, runs it once all shards are stored.)"""
     settings = services.settings
@@ -62,93 +66,182 @@ async def apply_policy(services: Services, report: Report, evaluation_id: str, *
     enforce = settings.enforce
     policy = policy_from_settings(settings)
     summary: dict[str, Any] = {
-        "asOf": report["asOf"], "mode": settings.policy_mode, "evaluationId": evaluation_id,
-        "candidates": [], "removed": [], "warned": [], "skipped": [], "halted": None,
-        "queued": [], "wouldRemove": [], "wouldWarn": [], "wouldHalt": None, "recommended": [],
+        "asOf": report["asOf"],
+        "mode": settings.policy_mode,
+        "evaluationId": evaluation_id,
+        "candidates": [],
+        "removed": [],
+        "warned": [],
+        "skipped": [],
+        "halted": None,
+        "queued": [],
+        "wouldRemove": [],
+        "wouldWarn": [],
+        "wouldHalt": None,
+        "recommended": [],
         "refreshError": refresh_error,
     }
     summary["recommended"] = [r["tenantId"] for r in rows if r["recommendation"] == "remove"]
 
-    over = [r for r in rows if r["inactiveForAtLeastDays"] > remove_after and in_scope(r["relationships"], scope)]
+    over = [
+        r for r in rows if r["inactiveForAtLeastDays"] > remove_after and in_scope(r["relationships"], scope)
+    ]
     candidates = [r for r in over if not r["excluded"]]
     for r in over:
         if r["excluded"]:
-            summary["skipped"].append({"tenantId": r["tenantId"], "displayName": r["displayName"],
-                                       "reason": "excluded (EXCLUDED_TENANTS)"})
-    held_back = [r for r in rows if not r["excluded"] and in_scope(r["relationships"], scope)
-                 and r["inactiveForAtLeastDays"] <= remove_after
-                 and unproven_days(r, effective) > remove_after]
+            summary["skipped"].append(
+                {
+                    "tenantId": r["tenantId"],
+                    "displayName": r["displayName"],
+                    "reason": "excluded (EXCLUDED_TENANTS)",
+                }
+            )
+    held_back = [
+        r
+        for r in rows
+        if not r["excluded"]
+        and in_scope(r["relationships"], scope)
+        and r["inactiveForAtLeastDays"] <= remove_after
+        and unproven_days(r, effective) > remove_after
+    ]
     for r in held_back:
-        summary["skipped"].append({
-            "tenantId": r["tenantId"], "displayName": r["displayName"],
-            "reason": (f"coverage: the sign-in log held since {report['coverage']['from'] or 'nowhere'} proves only "
-                       f"{r['inactiveForAtLeastDays']} days of inactivity")})
+        summary["skipped"].append(
+            {
+                "tenantId": r["tenantId"],
+                "displayName": r["displayName"],
+                "reason": (
+                    f"coverage: the sign-in log held since {report['coverage']['from'] or 'nowhere'} proves only "
+                    f"{r['inactiveForAtLeastDays']} days of inactivity"
+                ),
+            }
+        )
     summary["wouldRemove"] = [brief_row(r) for r in candidates]
     if len(candidates) > settings.max_removals_per_run:
-        summary["wouldHalt"] = (f"circuit breaker: {len(candidates)} removal candidates, more than "
-                                f"MAX_REMOVALS_PER_RUN ({settings.max_removals_per_run})")
-    to_warn = [r for r in rows if not r["excluded"] and in_scope(r["relationships"], scope)
-               and r["inactiveForAtLeastDays"] <= remove_after
-               and 0 < days_until_candidate(r, policy) <= settings.warn_days_before_removal]
-    summary["wouldWarn"] = [brief_row(r, removeOn=remove_on(r, effective, settings.remove_after_days))
-                            for r in to_warn]
+        summary["wouldHalt"] = (
+            f"circuit breaker: {len(candidates)} removal candidates, more than "
+            f"MAX_REMOVALS_PER_RUN ({settings.max_removals_per_run})"
+        )
+    to_warn = [
+        r
+        for r in rows
+        if not r["excluded"]
+        and in_scope(r["relationships"], scope)
+        and r["inactiveForAtLeastDays"] <= remove_after
+        and 0 < days_until_candidate(r, policy) <= settings.warn_days_before_removal
+    ]
+    summary["wouldWarn"] = [
+        brief_row(r, removeOn=remove_on(r, effective, settings.remove_after_days)) for r in to_warn
+    ]
 
     if enforce:
         summary["candidates"] = [r["tenantId"] for r in candidates]
     last_success, _ = await state.last_success("signins")
     stale_after = timedelta(hours=settings.ingestion_stale_hours)
     if last_success is None or as_of - last_success > stale_after:
-        summary["halted"] = (f"stale: the last successful sign-in ingestion ({iso(last_success) if last_success else 'never'})"
-                             f" is more than {settings.ingestion_stale_hours} hours before {iso(as_of)}")
-        await alert_partner(services, "stale", f"stale:{iso(as_of)[:10]}", summary["halted"], {
-            "asOf": iso(as_of), "lastSuccess": iso(last_success) if last_success else None,
-            "hours": settings.ingestion_stale_hours, "error": refresh_error or ""})
+        summary["halted"] = (
+            f"stale: the last successful sign-in ingestion ({iso(last_success) if last_success else 'never'})"
+            f" is more than {settings.ingestion_stale_hours} hours before {iso(as_of)}"
+        )
+        await alert_partner(
+            services,
+            "stale",
+            f"stale:{iso(as_of)[:10]}",
+            summary["halted"],
+            {
+                "asOf": iso(as_of),
+                "lastSuccess": iso(last_success) if last_success else None,
+                "hours": settings.ingestion_stale_hours,
+                "error": refresh_error or "",
+            },
+        )
         return summary
     if refresh_error and UNEXPECTED in refresh_error:
         # Not stale (yet), but a refresh failed in a way nobody planned for (an expired Partner Center
         # token, storage): say so now, not the day the data turns stale. (Microsoft's failures are in
         # the summary and the staleness guard; another run holding the checkpoint is no failure.)
-        await alert_partner(services, "failed", f"refresh:{evaluation_id}", f"refreshing the data failed: {refresh_error}",
-                     {"asOf": iso(as_of), "run": "refresh", "error": refresh_error})
+        await alert_partner(
+            services,
+            "failed",
+            f"refresh:{evaluation_id}",
+            f"refreshing the data failed: {refresh_error}",
+            {"asOf": iso(as_of), "run": "refresh", "error": refresh_error},
+        )
     if not enforce:
         return summary
     broken = await mail_broken(services) if settings.notify_customers else None
     if broken:
-        summary["halted"] = (f"mail: customer notices cannot be sent ({broken[:300]}); nothing is removed until a "
-                             "mail goes out again")
-        await alert_partner(services, "mail", f"mail:{iso(as_of)[:10]}", summary["halted"], {"asOf": iso(as_of)})
+        summary["halted"] = (
+            f"mail: customer notices cannot be sent ({broken[:300]}); nothing is removed until a "
+            "mail goes out again"
+        )
+        await alert_partner(
+            services, "mail", f"mail:{iso(as_of)[:10]}", summary["halted"], {"asOf": iso(as_of)}
+        )
         return summary
 
     if summary["wouldHalt"]:
         summary["halted"] = f"{summary['wouldHalt']}; nothing removed"
-        await alert_partner(services, "breaker", f"breaker:{evaluation_id}", summary["halted"], {
-            "asOf": report["asOf"], "candidates": len(candidates), "limit": settings.max_removals_per_run,
-            "customers": [brief_row(r) for r in candidates[:MAX_LISTED]]})
+        await alert_partner(
+            services,
+            "breaker",
+            f"breaker:{evaluation_id}",
+            summary["halted"],
+            {
+                "asOf": report["asOf"],
+                "candidates": len(candidates),
+                "limit": settings.max_removals_per_run,
+                "customers": [brief_row(r) for r in candidates[:MAX_LISTED]],
+            },
+        )
     else:
         for row in candidates:
             stretch = stretch_of(row)
             removal = removal_from_row(
-                row, removal_id=await removal_id_for(services.storage, row["tenantId"], stretch), source="policy",
-                requested_by=POLICY_ACTOR, customer_notified=True, scope=scope, evaluation_id=evaluation_id,
-                as_of=parse_iso(report["asOf"]), coverage_from=coverage_from, now=utcnow(),
-                reason=(f"no partner sign-in for at least {row['inactiveForAtLeastDays']} days "
-                        f"(policy: remove after {remove_after} days)"))
+                row,
+                removal_id=await removal_id_for(services.storage, row["tenantId"], stretch),
+                source="policy",
+                requested_by=POLICY_ACTOR,
+                customer_notified=True,
+                scope=scope,
+                evaluation_id=evaluation_id,
+                as_of=parse_iso(report["asOf"]),
+                coverage_from=coverage_from,
+                now=utcnow(),
+                reason=(
+                    f"no partner sign-in for at least {row['inactiveForAtLeastDays']} days "
+                    f"(policy: remove after {remove_after} days)"
+                ),
+            )
             stored, created = await queue_removal(services, removal)
             if stored.status in ("queued", "requesting"):
-                summary["queued"].append({"tenantId": row["tenantId"], "removalId": stored.id, "new": created})
+                summary["queued"].append(
+                    {"tenantId": row["tenantId"], "removalId": stored.id, "new": created}
+                )
             else:
-                summary["skipped"].append({"tenantId": row["tenantId"], "displayName": row["displayName"],
-                                           "reason": f"removal {stored.id} for this inactivity stretch is "
-                                                     f"already {stored.status}"})
+                summary["skipped"].append(
+                    {
+                        "tenantId": row["tenantId"],
+                        "displayName": row["displayName"],
+                        "reason": f"removal {stored.id} for this inactivity stretch is "
+                        f"already {stored.status}",
+                    }
+                )
 
     warned = await warn_before_removal(services, to_warn, effective)
     summary["warned"] = [w["tenantId"] for w in warned]
     if held_back:
-        await alert_partner(services, "coverage", f"coverage:{report['coverage']['from']}",
-                     f"{len(held_back)} customer(s) held back by the coverage floor", {
-                         "count": len(held_back), "coverageFrom": report["coverage"]["from"],
-                         "removeAfterDays": remove_after,
-                         "customers": [brief_row(r) for r in held_back[:MAX_LISTED]]})
+        await alert_partner(
+            services,
+            "coverage",
+            f"coverage:{report['coverage']['from']}",
+            f"{len(held_back)} customer(s) held back by the coverage floor",
+            {
+                "count": len(held_back),
+                "coverageFrom": report["coverage"]["from"],
+                "removeAfterDays": remove_after,
+                "customers": [brief_row(r) for r in held_back[:MAX_LISTED]],
+            },
+        )
     # Every removal still waiting for the worker that no digest has listed yet is announced: the ones a
     # run queued and then died before announcing are announced by the next run. Listed removals are
     # marked right after the digest is enqueued, so no later run lists them again, and the key, named by
@@ -158,17 +251,32 @@ async def apply_policy(services: Services, report: Report, evaluation_id: str, *
         by_id = {r["tenantId"]: r for r in rows}
         named = json.dumps(sorted(q["removalId"] for q in pending)).encode()
         key = f"digest:{hashlib.sha256(named).hexdigest()[:32]}" if pending else f"digest:{evaluation_id}"
-        if await enqueue_partner_digest(services, key, {
-                "asOf": report["asOf"], "mode": settings.policy_mode, "halted": summary["halted"],
+        if await enqueue_partner_digest(
+            services,
+            key,
+            {
+                "asOf": report["asOf"],
+                "mode": settings.policy_mode,
+                "halted": summary["halted"],
                 "removals": [brief_row(by_id[q["tenantId"]]) for q in pending][:MAX_LISTED],
                 "warned": warned[:MAX_LISTED],
-                "skipped": summary["skipped"][:MAX_LISTED]}):
+                "skipped": summary["skipped"][:MAX_LISTED],
+            },
+        ):
             await mark_listed_in_digest(services.storage, [q["removalId"] for q in pending])
     return summary
 
 
-async def alert_partner(services: Services, alert: str, key: str, headline: str, data: dict[str, Any]) -> None:
-    await record_action(services.storage, tenant_id=None, actor=POLICY_ACTOR, action=f"enforcement.{alert}",
-                        result="halted" if alert in ("stale", "breaker") else "alerted", detail=headline,
-                        action_id=f"alert:{key}")
+async def alert_partner(
+    services: Services, alert: str, key: str, headline: str, data: dict[str, Any]
+) -> None:
+    await record_action(
+        services.storage,
+        tenant_id=None,
+        actor=POLICY_ACTOR,
+        action=f"enforcement.{alert}",
+        result="halted" if alert in ("stale", "breaker") else "alerted",
+        detail=headline,
+        action_id=f"alert:{key}",
+    )
     await enqueue_partner_alert(services, alert, key, {"detail": headline, **data})

@@ -20,13 +20,24 @@ SCHEMA_VERSION = 1
 
 
 def policy_from_settings(settings: Any) -> Policy:
-    return Policy(mode=settings.policy_mode, recommend_after_days=settings.recommend_after_days,
-                  remove_after_days=settings.remove_after_days, excluded=frozenset(settings.excluded_tenants))
+    return Policy(
+        mode=settings.policy_mode,
+        recommend_after_days=settings.recommend_after_days,
+        remove_after_days=settings.remove_after_days,
+        excluded=frozenset(settings.excluded_tenants),
+    )
 
 
-async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id: str, policy: Policy,
-                         estate: Estate | None = None, shard: str | None = None,
-                         coverage: Coverage | None = None) -> Report:
+async def compute_report(
+    storage: Storage,
+    *,
+    as_of: datetime,
+    partner_tenant_id: str,
+    policy: Policy,
+    estate: Estate | None = None,
+    shard: str | None = None,
+    coverage: Coverage | None = None,
+) -> Report:
     """The report from what the store holds (no calls to Microsoft).
 
     ``shard`` restricts it to the customers of one shard (``shared.platform.sharding``), reading only that
@@ -43,22 +54,40 @@ async def compute_report(storage: Storage, *, as_of: datetime, partner_tenant_id
     for tenant in monitored:
         customer = estate.customers.get(tenant)
         rels = estate.relationships.get(tenant, [])
-        name = (customer.display_name if customer else "") or next((r.customer_name for r in rels if r.customer_name), "")
+        name = (customer.display_name if customer else "") or next(
+            (r.customer_name for r in rels if r.customer_name), ""
+        )
         a = activity[tenant]
-        row = customer_row(tenant_id=tenant, display_name=name, relationships=rels, as_of=as_of,
-                           last_sign_in=a.last_sign_in_at, agents_last_day=a.agents_last_day,
-                           sign_ins_last_day=a.sign_ins_last_day, coverage_from=coverage_from, policy=policy,
-                           non_interactive_last_day=a.non_interactive_last_day,
-                           last_sign_in_kind=a.last_sign_in_kind)
+        row = customer_row(
+            tenant_id=tenant,
+            display_name=name,
+            relationships=rels,
+            as_of=as_of,
+            last_sign_in=a.last_sign_in_at,
+            agents_last_day=a.agents_last_day,
+            sign_ins_last_day=a.sign_ins_last_day,
+            coverage_from=coverage_from,
+            policy=policy,
+            non_interactive_last_day=a.non_interactive_last_day,
+            last_sign_in_kind=a.last_sign_in_kind,
+        )
         if row is not None:
             rows.append(row)
     rows = sort_rows(rows)
-    return {**report_head(as_of=as_of, partner_tenant_id=partner_tenant_id, span=span, policy=policy, rows=rows),
-            "customers": rows}
+    return {
+        **report_head(as_of=as_of, partner_tenant_id=partner_tenant_id, span=span, policy=policy, rows=rows),
+        "customers": rows,
+    }
 
 
-def report_head(*, as_of: datetime, partner_tenant_id: str, span: tuple[datetime, datetime] | None,
-                policy: Policy, rows: list[ReportRow]) -> ReportHead:
+def report_head(
+    *,
+    as_of: datetime,
+    partner_tenant_id: str,
+    span: tuple[datetime, datetime] | None,
+    policy: Policy,
+    rows: list[ReportRow],
+) -> ReportHead:
     """The report's head for ``rows`` (sorted): one definition for whole and sharded evaluations."""
     return {
         "schemaVersion": SCHEMA_VERSION,
@@ -71,5 +100,3 @@ def report_head(*, as_of: datetime, partner_tenant_id: str, span: tuple[datetime
 
 
 # --- output formats ------------------------------------------------------------------------------
-
-

@@ -69,7 +69,9 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:500]}{UNEXPECTED}"
 
 
-async def prepare_evaluation(services: Services, as_of: datetime, *, refresh: bool) -> tuple[str | None, Coverage]:
+async def prepare_evaluation(
+    services: Services, as_of: datetime, *, refresh: bool
+) -> tuple[str | None, Coverage]:
     """What every evaluation (whole or sharded) starts with: check the mail settings before anything is
     written, make sure the tables exist, refresh the data, read the sign-in coverage. Returns the
     refresh error (if any) and the coverage."""
@@ -100,7 +102,9 @@ async def report_failed_run(services: Services, run: str, as_of: datetime, exc: 
     """Record and alert a run that failed (best effort: the original error is what the caller raises)."""
     headline = f"the {run} as of {iso(as_of)} failed: {_failure(exc)}"
     try:
-        await alert_partner(services, "failed", f"failed:{run}:{iso(as_of)}", headline, {"asOf": iso(as_of), "run": run})
+        await alert_partner(
+            services, "failed", f"failed:{run}:{iso(as_of)}", headline, {"asOf": iso(as_of), "run": run}
+        )
     except Exception:
         log.exception("could not record or alert the failed %s", run)
 
@@ -132,18 +136,30 @@ async def run_cycle(services: Services, as_of: datetime) -> dict[str, Any]:
         if removal.status in ("requested", "completed"):
             summary["removed"].append(removal.tenant_id)
         elif removal.status in ("skipped", "failed"):
-            summary["skipped"].append({"tenantId": removal.tenant_id, "displayName": removal.display_name,
-                                       "reason": f"{removal.status}: {removal.status_reason}"})
+            summary["skipped"].append(
+                {
+                    "tenantId": removal.tenant_id,
+                    "displayName": removal.display_name,
+                    "reason": f"{removal.status}: {removal.status_reason}",
+                }
+            )
         else:
-            summary["skipped"].append({"tenantId": removal.tenant_id, "displayName": removal.display_name,
-                                       "reason": f"not finished in this run (status {removal.status})"})
+            summary["skipped"].append(
+                {
+                    "tenantId": removal.tenant_id,
+                    "displayName": removal.display_name,
+                    "reason": f"not finished in this run (status {removal.status})",
+                }
+            )
     notifications = await drain_notifications(services)
     summary["notifications"] = {"processed": notifications.processed, "failed": len(notifications.poisoned)}
     failures = [e for e in removals.errors + notifications.errors if isinstance(e, UpstreamError)]
     if summary.get("refreshError"):
         failures.insert(0, UpstreamError(str(summary["refreshError"])))
     if failures:
-        error = UpstreamError(f"{failures[0]} (cycle summary: {json.dumps(cycle_summary_json(summary), ensure_ascii=False)})")
+        error = UpstreamError(
+            f"{failures[0]} (cycle summary: {json.dumps(cycle_summary_json(summary), ensure_ascii=False)})"
+        )
         error.summary = summary  # type: ignore[attr-defined]
         raise error
     return cycle_summary_json(summary)

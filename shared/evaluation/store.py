@@ -26,8 +26,10 @@ def new_evaluation_id(as_of: datetime) -> str:
     """Newest first in the table's order: by ``asOf`` (inverted milliseconds), then by the host's own
     clock, then unique. ``asOf`` is Microsoft's time, which the emulator holds still between moves, so
     two evaluations of one moment are ordered by when this host made them."""
-    return (f"{MAX_TICKS - int(as_of.timestamp() * 1000):013d}-"
-            f"{MAX_TICKS - int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}")
+    return (
+        f"{MAX_TICKS - int(as_of.timestamp() * 1000):013d}-"
+        f"{MAX_TICKS - int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}"
+    )
 
 
 @dataclass
@@ -55,30 +57,47 @@ class EvaluationStore:
     async def save_rows(self, evaluation_id: str, rows: list[ReportRow]) -> int:
         """The report's rows, one partition per shard (``<id>-<shard>``): spread under the per-partition
         throughput limit, and written (by the sharded evaluation) or read in parallel."""
-        entities = [{"PartitionKey": f"{evaluation_id}-{shard_of_tenant(r['tenantId'])}", "RowKey": r["tenantId"],
-                     "Row": json.dumps(r, ensure_ascii=False)} for r in rows]
+        entities = [
+            {
+                "PartitionKey": f"{evaluation_id}-{shard_of_tenant(r['tenantId'])}",
+                "RowKey": r["tenantId"],
+                "Row": json.dumps(r, ensure_ascii=False),
+            }
+            for r in rows
+        ]
         return await upsert_all(self.storage.table("EvaluationRows"), entities, UpdateMode.REPLACE)
 
     async def save_head(self, evaluation_id: str, head: ReportHead, rows: int, created_at: datetime) -> None:
         # Written last: an evaluation is visible only once all its rows are stored.
-        await self.storage.table("Evaluations").upsert_entity({
-            "PartitionKey": "evaluation", "RowKey": evaluation_id, "CreatedAt": iso(created_at),
-            "AsOf": head["asOf"], "Head": json.dumps(head, ensure_ascii=False), "Rows": rows, "RowShards": len(SHARDS),
-        }, mode=UpdateMode.REPLACE)
+        await self.storage.table("Evaluations").upsert_entity(
+            {
+                "PartitionKey": "evaluation",
+                "RowKey": evaluation_id,
+                "CreatedAt": iso(created_at),
+                "AsOf": head["asOf"],
+                "Head": json.dumps(head, ensure_ascii=False),
+                "Rows": rows,
+                "RowShards": len(SHARDS),
+            },
+            mode=UpdateMode.REPLACE,
+        )
 
     async def head_entities(self, limit: int) -> list[dict[str, Any]]:
         table = self.storage.table("Evaluations")
         out = []
-        async for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": "evaluation"},
-                                            results_per_page=min(limit, 1000)):
+        async for e in table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": "evaluation"}, results_per_page=min(limit, 1000)
+        ):
             out.append(dict(e))
             if len(out) >= limit:
                 break
         return out
 
     async def heads(self, limit: int = 400) -> list[dict[str, Any]]:
-        return [{"id": e["RowKey"], "createdAt": e["CreatedAt"], **json.loads(e["Head"])}
-                for e in await self.head_entities(limit)]
+        return [
+            {"id": e["RowKey"], "createdAt": e["CreatedAt"], **json.loads(e["Head"])}
+            for e in await self.head_entities(limit)
+        ]
 
     async def rows(self, evaluation_id: str, sharded: bool = True) -> list[ReportRow]:
         """An evaluation's rows (unsorted); evaluations stored before rows were sharded: one partition."""
@@ -98,6 +117,8 @@ class EvaluationStore:
             return self._cache
         rows = sort_rows(await self.rows(head["id"], sharded=bool(entity.get("RowShards"))))
         # Stored by save()/save_head() from a Report: read back as one (it is only ever written so).
-        report = cast(Report, {**{k: v for k, v in head.items() if k not in ("id", "createdAt")}, "customers": rows})
+        report = cast(
+            Report, {**{k: v for k, v in head.items() if k not in ("id", "createdAt")}, "customers": rows}
+        )
         self._cache = StoredEvaluation(head["id"], parse_iso(head["createdAt"]), report)
         return self._cache

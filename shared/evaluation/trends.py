@@ -25,12 +25,18 @@ def trend_points(heads: list[dict[str, Any]], days: int) -> list[dict[str, Any]]
         head = per_day[day]
         s = head["summary"]
         total = s["customersUnderMonitoring"]
-        points.append({
-            "day": day, "asOf": head["asOf"], "evaluationId": head["id"],
-            "customersUnderMonitoring": total,
-            "active": total - s["inactive30To60Days"] - s["inactive61To90Days"] - s["inactiveOver90Days"],
-            "inactive30To60Days": s["inactive30To60Days"], "inactive61To90Days": s["inactive61To90Days"],
-            "inactiveOver90Days": s["inactiveOver90Days"], "establishedLast7Days": s["establishedLast7Days"],
-            "recommendedForRemoval": s["recommendedForRemoval"],
-        })
+        points.append(
+            {
+                "day": day,
+                "asOf": head["asOf"],
+                "evaluationId": head["id"],
+                "customersUnderMonitoring": total,
+                "active": total - s["inactive30To60Days"] - s["inactive61To90Days"] - s["inactiveOver90Days"],
+                "inactive30To60Days": s["inactive30To60Days"],
+                "inactive61To90Days": s["inactive61To90Days"],
+                "inactiveOver90Days": s["inactiveOver90Days"],
+                "establishedLast7Days": s["establishedLast7Days"],
+                "recommendedForRemoval": s["recommendedForRemoval"],
+            }
+        )
     return points

@@ -68,11 +68,20 @@ class RoleTemplate:
         return AUTO_EXTEND_DURATION if self.auto_extend else NO_AUTO_EXTEND
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "displayName": dict(self.display_name), "description": dict(self.description),
-                "roles": list(self.roles), "duration": self.duration, "durationDays": duration_days(self.duration),
-                "autoExtend": self.auto_extend, "autoExtendDuration": self.auto_extend_duration,
-                "includesGlobalAdministrator": self.includes_global_administrator,
-                "accessAssignments": [{"group": a.group, "roles": list(a.roles)} for a in self.access_assignments]}
+        return {
+            "name": self.name,
+            "displayName": dict(self.display_name),
+            "description": dict(self.description),
+            "roles": list(self.roles),
+            "duration": self.duration,
+            "durationDays": duration_days(self.duration),
+            "autoExtend": self.auto_extend,
+            "autoExtendDuration": self.auto_extend_duration,
+            "includesGlobalAdministrator": self.includes_global_administrator,
+            "accessAssignments": [
+                {"group": a.group, "roles": list(a.roles)} for a in self.access_assignments
+            ],
+        }
 
 
 def duration_days(duration: str) -> int:
@@ -84,12 +93,18 @@ def duration_days(duration: str) -> int:
 
 def _text(value: Any, where: str) -> dict[str, str]:
     if not isinstance(value, dict) or not isinstance(value.get("en"), str) or not value["en"].strip():
-        raise TemplateError(f"{where} must be an object with at least an English text ({{\"en\": ..., \"ja\": ...}})")
+        raise TemplateError(
+            f'{where} must be an object with at least an English text ({{"en": ..., "ja": ...}})'
+        )
     return {str(k): str(v) for k, v in value.items() if isinstance(v, str)}
 
 
 def _role_ids(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(r, str) and GUID_RE.match(r) for r in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(r, str) and GUID_RE.match(r) for r in value)
+    ):
         raise TemplateError(f"{where} must be a non-empty list of role definition ids (GUIDs)")
     roles = tuple(dict.fromkeys(r.lower() for r in value))
     return roles
@@ -100,19 +115,25 @@ def parse_template(item: Any) -> RoleTemplate:
         raise TemplateError("every template is a JSON object")
     name = item.get("name")
     if not isinstance(name, str) or not TEMPLATE_NAME.fullmatch(name):
-        raise TemplateError(f"template name {name!r}: lowercase letters, digits and '-', at most 24 characters")
+        raise TemplateError(
+            f"template name {name!r}: lowercase letters, digits and '-', at most 24 characters"
+        )
     where = f"template {name}"
     roles = _role_ids(item.get("roles"), f"{where}: roles")
     duration = item.get("duration")
-    if not isinstance(duration, str) or DURATION.fullmatch(duration) is None \
-            or not 1 <= duration_days(duration) <= MAX_DURATION_DAYS:
+    if (
+        not isinstance(duration, str)
+        or DURATION.fullmatch(duration) is None
+        or not 1 <= duration_days(duration) <= MAX_DURATION_DAYS
+    ):
         raise TemplateError(f"{where}: duration must be P1D..P{MAX_DURATION_DAYS}D, not {duration!r}")
     auto_extend = item.get("autoExtend", False)
     if not isinstance(auto_extend, bool):
         raise TemplateError(f"{where}: autoExtend must be true or false")
     if auto_extend and includes_global_administrator(roles):
-        raise TemplateError(f"{where}: a relationship with Global Administrator cannot auto-extend (autoExtend "
-                            "must be false)")
+        raise TemplateError(
+            f"{where}: a relationship with Global Administrator cannot auto-extend (autoExtend must be false)"
+        )
     assignments = []
     raw_assignments = item.get("accessAssignments") or []
     if not isinstance(raw_assignments, list):
@@ -120,27 +141,36 @@ def parse_template(item: Any) -> RoleTemplate:
     seen: set[str] = set()
     for n, raw in enumerate(raw_assignments):
         if not isinstance(raw, dict) or not isinstance(raw.get("group"), str) or not raw["group"].strip():
-            raise TemplateError(f"{where}: accessAssignments[{n}] needs a group (a security group id or name)")
+            raise TemplateError(
+                f"{where}: accessAssignments[{n}] needs a group (a security group id or name)"
+            )
         group = raw["group"].strip()
         a_roles = _role_ids(raw.get("roles"), f"{where}: accessAssignments[{n}].roles")
         extra = [r for r in a_roles if r not in roles]
         if extra:
-            raise TemplateError(f"{where}: accessAssignments[{n}] has roles the relationship does not ask for: "
-                                f"{', '.join(extra)}")
+            raise TemplateError(
+                f"{where}: accessAssignments[{n}] has roles the relationship does not ask for: "
+                f"{', '.join(extra)}"
+            )
         if group.lower() in seen:
             raise TemplateError(f"{where}: the group {group} is assigned twice")
         seen.add(group.lower())
         assignments.append(AssignmentTemplate(group, a_roles))
-    return RoleTemplate(name=name, display_name=_text(item.get("displayName"), f"{where}: displayName"),
-                        description=_text(item.get("description") or {"en": name}, f"{where}: description"),
-                        roles=roles, duration=duration, auto_extend=auto_extend,
-                        access_assignments=tuple(assignments))
+    return RoleTemplate(
+        name=name,
+        display_name=_text(item.get("displayName"), f"{where}: displayName"),
+        description=_text(item.get("description") or {"en": name}, f"{where}: description"),
+        roles=roles,
+        duration=duration,
+        auto_extend=auto_extend,
+        access_assignments=tuple(assignments),
+    )
 
 
 def parse_templates(document: Any) -> dict[str, RoleTemplate]:
     items = document.get("templates") if isinstance(document, dict) else None
     if not isinstance(items, list) or not items:
-        raise TemplateError("the template file needs a non-empty \"templates\" list")
+        raise TemplateError('the template file needs a non-empty "templates" list')
     out: dict[str, RoleTemplate] = {}
     for item in items:
         template = parse_template(item)
@@ -172,7 +202,11 @@ def group_settings_from_env(env: Mapping[str, str] | None = None) -> dict[str, s
     if env is None and local.exists():
         for key, value in load_local_settings(local).items():
             values.setdefault(key, value)
-    return {k.upper(): v.strip() for k, v in values.items() if k.upper().startswith(GROUP_SETTING_PREFIX) and v.strip()}
+    return {
+        k.upper(): v.strip()
+        for k, v in values.items()
+        if k.upper().startswith(GROUP_SETTING_PREFIX) and v.strip()
+    }
 
 
 def group_setting_name(group: str) -> str:

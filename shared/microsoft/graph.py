@@ -63,8 +63,10 @@ from shared.platform.settings import GUID_RE
 from shared.platform.timeutil import graph_literal, observe_response_date, parse_optional
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
-SIGNIN_SELECT = ("id,createdDateTime,userId,userPrincipalName,userDisplayName,homeTenantId,resourceTenantId,"
-                 "crossTenantAccessType,status")
+SIGNIN_SELECT = (
+    "id,createdDateTime,userId,userPrincipalName,userDisplayName,homeTenantId,resourceTenantId,"
+    "crossTenantAccessType,status"
+)
 SIGNIN_PAGE_SIZE = 1000
 PRECHECK_PAGE_SIZE = 50
 # The kinds of user sign-in that are activity, and the signInEventTypes value that lists each.
@@ -79,12 +81,10 @@ def _status_of(exc: BaseException) -> int | None:
 
 # What a refusal means, by Graph's error code: the line an operator reads names what is missing.
 REFUSALS = {
-    "Authentication_RequestFromNonPremiumTenantOrB2CTenant":
-        "the partner tenant has no Microsoft Entra ID P1 or P2 licence, which reading sign-in logs through "
-        "Graph requires",
-    "Authentication_MSGraphPermissionMissing":
-        "the app lacks a Microsoft Graph application permission (AuditLog.Read.All for sign-in logs): "
-        "grant it admin consent",
+    "Authentication_RequestFromNonPremiumTenantOrB2CTenant": "the partner tenant has no Microsoft Entra ID P1 or P2 licence, which reading sign-in logs through "
+    "Graph requires",
+    "Authentication_MSGraphPermissionMissing": "the app lacks a Microsoft Graph application permission (AuditLog.Read.All for sign-in logs): "
+    "grant it admin consent",
     "Authorization_RequestDenied": "the app lacks the Microsoft Graph permission this request needs",
     "ErrorAccessDenied": "the app may not send mail as this mailbox (Mail.Send, or its access policy)",
 }
@@ -112,14 +112,16 @@ class SafeRetryHandler(RetryHandler):
     a terminate request or a sendMail answered 500 may have taken effect, and is not resent."""
 
     def should_retry(self, request: Any, options: RetryHandlerOption, response: Any) -> bool:
-        return bool(super().should_retry(request, options, response)) and may_retry(request.method,
-                                                                                     response.status_code)
+        return bool(super().should_retry(request, options, response)) and may_retry(
+            request.method, response.status_code
+        )
 
 
 def build_http_client(retry_delay: float, max_retries: int) -> Any:
     """The SDK's default middleware, with :class:`SafeRetryHandler` in place of its retry handler."""
     options: dict[str, Any] = {
-        RetryHandlerOption.get_key(): RetryHandlerOption(delay=retry_delay, max_retries=max_retries)}
+        RetryHandlerOption.get_key(): RetryHandlerOption(delay=retry_delay, max_retries=max_retries)
+    }
     middleware = KiotaClientFactory.get_default_middleware(options)
     for index, handler in enumerate(middleware):
         if isinstance(handler, RetryHandler):
@@ -127,16 +129,25 @@ def build_http_client(retry_delay: float, max_retries: int) -> Any:
             safe.retry_on_status_codes = set(RETRY_STATUSES)
             middleware[index] = safe
     client = KiotaClientFactory.get_default_client()
-    client.event_hooks["response"].append(observe_response_date)  # Microsoft's clock (shared.platform.timeutil)
+    client.event_hooks["response"].append(
+        observe_response_date
+    )  # Microsoft's clock (shared.platform.timeutil)
     return GraphClientFactory.create_with_custom_middleware(middleware, client=client)
 
 
 class GraphClient:
     """Everything the product asks of Microsoft Graph, in the partner tenant."""
 
-    def __init__(self, root: str, credential: Any, *, retry_delay: float = 3.0, max_retries: int = 5,
-                 auth_provider: AuthenticationProvider | None = None,
-                 sign_in_limiter: SlidingWindowLimiter | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        credential: Any,
+        *,
+        retry_delay: float = 3.0,
+        max_retries: int = 5,
+        auth_provider: AuthenticationProvider | None = None,
+        sign_in_limiter: SlidingWindowLimiter | None = None,
+    ) -> None:
         self.root = root.rstrip("/")
         # Graph's sign-in log serves 5 requests / 10 s per app per tenant: pace the requests (None: no limit).
         self.sign_in_limiter = sign_in_limiter
@@ -185,14 +196,24 @@ class GraphClient:
     # the values that include the serviceProvider flag.
     def _sign_in_filter(self, kind: str, *clauses: str) -> str:
         event_type = SIGNIN_EVENT_TYPES[kind]
-        return " and ".join([*clauses, "crossTenantAccessType ne 'none'", "status/errorCode eq 0",
-                             f"signInEventTypes/any(t: t eq '{event_type}')"])
+        return " and ".join(
+            [
+                *clauses,
+                "crossTenantAccessType ne 'none'",
+                "status/errorCode eq 0",
+                f"signInEventTypes/any(t: t eq '{event_type}')",
+            ]
+        )
 
     def sign_in_url(self, start: datetime, end: datetime, kind: str = "interactive") -> str:
-        flt = self._sign_in_filter(kind, f"createdDateTime ge {graph_literal(start)}",
-                                   f"createdDateTime le {graph_literal(end)}")
-        query = urlencode({"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(SIGNIN_PAGE_SIZE)},
-                          quote_via=quote, safe="$,/'")
+        flt = self._sign_in_filter(
+            kind, f"createdDateTime ge {graph_literal(start)}", f"createdDateTime le {graph_literal(end)}"
+        )
+        query = urlencode(
+            {"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(SIGNIN_PAGE_SIZE)},
+            quote_via=quote,
+            safe="$,/'",
+        )
         return f"{self.root}/beta/auditLogs/signIns?{query}"
 
     async def _send_raw(self, info: RequestInformation) -> dict[str, Any]:
@@ -224,8 +245,9 @@ class GraphClient:
             yield [v for v in values if isinstance(v, dict)]
             url = page.get("@odata.nextLink")
 
-    async def sign_in_pages(self, start: datetime, end: datetime, kind: str = "interactive"
-                            ) -> AsyncIterator[list[dict[str, Any]]]:
+    async def sign_in_pages(
+        self, start: datetime, end: datetime, kind: str = "interactive"
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """Pages of raw sign-ins of one kind with start <= createdDateTime <= end, newest first."""
         async for page in self._sign_in_log_pages(self.sign_in_url(start, end, kind)):
             yield page
@@ -233,14 +255,19 @@ class GraphClient:
     def customer_sign_in_url(self, tenant_id: str, since: datetime, kind: str = "interactive") -> str:
         if not GUID_RE.match(tenant_id):
             raise ValueError(f"not a tenant id: {tenant_id!r}")
-        flt = self._sign_in_filter(kind, f"resourceTenantId eq '{tenant_id.lower()}'",
-                                   f"createdDateTime ge {graph_literal(since)}")
-        query = urlencode({"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(PRECHECK_PAGE_SIZE)},
-                          quote_via=quote, safe="$,/'")
+        flt = self._sign_in_filter(
+            kind, f"resourceTenantId eq '{tenant_id.lower()}'", f"createdDateTime ge {graph_literal(since)}"
+        )
+        query = urlencode(
+            {"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(PRECHECK_PAGE_SIZE)},
+            quote_via=quote,
+            safe="$,/'",
+        )
         return f"{self.root}/beta/auditLogs/signIns?{query}"
 
-    async def latest_sign_in(self, tenant_id: str, since: datetime, partner_tenant: str | None = None
-                             ) -> dict[str, Any] | None:
+    async def latest_sign_in(
+        self, tenant_id: str, since: datetime, partner_tenant: str | None = None
+    ) -> dict[str, Any] | None:
         """The newest qualifying sign-in of either kind into one customer at or after ``since`` (None:
         none). Asked right before a removal: activity after the evaluation must stop it.
 
@@ -249,15 +276,22 @@ class GraphClient:
         found: list[dict[str, Any]] = []
         for kind in SIGNIN_EVENT_TYPES:
             async for page in self._sign_in_log_pages(self.customer_sign_in_url(tenant_id, since, kind)):
-                hit = next((item for item in page
-                            if str(item.get("resourceTenantId") or "").lower() == tenant_id.lower()
-                            and qualifies(item, partner_tenant or str(item.get("homeTenantId") or ""))
-                            and (parse_sign_in_time(item.get("createdDateTime")) or since) >= since), None)
+                hit = next(
+                    (
+                        item
+                        for item in page
+                        if str(item.get("resourceTenantId") or "").lower() == tenant_id.lower()
+                        and qualifies(item, partner_tenant or str(item.get("homeTenantId") or ""))
+                        and (parse_sign_in_time(item.get("createdDateTime")) or since) >= since
+                    ),
+                    None,
+                )
                 if hit is not None:
                     found.append({**hit, "kind": kind})
                     break
-        return max(found, key=lambda item: parse_sign_in_time(item.get("createdDateTime")) or since,
-                   default=None)
+        return max(
+            found, key=lambda item: parse_sign_in_time(item.get("createdDateTime")) or since, default=None
+        )
 
     async def partner_display_name(self) -> str:
         """The partner organisation's name (signs customer mail)."""
@@ -284,7 +318,8 @@ class GraphClient:
 
     async def list_relationships(self, status_filter: str | None = None) -> list[Relationship]:
         params = DelegatedAdminRelationshipsRequestBuilder.DelegatedAdminRelationshipsRequestBuilderGetQueryParameters(
-            top=RELATIONSHIP_PAGE_SIZE, filter=status_filter)
+            top=RELATIONSHIP_PAGE_SIZE, filter=status_filter
+        )
         info = self._relationships.to_get_request_information(RequestConfiguration(query_parameters=params))
         # Keyed by id: a relationship that moves between pages while they are read is listed twice, and
         # two rows with one key would fail the whole table transaction that stores them.
@@ -297,7 +332,9 @@ class GraphClient:
 
     async def get_relationship(self, relationship_id: str) -> Relationship | None:
         what = f"GET /tenantRelationships/delegatedAdminRelationships/{relationship_id}"
-        info = self._relationships.by_delegated_admin_relationship_id(relationship_id).to_get_request_information()
+        info = self._relationships.by_delegated_admin_relationship_id(
+            relationship_id
+        ).to_get_request_information()
         try:
             return relationship_from_json(await retry_transient(lambda: self._send_raw(info), what=what))
         except APIError as exc:
@@ -310,8 +347,10 @@ class GraphClient:
         # millisecond of CPU, and a first sync makes one such call per active GDAP relationship.
         info = RequestInformation()
         info.http_method = Method.GET
-        info.url = (f"{self.root}/v1.0/tenantRelationships/delegatedAdminRelationships/"
-                    f"{quote(relationship_id, safe='')}/accessAssignments")
+        info.url = (
+            f"{self.root}/v1.0/tenantRelationships/delegatedAdminRelationships/"
+            f"{quote(relationship_id, safe='')}/accessAssignments"
+        )
         out: dict[str, AccessAssignment] = {}  # by id: an item repeated across pages is kept once
         async for item in self._pages(info, f"GET .../{relationship_id}/accessAssignments"):
             assignment = access_assignment_from_json(item)
@@ -334,10 +373,12 @@ class GraphClient:
     async def get_request(self, relationship_id: str, request_id: str) -> dict[str, Any] | None:
         """One request of a relationship (raw JSON; ``status`` created | succeeded | failed), None if unknown
         (https://learn.microsoft.com/graph/api/delegatedadminrelationshiprequest-get)."""
-        builder = (self._relationships.by_delegated_admin_relationship_id(relationship_id).requests
-                   .by_delegated_admin_relationship_request_id(request_id))
-        return await self._get_or_none(builder.to_get_request_information(),
-                                       f"GET .../{relationship_id}/requests/{request_id}")
+        builder = self._relationships.by_delegated_admin_relationship_id(
+            relationship_id
+        ).requests.by_delegated_admin_relationship_request_id(request_id)
+        return await self._get_or_none(
+            builder.to_get_request_information(), f"GET .../{relationship_id}/requests/{request_id}"
+        )
 
     async def _get_or_none(self, info: RequestInformation, what: str) -> dict[str, Any] | None:
         """One entity as raw JSON, or None when Graph answers 404."""
@@ -350,30 +391,51 @@ class GraphClient:
 
     # --- GDAP lifecycle: requests, approvals, access assignments, expiry, least privilege ---------
     # Durations are passed as ISO 8601 strings: the SDK writes a timedelta as str() ("180 days, 0:00:00").
-    async def create_relationship(self, *, display_name: str, duration: str, tenant_id: str, customer_name: str,
-                                  roles: list[str], auto_extend_duration: str) -> Relationship:
+    async def create_relationship(
+        self,
+        *,
+        display_name: str,
+        duration: str,
+        tenant_id: str,
+        customer_name: str,
+        roles: list[str],
+        auto_extend_duration: str,
+    ) -> Relationship:
         """POST a new relationship (status ``created``). Raises UpstreamError (409: the name is taken)."""
         body = DelegatedAdminRelationship(
-            display_name=display_name, duration=duration,  # type: ignore[arg-type]
-            customer=DelegatedAdminRelationshipCustomerParticipant(tenant_id=tenant_id,
-                                                                   display_name=customer_name or None),
+            display_name=display_name,
+            duration=duration,  # type: ignore[arg-type]
+            customer=DelegatedAdminRelationshipCustomerParticipant(
+                tenant_id=tenant_id, display_name=customer_name or None
+            ),
             access_details=DelegatedAdminAccessDetails(
-                unified_roles=[UnifiedRole(role_definition_id=r) for r in roles]),
-            auto_extend_duration=auto_extend_duration)  # type: ignore[arg-type]
+                unified_roles=[UnifiedRole(role_definition_id=r) for r in roles]
+            ),
+            auto_extend_duration=auto_extend_duration,  # type: ignore[arg-type]
+        )
         info = self._relationships.to_post_request_information(body)
         document = await self._send_json(info, "POST /tenantRelationships/delegatedAdminRelationships")
         return relationship_from_json(document)
 
     async def request_lock_for_approval(self, relationship_id: str) -> str:
         """POST a lockForApproval request (created -> approvalPending). Returns the request id."""
-        body = DelegatedAdminRelationshipRequest(action=DelegatedAdminRelationshipRequestAction.LockForApproval)
+        body = DelegatedAdminRelationshipRequest(
+            action=DelegatedAdminRelationshipRequestAction.LockForApproval
+        )
         builder = self._relationships.by_delegated_admin_relationship_id(relationship_id).requests
-        document = await self._send_json(builder.to_post_request_information(body),
-                                         f"POST .../{relationship_id}/requests lockForApproval")
+        document = await self._send_json(
+            builder.to_post_request_information(body), f"POST .../{relationship_id}/requests lockForApproval"
+        )
         return str(document.get("id") or "")
 
-    async def update_relationship(self, relationship_id: str, etag: str, *, auto_extend_duration: str | None = None,
-                                  roles: list[str] | None = None) -> tuple[Relationship | None, str | None]:
+    async def update_relationship(
+        self,
+        relationship_id: str,
+        etag: str,
+        *,
+        auto_extend_duration: str | None = None,
+        roles: list[str] | None = None,
+    ) -> tuple[Relationship | None, str | None]:
         """PATCH with ``If-Match: etag``. Returns (the relationship when answered 200, the operation URL
         when answered 202: removing Global Administrator is a long-running operation). A changed ETag
         raises UpstreamError with status 412."""
@@ -382,13 +444,19 @@ class GraphClient:
             body.auto_extend_duration = auto_extend_duration  # type: ignore[assignment]
         if roles is not None:
             body.access_details = DelegatedAdminAccessDetails(
-                unified_roles=[UnifiedRole(role_definition_id=r) for r in roles])
-        inspection = HeadersInspectionHandlerOption(inspect_request_headers=False, inspect_response_headers=True)
+                unified_roles=[UnifiedRole(role_definition_id=r) for r in roles]
+            )
+        inspection = HeadersInspectionHandlerOption(
+            inspect_request_headers=False, inspect_response_headers=True
+        )
         config: RequestConfiguration[Any] = RequestConfiguration(options=[inspection])
         config.headers.add("If-Match", etag)
-        info = self._relationships.by_delegated_admin_relationship_id(relationship_id).to_patch_request_information(
-            body, config)
-        document = await self._send_json(info, f"PATCH /tenantRelationships/delegatedAdminRelationships/{relationship_id}")
+        info = self._relationships.by_delegated_admin_relationship_id(
+            relationship_id
+        ).to_patch_request_information(body, config)
+        document = await self._send_json(
+            info, f"PATCH /tenantRelationships/delegatedAdminRelationships/{relationship_id}"
+        )
         location = next(iter(inspection.response_headers.get("location") or []), None)
         if document.get("id"):
             return relationship_from_json(document), location
@@ -396,38 +464,55 @@ class GraphClient:
 
     async def get_operation(self, relationship_id: str, operation_id: str) -> dict[str, Any] | None:
         """A long-running operation of a relationship (raw JSON; ``status``), or None when unknown."""
-        builder = (self._relationships.by_delegated_admin_relationship_id(relationship_id).operations
-                   .by_delegated_admin_relationship_operation_id(operation_id))
-        return await self._get_or_none(builder.to_get_request_information(),
-                                       f"GET .../{relationship_id}/operations/{operation_id}")
+        builder = self._relationships.by_delegated_admin_relationship_id(
+            relationship_id
+        ).operations.by_delegated_admin_relationship_operation_id(operation_id)
+        return await self._get_or_none(
+            builder.to_get_request_information(), f"GET .../{relationship_id}/operations/{operation_id}"
+        )
 
     async def list_operations(self, relationship_id: str) -> list[dict[str, Any]]:
         builder = self._relationships.by_delegated_admin_relationship_id(relationship_id).operations
-        return [item async for item in self._pages(builder.to_get_request_information(),
-                                                   f"GET .../{relationship_id}/operations")]
+        return [
+            item
+            async for item in self._pages(
+                builder.to_get_request_information(), f"GET .../{relationship_id}/operations"
+            )
+        ]
 
-    async def create_access_assignment(self, relationship_id: str, group_id: str, roles: list[str]) -> AccessAssignment:
+    async def create_access_assignment(
+        self, relationship_id: str, group_id: str, roles: list[str]
+    ) -> AccessAssignment:
         """POST an access assignment (a partner security group gets roles; ``pending`` at first).
         Raises UpstreamError (409: the group has one already)."""
         body = DelegatedAdminAccessAssignment(
             access_container=DelegatedAdminAccessContainer(
-                access_container_id=group_id, access_container_type=DelegatedAdminAccessContainerType.SecurityGroup),
+                access_container_id=group_id,
+                access_container_type=DelegatedAdminAccessContainerType.SecurityGroup,
+            ),
             access_details=DelegatedAdminAccessDetails(
-                unified_roles=[UnifiedRole(role_definition_id=r) for r in roles]))
+                unified_roles=[UnifiedRole(role_definition_id=r) for r in roles]
+            ),
+        )
         builder = self._relationships.by_delegated_admin_relationship_id(relationship_id).access_assignments
-        item = await self._send_json(builder.to_post_request_information(body),
-                                     f"POST .../{relationship_id}/accessAssignments")
+        item = await self._send_json(
+            builder.to_post_request_information(body), f"POST .../{relationship_id}/accessAssignments"
+        )
         return access_assignment_from_json(item)
 
     async def group_member_ids(self, group_id: str) -> list[str]:
         """Ids of the users in a partner security group, nested groups included (transitiveMembers)."""
         params = TransitiveMembersRequestBuilder.TransitiveMembersRequestBuilderGetQueryParameters(
-            select=["id"], top=999)
+            select=["id"], top=999
+        )
         builder = self.client.groups.by_group_id(group_id).transitive_members
         info = builder.to_get_request_information(RequestConfiguration(query_parameters=params))
         # Nested groups (and devices, contacts) are members too: only users sign in.
-        return [str(item["id"]).lower() async for item in self._pages(info, f"GET /groups/{group_id}/transitiveMembers")
-                if item.get("id") and item.get("@odata.type", "#microsoft.graph.user") == "#microsoft.graph.user"]
+        return [
+            str(item["id"]).lower()
+            async for item in self._pages(info, f"GET /groups/{group_id}/transitiveMembers")
+            if item.get("id") and item.get("@odata.type", "#microsoft.graph.user") == "#microsoft.graph.user"
+        ]
 
     async def group_display_name(self, group_id: str) -> str | None:
         info = self.client.groups.by_group_id(group_id).to_get_request_information()
@@ -444,13 +529,21 @@ class GraphClient:
         """Partner security groups with exactly this display name (``$filter=displayName eq '...'``)."""
         literal = display_name.replace("'", "''")
         params = GroupsRequestBuilder.GroupsRequestBuilderGetQueryParameters(
-            filter=f"displayName eq '{literal}'", select=["id", "displayName"], top=10)
+            filter=f"displayName eq '{literal}'", select=["id", "displayName"], top=10
+        )
         info = self.client.groups.to_get_request_information(RequestConfiguration(query_parameters=params))
         return [item async for item in self._pages(info, "GET /groups")]
 
     # --- mail -------------------------------------------------------------------------------------
-    async def send_mail(self, sender: str, to: list[str], subject: str, text: str, html: str | None = None,
-                        cc: list[str] | None = None) -> None:
+    async def send_mail(
+        self,
+        sender: str,
+        to: list[str],
+        subject: str,
+        text: str,
+        html: str | None = None,
+        cc: list[str] | None = None,
+    ) -> None:
         message = Message(
             subject=subject,
             body=ItemBody(content_type=BodyType.Html if html else BodyType.Text, content=html or text),
@@ -474,8 +567,12 @@ def _role_ids(item: dict[str, Any]) -> list[str]:
 
 def access_assignment_from_json(item: dict[str, Any]) -> AccessAssignment:
     container = item.get("accessContainer") or {}
-    return AccessAssignment(id=str(item.get("id", "")), group_id=str(container.get("accessContainerId", "")),
-                            roles=_role_ids(item), status=str(item.get("status", "")))
+    return AccessAssignment(
+        id=str(item.get("id", "")),
+        group_id=str(container.get("accessContainerId", "")),
+        roles=_role_ids(item),
+        status=str(item.get("status", "")),
+    )
 
 
 def relationship_from_json(item: dict[str, Any]) -> Relationship:

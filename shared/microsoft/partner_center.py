@@ -60,8 +60,16 @@ class BillingProfile:
 
 
 class PartnerCenterClient:
-    def __init__(self, partner_center_root: str, customer_admin_root: str, credential: Any, *,
-                 max_retries: int = 5, retry_base: float = 1.0, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        partner_center_root: str,
+        customer_admin_root: str,
+        credential: Any,
+        *,
+        max_retries: int = 5,
+        retry_base: float = 1.0,
+        timeout: float = 60.0,
+    ) -> None:
         self.pc_root = partner_center_root.rstrip("/")
         self.admin_root = customer_admin_root.rstrip("/")
         self._credential = credential
@@ -82,8 +90,16 @@ class PartnerCenterClient:
             result = await asyncio.to_thread(get_token, scope)
         return str(result.token)
 
-    async def request(self, method: str, url: str, *, scope: str, json_body: Any = None,
-                      headers: dict[str, str] | None = None, ok: tuple[int, ...] = (200,)) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        scope: str,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> httpx.Response:
         """One call with retries. Returns the response when its status is in ``ok``; raises otherwise."""
         what = f"{method} {url.split('?')[0]}"
         for attempt in range(self._max_retries + 1):
@@ -114,8 +130,10 @@ class PartnerCenterClient:
                     log.warning("%s answered %s; retrying in %.1fs", what, response.status_code, delay)
                     await asyncio.sleep(delay)
                     continue
-            raise UpstreamError(f"{what}: answered {response.status_code} {_error_text(response)}",
-                                status=response.status_code)
+            raise UpstreamError(
+                f"{what}: answered {response.status_code} {_error_text(response)}",
+                status=response.status_code,
+            )
         raise AssertionError("unreachable")
 
     async def _json(self, method: str, url: str, *, scope: str, **kwargs: Any) -> Any:
@@ -139,13 +157,16 @@ class PartnerCenterClient:
             for item in items:
                 tenant = str(item.get("customerTenantId") or item.get("id") or "").lower()
                 if tenant:
-                    out.setdefault(tenant, DapCustomer(
-                        tenant_id=tenant,
-                        display_name=str(item.get("organizationDisplayName") or ""),
-                        dap_enabled=bool(item.get("dapEnabled")),
-                        start=parse_optional(item.get("startDateTime")),
-                        last_sign_in=parse_optional(item.get("lastSignInDateTime")),
-                    ))
+                    out.setdefault(
+                        tenant,
+                        DapCustomer(
+                            tenant_id=tenant,
+                            display_name=str(item.get("organizationDisplayName") or ""),
+                            dap_enabled=bool(item.get("dapEnabled")),
+                            start=parse_optional(item.get("startDateTime")),
+                            last_sign_in=parse_optional(item.get("lastSignInDateTime")),
+                        ),
+                    )
             skip += len(items)
             if len(items) < DAP_PAGE_SIZE or skip >= MAX_DAP_CUSTOMERS:
                 return list(out.values())
@@ -161,8 +182,11 @@ class PartnerCenterClient:
                 profile = item.get("companyProfile") or {}
                 tenant = str(profile.get("tenantId") or item.get("id") or "").lower()
                 if tenant:
-                    out.append(PartnerCustomer(tenant, str(profile.get("companyName") or ""),
-                                               str(profile.get("domain") or "")))
+                    out.append(
+                        PartnerCustomer(
+                            tenant, str(profile.get("companyName") or ""), str(profile.get("domain") or "")
+                        )
+                    )
             following = (page.get("links") or {}).get("next")
             if not following:
                 return out
@@ -172,21 +196,28 @@ class PartnerCenterClient:
 
     async def billing_profile(self, tenant_id: str) -> BillingProfile | None:
         try:
-            data = await self._json("GET", f"{self.pc_root}/v1/customers/{tenant_id}/profiles/billing",
-                                    scope=PARTNER_CENTER_SCOPE)
+            data = await self._json(
+                "GET", f"{self.pc_root}/v1/customers/{tenant_id}/profiles/billing", scope=PARTNER_CENTER_SCOPE
+            )
         except UpstreamError as exc:
             if exc.status == 404:
                 return None
             raise
-        return BillingProfile(email=str(data.get("email") or ""), culture=str(data.get("culture") or ""),
-                              language=str(data.get("language") or ""),
-                              company_name=str(data.get("companyName") or ""))
+        return BillingProfile(
+            email=str(data.get("email") or ""),
+            culture=str(data.get("culture") or ""),
+            language=str(data.get("language") or ""),
+            company_name=str(data.get("companyName") or ""),
+        )
 
     async def disable_dap(self, tenant_id: str) -> None:
         """Remove DAP (AllowDelegatedAccess false). Never touches the reseller relationship."""
         await self.request(
-            "PATCH", f"{self.pc_root}/v1/customers/{tenant_id}", scope=PARTNER_CENTER_SCOPE,
-            json_body={"AllowDelegatedAccess": False, "attributes": {"objectType": "Customer"}})
+            "PATCH",
+            f"{self.pc_root}/v1/customers/{tenant_id}",
+            scope=PARTNER_CENTER_SCOPE,
+            json_body={"AllowDelegatedAccess": False, "attributes": {"objectType": "Customer"}},
+        )
 
 
 def self_root_join(root: str, uri: str) -> str:

@@ -23,15 +23,20 @@ log = logging.getLogger(__name__)
 MAX_LIST = 200  # entries per list inside one message (a queue message holds at most 64 KB)
 
 
-async def enqueue_notification(storage: Storage, kind: str, key: str, data: dict[str, Any],
-                               tenant_id: str | None = None) -> None:
+async def enqueue_notification(
+    storage: Storage, kind: str, key: str, data: dict[str, Any], tenant_id: str | None = None
+) -> None:
     """Store the notification (its content, once per key) and queue its key. The queue message is only a
     key: anyone able to write to the queue could otherwise mail anyone from NOTIFY_SENDER."""
     if len(json.dumps(data, ensure_ascii=False).encode("utf-8")) > 60_000:
         raise ValueError(f"notification {key} is too large ({kind})")
-    await NotificationStore(storage).create(NotificationRow(key=key, kind=kind, tenant_id=tenant_id or "", data=data))
+    await NotificationStore(storage).create(
+        NotificationRow(key=key, kind=kind, tenant_id=tenant_id or "", data=data)
+    )
     body = {"v": 2, "key": key, "idempotencyKey": key, "kind": kind, "tenantId": tenant_id}
-    await storage.queue(NOTIFICATIONS_QUEUE).send_message(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    await storage.queue(NOTIFICATIONS_QUEUE).send_message(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    )
 
 
 def _clip(items: list[Any]) -> tuple[list[Any], int]:
@@ -41,13 +46,20 @@ def _clip(items: list[Any]) -> tuple[list[Any], int]:
 async def enqueue_customer_warning(services: Services, row: ReportRow, stretch: str, remove_on: str) -> bool:
     customer, _ = await RelationshipStore(services.storage).load_customer(row["tenantId"])
     data = {
-        "tenantId": row["tenantId"], "customerName": (customer.display_name if customer else "") or row["displayName"],
-        "domain": customer.default_domain if customer else "", "culture": customer.culture if customer else "",
-        "recipients": list(customer.contacts) if customer else [], "removeOn": remove_on,
-        "inactiveDays": row["inactiveForAtLeastDays"], "lastSignInAt": row.get("lastSignInAt"),
+        "tenantId": row["tenantId"],
+        "customerName": (customer.display_name if customer else "") or row["displayName"],
+        "domain": customer.default_domain if customer else "",
+        "culture": customer.culture if customer else "",
+        "recipients": list(customer.contacts) if customer else [],
+        "removeOn": remove_on,
+        "inactiveDays": row["inactiveForAtLeastDays"],
+        "lastSignInAt": row.get("lastSignInAt"),
         "dap": any(r["type"] == "DAP" for r in row["relationships"]),
-        "gdap": [{"displayName": r.get("displayName") or r["id"], "roles": list(r.get("roles", []))}
-                 for r in row["relationships"] if r["type"] == "GDAP"],
+        "gdap": [
+            {"displayName": r.get("displayName") or r["id"], "roles": list(r.get("roles", []))}
+            for r in row["relationships"]
+            if r["type"] == "GDAP"
+        ],
     }
     key = f"customer-warning:{row['tenantId']}:{stretch}"
     await enqueue_notification(services.storage, "customer-warning", key, data, row["tenantId"])
@@ -59,8 +71,9 @@ async def enqueue_partner(services: Services, kind: str, key: str, data: dict[st
     if not services.settings.notify_partner_addresses:
         log.info("%s %s: NOTIFY_PARTNER_ADDRESSES is empty; not mailed", kind, key)
         return False
-    await enqueue_notification(services.storage, kind, key,
-                               {**data, "recipients": list(services.settings.notify_partner_addresses)})
+    await enqueue_notification(
+        services.storage, kind, key, {**data, "recipients": list(services.settings.notify_partner_addresses)}
+    )
     return True
 
 

@@ -28,7 +28,8 @@ def require_sender(settings: Settings) -> str:
         raise SettingsError(
             "NOTIFY_SENDER is not set: it is required whenever mail is sent (NOTIFY_PARTNER_ADDRESSES, "
             "NOTIFY_CUSTOMERS after removals); set it to the mailbox that sends, e.g. the partner's "
-            "notices mailbox")
+            "notices mailbox"
+        )
     return settings.notify_sender
 
 
@@ -49,7 +50,9 @@ def valid_address(value: str) -> bool:
 
 def single_line(value: Any, limit: int = 255) -> str:
     """Control and format characters (CR, LF, U+2028 ...) become spaces: one line, always."""
-    text = "".join(" " if unicodedata.category(ch)[0] in ("C", "Z") and ch != " " else ch for ch in str(value))
+    text = "".join(
+        " " if unicodedata.category(ch)[0] in ("C", "Z") and ch != " " else ch for ch in str(value)
+    )
     text = re.sub(r"\s+", " ", text).strip()
     return text[:limit]
 
@@ -63,7 +66,9 @@ def _date(value: Any, language: str = "en") -> str:
     moment = _moment(value)
     if moment is None:
         return ""
-    return f"{moment.year}年{moment.month}月{moment.day}日" if language == "ja" else moment.strftime("%Y-%m-%d")
+    return (
+        f"{moment.year}年{moment.month}月{moment.day}日" if language == "ja" else moment.strftime("%Y-%m-%d")
+    )
 
 
 def _datetime(value: Any, language: str = "en") -> str:
@@ -77,8 +82,14 @@ def _datetime(value: Any, language: str = "en") -> str:
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters["oneline"] = single_line
     env.filters["date"] = _date
     env.filters["datetime"] = _datetime
@@ -99,5 +110,8 @@ def render(kind: str, language: str, context: dict[str, Any]) -> Rendered:
     language = language if (TEMPLATES / language / f"{name}.html").exists() else "en"
     ctx = {**context, "lang": language}
     subject = single_line(env.get_template(f"{language}/{name}.subject.txt").render(ctx))
-    return Rendered(subject=subject, text=env.get_template(f"{language}/{name}.txt").render(ctx),
-                    html=env.get_template(f"{language}/{name}.html").render(ctx))
+    return Rendered(
+        subject=subject,
+        text=env.get_template(f"{language}/{name}.txt").render(ctx),
+        html=env.get_template(f"{language}/{name}.html").render(ctx),
+    )

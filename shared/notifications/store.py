@@ -61,15 +61,25 @@ class NotificationRow:
 
     def to_entity(self) -> dict[str, Any]:
         rk = _row_key(self.key)
-        entity = {"PartitionKey": shard_of(rk), "RowKey": rk, "Key": self.key[:1000], "Kind": self.kind,
-                  "TenantId": self.tenant_id, "Status": self.status, "Attempts": self.attempts,
-                  "LeaseOwner": self.lease_owner, "LeaseUntil": iso(self.lease_until) if self.lease_until else "",
-                  "Subject": self.subject[:1000], "Recipients": json.dumps(self.recipients or []),
-                  "SentAt": iso(self.sent_at) if self.sent_at else "", "Error": self.error[:4000]}
+        entity = {
+            "PartitionKey": shard_of(rk),
+            "RowKey": rk,
+            "Key": self.key[:1000],
+            "Kind": self.kind,
+            "TenantId": self.tenant_id,
+            "Status": self.status,
+            "Attempts": self.attempts,
+            "LeaseOwner": self.lease_owner,
+            "LeaseUntil": iso(self.lease_until) if self.lease_until else "",
+            "Subject": self.subject[:1000],
+            "Recipients": json.dumps(self.recipients or []),
+            "SentAt": iso(self.sent_at) if self.sent_at else "",
+            "Error": self.error[:4000],
+        }
         if self.data is not None:  # in pieces: a string property holds at most 32K characters
             text = json.dumps(self.data, ensure_ascii=False)
             for n in range(0, len(text), DATA_PIECE):
-                entity[f"Data{n // DATA_PIECE}"] = text[n:n + DATA_PIECE]
+                entity[f"Data{n // DATA_PIECE}"] = text[n : n + DATA_PIECE]
         return entity
 
     @classmethod
@@ -78,12 +88,21 @@ class NotificationRow:
         while f"Data{n}" in e:
             pieces.append(str(e[f"Data{n}"]))
             n += 1
-        return cls(key=str(e.get("Key", "")), kind=str(e.get("Kind", "")), tenant_id=str(e.get("TenantId", "")),
-                   status=str(e.get("Status", "queued")), attempts=int(e.get("Attempts") or 0),
-                   lease_owner=str(e.get("LeaseOwner", "")), lease_until=parse_optional(e.get("LeaseUntil")),
-                   subject=str(e.get("Subject", "")), recipients=json.loads(e.get("Recipients") or "[]"),
-                   sent_at=parse_optional(e.get("SentAt")), error=str(e.get("Error", "")), etag=etag,
-                   data=json.loads("".join(pieces)) if pieces else None)
+        return cls(
+            key=str(e.get("Key", "")),
+            kind=str(e.get("Kind", "")),
+            tenant_id=str(e.get("TenantId", "")),
+            status=str(e.get("Status", "queued")),
+            attempts=int(e.get("Attempts") or 0),
+            lease_owner=str(e.get("LeaseOwner", "")),
+            lease_until=parse_optional(e.get("LeaseUntil")),
+            subject=str(e.get("Subject", "")),
+            recipients=json.loads(e.get("Recipients") or "[]"),
+            sent_at=parse_optional(e.get("SentAt")),
+            error=str(e.get("Error", "")),
+            etag=etag,
+            data=json.loads("".join(pieces)) if pieces else None,
+        )
 
 
 class NotificationStore:
@@ -108,7 +127,9 @@ class NotificationStore:
 
     async def replace(self, row: NotificationRow) -> None:
         """ETag-conditional replace; raises :class:`ConflictingWrite` when someone else wrote first."""
-        row.etag = await replace_if_unchanged(self.table, row.to_entity(), row.etag, f"notification {row.key}")
+        row.etag = await replace_if_unchanged(
+            self.table, row.to_entity(), row.etag, f"notification {row.key}"
+        )
 
 
 # sendMail answers these when the sender mailbox or the permission is wrong: no retry fixes them.
@@ -124,8 +145,14 @@ async def mark_mail_broken(services: Services, detail: str) -> None:
     state = StateStore(services.storage)
     if not await state.get_value(*MAIL_STATE):
         log.error("mail cannot be sent; removals stop until it can: %s", detail)
-        await record_action(services.storage, tenant_id=None, actor="system", action="notification.broken",
-                            result="failed", detail=detail[:2000])
+        await record_action(
+            services.storage,
+            tenant_id=None,
+            actor="system",
+            action="notification.broken",
+            result="failed",
+            detail=detail[:2000],
+        )
     await state.set_value(*MAIL_STATE, json.dumps({"at": iso(utcnow()), "detail": detail[:2000]}))
 
 
@@ -133,8 +160,14 @@ async def mark_mail_working(services: Services) -> None:
     state = StateStore(services.storage)
     if await state.get_value(*MAIL_STATE):
         await state.set_value(*MAIL_STATE, "")
-        await record_action(services.storage, tenant_id=None, actor="system", action="notification.working",
-                            result="completed", detail="a mail was sent again; removals go on")
+        await record_action(
+            services.storage,
+            tenant_id=None,
+            actor="system",
+            action="notification.working",
+            result="completed",
+            detail="a mail was sent again; removals go on",
+        )
 
 
 async def mail_broken(services: Services) -> str | None:

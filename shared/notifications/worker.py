@@ -69,12 +69,16 @@ class NotificationBusy(Busy):
 
 # --- sending (the queue worker) -----------------------------------------------------------------------
 
+
 def parse_message(body: bytes | str) -> dict[str, Any]:
     text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else str(body)
     message = json.loads(text)
-    if (not isinstance(message, dict) or not isinstance(message.get("key"), str)
-            or message.get("kind") not in CUSTOMER_KINDS + PARTNER_KINDS
-            or not isinstance(message.get("data", {}), dict)):
+    if (
+        not isinstance(message, dict)
+        or not isinstance(message.get("key"), str)
+        or message.get("kind") not in CUSTOMER_KINDS + PARTNER_KINDS
+        or not isinstance(message.get("data", {}), dict)
+    ):
         raise ValueError(f"not a notification message: {text[:200]!r}")
     return message
 
@@ -94,15 +98,20 @@ async def partner_name(services: Services) -> str:
     return name
 
 
-async def handle_notification_message(services: Services, body: bytes | str, *, message_id: str,
-                                      dequeue_count: int = 1) -> str:
+async def handle_notification_message(
+    services: Services, body: bytes | str, *, message_id: str, dequeue_count: int = 1
+) -> str:
     """The notification queue function's work for one message. Raises to have the queue retry it."""
     await services.storage.ensure()
     message = parse_message(body)
-    return await send_notification(services, message, owner=message_id or uuid.uuid4().hex, attempt=dequeue_count)
+    return await send_notification(
+        services, message, owner=message_id or uuid.uuid4().hex, attempt=dequeue_count
+    )
 
 
-async def send_notification(services: Services, message: dict[str, Any], *, owner: str, attempt: int = 1) -> str:
+async def send_notification(
+    services: Services, message: dict[str, Any], *, owner: str, attempt: int = 1
+) -> str:
     store = NotificationStore(services.storage)
     key, kind = str(message["key"]), str(message["kind"])
     tenant = str(message.get("tenantId") or "")
@@ -111,9 +120,15 @@ async def send_notification(services: Services, message: dict[str, Any], *, owne
         if row is None or row.kind != kind:
             # Not queued by this product (a forged or mangled message): nothing is mailed.
             detail = f"refused a {kind} message for {key!r}: no such notification was queued"
-            await record_action(services.storage, tenant_id=tenant or None, actor="system",
-                                action="notification.refused", result="refused", detail=detail[:1000],
-                                action_id=f"notification-refused:{hashlib.sha256(key.encode()).hexdigest()[:32]}")
+            await record_action(
+                services.storage,
+                tenant_id=tenant or None,
+                actor="system",
+                action="notification.refused",
+                result="refused",
+                detail=detail[:1000],
+                action_id=f"notification-refused:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
+            )
             log.warning("%s", detail)
             return "refused"
         if row.status in ("sent", "skipped"):
@@ -123,8 +138,10 @@ async def send_notification(services: Services, message: dict[str, Any], *, owne
             return row.status
         now = utcnow()
         if row.status == "sending" and row.lease_owner != owner and row.lease_until and row.lease_until > now:
-            raise NotificationBusy(f"notification {key} is being sent by another delivery",
-                                   (row.lease_until - now).total_seconds())
+            raise NotificationBusy(
+                f"notification {key} is being sent by another delivery",
+                (row.lease_until - now).total_seconds(),
+            )
         row.status, row.lease_owner, row.lease_until = "sending", owner, now + LEASE
         row.attempts += 1
         try:
@@ -152,36 +169,77 @@ async def send_notification(services: Services, message: dict[str, Any], *, owne
 
 # Every name a template may test, so that StrictUndefined flags only real template mistakes.
 CONTEXT_DEFAULTS: dict[str, Any] = {
-    "more": 0, "domain": "", "lastSignInAt": None, "inactiveDays": 0, "dap": False, "gdap": [], "source": "policy",
-    "customers": [], "candidates": 0, "limit": 0, "lastSuccess": None, "hours": 0, "error": "", "queue": "",
-    "removalId": "", "displayName": "", "tenantId": "", "detail": "", "attempts": 5, "count": 0,
-    "coverageFrom": None, "asOf": None, "alert": "",
+    "more": 0,
+    "domain": "",
+    "lastSignInAt": None,
+    "inactiveDays": 0,
+    "dap": False,
+    "gdap": [],
+    "source": "policy",
+    "customers": [],
+    "candidates": 0,
+    "limit": 0,
+    "lastSuccess": None,
+    "hours": 0,
+    "error": "",
+    "queue": "",
+    "removalId": "",
+    "displayName": "",
+    "tenantId": "",
+    "detail": "",
+    "attempts": 5,
+    "count": 0,
+    "coverageFrom": None,
+    "asOf": None,
+    "alert": "",
 }
 
 
-def _context(kind: str, data: dict[str, Any], *, partner: str, contact: str, settings: Settings) -> dict[str, Any]:
-    return {**CONTEXT_DEFAULTS, "removeAfterDays": settings.remove_after_days,
-            "recommendAfterDays": settings.recommend_after_days, **data, "kind": kind, "partnerName": partner,
-            "contact": contact}
+def _context(
+    kind: str, data: dict[str, Any], *, partner: str, contact: str, settings: Settings
+) -> dict[str, Any]:
+    return {
+        **CONTEXT_DEFAULTS,
+        "removeAfterDays": settings.remove_after_days,
+        "recommendAfterDays": settings.recommend_after_days,
+        **data,
+        "kind": kind,
+        "partnerName": partner,
+        "contact": contact,
+    }
 
 
-async def _send(services: Services, store: NotificationStore, row: NotificationRow, message: dict[str, Any]) -> str:
+async def _send(
+    services: Services, store: NotificationStore, row: NotificationRow, message: dict[str, Any]
+) -> str:
     settings = services.settings
     # The stored content, never the message's (a row written before content was stored: the message's).
     kind, data = row.kind, dict(row.data if row.data is not None else message.get("data") or {})
     sender = require_sender(settings)
     wanted = await _recipients(services, kind, row.tenant_id)
     recipients = [a for a in dict.fromkeys(wanted) if valid_address(a)]
-    language = language_of(data.get("culture")) if kind in CUSTOMER_KINDS else settings.notify_partner_language
+    language = (
+        language_of(data.get("culture")) if kind in CUSTOMER_KINDS else settings.notify_partner_language
+    )
     tenant = row.tenant_id or None
     if not recipients:
         row.status, row.lease_owner, row.error = "skipped", "", f"no valid recipient among {wanted!r}"
-        await record_action(services.storage, tenant_id=tenant, actor="system", action=f"notification.{kind}",
-                            result="skipped", detail=row.error, action_id=f"notification:{row.key}:skipped")
+        await record_action(
+            services.storage,
+            tenant_id=tenant,
+            actor="system",
+            action=f"notification.{kind}",
+            result="skipped",
+            detail=row.error,
+            action_id=f"notification:{row.key}:skipped",
+        )
         await store.replace(row)
         return "skipped"
-    rendered = render(kind, language, _context(kind, data, partner=await partner_name(services), contact=sender,
-                                               settings=settings))
+    rendered = render(
+        kind,
+        language,
+        _context(kind, data, partner=await partner_name(services), contact=sender, settings=settings),
+    )
     await services.graph.send_mail(sender, recipients, rendered.subject, rendered.text, rendered.html)
     row.status, row.lease_owner, row.sent_at = "sent", "", utcnow()
     row.subject, row.recipients, row.error = rendered.subject, recipients, ""
@@ -197,15 +255,23 @@ async def _recipients(services: Services, kind: str, tenant_id: str) -> list[str
     customer's own contacts (billing profile) for customer mail."""
     if kind in PARTNER_KINDS:
         return [str(a).strip() for a in services.settings.notify_partner_addresses]
-    customer, _ = await RelationshipStore(services.storage).load_customer(tenant_id) if tenant_id else (None, None)
+    customer, _ = (
+        await RelationshipStore(services.storage).load_customer(tenant_id) if tenant_id else (None, None)
+    )
     return [str(a).strip() for a in (customer.contacts if customer else [])]
 
 
 async def _record_sent(services: Services, row: NotificationRow, data: dict[str, Any]) -> None:
-    await record_action(services.storage, tenant_id=row.tenant_id or None, actor="system",
-                        action=f"notification.{row.kind}", result="sent",
-                        detail=f"{row.subject} -> {', '.join(row.recipients or [])}",
-                        removal_id=str(data.get("removalId") or ""), action_id=f"notification:{row.key}:sent")
+    await record_action(
+        services.storage,
+        tenant_id=row.tenant_id or None,
+        actor="system",
+        action=f"notification.{row.kind}",
+        result="sent",
+        detail=f"{row.subject} -> {', '.join(row.recipients or [])}",
+        removal_id=str(data.get("removalId") or ""),
+        action_id=f"notification:{row.key}:sent",
+    )
 
 
 async def handle_notification_poison(services: Services, body: bytes | str) -> None:
@@ -222,7 +288,12 @@ async def handle_notification_poison(services: Services, body: bytes | str) -> N
     if row is not None and row.status in ("sent", "skipped", "failed"):
         log.info("poison message for notification %s, which is %s; nothing to record", key, row.status)
         return
-    if row is not None and row.status == "sending" and row.lease_until is not None and row.lease_until > utcnow():
+    if (
+        row is not None
+        and row.status == "sending"
+        and row.lease_until is not None
+        and row.lease_until > utcnow()
+    ):
         log.info("poison message for notification %s, which a live delivery is sending; left to it", key)
         return
     detail = f"{kind} {key}: gave up" + (f" ({row.error})" if row is not None and row.error else "")
@@ -232,13 +303,22 @@ async def handle_notification_poison(services: Services, body: bytes | str) -> N
             await store.replace(row)
         except ConflictingWrite:
             log.warning("notification %s changed while being marked failed", key)
-    await record_action(services.storage, tenant_id=str(message.get("tenantId") or "") or None, actor="system",
-                        action=f"notification.{kind}", result="failed", detail=detail,
-                        action_id=f"notification:{key}:failed")
+    await record_action(
+        services.storage,
+        tenant_id=str(message.get("tenantId") or "") or None,
+        actor="system",
+        action=f"notification.{kind}",
+        result="failed",
+        detail=detail,
+        action_id=f"notification:{key}:failed",
+    )
     if kind != "partner-alert":  # an alert about a failed alert would fail the same way
-        await enqueue_partner_alert(services, "poison", f"poison:notification:{key}",
-                                    {"queue": NOTIFICATIONS_QUEUE, "detail": detail,
-                                     "tenantId": message.get("tenantId")})
+        await enqueue_partner_alert(
+            services,
+            "poison",
+            f"poison:notification:{key}",
+            {"queue": NOTIFICATIONS_QUEUE, "detail": detail, "tenantId": message.get("tenantId")},
+        )
 
 
 async def drain_notifications(services: Services, max_messages: int | None = None) -> DrainResult:
@@ -257,7 +337,9 @@ async def drain_notifications(services: Services, max_messages: int | None = Non
         total.errors += result.errors
         if not result.poisoned:
             break
-        await drain_poison(services.storage, NOTIFICATIONS_QUEUE, lambda b: handle_notification_poison(services, b))
+        await drain_poison(
+            services.storage, NOTIFICATIONS_QUEUE, lambda b: handle_notification_poison(services, b)
+        )
     return total
 
 

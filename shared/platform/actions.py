@@ -31,10 +31,21 @@ def fixed_iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-async def record_action(storage: Storage, *, tenant_id: str | None, actor: str, action: str, result: str,
-                        reason: str = "", detail: str = "", removal_id: str = "", relationship_type: str = "",
-                        relationship_id: str = "", action_id: str | None = None,
-                        at: datetime | None = None) -> dict[str, Any]:
+async def record_action(
+    storage: Storage,
+    *,
+    tenant_id: str | None,
+    actor: str,
+    action: str,
+    result: str,
+    reason: str = "",
+    detail: str = "",
+    removal_id: str = "",
+    relationship_type: str = "",
+    relationship_id: str = "",
+    action_id: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
     """Append one row to ``Actions`` (PK tenant, RK time|id); never updates or deletes.
 
     With ``action_id`` the append is idempotent: a retry that records the same event again (a crash
@@ -43,15 +54,24 @@ async def record_action(storage: Storage, *, tenant_id: str | None, actor: str, 
     table = storage.table("Actions")
     pk = (tenant_id or PARTNER_PARTITION).lower()
     if action_id is not None:
-        async for existing in table.query_entities("PartitionKey eq @pk and ActionId eq @id",
-                                                   parameters={"pk": pk, "id": action_id}):
+        async for existing in table.query_entities(
+            "PartitionKey eq @pk and ActionId eq @id", parameters={"pk": pk, "id": action_id}
+        ):
             return action_json(dict(existing))
     moment = at or utcnow()
     entity = {
-        "PartitionKey": pk, "RowKey": f"{fixed_iso(moment)}|{uuid.uuid4().hex[:12]}",
-        "ActionId": action_id or uuid.uuid4().hex, "At": iso(moment), "Actor": actor, "Action": action,
-        "Result": result, "Reason": reason[:4000], "Detail": detail[:8000], "RemovalId": removal_id,
-        "RelationshipType": relationship_type, "RelationshipId": relationship_id,
+        "PartitionKey": pk,
+        "RowKey": f"{fixed_iso(moment)}|{uuid.uuid4().hex[:12]}",
+        "ActionId": action_id or uuid.uuid4().hex,
+        "At": iso(moment),
+        "Actor": actor,
+        "Action": action,
+        "Result": result,
+        "Reason": reason[:4000],
+        "Detail": detail[:8000],
+        "RemovalId": removal_id,
+        "RelationshipType": relationship_type,
+        "RelationshipId": relationship_id,
     }
     await table.create_entity(entity)
     try:
@@ -62,9 +82,15 @@ async def record_action(storage: Storage, *, tenant_id: str | None, actor: str, 
         # Two writers recording the same event at the same moment both pass the check above. The one
         # that inserts second sees both rows here: the earliest stays, later copies go. (The other
         # writer may have seen only its own row; whichever row remains, exactly one does.)
-        same = sorted([dict(e) async for e in table.query_entities(
-            "PartitionKey eq @pk and ActionId eq @id", parameters={"pk": pk, "id": action_id})],
-            key=lambda e: str(e["RowKey"]))
+        same = sorted(
+            [
+                dict(e)
+                async for e in table.query_entities(
+                    "PartitionKey eq @pk and ActionId eq @id", parameters={"pk": pk, "id": action_id}
+                )
+            ],
+            key=lambda e: str(e["RowKey"]),
+        )
         for extra in same[1:]:
             with contextlib.suppress(ResourceNotFoundError):
                 await table.delete_entity(extra["PartitionKey"], extra["RowKey"])
@@ -76,10 +102,16 @@ async def record_action(storage: Storage, *, tenant_id: str | None, actor: str, 
 def action_json(e: dict[str, Any]) -> dict[str, Any]:
     pk = str(e["PartitionKey"])
     return {
-        "id": e.get("ActionId", ""), "tenantId": None if pk == PARTNER_PARTITION else pk, "at": e.get("At"),
-        "actor": e.get("Actor", ""), "action": e.get("Action", ""), "result": e.get("Result", ""),
-        "reason": e.get("Reason") or None, "detail": e.get("Detail") or None,
-        "removalId": e.get("RemovalId") or None, "relationshipType": e.get("RelationshipType") or None,
+        "id": e.get("ActionId", ""),
+        "tenantId": None if pk == PARTNER_PARTITION else pk,
+        "at": e.get("At"),
+        "actor": e.get("Actor", ""),
+        "action": e.get("Action", ""),
+        "result": e.get("Result", ""),
+        "reason": e.get("Reason") or None,
+        "detail": e.get("Detail") or None,
+        "removalId": e.get("RemovalId") or None,
+        "relationshipType": e.get("RelationshipType") or None,
         "relationshipId": e.get("RelationshipId") or None,
     }
 
@@ -87,13 +119,24 @@ def action_json(e: dict[str, Any]) -> dict[str, Any]:
 async def record_unreadable(storage: Storage, what: str, body: bytes | str, exc: BaseException) -> str:
     """Write down a queue message that could not be read (``<what>.poison``, failed); its text, clipped."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else str(body)
-    await record_action(storage, tenant_id=None, actor="system", action=f"{what}.poison", result="failed",
-                        detail=f"unreadable {what} message: {exc}: {text[:500]}")
+    await record_action(
+        storage,
+        tenant_id=None,
+        actor="system",
+        action=f"{what}.poison",
+        result="failed",
+        detail=f"unreadable {what} message: {exc}: {text[:500]}",
+    )
     return text
 
 
-async def list_actions(storage: Storage, tenant_id: str | None = None, since: datetime | None = None,
-                       until: datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
+async def list_actions(
+    storage: Storage,
+    tenant_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
     """Actions newest first; one customer's (``tenant_id``) or everyone's, partner-level ones included."""
     await storage.ensure()
     clauses: list[str] = []
@@ -110,20 +153,36 @@ async def list_actions(storage: Storage, tenant_id: str | None = None, since: da
     query = " and ".join(clauses) or None
     rows = [e async for e in query_all(storage.table("Actions"), query, params or None)]
     rows.sort(key=lambda e: (str(e["RowKey"]), str(e["PartitionKey"])), reverse=True)
-    return [action_json(e) for e in rows[:max(0, limit)]]
+    return [action_json(e) for e in rows[: max(0, limit)]]
 
 
 async def verify_trail(storage: Storage) -> dict[str, list[dict[str, Any]]]:
     """The ``Actions`` table against its immutable copy: rows missing from the table (deleted), rows
     that differ from what was first written (altered), and rows the copy lacks (its write failed).
     Concurrent copies of one idempotent event (``ActionId``) count once, as the table keeps one."""
-    fields = ("PartitionKey", "RowKey", "ActionId", "At", "Actor", "Action", "Result", "Reason", "Detail",
-              "RemovalId", "RelationshipType", "RelationshipId")
-    table = {(str(e["PartitionKey"]), str(e["RowKey"])): {k: e.get(k) for k in fields}
-             async for e in query_all(storage.table("Actions"))}
+    fields = (
+        "PartitionKey",
+        "RowKey",
+        "ActionId",
+        "At",
+        "Actor",
+        "Action",
+        "Result",
+        "Reason",
+        "Detail",
+        "RemovalId",
+        "RelationshipType",
+        "RelationshipId",
+    )
+    table = {
+        (str(e["PartitionKey"]), str(e["RowKey"])): {k: e.get(k) for k in fields}
+        async for e in query_all(storage.table("Actions"))
+    }
     copy: dict[tuple[str, str], dict[str, Any]] = {}
     for record in await storage.audit_records():
-        copy.setdefault((str(record["PartitionKey"]), str(record["RowKey"])), {k: record.get(k) for k in fields})
+        copy.setdefault(
+            (str(record["PartitionKey"]), str(record["RowKey"])), {k: record.get(k) for k in fields}
+        )
     kept = {(k[0], str(v.get("ActionId"))) for k, v in table.items()}
     missing = [v for k, v in copy.items() if k not in table and (k[0], str(v.get("ActionId"))) not in kept]
     altered = [{"stored": table[k], "written": v} for k, v in copy.items() if k in table and table[k] != v]

@@ -21,9 +21,11 @@ CUSTOMER_ADMIN_SCOPE = "https://api.partnercustomeradministration.microsoft.com/
 # GET/PUT {vault}/secrets/{name}?api-version=7.4, OAuth scope https://vault.azure.net/.default (the
 # sovereign clouds have their own vault suffix and audience).
 KEY_VAULT_API_VERSION = "7.4"
-KEY_VAULT_AUDIENCES = {".vault.azure.cn": "https://vault.azure.cn/.default",
-                       ".vault.usgovcloudapi.net": "https://vault.usgovcloudapi.net/.default",
-                       ".vault.microsoftazure.de": "https://vault.microsoftazure.de/.default"}
+KEY_VAULT_AUDIENCES = {
+    ".vault.azure.cn": "https://vault.azure.cn/.default",
+    ".vault.usgovcloudapi.net": "https://vault.usgovcloudapi.net/.default",
+    ".vault.microsoftazure.de": "https://vault.microsoftazure.de/.default",
+}
 KEY_VAULT_SCOPE = "https://vault.azure.net/.default"
 # Entra ID refresh tokens are valid for 90 days of inactivity; each rotated one starts that count again
 # (https://learn.microsoft.com/entra/identity-platform/refresh-tokens#token-lifetime). The stored
@@ -49,21 +51,34 @@ class KeyVaultSecret:
     def __init__(self, secret_uri: str, credential: Any, *, timeout: float = 30.0) -> None:
         parts = urlsplit(secret_uri.strip())
         segments = [s for s in parts.path.split("/") if s]
-        if parts.scheme not in ("http", "https") or not parts.netloc or len(segments) < 2 \
-                or segments[-2].lower() != "secrets":
-            raise SettingsError(f"PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI must be a Key Vault secret URI "
-                                f"(https://<vault>.vault.azure.net/secrets/<name>), not {secret_uri!r}")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or len(segments) < 2
+            or segments[-2].lower() != "secrets"
+        ):
+            raise SettingsError(
+                f"PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI must be a Key Vault secret URI "
+                f"(https://<vault>.vault.azure.net/secrets/<name>), not {secret_uri!r}"
+            )
         self.url = f"{parts.scheme}://{parts.netloc}/{'/'.join(segments)}"
         host = parts.hostname or ""
-        self._scope = next((scope for suffix, scope in KEY_VAULT_AUDIENCES.items() if host.endswith(suffix)),
-                           KEY_VAULT_SCOPE)
+        self._scope = next(
+            (scope for suffix, scope in KEY_VAULT_AUDIENCES.items() if host.endswith(suffix)), KEY_VAULT_SCOPE
+        )
         self._credential = credential
         self._timeout = timeout
 
     def _call(self, method: str, body: dict[str, Any] | None = None) -> httpx.Response:
         token = self._credential.get_token(self._scope).token
-        response = httpx.request(method, self.url, params={"api-version": KEY_VAULT_API_VERSION}, json=body,
-                                 headers={"Authorization": f"Bearer {token}"}, timeout=self._timeout)
+        response = httpx.request(
+            method,
+            self.url,
+            params={"api-version": KEY_VAULT_API_VERSION},
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=self._timeout,
+        )
         return response
 
     def get(self) -> str | None:
@@ -72,15 +87,21 @@ class KeyVaultSecret:
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise PermissionError(f"Key Vault {self.url}: GET answered {response.status_code} {_vault_error(response)}")
+            raise PermissionError(
+                f"Key Vault {self.url}: GET answered {response.status_code} {_vault_error(response)}"
+            )
         return str(response.json().get("value") or "") or None
 
     def set(self, value: str) -> None:
         expires = int(time.time()) + REFRESH_TOKEN_LIFETIME_SECONDS
-        response = self._call("PUT", {"value": value, "contentType": "text/plain",
-                                      "attributes": {"enabled": True, "exp": expires}})
+        response = self._call(
+            "PUT",
+            {"value": value, "contentType": "text/plain", "attributes": {"enabled": True, "exp": expires}},
+        )
         if response.status_code != 200:
-            raise PermissionError(f"Key Vault {self.url}: PUT answered {response.status_code} {_vault_error(response)}")
+            raise PermissionError(
+                f"Key Vault {self.url}: PUT answered {response.status_code} {_vault_error(response)}"
+            )
 
 
 def _vault_error(response: httpx.Response) -> str:
@@ -113,8 +134,14 @@ class RefreshTokenCredential:
     always the youngest and its 90-day lifetime keeps moving while the app runs.
     """
 
-    def __init__(self, tenant_id: str, client_id: str, client_secret: str, refresh_token: str,
-                 store: SecretStore | None = None) -> None:
+    def __init__(
+        self,
+        tenant_id: str,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        store: SecretStore | None = None,
+    ) -> None:
         self._authority = f"https://login.microsoftonline.com/{tenant_id or 'organizations'}"
         self._client_id, self._client_secret = client_id, client_secret
         self._app: Any = None  # MSAL's client, made on first use (it reads the authority's metadata)
@@ -132,7 +159,9 @@ class RefreshTokenCredential:
         try:
             stored = self._store.get()
         except (PermissionError, httpx.HTTPError) as exc:
-            log.error("Partner Center refresh token: cannot read it from Key Vault (%s); using the app setting", exc)
+            log.error(
+                "Partner Center refresh token: cannot read it from Key Vault (%s); using the app setting", exc
+            )
             return
         if stored:
             self._refresh_token = stored
@@ -165,16 +194,21 @@ class RefreshTokenCredential:
                 import msal  # azure-identity's own dependency
 
                 self._app = msal.ConfidentialClientApplication(
-                    self._client_id, client_credential=self._client_secret, authority=self._authority)
+                    self._client_id, client_credential=self._client_secret, authority=self._authority
+                )
             result = self._app.acquire_token_by_refresh_token(self._refresh_token, scopes=list(scopes))
             if "access_token" not in result:
-                raise PermissionError(f"Partner Center token refused: {result.get('error_description', result)}")
+                raise PermissionError(
+                    f"Partner Center token refused: {result.get('error_description', result)}"
+                )
             rotated = result.get("refresh_token")
             if rotated and rotated != self._refresh_token:
                 self._refresh_token = rotated
                 if self._store is not None:
                     self._save(rotated)
-            token = AccessToken(result["access_token"], int(time.time()) + int(result.get("expires_in", 3600)))
+            token = AccessToken(
+                result["access_token"], int(time.time()) + int(result.get("expires_in", 3600))
+            )
             self._tokens[key] = token
             return token
 
@@ -190,18 +224,29 @@ def graph_credential(settings: Settings) -> Any:
 def partner_center_credential(settings: Settings) -> Any:
     if settings.emulator_url:
         return StaticTokenCredential()
-    missing = [name for name, value in (
-        ("PARTNER_CENTER_APP_ID", settings.partner_center_app_id),
-        ("PARTNER_CENTER_APP_SECRET", settings.partner_center_app_secret),
-        ("PARTNER_CENTER_REFRESH_TOKEN", settings.partner_center_refresh_token)) if not value]
+    missing = [
+        name
+        for name, value in (
+            ("PARTNER_CENTER_APP_ID", settings.partner_center_app_id),
+            ("PARTNER_CENTER_APP_SECRET", settings.partner_center_app_secret),
+            ("PARTNER_CENTER_REFRESH_TOKEN", settings.partner_center_refresh_token),
+        )
+        if not value
+    ]
     if missing:
         raise SettingsError(
-            f"DAP needs Partner Center App+User credentials: set {', '.join(missing)} (or DAP_ENABLED=false)")
+            f"DAP needs Partner Center App+User credentials: set {', '.join(missing)} (or DAP_ENABLED=false)"
+        )
     store = None
     if settings.partner_center_refresh_token_secret_uri:
         store = KeyVaultSecret(settings.partner_center_refresh_token_secret_uri, graph_credential(settings))
-    return RefreshTokenCredential(settings.partner_tenant_id, settings.partner_center_app_id,
-                                  settings.partner_center_app_secret, settings.partner_center_refresh_token, store)
+    return RefreshTokenCredential(
+        settings.partner_tenant_id,
+        settings.partner_center_app_id,
+        settings.partner_center_app_secret,
+        settings.partner_center_refresh_token,
+        store,
+    )
 
 
 def storage_credential(settings: Settings) -> Any:

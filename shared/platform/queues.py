@@ -28,8 +28,9 @@ class Busy(RuntimeError):
         self.retry_after = retry_after
 
 
-async def handle_or_defer(storage: Storage, queue_name: str, body: bytes, message_id: str,
-                          handle: Callable[[], Awaitable[str]]) -> str:
+async def handle_or_defer(
+    storage: Storage, queue_name: str, body: bytes, message_id: str, handle: Callable[[], Awaitable[str]]
+) -> str:
     """A queue function's work for one message: ``handle()``, or, when the work is busy or must wait
     (:class:`Busy`), the message sent again for later -- ending normally, so that the host's retry
     budget is not spent on what is no failure."""
@@ -46,7 +47,9 @@ async def defer_message(storage: Storage, queue_name: str, body: bytes | str, se
     not a failure (another delivery holds it, or it must wait) without spending the host's retry
     budget (a raised exception counts towards maxDequeueCount and ends in the poison queue)."""
     text = body.decode("utf-8") if isinstance(body, bytes | bytearray) else str(body)
-    await storage.queue(queue_name).send_message(text, visibility_timeout=max(1, min(int(seconds) + 1, 7 * 24 * 3600)))
+    await storage.queue(queue_name).send_message(
+        text, visibility_timeout=max(1, min(int(seconds) + 1, 7 * 24 * 3600))
+    )
 
 
 @dataclass
@@ -66,8 +69,15 @@ PoisonHandler = Callable[[bytes], Awaitable[None]]
 PROCESSING_VISIBILITY = 300  # seconds a received message stays invisible while it is worked on
 
 
-async def drain_queue(storage: Storage, name: str, handler: Handler, *, max_messages: int | None = None,
-                      max_attempts: int = MAX_ATTEMPTS, retry_base: float = 0.05) -> DrainResult:
+async def drain_queue(
+    storage: Storage,
+    name: str,
+    handler: Handler,
+    *,
+    max_messages: int | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+    retry_base: float = 0.05,
+) -> DrainResult:
     """What the Functions host does for a queue trigger, in-process: run ``handler`` for every message,
     retry a failing one (backoff) up to ``max_attempts`` deliveries, then move it to ``<name>-poison``."""
     queue = storage.queue(name)
@@ -89,8 +99,14 @@ async def drain_queue(storage: Storage, name: str, handler: Handler, *, max_mess
         except Exception as exc:
             attempts = int(message.dequeue_count or 1)
             if attempts >= max_attempts:
-                log.error("%s: message %s failed %d times; moving it to %s-poison: %s", name, message.id,
-                          attempts, name, exc)
+                log.error(
+                    "%s: message %s failed %d times; moving it to %s-poison: %s",
+                    name,
+                    message.id,
+                    attempts,
+                    name,
+                    exc,
+                )
                 await poison.send_message(content)
                 await queue.delete_message(message)
                 result.poisoned.append(content)

@@ -39,8 +39,12 @@ class Slot:
 class SlidingWindowLimiter:
     """``await limiter.acquire()`` before each request: at most ``max_requests`` starts per window."""
 
-    def __init__(self, max_requests: int = SIGNIN_MAX_REQUESTS, per_seconds: float = SIGNIN_WINDOW_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_requests: int = SIGNIN_MAX_REQUESTS,
+        per_seconds: float = SIGNIN_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_requests < 1 or per_seconds <= 0:
             raise ValueError("max_requests >= 1 and per_seconds > 0 are required")
         self.max_requests = max_requests
@@ -60,11 +64,15 @@ class SlidingWindowLimiter:
         async with self._lock:  # FIFO: requests start in the order they asked
             while True:
                 now = self._clock()
-                while self._starts and self._starts[0].answered_at is not None \
-                        and now - self._starts[0].answered_at >= self.per_seconds:
+                while (
+                    self._starts
+                    and self._starts[0].answered_at is not None
+                    and now - self._starts[0].answered_at >= self.per_seconds
+                ):
                     self._starts.popleft()
-                live = [s for s in self._starts
-                        if s.answered_at is None or now - s.answered_at < self.per_seconds]
+                live = [
+                    s for s in self._starts if s.answered_at is None or now - s.answered_at < self.per_seconds
+                ]
                 self._starts = deque(live)
                 if len(live) < self.max_requests:
                     slot = Slot()

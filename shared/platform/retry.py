@@ -33,6 +33,8 @@ def may_retry(method: str, status: int) -> bool:
     if status not in RETRY_STATUSES:
         return False
     return status not in READ_ONLY_RETRY_STATUSES or method.upper() in SAFE_METHODS
+
+
 MAX_RETRY_AFTER_SECONDS = 180.0
 
 
@@ -63,7 +65,7 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 def backoff_seconds(attempt: int, base: float) -> float:
-    return min(30.0, base * (2 ** attempt)) + random.uniform(0, base)
+    return min(30.0, base * (2**attempt)) + random.uniform(0, base)
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (

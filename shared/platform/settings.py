@@ -42,107 +42,172 @@ def _setting(env: str, default: Any, doc: str) -> Any:
 class Settings:
     # --- storage -------------------------------------------------------------------------------
     storage_connection: str = _setting(
-        "AzureWebJobsStorage", "", "Storage connection string (Azurite locally); empty in Azure, where "
-        "AzureWebJobsStorage__tableServiceUri / __queueServiceUri with the managed identity are used")
-    table_service_uri: str = _setting("AzureWebJobsStorage__tableServiceUri", "", "Table endpoint (identity-based)")
-    queue_service_uri: str = _setting("AzureWebJobsStorage__queueServiceUri", "", "Queue endpoint (identity-based)")
+        "AzureWebJobsStorage",
+        "",
+        "Storage connection string (Azurite locally); empty in Azure, where "
+        "AzureWebJobsStorage__tableServiceUri / __queueServiceUri with the managed identity are used",
+    )
+    table_service_uri: str = _setting(
+        "AzureWebJobsStorage__tableServiceUri", "", "Table endpoint (identity-based)"
+    )
+    queue_service_uri: str = _setting(
+        "AzureWebJobsStorage__queueServiceUri", "", "Queue endpoint (identity-based)"
+    )
     blob_service_uri: str = _setting(
-        "AzureWebJobsStorage__blobServiceUri", "", "Blob endpoint (identity-based): the audit trail's immutable copy")
+        "AzureWebJobsStorage__blobServiceUri",
+        "",
+        "Blob endpoint (identity-based): the audit trail's immutable copy",
+    )
     storage_prefix: str = _setting(
-        "STORAGE_PREFIX", "", "Prefix for table and queue names; lets tests share one Azurite")
+        "STORAGE_PREFIX", "", "Prefix for table and queue names; lets tests share one Azurite"
+    )
 
     # --- Microsoft endpoints -------------------------------------------------------------------
     partner_tenant_id: str = _setting(
-        "PARTNER_TENANT_ID", "", "Partner tenant id; read from Graph /organization when empty")
+        "PARTNER_TENANT_ID", "", "Partner tenant id; read from Graph /organization when empty"
+    )
     graph_base_url: str = _setting("GRAPH_BASE_URL", "https://graph.microsoft.com", "Graph root (no version)")
     partner_center_base_url: str = _setting(
-        "PARTNER_CENTER_BASE_URL", "https://api.partnercenter.microsoft.com", "Partner Center REST root")
+        "PARTNER_CENTER_BASE_URL", "https://api.partnercenter.microsoft.com", "Partner Center REST root"
+    )
     customer_admin_base_url: str = _setting(
         "CUSTOMER_ADMIN_BASE_URL",
         "https://traf-pcsvcadmin-prod.trafficmanager.net/CustomerServiceAdminApi/Web",
-        "Partner Center CustomerServiceAdminApi root (delegatedAdminCustomers)")
+        "Partner Center CustomerServiceAdminApi root (delegatedAdminCustomers)",
+    )
     emulator_url: str = _setting(
-        "EMULATOR_URL", "", "Development only: point every Microsoft endpoint at this emulator root")
+        "EMULATOR_URL", "", "Development only: point every Microsoft endpoint at this emulator root"
+    )
     azure_client_id: str = _setting("AZURE_CLIENT_ID", "", "Client id of the user-assigned managed identity")
     partner_center_app_id: str = _setting(
-        "PARTNER_CENTER_APP_ID", "", "App registration used for Partner Center App+User calls (DAP)")
+        "PARTNER_CENTER_APP_ID", "", "App registration used for Partner Center App+User calls (DAP)"
+    )
     partner_center_app_secret: str = _setting(
-        "PARTNER_CENTER_APP_SECRET", "", "Its secret (a Key Vault reference in Azure)")
+        "PARTNER_CENTER_APP_SECRET", "", "Its secret (a Key Vault reference in Azure)"
+    )
     partner_center_refresh_token: str = _setting(
-        "PARTNER_CENTER_REFRESH_TOKEN", "", "App+User refresh token (a Key Vault reference in Azure)")
+        "PARTNER_CENTER_REFRESH_TOKEN", "", "App+User refresh token (a Key Vault reference in Azure)"
+    )
     partner_center_refresh_token_secret_uri: str = _setting(
-        "PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI", "", "Key Vault secret holding that refresh token "
+        "PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI",
+        "",
+        "Key Vault secret holding that refresh token "
         "(https://<vault>.vault.azure.net/secrets/<name>): read on first use, and every rotated token is "
-        "written back as a new version through the app's identity")
+        "written back as a new version through the app's identity",
+    )
     dap_enabled: bool = _setting(
-        "DAP_ENABLED", True, "Read and remove legacy DAP through Partner Center (needs App+User credentials)")
+        "DAP_ENABLED", True, "Read and remove legacy DAP through Partner Center (needs App+User credentials)"
+    )
 
     # --- schedules (NCRONTAB, referenced as %SETTING% in the timer decorators) -----------------
     relationship_sync_schedule: str = _setting(
-        "RELATIONSHIP_SYNC_SCHEDULE", "0 0 * * * *", "When relationships are synced (hourly)")
+        "RELATIONSHIP_SYNC_SCHEDULE", "0 0 * * * *", "When relationships are synced (hourly)"
+    )
     signin_ingest_schedule: str = _setting(
-        "SIGNIN_INGEST_SCHEDULE", "0 */15 * * * *", "When sign-ins are ingested (every 15 minutes)")
+        "SIGNIN_INGEST_SCHEDULE", "0 */15 * * * *", "When sign-ins are ingested (every 15 minutes)"
+    )
     evaluation_schedule: str = _setting(
-        "EVALUATION_SCHEDULE", "0 30 6 * * *", "When the policy is evaluated (daily, 06:30 UTC)")
+        "EVALUATION_SCHEDULE", "0 30 6 * * *", "When the policy is evaluated (daily, 06:30 UTC)"
+    )
 
     # --- ingestion ------------------------------------------------------------------------------
     signin_backfill_days: int = _setting(
-        "SIGNIN_BACKFILL_DAYS", 30, "How far back the first ingestion reads; never more than log retention")
+        "SIGNIN_BACKFILL_DAYS", 30, "How far back the first ingestion reads; never more than log retention"
+    )
     signin_overlap_minutes: int = _setting(
-        "SIGNIN_OVERLAP_MINUTES", 120, "Each ingestion re-reads this much before its checkpoint (late logs)")
+        "SIGNIN_OVERLAP_MINUTES", 120, "Each ingestion re-reads this much before its checkpoint (late logs)"
+    )
     signin_slice_hours: int = _setting(
-        "SIGNIN_SLICE_HOURS", 24, "Ingestion reads the log in time slices of this size, checkpointing each")
+        "SIGNIN_SLICE_HOURS", 24, "Ingestion reads the log in time slices of this size, checkpointing each"
+    )
     signin_pace: str = _setting(
-        "SIGNIN_PACE", "5/10s", "Sign-in log requests started per window (N/Ts: Graph's limit is 5 per 10 s "
-        "per app per tenant); off: as fast as they are answered")
+        "SIGNIN_PACE",
+        "5/10s",
+        "Sign-in log requests started per window (N/Ts: Graph's limit is 5 per 10 s "
+        "per app per tenant); off: as fast as they are answered",
+    )
     signin_log_latency_minutes: int = _setting(
-        "SIGNIN_LOG_LATENCY_MINUTES", 15, "How late Entra may write a sign-in to the log: removals wait this "
-        "long past their decision before their last check, and ingestion re-reads at least this much")
+        "SIGNIN_LOG_LATENCY_MINUTES",
+        15,
+        "How late Entra may write a sign-in to the log: removals wait this "
+        "long past their decision before their last check, and ingestion re-reads at least this much",
+    )
     host_clock_max_skew_minutes: int = _setting(
-        "HOST_CLOCK_MAX_SKEW_MINUTES", 5, "Ingestion refuses to run when this host's clock and Microsoft's (the "
+        "HOST_CLOCK_MAX_SKEW_MINUTES",
+        5,
+        "Ingestion refuses to run when this host's clock and Microsoft's (the "
         "Date header) disagree by more than this: the product reads Microsoft's time, but its leases and run "
-        "records are this host's")
+        "records are this host's",
+    )
     retry_delay_ms: int = _setting(
-        "RETRY_DELAY_MS", 3000, "Base delay between retries of a failed Microsoft request when the answer "
-        "names no Retry-After (Partner Center uses a third of it)")
+        "RETRY_DELAY_MS",
+        3000,
+        "Base delay between retries of a failed Microsoft request when the answer "
+        "names no Retry-After (Partner Center uses a third of it)",
+    )
     gdap_poll_seconds: int = _setting(
-        "GDAP_POLL_SECONDS", 10, "Wait between polls of a GDAP long-running operation that names no Retry-After")
+        "GDAP_POLL_SECONDS",
+        10,
+        "Wait between polls of a GDAP long-running operation that names no Retry-After",
+    )
 
     # --- policy (CONTRACTS section 6) ------------------------------------------------------------
     policy_mode: str = _setting("POLICY_MODE", "report", "report: never remove; enforce: remove candidates")
     recommend_after_days: int = _setting("RECOMMEND_AFTER_DAYS", 60, "Recommend removal after this many days")
     remove_after_days: int = _setting("REMOVE_AFTER_DAYS", 90, "Removal candidate after this many days")
     warn_days_before_removal: int = _setting(
-        "WARN_DAYS_BEFORE_REMOVAL", 14, "Warn this many days before a customer becomes a candidate")
+        "WARN_DAYS_BEFORE_REMOVAL", 14, "Warn this many days before a customer becomes a candidate"
+    )
     removal_scope: tuple[str, ...] = _setting("REMOVAL_SCOPE", ("dap", "gdap"), "Relationship types removed")
     max_removals_per_run: int = _setting(
-        "MAX_REMOVALS_PER_RUN", 25, "Circuit breaker: more candidates than this and nothing is removed")
+        "MAX_REMOVALS_PER_RUN", 25, "Circuit breaker: more candidates than this and nothing is removed"
+    )
     excluded_tenants: frozenset[str] = _setting(
-        "EXCLUDED_TENANTS", frozenset(), "Customer tenant ids never removed automatically")
+        "EXCLUDED_TENANTS", frozenset(), "Customer tenant ids never removed automatically"
+    )
     ingestion_stale_hours: int = _setting(
-        "INGESTION_STALE_HOURS", 6, "No enforcement when the last successful ingestion is older than this")
+        "INGESTION_STALE_HOURS", 6, "No enforcement when the last successful ingestion is older than this"
+    )
     evaluation_shard_threshold: int = _setting(
-        "EVALUATION_SHARD_THRESHOLD", 20000, "The evaluation fans out to one queue message per customer shard "
-        "when the previous evaluation had at least this many customers (0: always)")
+        "EVALUATION_SHARD_THRESHOLD",
+        20000,
+        "The evaluation fans out to one queue message per customer shard "
+        "when the previous evaluation had at least this many customers (0: always)",
+    )
 
     # --- notifications ----------------------------------------------------------------------------
-    notify_sender: str = _setting("NOTIFY_SENDER", "", "Mailbox that sends mail (default: partner senderMailbox)")
+    notify_sender: str = _setting(
+        "NOTIFY_SENDER", "", "Mailbox that sends mail (default: partner senderMailbox)"
+    )
     notify_partner_addresses: tuple[str, ...] = _setting(
-        "NOTIFY_PARTNER_ADDRESSES", (), "Partner admin addresses for warnings, digests and alerts")
-    notify_customers: bool = _setting("NOTIFY_CUSTOMERS", True, "Mail the customer's contacts after a removal")
+        "NOTIFY_PARTNER_ADDRESSES", (), "Partner admin addresses for warnings, digests and alerts"
+    )
+    notify_customers: bool = _setting(
+        "NOTIFY_CUSTOMERS", True, "Mail the customer's contacts after a removal"
+    )
     notify_customers_before_removal: bool = _setting(
-        "NOTIFY_CUSTOMERS_BEFORE_REMOVAL", False, "Also warn customers ahead of removal")
+        "NOTIFY_CUSTOMERS_BEFORE_REMOVAL", False, "Also warn customers ahead of removal"
+    )
     notify_partner_language: str = _setting(
-        "NOTIFY_PARTNER_LANGUAGE", "en", "Language of the partner admins' mail: en or ja (customers get "
-        "theirs from the billing-profile culture)")
+        "NOTIFY_PARTNER_LANGUAGE",
+        "en",
+        "Language of the partner admins' mail: en or ja (customers get "
+        "theirs from the billing-profile culture)",
+    )
 
     # --- GDAP (shared.gdap.service) ---------------------------------------------------------------------------
     gdap_group_admin_agents: str = _setting(
-        "GDAP_GROUP_ADMINAGENTS", "", "Partner security group id for the templates' AdminAgents group; "
-        "empty: looked up in Graph by display name. Another template group name N reads GDAP_GROUP_<N>")
+        "GDAP_GROUP_ADMINAGENTS",
+        "",
+        "Partner security group id for the templates' AdminAgents group; "
+        "empty: looked up in Graph by display name. Another template group name N reads GDAP_GROUP_<N>",
+    )
     gdap_group_helpdesk_agents: str = _setting(
-        "GDAP_GROUP_HELPDESKAGENTS", "", "Partner security group id for the templates' HelpdeskAgents group; "
-        "empty: looked up in Graph by display name")
+        "GDAP_GROUP_HELPDESKAGENTS",
+        "",
+        "Partner security group id for the templates' HelpdeskAgents group; "
+        "empty: looked up in Graph by display name",
+    )
 
     # --- derived helpers ------------------------------------------------------------------------
     @property
@@ -194,7 +259,9 @@ class Settings:
         if self.policy_mode not in ("report", "enforce"):
             raise SettingsError(f"POLICY_MODE must be 'report' or 'enforce', not {self.policy_mode!r}")
         if self.notify_partner_language not in ("en", "ja"):
-            raise SettingsError(f"NOTIFY_PARTNER_LANGUAGE must be 'en' or 'ja', not {self.notify_partner_language!r}")
+            raise SettingsError(
+                f"NOTIFY_PARTNER_LANGUAGE must be 'en' or 'ja', not {self.notify_partner_language!r}"
+            )
         for name, value, low, high in (
             ("SIGNIN_BACKFILL_DAYS", self.signin_backfill_days, 1, 3650),
             ("SIGNIN_OVERLAP_MINUTES", self.signin_overlap_minutes, 0, 7 * 24 * 60),
@@ -214,38 +281,57 @@ class Settings:
                 raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
         self.sign_in_pace()  # SettingsError when malformed
         if self.signin_overlap_minutes < self.signin_log_latency_minutes:
-            raise SettingsError(f"SIGNIN_OVERLAP_MINUTES ({self.signin_overlap_minutes}) must be at least "
-                                f"SIGNIN_LOG_LATENCY_MINUTES ({self.signin_log_latency_minutes}): sign-ins "
-                                "Entra writes late would otherwise never be read")
+            raise SettingsError(
+                f"SIGNIN_OVERLAP_MINUTES ({self.signin_overlap_minutes}) must be at least "
+                f"SIGNIN_LOG_LATENCY_MINUTES ({self.signin_log_latency_minutes}): sign-ins "
+                "Entra writes late would otherwise never be read"
+            )
         if 24 % self.signin_slice_hours:
             raise SettingsError(f"SIGNIN_SLICE_HOURS must divide 24, not {self.signin_slice_hours}")
         unknown = set(self.removal_scope) - {"dap", "gdap"}
         if unknown or not self.removal_scope:
             raise SettingsError(
-                f"REMOVAL_SCOPE must be a comma-separated subset of dap,gdap, not {','.join(self.removal_scope)!r}")
+                f"REMOVAL_SCOPE must be a comma-separated subset of dap,gdap, not {','.join(self.removal_scope)!r}"
+            )
         for tenant in self.excluded_tenants:
             if not GUID_RE.match(tenant):
                 raise SettingsError(f"EXCLUDED_TENANTS: {tenant!r} is not a tenant id (GUID)")
         if self.partner_tenant_id and not GUID_RE.match(self.partner_tenant_id):
             raise SettingsError(f"PARTNER_TENANT_ID: {self.partner_tenant_id!r} is not a tenant id (GUID)")
-        for group_setting, group_id in (("GDAP_GROUP_ADMINAGENTS", self.gdap_group_admin_agents),
-                                        ("GDAP_GROUP_HELPDESKAGENTS", self.gdap_group_helpdesk_agents)):
+        for group_setting, group_id in (
+            ("GDAP_GROUP_ADMINAGENTS", self.gdap_group_admin_agents),
+            ("GDAP_GROUP_HELPDESKAGENTS", self.gdap_group_helpdesk_agents),
+        ):
             if group_id and not GUID_RE.match(group_id):
                 raise SettingsError(f"{group_setting}: {group_id!r} is not a security group id (GUID)")
-        for address in (*self.notify_partner_addresses, *([self.notify_sender] if self.notify_sender else [])):
+        for address in (
+            *self.notify_partner_addresses,
+            *([self.notify_sender] if self.notify_sender else []),
+        ):
             if not _looks_like_address(address):
-                raise SettingsError(f"{address!r} is not an e-mail address (NOTIFY_SENDER / NOTIFY_PARTNER_ADDRESSES)")
+                raise SettingsError(
+                    f"{address!r} is not an e-mail address (NOTIFY_SENDER / NOTIFY_PARTNER_ADDRESSES)"
+                )
         if self.storage_prefix and not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,19}", self.storage_prefix):
-            raise SettingsError("STORAGE_PREFIX must be letters and digits, starting with a letter (at most 20)")
-        for name, url in (("GRAPH_BASE_URL", self.graph_base_url), ("EMULATOR_URL", self.emulator_url),
-                          ("PARTNER_CENTER_BASE_URL", self.partner_center_base_url),
-                          ("CUSTOMER_ADMIN_BASE_URL", self.customer_admin_base_url)):
+            raise SettingsError(
+                "STORAGE_PREFIX must be letters and digits, starting with a letter (at most 20)"
+            )
+        for name, url in (
+            ("GRAPH_BASE_URL", self.graph_base_url),
+            ("EMULATOR_URL", self.emulator_url),
+            ("PARTNER_CENTER_BASE_URL", self.partner_center_base_url),
+            ("CUSTOMER_ADMIN_BASE_URL", self.customer_admin_base_url),
+        ):
             if url and not re.match(r"^https?://[^/\s]+", url):
                 raise SettingsError(f"{name} must be an http(s) URL, not {url!r}")
         secret_uri = self.partner_center_refresh_token_secret_uri
-        if secret_uri and not re.fullmatch(r"https?://[^/\s]+(?:/[^/\s]+)*/secrets/[0-9A-Za-z-]{1,127}/?", secret_uri):
-            raise SettingsError("PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI must be a Key Vault secret URI without "
-                                f"version (https://<vault>.vault.azure.net/secrets/<name>), not {secret_uri!r}")
+        if secret_uri and not re.fullmatch(
+            r"https?://[^/\s]+(?:/[^/\s]+)*/secrets/[0-9A-Za-z-]{1,127}/?", secret_uri
+        ):
+            raise SettingsError(
+                "PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI must be a Key Vault secret URI without "
+                f"version (https://<vault>.vault.azure.net/secrets/<name>), not {secret_uri!r}"
+            )
 
     def sign_in_pace(self) -> tuple[int, float] | None:
         """``SIGNIN_PACE`` as (requests, per seconds), or None for ``off``."""
@@ -291,8 +377,11 @@ def _parse(name: str, raw: str, default: Any) -> Any:
     if isinstance(default, frozenset):
         return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
     if isinstance(default, tuple):
-        return tuple(part.strip().lower() if name == "REMOVAL_SCOPE" else part.strip()
-                     for part in raw.split(",") if part.strip())
+        return tuple(
+            part.strip().lower() if name == "REMOVAL_SCOPE" else part.strip()
+            for part in raw.split(",")
+            if part.strip()
+        )
     return raw
 
 

@@ -78,7 +78,12 @@ class StateStore:
     async def record_success(self, kind: str, at: datetime, details: dict[str, Any]) -> None:
         """Record a successful run at ``at``; the record never moves backwards (a what-if for a past
         moment, or a slower overlapping run finishing last, leaves a newer record in place)."""
-        entity = {"PartitionKey": kind, "RowKey": "lastSuccess", "At": iso(at), "Details": json.dumps(details)}
+        entity = {
+            "PartitionKey": kind,
+            "RowKey": "lastSuccess",
+            "At": iso(at),
+            "Details": json.dumps(details),
+        }
         for _ in range(5):
             try:
                 current = await self.table.get_entity(kind, "lastSuccess")
@@ -92,7 +97,9 @@ class StateStore:
             if recorded is not None and recorded >= at:
                 return
             try:
-                await replace_if_unchanged(self.table, entity, current.metadata.get("etag"), f"{kind} success")
+                await replace_if_unchanged(
+                    self.table, entity, current.metadata.get("etag"), f"{kind} success"
+                )
                 return
             except ConflictingWrite:
                 continue
@@ -109,8 +116,9 @@ class StateStore:
         return None if entity is None else str(entity.get("Value", ""))
 
     async def set_value(self, kind: str, name: str, value: str) -> None:
-        await self.table.upsert_entity({"PartitionKey": kind, "RowKey": name, "Value": value},
-                                       mode=UpdateMode.REPLACE)
+        await self.table.upsert_entity(
+            {"PartitionKey": kind, "RowKey": name, "Value": value}, mode=UpdateMode.REPLACE
+        )
 
     async def load_coverage(self) -> Coverage:
         try:

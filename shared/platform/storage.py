@@ -39,31 +39,33 @@ AUDIT_CONTAINER = "audit-trail"
 
 # Every table the product uses (names before STORAGE_PREFIX).
 TABLES = (
-    "Customers",            # PK shard, RK tenantId: name, domain, culture, contacts
-    "Relationships",        # PK shard, RK tenantId|DAP or tenantId|GDAP-<id>: the latest synced state
+    "Customers",  # PK shard, RK tenantId: name, domain, culture, contacts
+    "Relationships",  # PK shard, RK tenantId|DAP or tenantId|GDAP-<id>: the latest synced state
     "RelationshipChanges",  # PK shard, RK tenantId|time|key: every status change seen by a sync
-    "SignInDays",           # PK yyyy-mm-dd, RK tenantId: that day's qualifying sign-ins, packed
-    "LastSignIns",          # PK shard, RK tenantId: latest qualifying sign-in ever ingested
-    "Agents",               # PK "agents", RK userId: the partner agents' UPN and display name from the log
-    "IngestionState",       # PK kind, RK name: checkpoints, coverage intervals, run records
-    "Evaluations",          # PK "evaluation", RK inverted time: one row per stored evaluation
-    "EvaluationRows",       # PK <evaluation id>-<shard>, RK tenantId: the report's customer rows
-    "Actions",              # PK tenantId, RK time|id: append-only audit trail of what was done
-    "Removals",             # PK shard, RK removal id: removal requests and their state
-    "Warnings",             # PK tenantId, RK stretch: advance warnings already sent
-    "Notifications",        # PK shard, RK sha256(idempotency key): mail state (sending -> sent)
-    "GdapRequests",         # PK shard, RK tenantId|relationshipId: GDAP requests this product made (template)
-    "GdapOperations",       # PK shard, RK tenantId|operationId: long-running GDAP changes (Global Admin removal)
+    "SignInDays",  # PK yyyy-mm-dd, RK tenantId: that day's qualifying sign-ins, packed
+    "LastSignIns",  # PK shard, RK tenantId: latest qualifying sign-in ever ingested
+    "Agents",  # PK "agents", RK userId: the partner agents' UPN and display name from the log
+    "IngestionState",  # PK kind, RK name: checkpoints, coverage intervals, run records
+    "Evaluations",  # PK "evaluation", RK inverted time: one row per stored evaluation
+    "EvaluationRows",  # PK <evaluation id>-<shard>, RK tenantId: the report's customer rows
+    "Actions",  # PK tenantId, RK time|id: append-only audit trail of what was done
+    "Removals",  # PK shard, RK removal id: removal requests and their state
+    "Warnings",  # PK tenantId, RK stretch: advance warnings already sent
+    "Notifications",  # PK shard, RK sha256(idempotency key): mail state (sending -> sent)
+    "GdapRequests",  # PK shard, RK tenantId|relationshipId: GDAP requests this product made (template)
+    "GdapOperations",  # PK shard, RK tenantId|operationId: long-running GDAP changes (Global Admin removal)
 )
 
 
 def expand_connection_string(value: str) -> str:
     if value.strip().lower().rstrip(";") == "usedevelopmentstorage=true":
-        return ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-                f"AccountKey={AZURITE_KEY};"
-                "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
-                "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
-                "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;")
+        return (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={AZURITE_KEY};"
+            "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+            "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+            "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+        )
     return value
 
 
@@ -74,8 +76,10 @@ def _check_key_based(conn: str) -> None:
     endpoints = [v for k, v in parts.items() if k.endswith("Endpoint")]
     hosts = {urlparse(e).hostname for e in endpoints}
     if not endpoints or not hosts <= {"127.0.0.1", "localhost", "::1"}:
-        raise SettingsError("AzureWebJobsStorage: key-based connections are accepted only for Azurite on "
-                            "loopback; in Azure use the identity-based AzureWebJobsStorage__* settings")
+        raise SettingsError(
+            "AzureWebJobsStorage: key-based connections are accepted only for Azurite on "
+            "loopback; in Azure use the identity-based AzureWebJobsStorage__* settings"
+        )
 
 
 def shard_of(tenant_id: str) -> str:
@@ -190,13 +194,19 @@ class Storage:
         return client
 
 
-async def upsert_all(table: TableClient, entities: Iterable[dict[str, Any]],
-                     mode: UpdateMode = UpdateMode.REPLACE, concurrency: int = 8) -> int:
+async def upsert_all(
+    table: TableClient,
+    entities: Iterable[dict[str, Any]],
+    mode: UpdateMode = UpdateMode.REPLACE,
+    concurrency: int = 8,
+) -> int:
     """Upsert in transactions of up to 100 entities per partition, several partitions at once."""
     by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for entity in entities:
         by_partition[entity["PartitionKey"]].append(entity)
-    chunks = [rows[i:i + BATCH_LIMIT] for rows in by_partition.values() for i in range(0, len(rows), BATCH_LIMIT)]
+    chunks = [
+        rows[i : i + BATCH_LIMIT] for rows in by_partition.values() for i in range(0, len(rows), BATCH_LIMIT)
+    ]
     semaphore = asyncio.Semaphore(concurrency)
 
     async def submit(chunk: list[dict[str, Any]]) -> None:
@@ -210,9 +220,12 @@ async def upsert_all(table: TableClient, entities: Iterable[dict[str, Any]],
     return sum(len(c) for c in chunks)
 
 
-async def query_all(table: TableClient, query: str | None = None,
-                    parameters: dict[str, Any] | None = None,
-                    select: list[str] | None = None) -> AsyncIterator[dict[str, Any]]:
+async def query_all(
+    table: TableClient,
+    query: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    select: list[str] | None = None,
+) -> AsyncIterator[dict[str, Any]]:
     # The SDK's request and entity conversion without its per-property model walk (shared.platform.table_query).
     query_filter = None if query is None else _parameter_filter_substitution(parameters, query)
     async for entity in query_entities(table, query_filter, select):
@@ -243,14 +256,20 @@ async def create_if_absent(table: TableClient, entity: dict[str, Any]) -> str | 
     return str(result.get("etag") or "")
 
 
-async def replace_if_unchanged(table: TableClient, entity: dict[str, Any], etag: str | None, what: str,
-                               mode: UpdateMode = UpdateMode.REPLACE) -> str:
+async def replace_if_unchanged(
+    table: TableClient,
+    entity: dict[str, Any],
+    etag: str | None,
+    what: str,
+    mode: UpdateMode = UpdateMode.REPLACE,
+) -> str:
     """Replace (or, with ``mode=MERGE``, update only the given properties of) the row only if it still
     has ``etag``; its new ETag. :class:`ConflictingWrite` (naming ``what``) when another writer changed
     or deleted it since it was read."""
     try:
-        result = await table.update_entity(entity, mode=mode, etag=etag,
-                                           match_condition=MatchConditions.IfNotModified)
+        result = await table.update_entity(
+            entity, mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
     except (ResourceModifiedError, ResourceNotFoundError) as exc:
         raise ConflictingWrite(f"{what} was changed by another writer") from exc
     except HttpResponseError as exc:
@@ -270,5 +289,17 @@ def check_key(value: str) -> str:
     return value
 
 
-__all__ = ["ConflictingWrite", "Storage", "TableTransactionError", "UpdateMode", "check_key", "create_if_absent",
-           "get_or_none", "partition", "query_all", "replace_if_unchanged", "shard_of", "upsert_all"]
+__all__ = [
+    "ConflictingWrite",
+    "Storage",
+    "TableTransactionError",
+    "UpdateMode",
+    "check_key",
+    "create_if_absent",
+    "get_or_none",
+    "partition",
+    "query_all",
+    "replace_if_unchanged",
+    "shard_of",
+    "upsert_all",
+]

@@ -55,23 +55,33 @@ def _operation(table_url: str, entity: dict[str, Any], verb: str, version: str) 
     """One operation of a changeset, without its boundary line and Content-ID (ASCII only)."""
     body = json.dumps(_add_entity_properties(entity), separators=(",", ":"))  # ASCII: length = bytes
     url = f"{table_url}(PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}')"
-    return (f"{verb} {url} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"x-ms-version: {version}\r\nDataServiceVersion: 3.0\r\nAccept: application/json\r\n\r\n"
-            f"{body}\r\n")
+    return (
+        f"{verb} {url} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"x-ms-version: {version}\r\nDataServiceVersion: 3.0\r\nAccept: application/json\r\n\r\n"
+        f"{body}\r\n"
+    )
 
 
 def _frame(operations: Sequence[str], token: str) -> tuple[bytes, str]:
     batch, changeset = f"batch_{token}", f"changeset_{token}"
     out = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
     for n, operation in enumerate(operations):
-        out.append(f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-                   f"Content-ID: {n}\r\n\r\n{operation}")
+        out.append(
+            f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+            f"Content-ID: {n}\r\n\r\n{operation}"
+        )
     out.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n")
     return "".join(out).encode("ascii"), batch
 
 
-def encode_upserts(table_url: str, entities: Sequence[dict[str, Any]], mode: UpdateMode,
-                   *, version: str = "2019-02-02", boundary: str | None = None) -> tuple[bytes, str]:
+def encode_upserts(
+    table_url: str,
+    entities: Sequence[dict[str, Any]],
+    mode: UpdateMode,
+    *,
+    version: str = "2019-02-02",
+    boundary: str | None = None,
+) -> tuple[bytes, str]:
     """The ``multipart/mixed`` body of one transaction; returns (body, batch boundary)."""
     verb = _verb(mode)
     return _frame([_operation(table_url, e, verb, version) for e in entities], boundary or uuid.uuid4().hex)
@@ -93,7 +103,9 @@ def _under_payload_limit(operations: list[str]) -> list[list[str]]:
 def check_batch_response(status: int, body: bytes, response: Any = None) -> int:
     """Raise like ``submit_transaction`` unless every operation succeeded; returns the operation count."""
     if status != 202:
-        raise HttpResponseError(message=f"transaction failed with {status}: {body[:500]!r}", response=response)
+        raise HttpResponseError(
+            message=f"transaction failed with {status}: {body[:500]!r}", response=response
+        )
     statuses = [int(m.group(1)) for m in _STATUS_LINE.finditer(body)]
     failed = next((s for s in statuses if not 200 <= s < 300), None)
     if failed is not None or not statuses:
@@ -102,16 +114,19 @@ def check_batch_response(status: int, body: bytes, response: Any = None) -> int:
         start = text.find("{")
         if start >= 0:
             try:
-                detail = json.loads(text[start:text.rfind("}") + 1])
-                message = str(((detail.get("odata.error") or {}).get("message") or {}).get("value") or message)
+                detail = json.loads(text[start : text.rfind("}") + 1])
+                message = str(
+                    ((detail.get("odata.error") or {}).get("message") or {}).get("value") or message
+                )
             except (ValueError, AttributeError):
                 pass
         raise TableTransactionError(message=message, response=response)
     return len(statuses)
 
 
-async def submit_upserts(table: TableClient, entities: Sequence[dict[str, Any]],
-                         mode: UpdateMode = UpdateMode.REPLACE) -> None:
+async def submit_upserts(
+    table: TableClient, entities: Sequence[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE
+) -> None:
     """Upserts of one partition (at most 100) in one transaction -- several if the entities are so big
     that one would exceed the 4 MiB payload limit (callers batch for throughput, not atomicity)."""
     global _fallback
@@ -137,9 +152,18 @@ async def submit_upserts(table: TableClient, entities: Sequence[dict[str, Any]],
             # Big aggregates could exceed a transaction's 4 MiB: then it goes as several transactions.
             for group in _under_payload_limit(operations):
                 body, batch = _frame(group, uuid.uuid4().hex)
-                request = HttpRequest("POST", f"{endpoint}/$batch", content=body, headers={
-                    "x-ms-version": version, "DataServiceVersion": "3.0", "MaxDataServiceVersion": "3.0;NetFx",
-                    "Content-Type": f"multipart/mixed; boundary={batch}", "Accept": "application/json"})
+                request = HttpRequest(
+                    "POST",
+                    f"{endpoint}/$batch",
+                    content=body,
+                    headers={
+                        "x-ms-version": version,
+                        "DataServiceVersion": "3.0",
+                        "MaxDataServiceVersion": "3.0;NetFx",
+                        "Content-Type": f"multipart/mixed; boundary={batch}",
+                        "Accept": "application/json",
+                    },
+                )
                 response = await send(request, stream=True)  # stream: no content-type decoding of multipart
                 check_batch_response(response.status_code, await response.read(), response)
             return

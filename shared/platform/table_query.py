@@ -27,8 +27,12 @@ from azure.core.exceptions import (
 )
 from azure.data.tables.aio import TableClient
 
-ERROR_MAP: dict[int, Any] = {401: ClientAuthenticationError, 404: ResourceNotFoundError, 409: ResourceExistsError,
-                             304: ResourceNotModifiedError}
+ERROR_MAP: dict[int, Any] = {
+    401: ClientAuthenticationError,
+    404: ResourceNotFoundError,
+    409: ResourceExistsError,
+    304: ResourceNotModifiedError,
+}
 NEXT_PARTITION_KEY = "x-ms-continuation-NextPartitionKey"
 NEXT_ROW_KEY = "x-ms-continuation-NextRowKey"
 _fallback = False
@@ -41,19 +45,26 @@ def _internals(table: TableClient) -> tuple[Any, Any, Any, Any] | None:
 
         generated = table._client
         return build_table_query_entities_request, _convert_to_entity, generated, generated._config
-    except (ImportError, AttributeError):  # pragma: no cover - only if azure-data-tables changes its internals
+    except (
+        ImportError,
+        AttributeError,
+    ):  # pragma: no cover - only if azure-data-tables changes its internals
         return None
 
 
-async def query_entities(table: TableClient, query_filter: str | None, select: list[str] | None = None,
-                         per_page: int = 1000) -> AsyncIterator[dict[str, Any]]:
+async def query_entities(
+    table: TableClient, query_filter: str | None, select: list[str] | None = None, per_page: int = 1000
+) -> AsyncIterator[dict[str, Any]]:
     """Every entity matching ``query_filter`` (already substituted; None = all), page by page."""
     global _fallback
     internals = None if _fallback else _internals(table)
     if internals is None:
         _fallback = True
-        pager = (table.list_entities(select=select, results_per_page=per_page) if query_filter is None else
-                 table.query_entities(query_filter, select=select, results_per_page=per_page))
+        pager = (
+            table.list_entities(select=select, results_per_page=per_page)
+            if query_filter is None
+            else table.query_entities(query_filter, select=select, results_per_page=per_page)
+        )
         async for entity in pager:
             yield dict(entity)
         return
@@ -61,8 +72,15 @@ async def query_entities(table: TableClient, query_filter: str | None, select: l
     next_pk: str | None = None
     next_rk: str | None = None
     while True:
-        request = build(table=table.table_name, top=per_page, select=",".join(select) if select else None,
-                        filter=query_filter, next_partition_key=next_pk, next_row_key=next_rk, version=config.version)
+        request = build(
+            table=table.table_name,
+            top=per_page,
+            select=",".join(select) if select else None,
+            filter=query_filter,
+            next_partition_key=next_pk,
+            next_row_key=next_rk,
+            version=config.version,
+        )
         request.url = generated._client.format_url(request.url, url=config.url)
         pipeline_response = await generated._client._pipeline.run(request, stream=False)
         response = pipeline_response.http_response

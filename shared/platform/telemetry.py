@@ -35,18 +35,20 @@ EVENT_REMOVAL_SKIPPED = "RemovalSkipped"  # tenantId, type, reason
 EVENT_REMOVAL_FAILED = "RemovalFailed"  # tenantId, type, reason
 EVENT_POISON_MESSAGE = "PoisonMessage"  # queue
 
-EVENT_NAMES = frozenset({
-    EVENT_INGESTION_COMPLETED,
-    EVENT_INGESTION_FAILED,
-    EVENT_INGESTION_STALE,
-    EVENT_EVALUATION_COMPLETED,
-    EVENT_CIRCUIT_BREAKER_TRIPPED,
-    EVENT_REMOVAL_REQUESTED,
-    EVENT_REMOVAL_COMPLETED,
-    EVENT_REMOVAL_SKIPPED,
-    EVENT_REMOVAL_FAILED,
-    EVENT_POISON_MESSAGE,
-})
+EVENT_NAMES = frozenset(
+    {
+        EVENT_INGESTION_COMPLETED,
+        EVENT_INGESTION_FAILED,
+        EVENT_INGESTION_STALE,
+        EVENT_EVALUATION_COMPLETED,
+        EVENT_CIRCUIT_BREAKER_TRIPPED,
+        EVENT_REMOVAL_REQUESTED,
+        EVENT_REMOVAL_COMPLETED,
+        EVENT_REMOVAL_SKIPPED,
+        EVENT_REMOVAL_FAILED,
+        EVENT_POISON_MESSAGE,
+    }
+)
 
 # The log record attribute the Azure Monitor exporter turns into a customEvents row.
 CUSTOM_EVENT_ATTRIBUTE = "microsoft.custom_event.name"
@@ -62,7 +64,10 @@ Properties = Mapping[str, PropertyValue]
 
 # Attributes a LogRecord already has: a property with one of these names would make logging raise.
 _RESERVED_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName"}
+    "message",
+    "asctime",
+    "taskName",
+}
 
 _log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -83,12 +88,18 @@ def configure_telemetry(connection_string: str | None = None) -> bool:
     with _lock:
         if _configured:
             return _enabled
-        value = connection_string if connection_string is not None else os.environ.get(CONNECTION_STRING_SETTING, "")
+        value = (
+            connection_string
+            if connection_string is not None
+            else os.environ.get(CONNECTION_STRING_SETTING, "")
+        )
         if not value.strip():
             _configured = True
             _enabled = False
-            _log.debug("telemetry: %s is not set; custom events and metrics are not exported",
-                       CONNECTION_STRING_SETTING)
+            _log.debug(
+                "telemetry: %s is not set; custom events and metrics are not exported",
+                CONNECTION_STRING_SETTING,
+            )
             return False
         # Imported here so that the app, the CLI and the tests run without the package locally.
         from azure.monitor.opentelemetry import configure_azure_monitor
@@ -120,7 +131,8 @@ def track_event(name: str, properties: Properties | None = None) -> None:
         _log.debug("telemetry event %s %s (not exported)", name, props)
         return
     attributes: dict[str, PropertyValue] = {
-        (f"{key}_" if key in _RESERVED_RECORD_ATTRIBUTES else key): value for key, value in props.items()}
+        (f"{key}_" if key in _RESERVED_RECORD_ATTRIBUTES else key): value for key, value in props.items()
+    }
     attributes[CUSTOM_EVENT_ATTRIBUTE] = name
     logging.getLogger(EVENTS_LOGGER_NAME).info(name, extra=attributes)
 

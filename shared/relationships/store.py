@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 
 def tenant_range(tenant_id: str) -> tuple[str, dict[str, Any]]:
     """Rows of one customer in a table keyed (shard, "<tenant>|..."): a parameterised RowKey range."""
-    return ("PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
-            {"pk": shard_of(tenant_id), "lo": f"{tenant_id}|", "hi": f"{tenant_id}|~"})
+    return (
+        "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
+        {"pk": shard_of(tenant_id), "lo": f"{tenant_id}|", "hi": f"{tenant_id}|~"},
+    )
 
 
 def relationship_entity(rel: Relationship) -> dict[str, Any]:
@@ -62,21 +64,33 @@ def relationship_from_entity(e: dict[str, Any]) -> Relationship:
         duration=e.get("Duration", ""),
         auto_extend_duration=e.get("AutoExtendDuration", ""),
         roles=json.loads(e.get("Roles") or "[]"),
-        access_assignments=[AccessAssignment.from_json(a) for a in json.loads(e.get("AccessAssignments") or "[]")],
+        access_assignments=[
+            AccessAssignment.from_json(a) for a in json.loads(e.get("AccessAssignments") or "[]")
+        ],
         etag=e.get("GraphEtag") or None,
         customer_name=e.get("CustomerName", ""),
     )
 
 
 def customer_entity(c: Customer) -> dict[str, Any]:
-    return {"PartitionKey": shard_of(c.tenant_id), "RowKey": c.tenant_id, "DisplayName": c.display_name,
-            "DefaultDomain": c.default_domain, "Culture": c.culture, "Contacts": json.dumps(c.contacts)}
+    return {
+        "PartitionKey": shard_of(c.tenant_id),
+        "RowKey": c.tenant_id,
+        "DisplayName": c.display_name,
+        "DefaultDomain": c.default_domain,
+        "Culture": c.culture,
+        "Contacts": json.dumps(c.contacts),
+    }
 
 
 def customer_from_entity(e: dict[str, Any]) -> Customer:
-    return Customer(tenant_id=e["RowKey"], display_name=e.get("DisplayName", ""),
-                    default_domain=e.get("DefaultDomain", ""), culture=e.get("Culture", ""),
-                    contacts=json.loads(e.get("Contacts") or "[]"))
+    return Customer(
+        tenant_id=e["RowKey"],
+        display_name=e.get("DisplayName", ""),
+        default_domain=e.get("DefaultDomain", ""),
+        culture=e.get("Culture", ""),
+        contacts=json.loads(e.get("Contacts") or "[]"),
+    )
 
 
 @dataclass
@@ -114,14 +128,19 @@ class RelationshipStore:
 
         entity = await get_or_none(self.storage.table("Customers"), shard_of(tenant_id), tenant_id)
         query, params = tenant_range(tenant_id)
-        rels = [relationship_from_entity(e)
-                async for e in query_all(self.storage.table("Relationships"), query, params)]
+        rels = [
+            relationship_from_entity(e)
+            async for e in query_all(self.storage.table("Relationships"), query, params)
+        ]
         return (customer_from_entity(entity) if entity else None), rels
 
     async def changes(self, tenant_id: str) -> list[dict[str, Any]]:
         query, params = tenant_range(tenant_id)
         rows = [e async for e in query_all(self.storage.table("RelationshipChanges"), query, params)]
-        return [{"at": r["At"], "relationship": r["Key"], "from": r.get("From") or None, "to": r["To"]} for r in rows]
+        return [
+            {"at": r["At"], "relationship": r["Key"], "from": r.get("From") or None, "to": r["To"]}
+            for r in rows
+        ]
 
     async def save_relationship(self, rel: Relationship, seen_at: datetime) -> bool:
         """Write one relationship's fresh state (e.g. read back after a removal). True if it changed."""
@@ -142,8 +161,9 @@ class RelationshipStore:
         except Exception:
             log.warning("could not store relationship %s", rel.id, exc_info=True)
 
-    async def write(self, fresh: list[Relationship], stored: dict[str, list[Relationship]],
-                     seen_at: datetime) -> int:
+    async def write(
+        self, fresh: list[Relationship], stored: dict[str, list[Relationship]], seen_at: datetime
+    ) -> int:
         stored_entities = {(r.tenant_id, r.key): relationship_entity(r) for rs in stored.values() for r in rs}
         stored_status = {(r.tenant_id, r.key): r.status for rs in stored.values() for r in rs}
         writes: list[dict[str, Any]] = []
@@ -155,12 +175,18 @@ class RelationshipStore:
                 writes.append(entity)
             before = stored_status.get(ident)
             if before != rel.status:
-                changes.append({
-                    "PartitionKey": shard_of(rel.tenant_id),
-                    "RowKey": f"{rel.tenant_id}|{iso(seen_at)}|{rel.key}",
-                    "At": iso(seen_at), "Key": rel.key, "Type": rel.type, "RelationshipId": rel.id,
-                    "From": before or "", "To": rel.status,
-                })
+                changes.append(
+                    {
+                        "PartitionKey": shard_of(rel.tenant_id),
+                        "RowKey": f"{rel.tenant_id}|{iso(seen_at)}|{rel.key}",
+                        "At": iso(seen_at),
+                        "Key": rel.key,
+                        "Type": rel.type,
+                        "RelationshipId": rel.id,
+                        "From": before or "",
+                        "To": rel.status,
+                    }
+                )
         await upsert_all(self.storage.table("Relationships"), writes, UpdateMode.REPLACE)
         await upsert_all(self.storage.table("RelationshipChanges"), changes, UpdateMode.REPLACE)
         return len(writes)

@@ -26,8 +26,14 @@ log = logging.getLogger(__name__)
 class RelationshipSync:
     """Reads every relationship the partner holds and records what changed."""
 
-    def __init__(self, storage: Storage, graph: GraphClient, partner_center: PartnerCenterClient | None,
-                 *, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        graph: GraphClient,
+        partner_center: PartnerCenterClient | None,
+        *,
+        concurrency: int = 16,
+    ) -> None:
         self.storage = storage
         self.store = RelationshipStore(storage)
         self.graph = graph
@@ -49,11 +55,18 @@ class RelationshipSync:
         if self.partner_center is not None:
             dap = await self.partner_center.list_dap_customers()
             for item in dap:
-                fresh.append(Relationship(
-                    tenant_id=item.tenant_id, type="DAP", id=item.tenant_id,
-                    display_name="DAP (Admin Agents, Helpdesk Agents)",
-                    status="active" if item.dap_enabled else "disabled",
-                    established_at=item.start, roles=list(DAP_ROLES), customer_name=item.display_name))
+                fresh.append(
+                    Relationship(
+                        tenant_id=item.tenant_id,
+                        type="DAP",
+                        id=item.tenant_id,
+                        display_name="DAP (Admin Agents, Helpdesk Agents)",
+                        status="active" if item.dap_enabled else "disabled",
+                        established_at=item.start,
+                        roles=list(DAP_ROLES),
+                        customer_name=item.display_name,
+                    )
+                )
                 customer = customers.setdefault(item.tenant_id, Customer(item.tenant_id, item.display_name))
                 customer.display_name = customer.display_name or item.display_name
                 fresh_keys.add((item.tenant_id, "DAP"))
@@ -91,21 +104,32 @@ class RelationshipSync:
         await upsert_all(self.storage.table("Customers"), customer_writes, UpdateMode.REPLACE)
         from shared.platform.state import StateStore
 
-        result = {"at": iso(now), "gdap": len(gdap), "dap": sum(1 for r in fresh if r.type == "DAP"),
-                  "customers": len(customers), "relationshipsWritten": written,
-                  "customersWritten": len(customer_writes)}
+        result = {
+            "at": iso(now),
+            "gdap": len(gdap),
+            "dap": sum(1 for r in fresh if r.type == "DAP"),
+            "customers": len(customers),
+            "relationshipsWritten": written,
+            "customersWritten": len(customer_writes),
+        }
         await StateStore(self.storage).record_success("sync", now, result)
         return result
 
-    async def _access_assignments(self, gdap: list[Relationship],
-                                  stored: dict[tuple[str, str], Relationship]) -> None:
+    async def _access_assignments(
+        self, gdap: list[Relationship], stored: dict[tuple[str, str], Relationship]
+    ) -> None:
         """Access assignments of active relationships; unchanged relationships (same ETag) reuse them."""
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def fill(rel: Relationship) -> None:
             old = stored.get((rel.tenant_id, rel.key))
-            if old is not None and old.etag and old.etag == rel.etag and old.status == rel.status \
-                    and all(a.status == "active" for a in old.access_assignments):
+            if (
+                old is not None
+                and old.etag
+                and old.etag == rel.etag
+                and old.status == rel.status
+                and all(a.status == "active" for a in old.access_assignments)
+            ):
                 rel.access_assignments = old.access_assignments
                 return
             async with semaphore:

@@ -19,16 +19,24 @@ async def enqueue_customer_removal_notice(services: Services, removal: Removal) 
     contacts = list(customer.contacts) if customer else []
     removed = [r for r in removal.relationships if r.get("state") in ("requested", "completed", "requesting")]
     data = {
-        "removalId": removal.id, "tenantId": removal.tenant_id,
+        "removalId": removal.id,
+        "tenantId": removal.tenant_id,
         "customerName": (customer.display_name if customer else "") or removal.display_name,
-        "domain": customer.default_domain if customer else "", "culture": customer.culture if customer else "",
-        "recipients": contacts, "removedAt": iso(utcnow()), "source": removal.source,
+        "domain": customer.default_domain if customer else "",
+        "culture": customer.culture if customer else "",
+        "recipients": contacts,
+        "removedAt": iso(utcnow()),
+        "source": removal.source,
         "inactiveDays": removal.inactive_days,
         "lastSignInAt": iso(removal.last_sign_in_at) if removal.last_sign_in_at else None,
         "dap": any(r["type"] == "DAP" for r in removed),
-        "gdap": [{"displayName": r.get("displayName") or r["id"], "roles": list(r.get("roles", []))}
-                 for r in removed if r["type"] == "GDAP"],
+        "gdap": [
+            {"displayName": r.get("displayName") or r["id"], "roles": list(r.get("roles", []))}
+            for r in removed
+            if r["type"] == "GDAP"
+        ],
     }
-    await enqueue_notification(services.storage, "customer-removal", f"customer-removal:{removal.id}", data,
-                               removal.tenant_id)
+    await enqueue_notification(
+        services.storage, "customer-removal", f"customer-removal:{removal.id}", data, removal.tenant_id
+    )
     return True

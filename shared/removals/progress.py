@@ -60,43 +60,86 @@ async def refresh_removal(services: Services, removal: Removal) -> Removal:
             rel["state"], rel["completedAt"] = "completed", iso(now)
             changed = True
             await record_action(
-                services.storage, tenant_id=removal.tenant_id, actor=removal.actor, action="gdap.terminated",
-                result="completed", reason=removal.reason, removal_id=removal.id, relationship_type="GDAP",
-                relationship_id=rel["id"], action_id=f"{removal.id}:GDAP-{rel['id']}:terminated",
-                detail=f"{rel.get('displayName', '')}: {'terminated' if current else 'no longer listed'}")
+                services.storage,
+                tenant_id=removal.tenant_id,
+                actor=removal.actor,
+                action="gdap.terminated",
+                result="completed",
+                reason=removal.reason,
+                removal_id=removal.id,
+                relationship_type="GDAP",
+                relationship_id=rel["id"],
+                action_id=f"{removal.id}:GDAP-{rel['id']}:terminated",
+                detail=f"{rel.get('displayName', '')}: {'terminated' if current else 'no longer listed'}",
+            )
         elif status not in GDAP_REQUESTED and rel.get("requestId"):
             # Neither terminating nor terminated: did Microsoft give the terminate request up? A failed
             # request leaves the relationship as it was (access kept); that is said, never assumed away.
             request = await services.graph.get_request(rel["id"], str(rel["requestId"]))
             if request is not None and str(request.get("status")) == "failed":
                 rel["state"], changed = "failed", True
-                rel["note"] = (f"Microsoft reports the terminate request {rel['requestId']} failed; the "
-                               f"relationship is {status}, so the access is kept")
+                rel["note"] = (
+                    f"Microsoft reports the terminate request {rel['requestId']} failed; the "
+                    f"relationship is {status}, so the access is kept"
+                )
                 await record_action(
-                    services.storage, tenant_id=removal.tenant_id, actor=removal.actor, action="gdap.terminate",
-                    result="failed", reason=removal.reason, removal_id=removal.id, relationship_type="GDAP",
-                    relationship_id=rel["id"], action_id=f"{removal.id}:GDAP-{rel['id']}:failed",
-                    detail=f"{rel.get('displayName', '')}: {rel['note']}")
+                    services.storage,
+                    tenant_id=removal.tenant_id,
+                    actor=removal.actor,
+                    action="gdap.terminate",
+                    result="failed",
+                    reason=removal.reason,
+                    removal_id=removal.id,
+                    relationship_type="GDAP",
+                    relationship_id=rel["id"],
+                    action_id=f"{removal.id}:GDAP-{rel['id']}:failed",
+                    detail=f"{rel.get('displayName', '')}: {rel['note']}",
+                )
         if current is not None:
             await RelationshipStore(services.storage).keep_seen(current)
     if not changed:
         return removal
     if all(r["state"] in ("completed", "skipped") for r in removal.relationships):
         removal.status = "completed"
-        await record_action(services.storage, tenant_id=removal.tenant_id, actor=removal.actor,
-                            action="removal.completed", result="completed", reason=removal.reason,
-                            removal_id=removal.id, action_id=f"{removal.id}:completed")
+        await record_action(
+            services.storage,
+            tenant_id=removal.tenant_id,
+            actor=removal.actor,
+            action="removal.completed",
+            result="completed",
+            reason=removal.reason,
+            removal_id=removal.id,
+            action_id=f"{removal.id}:completed",
+        )
     elif all(r["state"] in ("completed", "skipped", "failed") for r in removal.relationships):
-
         removal.status = "failed"
-        removal.status_reason = "; ".join(f"{r.get('displayName') or r['id']}: {r.get('note')}"
-                                          for r in removal.relationships if r["state"] == "failed")
-        await record_action(services.storage, tenant_id=removal.tenant_id, actor=removal.actor,
-                            action="removal.failed", result="failed", reason=removal.reason,
-                            detail=removal.status_reason, removal_id=removal.id, action_id=f"{removal.id}:failed")
-        await enqueue_partner_alert(services, "failed", f"removal-failed:{removal.id}",
-                                    {"run": "removal", "detail": f"{removal.display_name}: {removal.status_reason}",
-                                     "tenantId": removal.tenant_id, "displayName": removal.display_name})
+        removal.status_reason = "; ".join(
+            f"{r.get('displayName') or r['id']}: {r.get('note')}"
+            for r in removal.relationships
+            if r["state"] == "failed"
+        )
+        await record_action(
+            services.storage,
+            tenant_id=removal.tenant_id,
+            actor=removal.actor,
+            action="removal.failed",
+            result="failed",
+            reason=removal.reason,
+            detail=removal.status_reason,
+            removal_id=removal.id,
+            action_id=f"{removal.id}:failed",
+        )
+        await enqueue_partner_alert(
+            services,
+            "failed",
+            f"removal-failed:{removal.id}",
+            {
+                "run": "removal",
+                "detail": f"{removal.display_name}: {removal.status_reason}",
+                "tenantId": removal.tenant_id,
+                "displayName": removal.display_name,
+            },
+        )
     await RemovalStore(services.storage).replace(removal)
     return removal
 

@@ -30,8 +30,14 @@ from shared.platform.timeutil import iso, parse_optional, utcnow
 log = logging.getLogger(__name__)
 
 
-PUBLIC_STATUS = {"queued": "queued", "requesting": "queued", "requested": "requested",
-                 "completed": "completed", "skipped": "skipped", "failed": "failed"}
+PUBLIC_STATUS = {
+    "queued": "queued",
+    "requesting": "queued",
+    "requested": "requested",
+    "completed": "completed",
+    "skipped": "skipped",
+    "failed": "failed",
+}
 
 
 FINISHED = frozenset({"requested", "completed", "skipped", "failed"})
@@ -93,50 +99,84 @@ class Removal:
 
     def to_entity(self) -> dict[str, Any]:
         return {
-            "PartitionKey": shard_of(self.id), "RowKey": self.id, "TenantId": self.tenant_id,
-            "DisplayName": self.display_name, "Source": self.source, "RequestedBy": self.requested_by,
-            "Reason": self.reason[:4000], "RequestedAt": iso(self.requested_at), "UpdatedAt": iso(self.updated_at),
-            "Status": self.status, "StatusReason": self.status_reason[:4000],
-            "CustomerNotified": self.customer_notified, "EvaluationId": self.evaluation_id,
+            "PartitionKey": shard_of(self.id),
+            "RowKey": self.id,
+            "TenantId": self.tenant_id,
+            "DisplayName": self.display_name,
+            "Source": self.source,
+            "RequestedBy": self.requested_by,
+            "Reason": self.reason[:4000],
+            "RequestedAt": iso(self.requested_at),
+            "UpdatedAt": iso(self.updated_at),
+            "Status": self.status,
+            "StatusReason": self.status_reason[:4000],
+            "CustomerNotified": self.customer_notified,
+            "EvaluationId": self.evaluation_id,
             "EvaluatedAsOf": iso(self.evaluated_as_of) if self.evaluated_as_of else "",
             "LastSignInAt": iso(self.last_sign_in_at) if self.last_sign_in_at else "",
             "EstablishedAt": iso(self.established_at) if self.established_at else "",
-            "InactiveDays": self.inactive_days, "Baseline": iso(self.baseline) if self.baseline else "",
+            "InactiveDays": self.inactive_days,
+            "Baseline": iso(self.baseline) if self.baseline else "",
             "DecidedAt": iso(self.decided_at) if self.decided_at else "",
-            "Stretch": self.stretch, "Scope": ",".join(self.scope),
-            "Relationships": json.dumps(self.relationships, ensure_ascii=False), "Attempts": self.attempts,
-            "LeaseOwner": self.lease_owner, "LeaseUntil": iso(self.lease_until) if self.lease_until else "",
-            "LastError": self.last_error[:4000], "NoticeQueued": self.notice_queued,
+            "Stretch": self.stretch,
+            "Scope": ",".join(self.scope),
+            "Relationships": json.dumps(self.relationships, ensure_ascii=False),
+            "Attempts": self.attempts,
+            "LeaseOwner": self.lease_owner,
+            "LeaseUntil": iso(self.lease_until) if self.lease_until else "",
+            "LastError": self.last_error[:4000],
+            "NoticeQueued": self.notice_queued,
         }
 
     @classmethod
     def from_entity(cls, e: dict[str, Any], etag: str | None) -> Removal:
         return cls(
-            id=str(e["RowKey"]), tenant_id=str(e.get("TenantId", "")), display_name=str(e.get("DisplayName", "")),
-            source=str(e.get("Source", "user")), requested_by=str(e.get("RequestedBy", "")),
-            reason=str(e.get("Reason", "")), requested_at=_time(e.get("RequestedAt")),
-            updated_at=_time(e.get("UpdatedAt")), status=str(e.get("Status", "queued")),
-            status_reason=str(e.get("StatusReason", "")), customer_notified=bool(e.get("CustomerNotified", True)),
-            evaluation_id=str(e.get("EvaluationId", "")), evaluated_as_of=parse_optional(e.get("EvaluatedAsOf")),
+            id=str(e["RowKey"]),
+            tenant_id=str(e.get("TenantId", "")),
+            display_name=str(e.get("DisplayName", "")),
+            source=str(e.get("Source", "user")),
+            requested_by=str(e.get("RequestedBy", "")),
+            reason=str(e.get("Reason", "")),
+            requested_at=_time(e.get("RequestedAt")),
+            updated_at=_time(e.get("UpdatedAt")),
+            status=str(e.get("Status", "queued")),
+            status_reason=str(e.get("StatusReason", "")),
+            customer_notified=bool(e.get("CustomerNotified", True)),
+            evaluation_id=str(e.get("EvaluationId", "")),
+            evaluated_as_of=parse_optional(e.get("EvaluatedAsOf")),
             last_sign_in_at=parse_optional(e.get("LastSignInAt")),
-            established_at=parse_optional(e.get("EstablishedAt")), inactive_days=int(e.get("InactiveDays") or 0),
-            baseline=parse_optional(e.get("Baseline")), decided_at=parse_optional(e.get("DecidedAt")),
+            established_at=parse_optional(e.get("EstablishedAt")),
+            inactive_days=int(e.get("InactiveDays") or 0),
+            baseline=parse_optional(e.get("Baseline")),
+            decided_at=parse_optional(e.get("DecidedAt")),
             stretch=str(e.get("Stretch", "")),
             scope=[s for s in str(e.get("Scope", "")).split(",") if s],
-            relationships=json.loads(e.get("Relationships") or "[]"), attempts=int(e.get("Attempts") or 0),
-            lease_owner=str(e.get("LeaseOwner", "")), lease_until=parse_optional(e.get("LeaseUntil")),
-            last_error=str(e.get("LastError", "")), notice_queued=bool(e.get("NoticeQueued", False)), etag=etag)
+            relationships=json.loads(e.get("Relationships") or "[]"),
+            attempts=int(e.get("Attempts") or 0),
+            lease_owner=str(e.get("LeaseOwner", "")),
+            lease_until=parse_optional(e.get("LeaseUntil")),
+            last_error=str(e.get("LastError", "")),
+            notice_queued=bool(e.get("NoticeQueued", False)),
+            etag=etag,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "id": self.id, "tenantId": self.tenant_id, "displayName": self.display_name,
+            "id": self.id,
+            "tenantId": self.tenant_id,
+            "displayName": self.display_name,
             "status": PUBLIC_STATUS.get(self.status, self.status),
             "reason": self.status_reason or None,
-            "requestedBy": self.requested_by, "requestedAt": iso(self.requested_at),
-            "updatedAt": iso(self.updated_at), "source": self.source, "requestReason": self.reason or None,
-            "customerNotified": self.customer_notified, "evaluationId": self.evaluation_id or None,
+            "requestedBy": self.requested_by,
+            "requestedAt": iso(self.requested_at),
+            "updatedAt": iso(self.updated_at),
+            "source": self.source,
+            "requestReason": self.reason or None,
+            "customerNotified": self.customer_notified,
+            "evaluationId": self.evaluation_id or None,
             "lastSignInAt": iso(self.last_sign_in_at) if self.last_sign_in_at else None,
-            "inactiveDays": self.inactive_days, "attempts": self.attempts,
+            "inactiveDays": self.inactive_days,
+            "attempts": self.attempts,
             "relationships": [dict(r) for r in self.relationships],
         }
 
@@ -168,20 +208,26 @@ class RemovalStore:
     async def replace(self, removal: Removal) -> None:
         """ETag-conditional replace; raises :class:`ConflictingWrite` when someone else wrote first."""
         removal.updated_at = utcnow()
-        removal.etag = await replace_if_unchanged(self.table, removal.to_entity(), removal.etag,
-                                                  f"removal {removal.id}")
+        removal.etag = await replace_if_unchanged(
+            self.table, removal.to_entity(), removal.etag, f"removal {removal.id}"
+        )
 
     async def renew_lease(self, removal: Removal, until: datetime) -> None:
         """Move only the lease's end, if nobody wrote the removal since (ETag); the rest stays as stored."""
         removal.etag = await replace_if_unchanged(
-            self.table, {"PartitionKey": shard_of(removal.id), "RowKey": removal.id, "LeaseUntil": iso(until)},
-            removal.etag, f"removal {removal.id}", mode=UpdateMode.MERGE)
+            self.table,
+            {"PartitionKey": shard_of(removal.id), "RowKey": removal.id, "LeaseUntil": iso(until)},
+            removal.etag,
+            f"removal {removal.id}",
+            mode=UpdateMode.MERGE,
+        )
         removal.lease_until = until
 
     async def pending_for(self, tenant_id: str) -> Removal | None:
         async for e in self.table.query_entities(
-                "TenantId eq @t and (Status eq 'queued' or Status eq 'requesting' or Status eq 'requested')",
-                parameters={"t": tenant_id}):
+            "TenantId eq @t and (Status eq 'queued' or Status eq 'requesting' or Status eq 'requested')",
+            parameters={"t": tenant_id},
+        ):
             return Removal.from_entity(dict(e), e.metadata.get("etag"))
         return None
 
@@ -207,7 +253,8 @@ async def removal_id_for(storage: Storage, tenant_id: str, stretch: str) -> str:
     skipped or failed (each re-read live state; none acted twice)."""
     closed = 0
     async for e in storage.table("Removals").query_entities(
-            "TenantId eq @t and Stretch eq @s", parameters={"t": tenant_id, "s": stretch}):
+        "TenantId eq @t and Stretch eq @s", parameters={"t": tenant_id, "s": stretch}
+    ):
         if str(e.get("Status")) in ("skipped", "failed"):
             closed += 1
         else:
@@ -246,8 +293,10 @@ class HeldRemoval(RemovalStore):
             try:
                 await self.renew()
             except ConflictingWrite:
-                log.warning("removal %s: the lease was taken over; the next write of this delivery fails",
-                            self.removal.id)
+                log.warning(
+                    "removal %s: the lease was taken over; the next write of this delivery fails",
+                    self.removal.id,
+                )
                 return
             except Exception as exc:  # storage hiccup: the next beat tries again, well inside the lease
                 log.warning("removal %s: could not renew the lease: %s", self.removal.id, exc)

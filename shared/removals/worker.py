@@ -86,13 +86,16 @@ MAIL_RETRY_SECONDS = 900  # a removal waiting for mail to work again looks again
 
 # --- executing removals (the queue worker) ----------------------------------------------------------
 
-async def handle_removal_message(services: Services, body: bytes | str, *, message_id: str,
-                                 dequeue_count: int = 1) -> str:
+
+async def handle_removal_message(
+    services: Services, body: bytes | str, *, message_id: str, dequeue_count: int = 1
+) -> str:
     """The removal queue function's work for one message. Raises to have the queue retry it."""
     await services.storage.ensure()
     message = parse_message(body)
-    return await execute_removal(services, str(message["removalId"]), owner=message_id or uuid.uuid4().hex,
-                                 attempt=dequeue_count)
+    return await execute_removal(
+        services, str(message["removalId"]), owner=message_id or uuid.uuid4().hex, attempt=dequeue_count
+    )
 
 
 def parse_message(body: bytes | str) -> dict[str, Any]:
@@ -117,10 +120,16 @@ async def execute_removal(services: Services, removal_id: str, *, owner: str, at
             await _wait_for_the_log(services, removal)
             await _wait_for_mail(services, removal)
         now = utcnow()
-        if (removal.status == "requesting" and removal.lease_owner != owner and removal.lease_until is not None
-                and removal.lease_until > now):
-            raise RemovalBusy(f"removal {removal_id} is being executed by another delivery",
-                              (removal.lease_until - now).total_seconds())
+        if (
+            removal.status == "requesting"
+            and removal.lease_owner != owner
+            and removal.lease_until is not None
+            and removal.lease_until > now
+        ):
+            raise RemovalBusy(
+                f"removal {removal_id} is being executed by another delivery",
+                (removal.lease_until - now).total_seconds(),
+            )
         removal.status, removal.lease_owner, removal.lease_until = "requesting", owner, lease_end(now)
         removal.attempts += 1
         try:
@@ -149,8 +158,10 @@ async def _wait_for_the_log(services: Services, removal: Removal) -> None:
         return
     wait = decided + latency - await services.now()
     if wait > timedelta(0):
-        raise RemovalNotYet(f"removal {removal.id} waits {int(wait.total_seconds())} s for the sign-in log to "
-                            "settle", wait.total_seconds())
+        raise RemovalNotYet(
+            f"removal {removal.id} waits {int(wait.total_seconds())} s for the sign-in log to settle",
+            wait.total_seconds(),
+        )
 
 
 async def _wait_for_mail(services: Services, removal: Removal) -> None:
@@ -161,12 +172,15 @@ async def _wait_for_mail(services: Services, removal: Removal) -> None:
         return
     broken = await mail_broken(services)
     if broken:
-        raise RemovalNotYet(f"removal {removal.id} waits: customer notices cannot be sent ({broken[:200]})",
-                            MAIL_RETRY_SECONDS)
+        raise RemovalNotYet(
+            f"removal {removal.id} waits: customer notices cannot be sent ({broken[:200]})",
+            MAIL_RETRY_SECONDS,
+        )
 
 
-async def _attempt_failed(services: Services, store: RemovalStore, removal: Removal, exc: BaseException,
-                          attempt: int) -> None:
+async def _attempt_failed(
+    services: Services, store: RemovalStore, removal: Removal, exc: BaseException, attempt: int
+) -> None:
     """Release the lease (a retry resumes at once) and write the failure down; never hides ``exc``."""
     detail = f"attempt {attempt}: {type(exc).__name__}: {exc}"
     try:
@@ -174,17 +188,32 @@ async def _attempt_failed(services: Services, store: RemovalStore, removal: Remo
         if fresh is not None and fresh.status == "requesting" and fresh.lease_owner == removal.lease_owner:
             fresh.lease_until, fresh.last_error = utcnow() - timedelta(seconds=1), detail
             await store.replace(fresh)
-        await record_action(services.storage, tenant_id=removal.tenant_id, actor=removal.actor,
-                            action="removal.attempt", result="error", reason=removal.reason, detail=detail,
-                            removal_id=removal.id)
+        await record_action(
+            services.storage,
+            tenant_id=removal.tenant_id,
+            actor=removal.actor,
+            action="removal.attempt",
+            result="error",
+            reason=removal.reason,
+            detail=detail,
+            removal_id=removal.id,
+        )
     except Exception:
         log.exception("removal %s: could not record the failed attempt", removal.id)
 
 
 async def _skip(services: Services, store: RemovalStore, removal: Removal, reason: str) -> str:
-    await record_action(services.storage, tenant_id=removal.tenant_id, actor=removal.actor, action="removal.skipped",
-                        result="skipped", reason=removal.reason, detail=reason, removal_id=removal.id,
-                        action_id=f"{removal.id}:skipped")
+    await record_action(
+        services.storage,
+        tenant_id=removal.tenant_id,
+        actor=removal.actor,
+        action="removal.skipped",
+        result="skipped",
+        reason=removal.reason,
+        detail=reason,
+        removal_id=removal.id,
+        action_id=f"{removal.id}:skipped",
+    )
     for rel in removal.relationships:
         if rel["state"] == "pending":
             rel["state"] = "skipped"
@@ -201,31 +230,40 @@ async def _prechecks(services: Services, removal: Removal, live: LiveState) -> s
         return "excluded: the customer is in EXCLUDED_TENANTS now"
     active = [r for r in removal.relationships if live.status_of(r) == "active"]
     if not active:
-        states = ", ".join(f"{r['type']} {r.get('displayName') or r['id']}: {live.status_of(r)}"
-                           for r in removal.relationships)
+        states = ", ".join(
+            f"{r['type']} {r.get('displayName') or r['id']}: {live.status_of(r)}"
+            for r in removal.relationships
+        )
         return f"no longer active ({states})"
     wanted = {s.lower() for s in removal.scope}
     known = {r["id"] for r in removal.relationships if r["type"] == "GDAP"}
     if "gdap" in wanted:
         fresh = [r for r in live.gdap.values() if r.active and r.id not in known]
         if fresh:
-            return ("a new relationship was established since the evaluation: "
-                    + ", ".join(r.display_name or r.id for r in fresh))
+            return "a new relationship was established since the evaluation: " + ", ".join(
+                r.display_name or r.id for r in fresh
+            )
     if removal.baseline is not None:
         # The store first: it may hold a sign-in that Graph no longer serves (an older decision, a
         # sign-in ingested since); then Graph, both kinds, read until a sign-in turns up or pages end.
-        stored = await get_or_none(services.storage.table("LastSignIns"), shard_of(removal.tenant_id),
-                                   removal.tenant_id)
+        stored = await get_or_none(
+            services.storage.table("LastSignIns"), shard_of(removal.tenant_id), removal.tenant_id
+        )
         stored_at = parse_optional(stored.get("LastAt")) if stored else None
         if stored_at is not None and stored_at >= removal.baseline:
-            return (f"signed in since: the store holds a sign-in at {iso(stored_at)} "
-                    f"(after {iso(removal.baseline)})")
-        found = await services.graph.latest_sign_in(removal.tenant_id, removal.baseline,
-                                                    await services.partner_tenant_id())
+            return (
+                f"signed in since: the store holds a sign-in at {iso(stored_at)} "
+                f"(after {iso(removal.baseline)})"
+            )
+        found = await services.graph.latest_sign_in(
+            removal.tenant_id, removal.baseline, await services.partner_tenant_id()
+        )
         if found is not None:
             kind = "non-interactive" if found.get("kind") == "nonInteractive" else "interactive"
-            return (f"signed in since: an agent signed in at {found.get('createdDateTime')} "
-                    f"({kind}, after {iso(removal.baseline)})")
+            return (
+                f"signed in since: an agent signed in at {found.get('createdDateTime')} "
+                f"({kind}, after {iso(removal.baseline)})"
+            )
     return None
 
 
@@ -249,28 +287,49 @@ async def _execute(services: Services, store: RemovalStore, removal: Removal) ->
         raise failures[0]
     states = {r["state"] for r in removal.relationships}
     if states <= {"skipped"}:
-        return await _skip(services, store, removal, "; ".join(
-            f"{r['type']} {r.get('displayName') or r['id']}: {r.get('note') or 'skipped'}"
-            for r in removal.relationships) or "nothing to remove")
+        return await _skip(
+            services,
+            store,
+            removal,
+            "; ".join(
+                f"{r['type']} {r.get('displayName') or r['id']}: {r.get('note') or 'skipped'}"
+                for r in removal.relationships
+            )
+            or "nothing to remove",
+        )
     final = "requested" if "requested" in states else "completed"
     if removal.customer_notified and services.settings.notify_customers and not removal.notice_queued:
         # Enqueued before the final write: a crash in between re-sends the same key, which dedupes.
 
         await enqueue_customer_removal_notice(services, removal)
         removal.notice_queued = True
-    await record_action(services.storage, tenant_id=removal.tenant_id, actor=removal.actor,
-                        action=f"removal.{final}", result=final, reason=removal.reason, removal_id=removal.id,
-                        detail="; ".join(f"{r['type']} {r.get('displayName') or r['id']}: {r['state']}"
-                                         for r in removal.relationships),
-                        action_id=f"{removal.id}:{final}")
+    await record_action(
+        services.storage,
+        tenant_id=removal.tenant_id,
+        actor=removal.actor,
+        action=f"removal.{final}",
+        result=final,
+        reason=removal.reason,
+        removal_id=removal.id,
+        detail="; ".join(
+            f"{r['type']} {r.get('displayName') or r['id']}: {r['state']}" for r in removal.relationships
+        ),
+        action_id=f"{removal.id}:{final}",
+    )
     removal.status, removal.lease_owner, removal.status_reason = final, "", ""
     removal.last_error = ""
     await store.replace(removal)
     return final
 
 
-async def _set_state(store: RemovalStore, removal: Removal, rel: dict[str, Any], state: str, note: str = "",
-                     status: str | None = None) -> None:
+async def _set_state(
+    store: RemovalStore,
+    removal: Removal,
+    rel: dict[str, Any],
+    state: str,
+    note: str = "",
+    status: str | None = None,
+) -> None:
     rel["state"] = state
     if note:
         rel["note"] = note
@@ -283,17 +342,27 @@ async def _set_state(store: RemovalStore, removal: Removal, rel: dict[str, Any],
     await store.replace(removal)
 
 
-async def _remove_one(services: Services, store: RemovalStore, removal: Removal, rel: dict[str, Any],
-                      live: LiveState) -> None:
+async def _remove_one(
+    services: Services, store: RemovalStore, removal: Removal, rel: dict[str, Any], live: LiveState
+) -> None:
     status = live.status_of(rel)
     what = "dap.disable" if rel["type"] == "DAP" else "gdap.terminate"
     action_base = f"{removal.id}:{rel['type']}-{rel['id']}"
 
     async def outcome(state: str, note: str, detail: str) -> None:
-        await record_action(services.storage, tenant_id=removal.tenant_id, actor=removal.actor, action=what,
-                            result=state, reason=removal.reason, detail=detail, removal_id=removal.id,
-                            relationship_type=rel["type"], relationship_id=rel["id"],
-                            action_id=f"{action_base}:{state}")
+        await record_action(
+            services.storage,
+            tenant_id=removal.tenant_id,
+            actor=removal.actor,
+            action=what,
+            result=state,
+            reason=removal.reason,
+            detail=detail,
+            removal_id=removal.id,
+            relationship_type=rel["type"],
+            relationship_id=rel["id"],
+            action_id=f"{action_base}:{state}",
+        )
         await _set_state(store, removal, rel, state, note, status)
 
     label = rel.get("displayName") or rel["id"]
@@ -338,12 +407,17 @@ async def _disable_dap(services: Services, removal: Removal, rel: dict[str, Any]
         # Anything else (a 412 included) is retried by the queue, which re-reads the live state first.
         raise
     rel["status"] = "disabled"
-    await outcome("completed", "DAP disabled",
-                  "Admin Agents (Global Administrator) and Helpdesk Agents (Helpdesk Administrator) removed")
+    await outcome(
+        "completed",
+        "DAP disabled",
+        "Admin Agents (Global Administrator) and Helpdesk Agents (Helpdesk Administrator) removed",
+    )
     await save_dap_disabled(services, removal.tenant_id)
 
 
-async def _terminate_gdap(services: Services, removal: Removal, rel: dict[str, Any], outcome: Outcome) -> None:
+async def _terminate_gdap(
+    services: Services, removal: Removal, rel: dict[str, Any], outcome: Outcome
+) -> None:
     label = rel.get("displayName") or rel["id"]
     for _ in range(3):
         try:
@@ -365,8 +439,11 @@ async def _terminate_gdap(services: Services, removal: Removal, rel: dict[str, A
                 status = current.status if current is not None else "notFound"
                 rel["status"] = status
                 if status in GDAP_REQUESTED or status in GDAP_DONE:
-                    await outcome("requested" if status in GDAP_REQUESTED else "completed", f"status {status}",
-                                  f"{label}: {status} after 412")
+                    await outcome(
+                        "requested" if status in GDAP_REQUESTED else "completed",
+                        f"status {status}",
+                        f"{label}: {status} after 412",
+                    )
                 else:
                     await outcome("skipped", f"no longer active (status {status})", f"{label}: {exc}")
                 return
@@ -389,6 +466,7 @@ async def _store_gdap_status(services: Services, tenant_id: str, relationship_id
 
 # --- poison -----------------------------------------------------------------------------------------
 
+
 async def handle_removal_poison(services: Services, body: bytes | str) -> None:
     """A removal message the queue gave up on: mark the removal failed, write it down, alert."""
 
@@ -397,8 +475,12 @@ async def handle_removal_poison(services: Services, body: bytes | str) -> None:
         message = parse_message(body)
     except (ValueError, UnicodeDecodeError) as exc:
         text = await record_unreadable(services.storage, "removal", body, exc)
-        await enqueue_partner_alert(services, "poison", f"poison:removal:{uuid.uuid4().hex}", {
-            "queue": REMOVALS_QUEUE, "detail": f"an unreadable removal message was set aside: {text[:200]}"})
+        await enqueue_partner_alert(
+            services,
+            "poison",
+            f"poison:removal:{uuid.uuid4().hex}",
+            {"queue": REMOVALS_QUEUE, "detail": f"an unreadable removal message was set aside: {text[:200]}"},
+        )
         return
     removal_id = str(message["removalId"])
     store = RemovalStore(services.storage)
@@ -408,8 +490,12 @@ async def handle_removal_poison(services: Services, body: bytes | str) -> None:
         # A duplicate message of a removal that did finish (or was already marked failed): nothing new.
         log.info("poison message for removal %s, which is %s; nothing to record", removal_id, removal.status)
         return
-    if (removal is not None and removal.status == "requesting" and removal.lease_until is not None
-            and removal.lease_until > utcnow()):
+    if (
+        removal is not None
+        and removal.status == "requesting"
+        and removal.lease_until is not None
+        and removal.lease_until > utcnow()
+    ):
         # A live delivery is executing it: marking it failed would abandon what that delivery is doing
         # (DAP already disabled, relationships and the notice still to come). The holder finishes it.
         log.info("poison message for removal %s, which a live delivery is executing; left to it", removal_id)
@@ -420,12 +506,29 @@ async def handle_removal_poison(services: Services, body: bytes | str) -> None:
         if removal.status not in FINISHED:
             removal.status, removal.status_reason, removal.lease_owner = "failed", detail, ""
             await store.replace(removal)
-    await record_action(services.storage, tenant_id=tenant, actor=removal.actor if removal else "system",
-                        action="removal.failed", result="failed", reason=removal.reason if removal else "",
-                        detail=detail, removal_id=removal_id, action_id=f"{removal_id}:failed")
-    await enqueue_partner_alert(services, "poison", f"poison:removal:{removal_id}", {
-        "queue": REMOVALS_QUEUE, "removalId": removal_id, "tenantId": tenant,
-        "displayName": removal.display_name if removal else "", "detail": detail})
+    await record_action(
+        services.storage,
+        tenant_id=tenant,
+        actor=removal.actor if removal else "system",
+        action="removal.failed",
+        result="failed",
+        reason=removal.reason if removal else "",
+        detail=detail,
+        removal_id=removal_id,
+        action_id=f"{removal_id}:failed",
+    )
+    await enqueue_partner_alert(
+        services,
+        "poison",
+        f"poison:removal:{removal_id}",
+        {
+            "queue": REMOVALS_QUEUE,
+            "removalId": removal_id,
+            "tenantId": tenant,
+            "displayName": removal.display_name if removal else "",
+            "detail": detail,
+        },
+    )
 
 
 # --- draining a queue in-process (CLI cycle, demo, serve, tests) --------------------------------------

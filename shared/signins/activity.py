@@ -33,7 +33,10 @@ EVENT = struct.Struct("<QH")  # microsecond of day (bit 63: non-interactive), ag
 NON_INTERACTIVE_BIT = 1 << 63  # events stored before non-interactive sign-ins were read have it clear
 
 
-KIND_NAMES: tuple[SignInKind, SignInKind] = ("interactive", "nonInteractive")  # the report's lastSignInKind, by kind number
+KIND_NAMES: tuple[SignInKind, SignInKind] = (
+    "interactive",
+    "nonInteractive",
+)  # the report's lastSignInKind, by kind number
 
 
 EVENTS_PER_CHUNK = 6000  # 60 KB: under the 64 KB limit of a binary property
@@ -98,18 +101,26 @@ class DayActivity:
 
         events = sorted(self.events)
         if len(events) > EVENTS_PER_CHUNK * MAX_CHUNKS:
-            log.warning("%s on %s: %d sign-ins, keeping the latest %d", tenant_id, day_key(self.day),
-                        len(events), EVENTS_PER_CHUNK * MAX_CHUNKS)
-            events = events[-EVENTS_PER_CHUNK * MAX_CHUNKS:]
+            log.warning(
+                "%s on %s: %d sign-ins, keeping the latest %d",
+                tenant_id,
+                day_key(self.day),
+                len(events),
+                EVENTS_PER_CHUNK * MAX_CHUNKS,
+            )
+            events = events[-EVENTS_PER_CHUNK * MAX_CHUNKS :]
         entity: dict[str, Any] = {
-            "PartitionKey": day_key(self.day), "RowKey": tenant_id,
-            "Count": len(self.events), "Agents": json.dumps(self.agents),
+            "PartitionKey": day_key(self.day),
+            "RowKey": tenant_id,
+            "Count": len(self.events),
+            "Agents": json.dumps(self.agents),
             "LastAt": iso(self.last) if self.last else "",
         }
         for n in range(0, len(events), EVENTS_PER_CHUNK):
-            chunk = events[n:n + EVENTS_PER_CHUNK]
+            chunk = events[n : n + EVENTS_PER_CHUNK]
             entity[f"Ev{n // EVENTS_PER_CHUNK}"] = b"".join(
-                EVENT.pack(t | (NON_INTERACTIVE_BIT if k else 0), i) for t, i, k in chunk)
+                EVENT.pack(t | (NON_INTERACTIVE_BIT if k else 0), i) for t, i, k in chunk
+            )
         return entity
 
     @classmethod
@@ -120,22 +131,29 @@ class DayActivity:
         n = 0
         while f"Ev{n}" in entity:
             data = bytes(entity[f"Ev{n}"])
-            activity.events.extend((t & ~NON_INTERACTIVE_BIT, i, 1 if t & NON_INTERACTIVE_BIT else 0)
-                                   for t, i in EVENT.iter_unpack(data))
+            activity.events.extend(
+                (t & ~NON_INTERACTIVE_BIT, i, 1 if t & NON_INTERACTIVE_BIT else 0)
+                for t, i in EVENT.iter_unpack(data)
+            )
             n += 1
         return activity
 
 
-async def day_entities(storage: Storage, day: datetime, shard: str | None = None,
-                       select: list[str] | None = None) -> list[dict[str, Any]]:
+async def day_entities(
+    storage: Storage, day: datetime, shard: str | None = None, select: list[str] | None = None
+) -> list[dict[str, Any]]:
     """The ``SignInDays`` entities of one UTC day -- of one customer shard only, if given (a RowKey
     range). Every reader of the table goes through here, so the day's layout is known in one place."""
     table = storage.table("SignInDays")
     if shard is None:
         return await partition(table, day_key(day), select)
     query, params = key_range_filter("RowKey", shard)
-    return [e async for e in query_all(table, f"PartitionKey eq @pk and {query}", {"pk": day_key(day), **params},
-                                       select)]
+    return [
+        e
+        async for e in query_all(
+            table, f"PartitionKey eq @pk and {query}", {"pk": day_key(day), **params}, select
+        )
+    ]
 
 
 def last_day_counts(activities: Iterable[DayActivity], as_of: datetime) -> tuple[int, int, int]:
@@ -176,8 +194,13 @@ class ActivityReader:
         self.storage = storage
         self.shard: str | None = None
 
-    async def read(self, as_of: datetime, tenants: Iterable[str], coverage_start: datetime | None,
-                   shard: str | None = None) -> dict[str, Activity]:
+    async def read(
+        self,
+        as_of: datetime,
+        tenants: Iterable[str],
+        coverage_start: datetime | None,
+        shard: str | None = None,
+    ) -> dict[str, Activity]:
         """``shard``: the tenants all belong to that shard; only its partitions and key ranges are read."""
         self.shard = shard
         wanted = set(tenants)
@@ -190,7 +213,9 @@ class ActivityReader:
             if at is not None and e["RowKey"] in wanted:
                 last[e["RowKey"]] = at
                 # rows written before non-interactive sign-ins were read have no Kind: interactive
-                kinds[e["RowKey"]] = KIND_NAMES[1] if e.get("Kind") == KIND_NAMES[1] else KIND_NAMES[INTERACTIVE]
+                kinds[e["RowKey"]] = (
+                    KIND_NAMES[1] if e.get("Kind") == KIND_NAMES[1] else KIND_NAMES[INTERACTIVE]
+                )
         today = day_start(as_of)
         # The two days that the (as_of - 24h, as_of] window touches, read at once.
         days: dict[str, list[DayActivity]] = defaultdict(list)
@@ -199,8 +224,11 @@ class ActivityReader:
                 if entity["RowKey"] in wanted:
                     days[entity["RowKey"]].append(DayActivity.from_entity(entity))
         for tenant, activities in days.items():
-            (result[tenant].sign_ins_last_day, result[tenant].agents_last_day,
-             result[tenant].non_interactive_last_day) = last_day_counts(activities, as_of)
+            (
+                result[tenant].sign_ins_last_day,
+                result[tenant].agents_last_day,
+                result[tenant].non_interactive_last_day,
+            ) = last_day_counts(activities, as_of)
         # Latest sign-in at or before as_of: the stored maximum, unless it lies after as_of.
         later = set()
         for tenant in wanted:
@@ -215,8 +243,9 @@ class ActivityReader:
             await self._scan_back(as_of, later, result, coverage_start)
         return result
 
-    async def _scan_back(self, as_of: datetime, tenants: set[str], result: dict[str, Activity],
-                         floor: datetime | None) -> None:
+    async def _scan_back(
+        self, as_of: datetime, tenants: set[str], result: dict[str, Activity], floor: datetime | None
+    ) -> None:
         """For an as_of in the past: walk days backwards until each customer's last sign-in is found."""
         oldest = await self._oldest_day()
         day = day_start(as_of)
@@ -228,7 +257,10 @@ class ActivityReader:
                     continue
                 latest = latest_at_or_before(DayActivity.from_entity(entity), as_of)
                 if latest is not None:
-                    result[tenant].last_sign_in_at, result[tenant].last_sign_in_kind = latest[0], KIND_NAMES[latest[1]]
+                    result[tenant].last_sign_in_at, result[tenant].last_sign_in_kind = (
+                        latest[0],
+                        KIND_NAMES[latest[1]],
+                    )
                     remaining.discard(tenant)
             day -= DAY
 
@@ -250,8 +282,14 @@ class ActivityReader:
             entity = await get_or_none(table, day_key(day), tenant_id)
             if entity is not None:
                 activity = DayActivity.from_entity(entity)
-                out.append({"day": day_key(day), "signIns": len(activity.events),
-                            "nonInteractiveSignIns": sum(kind for _, _, kind in activity.events),
-                            "agents": activity.agents, "lastAt": iso(activity.last) if activity.last else None})
+                out.append(
+                    {
+                        "day": day_key(day),
+                        "signIns": len(activity.events),
+                        "nonInteractiveSignIns": sum(kind for _, _, kind in activity.events),
+                        "agents": activity.agents,
+                        "lastAt": iso(activity.last) if activity.last else None,
+                    }
+                )
             day += DAY
         return out

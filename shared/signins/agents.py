@@ -41,8 +41,11 @@ class AgentDirectory:
                 self._known = {}
                 async for e in query_all(self.table, "PartitionKey eq @pk", {"pk": self.PARTITION}):
                     seen = parse_optional(e.get("SeenAt")) or datetime(1970, 1, 1, tzinfo=UTC)
-                    self._known[e["RowKey"]] = (str(e.get("UserPrincipalName") or ""),
-                                                str(e.get("DisplayName") or ""), seen)
+                    self._known[e["RowKey"]] = (
+                        str(e.get("UserPrincipalName") or ""),
+                        str(e.get("DisplayName") or ""),
+                        seen,
+                    )
             writes = {}
             for user_id, (upn, name, at) in people.items():
                 if not (upn or name) or not _valid_key(user_id):
@@ -50,10 +53,20 @@ class AgentDirectory:
                 known = self._known.get(user_id)
                 if known is None or ((upn, name) != known[:2] and at > known[2]):
                     writes[user_id] = (upn, name, at)
-            await upsert_all(self.table, [
-                {"PartitionKey": self.PARTITION, "RowKey": user_id, "UserPrincipalName": upn[:1000],
-                 "DisplayName": name[:1000], "SeenAt": iso(at)} for user_id, (upn, name, at) in writes.items()],
-                UpdateMode.REPLACE)
+            await upsert_all(
+                self.table,
+                [
+                    {
+                        "PartitionKey": self.PARTITION,
+                        "RowKey": user_id,
+                        "UserPrincipalName": upn[:1000],
+                        "DisplayName": name[:1000],
+                        "SeenAt": iso(at),
+                    }
+                    for user_id, (upn, name, at) in writes.items()
+                ],
+                UpdateMode.REPLACE,
+            )
             self._known.update(writes)
             return len(writes)
 
@@ -61,8 +74,11 @@ class AgentDirectory:
         """(UPN, display name) of the given agents that are known."""
         ids = [u for u in dict.fromkeys(user_ids) if _valid_key(u)]
         rows = await asyncio.gather(*(get_or_none(self.table, self.PARTITION, u) for u in ids))
-        return {u: (str(r.get("UserPrincipalName") or ""), str(r.get("DisplayName") or ""))
-                for u, r in zip(ids, rows, strict=True) if r is not None}
+        return {
+            u: (str(r.get("UserPrincipalName") or ""), str(r.get("DisplayName") or ""))
+            for u, r in zip(ids, rows, strict=True)
+            if r is not None
+        }
 
 
 def _valid_key(value: str) -> bool:

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from shared.services import Services
 
 
-async def sign_in_history(services: Services, tenant: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+async def sign_in_history(
+    services: Services, tenant: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
     """Every day of [start, end] (days without sign-ins as zero), read in parallel 30-day pieces."""
     reader_ = ActivityReader(services.storage)
     pieces = []
@@ -27,7 +29,13 @@ async def sign_in_history(services: Services, tenant: str, start: datetime, end:
     day = start.replace(hour=0, minute=0, second=0, microsecond=0)
     while day <= end:
         key = day.strftime("%Y-%m-%d")
-        item = found.get(key) or {"day": key, "signIns": 0, "nonInteractiveSignIns": 0, "agents": [], "lastAt": None}
+        item = found.get(key) or {
+            "day": key,
+            "signIns": 0,
+            "nonInteractiveSignIns": 0,
+            "agents": [],
+            "lastAt": None,
+        }
         out.append({**item, "agentCount": len(item["agents"])})
         day += timedelta(days=1)
     return out

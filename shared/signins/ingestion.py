@@ -61,8 +61,16 @@ def slices(start: datetime, end: datetime, hours: int) -> list[tuple[datetime, d
 
 
 class SignInIngestion:
-    def __init__(self, storage: Storage, graph: GraphClient, *, partner_tenant: str, backfill_days: int,
-                 overlap_minutes: int, slice_hours: int) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        graph: GraphClient,
+        *,
+        partner_tenant: str,
+        backfill_days: int,
+        overlap_minutes: int,
+        slice_hours: int,
+    ) -> None:
         self.storage = storage
         self.graph = graph
         self.partner_tenant = partner_tenant.lower()
@@ -72,7 +80,9 @@ class SignInIngestion:
         self.state = StateStore(storage)
         self.agents = AgentDirectory(storage)
 
-    def pieces(self, coverage: Coverage, as_of: datetime, now: datetime | None = None) -> list[tuple[datetime, datetime]]:
+    def pieces(
+        self, coverage: Coverage, as_of: datetime, now: datetime | None = None
+    ) -> list[tuple[datetime, datetime]]:
         """The parts of [now - backfill, as_of] the store does not hold yet, as slices (``as_of`` <=
         ``now``, Microsoft's present; without ``now``, ``as_of`` is the present).
 
@@ -101,8 +111,13 @@ class SignInIngestion:
             gaps[-1] = (max(floor, gaps[-1][0] - self.overlap), as_of)
         return [piece for start, end in gaps for piece in slices(start, end, self.slice_hours)]
 
-    async def run(self, as_of: datetime, stop_after_slices: int | None = None,
-                  concurrency: int = SLICE_CONCURRENCY, now: datetime | None = None) -> dict[str, Any]:
+    async def run(
+        self,
+        as_of: datetime,
+        stop_after_slices: int | None = None,
+        concurrency: int = SLICE_CONCURRENCY,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
         """Ingest up to ``as_of`` (<= ``now``, Microsoft's present; default ``as_of``), several slices
         at once; each finished slice is checkpointed.
 
@@ -151,17 +166,26 @@ class SignInIngestion:
                 out[e["RowKey"]] = at
         return out
 
-    async def _raise_last_sign_ins(self, last: dict[str, datetime], newest: dict[str, tuple[datetime, int]]) -> None:
+    async def _raise_last_sign_ins(
+        self, last: dict[str, datetime], newest: dict[str, tuple[datetime, int]]
+    ) -> None:
         writes = []
         for tenant, (at, kind) in newest.items():
             if tenant not in last or at > last[tenant]:
                 last[tenant] = at
-                writes.append({"PartitionKey": shard_of(tenant), "RowKey": tenant, "LastAt": iso(at),
-                               "Kind": KIND_NAMES[kind]})
+                writes.append(
+                    {
+                        "PartitionKey": shard_of(tenant),
+                        "RowKey": tenant,
+                        "LastAt": iso(at),
+                        "Kind": KIND_NAMES[kind],
+                    }
+                )
         await upsert_all(self.storage.table("LastSignIns"), writes, UpdateMode.REPLACE)
 
-    async def _ingest_slice(self, start: datetime, end: datetime
-                            ) -> tuple[int, int, dict[str, tuple[datetime, int]]]:
+    async def _ingest_slice(
+        self, start: datetime, end: datetime
+    ) -> tuple[int, int, dict[str, tuple[datetime, int]]]:
         fresh: dict[str, DayActivity] = {}
         people: dict[str, tuple[str, str, datetime]] = {}
         day = day_start(start)
@@ -186,8 +210,11 @@ class SignInIngestion:
                     user_id = str(raw.get("userId") or "")
                     activity.add(at, user_id, kind)
                     if user_id and (user_id not in people or at > people[user_id][2]):
-                        people[user_id] = (str(raw.get("userPrincipalName") or ""),
-                                           str(raw.get("userDisplayName") or ""), at)
+                        people[user_id] = (
+                            str(raw.get("userPrincipalName") or ""),
+                            str(raw.get("userDisplayName") or ""),
+                            at,
+                        )
                     count += 1
         table = self.storage.table("SignInDays")
         existing = {e["RowKey"]: DayActivity.from_entity(e) for e in await day_entities(self.storage, day)}
@@ -205,7 +232,13 @@ class SignInIngestion:
             writes.append(merged.to_entity(tenant))
         await upsert_all(table, writes, UpdateMode.REPLACE)
         await self.agents.learn(people)
-        log.info("sign-ins %s..%s: %d qualifying, %d day entities written", iso(start), iso(end), count, len(writes))
+        log.info(
+            "sign-ins %s..%s: %d qualifying, %d day entities written",
+            iso(start),
+            iso(end),
+            count,
+            len(writes),
+        )
         newest = {tenant: (a.last, a.last_kind or 0) for tenant, a in fresh.items() if a.last is not None}
         return count, len(writes), newest
 
@@ -215,9 +248,14 @@ CLOCK_RESOLUTION = timedelta(seconds=1)  # of the Date header (IMF-fixdate has w
 
 def ingestion_for(services: Services, partner_tenant: str) -> SignInIngestion:
     s = services.settings
-    return SignInIngestion(services.storage, services.graph, partner_tenant=partner_tenant,
-                           backfill_days=s.signin_backfill_days, overlap_minutes=s.signin_overlap_minutes,
-                           slice_hours=s.signin_slice_hours)
+    return SignInIngestion(
+        services.storage,
+        services.graph,
+        partner_tenant=partner_tenant,
+        backfill_days=s.signin_backfill_days,
+        overlap_minutes=s.signin_overlap_minutes,
+        slice_hours=s.signin_slice_hours,
+    )
 
 
 async def ingest_sign_ins(services: Services, as_of: datetime, now: datetime | None = None) -> dict[str, Any]:
@@ -229,17 +267,23 @@ async def ingest_sign_ins(services: Services, as_of: datetime, now: datetime | N
     skew = abs(CLOCK.host_offset)
     limit = services.settings.host_clock_max_skew_minutes
     if skew > timedelta(minutes=limit):
-        raise UpstreamError(f"this host's clock is {skew} away from Microsoft's (the Date header of its answers), "
-                            f"more than HOST_CLOCK_MAX_SKEW_MINUTES ({limit}); "
-                            "ingestion does not run until the host's clock is corrected")
+        raise UpstreamError(
+            f"this host's clock is {skew} away from Microsoft's (the Date header of its answers), "
+            f"more than HOST_CLOCK_MAX_SKEW_MINUTES ({limit}); "
+            "ingestion does not run until the host's clock is corrected"
+        )
     if abs(as_of - now) <= CLOCK_RESOLUTION:
         now = as_of  # the Date header tells Microsoft's time to the second: this as_of is the present
     try:
-        result = await ingestion_for(services, await services.partner_tenant_id()).run(min(as_of, now), now=now)
+        result = await ingestion_for(services, await services.partner_tenant_id()).run(
+            min(as_of, now), now=now
+        )
     except Exception as exc:
         track_event(EVENT_INGESTION_FAILED, {"reason": f"{type(exc).__name__}: {exc}"[:500]})
         raise
     lag = (utcnow() - as_of).total_seconds() / 60
-    track_event(EVENT_INGESTION_COMPLETED, {"signIns": result["signIns"], "slices": result["slices"],
-                                            "lagMinutes": round(max(0.0, lag), 1)})
+    track_event(
+        EVENT_INGESTION_COMPLETED,
+        {"signIns": result["signIns"], "slices": result["slices"], "lagMinutes": round(max(0.0, lag), 1)},
+    )
     return result

@@ -128,12 +128,17 @@ def create_app(config: WebConfig) -> FastAPI:
     app = FastAPI(
         title="Delegated Admin Monitor API",
         version="1.0.0",
-        description=("Monitoring of DAP and GDAP delegated admin relationships: the audit report, customers, "
-                     "sign-in history, actions, trends and removals. Callers are signed in through App Service "
-                     "Authentication (X-MS-CLIENT-PRINCIPAL) and need the app role Relationships.Read; "
-                     "removals need Relationships.Remove."),
-        openapi_url=None, docs_url=None, redoc_url=None,  # served below, behind the Read role
-        lifespan=lifespan, generate_unique_id_function=operation_id,
+        description=(
+            "Monitoring of DAP and GDAP delegated admin relationships: the audit report, customers, "
+            "sign-in history, actions, trends and removals. Callers are signed in through App Service "
+            "Authentication (X-MS-CLIENT-PRINCIPAL) and need the app role Relationships.Read; "
+            "removals need Relationships.Remove."
+        ),
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,  # served below, behind the Read role
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.web = state
     app.add_middleware(SecurityHeaders)
@@ -154,7 +159,9 @@ def create_app(config: WebConfig) -> FastAPI:
         if errors and all(e.get("loc", ("",))[0] in ("query", "path") for e in errors):
             first = errors[0]
             name = str(first["loc"][-1])
-            return ApiError(400, "invalidParameter", f"{name}: {first.get('msg', 'not valid')}"[:300]).response()
+            return ApiError(
+                400, "invalidParameter", f"{name}: {first.get('msg', 'not valid')}"[:300]
+            ).response()
         return ApiError(400, "invalidRequest", "the request is not valid").response()
 
     @app.exception_handler(Exception)
@@ -162,8 +169,12 @@ def create_app(config: WebConfig) -> FastAPI:
         if isinstance(exc, ResourceNotFoundError) and storage_missing(exc):
             # The tables or queues vanished under a running server (storage reset): make them again, so
             # that the next request works without a restart.
-            log.warning("storage %s on %s %s: creating tables and queues again", getattr(exc, "error_code", ""), request.method,
-                        request.url.path)
+            log.warning(
+                "storage %s on %s %s: creating tables and queues again",
+                getattr(exc, "error_code", ""),
+                request.method,
+                request.url.path,
+            )
             try:
                 services = await services_of(request)
                 services.storage.forget()
@@ -187,8 +198,11 @@ def create_app(config: WebConfig) -> FastAPI:
 def register_portal(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     async def portal() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8",
-                            headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC / "index.html",
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> FileResponse:
@@ -202,21 +216,45 @@ def register_api(app: FastAPI) -> None:
     async def openapi(principal: Principal = reader) -> Response:
         return json_response(openapi_document(app))
 
-    @app.get("/api/me", tags=["portal"], summary="The signed-in user and what they may do",
-             responses={200: {"model": schemas.Me}, **schemas.ERRORS})
+    @app.get(
+        "/api/me",
+        tags=["portal"],
+        summary="The signed-in user and what they may do",
+        responses={200: {"model": schemas.Me}, **schemas.ERRORS},
+    )
     async def me(principal: Principal = reader) -> Response:
-        return json_response({"name": principal.name, "roles": sorted(principal.roles),
-                              "canRemove": principal.has(REMOVE_ROLE),
-                              "canGrant": principal.has(GRANT_ROLE), "localOperator": principal.local_operator})
+        return json_response(
+            {
+                "name": principal.name,
+                "roles": sorted(principal.roles),
+                "canRemove": principal.has(REMOVE_ROLE),
+                "canGrant": principal.has(GRANT_ROLE),
+                "localOperator": principal.local_operator,
+            }
+        )
 
-    @app.get("/api/roles", tags=["portal"], summary="Names of well-known Entra role definition ids (en, ja)",
-             responses={200: {"model": dict[str, schemas.RoleName]}, **schemas.ERRORS})
+    @app.get(
+        "/api/roles",
+        tags=["portal"],
+        summary="Names of well-known Entra role definition ids (en, ja)",
+        responses={200: {"model": dict[str, schemas.RoleName]}, **schemas.ERRORS},
+    )
     async def roles(principal: Principal = reader) -> Response:
         return json_response(role_catalog())
 
-    @app.get("/api/audit", tags=["audit"], summary="The audit report (CONTRACTS section 5) of the latest evaluation",
-             responses={200: {"model": Report, "content": {"text/csv": {}},
-                              "description": "the report (JSON, CONTRACTS section 5) or CSV"}, **schemas.ERRORS})
+    @app.get(
+        "/api/audit",
+        tags=["audit"],
+        summary="The audit report (CONTRACTS section 5) of the latest evaluation",
+        responses={
+            200: {
+                "model": Report,
+                "content": {"text/csv": {}},
+                "description": "the report (JSON, CONTRACTS section 5) or CSV",
+            },
+            **schemas.ERRORS,
+        },
+    )
     async def audit(request: Request, format: str = FORMAT, principal: Principal = reader) -> Response:
         if format not in ("json", "csv"):
             raise ApiError(400, "invalidParameter", "format must be json or csv")
@@ -225,22 +263,37 @@ def register_api(app: FastAPI) -> None:
             return csv_response(index.report_csv(), f"delegated-admin-audit-{index.head['asOf'][:10]}.csv")
         return Response(index.report_json(), media_type="application/json")
 
-    @app.get("/api/customers", tags=["customers"], summary="Customer rows of the latest evaluation, filtered, "
-             "sorted and paged", responses={200: {"model": schemas.CustomerPage}, **schemas.ERRORS})
-    async def customers(request: Request,
-                        bucket: str | None = choice_query(None, BUCKET_FILTERS, "inactivity bucket; new: established "
-                                                          "in the last 7 days"),
-                        q: str = FastApiQuery("", max_length=200, description="search: name, tenant id, roles"),
-                        sort: str = choice_query(DEFAULT_SORT, SORTS, "column; - for descending"),
-                        page: str | None = PAGE.query(), pageSize: str | None = PAGE_SIZE.query(),
-                        recommendation: str | None = choice_query(None, ("remove", "none")),
-                        type: str | None = choice_query(None, ("DAP", "GDAP"), "relationship type"),
-                        format: str = FORMAT, principal: Principal = reader) -> Response:
+    @app.get(
+        "/api/customers",
+        tags=["customers"],
+        summary="Customer rows of the latest evaluation, filtered, sorted and paged",
+        responses={200: {"model": schemas.CustomerPage}, **schemas.ERRORS},
+    )
+    async def customers(
+        request: Request,
+        bucket: str | None = choice_query(
+            None, BUCKET_FILTERS, "inactivity bucket; new: established in the last 7 days"
+        ),
+        q: str = FastApiQuery("", max_length=200, description="search: name, tenant id, roles"),
+        sort: str = choice_query(DEFAULT_SORT, SORTS, "column; - for descending"),
+        page: str | None = PAGE.query(),
+        pageSize: str | None = PAGE_SIZE.query(),
+        recommendation: str | None = choice_query(None, ("remove", "none")),
+        type: str | None = choice_query(None, ("DAP", "GDAP"), "relationship type"),
+        format: str = FORMAT,
+        principal: Principal = reader,
+    ) -> Response:
         if format not in ("json", "csv"):
             raise ApiError(400, "invalidParameter", "format must be json or csv")
-        query = Query(bucket=bucket or None, q=q, sort=sort or DEFAULT_SORT,
-                      page=PAGE.parse(page), page_size=PAGE_SIZE.parse(pageSize),
-                      recommendation=recommendation or None, relationship_type=type or None)
+        query = Query(
+            bucket=bucket or None,
+            q=q,
+            sort=sort or DEFAULT_SORT,
+            page=PAGE.parse(page),
+            page_size=PAGE_SIZE.parse(pageSize),
+            recommendation=recommendation or None,
+            relationship_type=type or None,
+        )
         try:
             query.validate()
         except QueryError as exc:
@@ -250,16 +303,26 @@ def register_api(app: FastAPI) -> None:
             return csv_response(index.csv(query), f"delegated-admin-customers-{index.head['asOf'][:10]}.csv")
         return Response(index.page(query), media_type="application/json")
 
-    @app.get("/api/customers/{tenant_id}", tags=["customers"],
-             summary="One customer: relationships with roles and access assignments, daily sign-ins, agents, "
-                     "actions", responses={200: {"model": schemas.CustomerDetail}, **schemas.ERRORS})
-    async def customer(request: Request, tenant_id: str, days: str | None = HISTORY_DAYS.query(),
-                       principal: Principal = reader) -> Response:
+    @app.get(
+        "/api/customers/{tenant_id}",
+        tags=["customers"],
+        summary="One customer: relationships with roles and access assignments, daily sign-ins, agents, "
+        "actions",
+        responses={200: {"model": schemas.CustomerDetail}, **schemas.ERRORS},
+    )
+    async def customer(
+        request: Request,
+        tenant_id: str,
+        days: str | None = HISTORY_DAYS.query(),
+        principal: Principal = reader,
+    ) -> Response:
         tenant = parse_guid(tenant_id)
         span = HISTORY_DAYS.parse(days)
         services = await services_of(request)
         store = RelationshipStore(services.storage)
-        (known, relationships), changes = await asyncio.gather(store.load_customer(tenant), store.changes(tenant))
+        (known, relationships), changes = await asyncio.gather(
+            store.load_customer(tenant), store.changes(tenant)
+        )
         if known is None and not relationships:
             raise ApiError(404, "unknownCustomer", "no customer with this tenant id is known")
         index: CustomerIndex | None
@@ -278,48 +341,84 @@ def register_api(app: FastAPI) -> None:
         raw = await customer_actions(services, tenant)
         actions = None if raw is None else visible_actions(raw, principal)
         name = (known.display_name if known else "") or next((r.customer_name for r in relationships), "")
-        return json_response({
-            "tenantId": tenant, "displayName": name,
-            "defaultDomainName": known.default_domain if known else "",
-            "culture": known.culture if known else "",
-            "evaluation": None if index is None else {"id": index.evaluation_id, "asOf": index.head["asOf"]},
-            "row": row,
-            "relationships": [relationship_detail(r) for r in sorted(
-                relationships, key=lambda r: (not r.active, r.type, r.established_at or end, r.id))],
-            "changes": changes,
-            "signIns": {"from": iso(start), "to": iso(end), "days": history},
-            "agents": agents,
-            "actions": actions,
-        })
+        return json_response(
+            {
+                "tenantId": tenant,
+                "displayName": name,
+                "defaultDomainName": known.default_domain if known else "",
+                "culture": known.culture if known else "",
+                "evaluation": None
+                if index is None
+                else {"id": index.evaluation_id, "asOf": index.head["asOf"]},
+                "row": row,
+                "relationships": [
+                    relationship_detail(r)
+                    for r in sorted(
+                        relationships, key=lambda r: (not r.active, r.type, r.established_at or end, r.id)
+                    )
+                ],
+                "changes": changes,
+                "signIns": {"from": iso(start), "to": iso(end), "days": history},
+                "agents": agents,
+                "actions": actions,
+            }
+        )
 
-    @app.get("/api/actions", tags=["actions"], summary="The audit trail of what was done, by customer and date",
-             responses={200: {"model": schemas.Actions}, **schemas.ERRORS})
-    async def actions(request: Request, tenantId: str | None = FastApiQuery(None, description="a customer (GUID)"),
-                      since: str | None = time_query("from"), until: str | None = time_query("until"),
-                      limit: str | None = ACTIONS_LIMIT.query(), principal: Principal = reader) -> Response:
+    @app.get(
+        "/api/actions",
+        tags=["actions"],
+        summary="The audit trail of what was done, by customer and date",
+        responses={200: {"model": schemas.Actions}, **schemas.ERRORS},
+    )
+    async def actions(
+        request: Request,
+        tenantId: str | None = FastApiQuery(None, description="a customer (GUID)"),
+        since: str | None = time_query("from"),
+        until: str | None = time_query("until"),
+        limit: str | None = ACTIONS_LIMIT.query(),
+        principal: Principal = reader,
+    ) -> Response:
         tenant = parse_guid(tenantId) if tenantId else None
         start, end = parse_time(since, "since"), parse_time(until, "until")
         if start is not None and end is not None and start > end:
             raise ApiError(400, "invalidParameter", "since must not be after until")
         count = ACTIONS_LIMIT.parse(limit)
         services = await services_of(request)
-        items = visible_actions(await list_actions(services.storage, tenant_id=tenant, since=start, until=end,
-                                                          limit=count), principal)
+        items = visible_actions(
+            await list_actions(services.storage, tenant_id=tenant, since=start, until=end, limit=count),
+            principal,
+        )
         return json_response({"actions": items, "count": len(items)})
 
-    @app.get("/api/trends", tags=["audit"], summary="Daily counts per bucket from the stored evaluations",
-             responses={200: {"model": schemas.Trends}, **schemas.ERRORS})
-    async def trends(request: Request, days: str | None = TREND_DAYS.query(), principal: Principal = reader) -> Response:
+    @app.get(
+        "/api/trends",
+        tags=["audit"],
+        summary="Daily counts per bucket from the stored evaluations",
+        responses={200: {"model": schemas.Trends}, **schemas.ERRORS},
+    )
+    async def trends(
+        request: Request, days: str | None = TREND_DAYS.query(), principal: Principal = reader
+    ) -> Response:
         span = TREND_DAYS.parse(days)
         services = await services_of(request)
         heads = await services.evaluations.heads(limit=max(400, span * 4))
         return json_response({"days": span, "points": trend_points(heads, span)})
 
-    @app.post("/api/audit/run", tags=["audit"], status_code=202,
-              summary="Refresh now: sync relationships, ingest sign-ins, evaluate (in the background)",
-              responses={202: {"model": schemas.AuditRun}, **schemas.ERRORS},
-              openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
-                  "schema": {"type": "object", "description": "empty object"}}}}})
+    @app.post(
+        "/api/audit/run",
+        tags=["audit"],
+        status_code=202,
+        summary="Refresh now: sync relationships, ingest sign-ins, evaluate (in the background)",
+        responses={202: {"model": schemas.AuditRun}, **schemas.ERRORS},
+        openapi_extra={
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {"schema": {"type": "object", "description": "empty object"}}
+                },
+            }
+        },
+    )
     async def run_audit(request: Request, principal: Principal = reader) -> Response:
         await json_body(request)
         services = await services_of(request)
@@ -327,8 +426,12 @@ def register_api(app: FastAPI) -> None:
         run = {**run, "statusUrl": f"/api/audit/runs/{run['id']}", "started": started}
         return json_response(run, status=202)
 
-    @app.get("/api/audit/runs/{run_id}", tags=["audit"], summary="The state of an on-demand audit run",
-             responses={200: {"model": schemas.AuditRun}, **schemas.ERRORS})
+    @app.get(
+        "/api/audit/runs/{run_id}",
+        tags=["audit"],
+        summary="The state of an on-demand audit run",
+        responses={200: {"model": schemas.AuditRun}, **schemas.ERRORS},
+    )
     async def audit_run(request: Request, run_id: str, principal: Principal = reader) -> Response:
         if not re.fullmatch(r"[0-9a-f]{32}", run_id):
             raise ApiError(400, "invalidParameter", "not an audit run id")
@@ -337,31 +440,50 @@ def register_api(app: FastAPI) -> None:
             raise ApiError(404, "unknownRun", "no audit run with this id")
         return json_response(run)
 
-    @app.post("/api/removals", tags=["removals"], status_code=202,
-              summary="Request the removal of delegated admin access (executed by the removal queue)",
-              responses={202: {"model": schemas.RemovalsAccepted}, **schemas.ERRORS},
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": schemas.RemovalRequest.model_json_schema()}}}})
+    @app.post(
+        "/api/removals",
+        tags=["removals"],
+        status_code=202,
+        summary="Request the removal of delegated admin access (executed by the removal queue)",
+        responses={202: {"model": schemas.RemovalsAccepted}, **schemas.ERRORS},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": schemas.RemovalRequest.model_json_schema()}},
+            }
+        },
+    )
     async def request_removals(request: Request, principal: Principal = remover) -> Response:
         body = await json_body(request)
         tenant_ids, reason = validate_removal_request(body)
         services = await services_of(request)
         try:
             removals = await removal_requests.request_removals(
-                services, tenant_ids, requested_by=principal.display, reason=reason, source="user",
-                customer_notified=True)
+                services,
+                tenant_ids,
+                requested_by=principal.display,
+                reason=reason,
+                source="user",
+                customer_notified=True,
+            )
         except SettingsError as exc:  # e.g. NOTIFY_SENDER missing while customers are to be notified
             log.error("removal request refused: %s", exc)
             raise ApiError(503, "notConfigured", f"removals are not configured: {exc}") from None
         except ValueError as exc:
-            raise ApiError(400, "unknownTenantId", str(exc) or "a tenant id is not under monitoring") from None
+            raise ApiError(
+                400, "unknownTenantId", str(exc) or "a tenant id is not under monitoring"
+            ) from None
         state = web_state(request)
         if state.drain_wakeup is not None:
             state.drain_wakeup.set()
         return json_response({"removals": removals}, status=202)
 
-    @app.get("/api/removals/{removal_id}", tags=["removals"], summary="The state of one removal",
-             responses={200: {"model": schemas.Removal}, **schemas.ERRORS})
+    @app.get(
+        "/api/removals/{removal_id}",
+        tags=["removals"],
+        summary="The state of one removal",
+        responses={200: {"model": schemas.Removal}, **schemas.ERRORS},
+    )
     async def get_removal(request: Request, removal_id: str, principal: Principal = reader) -> Response:
         if not REMOVAL_ID.fullmatch(removal_id):
             raise ApiError(400, "invalidParameter", "not a removal id")
@@ -370,19 +492,28 @@ def register_api(app: FastAPI) -> None:
             raise ApiError(404, "unknownRemoval", "no removal with this id")
         return json_response(removal)
 
-    @app.get("/api/removals", tags=["removals"], summary="The state of several removals (ids=a,b,c)",
-             responses={200: {"model": schemas.RemovalList}, **schemas.ERRORS})
+    @app.get(
+        "/api/removals",
+        tags=["removals"],
+        summary="The state of several removals (ids=a,b,c)",
+        responses={200: {"model": schemas.RemovalList}, **schemas.ERRORS},
+    )
     async def list_removals(request: Request, ids: str = "", principal: Principal = reader) -> Response:
         wanted = [i for i in ids.split(",") if i]
         if not wanted or len(wanted) > MAX_REMOVAL_IDS or not all(REMOVAL_ID.fullmatch(i) for i in wanted):
             raise ApiError(400, "invalidParameter", f"ids must list 1 to {MAX_REMOVAL_IDS} removal ids")
         services = await services_of(request)
         found = await asyncio.gather(*(progress.get_removal(services, i) for i in wanted))
-        return json_response({"removals": [r for r in found if r is not None],
-                              "missing": [i for i, r in zip(wanted, found, strict=True) if r is None]})
+        return json_response(
+            {
+                "removals": [r for r in found if r is not None],
+                "missing": [i for i, r in zip(wanted, found, strict=True) if r is None],
+            }
+        )
 
 
 # --- the OpenAPI document ----------------------------------------------------------------------------
+
 
 def operation_id(route: APIRoute) -> str:
     """camelCase of the route function's name, GDAP routes prefixed (their names repeat the dashboard's)."""
@@ -395,15 +526,21 @@ def operation_id(route: APIRoute) -> str:
 
 SECURITY_SCHEMES = {
     "entraIdBearer": {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
         "description": "A Microsoft Entra ID access token for the app registration (audience: its application "
-                       "id URI), validated by App Service Authentication in front of the app, which then passes the "
-                       "caller to the app as X-MS-CLIENT-PRINCIPAL (a client's own copy of that header is dropped). "
-                       "The token's app roles decide: Relationships.Read, Relationships.Remove, Relationships.Grant."},
+        "id URI), validated by App Service Authentication in front of the app, which then passes the "
+        "caller to the app as X-MS-CLIENT-PRINCIPAL (a client's own copy of that header is dropped). "
+        "The token's app roles decide: Relationships.Read, Relationships.Remove, Relationships.Grant.",
+    },
     "appServiceSession": {
-        "type": "apiKey", "in": "cookie", "name": "AppServiceAuthSession",
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "AppServiceAuthSession",
         "description": "The session cookie App Service Authentication sets after an interactive sign-in at "
-                       "/.auth/login/aad (the portal's way in); the same app roles apply."},
+        "/.auth/login/aad (the portal's way in); the same app roles apply.",
+    },
 }
 
 
@@ -421,7 +558,9 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             operation = document["paths"].get(route.path_format, {}).get(method.lower())
             if operation is not None and role is not None:
                 operation["x-app-role"] = role
-                operation["description"] = (operation.get("description", "") + f"\n\nNeeds the app role {role}.").strip()
+                operation["description"] = (
+                    operation.get("description", "") + f"\n\nNeeds the app role {role}."
+                ).strip()
     return document
 
 
@@ -452,11 +591,18 @@ def validate_removal_request(body: dict[str, Any]) -> tuple[list[str], str]:
         raise ApiError(400, "tooManyTenantIds", f"at most {MAX_REMOVAL_IDS} tenant ids per request")
     bad = [i for i in ids if not isinstance(i, str) or not GUID.fullmatch(i)]
     if bad:
-        raise ApiError(400, "invalidTenantId", "every tenant id must be a GUID",
-                       {"invalid": [str(b)[:64] for b in bad[:10]]})
+        raise ApiError(
+            400,
+            "invalidTenantId",
+            "every tenant id must be a GUID",
+            {"invalid": [str(b)[:64] for b in bad[:10]]},
+        )
     if body.get("customerNotified") is not True:
-        raise ApiError(400, "customerNotNotified",
-                       "customerNotified must be true: notify the customers before removing their access")
+        raise ApiError(
+            400,
+            "customerNotNotified",
+            "customerNotified must be true: notify the customers before removing their access",
+        )
     reason = body.get("reason", "")
     if reason is None:
         reason = ""
@@ -470,13 +616,28 @@ def validate_removal_request(body: dict[str, Any]) -> tuple[list[str], str]:
 
 def relationship_detail(rel: Any) -> dict[str, Any]:
     return {
-        "type": rel.type, "id": rel.id, "displayName": rel.display_name, "status": rel.status,
-        "active": rel.active, "establishedAt": iso_optional(rel.established_at),
-        "createdAt": iso_optional(rel.created_at), "endsAt": iso_optional(rel.ends_at),
-        "duration": rel.duration, "autoExtend": rel.auto_extend,
-        "roles": list(rel.roles), "roleNames": [role_name(r) for r in rel.roles],
-        "accessAssignments": [{"id": a.id, "groupId": a.group_id, "status": a.status, "roles": list(a.roles),
-                               "roleNames": [role_name(r) for r in a.roles]} for a in rel.access_assignments],
+        "type": rel.type,
+        "id": rel.id,
+        "displayName": rel.display_name,
+        "status": rel.status,
+        "active": rel.active,
+        "establishedAt": iso_optional(rel.established_at),
+        "createdAt": iso_optional(rel.created_at),
+        "endsAt": iso_optional(rel.ends_at),
+        "duration": rel.duration,
+        "autoExtend": rel.auto_extend,
+        "roles": list(rel.roles),
+        "roleNames": [role_name(r) for r in rel.roles],
+        "accessAssignments": [
+            {
+                "id": a.id,
+                "groupId": a.group_id,
+                "status": a.status,
+                "roles": list(a.roles),
+                "roleNames": [role_name(r) for r in a.roles],
+            }
+            for a in rel.access_assignments
+        ],
     }
 
 

@@ -23,10 +23,15 @@ REMOVE_ROLE = "Relationships.Remove"
 GRANT_ROLE = "Relationships.Grant"
 PRINCIPAL_HEADER = "x-ms-client-principal"
 MAX_PRINCIPAL_BYTES = 16 * 1024
-NAME_CLAIMS = ("preferred_username", "name", "upn", "email",
-               "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
-               "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
-               "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress")
+NAME_CLAIMS = (
+    "preferred_username",
+    "name",
+    "upn",
+    "email",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+)
 OBJECT_ID_CLAIMS = ("oid", "http://schemas.microsoft.com/identity/claims/objectidentifier")
 
 
@@ -51,8 +56,9 @@ class Principal:
         return self.name or "unknown"
 
 
-LOCAL_OPERATOR = Principal(name="local-operator", roles=frozenset({READ_ROLE, REMOVE_ROLE, GRANT_ROLE}),
-                           local_operator=True)
+LOCAL_OPERATOR = Principal(
+    name="local-operator", roles=frozenset({READ_ROLE, REMOVE_ROLE, GRANT_ROLE}), local_operator=True
+)
 
 
 def parse_principal(header: str | None) -> Principal | None:
@@ -101,7 +107,9 @@ def encode_principal(name: str, roles: list[str] | tuple[str, ...], object_id: s
     """The header value Easy Auth would send (tests and local tooling)."""
     claims = [{"typ": "name", "val": name}, {"typ": "preferred_username", "val": name}]
     if object_id:
-        claims.append({"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": object_id})
+        claims.append(
+            {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": object_id}
+        )
     claims.extend({"typ": "roles", "val": r} for r in roles)
     document = {"auth_typ": "aad", "claims": claims, "name_typ": "name", "role_typ": "roles"}
     return base64.b64encode(json.dumps(document).encode()).decode()

@@ -87,17 +87,33 @@ class CustomerIndex:
         rows: list[dict[str, Any]] = []
         haystacks: list[str] = []
         for row in report["customers"]:
-            relationships: list[dict[str, Any]] = [{**rel, "roleNames": [role_name(r) for r in rel["roles"]]}
-                                                   for rel in row["relationships"]]
+            relationships: list[dict[str, Any]] = [
+                {**rel, "roleNames": [role_name(r) for r in rel["roles"]]} for rel in row["relationships"]
+            ]
             types = sorted({rel["type"] for rel in relationships})
             role_ids = sorted({r for rel in relationships for r in rel["roles"]})
-            view: dict[str, Any] = {**row, "relationships": relationships, "relationshipTypes": types,
-                    "roles": role_ids, "roleNames": sorted({role_name(r) for r in role_ids})}
+            view: dict[str, Any] = {
+                **row,
+                "relationships": relationships,
+                "relationshipTypes": types,
+                "roles": role_ids,
+                "roleNames": sorted({role_name(r) for r in role_ids}),
+            }
             view["_relationshipLabel"] = "+".join(types) + " " + " ".join(view["roleNames"])
             rows.append(view)
-            haystacks.append(search_text(" ".join([
-                row["displayName"], row["tenantId"], *view["roleNames"],
-                *(rel["displayName"] for rel in relationships), *types])))
+            haystacks.append(
+                search_text(
+                    " ".join(
+                        [
+                            row["displayName"],
+                            row["tenantId"],
+                            *view["roleNames"],
+                            *(rel["displayName"] for rel in relationships),
+                            *types,
+                        ]
+                    )
+                )
+            )
         self.rows = rows
         self._haystacks = haystacks
         self._position = {r["tenantId"]: i for i, r in enumerate(rows)}
@@ -166,7 +182,10 @@ class CustomerIndex:
                     continue
             if query.recommendation is not None and row["recommendation"] != query.recommendation:
                 continue
-            if query.relationship_type is not None and query.relationship_type not in row["relationshipTypes"]:
+            if (
+                query.relationship_type is not None
+                and query.relationship_type not in row["relationshipTypes"]
+            ):
                 continue
             if needle and needle not in haystacks[i]:
                 continue
@@ -179,15 +198,27 @@ class CustomerIndex:
         total = len(matches)
         pages = max(1, -(-total // query.page_size))
         start = (query.page - 1) * query.page_size
-        chosen = matches[start:start + query.page_size]
+        chosen = matches[start : start + query.page_size]
         head = {
-            "evaluationId": self.evaluation_id, "evaluatedAt": self.created_at,
-            "asOf": self.head["asOf"], "coverage": self.head["coverage"], "policy": self.head["policy"],
+            "evaluationId": self.evaluation_id,
+            "evaluatedAt": self.created_at,
+            "asOf": self.head["asOf"],
+            "coverage": self.head["coverage"],
+            "policy": self.head["policy"],
             "summary": self.head["summary"],
-            "query": {"bucket": query.bucket, "q": query.q, "sort": query.sort, "page": query.page,
-                      "pageSize": query.page_size, "recommendation": query.recommendation,
-                      "type": query.relationship_type},
-            "total": total, "page": query.page, "pageSize": query.page_size, "pages": pages,
+            "query": {
+                "bucket": query.bucket,
+                "q": query.q,
+                "sort": query.sort,
+                "page": query.page,
+                "pageSize": query.page_size,
+                "recommendation": query.recommendation,
+                "type": query.relationship_type,
+            },
+            "total": total,
+            "page": query.page,
+            "pageSize": query.page_size,
+            "pages": pages,
         }
         prefix = json.dumps(head, ensure_ascii=False)[:-1]
         body = ",".join(self.row_json(i) for i in chosen)

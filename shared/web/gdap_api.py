@@ -45,7 +45,9 @@ UNUSED_DAYS = Whole("days", 90, 1, 730, "an assignment unused for this many days
 class GdapRequestBody(BaseModel):
     customer: str = Field(description="customer tenant id (GUID)")
     template: str = Field(description="role template name (GET /api/gdap/templates)")
-    notifyCustomer: bool = Field(default=False, description="mail the invitation link to the customer's contacts")
+    notifyCustomer: bool = Field(
+        default=False, description="mail the invitation link to the customer's contacts"
+    )
 
 
 class ReestablishBody(BaseModel):
@@ -55,7 +57,9 @@ class ReestablishBody(BaseModel):
 
 class ExtendBody(BaseModel):
     relationshipIds: list[str] | None = Field(default=None, max_length=MAX_EXTEND_IDS)
-    all: bool = Field(default=False, description="every active relationship without auto-extend ending within `within`")
+    all: bool = Field(
+        default=False, description="every active relationship without auto-extend ending within `within`"
+    )
     within: int = Field(default=30, ge=1, le=730)
 
 
@@ -74,7 +78,12 @@ class GdapRequestAnswer(BaseModel):
 
 
 def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
 
 
 def _flag(body: dict[str, Any], name: str) -> bool:
@@ -114,124 +123,214 @@ async def default_as_of(request: Request, value: str | None) -> datetime:
 
 
 def register_gdap_api(app: FastAPI) -> None:
-    @app.get("/api/gdap/templates", tags=["gdap"], summary="The GDAP role templates kept in the repo",
-             responses=schemas.ERRORS)
+    @app.get(
+        "/api/gdap/templates",
+        tags=["gdap"],
+        summary="The GDAP role templates kept in the repo",
+        responses=schemas.ERRORS,
+    )
     async def templates(request: Request, principal: Principal = reader) -> Response:
         service = await _service(request)
         return json_response({"templates": service.template_list()})
 
-    @app.get("/api/gdap/summary", tags=["gdap"], summary="Counts for the portal's GDAP tiles: relationships "
-             "ending within 30, 7 and 1 days, with Global Administrator, pending requests", responses=schemas.ERRORS)
+    @app.get(
+        "/api/gdap/summary",
+        tags=["gdap"],
+        summary="Counts for the portal's GDAP tiles: relationships "
+        "ending within 30, 7 and 1 days, with Global Administrator, pending requests",
+        responses=schemas.ERRORS,
+    )
     async def summary(request: Request, asOf: str | None = AS_OF, principal: Principal = reader) -> Response:
         moment = await default_as_of(request, asOf)
         service = await _service(request)
         return json_response(await service.summary(moment))
 
-    @app.get("/api/gdap/customers", tags=["gdap"], summary="Known customers to request GDAP for (name search)",
-             responses=schemas.ERRORS)
-    async def customers(request: Request, q: str = FastApiQuery("", max_length=200, description="name search"),
-                        principal: Principal = reader) -> Response:
+    @app.get(
+        "/api/gdap/customers",
+        tags=["gdap"],
+        summary="Known customers to request GDAP for (name search)",
+        responses=schemas.ERRORS,
+    )
+    async def customers(
+        request: Request,
+        q: str = FastApiQuery("", max_length=200, description="name search"),
+        principal: Principal = reader,
+    ) -> Response:
         if len(q) > 200:
             raise ApiError(400, "invalidParameter", "q must be at most 200 characters")
         service = await _service(request)
         estate = await service.relationships.load()
         needle = q.strip().casefold()
         items = []
-        for tenant, customer in sorted(estate.customers.items(), key=lambda kv: (kv[1].display_name.casefold(), kv[0])):
+        for tenant, customer in sorted(
+            estate.customers.items(), key=lambda kv: (kv[1].display_name.casefold(), kv[0])
+        ):
             if needle and needle not in customer.display_name.casefold() and needle not in tenant:
                 continue
             rels = estate.relationships.get(tenant, [])
-            items.append({"tenantId": tenant, "displayName": customer.display_name,
-                          "defaultDomainName": customer.default_domain, "active": any(r.active for r in rels)})
+            items.append(
+                {
+                    "tenantId": tenant,
+                    "displayName": customer.display_name,
+                    "defaultDomainName": customer.default_domain,
+                    "active": any(r.active for r in rels),
+                }
+            )
             if len(items) >= 50:
                 break
         return json_response({"customers": items})
 
-    @app.post("/api/gdap/requests", tags=["gdap"], status_code=201,
-              summary="Request GDAP from a template: create, lock for approval, return the invitation link",
-              responses={201: {"model": GdapRequestAnswer, "description": "created and locked for approval"},
-                         200: {"description": "an open request for this customer and template exists"},
-                         202: {"description": "created; locking for approval is retried by the follow-up"},
-                         **schemas.ERRORS},
-              openapi_extra=_body_schema(GdapRequestBody))
+    @app.post(
+        "/api/gdap/requests",
+        tags=["gdap"],
+        status_code=201,
+        summary="Request GDAP from a template: create, lock for approval, return the invitation link",
+        responses={
+            201: {"model": GdapRequestAnswer, "description": "created and locked for approval"},
+            200: {"description": "an open request for this customer and template exists"},
+            202: {"description": "created; locking for approval is retried by the follow-up"},
+            **schemas.ERRORS,
+        },
+        openapi_extra=_body_schema(GdapRequestBody),
+    )
     async def request_gdap(request: Request, principal: Principal = granter) -> Response:
         body = await json_body(request)
         service = await _service(request)
-        result, created = await _run(service.request(body.get("customer"), body.get("template"),
-                                                     requested_by=principal.display,
-                                                     notify_customer=_flag(body, "notifyCustomer")))
+        result, created = await _run(
+            service.request(
+                body.get("customer"),
+                body.get("template"),
+                requested_by=principal.display,
+                notify_customer=_flag(body, "notifyCustomer"),
+            )
+        )
         return json_response(result, status=_created_status(result, created))
 
-    @app.get("/api/gdap/requests", tags=["gdap"], summary="GDAP requests this product made that are not "
-             "finished, with their age (all=true: finished ones too)", responses=schemas.ERRORS)
-    async def list_requests(request: Request, all: str = choice_query("false", ("true", "false"), "finished too"),
-                            principal: Principal = reader) -> Response:
+    @app.get(
+        "/api/gdap/requests",
+        tags=["gdap"],
+        summary="GDAP requests this product made that are not "
+        "finished, with their age (all=true: finished ones too)",
+        responses=schemas.ERRORS,
+    )
+    async def list_requests(
+        request: Request,
+        all: str = choice_query("false", ("true", "false"), "finished too"),
+        principal: Principal = reader,
+    ) -> Response:
         if all not in ("true", "false"):
             raise ApiError(400, "invalidParameter", "all must be true or false")
         service = await _service(request)
         return json_response(await service.pending_requests(include_finished=all == "true"))
 
-    @app.post("/api/gdap/follow-up", tags=["gdap"], summary="Move approved requests on now: create and confirm "
-              "their access assignments; confirm Global Administrator removals", responses=schemas.ERRORS)
+    @app.post(
+        "/api/gdap/follow-up",
+        tags=["gdap"],
+        summary="Move approved requests on now: create and confirm "
+        "their access assignments; confirm Global Administrator removals",
+        responses=schemas.ERRORS,
+    )
     async def follow_up(request: Request, principal: Principal = granter) -> Response:
         await json_body(request)
         service = await _service(request)
         return json_response(await _run(service.follow_up()))
 
-    @app.get("/api/gdap/expiring", tags=["gdap"], summary="Active GDAP relationships without auto-extend that end "
-             "within `within` days (counts for 30, 7 and 1 days)", responses=schemas.ERRORS)
-    async def expiring(request: Request, within: str | None = WITHIN.query(), asOf: str | None = AS_OF,
-                       principal: Principal = reader) -> Response:
+    @app.get(
+        "/api/gdap/expiring",
+        tags=["gdap"],
+        summary="Active GDAP relationships without auto-extend that end "
+        "within `within` days (counts for 30, 7 and 1 days)",
+        responses=schemas.ERRORS,
+    )
+    async def expiring(
+        request: Request,
+        within: str | None = WITHIN.query(),
+        asOf: str | None = AS_OF,
+        principal: Principal = reader,
+    ) -> Response:
         days = WITHIN.parse(within)
         moment = await default_as_of(request, asOf)
         service = await _service(request)
         return json_response(await service.expiring(days, moment))
 
-    @app.post("/api/gdap/extend", tags=["gdap"], summary="Turn on auto-extend (P180D) for relationships; a result "
-              "per relationship, no batch limit", responses=schemas.ERRORS, openapi_extra=_body_schema(ExtendBody))
+    @app.post(
+        "/api/gdap/extend",
+        tags=["gdap"],
+        summary="Turn on auto-extend (P180D) for relationships; a result per relationship, no batch limit",
+        responses=schemas.ERRORS,
+        openapi_extra=_body_schema(ExtendBody),
+    )
     async def extend(request: Request, principal: Principal = granter) -> Response:
         body = await json_body(request)
         every = _flag(body, "all")
         ids = body.get("relationshipIds")
         if every == (ids is not None):
             raise ApiError(400, "malformedBody", "give either relationshipIds or all: true")
-        if ids is not None and (not isinstance(ids, list) or not ids or len(ids) > MAX_EXTEND_IDS
-                                or not all(isinstance(i, str) for i in ids)):
-            raise ApiError(400, "malformedBody", f"relationshipIds must list 1 to {MAX_EXTEND_IDS} relationship ids")
+        if ids is not None and (
+            not isinstance(ids, list)
+            or not ids
+            or len(ids) > MAX_EXTEND_IDS
+            or not all(isinstance(i, str) for i in ids)
+        ):
+            raise ApiError(
+                400, "malformedBody", f"relationshipIds must list 1 to {MAX_EXTEND_IDS} relationship ids"
+            )
         within = body.get("within", 30)
         if not isinstance(within, int) or isinstance(within, bool) or not 1 <= within <= 730:
             raise ApiError(400, "malformedBody", "within must be a whole number of days between 1 and 730")
         moment = await default_as_of(request, None)
         service = await _service(request)
-        summary = await _run(service.extend(ids, all_expiring=every, within_days=within, as_of=moment,
-                                            actor=principal.display))
+        summary = await _run(
+            service.extend(ids, all_expiring=every, within_days=within, as_of=moment, actor=principal.display)
+        )
         return json_response(summary)
 
-    @app.post("/api/gdap/remove-global-admin", tags=["gdap"], status_code=202,
-              summary="Remove Global Administrator from an active relationship (PATCH with If-Match; Microsoft "
-                      "applies it asynchronously)", responses=schemas.ERRORS,
-              openapi_extra=_body_schema(RemoveGlobalAdminBody))
+    @app.post(
+        "/api/gdap/remove-global-admin",
+        tags=["gdap"],
+        status_code=202,
+        summary="Remove Global Administrator from an active relationship (PATCH with If-Match; Microsoft "
+        "applies it asynchronously)",
+        responses=schemas.ERRORS,
+        openapi_extra=_body_schema(RemoveGlobalAdminBody),
+    )
     async def remove_global_admin(request: Request, principal: Principal = remover) -> Response:
         body = await json_body(request)
         service = await _service(request)
         result = await _run(service.remove_global_admin(body.get("relationshipId"), actor=principal.display))
         return json_response(result, status=202 if result["result"] == "requested" else 200)
 
-    @app.post("/api/gdap/reestablish", tags=["gdap"], status_code=201,
-              summary="Re-establish a removed customer's access: a new request from the template used before",
-              responses=schemas.ERRORS, openapi_extra=_body_schema(ReestablishBody))
+    @app.post(
+        "/api/gdap/reestablish",
+        tags=["gdap"],
+        status_code=201,
+        summary="Re-establish a removed customer's access: a new request from the template used before",
+        responses=schemas.ERRORS,
+        openapi_extra=_body_schema(ReestablishBody),
+    )
     async def reestablish(request: Request, principal: Principal = granter) -> Response:
         body = await json_body(request)
         service = await _service(request)
-        result, created = await _run(service.reestablish(body.get("customer"), actor=principal.display,
-                                                         notify_customer=_flag(body, "notifyCustomer")))
+        result, created = await _run(
+            service.reestablish(
+                body.get("customer"), actor=principal.display, notify_customer=_flag(body, "notifyCustomer")
+            )
+        )
         return json_response(result, status=_created_status(result, created))
 
-    @app.get("/api/gdap/least-privilege", tags=["gdap"], summary="Relationships with Global Administrator, and "
-             "access assignments whose group never signed in to that customer within `days`",
-             responses=schemas.ERRORS)
-    async def least_privilege(request: Request, days: str | None = UNUSED_DAYS.query(), asOf: str | None = AS_OF,
-                              principal: Principal = reader) -> Response:
+    @app.get(
+        "/api/gdap/least-privilege",
+        tags=["gdap"],
+        summary="Relationships with Global Administrator, and "
+        "access assignments whose group never signed in to that customer within `days`",
+        responses=schemas.ERRORS,
+    )
+    async def least_privilege(
+        request: Request,
+        days: str | None = UNUSED_DAYS.query(),
+        asOf: str | None = AS_OF,
+        principal: Principal = reader,
+    ) -> Response:
         window = UNUSED_DAYS.parse(days)
         moment = await default_as_of(request, asOf)
         service = await _service(request)

@@ -61,7 +61,9 @@ class ApiError(Exception):
 
     def response(self) -> JSONResponse:
         error: dict[str, Any] = {"code": self.code, "message": self.message, **self.details}
-        headers = {"WWW-Authenticate": 'EasyAuth realm="Delegated Admin Monitor"'} if self.status == 401 else None
+        headers = (
+            {"WWW-Authenticate": 'EasyAuth realm="Delegated Admin Monitor"'} if self.status == 401 else None
+        )
         return JSONResponse({"error": error}, status_code=self.status, headers=headers)
 
 
@@ -187,7 +189,9 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         raise ApiError(400, "invalidParameter", f"{name} must be an ISO 8601 time") from None
     # Days are added to and taken from it: a moment near year 1 or 9999 would overflow into a 500.
     if not EARLIEST_TIME <= moment <= LATEST_TIME:
-        raise ApiError(400, "invalidParameter", f"{name} must lie between {EARLIEST_TIME.year} and {LATEST_TIME.year}")
+        raise ApiError(
+            400, "invalidParameter", f"{name} must lie between {EARLIEST_TIME.year} and {LATEST_TIME.year}"
+        )
     return moment
 
 
@@ -204,8 +208,11 @@ class Whole:
     description: str = ""
 
     def query(self) -> Any:
-        return FastApiQuery(None, description=f"{self.description} (default {self.default})".strip(),
-                            json_schema_extra={"type": "integer", "minimum": self.low, "maximum": self.high})
+        return FastApiQuery(
+            None,
+            description=f"{self.description} (default {self.default})".strip(),
+            json_schema_extra={"type": "integer", "minimum": self.low, "maximum": self.high},
+        )
 
     def parse(self, value: str | None) -> int:
         return parse_int(value, self.name, self.default, self.low, self.high)
@@ -218,8 +225,11 @@ def choice_query(default: str | None, values: Iterable[str], description: str = 
 
 def time_query(description: str) -> Any:
     """An ISO 8601 time query parameter (parsed with :func:`parse_time`)."""
-    return FastApiQuery(None, description=f"{description} (ISO 8601, {EARLIEST_TIME.year} to {LATEST_TIME.year})",
-                        json_schema_extra={"type": "string", "format": "date-time"})
+    return FastApiQuery(
+        None,
+        description=f"{description} (ISO 8601, {EARLIEST_TIME.year} to {LATEST_TIME.year})",
+        json_schema_extra={"type": "string", "format": "date-time"},
+    )
 
 
 def parse_int(value: str | None, name: str, default: int, low: int, high: int) -> int:
@@ -234,12 +244,17 @@ def parse_int(value: str | None, name: str, default: int, low: int, high: int) -
 
 
 def json_response(content: Any, status: int = 200) -> Response:
-    return Response(json.dumps(content, ensure_ascii=False), status_code=status, media_type="application/json")
+    return Response(
+        json.dumps(content, ensure_ascii=False), status_code=status, media_type="application/json"
+    )
 
 
 def csv_response(body: bytes, filename: str) -> Response:
-    return Response(b"\xef\xbb\xbf" + body, media_type="text/csv; charset=utf-8",  # BOM: Excel reads UTF-8
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        b"\xef\xbb\xbf" + body,
+        media_type="text/csv; charset=utf-8",  # BOM: Excel reads UTF-8
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 async def services_of(request: Request) -> Services:
@@ -251,12 +266,18 @@ async def latest_index(request: Request) -> CustomerIndex:
     state = web_state(request)
     loop = asyncio.get_running_loop()
     now = loop.time()
-    if state.index is not None and state.index_loop == id(loop) and now - state.index_checked < INDEX_RECHECK_SECONDS:
+    if (
+        state.index is not None
+        and state.index_loop == id(loop)
+        and now - state.index_checked < INDEX_RECHECK_SECONDS
+    ):
         return state.index
     services = await services_of(request)
     stored = await services.evaluations.latest()
     if stored is None:
-        raise ApiError(404, "noEvaluation", "no evaluation is stored yet: run the audit (POST /api/audit/run)")
+        raise ApiError(
+            404, "noEvaluation", "no evaluation is stored yet: run the audit (POST /api/audit/run)"
+        )
     if state.index is None or state.index.evaluation_id != stored.id:
         state.index = CustomerIndex(stored.id, iso(stored.created_at), stored.report)
     state.index_checked, state.index_loop = now, id(loop)

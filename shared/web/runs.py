@@ -50,8 +50,16 @@ class AuditRuns:
             current = await self.get(services, latest)
             if current is not None and current["status"] == "running":
                 return current, False
-        run: dict[str, Any] = {"id": uuid.uuid4().hex, "status": "running", "startedAt": iso(utcnow()), "finishedAt": None,
-               "requestedBy": requested_by, "asOf": None, "summary": None, "error": None}
+        run: dict[str, Any] = {
+            "id": uuid.uuid4().hex,
+            "status": "running",
+            "startedAt": iso(utcnow()),
+            "finishedAt": None,
+            "requestedBy": requested_by,
+            "asOf": None,
+            "summary": None,
+            "error": None,
+        }
         await self._save(services, run)
         await state.set_value(KIND, LATEST, run["id"])
         task = asyncio.create_task(self._run(services, run))

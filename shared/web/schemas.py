@@ -80,7 +80,9 @@ class DaySignIns(BaseModel):
 
 class Agent(BaseModel):
     userId: str
-    userPrincipalName: str = Field(description="From the partner tenant's sign-in log; empty when not recorded")
+    userPrincipalName: str = Field(
+        description="From the partner tenant's sign-in log; empty when not recorded"
+    )
     displayName: str
     days: int = Field(description="Days of the period with a sign-in by this agent")
     lastDay: str

@@ -22,18 +22,20 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # No inline script or style anywhere: every script and stylesheet is a file from this origin, and the
 # portal builds its DOM (and its SVG charts) with createElement / textContent.
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data:",
-    "font-src 'self'",
-    "connect-src 'self'",
-    "manifest-src 'self'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "manifest-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
@@ -61,8 +63,11 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() not in {name for name, _ in SECURITY_HEADERS}]
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in {name for name, _ in SECURITY_HEADERS}
+                ]
                 headers.extend(SECURITY_HEADERS)
                 if path.startswith("/api/"):
                     headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
@@ -118,15 +123,25 @@ class HostCheck:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         allowed = self.allowed() if scope["type"] == "http" else None
         if allowed is not None:
-            host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"host"), "")
+            host = next(
+                (v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"host"), ""
+            )
             server = scope.get("server")
             if not host and server:  # a request handed over without its Host header: the URL's host
                 host = f"{server[0]}:{server[1]}"
             if not host_allowed(host, allowed):
                 body = b'{"error":{"code":"misdirectedRequest","message":"this server does not answer for that host"}}'
-                await send({"type": "http.response.start", "status": 421,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 421,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            *SECURITY_HEADERS,
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)

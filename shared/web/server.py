@@ -44,16 +44,31 @@ def served_hosts(host: str, port: int) -> frozenset[str]:
     return frozenset(names)
 
 
-def build_app(settings: Settings, *, local_operator: bool, drain_removals: bool = True,
-              hosts: frozenset[str] | None = None, trust_principal_header: bool | None = False) -> FastAPI:
+def build_app(
+    settings: Settings,
+    *,
+    local_operator: bool,
+    drain_removals: bool = True,
+    hosts: frozenset[str] | None = None,
+    trust_principal_header: bool | None = False,
+) -> FastAPI:
     """The app as ``serve`` runs it. ``trust_principal_header`` True stands in for App Service
     Authentication (tests that sign requests in with X-MS-CLIENT-PRINCIPAL), None asks the platform as
     the function app does (:func:`principal_header_trusted`); ``serve`` passes False."""
     provider = ServicesPerLoop(lambda: settings)
-    trust = principal_header_trusted if trust_principal_header is None else (lambda: bool(trust_principal_header))
-    return create_app(WebConfig(services=provider, local_operator=local_operator,
-                                drain_removals=drain_removals, on_shutdown=provider.close,
-                                allowed_hosts=lambda: hosts, trust_principal_header=trust))
+    trust = (
+        principal_header_trusted if trust_principal_header is None else (lambda: bool(trust_principal_header))
+    )
+    return create_app(
+        WebConfig(
+            services=provider,
+            local_operator=local_operator,
+            drain_removals=drain_removals,
+            on_shutdown=provider.close,
+            allowed_hosts=lambda: hosts,
+            trust_principal_header=trust,
+        )
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -74,14 +89,16 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def build_server(settings: Settings, *, host: str, port: int, local_operator: bool
-                 ) -> tuple[uvicorn.Server, socket.socket, str]:
+def build_server(
+    settings: Settings, *, host: str, port: int, local_operator: bool
+) -> tuple[uvicorn.Server, socket.socket, str]:
     if local_operator and not is_loopback(host):
         raise ValueError("--local-operator is accepted only with a loopback --host")
     sock = bind(host, port)
     app = build_app(settings, local_operator=local_operator, hosts=served_hosts(host, sock.getsockname()[1]))
-    config = uvicorn.Config(app, log_level="info", access_log=True, server_header=False, lifespan="on",
-                            proxy_headers=False)
+    config = uvicorn.Config(
+        app, log_level="info", access_log=True, server_header=False, lifespan="on", proxy_headers=False
+    )
     return uvicorn.Server(config), sock, url_of(sock)
 
 
@@ -91,18 +108,27 @@ async def check_settings(settings: Settings) -> None:
     await services.close()
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 7071, local_operator: bool = False) -> None:
+def serve(
+    settings: Settings, *, host: str = "127.0.0.1", port: int = 7071, local_operator: bool = False
+) -> None:
     """Print the URL, then serve (uvicorn's access log follows) until interrupted."""
     asyncio.run(check_settings(settings))
     server, sock, url = build_server(settings, host=host, port=port, local_operator=local_operator)
     print(url, flush=True)
     if local_operator:
-        print("local operator: every request acts as a user holding Relationships.Read and "
-              "Relationships.Remove", file=sys.stderr, flush=True)
+        print(
+            "local operator: every request acts as a user holding Relationships.Read and "
+            "Relationships.Remove",
+            file=sys.stderr,
+            flush=True,
+        )
     else:
-        print("no App Service Authentication here: X-MS-CLIENT-PRINCIPAL is not believed and every request "
-              "is anonymous (401); use --local-operator on a loopback host to act as a local user",
-              file=sys.stderr, flush=True)
+        print(
+            "no App Service Authentication here: X-MS-CLIENT-PRINCIPAL is not believed and every request "
+            "is anonymous (401); use --local-operator on a loopback host to act as a local user",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         server.run(sockets=[sock])
     finally:

@@ -47,8 +47,9 @@ async def serve(scenario_path: Path, host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.emulator",
-                                     description="Local Microsoft Graph / Partner Center emulator.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.emulator", description="Local Microsoft Graph / Partner Center emulator."
+    )
     parser.add_argument("--scenario", required=True, type=Path, help="scenario JSON file")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", default=0, type=int, help="0 = pick a free port")

@@ -34,7 +34,7 @@ async def ctl_state(request: web.Request, m: dict[str, str]) -> web.StreamRespon
     await resp.write(prefix)
     rows = e.signins.rows
     for start in range(0, len(rows), 20_000):
-        chunk = b",".join(dumps(signin_scenario(r)) for r in rows[start:start + 20_000])
+        chunk = b",".join(dumps(signin_scenario(r)) for r in rows[start : start + 20_000])
         await resp.write((b"," if start else b"") + chunk)
     await resp.write(b"]}")
     await resp.write_eof()

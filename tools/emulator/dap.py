@@ -41,7 +41,9 @@ class DapCustomers(SimEstateCore):
         if not found:
             raise EmulatorError(400, "2001", "'AllowDelegatedAccess' is required.")
         if allow is not False:
-            raise EmulatorError(400, "2001", "Delegated admin privileges can only be removed (AllowDelegatedAccess=false).")
+            raise EmulatorError(
+                400, "2001", "Delegated admin privileges can only be removed (AllowDelegatedAccess=false)."
+            )
         if customer.dap is not None and customer.dap.get("enabled"):
             customer.dap["enabled"] = False
             customer.dap["endDateTime"] = self.now_ts
@@ -50,8 +52,9 @@ class DapCustomers(SimEstateCore):
     def admin_agent_ids(self) -> set[str]:
         """Agents in the AdminAgents group (DAP's Global Administrator path), lower-cased ids."""
         if self._admins is None:
-            admin_groups = {g["id"].lower() for g in self.groups.values()
-                            if g["displayName"].lower() == "adminagents"}
+            admin_groups = {
+                g["id"].lower() for g in self.groups.values() if g["displayName"].lower() == "adminagents"
+            }
             self._admins = {a["id"].lower() for a in self.agents if admin_groups & lower_set(a["groupIds"])}
         return self._admins
 

@@ -30,7 +30,14 @@ RELATIONSHIP_STATUSES = (
     "terminationRequested",
 )
 # A delegatedAdminCustomer exists while the customer has at least one of these.
-CUSTOMER_VISIBLE_STATUSES = {"active", "expiring", "terminationRequested", "terminating", "activating", "approved"}
+CUSTOMER_VISIBLE_STATUSES = {
+    "active",
+    "expiring",
+    "terminationRequested",
+    "terminating",
+    "activating",
+    "approved",
+}
 TERMINATING_STATUSES = {"terminationRequested", "terminating", "terminated"}
 AUTO_EXTEND_VALUES = {"P0D": "P0D", "PT0S": "PT0S", "P180D": "P180D"}
 FAILURE_FLAGS = ("failTermination", "failOperations", "failAccessAssignments")
@@ -115,8 +122,14 @@ class SimAccessAssignment:
         }
 
     def scenario(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "groupId": self.group_id, "roles": list(self.roles), "status": self.status,
-               "createdDateTime": ts(self.created), "lastModifiedDateTime": ts(self.modified)}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "groupId": self.group_id,
+            "roles": list(self.roles),
+            "status": self.status,
+            "createdDateTime": ts(self.created),
+            "lastModifiedDateTime": ts(self.modified),
+        }
         if self.fail:
             out["fail"] = True
         return out
@@ -143,10 +156,14 @@ class SimRelationship:
     requests: list[SimRelationshipRequest] = field(default_factory=list)
     operations: list[SimOperation] = field(default_factory=list)
     pending_op: SimOperation | None = None
-    since: datetime | None = None  # when the current transient status began (termination, activation, approval)
+    since: datetime | None = (
+        None  # when the current transient status began (termination, activation, approval)
+    )
     before_termination: str = "active"  # the status a failed termination returns to
     durations: dict[str, str] = field(default_factory=dict)  # this relationship's "asyncDurations"
-    flags: dict[str, bool] = field(default_factory=dict)  # failTermination, failOperations, failAccessAssignments
+    flags: dict[str, bool] = field(
+        default_factory=dict
+    )  # failTermination, failOperations, failAccessAssignments
 
     def sort_key(self) -> tuple[str, str]:
         return (ts(self.created) or "", self.id)
@@ -164,8 +181,9 @@ class SimRelationship:
             "lastModifiedDateTime": ts(self.modified),
             "activatedDateTime": ts(self.activated),
             "endDateTime": ts(self.end),
-            "customer": None if self.customer_tenant_id is None else {
-                "tenantId": self.customer_tenant_id, "displayName": self.customer_display_name},
+            "customer": None
+            if self.customer_tenant_id is None
+            else {"tenantId": self.customer_tenant_id, "displayName": self.customer_display_name},
             "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in self.roles]},
         }
 
@@ -203,8 +221,18 @@ class SimRelationship:
         }.get(key)
 
 
-GDAP_FILTER_PROPS = {"id", "status", "displayname", "customer/tenantid", "customer/displayname",
-                     "autoextendduration", "duration", "createddatetime", "activateddatetime", "enddatetime"}
+GDAP_FILTER_PROPS = {
+    "id",
+    "status",
+    "displayname",
+    "customer/tenantid",
+    "customer/displayname",
+    "autoextendduration",
+    "duration",
+    "createddatetime",
+    "activateddatetime",
+    "enddatetime",
+}
 
 
 @dataclass

@@ -49,7 +49,10 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
         self.groups = {}
         for g in scenario.get("groups") or []:
             if isinstance(g, dict) and g.get("id"):
-                self.groups[str(g["id"]).lower()] = {"id": str(g["id"]), "displayName": str(g.get("displayName") or "")}
+                self.groups[str(g["id"]).lower()] = {
+                    "id": str(g["id"]),
+                    "displayName": str(g.get("displayName") or ""),
+                }
         self.agents = []
         self.agents_by_id = {}
         for a in scenario.get("agents") or []:
@@ -57,7 +60,9 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
                 continue
             agent: dict[str, Any] = {
                 "id": str(a["id"]),
-                "userPrincipalName": str(a.get("userPrincipalName") or f"{a['id']}@{self.partner_domains[0]}"),
+                "userPrincipalName": str(
+                    a.get("userPrincipalName") or f"{a['id']}@{self.partner_domains[0]}"
+                ),
                 "displayName": str(a.get("displayName") or a.get("userPrincipalName") or a["id"]),
                 "groupIds": [str(g) for g in a.get("groupIds") or []],
             }
@@ -89,7 +94,9 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
         self.signin_log_licensed = licensed
         missing = scenario.get("missingPermissions") or []
         if not isinstance(missing, list) or not all(isinstance(p, str) for p in missing):
-            raise bad_request("'missingPermissions' is a list of permission names, e.g. [\"AuditLog.Read.All\"].")
+            raise bad_request(
+                "'missingPermissions' is a list of permission names, e.g. [\"AuditLog.Read.All\"]."
+            )
         self.missing_permissions: list[str] = list(dict.fromkeys(missing))
         self.outbox = []
         self.vault: dict[str, list[dict[str, Any]]] = {}  # Key Vault secrets: name -> versions, oldest first
@@ -104,9 +111,11 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
         name = str(c.get("displayName") or tenant_id)
         dap = c.get("dap")
         if isinstance(dap, dict):
-            dap = {"enabled": bool(dap.get("enabled", False)),
-                   "startDateTime": dap.get("startDateTime"),
-                   **({"endDateTime": dap["endDateTime"]} if dap.get("endDateTime") else {})}
+            dap = {
+                "enabled": bool(dap.get("enabled", False)),
+                "startDateTime": dap.get("startDateTime"),
+                **({"endDateTime": dap["endDateTime"]} if dap.get("endDateTime") else {}),
+            }
             if dap.get("startDateTime"):
                 dap["startDateTime"] = format_timestamp(parse_time(dap["startDateTime"], "dap.startDateTime"))
         else:
@@ -140,7 +149,8 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
             activated=parse_optional_time(r.get("activatedDateTime"), "activatedDateTime"),
             end=parse_optional_time(r.get("endDateTime"), "endDateTime"),
             modified=parse_optional_time(r.get("lastModifiedDateTime"), "lastModifiedDateTime")
-            or parse_optional_time(r.get("activatedDateTime"), "activatedDateTime") or created,
+            or parse_optional_time(r.get("activatedDateTime"), "activatedDateTime")
+            or created,
             auto_extend=str(r.get("autoExtendDuration") or "PT0S"),
             roles=role_list(r.get("roles") if "roles" in r else r.get("accessDetails") or [], "roles"),
             etag=self.next_etag(rid),
@@ -164,7 +174,8 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
                 roles=role_list(roles, "accessAssignments.roles"),
                 status=str(a.get("status") or "active"),
                 created=parse_optional_time(a.get("createdDateTime"), "createdDateTime") or rel.modified,
-                modified=parse_optional_time(a.get("lastModifiedDateTime"), "lastModifiedDateTime") or rel.modified,
+                modified=parse_optional_time(a.get("lastModifiedDateTime"), "lastModifiedDateTime")
+                or rel.modified,
                 etag=self.next_etag(str(a["id"])),
                 fail=bool(a.get("fail")) or rel.flags.get("failAccessAssignments", False),
             )
@@ -180,9 +191,14 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
     def scenario(self, include_signins: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "now": ts(self.now),
-            "signInRetentionDays": self.retention_days if self.retention_days % 1 else int(self.retention_days),
-            "partner": {"tenantId": self.partner_tenant_id, "displayName": self.partner_display_name,
-                        "senderMailbox": self.sender_mailbox},
+            "signInRetentionDays": self.retention_days
+            if self.retention_days % 1
+            else int(self.retention_days),
+            "partner": {
+                "tenantId": self.partner_tenant_id,
+                "displayName": self.partner_display_name,
+                "senderMailbox": self.sender_mailbox,
+            },
             "groups": list(self.groups.values()),
             "agents": self.agents,
             "customers": [c.scenario(self.relationships) for c in self.customers.values()],
@@ -212,13 +228,13 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
 
     def set_clock(self, body: Any) -> None:
         if not isinstance(body, dict):
-            raise bad_request("Body must be {\"now\": ISO} or {\"advance\": duration}.")
+            raise bad_request('Body must be {"now": ISO} or {"advance": duration}.')
         if "now" in body:
             self.now = parse_time(body["now"], "now")
         elif "advance" in body:
             self.now = self.now + parse_duration(body["advance"])
         else:
-            raise bad_request("Body must be {\"now\": ISO} or {\"advance\": duration}.")
+            raise bad_request('Body must be {"now": ISO} or {"advance": duration}.')
         self.settle_all()
 
     def settle_all(self) -> None:
@@ -239,7 +255,9 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
             items = items["signIns"]
         if not isinstance(items, list):
             raise bad_request("Body must be an array of sign-ins.")
-        rows = [s if isinstance(s, SignInRow) else signin_row(s) for s in items if isinstance(s, dict | SignInRow)]
+        rows = [
+            s if isinstance(s, SignInRow) else signin_row(s) for s in items if isinstance(s, dict | SignInRow)
+        ]
         return self.signins.add(rows)
 
     # ---- GDAP customers, contracts, groups
@@ -247,8 +265,11 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
     def delegated_admin_customers(self) -> list[SimCustomer]:
         out = []
         for c in self.customers.values():
-            if any(self.relationships[r].status in CUSTOMER_VISIBLE_STATUSES
-                   for r in c.relationships if r in self.relationships):
+            if any(
+                self.relationships[r].status in CUSTOMER_VISIBLE_STATUSES
+                for r in c.relationships
+                if r in self.relationships
+            ):
                 out.append(c)
         return out
 
@@ -258,8 +279,11 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
     def group_members(self, group_id: str) -> list[dict[str, Any]]:
         group = self.groups.get(group_id.lower())
         if group is None:
-            raise not_found(f"Resource '{group_id}' does not exist or one of its queried reference-property "
-                            "objects are not present.", "Request_ResourceNotFound")
+            raise not_found(
+                f"Resource '{group_id}' does not exist or one of its queried reference-property "
+                "objects are not present.",
+                "Request_ResourceNotFound",
+            )
         gid = group["id"].lower()
         return [a for a in self.agents if gid in lower_set(a["groupIds"])]
 

@@ -65,7 +65,9 @@ class Fault:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
             raise bad_request("A fault 'pageSize' is a whole number of at least 1.")
         if (empty or size is not None) and (kind is not None or d.get("status", 200) != 200):
-            raise bad_request("A fault with 'empty' or 'pageSize' answers 200; it takes no other 'status' or 'kind'.")
+            raise bad_request(
+                "A fault with 'empty' or 'pageSize' answers 200; it takes no other 'status' or 'kind'."
+            )
         if empty and size is not None:
             raise bad_request("A fault is either 'empty' or 'pageSize', not both.")
         status = d.get("status", 200 if (kind is not None or empty or size is not None) else 503)
@@ -109,8 +111,13 @@ class Fault:
         self.served += 1
 
     def scenario(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.method, "pathPrefix": self.path_prefix, "status": self.status,
-                               "times": self.times, "served": self.served}
+        out: dict[str, Any] = {
+            "method": self.method,
+            "pathPrefix": self.path_prefix,
+            "status": self.status,
+            "times": self.times,
+            "served": self.served,
+        }
         if self.retry_after is not None:
             out["retryAfter"] = self.retry_after
         if self.after:
@@ -145,7 +152,7 @@ class Throttle:
         if d is None:
             return None
         if not isinstance(d, dict):
-            raise bad_request("'throttle' is {\"requests\": n, \"windowSeconds\": s}.")
+            raise bad_request('\'throttle\' is {"requests": n, "windowSeconds": s}.')
         n, window = d.get("requests"), d.get("windowSeconds")
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise bad_request("'throttle.requests' is a whole number of at least 1.")

@@ -15,7 +15,9 @@ def filter_or_400(text: str) -> Node:
         return parse_filter(text)
     except FilterError as exc:
         msg = str(exc)
-        raise bad_request(msg if msg.startswith("Invalid filter clause") else f"Invalid filter clause: {msg}") from exc
+        raise bad_request(
+            msg if msg.startswith("Invalid filter clause") else f"Invalid filter clause: {msg}"
+        ) from exc
 
 
 def parse_filter_or_400(text: str | None) -> Node | None:
@@ -25,7 +27,9 @@ def parse_filter_or_400(text: str | None) -> Node | None:
 def check_props(node: Node, allowed: set[str], type_name: str) -> None:
     for c in comparisons(node):
         if c.key not in allowed:
-            raise bad_request(f"Invalid filter clause: Could not find a property named '{c.prop}' on type '{type_name}'.")
+            raise bad_request(
+                f"Invalid filter clause: Could not find a property named '{c.prop}' on type '{type_name}'."
+            )
 
 
 def comparisons(node: Node, lambda_refused: str | None = None) -> Iterator[Compare]:
@@ -38,4 +42,6 @@ def comparisons(node: Node, lambda_refused: str | None = None) -> Iterator[Compa
     elif isinstance(node, Not):
         yield from comparisons(node.item, lambda_refused)
     else:
-        raise bad_request(lambda_refused or f"Invalid filter clause: the lambda on '{node.prop}' is not supported here.")
+        raise bad_request(
+            lambda_refused or f"Invalid filter clause: the lambda on '{node.prop}' is not supported here."
+        )

@@ -232,7 +232,9 @@ class _Parser:
             return Lambda(prop, op, "", None)
         colon = self.toks[self.i + 1] if self.i + 1 < len(self.toks) else None
         if not tok or tok[0] != "ident" or "/" in tok[1] or "." in tok[1] or not colon or colon[0] != "colon":
-            raise FilterError(f"Syntax error: '{prop}/{op}(' must be followed by 'variable:' in '{self.text}'.")
+            raise FilterError(
+                f"Syntax error: '{prop}/{op}(' must be followed by 'variable:' in '{self.text}'."
+            )
         var = tok[1]
         self.i += 2
         body = self.parse_or()

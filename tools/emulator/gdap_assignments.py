@@ -51,7 +51,8 @@ class AssignmentLifecycle(RelationshipLifecycle):
         rel = self.get_relationship(rid)
         if rel.status != "active":
             raise bad_request(
-                f"Access assignments can only be created for an active relationship; this one is '{rel.status}'.")
+                f"Access assignments can only be created for an active relationship; this one is '{rel.status}'."
+            )
         if not isinstance(body, dict):
             raise bad_request("The request body must be a delegatedAdminAccessAssignment object.")
         container = body.get("accessContainer")
@@ -66,13 +67,23 @@ class AssignmentLifecycle(RelationshipLifecycle):
         roles = self._assignment_roles(rel, body.get("accessDetails"))
         for aa in rel.assignments.values():
             if aa.group_id.lower() == group_id.lower() and aa.status not in ("deleting", "deleted"):
-                raise EmulatorError(409, "Conflict",
-                                    f"An access assignment for the security group '{group_id}' already exists.")
+                raise EmulatorError(
+                    409,
+                    "Conflict",
+                    f"An access assignment for the security group '{group_id}' already exists.",
+                )
         aid = str(uuid.uuid4())
-        aa = SimAccessAssignment(id=aid, group_id=group_id, roles=roles, status="pending", created=self.now,
-                                 modified=self.now, etag=self.next_etag(aid),
-                                 due=self.now + self.duration("accessAssignment", rel),
-                                 fail=rel.flags.get("failAccessAssignments", False))
+        aa = SimAccessAssignment(
+            id=aid,
+            group_id=group_id,
+            roles=roles,
+            status="pending",
+            created=self.now,
+            modified=self.now,
+            etag=self.next_etag(aid),
+            due=self.now + self.duration("accessAssignment", rel),
+            fail=rel.flags.get("failAccessAssignments", False),
+        )
         rel.assignments[aid] = aa
         return aa
 
@@ -86,16 +97,20 @@ class AssignmentLifecycle(RelationshipLifecycle):
         extra = lower_set(roles) - lower_set(rel.roles)
         if extra:
             raise bad_request(
-                f"The role '{sorted(extra)[0]}' is not part of the relationship's access details.")
+                f"The role '{sorted(extra)[0]}' is not part of the relationship's access details."
+            )
         return roles
 
-    def update_assignment(self, rid: str, aa_id: str, body: Any, if_match: str | None
-                          ) -> tuple[SimAccessAssignment, SimOperation | None]:
+    def update_assignment(
+        self, rid: str, aa_id: str, body: Any, if_match: str | None
+    ) -> tuple[SimAccessAssignment, SimOperation | None]:
         rel = self.get_relationship(rid)
         aa = self._assignment(rel, aa_id)
         self.check_if_match(aa.etag, if_match)
         if aa.status != "active":
-            raise EmulatorError(409, "Conflict", f"The access assignment is '{aa.status}' and cannot be updated.")
+            raise EmulatorError(
+                409, "Conflict", f"The access assignment is '{aa.status}' and cannot be updated."
+            )
         if not isinstance(body, dict):
             raise bad_request("The request body must be a delegatedAdminAccessAssignment object.")
         fields_ = {k: v for k, v in body.items() if not k.startswith("@")}
@@ -122,8 +137,11 @@ class AssignmentLifecycle(RelationshipLifecycle):
 
         op = self.new_operation(
             "delegatedAdminAccessAssignmentUpdate",
-            {"id": aa.id, "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in roles]}}, apply,
-            rel, on_end)
+            {"id": aa.id, "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in roles]}},
+            apply,
+            rel,
+            on_end,
+        )
         rel.operations.append(op)
         aa.pending_op = op
         aa.modified = self.now

@@ -61,8 +61,14 @@ class RelationshipLifecycle(SimEstateCore):
         rel.etag = self.next_etag(rel.id)
 
     def _terminate_request(self, rel: SimRelationship) -> SimRelationshipRequest | None:
-        return next((r for r in reversed(rel.requests) if r.action == "terminate"
-                     and r.status in ("created", "pending")), None)
+        return next(
+            (
+                r
+                for r in reversed(rel.requests)
+                if r.action == "terminate" and r.status in ("created", "pending")
+            ),
+            None,
+        )
 
     def settle_relationship(self, rel: SimRelationship) -> None:
         """Move ``rel`` to its status at ``now`` (idempotent: a second read at the same instant changes nothing).
@@ -117,8 +123,12 @@ class RelationshipLifecycle(SimEstateCore):
             while rel.end <= self.now:
                 rel.end += step
             self._touch(rel, self.now)
-        if (rel.status == "active" and not auto and self.expiring_window
-                and self.now >= rel.end - self.expiring_window):
+        if (
+            rel.status == "active"
+            and not auto
+            and self.expiring_window
+            and self.now >= rel.end - self.expiring_window
+        ):
             rel.status = "expiring"
             self._touch(rel, max(rel.modified, rel.end - self.expiring_window))
 
@@ -153,8 +163,9 @@ class RelationshipLifecycle(SimEstateCore):
         self.settle_relationship(rel)  # ``advance`` is kept for callers; settling is idempotent
         return rel
 
-    def list_relationships(self, filt: Node | None, top: int, after: tuple[str, str] | None,
-                           advance: bool = True) -> tuple[list[SimRelationship], tuple[str, str] | None]:
+    def list_relationships(
+        self, filt: Node | None, top: int, after: tuple[str, str] | None, advance: bool = True
+    ) -> tuple[list[SimRelationship], tuple[str, str] | None]:
         """A page in (createdDateTime, id) order starting after ``after``; returns the next cursor.
 
         Every relationship the scan passes is settled to ``now`` first."""
@@ -180,8 +191,9 @@ class RelationshipLifecycle(SimEstateCore):
             raise bad_request(f"The 'displayName' must be at most {MAX_DISPLAY_NAME} characters.")
         for rel in self.relationships.values():
             if rel.id != exclude and rel.display_name.lower() == name.lower():
-                raise EmulatorError(409, "Conflict",
-                                    f"A delegated admin relationship named '{name}' already exists.")
+                raise EmulatorError(
+                    409, "Conflict", f"A delegated admin relationship named '{name}' already exists."
+                )
         return name
 
     @staticmethod
@@ -234,10 +246,18 @@ class RelationshipLifecycle(SimEstateCore):
         base = str(uuid.uuid4())
         rid = f"{base}-{customer.tenant_id}" if customer else base
         rel = SimRelationship(
-            id=rid, display_name=name, status="created", duration=duration,
+            id=rid,
+            display_name=name,
+            status="created",
+            duration=duration,
             customer_tenant_id=customer.tenant_id if customer else None,
             customer_display_name=customer.display_name if customer else None,
-            created=self.now, activated=None, end=None, modified=self.now, auto_extend=auto, roles=roles,
+            created=self.now,
+            activated=None,
+            end=None,
+            modified=self.now,
+            auto_extend=auto,
+            roles=roles,
             etag=self.next_etag(rid),
         )
         self.relationships[rid] = rel
@@ -248,8 +268,9 @@ class RelationshipLifecycle(SimEstateCore):
     @staticmethod
     def check_if_match(entity_etag: str, if_match: str | None) -> None:
         if if_match is None or not if_match.strip():
-            raise EmulatorError(400, "MissingIfMatchHeader",
-                                "The 'If-Match' header is required for this request.")
+            raise EmulatorError(
+                400, "MissingIfMatchHeader", "The 'If-Match' header is required for this request."
+            )
         candidates = [p.strip() for p in if_match.split(",")]
         if "*" in candidates:
             return
@@ -259,11 +280,15 @@ class RelationshipLifecycle(SimEstateCore):
             c = cand[2:] if cand.startswith("W/") else cand
             if c == norm or c.strip('"') == norm.strip('"'):
                 return
-        raise EmulatorError(412, "PreconditionFailed",
-                            "The 'If-Match' header does not match the current version of the entity.")
+        raise EmulatorError(
+            412,
+            "PreconditionFailed",
+            "The 'If-Match' header does not match the current version of the entity.",
+        )
 
-    def update_relationship(self, rid: str, body: Any, if_match: str | None
-                            ) -> tuple[SimRelationship, SimOperation | None]:
+    def update_relationship(
+        self, rid: str, body: Any, if_match: str | None
+    ) -> tuple[SimRelationship, SimOperation | None]:
         rel = self.get_relationship(rid)
         self.check_if_match(rel.etag, if_match)
         if not isinstance(body, dict):
@@ -274,14 +299,23 @@ class RelationshipLifecycle(SimEstateCore):
             bad = [k for k in fields_ if k not in allowed]
             if bad:
                 raise bad_request(f"The property '{bad[0]}' cannot be updated.")
-            name = self._validate_display_name(fields_["displayName"], rel.id) if "displayName" in fields_ else None
+            name = (
+                self._validate_display_name(fields_["displayName"], rel.id)
+                if "displayName" in fields_
+                else None
+            )
             duration = self._validate_duration(fields_["duration"]) if "duration" in fields_ else None
-            roles = role_list(fields_["accessDetails"], "accessDetails") if "accessDetails" in fields_ else None
+            roles = (
+                role_list(fields_["accessDetails"], "accessDetails") if "accessDetails" in fields_ else None
+            )
             if roles is not None and not roles:
                 raise bad_request("'accessDetails.unifiedRoles' must contain at least one role.")
-            auto = self._validate_auto_extend(fields_.get("autoExtendDuration", rel.auto_extend),
-                                              roles if roles is not None else rel.roles)
-            customer = self._customer_for(fields_["customer"]) if fields_.get("customer") is not None else None
+            auto = self._validate_auto_extend(
+                fields_.get("autoExtendDuration", rel.auto_extend), roles if roles is not None else rel.roles
+            )
+            customer = (
+                self._customer_for(fields_["customer"]) if fields_.get("customer") is not None else None
+            )
             if name is not None:
                 rel.display_name = name
             if duration is not None:
@@ -301,12 +335,15 @@ class RelationshipLifecycle(SimEstateCore):
             return rel, None
         if rel.status != "active":
             raise EmulatorError(
-                409, "Conflict",
-                f"The delegated admin relationship is in status '{rel.status}' and cannot be updated.")
+                409,
+                "Conflict",
+                f"The delegated admin relationship is in status '{rel.status}' and cannot be updated.",
+            )
         bad = [k for k in fields_ if k not in ("autoExtendDuration", "accessDetails")]
         if bad:
             raise bad_request(
-                f"The property '{bad[0]}' can only be updated while the relationship is in status 'created'.")
+                f"The property '{bad[0]}' can only be updated while the relationship is in status 'created'."
+            )
         new_roles: list[str] | None = None
         if "accessDetails" in fields_:
             wanted = role_list(fields_["accessDetails"], "accessDetails")
@@ -315,13 +352,18 @@ class RelationshipLifecycle(SimEstateCore):
                 if GLOBAL_ADMIN_ROLE not in current or lower_set(wanted) != current - {GLOBAL_ADMIN_ROLE}:
                     raise bad_request(
                         "Only the removal of the Global Administrator role is supported on an active "
-                        "relationship.", "InvalidAccessDetailsUpdate")
+                        "relationship.",
+                        "InvalidAccessDetailsUpdate",
+                    )
                 if rel.pending_op is not None:
-                    raise EmulatorError(409, "Conflict", "An update of this relationship is already in progress.")
+                    raise EmulatorError(
+                        409, "Conflict", "An update of this relationship is already in progress."
+                    )
                 new_roles = [r for r in rel.roles if r.lower() != GLOBAL_ADMIN_ROLE]
         if "autoExtendDuration" in fields_:
             rel.auto_extend = self._validate_auto_extend(
-                fields_["autoExtendDuration"], new_roles if new_roles is not None else rel.roles)
+                fields_["autoExtendDuration"], new_roles if new_roles is not None else rel.roles
+            )
         op: SimOperation | None = None
         if new_roles is not None:
             roles_after = new_roles
@@ -333,34 +375,55 @@ class RelationshipLifecycle(SimEstateCore):
                 ended, rel.pending_op = rel.pending_op, None
                 self._touch(rel, ended.modified if ended is not None else self.now)
 
-            op = self.new_operation("delegatedAdminRelationshipUpdate",
-                                    {"accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in new_roles]}},
-                                    apply, rel, on_end)
+            op = self.new_operation(
+                "delegatedAdminRelationshipUpdate",
+                {"accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in new_roles]}},
+                apply,
+                rel,
+                on_end,
+            )
             rel.operations.append(op)
             rel.pending_op = op
         rel.modified = self.now
         rel.etag = self.next_etag(rel.id)
         return rel, op
 
-    def new_operation(self, op_type: str, data: dict[str, Any], apply: Callable[[], None], rel: SimRelationship,
-                      on_end: Callable[[], None]) -> SimOperation:
+    def new_operation(
+        self,
+        op_type: str,
+        data: dict[str, Any],
+        apply: Callable[[], None],
+        rel: SimRelationship,
+        on_end: Callable[[], None],
+    ) -> SimOperation:
         """A long-running operation: ``notStarted`` for the first half of ``asyncDurations.operation``,
         ``running`` for the second, then ``succeeded`` (``apply`` runs) or, with the relationship's
         ``failOperations``, ``failed`` (nothing changes)."""
         oid = str(uuid.uuid4())
-        return SimOperation(id=oid, operation_type=op_type, data=json.dumps(data), status="notStarted",
-                            created=self.now, modified=self.now, etag=self.next_etag(oid), apply=apply,
-                            due=self.now + self.duration("operation", rel), fail=rel.flags.get("failOperations", False),
-                            on_end=on_end)
+        return SimOperation(
+            id=oid,
+            operation_type=op_type,
+            data=json.dumps(data),
+            status="notStarted",
+            created=self.now,
+            modified=self.now,
+            etag=self.next_etag(oid),
+            apply=apply,
+            due=self.now + self.duration("operation", rel),
+            fail=rel.flags.get("failOperations", False),
+            on_end=on_end,
+        )
 
     def delete_relationship(self, rid: str, if_match: str | None) -> None:
         rel = self.get_relationship(rid)
         self.check_if_match(rel.etag, if_match)
         if rel.status != "created":
             raise EmulatorError(
-                409, "Conflict",
+                409,
+                "Conflict",
                 f"Only relationships in status 'created' can be deleted; this one is '{rel.status}'. "
-                "Use a terminate request instead.")
+                "Use a terminate request instead.",
+            )
         del self.relationships[rel.id]
         customer = self.customers.get((rel.customer_tenant_id or "").lower())
         if customer and rel.id in customer.relationships:
@@ -374,15 +437,18 @@ class RelationshipLifecycle(SimEstateCore):
         if action == "lockForApproval":
             if rel.status != "created":
                 raise bad_request(
-                    f"lockForApproval is only allowed in status 'created'; the relationship is '{rel.status}'.")
+                    f"lockForApproval is only allowed in status 'created'; the relationship is '{rel.status}'."
+                )
             rel.status, rel.since = "approvalPending", self.now
         elif action == "terminate":
             if rel.status in TERMINATING_STATUSES:
-                raise EmulatorError(409, "Conflict",
-                                    f"The relationship is already being terminated (status '{rel.status}').")
+                raise EmulatorError(
+                    409, "Conflict", f"The relationship is already being terminated (status '{rel.status}')."
+                )
             if rel.status not in ("active", "expiring"):
                 raise bad_request(
-                    f"terminate is only allowed for an active relationship; the relationship is '{rel.status}'.")
+                    f"terminate is only allowed for an active relationship; the relationship is '{rel.status}'."
+                )
             rel.before_termination, rel.status, rel.since = rel.status, "terminationRequested", self.now
         elif action in ("approve", "reject"):
             raise bad_request(f"The action '{action}' is only available to indirect resellers.")
@@ -390,8 +456,14 @@ class RelationshipLifecycle(SimEstateCore):
             raise bad_request(f"The action '{action}' is not valid.")
         rel.modified = self.now
         rel.etag = self.next_etag(rel.id)
-        req = SimRelationshipRequest(id=str(uuid.uuid4()), action=action, status="created",
-                                     created=self.now, modified=self.now, due=self.now + self.duration("request", rel))
+        req = SimRelationshipRequest(
+            id=str(uuid.uuid4()),
+            action=action,
+            status="created",
+            created=self.now,
+            modified=self.now,
+            due=self.now + self.duration("request", rel),
+        )
         rel.requests.append(req)
         return req
 
@@ -439,11 +511,13 @@ class RelationshipLifecycle(SimEstateCore):
         """Emulator control: the customer approves an approvalPending relationship."""
         rel = self.get_relationship(rid)
         if rel.status != "approvalPending":
-            raise EmulatorError(409, "Conflict", f"The relationship is '{rel.status}', not 'approvalPending'.")
+            raise EmulatorError(
+                409, "Conflict", f"The relationship is '{rel.status}', not 'approvalPending'."
+            )
         if rel.customer_tenant_id is None:
             customer = self._customer_for((body or {}).get("customer") if isinstance(body, dict) else None)
             if customer is None:
-                raise bad_request("This relationship has no customer yet: post {\"customer\": {\"tenantId\"}}.")
+                raise bad_request('This relationship has no customer yet: post {"customer": {"tenantId"}}.')
             customer.relationships.append(rel.id)
             rel.customer_tenant_id = customer.tenant_id
             rel.customer_display_name = customer.display_name

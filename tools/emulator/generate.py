@@ -47,55 +47,255 @@ ROLES = {
 }
 ROLE_IDS = list(ROLES.values())
 
-STATUSES = ("active", "approvalPending", "created", "terminationRequested", "terminating", "terminated",
-            "expired", "expiring", "activating")
+STATUSES = (
+    "active",
+    "approvalPending",
+    "created",
+    "terminationRequested",
+    "terminating",
+    "terminated",
+    "expired",
+    "expiring",
+    "activating",
+)
 
 EN_PREFIXES = (
-    "Adatum", "Contoso", "Fabrikam", "Northwind", "Tailspin", "Wingtip", "Woodgrove", "Litware", "Proseware",
-    "Relecloud", "Lamna", "Munson", "Fourth Coffee", "Alpine Ski", "Blue Yonder", "Coho Winery", "Consolidated",
-    "Graphic Design", "Humongous", "Lucerne", "Margie's", "Trey Research", "VanArsdel", "Wide World", "Datum",
-    "Bellows", "Best For You", "City Power", "Fincher", "Southridge", "Tasmanian", "Boulder Creek", "Cascade",
-    "Evergreen", "Harborview", "Ironwood", "Juniper", "Keystone", "Lakeshore", "Meridian", "Northstar",
-    "Oakridge", "Pinnacle", "Quarry", "Redwood", "Silverline", "Summit", "Tidewater", "Upland", "Vantage",
-    "Westbrook", "Yellowstone", "Zephyr", "Brightwater", "Clearview", "Driftwood", "Foxglove", "Granite Peak",
+    "Adatum",
+    "Contoso",
+    "Fabrikam",
+    "Northwind",
+    "Tailspin",
+    "Wingtip",
+    "Woodgrove",
+    "Litware",
+    "Proseware",
+    "Relecloud",
+    "Lamna",
+    "Munson",
+    "Fourth Coffee",
+    "Alpine Ski",
+    "Blue Yonder",
+    "Coho Winery",
+    "Consolidated",
+    "Graphic Design",
+    "Humongous",
+    "Lucerne",
+    "Margie's",
+    "Trey Research",
+    "VanArsdel",
+    "Wide World",
+    "Datum",
+    "Bellows",
+    "Best For You",
+    "City Power",
+    "Fincher",
+    "Southridge",
+    "Tasmanian",
+    "Boulder Creek",
+    "Cascade",
+    "Evergreen",
+    "Harborview",
+    "Ironwood",
+    "Juniper",
+    "Keystone",
+    "Lakeshore",
+    "Meridian",
+    "Northstar",
+    "Oakridge",
+    "Pinnacle",
+    "Quarry",
+    "Redwood",
+    "Silverline",
+    "Summit",
+    "Tidewater",
+    "Upland",
+    "Vantage",
+    "Westbrook",
+    "Yellowstone",
+    "Zephyr",
+    "Brightwater",
+    "Clearview",
+    "Driftwood",
+    "Foxglove",
+    "Granite Peak",
 )
 EN_SUFFIXES = (
-    "Ltd", "Inc", "Corporation", "Group", "Holdings", "Systems", "Partners", "Logistics", "Industries",
-    "Consulting", "Labs", "Foods", "Health", "Manufacturing", "Retail", "Energy", "Bank", "Insurance",
+    "Ltd",
+    "Inc",
+    "Corporation",
+    "Group",
+    "Holdings",
+    "Systems",
+    "Partners",
+    "Logistics",
+    "Industries",
+    "Consulting",
+    "Labs",
+    "Foods",
+    "Health",
+    "Manufacturing",
+    "Retail",
+    "Energy",
+    "Bank",
+    "Insurance",
 )
-EN_QUALIFIERS = ("North America", "Europe", "APAC", "Japan", "UK", "Germany", "Canada", "West", "East",
-                 "International", "Services", "Trading")
+EN_QUALIFIERS = (
+    "North America",
+    "Europe",
+    "APAC",
+    "Japan",
+    "UK",
+    "Germany",
+    "Canada",
+    "West",
+    "East",
+    "International",
+    "Services",
+    "Trading",
+)
 JP_STEMS = (
-    ("山田", "yamada"), ("東京", "tokyo"), ("大阪", "osaka"), ("名古屋", "nagoya"), ("横浜", "yokohama"),
-    ("京都", "kyoto"), ("神戸", "kobe"), ("札幌", "sapporo"), ("福岡", "fukuoka"), ("仙台", "sendai"),
-    ("広島", "hiroshima"), ("北海", "hokkai"), ("日本", "nihon"), ("中央", "chuo"), ("新日本", "shinnihon"),
-    ("富士", "fuji"), ("桜", "sakura"), ("青葉", "aoba"), ("松本", "matsumoto"), ("高橋", "takahashi"),
-    ("佐藤", "sato"), ("鈴木", "suzuki"), ("田中", "tanaka"), ("伊藤", "ito"), ("渡辺", "watanabe"),
-    ("三和", "sanwa"), ("大和", "yamato"), ("瑞穂", "mizuho"), ("朝日", "asahi"), ("光", "hikari"),
+    ("山田", "yamada"),
+    ("東京", "tokyo"),
+    ("大阪", "osaka"),
+    ("名古屋", "nagoya"),
+    ("横浜", "yokohama"),
+    ("京都", "kyoto"),
+    ("神戸", "kobe"),
+    ("札幌", "sapporo"),
+    ("福岡", "fukuoka"),
+    ("仙台", "sendai"),
+    ("広島", "hiroshima"),
+    ("北海", "hokkai"),
+    ("日本", "nihon"),
+    ("中央", "chuo"),
+    ("新日本", "shinnihon"),
+    ("富士", "fuji"),
+    ("桜", "sakura"),
+    ("青葉", "aoba"),
+    ("松本", "matsumoto"),
+    ("高橋", "takahashi"),
+    ("佐藤", "sato"),
+    ("鈴木", "suzuki"),
+    ("田中", "tanaka"),
+    ("伊藤", "ito"),
+    ("渡辺", "watanabe"),
+    ("三和", "sanwa"),
+    ("大和", "yamato"),
+    ("瑞穂", "mizuho"),
+    ("朝日", "asahi"),
+    ("光", "hikari"),
 )
 JP_INDUSTRIES = (
-    ("商事", "shoji"), ("電機", "denki"), ("工業", "kogyo"), ("建設", "kensetsu"), ("物流", "butsuryu"),
-    ("製作所", "seisakusho"), ("食品", "shokuhin"), ("システム", "system"), ("不動産", "fudosan"),
-    ("精密", "seimitsu"), ("化学", "kagaku"), ("薬品", "yakuhin"), ("運輸", "unyu"), ("印刷", "insatsu"),
-    ("ホールディングス", "hd"), ("テクノロジー", "tech"), ("産業", "sangyo"), ("銀行", "bank"),
-    ("ソリューションズ", "solutions"), ("製薬", "seiyaku"),
+    ("商事", "shoji"),
+    ("電機", "denki"),
+    ("工業", "kogyo"),
+    ("建設", "kensetsu"),
+    ("物流", "butsuryu"),
+    ("製作所", "seisakusho"),
+    ("食品", "shokuhin"),
+    ("システム", "system"),
+    ("不動産", "fudosan"),
+    ("精密", "seimitsu"),
+    ("化学", "kagaku"),
+    ("薬品", "yakuhin"),
+    ("運輸", "unyu"),
+    ("印刷", "insatsu"),
+    ("ホールディングス", "hd"),
+    ("テクノロジー", "tech"),
+    ("産業", "sangyo"),
+    ("銀行", "bank"),
+    ("ソリューションズ", "solutions"),
+    ("製薬", "seiyaku"),
 )
-JP_BRANCHES = (("関東", "kanto"), ("関西", "kansai"), ("九州", "kyushu"), ("東北", "tohoku"), ("中部", "chubu"),
-               ("北陸", "hokuriku"), ("四国", "shikoku"), ("沖縄", "okinawa"))
-CULTURES = (("ja-JP", 55), ("en-US", 30), ("en-GB", 5), ("de-DE", 4), ("fr-FR", 3), ("zh-CN", 2), ("ko-KR", 1))
-JP_GIVEN = (("太郎", "taro"), ("花子", "hanako"), ("健", "ken"), ("美咲", "misaki"), ("翔", "sho"),
-            ("陽菜", "hina"), ("大輔", "daisuke"), ("由美", "yumi"), ("拓也", "takuya"), ("直子", "naoko"))
-EN_GIVEN = ("Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Jamie", "Riley", "Avery", "Quinn", "Drew",
-            "Robin", "Chris", "Pat", "Dana")
-EN_FAMILY = ("Smith", "Johnson", "Brown", "Garcia", "Miller", "Davis", "Wilson", "Moore", "Clark", "Lewis",
-             "Walker", "Young", "King", "Wright", "Hill")
-APPS = (("Microsoft 365 admin center", 40), ("Azure Portal", 20), ("Microsoft Entra admin center", 12),
-        ("Microsoft Exchange Online", 10), ("Microsoft Graph PowerShell", 10), ("Microsoft Intune", 8))
+JP_BRANCHES = (
+    ("関東", "kanto"),
+    ("関西", "kansai"),
+    ("九州", "kyushu"),
+    ("東北", "tohoku"),
+    ("中部", "chubu"),
+    ("北陸", "hokuriku"),
+    ("四国", "shikoku"),
+    ("沖縄", "okinawa"),
+)
+CULTURES = (
+    ("ja-JP", 55),
+    ("en-US", 30),
+    ("en-GB", 5),
+    ("de-DE", 4),
+    ("fr-FR", 3),
+    ("zh-CN", 2),
+    ("ko-KR", 1),
+)
+JP_GIVEN = (
+    ("太郎", "taro"),
+    ("花子", "hanako"),
+    ("健", "ken"),
+    ("美咲", "misaki"),
+    ("翔", "sho"),
+    ("陽菜", "hina"),
+    ("大輔", "daisuke"),
+    ("由美", "yumi"),
+    ("拓也", "takuya"),
+    ("直子", "naoko"),
+)
+EN_GIVEN = (
+    "Alex",
+    "Sam",
+    "Jordan",
+    "Taylor",
+    "Morgan",
+    "Casey",
+    "Jamie",
+    "Riley",
+    "Avery",
+    "Quinn",
+    "Drew",
+    "Robin",
+    "Chris",
+    "Pat",
+    "Dana",
+)
+EN_FAMILY = (
+    "Smith",
+    "Johnson",
+    "Brown",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Wilson",
+    "Moore",
+    "Clark",
+    "Lewis",
+    "Walker",
+    "Young",
+    "King",
+    "Wright",
+    "Hill",
+)
+APPS = (
+    ("Microsoft 365 admin center", 40),
+    ("Azure Portal", 20),
+    ("Microsoft Entra admin center", 12),
+    ("Microsoft Exchange Online", 10),
+    ("Microsoft Graph PowerShell", 10),
+    ("Microsoft Intune", 8),
+)
 
-MULTI_STATUSES = (("active", 40), ("terminated", 20), ("expired", 15), ("expiring", 15),
-                  ("terminationRequested", 5), ("terminating", 5))
-INACTIVE_STATUSES = (("terminated", 35), ("expired", 25), ("approvalPending", 20), ("created", 12),
-                     ("activating", 8))
+MULTI_STATUSES = (
+    ("active", 40),
+    ("terminated", 20),
+    ("expired", 15),
+    ("expiring", 15),
+    ("terminationRequested", 5),
+    ("terminating", 5),
+)
+INACTIVE_STATUSES = (
+    ("terminated", 35),
+    ("expired", 25),
+    ("approvalPending", 20),
+    ("created", 12),
+    ("activating", 8),
+)
 CATEGORIES = (("dap_only", 15), ("gdap_only", 35), ("both", 12), ("multi_gdap", 13), ("inactive", 25))
 INTERACTIVE = "interactiveUser"
 NON_INTERACTIVE = "nonInteractiveUser"
@@ -143,8 +343,17 @@ class Profile:
 
 
 class Generator:
-    def __init__(self, customers: int, signins: int, days: int, seed: int, now: datetime,
-                 retention_days: int, agents: int | None, noninteractive_per_interactive: float = DEFAULT_NONINTERACTIVE) -> None:
+    def __init__(
+        self,
+        customers: int,
+        signins: int,
+        days: int,
+        seed: int,
+        now: datetime,
+        retention_days: int,
+        agents: int | None,
+        noninteractive_per_interactive: float = DEFAULT_NONINTERACTIVE,
+    ) -> None:
         if noninteractive_per_interactive < 0:
             raise ValueError("noninteractive_per_interactive must be >= 0")
         self.rng = random.Random(seed)
@@ -165,13 +374,23 @@ class Generator:
     # ---- partner side
 
     def partner(self) -> dict[str, Any]:
-        return {"tenantId": _guid(self.rng), "displayName": "Contoso Cloud Partners KK",
-                "senderMailbox": "dap-monitor@contoso-partner.example",
-                "verifiedDomains": ["contoso-partner.example", "contosopartner.onmicrosoft.com"]}
+        return {
+            "tenantId": _guid(self.rng),
+            "displayName": "Contoso Cloud Partners KK",
+            "senderMailbox": "dap-monitor@contoso-partner.example",
+            "verifiedDomains": ["contoso-partner.example", "contosopartner.onmicrosoft.com"],
+        }
 
     def groups(self) -> list[dict[str, Any]]:
-        names = ["AdminAgents", "HelpdeskAgents", "SalesAgents", "GDAP-Tier1-Helpdesk", "GDAP-Tier2-Exchange",
-                 "GDAP-Tier3-Security", "GDAP-Intune"]
+        names = [
+            "AdminAgents",
+            "HelpdeskAgents",
+            "SalesAgents",
+            "GDAP-Tier1-Helpdesk",
+            "GDAP-Tier2-Exchange",
+            "GDAP-Tier3-Security",
+            "GDAP-Intune",
+        ]
         return [{"id": _guid(self.rng), "displayName": n} for n in names]
 
     def agents(self, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -179,7 +398,10 @@ class Generator:
         tier_groups = [g["id"] for g in groups[3:]]
         for i in range(self.n_agents):
             if self.rng.random() < 0.5:
-                (family, family_r), (given, given_r) = self.rng.choice(JP_STEMS[15:25]), self.rng.choice(JP_GIVEN)
+                (family, family_r), (given, given_r) = (
+                    self.rng.choice(JP_STEMS[15:25]),
+                    self.rng.choice(JP_GIVEN),
+                )
                 display = f"{family} {given}"
                 upn_local = f"{given_r}.{family_r}"
             else:
@@ -194,8 +416,14 @@ class Generator:
                 r = self.rng.random()
                 member = [groups[0]["id"]] if r < 0.25 else [groups[1]["id"]] if r < 0.55 else []
                 member += self.rng.sample(tier_groups, self.rng.randint(0 if member else 1, 2))
-            out.append({"id": _guid(self.rng), "userPrincipalName": f"{upn_local}{i}@contoso-partner.example",
-                        "displayName": display, "groupIds": member})
+            out.append(
+                {
+                    "id": _guid(self.rng),
+                    "userPrincipalName": f"{upn_local}{i}@contoso-partner.example",
+                    "displayName": display,
+                    "groupIds": member,
+                }
+            )
         return out
 
     # ---- customers
@@ -287,8 +515,15 @@ class Generator:
         self._rel_names.add(name)
         return name
 
-    def _relationship(self, tenant_id: str, slug: str, status: str, profile: Profile,
-                      groups: list[dict[str, Any]], recent: bool = False) -> dict[str, Any]:
+    def _relationship(
+        self,
+        tenant_id: str,
+        slug: str,
+        status: str,
+        profile: Profile,
+        groups: list[dict[str, Any]],
+        recent: bool = False,
+    ) -> dict[str, Any]:
         rng = self.rng
         now = self.now_epoch
         duration_days = rng.choice((730, 730, 730, 730, 365, 180, 90))
@@ -337,7 +572,9 @@ class Generator:
             aa_status = "active" if status not in ("terminated", "expired") else "deleted"
             for group in rng.sample(groups[:2] + groups[3:], rng.randint(1, 3)):
                 subset = rng.sample(roles, rng.randint(1, len(roles)))
-                assignments.append({"id": _guid(rng), "groupId": group["id"], "roles": subset, "status": aa_status})
+                assignments.append(
+                    {"id": _guid(rng), "groupId": group["id"], "roles": subset, "status": aa_status}
+                )
         return {
             "id": rel_id,
             "displayName": self._rel_name(slug),
@@ -351,19 +588,24 @@ class Generator:
             "accessAssignments": assignments,
         }
 
-    def customers(self, profiles: list[Profile], groups: list[dict[str, Any]],
-                  agents: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], Profile]]:
+    def customers(
+        self, profiles: list[Profile], groups: list[dict[str, Any]], agents: list[dict[str, Any]]
+    ) -> Iterator[tuple[dict[str, Any], Profile]]:
         rng = self.rng
         agent_ids = [a["id"] for a in agents]
-        planted = {i * max(1, self.n_customers // len(STATUSES)) % max(1, self.n_customers): s
-                   for i, s in enumerate(STATUSES)}
+        planted = {
+            i * max(1, self.n_customers // len(STATUSES)) % max(1, self.n_customers): s
+            for i, s in enumerate(STATUSES)
+        }
         for index, profile in enumerate(profiles):
             culture = _weighted(rng, CULTURES)
             name, slug = self._name(culture)
             domain = self._domain(slug)
             tenant_id = _guid(rng)
             mail_domain = f"{domain}.co.jp" if culture == "ja-JP" else f"{domain}.example"
-            contacts = [f"{rng.choice(('admin', 'it', 'it-admin', 'billing', 'soumu', 'info'))}@{mail_domain}"]
+            contacts = [
+                f"{rng.choice(('admin', 'it', 'it-admin', 'billing', 'soumu', 'info'))}@{mail_domain}"
+            ]
             if rng.random() < 0.5:
                 contacts.append(f"{rng.choice(('security', 'helpdesk', 'cio', 'ops'))}@{mail_domain}")
             old_start = self.now_epoch - rng.uniform(self.days + 1, 2500) * DAY
@@ -385,9 +627,12 @@ class Generator:
                 # else: reseller relationship only, no delegated access at all
             if index in planted:
                 statuses.append(planted[index])
-            rels = [self._relationship(tenant_id, slug, s, profile, groups,
-                                       recent=profile.recent and s == "active" and k == 0)
-                    for k, s in enumerate(statuses)]
+            rels = [
+                self._relationship(
+                    tenant_id, slug, s, profile, groups, recent=profile.recent and s == "active" and k == 0
+                )
+                for k, s in enumerate(statuses)
+            ]
             profile.agents = rng.sample(agent_ids, min(len(agent_ids), rng.randint(1, 4)))
             customer = {
                 "tenantId": tenant_id,
@@ -430,9 +675,11 @@ class Generator:
                 else:
                     err, cta = 0, "serviceProvider"
             app = rng.choices(apps, app_weights)[0]
-            yield (f'{{"id":"{_guid(rng)}","createdDateTime":"{_iso(t)}","userId":"{rng.choice(agents)}",'
-                   f'"resourceTenantId":"{tenant_id}","crossTenantAccessType":"{cta}","errorCode":{err},'
-                   f'"appDisplayName":"{app}"}}')
+            yield (
+                f'{{"id":"{_guid(rng)}","createdDateTime":"{_iso(t)}","userId":"{rng.choice(agents)}",'
+                f'"resourceTenantId":"{tenant_id}","crossTenantAccessType":"{cta}","errorCode":{err},'
+                f'"appDisplayName":"{app}"}}'
+            )
 
     def _mixed_sign_ins(self, tenant_id: str, profile: Profile) -> Iterator[str]:
         """A customer's sign-ins with non-interactive ones mixed in (``--noninteractive-per-interactive``).
@@ -464,14 +711,18 @@ class Generator:
                 sessions.append(t)
             app = rng.choices(apps, app_weights)[0]
             kind = INTERACTIVE if is_interactive else NON_INTERACTIVE
-            yield (f'{{"id":"{_guid(rng)}","createdDateTime":"{_iso(t)}","userId":"{rng.choice(profile.agents)}",'
-                   f'"resourceTenantId":"{tenant_id}","crossTenantAccessType":"{cta}",'
-                   f'"signInEventTypes":["{kind}"],"errorCode":{err},"appDisplayName":"{app}"}}')
+            yield (
+                f'{{"id":"{_guid(rng)}","createdDateTime":"{_iso(t)}","userId":"{rng.choice(profile.agents)}",'
+                f'"resourceTenantId":"{tenant_id}","crossTenantAccessType":"{cta}",'
+                f'"signInEventTypes":["{kind}"],"errorCode":{err},"appDisplayName":"{app}"}}'
+            )
 
     def _mixed_outcome(self, interactive: bool) -> tuple[int, str]:
         r = self.rng.random()
         if r < 0.03:
-            failures = (50076, 50126) if interactive else (50173, 70044)  # MFA / password; expired grant, session
+            failures = (
+                (50076, 50126) if interactive else (50173, 70044)
+            )  # MFA / password; expired grant, session
             return self.rng.choice(failures), "serviceProvider"
         if r < 0.05:
             return 0, "b2bCollaboration"
@@ -487,10 +738,12 @@ class Generator:
         for _ in range(self.n_home):
             kind = INTERACTIVE if rng.random() < 1 / (1 + self.noninteractive) else NON_INTERACTIVE
             err = rng.choice((50126, 50076)) if rng.random() < 0.03 else 0
-            yield (f'{{"id":"{_guid(rng)}","createdDateTime":"{_iso(rng.uniform(window_start, self.now_epoch))}",'
-                   f'"userId":"{rng.choice(ids)}","resourceTenantId":"{partner_tenant_id}",'
-                   f'"crossTenantAccessType":"none","signInEventTypes":["{kind}"],"errorCode":{err},'
-                   f'"appDisplayName":"{rng.choice(("Microsoft Teams", "Outlook", "Microsoft 365 admin center"))}"}}')
+            yield (
+                f'{{"id":"{_guid(rng)}","createdDateTime":"{_iso(rng.uniform(window_start, self.now_epoch))}",'
+                f'"userId":"{rng.choice(ids)}","resourceTenantId":"{partner_tenant_id}",'
+                f'"crossTenantAccessType":"none","signInEventTypes":["{kind}"],"errorCode":{err},'
+                f'"appDisplayName":"{rng.choice(("Microsoft Teams", "Outlook", "Microsoft 365 admin center"))}"}}'
+            )
 
     # ---- output
 
@@ -542,8 +795,9 @@ def _parse_now(value: str | None) -> datetime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.emulator.generate",
-                                     description="Write a large realistic emulator scenario.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.emulator.generate", description="Write a large realistic emulator scenario."
+    )
     parser.add_argument("--customers", type=int, required=True)
     parser.add_argument("--signins", type=int, required=True)
     parser.add_argument("--days", type=int, default=90, help="sign-ins lie within [now - days, now]")
@@ -551,8 +805,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--now", help="ISO timestamp (default: current UTC time truncated to the minute)")
     parser.add_argument("--retention-days", type=int, help="signInRetentionDays (default: --days)")
     parser.add_argument("--agents", type=int, help="number of partner agents (default max(10, customers/20))")
-    parser.add_argument("--noninteractive-per-interactive", type=float, default=DEFAULT_NONINTERACTIVE, metavar="R",
-                        help="mix in about R non-interactive sign-ins per interactive one (default 0: none)")
+    parser.add_argument(
+        "--noninteractive-per-interactive",
+        type=float,
+        default=DEFAULT_NONINTERACTIVE,
+        metavar="R",
+        help="mix in about R non-interactive sign-ins per interactive one (default 0: none)",
+    )
     parser.add_argument("--out", help="output file (default stdout)")
     args = parser.parse_args(argv)
     if args.customers < 1 or args.signins < 0 or args.days < 1:
@@ -563,9 +822,16 @@ def main(argv: list[str] | None = None) -> int:
         now = _parse_now(args.now)
     except ValueError:
         parser.error(f"--now is not an ISO timestamp: {args.now}")
-    gen = Generator(args.customers, args.signins, args.days, args.seed, now,
-                    args.retention_days if args.retention_days is not None else args.days, args.agents,
-                    noninteractive_per_interactive=args.noninteractive_per_interactive)
+    gen = Generator(
+        args.customers,
+        args.signins,
+        args.days,
+        args.seed,
+        now,
+        args.retention_days if args.retention_days is not None else args.days,
+        args.agents,
+        noninteractive_per_interactive=args.noninteractive_per_interactive,
+    )
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
             gen.write(fh)

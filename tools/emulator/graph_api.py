@@ -52,11 +52,24 @@ GDAP_PAGE_MAX = 300
 
 async def get_organization(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     e = estate(request)
-    domains = [{"capabilities": "Email, OfficeCommunicationsOnlineService", "isDefault": i == 0,
-                "isInitial": d.endswith(".onmicrosoft.com"), "name": d, "type": "Managed"}
-               for i, d in enumerate(e.partner_domains)]
-    org = {"id": e.partner_tenant_id, "displayName": e.partner_display_name, "verifiedDomains": domains,
-           "tenantType": "AAD", "countryLetterCode": "JP", "partnerTenantType": "resellerPartnerDelegatedAdmin"}
+    domains = [
+        {
+            "capabilities": "Email, OfficeCommunicationsOnlineService",
+            "isDefault": i == 0,
+            "isInitial": d.endswith(".onmicrosoft.com"),
+            "name": d,
+            "type": "Managed",
+        }
+        for i, d in enumerate(e.partner_domains)
+    ]
+    org = {
+        "id": e.partner_tenant_id,
+        "displayName": e.partner_display_name,
+        "verifiedDomains": domains,
+        "tenantType": "AAD",
+        "countryLetterCode": "JP",
+        "partnerTenantType": "resellerPartnerDelegatedAdmin",
+    }
     return collection(request, "organization", [org], None)
 
 
@@ -67,7 +80,9 @@ async def list_signins(request: web.Request, m: dict[str, str]) -> web.StreamRes
     top = capped(request, page_size(params, SIGNIN_PAGE_MAX, SIGNIN_PAGE_MAX))
     order = params.get("orderby", "").strip().lower()
     if order and re.sub(r"\s+", " ", order) not in ("createddatetime desc", "createddatetime"):
-        raise bad_request(f"Invalid $orderby '{params['orderby']}': only 'createdDateTime desc' is supported.")
+        raise bad_request(
+            f"Invalid $orderby '{params['orderby']}': only 'createdDateTime desc' is supported."
+        )
     fields = select_fields(params, BETA_FIELDS if beta else V1_FIELDS, "microsoft.graph.signIn")
     query = e.signin_filter(params.get("filter"), beta)
     upper = query.upper
@@ -110,14 +125,30 @@ def _rel_url(request: web.Request, rel: SimRelationship, *tail: str) -> str:
     return "/".join([base, *tail])
 
 
-def _entity(request: web.Request, context: str, item: dict[str, Any], status: int = 200,
-            headers: dict[str, str] | None = None) -> web.Response:
+def _entity(
+    request: web.Request,
+    context: str,
+    item: dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     body = {"@odata.context": f"{origin(request)}/{request['version']}/$metadata#{context}/$entity", **item}
     return graph_json(body, status, headers)
 
 
-REL_FIELDS = ("id", "displayName", "duration", "status", "autoExtendDuration", "createdDateTime",
-              "lastModifiedDateTime", "activatedDateTime", "endDateTime", "customer", "accessDetails")
+REL_FIELDS = (
+    "id",
+    "displayName",
+    "duration",
+    "status",
+    "autoExtendDuration",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "activatedDateTime",
+    "endDateTime",
+    "customer",
+    "accessDetails",
+)
 
 
 async def list_relationships(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
@@ -138,24 +169,38 @@ async def list_relationships(request: web.Request, m: dict[str, str]) -> web.Str
     if params.get("count", "").lower() == "true":
         all_rels, _ = e.list_relationships(filt, 10**9, None)
         extra = {"@odata.count": len(all_rels)}
-    return collection(request, "tenantRelationships/delegatedAdminRelationships",
-                      [apply_select(r.wire(), fields) for r in rels], link, extra)
+    return collection(
+        request,
+        "tenantRelationships/delegatedAdminRelationships",
+        [apply_select(r.wire(), fields) for r in rels],
+        link,
+        extra,
+    )
 
 
 async def get_relationship(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     rel = estate(request).get_relationship(m["rid"])
     fields = select_fields(query_params(request), REL_FIELDS, "microsoft.graph.delegatedAdminRelationship")
-    return _entity(request, "tenantRelationships/delegatedAdminRelationships", apply_select(rel.wire(), fields))
+    return _entity(
+        request, "tenantRelationships/delegatedAdminRelationships", apply_select(rel.wire(), fields)
+    )
 
 
 async def create_relationship(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     rel = estate(request).create_relationship(body_json(request))
-    return _entity(request, "tenantRelationships/delegatedAdminRelationships", rel.wire(), 201,
-                   {"Location": _rel_url(request, rel)})
+    return _entity(
+        request,
+        "tenantRelationships/delegatedAdminRelationships",
+        rel.wire(),
+        201,
+        {"Location": _rel_url(request, rel)},
+    )
 
 
 async def patch_relationship(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
-    rel, op = estate(request).update_relationship(m["rid"], body_json(request), request.headers.get("If-Match"))
+    rel, op = estate(request).update_relationship(
+        m["rid"], body_json(request), request.headers.get("If-Match")
+    )
     if op is not None:
         return empty(202, {"Location": _rel_url(request, rel, "operations", op.id), "Retry-After": "10"})
     return _entity(request, "tenantRelationships/delegatedAdminRelationships", rel.wire())
@@ -178,24 +223,31 @@ async def list_requests(request: web.Request, m: dict[str, str]) -> web.StreamRe
     e = estate(request)
     reqs = [r.wire() for r in e.list_requests(m["rid"])]
     page, link = offset_page(request, query_params(request), reqs, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
-    return collection(request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests", page, link)
+    return collection(
+        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests", page, link
+    )
 
 
 async def get_request(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     req = estate(request).get_request(m["rid"], m["sub"])
-    return _entity(request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests", req.wire())
+    return _entity(
+        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests", req.wire()
+    )
 
 
 async def list_operations(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     ops = [o.wire() for o in estate(request).list_operations(m["rid"])]
     page, link = offset_page(request, query_params(request), ops, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
-    return collection(request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations",
-                      page, link)
+    return collection(
+        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations", page, link
+    )
 
 
 async def get_operation(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     op = estate(request).get_operation(m["rid"], m["sub"])
-    return _entity(request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations", op.wire())
+    return _entity(
+        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations", op.wire()
+    )
 
 
 def _aa_context(m: dict[str, str]) -> str:
@@ -214,8 +266,10 @@ async def get_assignment(request: web.Request, m: dict[str, str]) -> web.StreamR
 
 
 def _aa_url(request: web.Request, rel_id: str, aa: SimAccessAssignment) -> str:
-    return (f"{origin(request)}/{request['version']}/tenantRelationships/delegatedAdminRelationships/"
-            f"{rel_id}/accessAssignments/{aa.id}")
+    return (
+        f"{origin(request)}/{request['version']}/tenantRelationships/delegatedAdminRelationships/"
+        f"{rel_id}/accessAssignments/{aa.id}"
+    )
 
 
 async def create_assignment(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
@@ -242,8 +296,12 @@ async def delete_assignment(request: web.Request, m: dict[str, str]) -> web.Stre
 
 
 def _dac_wire(c: SimCustomer) -> dict[str, Any]:
-    return {"@odata.type": "#microsoft.graph.delegatedAdminCustomer", "id": c.tenant_id, "tenantId": c.tenant_id,
-            "displayName": c.display_name}
+    return {
+        "@odata.type": "#microsoft.graph.delegatedAdminCustomer",
+        "id": c.tenant_id,
+        "tenantId": c.tenant_id,
+        "displayName": c.display_name,
+    }
 
 
 async def list_dac(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
@@ -260,9 +318,15 @@ async def get_dac(request: web.Request, m: dict[str, str]) -> web.StreamResponse
 
 
 def _contract(c: SimCustomer) -> dict[str, Any]:
-    return {"@odata.type": "#microsoft.graph.contract", "id": stable_guid("contract", c.tenant_id),
-            "deletedDateTime": None, "contractType": "ResellerPartner", "customerId": c.tenant_id,
-            "defaultDomainName": c.default_domain, "displayName": c.display_name}
+    return {
+        "@odata.type": "#microsoft.graph.contract",
+        "id": stable_guid("contract", c.tenant_id),
+        "deletedDateTime": None,
+        "contractType": "ResellerPartner",
+        "customerId": c.tenant_id,
+        "defaultDomainName": c.default_domain,
+        "displayName": c.display_name,
+    }
 
 
 async def list_contracts(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
@@ -284,9 +348,13 @@ async def get_contract(request: web.Request, m: dict[str, str]) -> web.StreamRes
 
 
 def _user(agent: dict[str, Any]) -> dict[str, Any]:
-    return {"@odata.type": "#microsoft.graph.user", "id": agent["id"],
-            "userPrincipalName": agent["userPrincipalName"], "displayName": agent["displayName"],
-            "mail": agent["userPrincipalName"]}
+    return {
+        "@odata.type": "#microsoft.graph.user",
+        "id": agent["id"],
+        "userPrincipalName": agent["userPrincipalName"],
+        "displayName": agent["displayName"],
+        "mail": agent["userPrincipalName"],
+    }
 
 
 async def group_members(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
@@ -301,7 +369,12 @@ GROUP_FILTERABLE = ("id", "displayname", "securityenabled", "mailenabled")
 
 
 def _group(group: dict[str, Any]) -> dict[str, Any]:
-    return {"id": group["id"], "displayName": group["displayName"], "securityEnabled": True, "mailEnabled": False}
+    return {
+        "id": group["id"],
+        "displayName": group["displayName"],
+        "securityEnabled": True,
+        "mailEnabled": False,
+    }
 
 
 async def list_groups(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
@@ -319,7 +392,9 @@ async def list_groups(request: web.Request, m: dict[str, str]) -> web.StreamResp
     groups = [_group(g) for g in estate(request).groups.values()]
     if filt is not None:
         groups = [g for g in groups if evaluate(filt, {k.lower(): v for k, v in g.items()}.get)]
-    fields = select_fields(params, ("id", "displayName", "securityEnabled", "mailEnabled"), "microsoft.graph.group")
+    fields = select_fields(
+        params, ("id", "displayName", "securityEnabled", "mailEnabled"), "microsoft.graph.group"
+    )
     page, link = offset_page(request, params, [apply_select(g, fields) for g in groups], 100, 999)
     return collection(request, "groups", page, link)
 
@@ -328,8 +403,11 @@ async def get_group(request: web.Request, m: dict[str, str]) -> web.StreamRespon
     e = estate(request)
     group = e.groups.get(m["id"].lower())
     if group is None:
-        raise not_found(f"Resource '{m['id']}' does not exist or one of its queried reference-property objects "
-                        "are not present.", "Request_ResourceNotFound")
+        raise not_found(
+            f"Resource '{m['id']}' does not exist or one of its queried reference-property objects "
+            "are not present.",
+            "Request_ResourceNotFound",
+        )
     return _entity(request, "groups", _group(group))
 
 
@@ -340,10 +418,21 @@ async def get_user(request: web.Request, m: dict[str, str]) -> web.StreamRespons
         if key in (a["id"].lower(), a["userPrincipalName"].lower()):
             return _entity(request, "users", {k: v for k, v in _user(a).items() if k != "@odata.type"})
     if key == e.sender_mailbox.lower():
-        return _entity(request, "users", {"id": stable_guid("mailbox", key), "userPrincipalName": e.sender_mailbox,
-                                          "displayName": e.sender_mailbox, "mail": e.sender_mailbox})
-    raise not_found(f"Resource '{m['id']}' does not exist or one of its queried reference-property objects are "
-                    "not present.", "Request_ResourceNotFound")
+        return _entity(
+            request,
+            "users",
+            {
+                "id": stable_guid("mailbox", key),
+                "userPrincipalName": e.sender_mailbox,
+                "displayName": e.sender_mailbox,
+                "mail": e.sender_mailbox,
+            },
+        )
+    raise not_found(
+        f"Resource '{m['id']}' does not exist or one of its queried reference-property objects are "
+        "not present.",
+        "Request_ResourceNotFound",
+    )
 
 
 async def send_mail(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
@@ -378,11 +467,27 @@ GDAP_READ = "DelegatedAdminRelationship.Read.All"
 GDAP_WRITE = "DelegatedAdminRelationship.ReadWrite.All"
 MAIL_SEND = "Mail.Send"
 GROUP_MEMBER_READ = "GroupMember.Read.All"
-_GDAP_READERS: tuple[Handler, ...] = (list_relationships, get_relationship, list_requests, get_request,
-                                      list_operations, get_operation, list_assignments, get_assignment,
-                                      list_dac, get_dac)
-_GDAP_WRITERS: tuple[Handler, ...] = (create_relationship, patch_relationship, delete_relationship,
-                                      create_request, create_assignment, patch_assignment, delete_assignment)
+_GDAP_READERS: tuple[Handler, ...] = (
+    list_relationships,
+    get_relationship,
+    list_requests,
+    get_request,
+    list_operations,
+    get_operation,
+    list_assignments,
+    get_assignment,
+    list_dac,
+    get_dac,
+)
+_GDAP_WRITERS: tuple[Handler, ...] = (
+    create_relationship,
+    patch_relationship,
+    delete_relationship,
+    create_request,
+    create_assignment,
+    patch_assignment,
+    delete_assignment,
+)
 REQUIRED_PERMISSIONS: dict[Handler, frozenset[str]] = {
     list_signins: frozenset({AUDIT_LOG_READ}),
     get_signin: frozenset({AUDIT_LOG_READ}),
@@ -404,9 +509,14 @@ def refusal(request: web.Request, e: SimEstate, handler: Handler | None) -> web.
             # Graph's 429 (https://learn.microsoft.com/graph/throttling#sample-response): code TooManyRequests
             # and a Retry-After in seconds -- whole seconds here, at least 1: until the oldest admitted request
             # leaves the window.
-            return graph_error(request, 429, "TooManyRequests", "Please retry again later.",
-                               {"Retry-After": str(max(1, math.ceil(wait)))},
-                               {"code": "429", "message": "Please retry after", "status": "429"})
+            return graph_error(
+                request,
+                429,
+                "TooManyRequests",
+                "Please retry again later.",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+                {"code": "429", "message": "Please retry after", "status": "429"},
+            )
     required = REQUIRED_PERMISSIONS.get(handler) if handler is not None else None
     if required:
         missing = {p.lower() for p in e.missing_permissions}
@@ -416,8 +526,12 @@ def refusal(request: web.Request, e: SimEstate, handler: Handler | None) -> web.
         # "You must have a Microsoft Entra ID P1 or P2 license to download sign-in logs using the Microsoft
         # Graph API" (signIn resource, https://learn.microsoft.com/graph/api/resources/signin); a tenant
         # without one is answered this 403 (microsoftgraph/microsoft-graph-docs#4336, msgraph-sdk-dotnet#1006).
-        return graph_error(request, 403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
-                           "Neither tenant is B2C or tenant doesn't have premium license")
+        return graph_error(
+            request,
+            403,
+            "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+            "Neither tenant is B2C or tenant doesn't have premium license",
+        )
     return None
 
 
@@ -426,10 +540,17 @@ def _permission_refusal(request: web.Request, handler: Handler | None) -> web.Re
     if handler in SIGNIN_HANDLERS:
         # The reporting API names the missing permission (microsoftgraph/microsoft-graph-explorer-v4#3165,
         # microsoftgraph/microsoft-graph-docs-contrib#8997) instead of the directory's Authorization_RequestDenied.
-        return graph_error(request, 403, "Authentication_MSGraphPermissionMissing",
-                           f"Calling principal does not have required MSGraph permissions {AUDIT_LOG_READ}")
+        return graph_error(
+            request,
+            403,
+            "Authentication_MSGraphPermissionMissing",
+            f"Calling principal does not have required MSGraph permissions {AUDIT_LOG_READ}",
+        )
     if handler is send_mail:
         # Exchange Online answers sendMail (e.g. microsoftgraph/microsoft-graph-docs#10880).
-        return graph_error(request, 403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
-    return graph_error(request, 403, "Authorization_RequestDenied",
-                       "Insufficient privileges to complete the operation.")
+        return graph_error(
+            request, 403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+        )
+    return graph_error(
+        request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+    )

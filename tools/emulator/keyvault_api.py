@@ -28,23 +28,34 @@ def vault_error(status: int, code: str, message: str, inner: str | None = None) 
 
 
 def _vault_bundle(request: web.Request, name: str, version: dict[str, Any]) -> dict[str, Any]:
-    return {"value": version["value"], "contentType": version.get("contentType"),
-            "id": f"{origin(request)}/keyvault/secrets/{name}/{version['version']}",
-            "attributes": version["attributes"]}
+    return {
+        "value": version["value"],
+        "contentType": version.get("contentType"),
+        "id": f"{origin(request)}/keyvault/secrets/{name}/{version['version']}",
+        "attributes": version["attributes"],
+    }
 
 
 async def kv_secret(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     if not query_params(request).get("api-version"):
-        return vault_error(400, "BadParameter", "The request URI must contain the api-version query parameter.")
+        return vault_error(
+            400, "BadParameter", "The request URI must contain the api-version query parameter."
+        )
     e = estate(request)
     name = m["name"]
     missing = {p.lower() for p in e.missing_permissions}
     writing = request.method.upper() == "PUT"
     action = "setSecret/action" if writing else "getSecret/action"
-    if (KEY_VAULT_OFFICER.lower() in missing and writing) or \
-            (KEY_VAULT_OFFICER.lower() in missing and KEY_VAULT_READER.lower() in missing):
-        return vault_error(403, "Forbidden", "Caller is not authorized to perform action on resource. "
-                           f"Action: 'Microsoft.KeyVault/vaults/secrets/{action}'", "ForbiddenByRbac")
+    if (KEY_VAULT_OFFICER.lower() in missing and writing) or (
+        KEY_VAULT_OFFICER.lower() in missing and KEY_VAULT_READER.lower() in missing
+    ):
+        return vault_error(
+            403,
+            "Forbidden",
+            "Caller is not authorized to perform action on resource. "
+            f"Action: 'Microsoft.KeyVault/vaults/secrets/{action}'",
+            "ForbiddenByRbac",
+        )
     if not KEY_VAULT_SECRET_NAME.fullmatch(name):
         return vault_error(400, "BadParameter", f"The secret name '{name}' is not valid.")
     versions = e.vault.setdefault(name.lower(), []) if writing else e.vault.get(name.lower(), [])
@@ -57,13 +68,21 @@ async def kv_secret(request: web.Request, m: dict[str, str]) -> web.StreamRespon
         given: dict[str, Any] = body["attributes"] if isinstance(body.get("attributes"), dict) else {}
         if isinstance(given.get("exp"), int):
             attributes["exp"] = given["exp"]
-        versions.append({"version": uuid.uuid4().hex, "value": body["value"],
-                         "contentType": body.get("contentType"), "attributes": attributes})
+        versions.append(
+            {
+                "version": uuid.uuid4().hex,
+                "value": body["value"],
+                "contentType": body.get("contentType"),
+                "attributes": attributes,
+            }
+        )
         return pc_json(_vault_bundle(request, name, versions[-1]))
     wanted = m.get("secret_version")
     found = [v for v in versions if wanted is None or v["version"] == wanted]
     if not found:
-        return vault_error(404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault.")
+        return vault_error(
+            404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault."
+        )
     return pc_json(_vault_bundle(request, name, found[-1]))
 
 
@@ -71,6 +90,7 @@ def challenge() -> web.Response:
     """Key Vault's answer to a request without a token."""
     # Key Vault's challenge: 401 naming the authority and resource to get a token for.
     resp = vault_error(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.")
-    resp.headers["WWW-Authenticate"] = ('Bearer authorization="https://login.microsoftonline.com/common", '
-                                        'resource="https://vault.azure.net"')
+    resp.headers["WWW-Authenticate"] = (
+        'Bearer authorization="https://login.microsoftonline.com/common", resource="https://vault.azure.net"'
+    )
     return resp

@@ -36,18 +36,24 @@ class MailOutbox(SimEstateCore):
             if not isinstance(items, list):
                 raise EmulatorError(400, "ErrorInvalidRecipients", f"'{key}' must be a list of recipients.")
             for rcpt in items:
-                address = (rcpt or {}).get("emailAddress", {}).get("address") if isinstance(rcpt, dict) else None
+                address = (
+                    (rcpt or {}).get("emailAddress", {}).get("address") if isinstance(rcpt, dict) else None
+                )
                 if not isinstance(address, str) or "@" not in address:
-                    raise EmulatorError(400, "ErrorInvalidRecipients",
-                                        "At least one recipient is not valid., Recipient is not a valid address.")
+                    raise EmulatorError(
+                        400,
+                        "ErrorInvalidRecipients",
+                        "At least one recipient is not valid., Recipient is not a valid address.",
+                    )
                 recipients += 1
         if recipients == 0:
             raise EmulatorError(400, "ErrorInvalidRecipients", "At least one recipient is required.")
         save = lowered.get("saveToSentItems", True)
         if isinstance(save, str):
             save = save.strip().lower() != "false"
-        self.outbox.append({"from": mailbox, "message": message, "saveToSentItems": bool(save),
-                            "sentDateTime": self.now_ts})
+        self.outbox.append(
+            {"from": mailbox, "message": message, "saveToSentItems": bool(save), "sentDateTime": self.now_ts}
+        )
 
     def _mailbox(self, sender: str) -> str:
         s = sender.strip().lower()

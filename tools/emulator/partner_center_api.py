@@ -24,8 +24,12 @@ def pc_customer(c: SimCustomer) -> dict[str, Any]:
     return {
         "id": c.tenant_id,
         "commerceId": c.commerce_id,
-        "companyProfile": {"tenantId": c.tenant_id, "domain": c.default_domain, "companyName": c.display_name,
-                           "attributes": {"objectType": "CustomerCompanyProfile"}},
+        "companyProfile": {
+            "tenantId": c.tenant_id,
+            "domain": c.default_domain,
+            "companyName": c.display_name,
+            "attributes": {"objectType": "CustomerCompanyProfile"},
+        },
         "relationshipToPartner": "reseller",
         "allowDelegatedAccess": bool(c.dap and c.dap.get("enabled")),
         "links": {"self": {"uri": f"/v1/customers/{c.tenant_id}", "method": "GET", "headers": []}},
@@ -34,14 +38,38 @@ def pc_customer(c: SimCustomer) -> dict[str, Any]:
 
 
 _ADDRESSES = {
-    "ja": {"country": "JP", "region": "Tokyo", "city": "Chiyoda-ku", "addressLine1": "1-1-1 Marunouchi",
-           "postalCode": "100-0005", "phoneNumber": "+81-3-0000-0000"},
-    "de": {"country": "DE", "region": "Berlin", "city": "Berlin", "addressLine1": "Unter den Linden 1",
-           "postalCode": "10117", "phoneNumber": "+49-30-000000"},
-    "fr": {"country": "FR", "region": "Ile-de-France", "city": "Paris", "addressLine1": "1 Rue de Rivoli",
-           "postalCode": "75001", "phoneNumber": "+33-1-00-00-00-00"},
-    "en": {"country": "US", "region": "WA", "city": "Redmond", "addressLine1": "1 Microsoft Way",
-           "postalCode": "98052", "phoneNumber": "+1-425-000-0000"},
+    "ja": {
+        "country": "JP",
+        "region": "Tokyo",
+        "city": "Chiyoda-ku",
+        "addressLine1": "1-1-1 Marunouchi",
+        "postalCode": "100-0005",
+        "phoneNumber": "+81-3-0000-0000",
+    },
+    "de": {
+        "country": "DE",
+        "region": "Berlin",
+        "city": "Berlin",
+        "addressLine1": "Unter den Linden 1",
+        "postalCode": "10117",
+        "phoneNumber": "+49-30-000000",
+    },
+    "fr": {
+        "country": "FR",
+        "region": "Ile-de-France",
+        "city": "Paris",
+        "addressLine1": "1 Rue de Rivoli",
+        "postalCode": "75001",
+        "phoneNumber": "+33-1-00-00-00-00",
+    },
+    "en": {
+        "country": "US",
+        "region": "WA",
+        "city": "Redmond",
+        "addressLine1": "1 Microsoft Way",
+        "postalCode": "98052",
+        "phoneNumber": "+1-425-000-0000",
+    },
 }
 
 
@@ -53,8 +81,14 @@ def pc_billing_profile(c: SimCustomer) -> dict[str, Any]:
     language = c.culture.split("-", 1)[0].lower() or "en"
     address = dict(_ADDRESSES.get(language, _ADDRESSES["en"]))
     if c.culture.lower() == "en-gb":
-        address.update(country="GB", region="London", city="London", addressLine1="1 Victoria Street",
-                       postalCode="SW1H 0ET", phoneNumber="+44-20-0000-0000")
+        address.update(
+            country="GB",
+            region="London",
+            city="London",
+            addressLine1="1 Victoria Street",
+            postalCode="SW1H 0ET",
+            phoneNumber="+44-20-0000-0000",
+        )
     address.update(firstName=first, lastName=last)
     etag = hashlib.sha1(f"{c.tenant_id}|{email}|{c.culture}".encode()).hexdigest()
     return {
@@ -66,7 +100,9 @@ def pc_billing_profile(c: SimCustomer) -> dict[str, Any]:
         "language": language,
         "companyName": c.display_name,
         "defaultAddress": address,
-        "links": {"self": {"uri": f"/v1/customers/{c.tenant_id}/profiles/billing", "method": "GET", "headers": []}},
+        "links": {
+            "self": {"uri": f"/v1/customers/{c.tenant_id}/profiles/billing", "method": "GET", "headers": []}
+        },
         "attributes": {"etag": etag, "objectType": "CustomerBillingProfile"},
     }
 
@@ -99,12 +135,15 @@ async def pc_list_customers(request: web.Request, m: dict[str, str]) -> web.Stre
             raise EmulatorError(400, "2001", f"The size must be between 1 and {PC_PAGE_MAX}.")
     size = size or PC_PAGE_MAX
     customers = list(e.customers.values())
-    page = customers[start:start + size]
+    page = customers[start : start + size]
     body: dict[str, Any] = {"totalCount": len(page), "items": [pc_customer(c) for c in page], "links": {}}
     if start + size < len(customers):
         body["links"]["next"] = {
-            "uri": f"/v1/customers?size={size}", "method": "GET",
-            "headers": [{"key": "MS-ContinuationToken", "value": encode_token({"o": start + size, "s": size})}],
+            "uri": f"/v1/customers?size={size}",
+            "method": "GET",
+            "headers": [
+                {"key": "MS-ContinuationToken", "value": encode_token({"o": start + size, "s": size})}
+            ],
         }
     body["links"]["self"] = {"uri": f"/v1/customers?size={size}", "method": "GET", "headers": []}
     body["attributes"] = {"objectType": "Collection"}
@@ -147,8 +186,12 @@ async def ca_delegated_admin_customers(request: web.Request, m: dict[str, str]) 
     wanted: bool | None = None
     filt = parse_filter_or_400(params.get("filter"))
     if filt is not None:
-        if not (isinstance(filt, Compare) and filt.key == "dapenabled" and filt.op == "eq"
-                and isinstance(filt.value, bool)):
+        if not (
+            isinstance(filt, Compare)
+            and filt.key == "dapenabled"
+            and filt.op == "eq"
+            and isinstance(filt.value, bool)
+        ):
             raise bad_request("Invalid filter clause: only 'dapEnabled eq true|false' is supported.")
         wanted = filt.value
     items = []
@@ -156,13 +199,21 @@ async def ca_delegated_admin_customers(request: web.Request, m: dict[str, str]) 
         if c.dap is None or (wanted is not None and bool(c.dap.get("enabled")) != wanted):
             continue
         agents, count, ga, latest = e.qualifying_stats(c.tenant_id)
-        items.append({
-            "id": c.tenant_id, "customerTenantId": c.tenant_id, "organizationDisplayName": c.display_name,
-            "partnerAgentCount": agents, "partnerSignInCount": count, "globalAdminSignInCount": ga,
-            "dapEnabled": bool(c.dap.get("enabled")), "startDateTime": c.dap.get("startDateTime"),
-            "endDateTime": c.dap.get("endDateTime"), "lastSignInDateTime": latest,
-        })
-    page = items[skip:skip + top]
+        items.append(
+            {
+                "id": c.tenant_id,
+                "customerTenantId": c.tenant_id,
+                "organizationDisplayName": c.display_name,
+                "partnerAgentCount": agents,
+                "partnerSignInCount": count,
+                "globalAdminSignInCount": ga,
+                "dapEnabled": bool(c.dap.get("enabled")),
+                "startDateTime": c.dap.get("startDateTime"),
+                "endDateTime": c.dap.get("endDateTime"),
+                "lastSignInDateTime": latest,
+            }
+        )
+    page = items[skip : skip + top]
     body: dict[str, Any] = {"value": page}
     if params.get("count", "").lower() == "true":
         body["@odata.count"] = len(items)

@@ -118,7 +118,11 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", _V + rf"/tenantRelationships/delegatedAdminCustomers/(?P<id>{_SEG})", get_dac),
     ("GET", _V + r"/contracts", list_contracts),
     ("GET", _V + rf"/contracts/(?P<id>{_SEG})", get_contract),
-    ("GET", _V + rf"/groups/(?P<id>{_SEG})/(?:transitiveMembers|members)(?:/microsoft\.graph\.user)?", group_members),
+    (
+        "GET",
+        _V + rf"/groups/(?P<id>{_SEG})/(?:transitiveMembers|members)(?:/microsoft\.graph\.user)?",
+        group_members,
+    ),
     ("GET", _V + rf"/groups/(?P<id>{_SEG})", get_group),
     ("GET", _V + r"/groups", list_groups),
     ("GET", _V + rf"/users/(?P<id>{_SEG})", get_user),
@@ -141,7 +145,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", rf"/_emulator/approve/(?P<rid>{_SEG})", ctl_approve),
     ("GET", r"/_emulator/health", ctl_health),
 ]
-_COMPILED = [(method, re.compile(pattern + r"/?", re.IGNORECASE), handler) for method, pattern, handler in ROUTES]
+_COMPILED = [
+    (method, re.compile(pattern + r"/?", re.IGNORECASE), handler) for method, pattern, handler in ROUTES
+]
 
 
 def _resolve(method: str, path: str) -> tuple[Handler | None, dict[str, str], bool]:
@@ -179,8 +185,9 @@ def _error_response(request: web.Request, exc: EmulatorError) -> web.Response:
     return graph_error(request, exc.status, exc.code, exc.message, exc.headers)
 
 
-async def _serve_fault(request: web.Request, fault: Fault, dispatch: Callable[[], Awaitable[web.StreamResponse]]
-                       ) -> web.StreamResponse:
+async def _serve_fault(
+    request: web.Request, fault: Fault, dispatch: Callable[[], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     transport = request.transport
     if fault.kind == "reset":
         if transport is not None:
@@ -192,8 +199,9 @@ async def _serve_fault(request: web.Request, fault: Fault, dispatch: Callable[[]
     if fault.kind == "truncate":
         full = await dispatch()
         body = full.body if isinstance(full, web.Response) and isinstance(full.body, bytes) else b"{}"
-        resp = web.StreamResponse(status=200, headers={"Content-Type": full.headers.get("Content-Type",
-                                                                                         GRAPH_CONTENT_TYPE)})
+        resp = web.StreamResponse(
+            status=200, headers={"Content-Type": full.headers.get("Content-Type", GRAPH_CONTENT_TYPE)}
+        )
         resp.content_length = len(body)
         _stamp(request, resp)
         await resp.prepare(request)
@@ -233,13 +241,17 @@ async def dispatch_all(request: web.Request) -> web.StreamResponse:
     rt = request.app[RUNTIME]
     handler, params, other = _resolve(method, path)
     version = params.get("version")
-    request["version"] = version.lower() if version else ("beta" if path.lower().startswith("/beta") else "v1.0")
+    request["version"] = (
+        version.lower() if version else ("beta" if path.lower().startswith("/beta") else "v1.0")
+    )
 
     async def run() -> web.StreamResponse:
         if handler is None:
             if other:
                 raise EmulatorError(405, "Request_BadRequest", f"The HTTP method '{method}' is not allowed.")
-            raise EmulatorError(400, "BadRequest", f"Resource not found for the segment '{path.rsplit('/', 1)[-1]}'.")
+            raise EmulatorError(
+                400, "BadRequest", f"Resource not found for the segment '{path.rsplit('/', 1)[-1]}'."
+            )
         return await handler(request, params)
 
     async def guarded() -> web.StreamResponse:
@@ -261,7 +273,9 @@ async def dispatch_all(request: web.Request) -> web.StreamResponse:
     is_list = method in ("GET", "HEAD") and handler in GRAPH_LISTS
     if is_list:
         _resume(request)
-    fault = next((f for f in rt.estate.faults if f.matches(method, path, is_list) and not f.let_through()), None)
+    fault = next(
+        (f for f in rt.estate.faults if f.matches(method, path, is_list) and not f.let_through()), None
+    )
     if fault is not None:
         fault.consume()
         entry["fault"] = fault.label
@@ -282,8 +296,12 @@ async def dispatch_all(request: web.Request) -> web.StreamResponse:
     if path.startswith("/keyvault/") and (not auth.startswith("Bearer ") or not auth[7:].strip()):
         resp = challenge()
     elif not auth.startswith("Bearer ") or not auth[7:].strip():
-        resp = graph_error(request, 401, "InvalidAuthenticationToken",
-                           "Access token is empty." if not auth else "Access token validation failure.")
+        resp = graph_error(
+            request,
+            401,
+            "InvalidAuthenticationToken",
+            "Access token is empty." if not auth else "Access token validation failure.",
+        )
     else:
         refused = refusal(request, rt.estate, handler)
         resp = refused if refused is not None else await guarded()
@@ -303,8 +321,11 @@ def _resume(request: web.Request) -> None:
         return
     if not isinstance(data, dict) or "resume" not in data:
         return
-    pieces = [piece for piece in raw_query(request).split("&")
-              if piece and unquote_plus(piece.partition("=")[0]).lstrip("$").lower() != "skiptoken"]
+    pieces = [
+        piece
+        for piece in raw_query(request).split("&")
+        if piece and unquote_plus(piece.partition("=")[0]).lstrip("$").lower() != "skiptoken"
+    ]
     if isinstance(data["resume"], str):
         pieces.append(f"$skiptoken={quote(data['resume'], safe='')}")
     request["raw_query"] = "&".join(pieces)

@@ -13,8 +13,13 @@ from .values import parse_duration
 # How long each asynchronous change takes in emulator time (scenario "asyncDurations" overrides them,
 # top level or per relationship). Microsoft documents no durations; these are plausible and make every
 # "still pending" path observable: nothing settles until the clock is moved.
-DEFAULT_ASYNC_DURATIONS = {"termination": "PT2H", "activation": "PT5M", "accessAssignment": "PT10M",
-                           "operation": "PT1H", "request": "PT1M"}
+DEFAULT_ASYNC_DURATIONS = {
+    "termination": "PT2H",
+    "activation": "PT5M",
+    "accessAssignment": "PT10M",
+    "operation": "PT1H",
+    "request": "PT1M",
+}
 
 
 def scenario_object_hook(d: dict[str, Any]) -> Any:
@@ -38,8 +43,10 @@ def parse_async_durations(value: Any, what: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(k in DEFAULT_ASYNC_DURATIONS for k in value):
-        raise bad_request(f"'{what}' is an object with some of {', '.join(DEFAULT_ASYNC_DURATIONS)}, "
-                          "each an ISO 8601 duration such as \"PT2H\".")
+        raise bad_request(
+            f"'{what}' is an object with some of {', '.join(DEFAULT_ASYNC_DURATIONS)}, "
+            'each an ISO 8601 duration such as "PT2H".'
+        )
     for v in value.values():
         parse_duration(v)
     return {k: str(v) for k, v in value.items()}

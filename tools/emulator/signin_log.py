@@ -31,8 +31,14 @@ _EVENT_TYPE_NAMES = {t.lower(): t for t in EVENT_TYPES}
 # signInAccessType is IsFlags="true" in the beta CSDL (none=0, b2bCollaboration=1, b2bDirectConnect=2,
 # microsoftSupport=4, serviceProvider=8, unknownFutureValue=16, passthrough=32); OData JSON writes a
 # combination as the member names joined by commas, e.g. "b2bCollaboration,serviceProvider".
-ACCESS_TYPE_FLAGS = ("b2bCollaboration", "b2bDirectConnect", "microsoftSupport", "serviceProvider",
-                     "unknownFutureValue", "passthrough")
+ACCESS_TYPE_FLAGS = (
+    "b2bCollaboration",
+    "b2bDirectConnect",
+    "microsoftSupport",
+    "serviceProvider",
+    "unknownFutureValue",
+    "passthrough",
+)
 ACCESS_TYPE_NAMES = {f.lower(): f for f in ACCESS_TYPE_FLAGS}
 _ACCESS_TYPE_CACHE: dict[str, str] = {}
 
@@ -43,8 +49,10 @@ def normalize_access_type(value: str) -> str:
     out = _ACCESS_TYPE_CACHE.get(value)
     if out is None:
         parts = [p.strip() for p in value.split(",") if p.strip() and p.strip().lower() != "none"]
-        known = sorted({ACCESS_TYPE_NAMES[p.lower()] for p in parts if p.lower() in ACCESS_TYPE_NAMES},
-                       key=ACCESS_TYPE_FLAGS.index)
+        known = sorted(
+            {ACCESS_TYPE_NAMES[p.lower()] for p in parts if p.lower() in ACCESS_TYPE_NAMES},
+            key=ACCESS_TYPE_FLAGS.index,
+        )
         unknown = [p for p in parts if p.lower() not in ACCESS_TYPE_NAMES]
         out = _intern(",".join(known + unknown) or "none")
         _ACCESS_TYPE_CACHE[value] = out
@@ -117,9 +125,16 @@ def signin_row(d: dict[str, Any]) -> SignInRow:
 
 def signin_scenario(r: SignInRow) -> dict[str, Any]:
     """A row as a scenario sign-in object (what :func:`signin_row` reads back)."""
-    return {"id": r.id, "createdDateTime": r.created, "userId": r.user_id,
-            "resourceTenantId": r.resource_tenant_id, "crossTenantAccessType": r.cross_tenant_access_type,
-            "signInEventTypes": [r.event_type], "errorCode": r.error_code, "appDisplayName": r.app_display_name}
+    return {
+        "id": r.id,
+        "createdDateTime": r.created,
+        "userId": r.user_id,
+        "resourceTenantId": r.resource_tenant_id,
+        "crossTenantAccessType": r.cross_tenant_access_type,
+        "signInEventTypes": [r.event_type],
+        "errorCode": r.error_code,
+        "appDisplayName": r.app_display_name,
+    }
 
 
 class QualifyingIndex:
@@ -279,8 +294,11 @@ class SignInLog:
         if len(stores) == 1:
             return stores[0].scan_desc(lower, upper_exclusive, predicate, limit)
         parts = [s.scan_desc(lower, upper_exclusive, predicate, limit) for s in stores]
-        merged = list(itertools.islice(
-            heapq.merge(*(rows for rows, _ in parts), key=itemgetter(0), reverse=True), limit + 1))
+        merged = list(
+            itertools.islice(
+                heapq.merge(*(rows for rows, _ in parts), key=itemgetter(0), reverse=True), limit + 1
+            )
+        )
         more = len(merged) > limit or any(m for _, m in parts)
         return merged[:limit], more
 

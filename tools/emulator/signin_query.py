@@ -56,7 +56,9 @@ class SignInFiltering(SimEstateCore):
         https://learn.microsoft.com/entra/identity/monitoring-health/reference-log-latency, names no figure).
         ``signInLatencySeconds`` holds each sign-in back that long after its createdDateTime."""
         lower = format_timestamp(self.now - timedelta(days=self.retention_days))
-        visible_until = self.now - timedelta(seconds=self.latency_seconds) if self.latency_seconds else self.now
+        visible_until = (
+            self.now - timedelta(seconds=self.latency_seconds) if self.latency_seconds else self.now
+        )
         upper = format_timestamp(visible_until) + "\uffff"
         return lower, upper
 
@@ -80,7 +82,7 @@ class SignInFiltering(SimEstateCore):
             m = re.search(r"crosstenantaccesstype|signineventtypes", text, re.IGNORECASE)
             if m:
                 raise bad_request(
-                    f"Invalid filter clause: Could not find a property named '{text[m.start():m.end()]}' "
+                    f"Invalid filter clause: Could not find a property named '{text[m.start() : m.end()]}' "
                     "on type 'microsoft.graph.signIn'."
                 )
         items = conjuncts(filter_or_400(text))
@@ -94,7 +96,9 @@ class SignInFiltering(SimEstateCore):
             if not isinstance(item, Compare):
                 if isinstance(item, Lambda):
                     raise bad_request(_unsupported_property(item.prop, item.key))
-                raise bad_request("Invalid filter clause: only 'and' combinations of comparisons are supported.")
+                raise bad_request(
+                    "Invalid filter clause: only 'and' combinations of comparisons are supported."
+                )
             c = item
             key, op, value = c.key, c.op, c.value
             if key == "createddatetime":
@@ -119,8 +123,14 @@ class SignInFiltering(SimEstateCore):
                 if op not in ("eq", "ne") or not isinstance(value, int) or isinstance(value, bool):
                     raise bad_request(f"Invalid filter clause: unsupported comparison '{c.prop} {op}'.")
                 checks.append(_error_code_check(op, value))
-            elif key in ("resourcetenantid", "hometenantid", "userid", "id", "appdisplayname",
-                         "userprincipalname"):
+            elif key in (
+                "resourcetenantid",
+                "hometenantid",
+                "userid",
+                "id",
+                "appdisplayname",
+                "userprincipalname",
+            ):
                 if op not in ("eq", "ne") or not isinstance(value, str):
                     raise bad_request(f"Invalid filter clause: unsupported comparison '{c.prop} {op}'.")
                 checks.append(self._string_check(key, op, value.lower()))
@@ -143,6 +153,7 @@ class SignInFiltering(SimEstateCore):
         elif key == "appdisplayname":
             getter = itemgetter(5)
         elif key == "userprincipalname":
+
             def getter(r: SignInRow) -> str:
                 agent = self.agents_by_id.get(r.user_id.lower())
                 return agent["userPrincipalName"] if agent else r.user_id
@@ -178,20 +189,26 @@ def _event_types_selected(node: Node) -> frozenset[str]:
     for lam in lambdas:
         assert isinstance(lam, Lambda)
         if lam.op != "any":
-            raise bad_request(f"Invalid filter clause: the lambda operator '{lam.op}' is not supported on "
-                              f"'{lam.prop}'; use '{lam.prop}/any(t: t eq ...)'.")
+            raise bad_request(
+                f"Invalid filter clause: the lambda operator '{lam.op}' is not supported on "
+                f"'{lam.prop}'; use '{lam.prop}/any(t: t eq ...)'."
+            )
         if lam.body is None:
             continue
         for c in comparisons(lam.body, "Invalid filter clause: a lambda inside a lambda is not supported."):
             if c.key != lam.var.lower() or c.op not in ("eq", "ne") or not isinstance(c.value, str):
-                raise bad_request(f"Invalid filter clause: inside '{lam.prop}/any' only '{lam.var} eq|ne "
-                                  "'<event type>'' comparisons are supported.")
+                raise bad_request(
+                    f"Invalid filter clause: inside '{lam.prop}/any' only '{lam.var} eq|ne "
+                    "'<event type>'' comparisons are supported."
+                )
             if c.op == "eq":
                 named.add(c.value.lower())
     user = {t.lower() for t in USER_EVENT_TYPES}
     if named & user and named - user:
-        raise bad_request("Invalid filter clause: the filter for getting both user and service principal "
-                          "sign-in event types is not supported.")
+        raise bad_request(
+            "Invalid filter clause: the filter for getting both user and service principal "
+            "sign-in event types is not supported."
+        )
     return frozenset(t for t in EVENT_TYPES if evaluate(node, {"signineventtypes": [t]}.get))
 
 
@@ -206,8 +223,10 @@ def _access_types_matching(op: str, literal: str, present: set[str]) -> set[str]
     wanted = flag_set(literal)
     unknown = sorted(f for f in wanted if f not in ACCESS_TYPE_NAMES)
     if unknown:
-        raise bad_request(f"Invalid filter clause: The string '{unknown[0]}' is not a valid enumeration type "
-                          "constant for 'microsoft.graph.signInAccessType'.")
+        raise bad_request(
+            f"Invalid filter clause: The string '{unknown[0]}' is not a valid enumeration type "
+            "constant for 'microsoft.graph.signInAccessType'."
+        )
     if op == "has":
         return {v for v in present if wanted <= flag_set(v)}
     if op == "eq":

@@ -15,20 +15,35 @@ from .values import stable_guid
 # Well-known first-party apps, so sign-ins carry plausible app/resource ids.
 _APPS: dict[str, tuple[str, str, str]] = {
     "microsoft 365 admin center": (
-        "00000006-0000-0ff1-ce00-000000000000", "Microsoft Graph", "00000003-0000-0000-c000-000000000000"),
+        "00000006-0000-0ff1-ce00-000000000000",
+        "Microsoft Graph",
+        "00000003-0000-0000-c000-000000000000",
+    ),
     "azure portal": (
         "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
         "Windows Azure Service Management API",
         "797f4846-ba00-4fd7-ba43-dac1f8f63013",
     ),
     "microsoft exchange online": (
-        "00000002-0000-0ff1-ce00-000000000000", "Office 365 Exchange Online", "00000002-0000-0ff1-ce00-000000000000"),
+        "00000002-0000-0ff1-ce00-000000000000",
+        "Office 365 Exchange Online",
+        "00000002-0000-0ff1-ce00-000000000000",
+    ),
     "microsoft graph powershell": (
-        "14d82eec-204b-4c2f-b7e8-296a70dab67e", "Microsoft Graph", "00000003-0000-0000-c000-000000000000"),
+        "14d82eec-204b-4c2f-b7e8-296a70dab67e",
+        "Microsoft Graph",
+        "00000003-0000-0000-c000-000000000000",
+    ),
     "microsoft intune": (
-        "0000000a-0000-0000-c000-000000000000", "Microsoft Intune", "0000000a-0000-0000-c000-000000000000"),
+        "0000000a-0000-0000-c000-000000000000",
+        "Microsoft Intune",
+        "0000000a-0000-0000-c000-000000000000",
+    ),
     "microsoft entra admin center": (
-        "c44b4083-3bb0-49c1-b47d-974e53cbdf3c", "Microsoft Graph", "00000003-0000-0000-c000-000000000000"),
+        "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+        "Microsoft Graph",
+        "00000003-0000-0000-c000-000000000000",
+    ),
 }
 _APP_CACHE: dict[str, tuple[str, str, str]] = {}
 
@@ -38,7 +53,10 @@ _FAILURES = {
         "you must use multi-factor authentication to access the resource.",
         "MFA required in Azure AD",
     ),
-    50126: ("Error validating credentials due to invalid username or password.", "Invalid username or password"),
+    50126: (
+        "Error validating credentials due to invalid username or password.",
+        "Invalid username or password",
+    ),
     50053: ("The account is locked, you've tried to sign in too many times.", "Account locked"),
 }
 _CITIES = (
@@ -55,15 +73,44 @@ _DEVICES = (
     ("Windows10", "Firefox 133.0"),
 )
 V1_FIELDS = (
-    "id", "createdDateTime", "userDisplayName", "userPrincipalName", "userId", "appId", "appDisplayName",
-    "ipAddress", "clientAppUsed", "correlationId", "conditionalAccessStatus", "isInteractive",
-    "riskDetail", "riskLevelAggregated", "riskLevelDuringSignIn", "riskState", "riskEventTypes",
-    "riskEventTypes_v2", "resourceDisplayName", "resourceId", "homeTenantId", "resourceTenantId",
-    "status", "deviceDetail", "location", "appliedConditionalAccessPolicies",
+    "id",
+    "createdDateTime",
+    "userDisplayName",
+    "userPrincipalName",
+    "userId",
+    "appId",
+    "appDisplayName",
+    "ipAddress",
+    "clientAppUsed",
+    "correlationId",
+    "conditionalAccessStatus",
+    "isInteractive",
+    "riskDetail",
+    "riskLevelAggregated",
+    "riskLevelDuringSignIn",
+    "riskState",
+    "riskEventTypes",
+    "riskEventTypes_v2",
+    "resourceDisplayName",
+    "resourceId",
+    "homeTenantId",
+    "resourceTenantId",
+    "status",
+    "deviceDetail",
+    "location",
+    "appliedConditionalAccessPolicies",
 )
 BETA_ONLY_FIELDS = (
-    "crossTenantAccessType", "homeTenantName", "userType", "signInEventTypes", "resourceOwnerTenantId",
-    "appOwnerTenantId", "incomingTokenType", "isTenantRestricted", "signInIdentifier", "signInIdentifierType",
+    "crossTenantAccessType",
+    "homeTenantName",
+    "userType",
+    "signInEventTypes",
+    "resourceOwnerTenantId",
+    "appOwnerTenantId",
+    "incomingTokenType",
+    "isTenantRestricted",
+    "signInIdentifier",
+    "signInIdentifierType",
 )
 BETA_FIELDS = V1_FIELDS + BETA_ONLY_FIELDS
 
@@ -82,15 +129,32 @@ _CONSTANT_FRAGMENTS = {
 }
 _STATUS_FRAGMENTS = {0: '"status":{"errorCode":0,"failureReason":null,"additionalDetails":null}'}
 _DEVICE_FRAGMENTS = [
-    '"deviceDetail":' + json.dumps({"deviceId": "", "displayName": "", "operatingSystem": o, "browser": b,
-                                    "isCompliant": False, "isManaged": False, "trustType": ""},
-                                   separators=(",", ":"))
+    '"deviceDetail":'
+    + json.dumps(
+        {
+            "deviceId": "",
+            "displayName": "",
+            "operatingSystem": o,
+            "browser": b,
+            "isCompliant": False,
+            "isManaged": False,
+            "trustType": "",
+        },
+        separators=(",", ":"),
+    )
     for o, b in _DEVICES
 ]
 _LOCATION_FRAGMENTS = [
-    '"location":' + json.dumps({"city": c, "state": st, "countryOrRegion": co,
-                                "geoCoordinates": {"altitude": None, "latitude": la, "longitude": lo}},
-                               separators=(",", ":"))
+    '"location":'
+    + json.dumps(
+        {
+            "city": c,
+            "state": st,
+            "countryOrRegion": co,
+            "geoCoordinates": {"altitude": None, "latitude": la, "longitude": lo},
+        },
+        separators=(",", ":"),
+    )
     for c, st, co, la, lo in _CITIES
 ]
 
@@ -99,7 +163,10 @@ def app_info(name: str) -> tuple[str, str, str]:
     info = _APP_CACHE.get(name)
     if info is None:
         info = _APPS.get(name.lower()) or (
-            stable_guid("app", name), "Microsoft Graph", "00000003-0000-0000-c000-000000000000")
+            stable_guid("app", name),
+            "Microsoft Graph",
+            "00000003-0000-0000-c000-000000000000",
+        )
         _APP_CACHE[name] = info
     return info
 
@@ -149,25 +216,38 @@ class SignInEncoding(SimEstateCore):
             "homeTenantId": self.partner_tenant_id,
             "resourceTenantId": r.resource_tenant_id,
             "status": {"errorCode": r.error_code, "failureReason": reason, "additionalDetails": details},
-            "deviceDetail": {"deviceId": "", "displayName": "", "operatingSystem": os_name, "browser": browser,
-                             "isCompliant": False, "isManaged": False, "trustType": ""},
-            "location": {"city": city, "state": state, "countryOrRegion": country,
-                         "geoCoordinates": {"altitude": None, "latitude": lat, "longitude": lon}},
+            "deviceDetail": {
+                "deviceId": "",
+                "displayName": "",
+                "operatingSystem": os_name,
+                "browser": browser,
+                "isCompliant": False,
+                "isManaged": False,
+                "trustType": "",
+            },
+            "location": {
+                "city": city,
+                "state": state,
+                "countryOrRegion": country,
+                "geoCoordinates": {"altitude": None, "latitude": lat, "longitude": lon},
+            },
             "appliedConditionalAccessPolicies": [],
         }
         if beta:
-            item.update({
-                "crossTenantAccessType": r.cross_tenant_access_type,
-                "homeTenantName": self.partner_display_name,
-                "userType": "member",
-                "signInEventTypes": [r.event_type],
-                "resourceOwnerTenantId": r.resource_tenant_id,
-                "appOwnerTenantId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
-                "incomingTokenType": "none",
-                "isTenantRestricted": False,
-                "signInIdentifier": upn,
-                "signInIdentifierType": "userPrincipalName",
-            })
+            item.update(
+                {
+                    "crossTenantAccessType": r.cross_tenant_access_type,
+                    "homeTenantName": self.partner_display_name,
+                    "userType": "member",
+                    "signInEventTypes": [r.event_type],
+                    "resourceOwnerTenantId": r.resource_tenant_id,
+                    "appOwnerTenantId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
+                    "incomingTokenType": "none",
+                    "isTenantRestricted": False,
+                    "signInIdentifier": upn,
+                    "signInIdentifierType": "userPrincipalName",
+                }
+            )
         return item
 
     def _fragment(self, kind: str, value: str) -> str:
@@ -180,7 +260,7 @@ class SignInEncoding(SimEstateCore):
             agent = self.agents_by_id.get(value.lower())
             upn = agent["userPrincipalName"] if agent else value
             display = agent["displayName"] if agent else value
-            frag = (f'"userDisplayName":{_j(display)},"userPrincipalName":{_j(upn)},"userId":{_j(value)}')
+            frag = f'"userDisplayName":{_j(display)},"userPrincipalName":{_j(upn)},"userId":{_j(value)}'
         elif kind == "upn":
             agent = self.agents_by_id.get(value.lower())
             frag = _j(agent["userPrincipalName"] if agent else value)
@@ -209,13 +289,13 @@ class SignInEncoding(SimEstateCore):
         rtid = frag("str", r.resource_tenant_id)
         text = (
             f'{{"id":{_j(sid)},"createdDateTime":"{r.created}",{frag("user", r.user_id)},'
-            f'{frag("app", r.app_display_name)},'
+            f"{frag('app', r.app_display_name)},"
             f'"ipAddress":"{20 + (h >> 8) % 180}.{(h >> 16) % 256}.{(h >> 24) % 256}.{1 + h % 253}",'
             f'"clientAppUsed":"Browser",'
             f'"correlationId":"{corr[:8]}-{corr[8:12]}-{corr[12:16]}-{corr[16:20]}-{corr[20:32]}",'
-            f'{_CONSTANT_FRAGMENTS[r.event_type == INTERACTIVE]},{frag("resource", r.app_display_name)},'
+            f"{_CONSTANT_FRAGMENTS[r.event_type == INTERACTIVE]},{frag('resource', r.app_display_name)},"
             f'"homeTenantId":{frag("str", self.partner_tenant_id)},"resourceTenantId":{rtid},{status},'
-            f'{_DEVICE_FRAGMENTS[(h >> 4) % len(_DEVICES)]},{_LOCATION_FRAGMENTS[h % len(_CITIES)]},'
+            f"{_DEVICE_FRAGMENTS[(h >> 4) % len(_DEVICES)]},{_LOCATION_FRAGMENTS[h % len(_CITIES)]},"
             f'"appliedConditionalAccessPolicies":[]'
         )
         if not beta:

@@ -30,8 +30,13 @@ class EmulatorStartError(RuntimeError):
 class RunningEmulator:
     """A started emulator process. ``url`` is its root, e.g. ``http://127.0.0.1:54321``."""
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str, stderr_path: Path,
-                 temp_dir: tempfile.TemporaryDirectory[str] | None) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        url: str,
+        stderr_path: Path,
+        temp_dir: tempfile.TemporaryDirectory[str] | None,
+    ) -> None:
         self.process = process
         self.url = url
         self._stderr_path = stderr_path
@@ -77,7 +82,9 @@ class RunningEmulator:
         return result
 
     def log(self, all_requests: bool = False) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/_emulator/log" + ("?all=true" if all_requests else ""))
+        result: list[dict[str, Any]] = self._call(
+            "GET", "/_emulator/log" + ("?all=true" if all_requests else "")
+        )
         return result
 
     def outbox(self) -> list[dict[str, Any]]:
@@ -138,8 +145,12 @@ class RunningEmulator:
         self.stop()
 
 
-def start_emulator(scenario: dict[str, Any] | Path | str | None = None, *, host: str = "127.0.0.1",
-                   timeout: float = STARTUP_TIMEOUT) -> RunningEmulator:
+def start_emulator(
+    scenario: dict[str, Any] | Path | str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = STARTUP_TIMEOUT,
+) -> RunningEmulator:
     """Launch ``python -m tools.emulator`` on a free port and wait until it listens."""
     temp_dir = tempfile.TemporaryDirectory(prefix="emulator-")
     if scenario is None:
@@ -176,4 +187,4 @@ def start_emulator(scenario: dict[str, Any] | Path | str | None = None, *, host:
         err = stderr_path.read_text(errors="replace")[-2000:]
         temp_dir.cleanup()
         raise EmulatorStartError(f"emulator did not start (first line {line!r}): {err}")
-    return RunningEmulator(process, line[len(prefix):], stderr_path, temp_dir)
+    return RunningEmulator(process, line[len(prefix) :], stderr_path, temp_dir)

@@ -17,7 +17,9 @@ from aiohttp import web
 from .errors import bad_request
 from .estate import SimEstate
 
-GRAPH_CONTENT_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+GRAPH_CONTENT_TYPE = (
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+)
 PC_CONTENT_TYPE = "application/json; charset=utf-8"
 
 Handler = Callable[[web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
@@ -52,8 +54,14 @@ def pc_json(obj: Any, status: int = 200) -> web.Response:
     return web.Response(body=dumps(obj), status=status, headers={"Content-Type": PC_CONTENT_TYPE})
 
 
-def graph_error(request: web.Request, status: int, code: str, message: str,
-                headers: dict[str, str] | None = None, inner_extra: dict[str, str] | None = None) -> web.Response:
+def graph_error(
+    request: web.Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    inner_extra: dict[str, str] | None = None,
+) -> web.Response:
     inner = {
         **(inner_extra or {}),
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
@@ -65,8 +73,9 @@ def graph_error(request: web.Request, status: int, code: str, message: str,
 
 def pc_error(status: int, code: str, message: str) -> web.Response:
     numeric = int(code) if code.isdigit() else status
-    name = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-            409: "Conflict"}.get(status, "ServerError")
+    name = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict"}.get(
+        status, "ServerError"
+    )
     return pc_json({"code": numeric, "description": message, "errorName": name}, status)
 
 
@@ -161,11 +170,15 @@ def page_size(params: dict[str, str], default: int, maximum: int, name: str = "t
     except ValueError as exc:
         raise bad_request(f"Invalid value '{raw}' for ${name}: an integer is expected.") from exc
     if value < 1 or value > maximum:
-        raise bad_request(f"Invalid page size specified: '{value}'. Must be between 1 and {maximum} inclusive.")
+        raise bad_request(
+            f"Invalid page size specified: '{value}'. Must be between 1 and {maximum} inclusive."
+        )
     return value
 
 
-def select_fields(params: dict[str, str], allowed: tuple[str, ...] | list[str], type_name: str) -> list[str] | None:
+def select_fields(
+    params: dict[str, str], allowed: tuple[str, ...] | list[str], type_name: str
+) -> list[str] | None:
     raw = params.get("select")
     if not raw:
         return None
@@ -188,8 +201,13 @@ def apply_select(item: dict[str, Any], fields: list[str] | None) -> dict[str, An
     return {k: v for k, v in item.items() if k.startswith("@") or k == "id" or k in fields}
 
 
-def offset_page(request: web.Request, params: dict[str, str], items: list[Any], default: int, maximum: int,
-                ) -> tuple[list[Any], str | None]:
+def offset_page(
+    request: web.Request,
+    params: dict[str, str],
+    items: list[Any],
+    default: int,
+    maximum: int,
+) -> tuple[list[Any], str | None]:
     top = capped(request, page_size(params, default, maximum))
     start = 0
     if params.get("skiptoken"):
@@ -197,15 +215,20 @@ def offset_page(request: web.Request, params: dict[str, str], items: list[Any], 
         if not isinstance(token, dict) or not isinstance(token.get("o"), int):
             raise bad_request("The $skiptoken is invalid or expired.")
         start = token["o"]
-    page = items[start:start + top]
+    page = items[start : start + top]
     link = None
     if start + top < len(items):
         link = next_link(request, {"skiptoken": encode_token({"o": start + top})})
     return page, link
 
 
-def collection(request: web.Request, context: str, items: list[Any], link: str | None,
-               extra: dict[str, Any] | None = None) -> web.Response:
+def collection(
+    request: web.Request,
+    context: str,
+    items: list[Any],
+    link: str | None,
+    extra: dict[str, Any] | None = None,
+) -> web.Response:
     body: dict[str, Any] = {"@odata.context": f"{origin(request)}/{request['version']}/$metadata#{context}"}
     if extra:
         body.update(extra)
