@@ -314,3 +314,54 @@ def test_slices_cover_the_window_without_gaps_or_overlap() -> None:
         assert day_start(b_start) == b_start
     assert all(day_start(a) == day_start(b) for a, b in pieces)
     assert len(slices(start, end, 6)) > len(pieces)
+
+
+def test_the_policy_decides_from_the_report_alone() -> None:
+    """decide() is the policy without storage or Microsoft: who is a candidate, who is excluded, who the
+    coverage floor holds back, who is warned, and when the circuit breaker trips."""
+    from shared.domain.report import Report, ReportRow
+    from shared.domain.rules import summarize
+    from shared.evaluation.policy import decide
+    from shared.platform.settings import Settings
+
+    def customer(
+        tenant: str, last_days: int, coverage_days: int = 365, established_days: int = 400
+    ) -> ReportRow:
+        made = customer_row(
+            tenant_id=tenant,
+            display_name=tenant[:8],
+            relationships=[dap(start=AS_OF - timedelta(days=established_days))],
+            as_of=AS_OF,
+            last_sign_in=AS_OF - timedelta(days=last_days),
+            agents_last_day=0,
+            sign_ins_last_day=0,
+            coverage_from=AS_OF - timedelta(days=coverage_days),
+            policy=Policy(excluded=frozenset({EXCLUDED})),
+        )
+        assert made is not None
+        return made
+
+    EXCLUDED, GONE, HELD, SOON, ACTIVE = (f"{n}0000000-0000-4000-8000-000000000000" for n in range(1, 6))
+    rows = [customer(EXCLUDED, 120), customer(GONE, 120), customer(SOON, 85), customer(ACTIVE, 2)]
+    held = customer(HELD, 120, coverage_days=30)  # the store proves only 30 days
+    report: Report = {
+        "schemaVersion": 1,
+        "asOf": "2026-11-21T12:00:00Z",
+        "partnerTenantId": PARTNER,
+        "coverage": {"from": "2026-10-22T12:00:00Z", "to": "2026-11-21T12:00:00Z"},
+        "policy": Policy().to_json(),
+        "summary": summarize(rows + [held]),
+        "customers": rows + [held],
+    }
+    settings = Settings.from_env({"POLICY_MODE": "enforce", "WARN_DAYS_BEFORE_REMOVAL": "7"})
+    decision = decide(report, settings)
+    assert [r["tenantId"] for r in decision.candidates] == [GONE]
+    assert [r["tenantId"] for r in decision.held_back] == [HELD]
+    assert [r["tenantId"] for r in decision.to_warn] == [SOON]
+    assert [(s["tenantId"], s["reason"][:8]) for s in decision.skipped] == [
+        (EXCLUDED, "excluded"),
+        (HELD, "coverage"),
+    ]
+    assert decision.would_halt is None
+    tight = decide(report, Settings.from_env({"POLICY_MODE": "enforce", "MAX_REMOVALS_PER_RUN": "0"}))
+    assert tight.would_halt and "MAX_REMOVALS_PER_RUN (0)" in tight.would_halt

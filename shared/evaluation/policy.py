@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from shared.notifications.enqueue import (
 )
 from shared.notifications.store import mail_broken
 from shared.platform.actions import POLICY_ACTOR, record_action
+from shared.platform.settings import Settings
 from shared.platform.state import StateStore
 from shared.platform.timeutil import iso, parse_iso, parse_optional, utcnow, whole_days
 from shared.removals.progress import refresh_requested_removals
@@ -46,99 +48,146 @@ def unproven_days(row: ReportRow, as_of: datetime) -> int:
     return whole_days(as_of - max(evidence)) if evidence else 0
 
 
+@dataclass
+class Decision:
+    """What the policy decides on a report, before anything is checked against the world or changed:
+    a pure function of the rows and the settings (:func:`decide`), testable without storage."""
+
+    candidates: list[ReportRow]  # over the threshold, in scope, not excluded
+    held_back: list[ReportRow]  # over the threshold by their evidence, but not by what the coverage proves
+    to_warn: list[ReportRow]  # within WARN_DAYS_BEFORE_REMOVAL of becoming candidates
+    skipped: list[dict[str, Any]]  # excluded and held-back customers, with the reason
+    would_halt: str | None  # the circuit breaker's reason, if it trips
+
+
+def decide(report: Report, settings: Settings) -> Decision:
+    rows = report["customers"]
+    scope, remove_after = settings.removal_scope, settings.remove_after_days
+    effective = parse_iso(report["asOf"])
+    policy = policy_from_settings(settings)
+    over = [
+        r for r in rows if r["inactiveForAtLeastDays"] > remove_after and in_scope(r["relationships"], scope)
+    ]
+    skipped: list[dict[str, Any]] = [
+        {"tenantId": r["tenantId"], "displayName": r["displayName"], "reason": "excluded (EXCLUDED_TENANTS)"}
+        for r in over
+        if r["excluded"]
+    ]
+    under = [
+        r
+        for r in rows
+        if not r["excluded"]
+        and in_scope(r["relationships"], scope)
+        and r["inactiveForAtLeastDays"] <= remove_after
+    ]
+    held_back = [r for r in under if unproven_days(r, effective) > remove_after]
+    skipped += [
+        {
+            "tenantId": r["tenantId"],
+            "displayName": r["displayName"],
+            "reason": (
+                f"coverage: the sign-in log held since {report['coverage']['from'] or 'nowhere'} proves only "
+                f"{r['inactiveForAtLeastDays']} days of inactivity"
+            ),
+        }
+        for r in held_back
+    ]
+    candidates = [r for r in over if not r["excluded"]]
+    would_halt = None
+    if len(candidates) > settings.max_removals_per_run:
+        would_halt = (
+            f"circuit breaker: {len(candidates)} removal candidates, more than "
+            f"MAX_REMOVALS_PER_RUN ({settings.max_removals_per_run})"
+        )
+    to_warn = [r for r in under if 0 < days_until_candidate(r, policy) <= settings.warn_days_before_removal]
+    return Decision(candidates, held_back, to_warn, skipped, would_halt)
+
+
 async def apply_policy(
     services: Services, report: Report, evaluation_id: str, *, as_of: datetime, refresh_error: str | None
 ) -> dict[str, Any]:
     """The evaluation's second half, on a stored report: guards, warnings, removal queue, digest.
     (The sharded evaluation, ``shared.evaluation.fanout``, runs it once all shards are stored.)"""
     settings = services.settings
-    state = StateStore(services.storage)
     effective = parse_iso(report["asOf"])
     try:
         await refresh_requested_removals(services)
     except Exception:  # progress of earlier removals must not stop today's evaluation
         log.exception("refreshing requested removals failed")
-
-    rows: list[ReportRow] = report["customers"]
-    scope = settings.removal_scope
-    remove_after = settings.remove_after_days
-    coverage_from = parse_optional(report["coverage"]["from"])
-    enforce = settings.enforce
-    policy = policy_from_settings(settings)
+    decision = decide(report, settings)
     summary: dict[str, Any] = {
         "asOf": report["asOf"],
         "mode": settings.policy_mode,
         "evaluationId": evaluation_id,
-        "candidates": [],
+        "candidates": [r["tenantId"] for r in decision.candidates] if settings.enforce else [],
         "removed": [],
         "warned": [],
-        "skipped": [],
+        "skipped": decision.skipped,
         "halted": None,
         "queued": [],
-        "wouldRemove": [],
-        "wouldWarn": [],
-        "wouldHalt": None,
-        "recommended": [],
+        "wouldRemove": [brief_row(r) for r in decision.candidates],
+        "wouldWarn": [
+            brief_row(r, removeOn=remove_on(r, effective, settings.remove_after_days))
+            for r in decision.to_warn
+        ],
+        "wouldHalt": decision.would_halt,
+        "recommended": [r["tenantId"] for r in report["customers"] if r["recommendation"] == "remove"],
         "refreshError": refresh_error,
     }
-    summary["recommended"] = [r["tenantId"] for r in rows if r["recommendation"] == "remove"]
-
-    over = [
-        r for r in rows if r["inactiveForAtLeastDays"] > remove_after and in_scope(r["relationships"], scope)
-    ]
-    candidates = [r for r in over if not r["excluded"]]
-    for r in over:
-        if r["excluded"]:
-            summary["skipped"].append(
-                {
-                    "tenantId": r["tenantId"],
-                    "displayName": r["displayName"],
-                    "reason": "excluded (EXCLUDED_TENANTS)",
-                }
-            )
-    held_back = [
-        r
-        for r in rows
-        if not r["excluded"]
-        and in_scope(r["relationships"], scope)
-        and r["inactiveForAtLeastDays"] <= remove_after
-        and unproven_days(r, effective) > remove_after
-    ]
-    for r in held_back:
-        summary["skipped"].append(
+    summary["halted"] = await _guards(
+        services, summary, evaluation_id, as_of=as_of, refresh_error=refresh_error
+    )
+    if summary["halted"] or not settings.enforce:
+        return summary
+    if decision.would_halt:
+        summary["halted"] = f"{decision.would_halt}; nothing removed"
+        await alert_partner(
+            services,
+            "breaker",
+            f"breaker:{evaluation_id}",
+            summary["halted"],
             {
-                "tenantId": r["tenantId"],
-                "displayName": r["displayName"],
-                "reason": (
-                    f"coverage: the sign-in log held since {report['coverage']['from'] or 'nowhere'} proves only "
-                    f"{r['inactiveForAtLeastDays']} days of inactivity"
-                ),
-            }
+                "asOf": report["asOf"],
+                "candidates": len(decision.candidates),
+                "limit": settings.max_removals_per_run,
+                "customers": [brief_row(r) for r in decision.candidates[:MAX_LISTED]],
+            },
         )
-    summary["wouldRemove"] = [brief_row(r) for r in candidates]
-    if len(candidates) > settings.max_removals_per_run:
-        summary["wouldHalt"] = (
-            f"circuit breaker: {len(candidates)} removal candidates, more than "
-            f"MAX_REMOVALS_PER_RUN ({settings.max_removals_per_run})"
+    else:
+        await _queue_removals(services, report, decision.candidates, evaluation_id, summary)
+    warned = await warn_before_removal(services, decision.to_warn, effective)
+    summary["warned"] = [w["tenantId"] for w in warned]
+    if decision.held_back:
+        await alert_partner(
+            services,
+            "coverage",
+            f"coverage:{report['coverage']['from']}",
+            f"{len(decision.held_back)} customer(s) held back by the coverage floor",
+            {
+                "count": len(decision.held_back),
+                "coverageFrom": report["coverage"]["from"],
+                "removeAfterDays": settings.remove_after_days,
+                "customers": [brief_row(r) for r in decision.held_back[:MAX_LISTED]],
+            },
         )
-    to_warn = [
-        r
-        for r in rows
-        if not r["excluded"]
-        and in_scope(r["relationships"], scope)
-        and r["inactiveForAtLeastDays"] <= remove_after
-        and 0 < days_until_candidate(r, policy) <= settings.warn_days_before_removal
-    ]
-    summary["wouldWarn"] = [
-        brief_row(r, removeOn=remove_on(r, effective, settings.remove_after_days)) for r in to_warn
-    ]
+    await _digest(services, report, summary, warned, evaluation_id)
+    return summary
 
-    if enforce:
-        summary["candidates"] = [r["tenantId"] for r in candidates]
-    last_success, _ = await state.last_success("signins")
-    stale_after = timedelta(hours=settings.ingestion_stale_hours)
-    if last_success is None or as_of - last_success > stale_after:
-        summary["halted"] = (
+
+async def _guards(
+    services: Services,
+    summary: dict[str, Any],
+    evaluation_id: str,
+    *,
+    as_of: datetime,
+    refresh_error: str | None,
+) -> str | None:
+    """Why nothing may be removed now (stale data; in enforce mode, mail that cannot be sent), alerted;
+    None when the run may go on. An unexpected refresh failure is alerted without halting."""
+    settings = services.settings
+    last_success, _ = await StateStore(services.storage).last_success("signins")
+    if last_success is None or as_of - last_success > timedelta(hours=settings.ingestion_stale_hours):
+        halted = (
             f"stale: the last successful sign-in ingestion ({iso(last_success) if last_success else 'never'})"
             f" is more than {settings.ingestion_stale_hours} hours before {iso(as_of)}"
         )
@@ -146,7 +195,7 @@ async def apply_policy(
             services,
             "stale",
             f"stale:{iso(as_of)[:10]}",
-            summary["halted"],
+            halted,
             {
                 "asOf": iso(as_of),
                 "lastSuccess": iso(last_success) if last_success else None,
@@ -154,7 +203,7 @@ async def apply_policy(
                 "error": refresh_error or "",
             },
         )
-        return summary
+        return halted
     if refresh_error and UNEXPECTED in refresh_error:
         # Not stale (yet), but a refresh failed in a way nobody planned for (an expired Partner Center
         # token, storage): say so now, not the day the data turns stale. (Microsoft's failures are in
@@ -166,105 +215,93 @@ async def apply_policy(
             f"refreshing the data failed: {refresh_error}",
             {"asOf": iso(as_of), "run": "refresh", "error": refresh_error},
         )
-    if not enforce:
-        return summary
+    if not settings.enforce:
+        return None
     broken = await mail_broken(services) if settings.notify_customers else None
     if broken:
-        summary["halted"] = (
+        halted = (
             f"mail: customer notices cannot be sent ({broken[:300]}); nothing is removed until a "
             "mail goes out again"
         )
-        await alert_partner(
-            services, "mail", f"mail:{iso(as_of)[:10]}", summary["halted"], {"asOf": iso(as_of)}
-        )
-        return summary
+        await alert_partner(services, "mail", f"mail:{iso(as_of)[:10]}", halted, {"asOf": iso(as_of)})
+        return halted
+    return None
 
-    if summary["wouldHalt"]:
-        summary["halted"] = f"{summary['wouldHalt']}; nothing removed"
-        await alert_partner(
-            services,
-            "breaker",
-            f"breaker:{evaluation_id}",
-            summary["halted"],
-            {
-                "asOf": report["asOf"],
-                "candidates": len(candidates),
-                "limit": settings.max_removals_per_run,
-                "customers": [brief_row(r) for r in candidates[:MAX_LISTED]],
-            },
+
+async def _queue_removals(
+    services: Services,
+    report: Report,
+    candidates: list[ReportRow],
+    evaluation_id: str,
+    summary: dict[str, Any],
+) -> None:
+    """One removal per candidate and inactivity stretch (a conditional write: a stretch already removed,
+    skipped or failed is not queued again)."""
+    settings = services.settings
+    coverage_from = parse_optional(report["coverage"]["from"])
+    for row in candidates:
+        stretch = stretch_of(row)
+        removal = removal_from_row(
+            row,
+            removal_id=await removal_id_for(services.storage, row["tenantId"], stretch),
+            source="policy",
+            requested_by=POLICY_ACTOR,
+            customer_notified=True,
+            scope=settings.removal_scope,
+            evaluation_id=evaluation_id,
+            as_of=parse_iso(report["asOf"]),
+            coverage_from=coverage_from,
+            now=utcnow(),
+            reason=(
+                f"no partner sign-in for at least {row['inactiveForAtLeastDays']} days "
+                f"(policy: remove after {settings.remove_after_days} days)"
+            ),
         )
-    else:
-        for row in candidates:
-            stretch = stretch_of(row)
-            removal = removal_from_row(
-                row,
-                removal_id=await removal_id_for(services.storage, row["tenantId"], stretch),
-                source="policy",
-                requested_by=POLICY_ACTOR,
-                customer_notified=True,
-                scope=scope,
-                evaluation_id=evaluation_id,
-                as_of=parse_iso(report["asOf"]),
-                coverage_from=coverage_from,
-                now=utcnow(),
-                reason=(
-                    f"no partner sign-in for at least {row['inactiveForAtLeastDays']} days "
-                    f"(policy: remove after {remove_after} days)"
-                ),
+        stored, created = await queue_removal(services, removal)
+        if stored.status in ("queued", "requesting"):
+            summary["queued"].append({"tenantId": row["tenantId"], "removalId": stored.id, "new": created})
+        else:
+            summary["skipped"].append(
+                {
+                    "tenantId": row["tenantId"],
+                    "displayName": row["displayName"],
+                    "reason": f"removal {stored.id} for this inactivity stretch is already {stored.status}",
+                }
             )
-            stored, created = await queue_removal(services, removal)
-            if stored.status in ("queued", "requesting"):
-                summary["queued"].append(
-                    {"tenantId": row["tenantId"], "removalId": stored.id, "new": created}
-                )
-            else:
-                summary["skipped"].append(
-                    {
-                        "tenantId": row["tenantId"],
-                        "displayName": row["displayName"],
-                        "reason": f"removal {stored.id} for this inactivity stretch is "
-                        f"already {stored.status}",
-                    }
-                )
 
-    warned = await warn_before_removal(services, to_warn, effective)
-    summary["warned"] = [w["tenantId"] for w in warned]
-    if held_back:
-        await alert_partner(
-            services,
-            "coverage",
-            f"coverage:{report['coverage']['from']}",
-            f"{len(held_back)} customer(s) held back by the coverage floor",
-            {
-                "count": len(held_back),
-                "coverageFrom": report["coverage"]["from"],
-                "removeAfterDays": remove_after,
-                "customers": [brief_row(r) for r in held_back[:MAX_LISTED]],
-            },
-        )
-    # Every removal still waiting for the worker that no digest has listed yet is announced: the ones a
-    # run queued and then died before announcing are announced by the next run. Listed removals are
-    # marked right after the digest is enqueued, so no later run lists them again, and the key, named by
-    # the removals, makes two runs that compute the same list at the same moment send it once.
+
+async def _digest(
+    services: Services,
+    report: Report,
+    summary: dict[str, Any],
+    warned: list[dict[str, Any]],
+    evaluation_id: str,
+) -> None:
+    """The partner digest of this run.
+
+    Every removal still waiting for the worker that no digest has listed yet is announced: the ones a
+    run queued and then died before announcing are announced by the next run. Listed removals are
+    marked right after the digest is enqueued, so no later run lists them again, and the key, named by
+    the removals, makes two runs that compute the same list at the same moment send it once."""
     pending = [q for q in summary["queued"] if not await listed_in_digest(services.storage, q["removalId"])]
-    if pending or warned or summary["halted"]:
-        by_id = {r["tenantId"]: r for r in rows}
-        named = json.dumps(sorted(q["removalId"] for q in pending)).encode()
-        key = f"digest:{hashlib.sha256(named).hexdigest()[:32]}" if pending else f"digest:{evaluation_id}"
-        if await enqueue_partner_digest(
-            services,
-            key,
-            {
-                "asOf": report["asOf"],
-                "mode": settings.policy_mode,
-                "halted": summary["halted"],
-                "removals": [brief_row(by_id[q["tenantId"]]) for q in pending][:MAX_LISTED],
-                "warned": warned[:MAX_LISTED],
-                "skipped": summary["skipped"][:MAX_LISTED],
-            },
-        ):
-            await mark_listed_in_digest(services.storage, [q["removalId"] for q in pending])
-    return summary
+    if not (pending or warned or summary["halted"]):
+        return
+    by_id = {r["tenantId"]: r for r in report["customers"]}
+    named = json.dumps(sorted(q["removalId"] for q in pending)).encode()
+    key = f"digest:{hashlib.sha256(named).hexdigest()[:32]}" if pending else f"digest:{evaluation_id}"
+    if await enqueue_partner_digest(
+        services,
+        key,
+        {
+            "asOf": report["asOf"],
+            "mode": services.settings.policy_mode,
+            "halted": summary["halted"],
+            "removals": [brief_row(by_id[q["tenantId"]]) for q in pending][:MAX_LISTED],
+            "warned": warned[:MAX_LISTED],
+            "skipped": summary["skipped"][:MAX_LISTED],
+        },
+    ):
+        await mark_listed_in_digest(services.storage, [q["removalId"] for q in pending])
 
 
 async def alert_partner(
