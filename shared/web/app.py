@@ -212,6 +212,8 @@ def register_portal(app: FastAPI) -> None:
 
 
 def register_api(app: FastAPI) -> None:
+    """The API: the signed-in user, the OpenAPI document, and each area's routes."""
+
     @app.get("/api/openapi.json", include_in_schema=False)
     async def openapi(principal: Principal = reader) -> Response:
         return json_response(openapi_document(app))
@@ -242,6 +244,16 @@ def register_api(app: FastAPI) -> None:
     async def roles(principal: Principal = reader) -> Response:
         return json_response(role_catalog())
 
+    register_audit_routes(app)
+    register_customer_routes(app)
+    register_action_routes(app)
+    register_run_routes(app)
+    register_removal_routes(app)
+
+
+def register_audit_routes(app: FastAPI) -> None:
+    """The audit report of the latest evaluation (JSON or CSV)."""
+
     @app.get(
         "/api/audit",
         tags=["audit"],
@@ -262,6 +274,10 @@ def register_api(app: FastAPI) -> None:
         if format == "csv":
             return csv_response(index.report_csv(), f"delegated-admin-audit-{index.head['asOf'][:10]}.csv")
         return Response(index.report_json(), media_type="application/json")
+
+
+def register_customer_routes(app: FastAPI) -> None:
+    """Customer rows (filtered, sorted, paged) and one customer's view."""
 
     @app.get(
         "/api/customers",
@@ -364,6 +380,10 @@ def register_api(app: FastAPI) -> None:
             }
         )
 
+
+def register_action_routes(app: FastAPI) -> None:
+    """The audit trail, and the daily trend counts."""
+
     @app.get(
         "/api/actions",
         tags=["actions"],
@@ -404,6 +424,10 @@ def register_api(app: FastAPI) -> None:
         heads = await services.evaluations.heads(limit=max(400, span * 4))
         return json_response({"days": span, "points": trend_points(heads, span)})
 
+
+def register_run_routes(app: FastAPI) -> None:
+    """On-demand audit runs ("Refresh now")."""
+
     @app.post(
         "/api/audit/run",
         tags=["audit"],
@@ -439,6 +463,10 @@ def register_api(app: FastAPI) -> None:
         if run is None:
             raise ApiError(404, "unknownRun", "no audit run with this id")
         return json_response(run)
+
+
+def register_removal_routes(app: FastAPI) -> None:
+    """Asking for removals and following them."""
 
     @app.post(
         "/api/removals",
