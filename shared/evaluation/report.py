@@ -97,6 +97,3 @@ def report_head(
         "policy": policy.to_json(),
         "summary": summarize(rows, as_of),
     }
-
-
-# --- output formats ------------------------------------------------------------------------------
