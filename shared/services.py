@@ -17,7 +17,7 @@ from shared.platform.identity import graph_credential, partner_center_credential
 from shared.platform.ratelimit import SlidingWindowLimiter
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import Settings
-from shared.platform.state import StateStore
+from shared.platform.state import partner_state
 from shared.platform.storage import Storage
 from shared.platform.timeutil import CLOCK
 
@@ -72,10 +72,10 @@ class Services:
 
     async def partner_tenant_id(self) -> str:
         if self._partner_tenant is None:
-            state = StateStore(self.storage)
-            cached = await state.get_value("partner", "tenantId")
+            state = partner_state(self.storage)
+            cached = await state.get("partner", "tenantId")
             if not cached:
                 cached = (await self.graph.partner_tenant_id()).lower()
-                await state.set_value("partner", "tenantId", cached)
+                await state.set("partner", "tenantId", cached)
             self._partner_tenant = cached
         return self._partner_tenant

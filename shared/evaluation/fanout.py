@@ -45,7 +45,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RUNS = "run"  # Evaluations partition of run records (the evaluation heads live in "evaluation")
+RUNS_TABLE = "EvaluationRuns"  # run records, their shard progress and the finish claim
+# Runs recorded by a version that kept them beside the heads in Evaluations: found there while they finish.
+EARLIER_RUNS_TABLE = "Evaluations"
+RUNS = "run"  # partition of run records
 FINAL = "~final"  # row of the finish claim, after the shard rows in a run's partition
 FINISH_LEASE = timedelta(minutes=10)
 
@@ -63,6 +66,7 @@ class Run:
     coverage: Coverage
     partner_tenant_id: str
     refresh_error: str | None
+    table: str = RUNS_TABLE  # where it is recorded, with its progress
 
     def to_entity(self) -> dict[str, Any]:
         return {
@@ -78,7 +82,7 @@ class Run:
         }
 
     @classmethod
-    def from_entity(cls, e: dict[str, Any]) -> Run:
+    def from_entity(cls, e: dict[str, Any], table: str = RUNS_TABLE) -> Run:
         return cls(
             evaluation_id=e["RowKey"],
             as_of=parse_iso(e["AsOf"]),
@@ -87,6 +91,7 @@ class Run:
             coverage=Coverage.from_json(e.get("Coverage")),
             partner_tenant_id=e["PartnerTenantId"],
             refresh_error=e.get("RefreshError") or None,
+            table=table,
         )
 
 
@@ -116,7 +121,7 @@ async def start_sharded_evaluation(
         partner_tenant_id=await services.partner_tenant_id(),
         refresh_error=refresh_error,
     )
-    await services.storage.table("Evaluations").create_entity(run.to_entity())
+    await services.storage.table(RUNS_TABLE).create_entity(run.to_entity())
     queue = services.storage.queue(EVALUATION_SHARDS_QUEUE)
     for shard in SHARDS:
         await queue.send_message(
@@ -149,11 +154,8 @@ def parse_shard_message(body: bytes | str) -> tuple[str, str]:
 async def handle_shard_message(services: Services, body: bytes | str) -> dict[str, Any]:
     """One shard of a sharded evaluation; the delivery that completes the set finishes the evaluation."""
     evaluation_id, shard = parse_shard_message(body)
-    evaluations = services.storage.table("Evaluations")
-    entity = await get_or_none(evaluations, RUNS, evaluation_id)
-    if entity is None:
-        raise LookupError(f"evaluation run {evaluation_id} is not recorded")
-    run = Run.from_entity(entity)
+    run = await load_run(services, evaluation_id)
+    evaluations = services.storage.table(run.table)
     report = await compute_report(
         services.storage,
         as_of=run.effective,
@@ -188,9 +190,17 @@ async def handle_shard_message(services: Services, body: bytes | str) -> dict[st
     return result
 
 
+async def load_run(services: Services, evaluation_id: str) -> Run:
+    for name in (RUNS_TABLE, EARLIER_RUNS_TABLE):
+        entity = await get_or_none(services.storage.table(name), RUNS, evaluation_id)
+        if entity is not None:
+            return Run.from_entity(entity, name)
+    raise LookupError(f"evaluation run {evaluation_id} is not recorded")
+
+
 async def _claim_finish(services: Services, run: Run) -> bool:
     """Insert-only claim; a claim older than FINISH_LEASE (its finisher died) is taken over."""
-    table = services.storage.table("Evaluations")
+    table = services.storage.table(run.table)
     progress = _progress_partition(run.evaluation_id)
     claim: dict[str, Any] = {
         "PartitionKey": progress,
@@ -239,7 +249,7 @@ async def finish(services: Services, run: Run) -> dict[str, Any] | None:
         as_of=run.as_of,
         refresh_error=run.refresh_error,
     )
-    await services.storage.table("Evaluations").upsert_entity(
+    await services.storage.table(run.table).upsert_entity(
         {
             "PartitionKey": _progress_partition(run.evaluation_id),
             "RowKey": FINAL,

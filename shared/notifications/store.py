@@ -15,7 +15,7 @@ from azure.core.exceptions import (
 )
 
 from shared.platform.actions import record_action
-from shared.platform.state import StateStore
+from shared.platform.state import StateStore, partner_state
 from shared.platform.storage import (
     Storage,
     create_if_absent,
@@ -142,8 +142,7 @@ MAIL_STATE = ("mail", "broken")
 async def mark_mail_broken(services: Services, detail: str) -> None:
     """Mail cannot be sent (a bad NOTIFY_SENDER, Mail.Send missing or restricted): removals stop until a
     mail goes out again, so no customer loses access without being told."""
-    state = StateStore(services.storage)
-    if not await state.get_value(*MAIL_STATE):
+    if not await mail_broken(services):
         log.error("mail cannot be sent; removals stop until it can: %s", detail)
         await record_action(
             services.storage,
@@ -153,13 +152,14 @@ async def mark_mail_broken(services: Services, detail: str) -> None:
             result="failed",
             detail=detail[:2000],
         )
-    await state.set_value(*MAIL_STATE, json.dumps({"at": iso(utcnow()), "detail": detail[:2000]}))
+    await partner_state(services.storage).set(
+        *MAIL_STATE, json.dumps({"at": iso(utcnow()), "detail": detail[:2000]})
+    )
 
 
 async def mark_mail_working(services: Services) -> None:
-    state = StateStore(services.storage)
-    if await state.get_value(*MAIL_STATE):
-        await state.set_value(*MAIL_STATE, "")
+    if await mail_broken(services):
+        await partner_state(services.storage).set(*MAIL_STATE, "")
         await record_action(
             services.storage,
             tenant_id=None,
@@ -172,7 +172,15 @@ async def mark_mail_working(services: Services) -> None:
 
 async def mail_broken(services: Services) -> str | None:
     """Why mail cannot be sent, or None while it can (as far as the last attempt showed)."""
-    value = await StateStore(services.storage).get_value(*MAIL_STATE)
+    state = partner_state(services.storage)
+    value = await state.get(*MAIL_STATE)
+    if not value:
+        # Kept in IngestionState by an earlier version: moved here, so that an upgrade forgets no outage.
+        earlier = StateStore(services.storage)
+        value = await earlier.get_value(*MAIL_STATE)
+        if value:
+            await state.set(*MAIL_STATE, value)
+            await earlier.set_value(*MAIL_STATE, "")
     if not value:
         return None
     try:

@@ -36,7 +36,7 @@ from shared.platform.actions import record_action, record_unreadable
 from shared.platform.queues import Busy, DrainResult, drain_poison, drain_queue
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import NOTIFICATIONS_QUEUE, Settings
-from shared.platform.state import StateStore
+from shared.platform.state import partner_state
 from shared.platform.storage import (
     ConflictingWrite,
 )
@@ -72,8 +72,8 @@ def parse_message(body: bytes | str) -> dict[str, Any]:
 
 
 async def partner_name(services: Services) -> str:
-    state = StateStore(services.storage)
-    cached = await state.get_value("partner", "displayName")
+    state = partner_state(services.storage)
+    cached = await state.get("partner", "displayName")
     if cached:
         return cached
     try:
@@ -82,7 +82,7 @@ async def partner_name(services: Services) -> str:
         log.warning("could not read the partner's name", exc_info=True)
         return ""
     if name:
-        await state.set_value("partner", "displayName", name)
+        await state.set("partner", "displayName", name)
     return name
 
 

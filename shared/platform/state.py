@@ -71,6 +71,27 @@ class Coverage:
         return cls([(parse_iso(a), parse_iso(b)) for a, b in pairs], etag)
 
 
+class KeyValues:
+    """Named text values in one table (PK kind, RK name, ``Value``): each purpose has its own table."""
+
+    def __init__(self, storage: Storage, table: str) -> None:
+        self.table = storage.table(table)
+
+    async def get(self, kind: str, name: str) -> str | None:
+        entity = await get_or_none(self.table, kind, name)
+        return None if entity is None else str(entity.get("Value", ""))
+
+    async def set(self, kind: str, name: str, value: str) -> None:
+        await self.table.upsert_entity(
+            {"PartitionKey": kind, "RowKey": name, "Value": value}, mode=UpdateMode.REPLACE
+        )
+
+
+def partner_state(storage: Storage) -> KeyValues:
+    """What the product keeps about the partner itself (``PartnerState``)."""
+    return KeyValues(storage, "PartnerState")
+
+
 class StateStore:
     def __init__(self, storage: Storage) -> None:
         self.table = storage.table("IngestionState")

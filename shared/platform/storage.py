@@ -46,7 +46,10 @@ TABLES = (
     "LastSignIns",  # PK shard, RK tenantId: latest qualifying sign-in ever ingested
     "Agents",  # PK "agents", RK userId: the partner agents' UPN and display name from the log
     "IngestionState",  # PK kind, RK name: checkpoints, coverage intervals, run records
-    "Evaluations",  # PK "evaluation", RK inverted time: one row per stored evaluation
+    "PartnerState",  # PK kind, RK name: the partner's tenant id and name (cached), its sender mailbox's health
+    "AuditRuns",  # PK "auditRun", RK run id or "latest": on-demand audit runs (POST /api/audit/run)
+    "Evaluations",  # PK "evaluation", RK inverted time: one row per stored evaluation (its head)
+    "EvaluationRuns",  # PK "run" / "run-<evaluation id>", RK id / shard / "~final": sharded runs and their progress
     "EvaluationRows",  # PK <evaluation id>-<shard>, RK tenantId: the report's customer rows
     "Actions",  # PK tenantId, RK time|id: append-only audit trail of what was done
     "Removals",  # PK shard, RK removal id: removal requests and their state

@@ -1,6 +1,6 @@
 """On-demand audit runs (``POST /api/audit/run``): sync, ingest and evaluate in the background.
 
-The run's state is kept in the ``IngestionState`` table, not in memory, so any instance can answer
+The run's state is kept in the ``AuditRuns`` table, not in memory, so any instance can answer
 ``GET /api/audit/runs/{id}``. At most one run is under way at a time: a request while one is running
 gets that run back instead of starting a second (the ingestion's coverage checkpoint would refuse
 a concurrent writer anyway).
@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from shared.evaluation.audit import audit
-from shared.platform.state import StateStore
+from shared.platform.state import KeyValues, StateStore
 from shared.platform.timeutil import iso, parse_iso, utcnow
 from shared.services import Services
 
@@ -28,12 +28,18 @@ LATEST = "latest"
 STALE_AFTER = timedelta(minutes=30)
 
 
+def runs_table(services: Services) -> KeyValues:
+    return KeyValues(services.storage, "AuditRuns")
+
+
 class AuditRuns:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def get(self, services: Services, run_id: str) -> dict[str, Any] | None:
-        value = await StateStore(services.storage).get_value(KIND, run_id)
+        value = await runs_table(services).get(KIND, run_id)
+        if not value:  # started by an earlier version, which kept runs in IngestionState
+            value = await StateStore(services.storage).get_value(KIND, run_id)
         if not value:
             return None
         run: dict[str, Any] = json.loads(value)
@@ -44,8 +50,8 @@ class AuditRuns:
 
     async def start(self, services: Services, requested_by: str) -> tuple[dict[str, Any], bool]:
         """(the run, whether it was started now) — a run already under way is returned instead."""
-        state = StateStore(services.storage)
-        latest = await state.get_value(KIND, LATEST)
+        state = runs_table(services)
+        latest = await state.get(KIND, LATEST)
         if latest:
             current = await self.get(services, latest)
             if current is not None and current["status"] == "running":
@@ -61,7 +67,7 @@ class AuditRuns:
             "error": None,
         }
         await self._save(services, run)
-        await state.set_value(KIND, LATEST, run["id"])
+        await state.set(KIND, LATEST, run["id"])
         task = asyncio.create_task(self._run(services, run))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -87,4 +93,4 @@ class AuditRuns:
             log.exception("could not record the outcome of audit run %s", run["id"])
 
     async def _save(self, services: Services, run: dict[str, Any]) -> None:
-        await StateStore(services.storage).set_value(KIND, run["id"], json.dumps(run, ensure_ascii=False))
+        await runs_table(services).set(KIND, run["id"], json.dumps(run, ensure_ascii=False))
