@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import types
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -467,72 +466,3 @@ def test_telemetry_is_a_noop_without_a_connection_string(
         telemetry.track_metric("ingestion.lag_minutes", 3.5, {"mode": "report"})
     assert not telemetry.is_enabled()
     assert any("RemovalFailed" in r.getMessage() and "not exported" in r.getMessage() for r in caplog.records)
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's LoggingHandler, as the distro uses it
-def test_telemetry_exports_custom_events_and_metrics_through_the_distro(
-    fresh_telemetry: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sdk_logs = pytest.importorskip("opentelemetry.sdk._logs")
-    from opentelemetry import metrics
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
-    exporter = InMemoryLogRecordExporter()
-    reader = InMemoryMetricReader()
-    calls: list[dict[str, Any]] = []
-
-    def configure_azure_monitor(**kwargs: Any) -> None:  # what the distro does, minus the network
-        calls.append(kwargs)
-        provider = sdk_logs.LoggerProvider()
-        provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-        logging.getLogger(kwargs["logger_name"]).addHandler(sdk_logs.LoggingHandler(logger_provider=provider))
-        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-
-    fake = types.ModuleType("azure.monitor.opentelemetry")
-    fake.configure_azure_monitor = configure_azure_monitor  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "azure.monitor.opentelemetry", fake)
-    monkeypatch.setenv(
-        "APPLICATIONINSIGHTS_CONNECTION_STRING", "InstrumentationKey=00000000-0000-0000-0000-000000000000"
-    )
-
-    assert telemetry.configure_telemetry() is True
-    assert telemetry.configure_telemetry() is True  # idempotent
-    assert len(calls) == 1 and calls[0]["logger_name"] == telemetry.EVENTS_LOGGER_NAME
-
-    telemetry.track_event(
-        telemetry.EVENT_EVALUATION_COMPLETED,
-        {
-            "customers": 3,
-            "bucket_active": 1,
-            "bucket_30_60": 1,
-            "bucket_61_90": 0,
-            "bucket_90_plus": 1,
-            "candidates": 0,
-            "mode": "report",
-            "name": "clashes with LogRecord.name",
-            "ignored": [1, 2],
-        },
-    )
-    records = [item.log_record for item in exporter.get_finished_logs()]
-    assert len(records) == 1
-    attributes = dict(records[0].attributes or {})
-    assert attributes[telemetry.CUSTOM_EVENT_ATTRIBUTE] == "EvaluationCompleted"
-    assert attributes["bucket_90_plus"] == 1 and attributes["mode"] == "report"
-    assert attributes["name_"] == "clashes with LogRecord.name" and "ignored" not in attributes
-
-    telemetry.track_metric("ingestion.lag_minutes", 12.0, {"mode": "report"})
-    telemetry.track_metric("ingestion.lag_minutes", 4.0, {"mode": "report"})
-    data = reader.get_metrics_data()
-    points = [
-        point
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for metric in sm.metrics
-        if metric.name == "ingestion.lag_minutes"
-        for point in metric.data.data_points
-    ]
-    if not points:
-        pytest.skip("another test already set the global OpenTelemetry meter provider")
-    assert points[0].count == 2 and points[0].sum == 16.0 and dict(points[0].attributes) == {"mode": "report"}

@@ -77,6 +77,15 @@ var rules = [
     windowSize: 'PT15M'
     query: 'customEvents\n| where name == "CircuitBreakerTripped"'
   }
+  {
+    name: 'mail-failed'
+    displayName: 'Delegated Admin Monitor: mail cannot be sent'
+    description: 'A notice, warning, digest or alert could not be sent (MailFailed): a wrong NOTIFY_SENDER, Mail.Send missing or restricted. While customer notices cannot be sent, enforcement removes nothing.'
+    severity: 1
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    query: 'customEvents\n| where name == "MailFailed"\n| project timestamp, kind = tostring(customDimensions.action), reason = tostring(customDimensions.reason)'
+  }
 ]
 
 resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for rule in rules: {

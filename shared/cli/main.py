@@ -20,6 +20,7 @@ from azure.core.exceptions import AzureError
 
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import Settings, SettingsError, get_settings
+from shared.platform.telemetry import configure_telemetry, flush_telemetry
 from shared.platform.timeutil import iso, parse_iso
 
 EXIT_OK, EXIT_USAGE, EXIT_UPSTREAM = 0, 2, 3
@@ -164,10 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger("azure").setLevel(logging.ERROR)
             logging.getLogger("httpx").setLevel(logging.WARNING)
         settings = _settings(args)
-        if args.command == "audit":
-            return _run(lambda: _audit(settings, args))
-        if args.command == "enforce":
-            return _run(lambda: _enforce(settings, args))
+        if args.command in ("audit", "enforce"):
+            # The same custom events as the function app whenever APPLICATIONINSIGHTS_CONNECTION_STRING
+            # is set: a run from the command line shows in the workbook and can fire the alerts.
+            configure_telemetry()
+            try:
+                return _run(lambda: (_audit if args.command == "audit" else _enforce)(settings, args))
+            finally:
+                flush_telemetry()
         if args.command == "serve":
             return _serve(settings, args)
         if args.command == "gdap":

@@ -23,6 +23,7 @@ from shared.notifications.store import mail_broken
 from shared.platform.actions import POLICY_ACTOR, record_action
 from shared.platform.settings import Settings
 from shared.platform.state import StateStore
+from shared.platform.telemetry import EVENT_EVALUATION_COMPLETED, track_event
 from shared.platform.timeutil import iso, parse_iso, parse_optional, utcnow, whole_days
 from shared.removals.progress import refresh_requested_removals
 from shared.removals.request import in_scope, queue_removal, removal_from_row
@@ -107,7 +108,34 @@ async def apply_policy(
     services: Services, report: Report, evaluation_id: str, *, as_of: datetime, refresh_error: str | None
 ) -> dict[str, Any]:
     """The evaluation's second half, on a stored report: guards, warnings, removal queue, digest.
-    (The sharded evaluation, ``shared.evaluation.fanout``, runs it once all shards are stored.)"""
+    (The sharded evaluation, ``shared.evaluation.fanout``, runs it once all shards are stored.)
+    Ends with the ``EvaluationCompleted`` event, whose bucket counts the workbook charts."""
+    summary = await _apply(services, report, evaluation_id, as_of=as_of, refresh_error=refresh_error)
+    counts = report["summary"]
+    inactive = counts["inactive30To60Days"] + counts["inactive61To90Days"] + counts["inactiveOver90Days"]
+    track_event(
+        EVENT_EVALUATION_COMPLETED,
+        {
+            "evaluationId": evaluation_id,
+            "asOf": report["asOf"],
+            "mode": summary["mode"],
+            "customers": counts["customersUnderMonitoring"],
+            "bucket_active": counts["customersUnderMonitoring"] - inactive,
+            "bucket_30_60": counts["inactive30To60Days"],
+            "bucket_61_90": counts["inactive61To90Days"],
+            "bucket_90_plus": counts["inactiveOver90Days"],
+            "recommended": counts["recommendedForRemoval"],
+            "candidates": len(summary["wouldRemove"]),
+            "queued": len(summary["queued"]),
+            "halted": summary["halted"] or "",
+        },
+    )
+    return summary
+
+
+async def _apply(
+    services: Services, report: Report, evaluation_id: str, *, as_of: datetime, refresh_error: str | None
+) -> dict[str, Any]:
     settings = services.settings
     effective = parse_iso(report["asOf"])
     try:

@@ -40,6 +40,7 @@ from shared.platform.state import partner_state
 from shared.platform.storage import (
     ConflictingWrite,
 )
+from shared.platform.telemetry import EVENT_POISON_MESSAGE, track_event
 from shared.platform.timeutil import utcnow
 from shared.relationships.store import RelationshipStore
 
@@ -264,6 +265,7 @@ async def _record_sent(services: Services, row: NotificationRow, data: dict[str,
 
 async def handle_notification_poison(services: Services, body: bytes | str) -> None:
     """A notification the queue gave up on: mark it failed, write it down, and alert (unless it was an alert)."""
+    track_event(EVENT_POISON_MESSAGE, {"queue": NOTIFICATIONS_QUEUE})
     await services.storage.ensure()
     try:
         message = parse_message(body)

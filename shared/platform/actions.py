@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,17 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.platform.storage import (
     Storage,
     query_all,
+)
+from shared.platform.telemetry import (
+    EVENT_CIRCUIT_BREAKER_TRIPPED,
+    EVENT_INGESTION_STALE,
+    EVENT_MAIL_FAILED,
+    EVENT_REMOVAL_COMPLETED,
+    EVENT_REMOVAL_FAILED,
+    EVENT_REMOVAL_REQUESTED,
+    EVENT_REMOVAL_SKIPPED,
+    PropertyValue,
+    track_event,
 )
 from shared.platform.timeutil import iso, utcnow
 
@@ -24,6 +36,21 @@ PARTNER_PARTITION = "_partner"  # Actions rows that concern no single customer (
 
 
 POLICY_ACTOR = "policy"
+
+
+def event_of(action: str, result: str) -> str | None:
+    """The custom event (``shared.platform.telemetry``) of a trail row, if one is watched."""
+    if action == "removal.queued" and result == "queued":
+        return EVENT_REMOVAL_REQUESTED
+    if action == "notification.broken" or (action.startswith("notification.") and result == "failed"):
+        return EVENT_MAIL_FAILED
+    return {
+        "removal.completed": EVENT_REMOVAL_COMPLETED,
+        "removal.skipped": EVENT_REMOVAL_SKIPPED,
+        "removal.failed": EVENT_REMOVAL_FAILED,
+        "enforcement.breaker": EVENT_CIRCUIT_BREAKER_TRIPPED,
+        "enforcement.stale": EVENT_INGESTION_STALE,
+    }.get(action)
 
 
 def fixed_iso(value: datetime) -> str:
@@ -45,11 +72,15 @@ async def record_action(
     relationship_id: str = "",
     action_id: str | None = None,
     at: datetime | None = None,
+    telemetry: Mapping[str, PropertyValue] | None = None,
 ) -> dict[str, Any]:
     """Append one row to ``Actions`` (PK tenant, RK time|id); never updates or deletes.
 
     With ``action_id`` the append is idempotent: a retry that records the same event again (a crash
     between the event and its row) finds the earlier row and adds nothing.
+
+    The trail is where the product says what happened, so the custom events the alerts and the workbook
+    read are emitted here, once per row written (:func:`event_of`); ``telemetry`` adds properties.
     """
     table = storage.table("Actions")
     pk = (tenant_id or PARTNER_PARTITION).lower()
@@ -74,6 +105,21 @@ async def record_action(
         "RelationshipId": relationship_id,
     }
     await table.create_entity(entity)
+    event = event_of(action, result)
+    if event is not None:
+        track_event(
+            event,
+            {
+                "tenantId": tenant_id or "",
+                "actor": actor,
+                "action": action,
+                "result": result,
+                "reason": (detail or reason)[:500],
+                "removalId": removal_id,
+                "type": relationship_type,
+                **(telemetry or {}),
+            },
+        )
     try:
         await storage.append_audit(entity)
     except Exception:  # the table row is written; the copy's gap is what verify_trail reports

@@ -34,6 +34,7 @@ EVENT_REMOVAL_COMPLETED = "RemovalCompleted"  # tenantId, type, reason
 EVENT_REMOVAL_SKIPPED = "RemovalSkipped"  # tenantId, type, reason
 EVENT_REMOVAL_FAILED = "RemovalFailed"  # tenantId, type, reason
 EVENT_POISON_MESSAGE = "PoisonMessage"  # queue
+EVENT_MAIL_FAILED = "MailFailed"  # kind, reason (a mail that could not be sent, or the sender refused)
 
 EVENT_NAMES = frozenset(
     {
@@ -47,6 +48,7 @@ EVENT_NAMES = frozenset(
         EVENT_REMOVAL_SKIPPED,
         EVENT_REMOVAL_FAILED,
         EVENT_POISON_MESSAGE,
+        EVENT_MAIL_FAILED,
     }
 )
 
@@ -117,6 +119,22 @@ def configure_telemetry(connection_string: str | None = None) -> bool:
         _configured = True
         _enabled = True
         return True
+
+
+def flush_telemetry(timeout_millis: int = 15_000) -> None:
+    """Export what is buffered now (a command-line run ends before the exporters' next batch)."""
+    if not _enabled:
+        return
+    from opentelemetry import metrics, trace
+    from opentelemetry._logs import get_logger_provider
+
+    for provider in (get_logger_provider(), metrics.get_meter_provider(), trace.get_tracer_provider()):
+        flush = getattr(provider, "force_flush", None)
+        if flush is not None:
+            try:
+                flush(timeout_millis)
+            except Exception:  # telemetry never fails a run
+                _log.warning("telemetry: flushing %s failed", type(provider).__name__, exc_info=True)
 
 
 def is_enabled() -> bool:

@@ -94,6 +94,11 @@ class Removal:
     etag: str | None = None
 
     @property
+    def telemetry(self) -> dict[str, str]:
+        """Properties of its custom events: the relationship types it removes (DAP, GDAP, DAP+GDAP)."""
+        return {"type": "+".join(sorted({str(r.get("type", "")) for r in self.relationships} - {""}))}
+
+    @property
     def actor(self) -> str:
         return POLICY_ACTOR if self.source == "policy" else (self.requested_by or "user")
 

@@ -40,6 +40,7 @@ from shared.platform.storage import (
     get_or_none,
     shard_of,
 )
+from shared.platform.telemetry import EVENT_POISON_MESSAGE, track_event
 from shared.platform.timeutil import iso, parse_optional, utcnow
 from shared.relationships.store import RelationshipStore
 from shared.removals.live import (
@@ -193,6 +194,7 @@ async def _skip(services: Services, store: RemovalStore, removal: Removal, reaso
         tenant_id=removal.tenant_id,
         actor=removal.actor,
         action="removal.skipped",
+        telemetry=removal.telemetry,
         result="skipped",
         reason=removal.reason,
         detail=reason,
@@ -293,6 +295,7 @@ async def _execute(services: Services, store: RemovalStore, removal: Removal) ->
         tenant_id=removal.tenant_id,
         actor=removal.actor,
         action=f"removal.{final}",
+        telemetry=removal.telemetry,
         result=final,
         reason=removal.reason,
         removal_id=removal.id,
@@ -454,7 +457,7 @@ async def _store_gdap_status(services: Services, tenant_id: str, relationship_id
 
 async def handle_removal_poison(services: Services, body: bytes | str) -> None:
     """A removal message the queue gave up on: mark the removal failed, write it down, alert."""
-
+    track_event(EVENT_POISON_MESSAGE, {"queue": REMOVALS_QUEUE})
     await services.storage.ensure()
     try:
         message = parse_message(body)
@@ -496,6 +499,7 @@ async def handle_removal_poison(services: Services, body: bytes | str) -> None:
         tenant_id=tenant,
         actor=removal.actor if removal else "system",
         action="removal.failed",
+        telemetry=removal.telemetry if removal else {},
         result="failed",
         reason=removal.reason if removal else "",
         detail=detail,
