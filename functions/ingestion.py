@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from shared.gdap.service import run_follow_up
+from shared.gdap.follow_up import run_follow_up
 from shared.relationships.sync import sync_relationships
 from shared.runtime import get_services
 from shared.signins.ingestion import ingest_sign_ins

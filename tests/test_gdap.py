@@ -21,7 +21,8 @@ from shared.cli.main import main
 from shared.domain.models import GLOBAL_ADMINISTRATOR, Relationship
 from shared.domain.rules import Policy, customer_row, summarize
 from shared.evaluation.audit import audit as audit_once
-from shared.gdap.service import GdapError, GdapService
+from shared.gdap.base import GdapError
+from shared.gdap.service import GdapService
 from shared.gdap.store import INVITATION_URL, GdapRequestStore
 from shared.gdap.templates import TemplateError, load_templates, parse_templates
 from shared.notifications.mail import render

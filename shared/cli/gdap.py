@@ -1,4 +1,4 @@
-"""``python -m shared.cli gdap ...``: the GDAP lifecycle from the command line (shared/gdap/service.py).
+"""``python -m shared.cli gdap ...``: the GDAP lifecycle from the command line (shared/gdap/).
 
 Every command prints JSON. Exit codes as for the other commands: 0 success; 2 bad arguments, an
 unknown customer, template or relationship, a state that does not allow the change, or missing
@@ -99,7 +99,8 @@ def _print(document: Any) -> None:
 
 
 async def run_gdap(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.gdap.service import GdapError, GdapService, check_arguments
+    from shared.gdap.base import GdapError
+    from shared.gdap.service import GdapService
     from shared.gdap.templates import TemplateError
     from shared.services import Services
 
@@ -112,8 +113,23 @@ async def run_gdap(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+def check_arguments(args: Any) -> None:
+    """The command line's arguments that can be checked without storage or Graph (GdapError when wrong)."""
+    from shared.gdap.base import relationship_id_of, tenant_id_of
+    from shared.gdap.catalog import template_named
+    from shared.gdap.templates import load_templates
+
+    if getattr(args, "customer", None) is not None:
+        tenant_id_of(args.customer)
+    if getattr(args, "template", None) is not None:
+        template_named(load_templates(), args.template)
+    relationship = getattr(args, "relationship", None)
+    for rid in relationship if isinstance(relationship, list) else [relationship] if relationship else []:
+        relationship_id_of(rid)
+
+
 async def _dispatch(service: GdapService, args: argparse.Namespace) -> int:
-    from shared.gdap.service import GdapError
+    from shared.gdap.base import GdapError
     from shared.platform.timeutil import utcnow
 
     command = args.gdap_command

@@ -15,11 +15,13 @@ from fastapi import Query as FastApiQuery
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from shared.gdap.service import GdapError, GdapService
+from shared.gdap.base import GdapError
+from shared.gdap.service import GdapService
 from shared.gdap.templates import TemplateError
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import SettingsError
 from shared.platform.timeutil import parse_iso, utcnow
+from shared.relationships.store import RelationshipStore
 from shared.web import schemas
 from shared.web.auth import Principal
 from shared.web.http import (
@@ -159,7 +161,7 @@ def register_gdap_api(app: FastAPI) -> None:
         if len(q) > 200:
             raise ApiError(400, "invalidParameter", "q must be at most 200 characters")
         service = await _service(request)
-        estate = await service.relationships.load()
+        estate = await RelationshipStore(service.services.storage).load()
         needle = q.strip().casefold()
         items = []
         for tenant, customer in sorted(

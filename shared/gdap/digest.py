@@ -1,0 +1,80 @@
+"""The partner's daily GDAP digest: once per UTC day (kept in state ``gdapDigest``), the partner admins
+(``NOTIFY_PARTNER_ADDRESSES``, from ``NOTIFY_SENDER``) get the ``partner-gdap-digest`` mail of the
+relationships that end within 30 days without auto-extend and those that hold Global Administrator (at
+most 200 of each named); nothing is sent when nothing ends."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.gdap.base import ACTOR_SYSTEM, active_gdap
+from shared.gdap.expiry import expiring
+from shared.gdap.global_admin import global_administrators
+from shared.platform.actions import record_action
+from shared.platform.state import StateStore
+from shared.platform.timeutil import day_key, iso, utcnow
+from shared.relationships.store import RelationshipStore
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+MAX_LISTED = 200  # relationships named in one digest
+
+
+async def expiry_digest(services: Services, as_of: datetime | None = None) -> dict[str, Any]:
+    """Once per UTC day, mail the partner admins (NOTIFY_PARTNER_ADDRESSES) the relationships that end
+    within 30 days without auto-extend, and those with Global Administrator. Nothing when nothing ends."""
+    await services.storage.ensure()
+    settings = services.settings
+    moment = as_of or utcnow()
+    day = day_key(moment)
+    state = StateStore(services.storage)
+    if await state.get_value("gdapDigest", day):
+        return {"day": day, "result": "alreadySent"}
+    ending = await expiring(services, 30, moment)
+    if not ending["relationships"]:
+        return {"day": day, "result": "nothingEnding"}
+    recipients = list(settings.notify_partner_addresses)
+    if not recipients or not settings.notify_sender:
+        return {
+            "day": day,
+            "result": "notConfigured",
+            "reason": "NOTIFY_PARTNER_ADDRESSES and NOTIFY_SENDER are needed to mail the digest",
+        }
+    from shared.notifications.mail import render
+
+    estate = await RelationshipStore(services.storage).load()
+    names = {t: c.display_name for t, c in estate.customers.items()}
+    listed = ending["relationships"][:MAX_LISTED]
+    global_admins = await global_administrators(services.storage, active_gdap(estate), names)
+    rendered = render(
+        "partner-gdap-digest",
+        settings.notify_partner_language,
+        {
+            "asOf": iso(moment),
+            "counts": ending["counts"],
+            "relationships": listed,
+            "more": len(ending["relationships"]) - len(listed),
+            "globalAdmins": global_admins[:MAX_LISTED],
+        },
+    )
+    await services.graph.send_mail(
+        settings.notify_sender, recipients, rendered.subject, rendered.text, rendered.html
+    )
+    await state.set_value("gdapDigest", day, iso(utcnow()))
+    await record_action(
+        services.storage,
+        tenant_id=None,
+        actor=ACTOR_SYSTEM,
+        action="gdap.digest",
+        result="sent",
+        detail=f"{rendered.subject} -> {', '.join(recipients)}",
+        action_id=f"gdap:digest:{day}",
+    )
+    return {
+        "day": day,
+        "result": "sent",
+        "relationships": len(ending["relationships"]),
+        "recipients": recipients,
+    }
