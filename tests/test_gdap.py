@@ -1,4 +1,4 @@
-"""The GDAP lifecycle (shared/gdap/service.py) through the emulator, the real msgraph-sdk and Azurite:
+"""The GDAP lifecycle (shared/gdap/) through the emulator, the real msgraph-sdk and Azurite:
 requests from role templates, approval follow-up and access assignments, expiry and bulk
 auto-extend, removing Global Administrator, unused access assignments, re-establishing access,
 and the report's additions. Faults are injected on specific paths (``emulator.add_faults``)."""

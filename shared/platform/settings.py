@@ -195,7 +195,7 @@ class Settings:
         "theirs from the billing-profile culture)",
     )
 
-    # --- GDAP (shared.gdap.service) ---------------------------------------------------------------------------
+    # --- GDAP (shared.gdap) ---------------------------------------------------------------------------
     gdap_group_admin_agents: str = _setting(
         "GDAP_GROUP_ADMINAGENTS",
         "",
