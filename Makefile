@@ -11,12 +11,22 @@ PY := $(VENV)/bin/python
 TOOLS := .venv-tools
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: help setup test lint typecheck demo bench soak clean chromium
+.PHONY: help setup lock test lint typecheck demo bench soak clean chromium
 
 help: ## this list
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## (.*)/  make \1\t\2/' | expand -t 18
 
 setup: $(VENV)/.installed node_modules/.installed $(TOOLS)/.installed chromium ## install everything (idempotent): .venv, Azurite, tools, Chromium
+
+# The locks: every package of each environment, pinned with its hashes (pip checks them on install;
+# Azure's build installs requirements.txt the same way). `make lock` regenerates them from the .in
+# files, keeping the pinned versions it can (uv reads the existing lock as its preferences).
+LOCK = $(TOOLS)/bin/uv pip compile --generate-hashes --python-version 3.11.7 --python-platform x86_64-unknown-linux-gnu --quiet
+
+lock: $(TOOLS)/.installed ## regenerate the hashed locks requirements*.txt from requirements*.in
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) requirements-dev.in -c requirements.txt -o requirements-dev.txt
+	$(LOCK) requirements-tools.in -o requirements-tools.txt
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -72,3 +72,38 @@ def test_an_audit_run_recorded_by_the_earlier_layout_can_still_be_polled(env: di
 
     found = run(go())
     assert found is not None and found["status"] == "succeeded"
+
+
+def test_digest_marks_of_the_earlier_layout_still_count(env: dict[str, str]) -> None:
+    """The partner digest lists a removal once and the GDAP expiry digest goes out once a day, also on the
+    day of the upgrade: the marks an earlier version kept (a fake "sent" Notifications row, a
+    ``gdapDigest`` value in IngestionState) are still read."""
+    from shared.gdap.digest import expiry_digest
+    from shared.notifications.digests import listed_in_digest, mark_listed_in_digest
+    from shared.notifications.store import NotificationRow, NotificationStore
+    from shared.platform.timeutil import day_key, utcnow
+
+    async def go() -> tuple[bool, bool, bool, dict[str, Any]]:
+        async with Services(settings_with()) as services:
+            await NotificationStore(services.storage).create(
+                NotificationRow(
+                    key="digest-listed:old",
+                    kind="partner-digest",
+                    tenant_id="",
+                    status="sent",
+                    sent_at=utcnow(),
+                )
+            )
+            await mark_listed_in_digest(services.storage, ["new"])
+            day = day_key(AS_OF)
+            await StateStore(services.storage).set_value("gdapDigest", day, "2026-11-21T01:00:00Z")
+            return (
+                await listed_in_digest(services.storage, "old"),
+                await listed_in_digest(services.storage, "new"),
+                await listed_in_digest(services.storage, "never"),
+                await expiry_digest(services, AS_OF),
+            )
+
+    old, new, never, digest = run(go())
+    assert old and new and not never
+    assert digest["result"] == "alreadySent"

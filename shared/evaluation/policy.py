@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from shared.domain.report import Report, ReportRow
 from shared.domain.rules import days_until_candidate
-from shared.evaluation.digest import listed_in_digest, mark_listed_in_digest
 from shared.evaluation.report import policy_from_settings
 from shared.evaluation.warnings import brief_row, remove_on, warn_before_removal
+from shared.notifications.digests import listed_in_digest, mark_listed_in_digest
 from shared.notifications.enqueue import (
     enqueue_partner_alert,
     enqueue_partner_digest,

@@ -1,4 +1,4 @@
-"""The partner's daily GDAP digest: once per UTC day (kept in state ``gdapDigest``), the partner admins
+"""The partner's daily GDAP digest: once per UTC day (kept in ``Digests``), the partner admins
 (``NOTIFY_PARTNER_ADDRESSES``, from ``NOTIFY_SENDER``) get the ``partner-gdap-digest`` mail of the
 relationships that end within 30 days without auto-extend and those that hold Global Administrator (at
 most 200 of each named); nothing is sent when nothing ends."""
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from shared.gdap.base import ACTOR_SYSTEM, active_gdap
 from shared.gdap.expiry import expiring
 from shared.gdap.global_admin import global_administrators
+from shared.notifications.digests import GDAP_EXPIRY, digest_marked, mark_digest
 from shared.platform.actions import record_action
 from shared.platform.state import StateStore
 from shared.platform.timeutil import day_key, iso, utcnow
@@ -29,8 +30,10 @@ async def expiry_digest(services: Services, as_of: datetime | None = None) -> di
     settings = services.settings
     moment = as_of or utcnow()
     day = day_key(moment)
-    state = StateStore(services.storage)
-    if await state.get_value("gdapDigest", day):
+    # An earlier version kept the day in IngestionState ("gdapDigest").
+    if await digest_marked(services.storage, GDAP_EXPIRY, day) or await StateStore(
+        services.storage
+    ).get_value("gdapDigest", day):
         return {"day": day, "result": "alreadySent"}
     ending = await expiring(services, 30, moment)
     if not ending["relationships"]:
@@ -62,7 +65,7 @@ async def expiry_digest(services: Services, as_of: datetime | None = None) -> di
     await services.graph.send_mail(
         settings.notify_sender, recipients, rendered.subject, rendered.text, rendered.html
     )
-    await state.set_value("gdapDigest", day, iso(utcnow()))
+    await mark_digest(services.storage, GDAP_EXPIRY, day)
     await record_action(
         services.storage,
         tenant_id=None,

@@ -54,6 +54,7 @@ TABLES = (
     "Actions",  # PK tenantId, RK time|id: append-only audit trail of what was done
     "Removals",  # PK shard, RK removal id: removal requests and their state
     "Warnings",  # PK tenantId, RK stretch: advance warnings already sent
+    "Digests",  # PK "listed" / "gdapExpiry", RK removal id / UTC day: what the digests already told
     "Notifications",  # PK shard, RK sha256(idempotency key): mail state (sending -> sent)
     "GdapRequests",  # PK shard, RK tenantId|relationshipId: GDAP requests this product made (template)
     "GdapOperations",  # PK shard, RK tenantId|operationId: long-running GDAP changes (Global Admin removal)
