@@ -273,3 +273,45 @@ def test_a_throttled_removal_keeps_its_lease(
     assert second_outcome.startswith("busy"), second_outcome
     assert chaos.dap_patches(emulator.log())[tenant] == 1
     assert [f["served"] for f in emulator.faults()] == [1]
+
+
+def test_a_throttled_mail_keeps_its_lease(
+    env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sendMail throttled for longer than the notification lease (429, Retry-After) while a second
+    delivery of the same notification arrives: the first delivery's heartbeat keeps the lease, so the
+    second backs off (NotificationBusy) and the mail goes out once. (Without the heartbeat the second
+    delivery took the lapsed lease and sent the mail again.)"""
+    from datetime import timedelta
+
+    import shared.notifications.worker
+    from shared.notifications.enqueue import enqueue_partner_alert
+    from shared.notifications.worker import NotificationBusy, parse_message, send_notification
+
+    monkeypatch.setattr(shared.notifications.worker, "LEASE", timedelta(seconds=1))
+    emulator.post_scenario(estate())
+    settings = settings_with(**ENFORCE)
+
+    async def go() -> tuple[str, str]:
+        async with Services(settings) as first, Services(settings) as second:
+            await enqueue_partner_alert(first, "failed", "alert:lease", {"detail": "a test alert", "run": "test"})
+            raw = await first.storage.queue("notifications").receive_message()
+            message = parse_message(raw.content)
+            emulator.add_faults(
+                [{"method": "POST", "pathPrefix": "/v1.0/users/", "status": 429, "retryAfter": 3, "times": 1}]
+            )
+            running = asyncio.create_task(send_notification(first, message, owner="first"))
+            await asyncio.sleep(1.8)  # the 1 s lease would have lapsed without its heartbeat
+            try:
+                outcome = await send_notification(second, message, owner="second")
+            except NotificationBusy as busy:
+                outcome = f"busy {busy.retry_after:.1f}"
+            return await running, outcome
+
+    first_status, second_outcome = run(go())
+    assert first_status == "sent"
+    assert second_outcome.startswith("busy"), second_outcome
+    assert [m["message"]["subject"] for m in emulator.outbox()].count(
+        emulator.outbox()[0]["message"]["subject"]
+    ) == 1
+    assert [f["served"] for f in emulator.faults()] == [1]

@@ -35,6 +35,13 @@ param provisionPartnerCustomerDelegatedAdministration bool = true
 var graphAppId = '00000003-0000-0000-c000-000000000000'
 var partnerCustomerDelegatedAdministrationAppId = '2832473f-ec63-45fb-976f-5d45a7d4bb91'
 var graphUserReadScope = 'e1fe6dd8-ba31-4d61-89e7-88639da4683d'
+// Each is the least privileged application permission Microsoft documents for what the app calls:
+// AuditLog.Read.All for GET /auditLogs/signIns; DelegatedAdminRelationship.ReadWrite.All for the GDAP
+// writes (terminate, extend, requests, access assignments); Mail.Send for sendMail; Directory.Read.All
+// for GET /contracts (https://learn.microsoft.com/graph/api/contract-list: "Application:
+// Directory.Read.All" is the least privileged, nothing narrower exists), which also covers
+// GET /organization and the groups' transitiveMembers, so GroupMember.Read.All and
+// Organization.Read.All would add nothing while the contracts are read.
 var graphAppRoles = {
   'AuditLog.Read.All': 'b0afded3-3588-46d8-8b3d-9842eff778da'
   'Directory.Read.All': '7ab1d382-f21e-4acd-a863-ba3e13f7da61'

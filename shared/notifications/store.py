@@ -3,11 +3,14 @@ and whether the sender mailbox works (a refused mail halts removals until one is
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import (
@@ -17,6 +20,7 @@ from azure.core.exceptions import (
 from shared.platform.actions import record_action
 from shared.platform.state import StateStore, partner_state
 from shared.platform.storage import (
+    ConflictingWrite,
     Storage,
     create_if_absent,
     replace_if_unchanged,
@@ -130,6 +134,48 @@ class NotificationStore:
         row.etag = await replace_if_unchanged(
             self.table, row.to_entity(), row.etag, f"notification {row.key}"
         )
+
+
+class HeldNotification(NotificationStore):
+    """The store of one notification while a delivery holds its lease: a heartbeat renews the lease every
+    quarter of it for as long as the delivery works, so that a sendMail held up by throttling (the SDK
+    honours ``Retry-After``) never lets the lease lapse and hand the mail to a second delivery, which
+    would send it again. Writes and renewals take turns (one ETag chain), as for removals."""
+
+    def __init__(self, storage: Storage, row: NotificationRow, lease: timedelta) -> None:
+        super().__init__(storage)
+        self.row = row
+        self.lease = lease
+        self._turn = asyncio.Lock()
+
+    async def replace(self, row: NotificationRow) -> None:
+        async with self._turn:
+            await super().replace(row)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease.total_seconds() / 4)
+            try:
+                async with self._turn:
+                    if self.row.status != "sending":
+                        return
+                    self.row.lease_until = utcnow() + self.lease
+                    await super().replace(self.row)
+            except ConflictingWrite:
+                log.warning("notification %s: the lease was taken over", self.row.key)
+                return
+            except Exception as exc:  # storage hiccup: the next beat tries again, well inside the lease
+                log.warning("notification %s: could not renew the lease: %s", self.row.key, exc)
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[HeldNotification]:
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            yield self
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
 
 
 # sendMail answers these when the sender mailbox or the permission is wrong: no retry fixes them.

@@ -27,6 +27,7 @@ from shared.notifications.store import (
     CUSTOMER_KINDS,
     MAIL_REFUSED,
     PARTNER_KINDS,
+    HeldNotification,
     NotificationRow,
     NotificationStore,
     mark_mail_broken,
@@ -141,7 +142,8 @@ async def send_notification(
     else:
         raise NotificationBusy(f"notification {key} keeps changing under this delivery", 5.0)
     try:
-        status = await _send(services, store, row, message)
+        async with HeldNotification(services.storage, row, LEASE).kept() as held:
+            status = await _send(services, held, row, message)
     except Exception as exc:
         try:
             row.lease_until, row.error = utcnow() - timedelta(seconds=1), f"attempt {attempt}: {exc}"
