@@ -294,7 +294,9 @@ def test_a_throttled_mail_keeps_its_lease(
 
     async def go() -> tuple[str, str]:
         async with Services(settings) as first, Services(settings) as second:
-            await enqueue_partner_alert(first, "failed", "alert:lease", {"detail": "a test alert", "run": "test"})
+            await enqueue_partner_alert(
+                first, "failed", "alert:lease", {"detail": "a test alert", "run": "test"}
+            )
             raw = await first.storage.queue("notifications").receive_message()
             message = parse_message(raw.content)
             emulator.add_faults(
