@@ -22,7 +22,9 @@ _asgi = func.AsgiMiddleware(create_app(WebConfig(services=get_services)))
 
 @bp.function_name("http_api")
 @bp.route(
-    route="{*route}", auth_level=func.AuthLevel.ANONYMOUS, methods=[func.HttpMethod.GET, func.HttpMethod.POST]
+    route="{*route}",
+    auth_level=func.AuthLevel.ANONYMOUS,
+    methods=[func.HttpMethod.GET, func.HttpMethod.POST, func.HttpMethod.HEAD, func.HttpMethod.OPTIONS],
 )
 async def http_api(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     response: func.HttpResponse = await _asgi.handle_async(req, context)

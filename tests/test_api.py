@@ -965,12 +965,18 @@ def test_http_function_serves_the_app(
                     headers={**READER, "Host": "evil.example"},
                     body=b"",
                 ),
+                func.HttpRequest("HEAD", "https://dam.example/api/me", headers=READER, body=b""),
+                func.HttpRequest("OPTIONS", "https://dam.example/api/removals", headers={}, body=b""),
             ]
             return [await handler(r, Context()) for r in requests]
         finally:
             await close_services()
 
-    ok, anonymous, form, portal, rebound = run(call())
+    ok, anonymous, form, portal, rebound, head, options = run(call())
+    # HEAD is the GET without its body; OPTIONS names the path's methods (the function takes both).
+    assert head.status_code == 200 and head.get_body() == b""
+    assert head.headers["Content-Type"].startswith("application/json")
+    assert options.status_code == 204 and options.headers["Allow"] == "GET, HEAD, OPTIONS, POST"
     assert rebound.status_code == 421
     assert ok.status_code == 200, ok.get_body()
     assert [r["displayName"] for r in json.loads(ok.get_body())["customers"]] == [
@@ -990,6 +996,17 @@ def test_http_function_serves_the_app(
 
 
 # --- hostile readers and a storage reset --------------------------------------------------------------------
+
+
+def test_head_and_options_answer_as_http_means_them(settings: Settings) -> None:
+    with client(settings) as c:
+        head = c.head("/api/me", headers=READER)
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
+        assert c.head("/api/me").status_code == 401  # the same checks as the GET
+        assert c.head("/").status_code == 200
+        assert c.options("/api/customers").headers["allow"] == "GET, HEAD, OPTIONS"
+        assert c.options("/api/removals").headers["allow"] == "GET, HEAD, OPTIONS, POST"
+        assert c.options("/api/nothing-here").status_code == 404
 
 
 def test_extreme_dates_are_a_400_not_a_500(settings: Settings) -> None:

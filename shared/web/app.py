@@ -78,6 +78,7 @@ from shared.web.http import (
     web_state,
 )
 from shared.web.security import (
+    HeadAndOptions,
     HostCheck,
     SecurityHeaders,
 )
@@ -139,6 +140,7 @@ def create_app(config: WebConfig) -> FastAPI:
     )
     app.state.web = state
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HeadAndOptions, routes=lambda: app.router.routes)
     app.add_middleware(HostCheck, allowed=config.allowed_hosts)
 
     @app.exception_handler(ApiError)

@@ -168,3 +168,49 @@ def cross_site_reason(request: Request, allowed: frozenset[str] | None = None) -
     if parts.netloc.lower() != request.headers.get("host", "").strip().lower():
         return f"Origin {origin!r} is not this site"
     return None
+
+
+class HeadAndOptions:
+    """HEAD and OPTIONS as HTTP means them (RFC 9110 9.3.2, 9.3.7) for every route: HEAD is the GET
+    without its body (same status, headers and length: a monitor can probe ``/api/me`` cheaply), and
+    OPTIONS answers 204 with the ``Allow`` methods of the path (404 for a path nobody serves). The app
+    is same-origin, so OPTIONS grants no cross-origin access."""
+
+    def __init__(self, app: ASGIApp, routes: Callable[[], list[Any]]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope.get("method") if scope["type"] == "http" else None
+        if method == "OPTIONS":
+            allowed = self._allowed(scope)
+            status = 204 if allowed else 404
+            headers = [(b"content-length", b"0"), *SECURITY_HEADERS]
+            if allowed:
+                methods = allowed | {"OPTIONS"} | ({"HEAD"} if "GET" in allowed else set())
+                headers.append((b"allow", ", ".join(sorted(methods)).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if method != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, without_body)
+
+    def _allowed(self, scope: Scope) -> set[str]:
+        from starlette.routing import Match
+
+        allowed: set[str] = set()
+        for route in self.routes():
+            methods = getattr(route, "methods", None) or {"GET"}  # a mount (static files) serves GET
+            for candidate in methods - {"HEAD"}:
+                match, _ = route.matches({**scope, "method": candidate})
+                if match == Match.FULL:
+                    allowed.add(candidate)
+        return allowed
