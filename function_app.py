@@ -2,6 +2,7 @@
 
 import azure.functions as func
 
+from functions.audit_runs import bp as audit_runs
 from functions.evaluation import bp as evaluation
 from functions.fanout import bp as fanout
 from functions.http_api import bp as http_api
@@ -16,3 +17,4 @@ app.register_functions(evaluation)
 app.register_functions(fanout)
 app.register_functions(removals)
 app.register_functions(notifications)
+app.register_functions(audit_runs)

@@ -230,6 +230,8 @@ var queueNames = [
   'notifications-poison'
   'evaluation-shards'
   'evaluation-shards-poison'
+  'audit-runs'
+  'audit-runs-poison'
 ]
 
 // Every setting of shared.platform.settings.Settings that the partner chooses, with the class's defaults.

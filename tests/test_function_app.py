@@ -32,6 +32,8 @@ def test_timer_triggers_are_registered_with_schedules_from_settings() -> None:
         "http_api",
         "evaluation_shard",
         "evaluation_shard_poison",
+        "audit_runs",
+        "audit_runs_poison",
     }
     timers = {
         name: f.get_trigger().get_dict_repr()

@@ -9,13 +9,13 @@ import json
 from typing import Any
 
 from shared.evaluation.audit import audit
+from shared.evaluation.audit_runs import get_audit_run
 from shared.evaluation.fanout import RUNS, RUNS_TABLE, run_shard_messages, start_sharded_evaluation
 from shared.evaluation.store import EvaluationStore
 from shared.notifications.store import MAIL_STATE, mail_broken, mark_mail_working
 from shared.platform.state import StateStore, partner_state
 from shared.platform.timeutil import parse_iso
 from shared.services import Services
-from shared.web.runs import AuditRuns
 from tests.conftest import settings_with
 
 AS_OF = parse_iso("2026-11-21T00:00:00Z")
@@ -68,7 +68,7 @@ def test_an_audit_run_recorded_by_the_earlier_layout_can_still_be_polled(env: di
         async with Services(settings_with()) as services:
             old = {"id": "0123abcd", "status": "succeeded", "startedAt": "2026-11-21T00:00:00Z"}
             await StateStore(services.storage).set_value("auditRun", old["id"], json.dumps(old))
-            return await AuditRuns().get(services, old["id"])
+            return await get_audit_run(services, old["id"])
 
     found = run(go())
     assert found is not None and found["status"] == "succeeded"

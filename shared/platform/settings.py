@@ -23,7 +23,8 @@ GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 REMOVALS_QUEUE = "removals"
 NOTIFICATIONS_QUEUE = "notifications"
 EVALUATION_SHARDS_QUEUE = "evaluation-shards"  # one message per customer shard (shared.evaluation.fanout)
-QUEUES = (REMOVALS_QUEUE, NOTIFICATIONS_QUEUE, EVALUATION_SHARDS_QUEUE)
+AUDIT_RUNS_QUEUE = "audit-runs"  # one message per on-demand audit (shared.evaluation.audit_runs)
+QUEUES = (REMOVALS_QUEUE, NOTIFICATIONS_QUEUE, EVALUATION_SHARDS_QUEUE, AUDIT_RUNS_QUEUE)
 
 
 class SettingsError(ValueError):

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.domain.report import Report
 from shared.domain.roles import role_catalog, role_name
+from shared.evaluation.audit_runs import drain_audit_runs, get_audit_run, start_audit_run
 from shared.evaluation.trends import trend_points
 from shared.platform.actions import list_actions
 from shared.platform.settings import SettingsError
@@ -119,7 +120,6 @@ def create_app(config: WebConfig) -> FastAPI:
                 drainer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await drainer
-            await state.runs.wait()
             if config.on_shutdown is not None:
                 await config.on_shutdown()
 
@@ -445,7 +445,10 @@ def register_run_routes(app: FastAPI) -> None:
     async def run_audit(request: Request, principal: Principal = reader) -> Response:
         await json_body(request)
         services = await services_of(request)
-        run, started = await web_state(request).runs.start(services, principal.display)
+        run, started = await start_audit_run(services, principal.display)
+        wakeup = web_state(request).drain_wakeup
+        if wakeup is not None:
+            wakeup.set()  # serve: its drainer runs it now
         run = {**run, "statusUrl": f"/api/audit/runs/{run['id']}", "started": started}
         return json_response(run, status=202)
 
@@ -458,7 +461,7 @@ def register_run_routes(app: FastAPI) -> None:
     async def audit_run(request: Request, run_id: str, principal: Principal = reader) -> Response:
         if not re.fullmatch(r"[0-9a-f]{32}", run_id):
             raise ApiError(400, "invalidParameter", "not an audit run id")
-        run = await web_state(request).runs.get(await services_of(request), run_id)
+        run = await get_audit_run(await services_of(request), run_id)
         if run is None:
             raise ApiError(404, "unknownRun", "no audit run with this id")
         return json_response(run)
@@ -674,8 +677,8 @@ async def customer_actions(services: Services, tenant: str) -> list[dict[str, An
 
 
 async def drain_removal_queue(state: WebState) -> None:
-    """serve only: what the queue functions do in Azure (removals, then the mail they cause), every
-    few seconds and after each request."""
+    """serve only: what the queue functions do in Azure (on-demand audits, removals, then the mail they
+    cause), every few seconds and after each request."""
     from shared.notifications.worker import process_notification_queue
     from shared.removals.worker import process_removal_queue
 
@@ -687,6 +690,7 @@ async def drain_removal_queue(state: WebState) -> None:
         wakeup.clear()
         try:
             services = await state.config.services()
+            await drain_audit_runs(services)
             await process_removal_queue(services)
             await process_notification_queue(services)
         except asyncio.CancelledError:

@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,6 @@ from shared.web.auth import (
     principal_header_trusted,
 )
 from shared.web.catalog import CustomerIndex
-from shared.web.runs import AuditRuns
 from shared.web.security import (
     HostsProvider,
     app_service_hosts,
@@ -84,7 +83,6 @@ class WebConfig:
 @dataclass
 class WebState:
     config: WebConfig
-    runs: AuditRuns = field(default_factory=AuditRuns)
     index: CustomerIndex | None = None
     index_checked: float = 0.0
     index_loop: int = 0
