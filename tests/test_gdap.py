@@ -423,6 +423,19 @@ def test_request_mails_the_invitation_in_the_customers_language(gdap_env: dict[s
     assert "委任された管理者アクセス許可の要求" in text and "セキュリティ閲覧者" in text
     assert result["notifiedTo"] == ["admin@proseware.example"]  # the billing profile e-mail
     assert ("gdap.invitation", "sent") in [(a["Action"], a["Result"]) for a in actions_of(PROSEWARE)]
+    # On the one mail path: a Notifications row keyed by the relationship, sent once; its queued message
+    # finds it sent and mails nothing more.
+
+    async def row_and_drain(service: GdapService, services: Services) -> tuple[Any, Any]:
+        from shared.notifications.store import NotificationStore
+        from shared.notifications.worker import drain_notifications
+
+        stored = await NotificationStore(services.storage).get(f"gdap-invitation:{result['id']}")
+        return stored, await drain_notifications(services)
+
+    stored, drained = with_service(row_and_drain)
+    assert stored is not None and stored.status == "sent" and stored.kind == "customer-gdap-invitation"
+    assert drained.processed == 1 and len(emulator.outbox()) == 1
 
 
 def test_a_taken_name_and_a_failed_lock_are_recovered(gdap_env: dict[str, Any]) -> None:

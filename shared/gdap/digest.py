@@ -45,26 +45,30 @@ async def expiry_digest(services: Services, as_of: datetime | None = None) -> di
             "result": "notConfigured",
             "reason": "NOTIFY_PARTNER_ADDRESSES and NOTIFY_SENDER are needed to mail the digest",
         }
-    from shared.notifications.mail import render
+    from shared.notifications.worker import NotificationBusy, send_now
 
     estate = await RelationshipStore(services.storage).load()
     names = {t: c.display_name for t, c in estate.customers.items()}
     listed = ending["relationships"][:MAX_LISTED]
     global_admins = await global_administrators(services.storage, active_gdap(estate), names)
-    rendered = render(
-        "partner-gdap-digest",
-        settings.notify_partner_language,
-        {
-            "asOf": iso(moment),
-            "counts": ending["counts"],
-            "relationships": listed,
-            "more": len(ending["relationships"]) - len(listed),
-            "globalAdmins": global_admins[:MAX_LISTED],
-        },
-    )
-    await services.graph.send_mail(
-        settings.notify_sender, recipients, rendered.subject, rendered.text, rendered.html
-    )
+    # The one mail path: a Notifications row keyed by the day (sent once), queued, sent here under its lease.
+    try:
+        status, sent = await send_now(
+            services,
+            "partner-gdap-digest",
+            f"gdap-digest:{day}",
+            {
+                "asOf": iso(moment),
+                "counts": ending["counts"],
+                "relationships": listed,
+                "more": len(ending["relationships"]) - len(listed),
+                "globalAdmins": global_admins[:MAX_LISTED],
+            },
+        )
+    except NotificationBusy:  # the notifications function is sending it right now
+        return {"day": day, "result": "queued"}
+    if status != "sent" or sent is None:
+        return {"day": day, "result": status}
     await mark_digest(services.storage, GDAP_EXPIRY, day)
     await record_action(
         services.storage,
@@ -72,7 +76,7 @@ async def expiry_digest(services: Services, as_of: datetime | None = None) -> di
         actor=ACTOR_SYSTEM,
         action="gdap.digest",
         result="sent",
-        detail=f"{rendered.subject} -> {', '.join(recipients)}",
+        detail=f"{sent.subject} -> {', '.join(sent.recipients or recipients)}",
         action_id=f"gdap:digest:{day}",
     )
     return {

@@ -48,8 +48,8 @@ async def send_invitation(
     recipients: list[str],
     actor: str,
 ) -> None:
-    from shared.notifications.mail import language_of, render
-    from shared.notifications.worker import partner_name
+    from shared.notifications.mail import language_of
+    from shared.notifications.worker import NotificationBusy, partner_name, send_now
 
     settings = services.settings
     language = language_of(customer.culture)
@@ -69,19 +69,28 @@ async def send_invitation(
         "durationDays": duration_days(row.duration) if DURATION.fullmatch(row.duration) else 0,
         "autoExtend": row.auto_extend_duration == AUTO_EXTEND_DURATION,
     }
-    rendered = render("customer-gdap-invitation", language, context)
     requests = GdapRequestStore(services.storage)
+    # The one mail path (Notifications row, lease, once per key), waited for: the caller reports who got it.
     try:
-        await services.graph.send_mail(
-            settings.notify_sender, recipients, rendered.subject, rendered.text, rendered.html
+        status, sent = await send_now(
+            services,
+            "customer-gdap-invitation",
+            f"gdap-invitation:{row.relationship_id}",
+            {**context, "culture": customer.culture},
+            row.tenant_id,
         )
-    except UpstreamError as exc:
+    except (UpstreamError, NotificationBusy) as exc:
         row.last_error = f"invitation mail: {exc}"
         await requests.save(row)
         await record_gdap_action(
             services.storage, row.tenant_id, actor, "gdap.invitation", "failed", row.relationship_id, str(exc)
         )
         return
+    if status != "sent" or sent is None:
+        row.last_error = f"invitation mail: {status}"
+        await requests.save(row)
+        return
+    recipients = list(sent.recipients or recipients)
     row.notified_to, row.notified_at = recipients, utcnow()
     await requests.save(row)
     await record_gdap_action(
@@ -91,6 +100,6 @@ async def send_invitation(
         "gdap.invitation",
         "sent",
         row.relationship_id,
-        f"{rendered.subject} -> {', '.join(recipients)}",
+        f"{sent.subject} -> {', '.join(recipients)}",
         action_id=f"gdap:{row.relationship_id}:invited",
     )

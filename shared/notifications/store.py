@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-CUSTOMER_KINDS = ("customer-removal", "customer-warning")
+CUSTOMER_KINDS = ("customer-removal", "customer-warning", "customer-gdap-invitation")
 
 
-PARTNER_KINDS = ("partner-warning", "partner-digest", "partner-alert")
+PARTNER_KINDS = ("partner-warning", "partner-digest", "partner-alert", "partner-gdap-digest")
 
 
 DATA_PIECE = 30_000  # characters of a notification's content per table property

@@ -21,7 +21,7 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.notifications.enqueue import enqueue_partner_alert
+from shared.notifications.enqueue import enqueue_notification, enqueue_partner_alert
 from shared.notifications.mail import language_of, render, require_sender, valid_address
 from shared.notifications.store import (
     CUSTOMER_KINDS,
@@ -97,6 +97,18 @@ async def handle_notification_message(
     return await send_notification(
         services, message, owner=message_id or uuid.uuid4().hex, attempt=dequeue_count
     )
+
+
+async def send_now(
+    services: Services, kind: str, key: str, data: dict[str, Any], tenant_id: str | None = None
+) -> tuple[str, NotificationRow | None]:
+    """A mail the caller waits for (a GDAP invitation, the daily GDAP digest), on the one mail path: stored
+    and queued like every notification, then sent in this process under the row's lease -- once per key;
+    a failure leaves the queued message to the notifications function's retries. (status, row)."""
+    await enqueue_notification(services.storage, kind, key, data, tenant_id)
+    message = {"v": 2, "key": key, "kind": kind, "tenantId": tenant_id}
+    status = await send_notification(services, message, owner=f"now-{uuid.uuid4().hex}")
+    return status, await NotificationStore(services.storage).get(key)
 
 
 async def send_notification(
