@@ -482,3 +482,30 @@ def test_telemetry_is_a_noop_without_a_connection_string(
         telemetry.track_metric("ingestion.lag_minutes", 3.5, {"mode": "report"})
     assert not telemetry.is_enabled()
     assert any("RemovalFailed" in r.getMessage() and "not exported" in r.getMessage() for r in caplog.records)
+
+
+def test_azd_prints_the_portal_and_the_steps_left_after_provisioning() -> None:
+    text = (ROOT / "azure.yaml").read_text(encoding="utf-8")
+    assert "postprovision:" in text and "tools/postprovision.py" in text
+    env = {
+        **os.environ,
+        "SERVICE_API_URI": "https://func-dam-abc.azurewebsites.net",
+        "ENTRA_APP_CLIENT_ID": "11111111-2222-4333-8444-555555555555",
+        "AZURE_MANAGED_IDENTITY_CLIENT_ID": "66666666-7777-4888-9999-000000000000",
+        "NOTIFY_SENDER": "notices@contoso.example",
+        "GRANT_MAIL_SEND": "false",
+    }
+    done = subprocess.run(
+        [sys.executable, "tools/postprovision.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Portal: https://func-dam-abc.azurewebsites.net"
+    assert any("Relationships.Remove" in line and "11111111-2222" in line for line in lines)
+    assert any("RBAC for Applications" in line and "notices@contoso.example" in line for line in lines)
+    assert any("PARTNER_CENTER_REFRESH_TOKEN" in line for line in lines)
