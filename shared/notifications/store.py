@@ -3,7 +3,6 @@ and whether the sender mailbox works (a refused mail halts removals until one is
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -18,9 +17,9 @@ from azure.core.exceptions import (
 )
 
 from shared.platform.actions import record_action
+from shared.platform.lease import Heartbeat
 from shared.platform.state import StateStore, partner_state
 from shared.platform.storage import (
-    ConflictingWrite,
     Storage,
     create_if_absent,
     replace_if_unchanged,
@@ -137,45 +136,31 @@ class NotificationStore:
 
 
 class HeldNotification(NotificationStore):
-    """The store of one notification while a delivery holds its lease: a heartbeat renews the lease every
-    quarter of it for as long as the delivery works, so that a sendMail held up by throttling (the SDK
-    honours ``Retry-After``) never lets the lease lapse and hand the mail to a second delivery, which
-    would send it again. Writes and renewals take turns (one ETag chain), as for removals."""
+    """The store of one notification while a delivery holds its lease, kept alive by a
+    :class:`shared.platform.lease.Heartbeat` (as removals are): a sendMail held up by throttling never lets
+    the lease lapse and hand the mail to a second delivery, which would send it again."""
 
     def __init__(self, storage: Storage, row: NotificationRow, lease: timedelta) -> None:
         super().__init__(storage)
         self.row = row
         self.lease = lease
-        self._turn = asyncio.Lock()
+        self.heartbeat = Heartbeat(f"notification {row.key}", lambda: lease.total_seconds() / 4, self._renew)
 
     async def replace(self, row: NotificationRow) -> None:
-        async with self._turn:
+        async with self.heartbeat.turn:
             await super().replace(row)
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease.total_seconds() / 4)
-            try:
-                async with self._turn:
-                    if self.row.status != "sending":
-                        return
-                    self.row.lease_until = utcnow() + self.lease
-                    await super().replace(self.row)
-            except ConflictingWrite:
-                log.warning("notification %s: the lease was taken over", self.row.key)
-                return
-            except Exception as exc:  # storage hiccup: the next beat tries again, well inside the lease
-                log.warning("notification %s: could not renew the lease: %s", self.row.key, exc)
+    async def _renew(self) -> bool:
+        if self.row.status != "sending":
+            return False
+        self.row.lease_until = utcnow() + self.lease
+        await super().replace(self.row)
+        return True
 
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[HeldNotification]:
-        beat = asyncio.create_task(self._heartbeat())
-        try:
+        async with self.heartbeat.kept():
             yield self
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
 
 
 # sendMail answers these when the sender mailbox or the permission is wrong: no retry fixes them.

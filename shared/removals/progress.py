@@ -61,12 +61,9 @@ async def refresh_removal(services: Services, removal: Removal) -> Removal:
             changed = True
             await record_action(
                 services.storage,
-                tenant_id=removal.tenant_id,
-                actor=removal.actor,
+                **removal.trail(),
                 action="gdap.terminated",
                 result="completed",
-                reason=removal.reason,
-                removal_id=removal.id,
                 relationship_type="GDAP",
                 relationship_id=rel["id"],
                 action_id=f"{removal.id}:GDAP-{rel['id']}:terminated",
@@ -84,12 +81,9 @@ async def refresh_removal(services: Services, removal: Removal) -> Removal:
                 )
                 await record_action(
                     services.storage,
-                    tenant_id=removal.tenant_id,
-                    actor=removal.actor,
+                    **removal.trail(),
                     action="gdap.terminate",
                     result="failed",
-                    reason=removal.reason,
-                    removal_id=removal.id,
                     relationship_type="GDAP",
                     relationship_id=rel["id"],
                     action_id=f"{removal.id}:GDAP-{rel['id']}:failed",
@@ -103,13 +97,9 @@ async def refresh_removal(services: Services, removal: Removal) -> Removal:
         removal.status = "completed"
         await record_action(
             services.storage,
-            tenant_id=removal.tenant_id,
-            actor=removal.actor,
+            **removal.trail(),
             action="removal.completed",
-            telemetry=removal.telemetry,
             result="completed",
-            reason=removal.reason,
-            removal_id=removal.id,
             action_id=f"{removal.id}:completed",
         )
     elif all(r["state"] in ("completed", "skipped", "failed") for r in removal.relationships):
@@ -121,14 +111,10 @@ async def refresh_removal(services: Services, removal: Removal) -> Removal:
         )
         await record_action(
             services.storage,
-            tenant_id=removal.tenant_id,
-            actor=removal.actor,
+            **removal.trail(),
             action="removal.failed",
-            telemetry=removal.telemetry,
             result="failed",
-            reason=removal.reason,
             detail=removal.status_reason,
-            removal_id=removal.id,
             action_id=f"{removal.id}:failed",
         )
         await enqueue_partner_alert(

@@ -150,14 +150,10 @@ async def queue_removal(services: Services, removal: Removal) -> tuple[Removal, 
         # enqueues it anew, and a duplicate message is harmless.
         await record_action(
             services.storage,
-            tenant_id=removal.tenant_id,
-            actor=removal.actor,
+            **removal.trail(),
             action="removal.queued",
-            telemetry=removal.telemetry,
             result="error",
-            reason=removal.reason,
             detail=f"could not be enqueued: {type(exc).__name__}: {exc}",
-            removal_id=removal.id,
         )
         raise
     await record_queued(services, removal)
@@ -167,14 +163,10 @@ async def queue_removal(services: Services, removal: Removal) -> tuple[Removal, 
 async def record_queued(services: Services, removal: Removal) -> None:
     await record_action(
         services.storage,
-        tenant_id=removal.tenant_id,
-        actor=removal.actor,
+        **removal.trail(),
         action="removal.queued",
-        telemetry=removal.telemetry,
         result="queued",
-        reason=removal.reason,
         detail=", ".join(f"{r['type']} {r.get('displayName') or r['id']}" for r in removal.relationships),
-        removal_id=removal.id,
         action_id=f"{removal.id}:queued",
         at=removal.requested_at,
     )

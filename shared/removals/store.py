@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -17,9 +16,9 @@ from azure.data.tables import UpdateMode
 
 from shared.domain.report import ReportRow
 from shared.platform.actions import POLICY_ACTOR
+from shared.platform.lease import Heartbeat
 from shared.platform.queues import Busy
 from shared.platform.storage import (
-    ConflictingWrite,
     Storage,
     create_if_absent,
     replace_if_unchanged,
@@ -92,6 +91,17 @@ class Removal:
     last_error: str = ""
     notice_queued: bool = False
     etag: str | None = None
+
+    def trail(self) -> dict[str, Any]:
+        """The fields every Actions row about this removal carries (tenant, actor, reason, id, event
+        properties): ``record_action(storage, **removal.trail(), action=..., result=...)``."""
+        return {
+            "tenant_id": self.tenant_id,
+            "actor": self.actor,
+            "reason": self.reason,
+            "removal_id": self.id,
+            "telemetry": self.telemetry,
+        }
 
     @property
     def telemetry(self) -> dict[str, str]:
@@ -273,45 +283,23 @@ def stretch_of(row: ReportRow | dict[str, Any]) -> str:
 
 
 class HeldRemoval(RemovalStore):
-    """The store of one removal while a delivery holds its lease: a heartbeat renews the lease every
-    quarter of :data:`LEASE` for as long as the delivery works, so that a Microsoft call held up by
-    throttling (the SDKs honour ``Retry-After`` for minutes) never lets the lease lapse under a live
-    worker and hand the removal to a second delivery. Writes and renewals take turns (one ETag chain);
-    a renewal moves only the lease's end, never the delivery's unwritten changes."""
+    """The store of one removal while a delivery holds its lease, kept alive by a
+    :class:`shared.platform.lease.Heartbeat` every quarter of :data:`LEASE`."""
 
     def __init__(self, storage: Storage, removal: Removal) -> None:
         super().__init__(storage)
         self.removal = removal
-        self._turn = asyncio.Lock()
+        self.heartbeat = Heartbeat(f"removal {removal.id}", lambda: LEASE.total_seconds() / 4, self._renew)
 
     async def replace(self, removal: Removal) -> None:
-        async with self._turn:
+        async with self.heartbeat.turn:
             await super().replace(removal)
 
-    async def renew(self) -> None:
-        async with self._turn:
-            await self.renew_lease(self.removal, lease_end(utcnow()))
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(LEASE.total_seconds() / 4)
-            try:
-                await self.renew()
-            except ConflictingWrite:
-                log.warning(
-                    "removal %s: the lease was taken over; the next write of this delivery fails",
-                    self.removal.id,
-                )
-                return
-            except Exception as exc:  # storage hiccup: the next beat tries again, well inside the lease
-                log.warning("removal %s: could not renew the lease: %s", self.removal.id, exc)
+    async def _renew(self) -> bool:
+        await self.renew_lease(self.removal, lease_end(utcnow()))
+        return True
 
     @contextlib.asynccontextmanager
     async def kept(self) -> AsyncIterator[HeldRemoval]:
-        beat = asyncio.create_task(self._heartbeat())
-        try:
+        async with self.heartbeat.kept():
             yield self
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat

@@ -176,13 +176,10 @@ async def _attempt_failed(
             await store.replace(fresh)
         await record_action(
             services.storage,
-            tenant_id=removal.tenant_id,
-            actor=removal.actor,
+            **removal.trail(),
             action="removal.attempt",
             result="error",
-            reason=removal.reason,
             detail=detail,
-            removal_id=removal.id,
         )
     except Exception:
         log.exception("removal %s: could not record the failed attempt", removal.id)
@@ -191,14 +188,10 @@ async def _attempt_failed(
 async def _skip(services: Services, store: RemovalStore, removal: Removal, reason: str) -> str:
     await record_action(
         services.storage,
-        tenant_id=removal.tenant_id,
-        actor=removal.actor,
+        **removal.trail(),
         action="removal.skipped",
-        telemetry=removal.telemetry,
         result="skipped",
-        reason=removal.reason,
         detail=reason,
-        removal_id=removal.id,
         action_id=f"{removal.id}:skipped",
     )
     for rel in removal.relationships:
@@ -292,13 +285,9 @@ async def _execute(services: Services, store: RemovalStore, removal: Removal) ->
         removal.notice_queued = True
     await record_action(
         services.storage,
-        tenant_id=removal.tenant_id,
-        actor=removal.actor,
+        **removal.trail(),
         action=f"removal.{final}",
-        telemetry=removal.telemetry,
         result=final,
-        reason=removal.reason,
-        removal_id=removal.id,
         detail="; ".join(
             f"{r['type']} {r.get('displayName') or r['id']}: {r['state']}" for r in removal.relationships
         ),
@@ -340,13 +329,10 @@ async def _remove_one(
     async def outcome(state: str, note: str, detail: str) -> None:
         await record_action(
             services.storage,
-            tenant_id=removal.tenant_id,
-            actor=removal.actor,
+            **removal.trail(),
             action=what,
             result=state,
-            reason=removal.reason,
             detail=detail,
-            removal_id=removal.id,
             relationship_type=rel["type"],
             relationship_id=rel["id"],
             action_id=f"{action_base}:{state}",
