@@ -357,35 +357,32 @@ def measure_fanout(spec: EstateSpec, storage: str, emulator: RunningEmulator, pr
     }
 
 
+def generate(customers: int, sign_ins: int, seed: int, scenario: Path) -> None:
+    """A generated estate (``tools.emulator.generate``) over DAYS days up to AS_OF, mostly non-interactive."""
+    options = {
+        "--customers": customers,
+        "--signins": sign_ins,
+        "--days": DAYS,
+        "--seed": seed,
+        "--now": AS_OF,
+        "--retention-days": DAYS,
+        "--noninteractive-per-interactive": NONINTERACTIVE_PER_INTERACTIVE,
+        "--out": scenario,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "tools.emulator.generate",
+        *(str(x) for kv in options.items() for x in kv),
+    ]
+    subprocess.run(command, cwd=ROOT, check=True)
+
+
 def run_estate(spec: EstateSpec, work: Path, profile: bool) -> dict[str, Any]:
     scenario = work / f"estate-{spec.name}.json"
     log(f"{spec.name}: generating {spec.customers} customers, {spec.sign_ins} sign-ins")
     started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.emulator.generate",
-            "--customers",
-            str(spec.customers),
-            "--signins",
-            str(spec.sign_ins),
-            "--days",
-            str(DAYS),
-            "--seed",
-            str(spec.seed),
-            "--now",
-            AS_OF,
-            "--retention-days",
-            str(DAYS),
-            "--noninteractive-per-interactive",
-            NONINTERACTIVE_PER_INTERACTIVE,
-            "--out",
-            str(scenario),
-        ],
-        cwd=ROOT,
-        check=True,
-    )
+    generate(spec.customers, spec.sign_ins, spec.seed, scenario)
     generate_seconds = time.perf_counter() - started
     prof = (lambda step: work / f"profile-{spec.name}-{step}.txt") if profile else (lambda step: None)
 
@@ -536,31 +533,7 @@ def measure_pace(spec: PaceSpec, work: Path) -> dict[str, Any]:
         f"pace: generating {spec.customers} customers, {spec.sign_ins} sign-ins; throttle and SIGNIN_PACE "
         f"{spec.requests}/{spec.window_seconds}s"
     )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.emulator.generate",
-            "--customers",
-            str(spec.customers),
-            "--signins",
-            str(spec.sign_ins),
-            "--days",
-            str(DAYS),
-            "--seed",
-            str(spec.seed),
-            "--now",
-            AS_OF,
-            "--retention-days",
-            str(DAYS),
-            "--noninteractive-per-interactive",
-            NONINTERACTIVE_PER_INTERACTIVE,
-            "--out",
-            str(scenario),
-        ],
-        cwd=ROOT,
-        check=True,
-    )
+    generate(spec.customers, spec.sign_ins, spec.seed, scenario)
     document = json.loads(scenario.read_text(encoding="utf-8"))
     document["throttle"] = {"requests": spec.requests, "windowSeconds": spec.window_seconds}
     scenario.write_text(json.dumps(document), encoding="utf-8")
