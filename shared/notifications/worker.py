@@ -34,6 +34,7 @@ from shared.notifications.store import (
     mark_mail_working,
 )
 from shared.platform.actions import record_action, record_unreadable
+from shared.platform.lease import lease_live
 from shared.platform.queues import Busy, DrainResult, drain_poison, drain_queue
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import NOTIFICATIONS_QUEUE, Settings
@@ -292,12 +293,7 @@ async def handle_notification_poison(services: Services, body: bytes | str) -> N
     if row is not None and row.status in ("sent", "skipped", "failed"):
         log.info("poison message for notification %s, which is %s; nothing to record", key, row.status)
         return
-    if (
-        row is not None
-        and row.status == "sending"
-        and row.lease_until is not None
-        and row.lease_until > utcnow()
-    ):
+    if row is not None and row.status == "sending" and lease_live(row.lease_until):
         log.info("poison message for notification %s, which a live delivery is sending; left to it", key)
         return
     detail = f"{kind} {key}: gave up" + (f" ({row.error})" if row is not None and row.error else "")

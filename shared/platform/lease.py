@@ -12,10 +12,17 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 
 from shared.platform.storage import ConflictingWrite
+from shared.platform.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+
+
+def lease_live(lease_until: datetime | None) -> bool:
+    """Whether a lease that ends at ``lease_until`` is still held (its holder may be working now)."""
+    return lease_until is not None and lease_until > utcnow()
 
 
 class Heartbeat:

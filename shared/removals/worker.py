@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from shared.notifications.enqueue import enqueue_partner_alert
 from shared.notifications.store import mail_broken
 from shared.platform.actions import record_action, record_unreadable
+from shared.platform.lease import lease_live
 from shared.platform.queues import MAX_ATTEMPTS, DrainResult, drain_poison, drain_queue
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import REMOVALS_QUEUE
@@ -464,12 +465,7 @@ async def handle_removal_poison(services: Services, body: bytes | str) -> None:
         # A duplicate message of a removal that did finish (or was already marked failed): nothing new.
         log.info("poison message for removal %s, which is %s; nothing to record", removal_id, removal.status)
         return
-    if (
-        removal is not None
-        and removal.status == "requesting"
-        and removal.lease_until is not None
-        and removal.lease_until > utcnow()
-    ):
+    if removal is not None and removal.status == "requesting" and lease_live(removal.lease_until):
         # A live delivery is executing it: marking it failed would abandon what that delivery is doing
         # (DAP already disabled, relationships and the notice still to come). The holder finishes it.
         log.info("poison message for removal %s, which a live delivery is executing; left to it", removal_id)
