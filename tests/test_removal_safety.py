@@ -482,3 +482,27 @@ def test_the_trail_has_a_tamper_evident_copy(env: dict[str, str]) -> None:
     assert [(a["written"]["Result"], a["stored"]["Result"]) for a in tampered["altered"]] == [
         ("requested", "skipped")
     ]
+
+
+def test_a_sender_that_cannot_send_stops_the_first_cycles_removals(
+    env: dict[str, str], emulator: Any
+) -> None:
+    """The sender lost Mail.Send since the last mail went out: the cycle sends its mail (the digest that
+    lists the removals) before any removal starts, learns that mail cannot be sent, and removes nobody.
+    (The removals ran first and four customers lost access untold; only the next cycle halted.)"""
+    from shared.evaluation.run import run_cycle
+
+    scenario = estate()
+    scenario["missingPermissions"] = ["Mail.Send"]
+    emulator.post_scenario(scenario)
+    settings = settings_with(**ENFORCE)
+    with pytest.raises(UpstreamError) as failed:
+        run(with_services(settings, lambda s: run_cycle(s, AS_OF)))
+    summary = failed.value.summary  # type: ignore[attr-defined]
+    assert summary["queued"] and summary["removed"] == []
+    assert removal_requests(emulator) == []
+    assert all(
+        "not finished in this run" in s["reason"]
+        for s in summary["skipped"]
+        if s["tenantId"] in {q["tenantId"] for q in summary["queued"]}
+    )

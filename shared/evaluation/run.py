@@ -127,6 +127,9 @@ async def run_cycle(services: Services, as_of: datetime) -> dict[str, Any]:
     when a Microsoft service failed for good; the summary is attached as ``exc.summary``.
     """
     summary = await run_evaluation(services, as_of, refresh=True)
+    # Mail first (the digest and warnings this evaluation queued): a sender that cannot send is then
+    # known before any removal starts, and removals whose customers are to be told wait for it.
+    before = await drain_notifications(services)
     removals = await drain_removals(services)
     store = RemovalStore(services.storage)
     for queued in summary["queued"]:
@@ -152,8 +155,12 @@ async def run_cycle(services: Services, as_of: datetime) -> dict[str, Any]:
                 }
             )
     notifications = await drain_notifications(services)
-    summary["notifications"] = {"processed": notifications.processed, "failed": len(notifications.poisoned)}
-    failures = [e for e in removals.errors + notifications.errors if isinstance(e, UpstreamError)]
+    summary["notifications"] = {
+        "processed": before.processed + notifications.processed,
+        "failed": len(before.poisoned) + len(notifications.poisoned),
+    }
+    errors = before.errors + removals.errors + notifications.errors
+    failures = [e for e in errors if isinstance(e, UpstreamError)]
     if summary.get("refreshError"):
         failures.insert(0, UpstreamError(str(summary["refreshError"])))
     if failures:
