@@ -95,6 +95,7 @@ def partner_state(storage: Storage) -> KeyValues:
 class StateStore:
     def __init__(self, storage: Storage) -> None:
         self.table = storage.table("IngestionState")
+        self._values = KeyValues(storage, "IngestionState")  # named values an earlier version kept here
 
     async def record_success(self, kind: str, at: datetime, details: dict[str, Any]) -> None:
         """Record a successful run at ``at``; the record never moves backwards (a what-if for a past
@@ -133,13 +134,10 @@ class StateStore:
         return parse_optional(entity.get("At")), json.loads(entity.get("Details") or "{}")
 
     async def get_value(self, kind: str, name: str) -> str | None:
-        entity = await get_or_none(self.table, kind, name)
-        return None if entity is None else str(entity.get("Value", ""))
+        return await self._values.get(kind, name)
 
     async def set_value(self, kind: str, name: str, value: str) -> None:
-        await self.table.upsert_entity(
-            {"PartitionKey": kind, "RowKey": name, "Value": value}, mode=UpdateMode.REPLACE
-        )
+        await self._values.set(kind, name, value)
 
     async def load_coverage(self) -> Coverage:
         try:

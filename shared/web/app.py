@@ -39,7 +39,6 @@ from shared.platform.timeutil import iso, iso_optional, parse_iso, utcnow
 from shared.relationships.store import RelationshipStore
 from shared.removals import progress
 from shared.removals import request as removal_requests
-from shared.services import Services
 from shared.signins.agents import AgentDirectory
 from shared.signins.history import agents_of, sign_in_history
 from shared.web import schemas
@@ -353,8 +352,9 @@ def register_customer_routes(app: FastAPI) -> None:
         names = await AgentDirectory(services.storage).names(a["userId"] for a in agents)
         for agent in agents:
             agent["userPrincipalName"], agent["displayName"] = names.get(agent["userId"], ("", ""))
-        raw = await customer_actions(services, tenant)
-        actions = None if raw is None else visible_actions(raw, principal)
+        actions = visible_actions(
+            await list_actions(services.storage, tenant_id=tenant, limit=200), principal
+        )
         name = (known.display_name if known else "") or next((r.customer_name for r in relationships), "")
         return json_response(
             {
@@ -669,11 +669,6 @@ def relationship_detail(rel: Any) -> dict[str, Any]:
             for a in rel.access_assignments
         ],
     }
-
-
-async def customer_actions(services: Services, tenant: str) -> list[dict[str, Any]] | None:
-    items: list[dict[str, Any]] = await list_actions(services.storage, tenant_id=tenant, limit=200)
-    return items
 
 
 async def drain_removal_queue(state: WebState) -> None:
