@@ -20,8 +20,9 @@ setup: $(VENV)/.installed node_modules/.installed $(TOOLS)/.installed chromium #
 
 # The locks: every package of each environment, pinned with its hashes (pip checks them on install;
 # Azure's build installs requirements.txt the same way). `make lock` regenerates them from the .in
-# files, keeping the pinned versions it can (uv reads the existing lock as its preferences).
-LOCK = $(TOOLS)/bin/uv pip compile --generate-hashes --python-version 3.11.7 --python-platform x86_64-unknown-linux-gnu --quiet
+# files, keeping the pinned versions it can (uv reads the existing lock as its preferences), with the
+# extras packages ask for on their lines (pip in hash-checking mode would resolve a bare extra anew).
+LOCK = $(TOOLS)/bin/uv pip compile --generate-hashes --no-strip-extras --python-version 3.11.7 --python-platform x86_64-unknown-linux-gnu --quiet
 
 lock: $(TOOLS)/.installed ## regenerate the hashed locks requirements*.txt from requirements*.in
 	$(LOCK) requirements.in -o requirements.txt

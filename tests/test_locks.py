@@ -11,28 +11,35 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCKS = ("requirements.txt", "requirements-dev.txt", "requirements-tools.txt")
 OURS = {"shared", "functions", "function_app", "tools", "tests"}
-REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[([^\]]*)\])?==(\S+)")
 
 
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def locked(lock: str) -> dict[str, str]:
-    """name -> version of every requirement in a lock; each must carry at least one hash."""
+def requirements(lock: str) -> dict[str, tuple[str, set[str]]]:
+    """name -> (version, extras) of every requirement in a lock; each must carry at least one hash."""
     text = (ROOT / lock).read_text(encoding="utf-8")
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, set[str]]] = {}
     for block in re.split(r"\n(?=[A-Za-z0-9])", text):
         match = REQUIREMENT.match(block)
         if match is None:
             continue
         assert "--hash=sha256:" in block, f"{lock}: {match.group(1)} has no hash"
-        out[canonical(match.group(1))] = match.group(2)
+        extras = {canonical(e.strip()) for e in (match.group(2) or "").split(",") if e.strip()}
+        out[canonical(match.group(1))] = (match.group(3), extras)
     return out
+
+
+def locked(lock: str) -> dict[str, str]:
+    """name -> version of every requirement in a lock."""
+    return {name: version for name, (version, _) in requirements(lock).items()}
 
 
 def imported_distributions(paths: list[Path]) -> dict[str, set[str]]:
@@ -69,6 +76,30 @@ def sources(*folders: str) -> list[Path]:
 @pytest.mark.parametrize("lock", LOCKS)
 def test_every_locked_package_is_pinned_with_hashes(lock: str) -> None:
     assert len(locked(lock)) > 10
+
+
+@pytest.mark.parametrize("lock", ("requirements.txt", "requirements-dev.txt"))
+def test_every_extra_a_locked_package_asks_for_is_in_the_lock(lock: str) -> None:
+    """msgraph's kiota-http asks for ``httpx[http2]``. A lock line without the extra (uv strips extras
+    unless ``--no-strip-extras``) made pip 23 in hash-checking mode refuse the whole install the day a
+    newer httpx was published ("all requirements must have their versions pinned with =="): the extra
+    was resolved on its own, against the index. Each extra asked for must be on the lock's own line."""
+    pinned = requirements(lock)
+    missing: dict[str, set[str]] = {}
+    for name in pinned:
+        try:
+            asked = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for line in asked:
+            requirement = Requirement(line)
+            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            target = canonical(requirement.name)
+            extras = {canonical(e) for e in requirement.extras}
+            if target in pinned and not extras <= pinned[target][1]:
+                missing.setdefault(target, set()).update(extras - pinned[target][1])
+    assert not missing, f"{lock}: extras asked for but not on the lock line (make lock): {missing}"
 
 
 def test_the_function_app_imports_only_what_its_lock_holds() -> None:
