@@ -210,11 +210,14 @@ def write_figures(request: pytest.FixtureRequest) -> Any:
 
 # --- fixed kill points (make test) -------------------------------------------------------------------------
 
+# The mail is the first sendMail of the last run: since a cycle sends its mail before its removals,
+# the earlier runs have sent all but the notices of the removal killed in flight, which may be one mail
+# (killing the second failed the chain in CI whenever the run had only that one left).
 KILL_CHAIN = [
     ("ingestion: a sign-in log page", "GET", "/beta/auditLogs/signIns", 0),
     ("removal: a DAP PATCH", "PATCH", "/partnercenter/v1/customers/", 0),
     ("removal: a GDAP terminate request", "POST", REL + "/", 0),
-    ("notification: a sendMail", "POST", "/v1.0/users/", 1),
+    ("notification: a sendMail", "POST", "/v1.0/users/", 0),
 ]
 
 
