@@ -206,8 +206,8 @@ param gdapGroupHelpdeskAgents string = ''
 // Entra ID
 // ---------------------------------------------------------------------------------------------
 
-@description('Grant Microsoft Graph Mail.Send (application) to the app\'s identity. false when the mailbox scope is granted with Exchange RBAC for Applications instead (docs/deploy.md).')
-param grantMailSend bool = true
+@description('Grant Microsoft Graph Mail.Send (application), which allows sending as every mailbox of the tenant, to the mail identity. Default false: the mail identity gets the Exchange Online role "Application Mail.Send" scoped to NOTIFY_SENDER instead (tools/restrict-mail-send.ps1, docs/deploy.md), which must not be combined with the Entra grant.')
+param grantMailSend bool = false
 
 @description('Create the Partner Customer Delegated Administration service principal (appId 2832473f-ec63-45fb-976f-5d45a7d4bb91) if the tenant lacks it.')
 param provisionPartnerCustomerDelegatedAdministration bool = true
@@ -289,6 +289,28 @@ module identity 'modules/identity.bicep' = {
   }
 }
 
+// The GDAP writes (terminate, requests, access assignments) and the mail go out as identities of
+// their own, so a job that only reads cannot write and only the sender can send (docs/deploy.md).
+module writerIdentity 'modules/identity.bicep' = {
+  name: 'identity-gdap-writer'
+  scope: rg
+  params: {
+    name: 'id-dam-${resourceToken}-gdap-writer'
+    location: location
+    tags: tags
+  }
+}
+
+module mailIdentity 'modules/identity.bicep' = {
+  name: 'identity-mail'
+  scope: rg
+  params: {
+    name: 'id-dam-${resourceToken}-mail'
+    location: location
+    tags: tags
+  }
+}
+
 module network 'modules/network.bicep' = {
   name: 'network'
   scope: rg
@@ -362,6 +384,10 @@ module functionApp 'modules/functionapp.bicep' = {
     tags: tags
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
+    writerIdentityId: writerIdentity.outputs.id
+    writerIdentityClientId: writerIdentity.outputs.clientId
+    mailIdentityId: mailIdentity.outputs.id
+    mailIdentityClientId: mailIdentity.outputs.clientId
     storageAccountName: storage.outputs.name
     deploymentContainerName: 'app-package'
     applicationInsightsName: monitoring.outputs.applicationInsightsName
@@ -389,6 +415,8 @@ module entra 'modules/entra.bicep' = {
     appDisplayName: 'Delegated Admin Monitor (${environmentName})'
     functionAppHostName: functionApp.outputs.defaultHostName
     identityPrincipalId: identity.outputs.principalId
+    writerPrincipalId: writerIdentity.outputs.principalId
+    mailPrincipalId: mailIdentity.outputs.principalId
     readerPrincipalId: principalId
     grantMailSend: grantMailSend
     provisionPartnerCustomerDelegatedAdministration: provisionPartnerCustomerDelegatedAdministration
@@ -435,6 +463,9 @@ output SERVICE_API_NAME string = functionApp.outputs.name
 output SERVICE_API_URI string = functionApp.outputs.uri
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output GDAP_WRITER_IDENTITY_CLIENT_ID string = writerIdentity.outputs.clientId
+output MAIL_IDENTITY_CLIENT_ID string = mailIdentity.outputs.clientId
+output MAIL_IDENTITY_PRINCIPAL_ID string = mailIdentity.outputs.principalId
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

@@ -299,6 +299,18 @@ def test_app_settings_default_to_the_settings_class_defaults(parsed: dict[str, A
     assert checked >= 20
 
 
+def test_local_settings_example_lists_every_setting_with_its_default() -> None:
+    """``func start`` reads local.settings.json (copied from the example): every setting is there with the
+    settings class's default, the host's storage on Azurite."""
+    values = json.loads((ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
+    local = {"FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    expected = {
+        **{f.metadata["env"]: format_default(f.default) for f in fields(Settings)},
+        **local,
+    }
+    assert values == expected
+
+
 def test_platform_settings_use_the_managed_identity(parsed: dict[str, Any]) -> None:
     app = tree(parsed, FUNCTION_APP)
     platform = app["variables"]["platformSettings"]["value"]
@@ -407,6 +419,33 @@ def test_azure_yaml_deploys_the_root_as_the_tagged_function_app(parsed: dict[str
     assert tags["function"]["parameters"]["arg_2"] == {"'azd-service-name'": "api"}
 
 
+def test_each_identity_holds_only_its_jobs_permissions(parsed: dict[str, Any]) -> None:
+    """Three identities: the app's own reads, the writer writes GDAP, the mail identity gets Mail.Send
+    only when GRANT_MAIL_SEND (default false: Exchange Online scopes it to the sender instead)."""
+    text = (INFRA / "modules" / "entra.bicep").read_text(encoding="utf-8")
+    grants = re.findall(r"principalId: (\w+)\n\s+appRoleId: graphAppRoles\['([\w.]+)'\]", text)
+    assert sorted(grants) == sorted(
+        [
+            ("identityPrincipalId", "AuditLog.Read.All"),
+            ("identityPrincipalId", "Directory.Read.All"),
+            ("identityPrincipalId", "DelegatedAdminRelationship.Read.All"),
+            ("writerPrincipalId", "DelegatedAdminRelationship.ReadWrite.All"),
+            ("mailPrincipalId", "Mail.Send"),
+        ]
+    )
+    assert "], grantMailSend ? [\n  {\n    principalId: mailPrincipalId" in text
+    assert "param grantMailSend bool = false" in text
+    main = (INFRA / "main.bicep").read_text(encoding="utf-8")
+    assert "param grantMailSend bool = false" in main
+    azd = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert azd["grantMailSend"]["value"] == "${GRANT_MAIL_SEND=false}"
+    platform = tree(parsed, FUNCTION_APP)["variables"]["platformSettings"]["value"]
+    assert platform["GRAPH_WRITE_CLIENT_ID"] == "writerIdentityClientId"
+    assert platform["MAIL_CLIENT_ID"] == "mailIdentityClientId"
+    identities = body(tree(parsed, FUNCTION_APP)["resources"]["functionApp"])["identity"]
+    assert len(identities["userAssignedIdentities"]) == 3
+
+
 def test_entra_module_defines_the_app_roles_and_graph_permissions() -> None:
     text = (INFRA / "modules" / "entra.bicep").read_text(encoding="utf-8")
     for role in ("Relationships.Read", "Relationships.Remove", "Relationships.Grant"):
@@ -414,6 +453,7 @@ def test_entra_module_defines_the_app_roles_and_graph_permissions() -> None:
     for permission, app_role_id in {
         "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",
         "Directory.Read.All": "7ab1d382-f21e-4acd-a863-ba3e13f7da61",
+        "DelegatedAdminRelationship.Read.All": "f6e9e124-4586-492f-adc0-c6f96e4823fd",
         "DelegatedAdminRelationship.ReadWrite.All": "cc13eba4-8cd8-44c6-b4d4-f93237adce58",
         "Mail.Send": "b633e1c5-b582-4048-a93e-9f11b44c7e96",
     }.items():
@@ -491,9 +531,9 @@ def test_azd_prints_the_portal_and_the_steps_left_after_provisioning() -> None:
         **os.environ,
         "SERVICE_API_URI": "https://func-dam-abc.azurewebsites.net",
         "ENTRA_APP_CLIENT_ID": "11111111-2222-4333-8444-555555555555",
-        "AZURE_MANAGED_IDENTITY_CLIENT_ID": "66666666-7777-4888-9999-000000000000",
+        "MAIL_IDENTITY_CLIENT_ID": "66666666-7777-4888-9999-000000000000",
+        "MAIL_IDENTITY_PRINCIPAL_ID": "77777777-8888-4999-8000-111111111111",
         "NOTIFY_SENDER": "notices@contoso.example",
-        "GRANT_MAIL_SEND": "false",
     }
     done = subprocess.run(
         [sys.executable, "tools/postprovision.py"],
@@ -508,4 +548,9 @@ def test_azd_prints_the_portal_and_the_steps_left_after_provisioning() -> None:
     assert lines[0] == "Portal: https://func-dam-abc.azurewebsites.net"
     assert any("Relationships.Remove" in line and "11111111-2222" in line for line in lines)
     assert any("RBAC for Applications" in line and "notices@contoso.example" in line for line in lines)
+    # GRANT_MAIL_SEND defaults to false: the script that scopes the mail identity, every value filled in.
+    assert (
+        "   pwsh tools/restrict-mail-send.ps1 -AppId 66666666-7777-4888-9999-000000000000"
+        " -ObjectId 77777777-8888-4999-8000-111111111111 -Sender notices@contoso.example"
+    ) in lines
     assert any("PARTNER_CENTER_REFRESH_TOKEN" in line for line in lines)

@@ -2,7 +2,7 @@
 and the steps no template can take for the partner (they need a person with the right role), in order.
 
 azd runs it with the deployment's outputs as environment variables (SERVICE_API_URI, ENTRA_APP_CLIENT_ID,
-AZURE_MANAGED_IDENTITY_CLIENT_ID, ...) and its own settings (DAP_ENABLED, GRANT_MAIL_SEND, NOTIFY_SENDER).
+MAIL_IDENTITY_CLIENT_ID, ...) and its own settings (DAP_ENABLED, GRANT_MAIL_SEND, NOTIFY_SENDER).
 Standard library only: it runs on the partner engineer's machine, not in the app.
 """
 
@@ -21,7 +21,6 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
 def steps(env: Mapping[str, str]) -> list[str]:
     uri = env.get("SERVICE_API_URI", "").rstrip("/")
     app = env.get("ENTRA_APP_CLIENT_ID", "<ENTRA_APP_CLIENT_ID>")
-    identity = env.get("AZURE_MANAGED_IDENTITY_CLIENT_ID", "<AZURE_MANAGED_IDENTITY_CLIENT_ID>")
     sender = env.get("NOTIFY_SENDER", "") or "<NOTIFY_SENDER>"
     out = [
         f"Portal: {uri or '(SERVICE_API_URI not set: run azd provision first)'}",
@@ -31,16 +30,19 @@ def steps(env: Mapping[str, str]) -> list[str]:
         f"1. Give people the app roles: Entra admin center > Enterprise applications > app {app} > Users and"
         " groups: Relationships.Read (see), Relationships.Remove (remove access), Relationships.Grant (GDAP requests).",
     ]
-    if _flag(env, "GRANT_MAIL_SEND", True):
+    mail_app = env.get("MAIL_IDENTITY_CLIENT_ID", "<MAIL_IDENTITY_CLIENT_ID>")
+    mail_object = env.get("MAIL_IDENTITY_PRINCIPAL_ID", "<MAIL_IDENTITY_PRINCIPAL_ID>")
+    if _flag(env, "GRANT_MAIL_SEND", False):
         out.append(
-            f"2. Restrict Mail.Send to {sender}: the template grants it tenant-wide; an Exchange Online application"
-            f" access policy for app id {identity} limits it to that mailbox (docs/deploy.md, 'Restrict Mail.Send')."
+            f"2. Mail.Send is granted tenant-wide (GRANT_MAIL_SEND=true): the mail identity {mail_app} can send as"
+            f" every mailbox. Limit it to {sender} with an Exchange Online application access policy"
+            " (docs/deploy.md, section 4), or set GRANT_MAIL_SEND=false and run tools/restrict-mail-send.ps1."
         )
     else:
         out.append(
-            f"2. Mail.Send is not granted: assign the 'Application Mail.Send' role scoped to {sender} to app id"
-            f" {identity} with RBAC for Applications in Exchange Online (docs/deploy.md), or no mail goes out"
-            " and enforcement removes nothing."
+            f"2. Let the mail identity send as {sender} only (Exchange Online RBAC for Applications; until then no"
+            " mail goes out and enforcement removes nothing):"
+            f"\n   pwsh tools/restrict-mail-send.ps1 -AppId {mail_app} -ObjectId {mail_object} -Sender {sender}"
         )
     if _flag(env, "DAP_ENABLED", True):
         out.append(

@@ -18,14 +18,20 @@ param appDisplayName string
 @description('Default host name of the function app, for the sign-in redirect URI.')
 param functionAppHostName string
 
-@description('Principal (object) id of the function app\'s managed identity.')
+@description('Principal (object) id of the function app\'s managed identity (the Graph reads).')
 param identityPrincipalId string
+
+@description('Principal id of the identity that makes the GDAP writes.')
+param writerPrincipalId string
+
+@description('Principal id of the identity that sends mail.')
+param mailPrincipalId string
 
 @description('Object id of a user or group to give Relationships.Read right away (azd passes the deploying user). Empty: nobody.')
 param readerPrincipalId string = ''
 
-@description('Grant Microsoft Graph Mail.Send (application) to the managed identity. Restrict it to the sender mailbox with an Exchange application access policy (docs/deploy.md). Set false when the mailbox scope is granted with Exchange RBAC for Applications instead, which must not be combined with the Entra grant.')
-param grantMailSend bool = true
+@description('Grant Microsoft Graph Mail.Send (application: every mailbox of the tenant) to the mail identity. Default false: tools/restrict-mail-send.ps1 gives it the Exchange Online role "Application Mail.Send" scoped to the sender mailbox (RBAC for Applications), which must not be combined with this grant.')
+param grantMailSend bool = false
 
 @description('Create the "Partner Customer Delegated Administration" service principal in the partner tenant if it is missing (needed for app-only GDAP calls).')
 param provisionPartnerCustomerDelegatedAdministration bool = true
@@ -35,25 +41,48 @@ param provisionPartnerCustomerDelegatedAdministration bool = true
 var graphAppId = '00000003-0000-0000-c000-000000000000'
 var partnerCustomerDelegatedAdministrationAppId = '2832473f-ec63-45fb-976f-5d45a7d4bb91'
 var graphUserReadScope = 'e1fe6dd8-ba31-4d61-89e7-88639da4683d'
-// Each is the least privileged application permission Microsoft documents for what the app calls:
-// AuditLog.Read.All for GET /auditLogs/signIns; DelegatedAdminRelationship.ReadWrite.All for the GDAP
-// writes (terminate, extend, requests, access assignments); Mail.Send for sendMail; Directory.Read.All
-// for GET /contracts (https://learn.microsoft.com/graph/api/contract-list: "Application:
-// Directory.Read.All" is the least privileged, nothing narrower exists), which also covers
-// GET /organization and the groups' transitiveMembers, so GroupMember.Read.All and
-// Organization.Read.All would add nothing while the contracts are read.
+// Each is the least privileged application permission Microsoft documents for what the app calls,
+// and each identity holds only what its jobs call:
+// - the app's own identity (reads): AuditLog.Read.All for GET /auditLogs/signIns;
+//   DelegatedAdminRelationship.Read.All for the GDAP reads (relationships, requests, operations, access
+//   assignments: https://learn.microsoft.com/graph/api/delegatedadminrelationship-get lists it as least
+//   privileged); Directory.Read.All for GET /contracts (https://learn.microsoft.com/graph/api/contract-list:
+//   "Application: Directory.Read.All" is the least privileged, nothing narrower exists), which also covers
+//   GET /organization and the groups' transitiveMembers, so GroupMember.Read.All and
+//   Organization.Read.All would add nothing while the contracts are read;
+// - the GDAP writer: DelegatedAdminRelationship.ReadWrite.All (terminate, requests, access assignments,
+//   PATCH), nothing else;
+// - the mail identity: no Graph permission by default (Exchange Online RBAC for Applications scopes
+//   "Application Mail.Send" to the sender mailbox); Mail.Send only when grantMailSend.
 var graphAppRoles = {
   'AuditLog.Read.All': 'b0afded3-3588-46d8-8b3d-9842eff778da'
   'Directory.Read.All': '7ab1d382-f21e-4acd-a863-ba3e13f7da61'
+  'DelegatedAdminRelationship.Read.All': 'f6e9e124-4586-492f-adc0-c6f96e4823fd'
   'DelegatedAdminRelationship.ReadWrite.All': 'cc13eba4-8cd8-44c6-b4d4-f93237adce58'
   'Mail.Send': 'b633e1c5-b582-4048-a93e-9f11b44c7e96'
 }
 var grantedGraphRoles = concat([
-  graphAppRoles['AuditLog.Read.All']
-  graphAppRoles['Directory.Read.All']
-  graphAppRoles['DelegatedAdminRelationship.ReadWrite.All']
+  {
+    principalId: identityPrincipalId
+    appRoleId: graphAppRoles['AuditLog.Read.All']
+  }
+  {
+    principalId: identityPrincipalId
+    appRoleId: graphAppRoles['Directory.Read.All']
+  }
+  {
+    principalId: identityPrincipalId
+    appRoleId: graphAppRoles['DelegatedAdminRelationship.Read.All']
+  }
+  {
+    principalId: writerPrincipalId
+    appRoleId: graphAppRoles['DelegatedAdminRelationship.ReadWrite.All']
+  }
 ], grantMailSend ? [
-  graphAppRoles['Mail.Send']
+  {
+    principalId: mailPrincipalId
+    appRoleId: graphAppRoles['Mail.Send']
+  }
 ] : [])
 
 // The product's app roles (CONTRACTS.md section 7). Fixed ids: they must not change between
@@ -156,9 +185,9 @@ resource graph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
 
 // Application permissions of the function app's identity on Microsoft Graph. Assigning the app
 // role is the admin consent: no separate consent step.
-resource graphPermissions 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for appRoleId in grantedGraphRoles: {
-  appRoleId: appRoleId
-  principalId: identityPrincipalId
+resource graphPermissions 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for grant in grantedGraphRoles: {
+  appRoleId: grant.appRoleId
+  principalId: grant.principalId
   resourceId: graph.id
 }]
 

@@ -1,7 +1,8 @@
-// The Flex Consumption plan and the Python 3.11 function app. The app runs as the user-assigned
-// managed identity for everything: host storage (AzureWebJobsStorage__* identity connection),
-// the deployment package container, Application Insights ingestion, Key Vault references and
-// Microsoft Graph (AZURE_CLIENT_ID for DefaultAzureCredential).
+// The Flex Consumption plan and the Python 3.11 function app. The app runs as its user-assigned
+// managed identity for host storage (AzureWebJobsStorage__* identity connection), the deployment
+// package container, Application Insights ingestion, Key Vault references and the Microsoft Graph
+// reads (AZURE_CLIENT_ID for DefaultAzureCredential); the GDAP writes go out as the writer identity
+// (GRAPH_WRITE_CLIENT_ID) and mail as the mail identity (MAIL_CLIENT_ID).
 
 @description('Function app name (also the default host name prefix).')
 param name string
@@ -20,6 +21,18 @@ param identityId string
 
 @description('Client id of the user-assigned managed identity.')
 param identityClientId string
+
+@description('Resource id of the identity that makes the GDAP writes.')
+param writerIdentityId string
+
+@description('Client id of the identity that makes the GDAP writes.')
+param writerIdentityClientId string
+
+@description('Resource id of the identity that sends mail.')
+param mailIdentityId string
+
+@description('Client id of the identity that sends mail.')
+param mailIdentityClientId string
 
 @description('Storage account used by the host, the queues and tables, and the deployment package.')
 param storageAccountName string
@@ -86,6 +99,8 @@ var platformSettings = {
   AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
   AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
   AZURE_CLIENT_ID: identityClientId
+  GRAPH_WRITE_CLIENT_ID: writerIdentityClientId
+  MAIL_CLIENT_ID: mailIdentityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
   PARTNER_CENTER_APP_SECRET: partnerCenterSecretsFromKeyVault ? appSecretReference : ''
@@ -130,6 +145,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     type: 'UserAssigned'
     userAssignedIdentities: {
       '${identityId}': {}
+      '${writerIdentityId}': {}
+      '${mailIdentityId}': {}
     }
   }
   properties: {

@@ -1,6 +1,7 @@
-// The user-assigned managed identity the function app runs as. Every data-plane permission
-// (storage, Key Vault, Application Insights, Microsoft Graph) is granted to this one identity,
-// so rotating or auditing access means looking at one principal.
+// A user-assigned managed identity of the function app. main.bicep makes three, one per
+// permission set (docs/deploy.md, "Identities"): the app's own (storage, Key Vault, Application
+// Insights, the Microsoft Graph reads), the GDAP writer (DelegatedAdminRelationship.ReadWrite.All
+// only) and the mail sender (Mail.Send on the sender mailbox only, through Exchange Online).
 
 @description('Name of the user-assigned managed identity.')
 param name string

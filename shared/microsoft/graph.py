@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from kiota_abstractions.api_error import APIError
-from kiota_abstractions.authentication import AuthenticationProvider
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
@@ -136,27 +135,43 @@ def build_http_client(retry_delay: float, max_retries: int) -> Any:
 
 
 class GraphClient:
-    """Everything the product asks of Microsoft Graph, in the partner tenant."""
+    """Everything the product asks of Microsoft Graph, in the partner tenant.
+
+    Reads go out as ``credential``; the GDAP writes (terminate, requests, access assignments, PATCH) as
+    ``write_credential`` and sendMail as ``mail_credential`` when given: in Azure each is a managed
+    identity of its own holding only its permissions (docs/deploy.md, "Identities"), so a job that only
+    reads cannot write even through a bug, and the mail identity can send as the one mailbox only.
+    """
 
     def __init__(
         self,
         root: str,
         credential: Any,
         *,
+        write_credential: Any = None,
+        mail_credential: Any = None,
         retry_delay: float = 3.0,
         max_retries: int = 5,
-        auth_provider: AuthenticationProvider | None = None,
         sign_in_limiter: SlidingWindowLimiter | None = None,
     ) -> None:
         self.root = root.rstrip("/")
         # Graph's sign-in log serves 5 requests / 10 s per app per tenant: pace the requests (None: no limit).
         self.sign_in_limiter = sign_in_limiter
-        auth = auth_provider or AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE])
         self._http = build_http_client(retry_delay, max_retries)
-        self.adapter = GraphRequestAdapter(auth, client=self._http)
-        # The setter, not httpx's base_url: the latter adds a trailing slash (reference 5.3).
-        self.adapter.base_url = f"{self.root}/v1.0"
+        self.adapter = self._adapter(credential)
         self.client = GraphServiceClient(request_adapter=self.adapter)
+        self._write_adapter = self.adapter if write_credential is None else self._adapter(write_credential)
+        self._writer = GraphServiceClient(request_adapter=self._write_adapter)
+        mailer = self.adapter if mail_credential is None else self._adapter(mail_credential)
+        self._mailer = GraphServiceClient(request_adapter=mailer)
+
+    def _adapter(self, credential: Any) -> GraphRequestAdapter:
+        """A request adapter signing with ``credential``; all share one HTTP client and its middleware."""
+        auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE])
+        adapter = GraphRequestAdapter(auth, client=self._http)
+        # The setter, not httpx's base_url: the latter adds a trailing slash (reference 5.3).
+        adapter.base_url = f"{self.root}/v1.0"
+        return adapter
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -216,9 +231,10 @@ class GraphClient:
         )
         return f"{self.root}/beta/auditLogs/signIns?{query}"
 
-    async def _send_raw(self, info: RequestInformation) -> dict[str, Any]:
+    async def _send_raw(self, info: RequestInformation, *, write: bool = False) -> dict[str, Any]:
         info.headers.try_add("Accept", "application/json")
-        raw = await self.adapter.send_primitive_async(info, "bytes", ERROR_MAP)
+        adapter = self._write_adapter if write else self.adapter
+        raw = await adapter.send_primitive_async(info, "bytes", ERROR_MAP)
         document = json.loads(raw or b"{}")
         if not isinstance(document, dict):
             raise json.JSONDecodeError("not a JSON object", "", 0)
@@ -226,6 +242,10 @@ class GraphClient:
 
     async def _send_json(self, info: RequestInformation, what: str) -> dict[str, Any]:
         return await self._call(what, lambda: self._send_raw(info))
+
+    async def _write_json(self, info: RequestInformation, what: str) -> dict[str, Any]:
+        """A GDAP write, sent as the write identity."""
+        return await self._call(what, lambda: self._send_raw(info, write=True))
 
     async def _get_json(self, url: str, what: str) -> dict[str, Any]:
         info = RequestInformation()
@@ -360,7 +380,9 @@ class GraphClient:
     async def request_termination(self, relationship_id: str) -> str:
         """POST a terminate request. Returns the request id. Raises UpstreamError (status 404/409/...)."""
         body = DelegatedAdminRelationshipRequest(action=DelegatedAdminRelationshipRequestAction.Terminate)
-        builder = self._relationships.by_delegated_admin_relationship_id(relationship_id).requests
+        builder = self._writer.tenant_relationships.delegated_admin_relationships.by_delegated_admin_relationship_id(
+            relationship_id
+        ).requests
         what = f"POST .../{relationship_id}/requests terminate"
         try:
             result = await builder.post(body)
@@ -414,7 +436,7 @@ class GraphClient:
             auto_extend_duration=auto_extend_duration,  # type: ignore[arg-type]
         )
         info = self._relationships.to_post_request_information(body)
-        document = await self._send_json(info, "POST /tenantRelationships/delegatedAdminRelationships")
+        document = await self._write_json(info, "POST /tenantRelationships/delegatedAdminRelationships")
         return relationship_from_json(document)
 
     async def request_lock_for_approval(self, relationship_id: str) -> str:
@@ -423,7 +445,7 @@ class GraphClient:
             action=DelegatedAdminRelationshipRequestAction.LockForApproval
         )
         builder = self._relationships.by_delegated_admin_relationship_id(relationship_id).requests
-        document = await self._send_json(
+        document = await self._write_json(
             builder.to_post_request_information(body), f"POST .../{relationship_id}/requests lockForApproval"
         )
         return str(document.get("id") or "")
@@ -454,7 +476,7 @@ class GraphClient:
         info = self._relationships.by_delegated_admin_relationship_id(
             relationship_id
         ).to_patch_request_information(body, config)
-        document = await self._send_json(
+        document = await self._write_json(
             info, f"PATCH /tenantRelationships/delegatedAdminRelationships/{relationship_id}"
         )
         location = next(iter(inspection.response_headers.get("location") or []), None)
@@ -495,7 +517,7 @@ class GraphClient:
             ),
         )
         builder = self._relationships.by_delegated_admin_relationship_id(relationship_id).access_assignments
-        item = await self._send_json(
+        item = await self._write_json(
             builder.to_post_request_information(body), f"POST .../{relationship_id}/accessAssignments"
         )
         return access_assignment_from_json(item)
@@ -551,7 +573,7 @@ class GraphClient:
             cc_recipients=[Recipient(email_address=EmailAddress(address=a)) for a in (cc or [])],
         )
         body = SendMailPostRequestBody(message=message, save_to_sent_items=True)
-        builder = self.client.users.by_user_id(sender).send_mail
+        builder = self._mailer.users.by_user_id(sender).send_mail
         try:
             await builder.post(body)
         except APIError as exc:

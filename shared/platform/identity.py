@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 import time
@@ -14,6 +16,7 @@ from azure.core.credentials import AccessToken
 from shared.platform.settings import Settings, SettingsError
 
 DEVELOPMENT_TOKEN = "development-token"  # the emulator accepts any bearer token
+GRAPH_AUDIENCE = "https://graph.microsoft.com"
 PARTNER_CENTER_SCOPE = "https://api.partnercenter.microsoft.com/user_impersonation"
 EARLY_REFRESH_SECONDS = 300  # a cached access token is renewed this long before it expires
 CUSTOMER_ADMIN_SCOPE = "https://api.partnercustomeradministration.microsoft.com/.default"
@@ -111,6 +114,19 @@ def _vault_error(response: httpx.Response) -> str:
         return response.text[:200]
     inner = (error.get("innererror") or {}).get("code")
     return " ".join(str(part) for part in (error.get("code"), inner, error.get("message")) if part)
+
+
+def development_token(client_id: str = "") -> str:
+    """The emulator's bearer token for an identity: unsigned, a JWT whose ``appid`` claim names the client
+    id (as Entra ID's access tokens do), so the emulator can refuse what that identity was not granted
+    (its scenario's "identities"); no client id: the plain development token."""
+    if not client_id:
+        return DEVELOPMENT_TOKEN
+
+    def part(value: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part({'appid': client_id, 'aud': GRAPH_AUDIENCE})}."
 
 
 class StaticTokenCredential:
@@ -213,12 +229,26 @@ class RefreshTokenCredential:
             return token
 
 
-def graph_credential(settings: Settings) -> Any:
+def graph_credential(settings: Settings, client_id: str = "") -> Any:
+    """The credential of one managed identity (``client_id``; empty: the app's own, AZURE_CLIENT_ID)."""
+    client_id = client_id or settings.azure_client_id
     if settings.emulator_url:
-        return StaticTokenCredential()
+        return StaticTokenCredential(development_token(client_id))
     from azure.identity import DefaultAzureCredential
 
-    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None)
+    return DefaultAzureCredential(managed_identity_client_id=client_id or None)
+
+
+def graph_write_credential(settings: Settings) -> Any:
+    """The identity of the GDAP writes, or None when they run as the app's own."""
+    same = settings.graph_write_client_id in ("", settings.azure_client_id)
+    return None if same else graph_credential(settings, settings.graph_write_client_id)
+
+
+def mail_credential(settings: Settings) -> Any:
+    """The identity that sends mail, or None when it is the app's own."""
+    same = settings.mail_client_id in ("", settings.azure_client_id)
+    return None if same else graph_credential(settings, settings.mail_client_id)
 
 
 def partner_center_credential(settings: Settings) -> Any:

@@ -79,7 +79,22 @@ class Settings:
     emulator_url: str = _setting(
         "EMULATOR_URL", "", "Development only: point every Microsoft endpoint at this emulator root"
     )
-    azure_client_id: str = _setting("AZURE_CLIENT_ID", "", "Client id of the user-assigned managed identity")
+    azure_client_id: str = _setting(
+        "AZURE_CLIENT_ID",
+        "",
+        "Client id of the user-assigned managed identity the app runs as: storage, Key Vault, Graph reads",
+    )
+    graph_write_client_id: str = _setting(
+        "GRAPH_WRITE_CLIENT_ID",
+        "",
+        "Client id of the managed identity that makes the GDAP writes (terminate, requests, access "
+        "assignments); empty: AZURE_CLIENT_ID's",
+    )
+    mail_client_id: str = _setting(
+        "MAIL_CLIENT_ID",
+        "",
+        "Client id of the managed identity that sends mail as NOTIFY_SENDER; empty: AZURE_CLIENT_ID's",
+    )
     partner_center_app_id: str = _setting(
         "PARTNER_CENTER_APP_ID", "", "App registration used for Partner Center App+User calls (DAP)"
     )

@@ -98,9 +98,31 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
                 "'missingPermissions' is a list of permission names, e.g. [\"AuditLog.Read.All\"]."
             )
         self.missing_permissions: list[str] = list(dict.fromkeys(missing))
+        # Per identity (a token's appid claim): what each managed identity lacks, where the app runs as
+        # several (reads, GDAP writes, mail); a token naming no listed identity gets missingPermissions.
+        identities = scenario.get("identities") or {}
+        if not isinstance(identities, dict) or not all(
+            isinstance(v, dict)
+            and isinstance(v.get("missingPermissions", []), list)
+            and all(isinstance(p, str) for p in v.get("missingPermissions", []))
+            for v in identities.values()
+        ):
+            raise bad_request(
+                "'identities' maps a client id to {\"missingPermissions\": [...]}, e.g. "
+                '{"11111111-...": {"missingPermissions": ["Mail.Send"]}}.'
+            )
+        self.identities: dict[str, list[str]] = {
+            str(k).lower(): list(dict.fromkeys(v.get("missingPermissions", [])))
+            for k, v in identities.items()
+        }
         self.outbox = []
         self.vault: dict[str, list[dict[str, Any]]] = {}  # Key Vault secrets: name -> versions, oldest first
         self.settle_all()
+
+    def missing_for(self, app_id: str | None) -> set[str]:
+        """The permissions (lower case) that the identity a token names lacks."""
+        listed = self.identities.get((app_id or "").lower())
+        return {p.lower() for p in (self.missing_permissions if listed is None else listed)}
 
     # ---- loading
 
@@ -217,6 +239,8 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
             out["signInLogLicensed"] = False
         if self.missing_permissions:
             out["missingPermissions"] = list(self.missing_permissions)
+        if self.identities:
+            out["identities"] = {k: {"missingPermissions": list(v)} for k, v in self.identities.items()}
         out["asyncDurations"] = {**DEFAULT_ASYNC_DURATIONS, **self.async_durations}
         if self.expiring_window:
             out["expiringWindow"] = self.expiring_window_text

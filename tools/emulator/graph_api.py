@@ -34,6 +34,7 @@ from .wire import (
     estate,
     graph_error,
     graph_json,
+    missing_permissions,
     next_link,
     offset_page,
     origin,
@@ -519,7 +520,7 @@ def refusal(request: web.Request, e: SimEstate, handler: Handler | None) -> web.
             )
     required = REQUIRED_PERMISSIONS.get(handler) if handler is not None else None
     if required:
-        missing = {p.lower() for p in e.missing_permissions}
+        missing = missing_permissions(request, e)
         if all(p.lower() in missing for p in required):
             return _permission_refusal(request, handler)
     if handler in SIGNIN_HANDLERS and not e.signin_log_licensed:

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .wire import body_json, estate, origin, pc_json, query_params
+from .wire import body_json, estate, missing_permissions, origin, pc_json, query_params
 
 # Key Vault secrets (data plane): https://learn.microsoft.com/rest/api/keyvault/secrets/set-secret/set-secret
 # and .../get-secret/get-secret. The vault is served under /keyvault/; a secret identifier is
@@ -43,7 +43,7 @@ async def kv_secret(request: web.Request, m: dict[str, str]) -> web.StreamRespon
         )
     e = estate(request)
     name = m["name"]
-    missing = {p.lower() for p in e.missing_permissions}
+    missing = missing_permissions(request, e)
     writing = request.method.upper() == "PUT"
     action = "setSecret/action" if writing else "getSecret/action"
     if (KEY_VAULT_OFFICER.lower() in missing and writing) or (

@@ -77,6 +77,7 @@ from .wire import (
     RUNTIME,
     Handler,
     Runtime,
+    caller_app_id,
     collection,
     decode_token,
     encode_token,
@@ -174,7 +175,14 @@ def _log_entry(request: web.Request, raw: bytes) -> dict[str, Any]:
         except (ValueError, UnicodeDecodeError):
             body = raw.decode("utf-8", "replace")
     headers = {k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"}
-    return {"method": request.method, "path": request.path, "body": body, "headers": headers}
+    # The caller's identity (the token's appid), not the token itself.
+    return {
+        "method": request.method,
+        "path": request.path,
+        "body": body,
+        "headers": headers,
+        "appId": caller_app_id(request),
+    }
 
 
 def _error_response(request: web.Request, exc: EmulatorError) -> web.Response:
@@ -289,6 +297,7 @@ async def dispatch_all(request: web.Request) -> web.StreamResponse:
             resp = _empty_page(request, GRAPH_LISTS[handler](params))
         else:
             resp = await _serve_fault(request, fault, guarded)
+        entry["status"] = resp.status
         _stamp(request, resp)
         return resp
 
@@ -305,6 +314,7 @@ async def dispatch_all(request: web.Request) -> web.StreamResponse:
     else:
         refused = refusal(request, rt.estate, handler)
         resp = refused if refused is not None else await guarded()
+    entry["status"] = resp.status
     _stamp(request, resp)
     return resp
 

@@ -37,6 +37,30 @@ class Runtime:
 RUNTIME = web.AppKey("runtime", Runtime)
 
 
+def caller_app_id(request: web.Request) -> str | None:
+    """The client id a bearer token names: the ``appid`` claim (``azp`` in v2 tokens) of a JWT, which Entra
+    ID's access tokens carry (https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
+    The emulator checks no signature; a token that is not a JWT names no identity."""
+    token = request.headers.get("Authorization", "")[7:].strip()
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    if not isinstance(claims, dict):
+        return None
+    app_id = claims.get("appid") or claims.get("azp")
+    return str(app_id) if app_id else None
+
+
+def missing_permissions(request: web.Request, e: SimEstate) -> set[str]:
+    """What the calling identity lacks (lower case): its entry in the scenario's "identities", else
+    "missingPermissions"."""
+    return e.missing_for(caller_app_id(request))
+
+
 # --------------------------------------------------------------------------------------------------
 # Response helpers
 
