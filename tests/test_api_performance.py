@@ -13,7 +13,7 @@ from typing import Any
 from shared.domain.rules import bucket_of, sort_rows, summarize
 from shared.evaluation.store import StoredEvaluation
 from shared.web.app import create_app
-from shared.web.catalog import CustomerIndex, Query
+from shared.web.catalog import SORT_KEYS, CustomerIndex, Query
 from shared.web.http import WebConfig
 
 with warnings.catch_warnings():
@@ -167,3 +167,25 @@ def test_customers_route_over_10000_cached_rows_is_fast() -> None:
     assert Evaluations.reads <= 3
     assert statistics.median(timings) < 0.05, sorted(timings)
     assert max(timings) < 0.5, sorted(timings)
+
+
+def reference_order(index: CustomerIndex, sort: str) -> list[int]:
+    """The definition: a stable sort by the key (ties in report order both ways), blanks last both ways."""
+    field = sort.lstrip("-")
+    key = SORT_KEYS[field]
+    positions = range(len(index.rows))
+    present = [i for i in positions if key(index.rows[i]) is not None]
+    blank = [i for i in positions if key(index.rows[i]) is None]
+    return sorted(present, key=lambda i: key(index.rows[i]), reverse=sort.startswith("-")) + blank
+
+
+def test_every_sort_order_is_stable_both_ways_with_blanks_last() -> None:
+    """The descending orders are derived from the ascending ones (runs of equal keys reversed): each equals
+    a stable sort of its own, ties in report order, blank last-sign-ins last, for every sort key."""
+    report = synthetic_report(3_000, seed=11)
+    for row in report["customers"][::7]:
+        row["displayName"] = "Contoso"  # ties on the name as well
+    index = CustomerIndex("e1", iso(AS_OF), report)
+    for field in SORT_KEYS:
+        for sort in (field, f"-{field}"):
+            assert index.order(sort) == reference_order(index, sort), sort
