@@ -92,6 +92,33 @@ def test_language_follows_the_billing_culture_and_roles_are_named() -> None:
         assert "new granular delegated admin privileges (GDAP) relationship request" in text
 
 
+def test_a_manual_removal_notice_says_the_partner_removed_access_and_why() -> None:
+    """An operator removed a customer whose agents signed in yesterday: the notice said "no sign-in for at
+    least 0 days". It says the partner removed the access, gives the operator's reason, and speaks of
+    inactivity only when there was some (plurals right); a notice queued before the reason was carried
+    still renders."""
+    reason = "The customer moved to another partner"
+    for days, last in ((0, "2026-11-20T09:00:00Z"), (1, "2026-11-19T09:00:00Z"), (0, None)):
+        context = removal_context(source="user", inactiveDays=days, lastSignInAt=last, reason=reason)
+        en, ja = render("customer-removal", "en", context), render("customer-removal", "ja", context)
+        for text in (en.text, en.html):
+            assert "at least 0 days" not in text and "1 days" not in text
+            assert "reviewed its delegated administrative access to your tenant and removed it" in text
+            assert reason in text
+            assert ("for at least 1 day (last sign-in: 2026-11-19)" in text) == (days == 1)
+            assert ("The last sign-in through it was on 2026-11-20" in text) == (
+                days == 0 and last is not None
+            )
+        for text in (ja.text, ja.html):
+            assert "0 日間" not in text and f"理由: 「{reason}」" in text
+    old = removal_context(source="user", inactiveDays=0)  # queued before "reason" existed
+    assert "removed it." in render("customer-removal", "en", old).text
+    policy = render(
+        "customer-removal", "en", removal_context(reason="no partner sign-in for at least 95 days")
+    )
+    assert "giving this reason" not in policy.text and "for at least 95 days" in policy.text
+
+
 def test_hostile_names_are_text_and_subjects_stay_on_one_line() -> None:
     context = removal_context(
         customerName=HOSTILE,

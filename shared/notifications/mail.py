@@ -80,6 +80,11 @@ def _datetime(value: Any, language: str = "en") -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _days(value: Any) -> str:
+    """A count of days in English: "1 day", "20 days"."""
+    return f"{value} day" if value == 1 else f"{value} days"
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -94,6 +99,7 @@ def environment() -> Environment:
     env.filters["date"] = _date
     env.filters["datetime"] = _datetime
     env.filters["role"] = role_name
+    env.filters["days"] = _days
     return env
 
 

@@ -27,6 +27,9 @@ async def enqueue_customer_removal_notice(services: Services, removal: Removal) 
         "recipients": contacts,
         "removedAt": iso(utcnow()),
         "source": removal.source,
+        # A manual removal says the partner removed access, with the operator's reason (a policy
+        # removal's reason is the inactivity the mail states anyway).
+        "reason": "" if removal.source == "policy" else removal.reason,
         "inactiveDays": removal.inactive_days,
         "lastSignInAt": iso(removal.last_sign_in_at) if removal.last_sign_in_at else None,
         "dap": any(r["type"] == "DAP" for r in removed),
