@@ -56,7 +56,11 @@ class Services:
         self._partner_tenant: str | None = settings.partner_tenant_id.lower() or None
 
     async def __aenter__(self) -> Services:
-        await self.storage.ensure()
+        try:
+            await self.storage.ensure()
+        except BaseException:
+            await self.close()  # an unreachable storage account: no client left open behind the error
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -75,6 +75,19 @@ def test_audit_json_csv_and_table(env: dict[str, str], capsys: pytest.CaptureFix
             "key-based",
         ),
         (["serve", "--host", "0.0.0.0", "--local-operator"], {}, "loopback"),
+        (
+            ["audit"],
+            {"RECOMMEND_AFTER_DAYS": "60", "REMOVE_AFTER_DAYS": "30"},
+            "REMOVE_AFTER_DAYS (30) must be at least RECOMMEND_AFTER_DAYS (60)",
+        ),
+        (
+            ["audit"],
+            {"EVALUATION_SCHEDULE": "30 6 * * *"},
+            "EVALUATION_SCHEDULE: '30 6 * * *' is not an NCRONTAB",
+        ),
+        (["audit"], {"SIGNIN_INGEST_SCHEDULE": "0 */15 25 * * *"}, "hour: '25' is not within 0-23"),
+        (["audit"], {"AzureWebJobsStorage": "not a connection string"}, "AzureWebJobsStorage"),
+        (["audit"], {"AzureWebJobsStorage": "AccountName=x;AccountKey=%%%"}, "AzureWebJobsStorage"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
@@ -109,3 +122,36 @@ def test_upstream_failure_exits_3_as_a_real_process(env: dict[str, str], emulato
     assert result.returncode == 3, result.stderr
     assert result.stdout == ""
     assert "upstream service failed" in result.stderr and "403" in result.stderr
+
+
+def test_a_port_in_use_is_one_line_exit_2(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``serve`` on a port another process holds printed a traceback (OSError from bind)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run_main(["serve", "--port", str(port), "--local-operator"], capsys)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], err
+
+
+def test_an_unreachable_storage_account_is_one_line_exit_3(env: dict[str, str]) -> None:
+    """Storage that answers nothing: one line and exit 3, no traceback and no "Unclosed client session"
+    left behind by the clients of a run that never started."""
+    closed = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=eA==;" + "".join(
+        f"{kind}Endpoint=http://127.0.0.1:9/devstoreaccount1;" for kind in ("Blob", "Queue", "Table")
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "audit", "--as-of", "2026-11-21T00:00:00Z"],
+        cwd=ROOT,
+        env={**os.environ, "AzureWebJobsStorage": closed},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: storage failed:"), result.stderr

@@ -49,6 +49,7 @@ SENDER = "notices@contoso.example"
 
 ENFORCE = {
     "POLICY_MODE": "enforce",
+    "RECOMMEND_AFTER_DAYS": "15",
     "REMOVE_AFTER_DAYS": "15",
     "WARN_DAYS_BEFORE_REMOVAL": "14",
     "NOTIFY_SENDER": SENDER,

@@ -689,6 +689,31 @@ def test_expiring_and_bulk_extend_without_a_batch_limit(
     assert ("gdap.extend", "failed") in trail and ("gdap.extend", "extended") in trail
 
 
+def test_extend_of_an_unknown_relationship_is_an_error_and_extends_nothing(
+    gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``gdap extend`` naming a relationship that does not exist answered exit 0 with a "skipped" row. Now
+    it is bad input: one line, exit 2, and the known relationship named beside it is not extended either."""
+    scenario, emulator = gdap_env["scenario"], gdap_env["emulator"]
+    audit()
+    known = rel_id(scenario, RELECLOUD)  # active, no Global Administrator: would be extended
+    unknown = "00000000-1111-4222-8333-444444444444-" + WINGTIP
+    code, out, err = cli(["gdap", "extend", "--relationship", known, "--relationship", unknown], capsys)
+    assert code == 2 and out is None and len(err.strip().splitlines()) == 1, err
+    assert "no such GDAP relationship" in err and unknown in err
+    assert mutations(emulator, "PATCH") == []
+
+
+def test_template_names_match_whatever_their_case(
+    gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The documentation writes "Helpdesk"; the template is called "helpdesk": both name it."""
+    audit()
+    code, result, err = cli(["gdap", "request", "--customer", ADATUM, "--template", "Helpdesk"], capsys)
+    assert code == 0, err
+    assert result["template"] == "helpdesk"
+
+
 # --- least privilege ---------------------------------------------------------------------------------------
 
 

@@ -58,6 +58,7 @@ HOSTILE_CONTACT_CUSTOMERS = [
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 ENFORCE = {
     "POLICY_MODE": "enforce",
+    "RECOMMEND_AFTER_DAYS": "15",
     "REMOVE_AFTER_DAYS": "15",
     "MAX_REMOVALS_PER_RUN": "100",
     "NOTIFY_SENDER": "notices@contoso.example",

@@ -145,9 +145,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         raise UsageError("--local-operator is accepted only with a loopback --host")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
-    from shared.web.server import serve  # type: ignore[import-not-found,unused-ignore]
+    from shared.web.server import BindError, serve  # type: ignore[import-not-found,unused-ignore]
 
-    serve(settings, host=args.host, port=args.port, local_operator=args.local_operator)
+    try:
+        serve(settings, host=args.host, port=args.port, local_operator=args.local_operator)
+    except BindError as exc:
+        raise UsageError(str(exc)) from None
     return EXIT_OK
 
 

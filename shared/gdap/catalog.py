@@ -19,8 +19,13 @@ if TYPE_CHECKING:
 
 
 def template_named(templates: Mapping[str, RoleTemplate], name: Any) -> RoleTemplate:
-    """The template called ``name``; else GdapError ``unknownTemplate`` naming the known ones."""
-    template = templates.get(name) if isinstance(name, str) else None
+    """The template called ``name``, matched case-insensitively ("helpdesk" is "Helpdesk"); else GdapError
+    ``unknownTemplate`` naming the known ones."""
+    template = None
+    if isinstance(name, str):
+        template = templates.get(name) or next(
+            (t for key, t in templates.items() if key.casefold() == name.strip().casefold()), None
+        )
     if template is None:
         raise GdapError(
             f"unknown template {str(name)[:40]!r}; known: {', '.join(templates)}",

@@ -85,6 +85,20 @@ async def extend(
             raise GdapError("name at least one relationship, or all expiring ones", code="malformedBody")
         targets = [(i, None) for i in dict.fromkeys(ids)]
     semaphore = asyncio.Semaphore(CONCURRENCY)
+    if not all_expiring:
+        # A relationship id that names nothing is bad input: refused before anything changes.
+        async def known(rid: str) -> bool:
+            async with semaphore:
+                return await services.graph.get_relationship(rid) is not None
+
+        found = await asyncio.gather(*(known(rid) for rid, _ in targets))
+        unknown = [rid for (rid, _), ok in zip(targets, found, strict=True) if not ok]
+        if unknown:
+            raise GdapError(
+                f"no such GDAP relationship: {', '.join(unknown)}; nothing was extended",
+                status=404,
+                code="relationshipNotFound",
+            )
 
     async def one(rid: str, tenant: str | None) -> dict[str, Any]:
         async with semaphore:

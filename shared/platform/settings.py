@@ -27,6 +27,46 @@ AUDIT_RUNS_QUEUE = "audit-runs"  # one message per on-demand audit (shared.evalu
 QUEUES = (REMOVALS_QUEUE, NOTIFICATIONS_QUEUE, EVALUATION_SHARDS_QUEUE, AUDIT_RUNS_QUEUE)
 
 
+# The timer trigger's NCRONTAB: six fields, {second} {minute} {hour} {day} {month} {day-of-week}, each a
+# list of *, values, ranges and /steps; months and days of the week may be named
+# (https://learn.microsoft.com/azure/azure-functions/functions-bindings-timer#ncrontab-expressions).
+NCRONTAB_FIELDS = (
+    ("second", 0, 59, ()),
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day of week", 0, 6, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+)
+
+
+def ncrontab_problem(expression: str) -> str | None:
+    """What is wrong with a six-field NCRONTAB expression, or None."""
+    fields_ = expression.split()
+    if len(fields_) != 6:
+        return f"{len(fields_)} fields, not 6: second minute hour day month day-of-week"
+    for text, (what, low, high, names) in zip(fields_, NCRONTAB_FIELDS, strict=True):
+        for item in text.split(","):
+            base, _, step = item.partition("/")
+            if step and (not step.isdigit() or int(step) < 1):
+                return f"{what}: step {step!r}"
+            if base == "*":
+                continue
+            bounds = [
+                int(token)
+                if token.isdigit()
+                else names.index(token.upper()) + low
+                if token.upper() in names
+                else -1
+                for token in base.split("-", 1)
+            ]
+            if not all(low <= b <= high for b in bounds):
+                return f"{what}: {item!r} is not within {low}-{high}"
+            if bounds != sorted(bounds):
+                return f"{what}: range {item!r} runs backwards"
+    return None
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed. The message names the setting and what is wrong."""
 
@@ -296,6 +336,19 @@ class Settings:
             if not low <= value <= high:
                 raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
         self.sign_in_pace()  # SettingsError when malformed
+        if self.remove_after_days < self.recommend_after_days:
+            raise SettingsError(
+                f"REMOVE_AFTER_DAYS ({self.remove_after_days}) must be at least RECOMMEND_AFTER_DAYS "
+                f"({self.recommend_after_days}): a customer is recommended for removal before it is removed"
+            )
+        for name, schedule in (
+            ("RELATIONSHIP_SYNC_SCHEDULE", self.relationship_sync_schedule),
+            ("SIGNIN_INGEST_SCHEDULE", self.signin_ingest_schedule),
+            ("EVALUATION_SCHEDULE", self.evaluation_schedule),
+        ):
+            problem = ncrontab_problem(schedule)
+            if problem:
+                raise SettingsError(f"{name}: {schedule!r} is not an NCRONTAB schedule ({problem})")
         if self.signin_overlap_minutes < self.signin_log_latency_minutes:
             raise SettingsError(
                 f"SIGNIN_OVERLAP_MINUTES ({self.signin_overlap_minutes}) must be at least "

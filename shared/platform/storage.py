@@ -104,9 +104,15 @@ class Storage:
         if conn:
             conn = expand_connection_string(conn)
             _check_key_based(conn)
-            self.table_service = TableServiceClient.from_connection_string(conn)
-            self.queue_service = QueueServiceClient.from_connection_string(conn)
-            self.blob_service = BlobServiceClient.from_connection_string(conn)
+            try:
+                self.table_service = TableServiceClient.from_connection_string(conn)
+                self.queue_service = QueueServiceClient.from_connection_string(conn)
+                self.blob_service = BlobServiceClient.from_connection_string(conn)
+            except ValueError as exc:  # the SDK's "Connection string is either blank or malformed"
+                raise SettingsError(
+                    "AzureWebJobsStorage is not a storage connection string "
+                    f"(Key=Value pairs separated by ';', or UseDevelopmentStorage=true): {exc}"
+                ) from None
         elif settings.table_service_uri and settings.queue_service_uri and settings.blob_service_uri:
             from shared.platform.identity import storage_credential
 
