@@ -43,9 +43,12 @@ $(TOOLS)/.installed: requirements-tools.txt
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt
 	@touch $@
 
+# Chromium for the browser tests, and a CJK font so that Japanese pages are really rendered (without
+# one, every kana and kanji is a box and a broken layout goes unseen).
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -q "Noto Sans CJK"; } || { \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; }
 
 lint: $(VENV)/.installed ## ruff check and ruff format --check
 	$(PY) -m ruff check .
@@ -65,7 +68,8 @@ test: setup lint typecheck ## lint, type-check and every test, then the clock te
 	$(PY) -m pytest
 	TEST_HOST_CLOCK_AHEAD_DAYS=365 $(PY) -m pytest -q -p no:cacheprovider -m "not browser and not slow" $(YEAR_AHEAD)
 
-demo: setup ## a generated estate through the product, then the portal on 127.0.0.1:7071
+# The demo needs no browser: it installs the runtime and Azurite only.
+demo: $(VENV)/.installed node_modules/.installed ## a generated estate through the product, then the portal on 127.0.0.1, port DEMO_PORT (default 7071)
 	$(PY) -m tools.demo
 
 # Benchmarks (never timed tests): writes docs/performance.md and docs/performance.json.

@@ -35,6 +35,14 @@ CHROMIUM_ARGS = [
 def require_chromium() -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (make setup installs it)")
+    fonts = subprocess.run(["fc-list", ":lang=ja", "family"], capture_output=True, text=True, check=False)
+    if not fonts.stdout.strip():
+        message = (
+            "no Japanese font: the Japanese pages would render as boxes (make setup installs fonts-noto-cjk)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def serve_environment(settings: dict[str, str]) -> dict[str, str]:

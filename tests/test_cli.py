@@ -155,3 +155,17 @@ def test_an_unreachable_storage_account_is_one_line_exit_3(env: dict[str, str]) 
     assert result.returncode == 3 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: storage failed:"), result.stderr
+
+
+def test_the_demo_takes_its_port_from_demo_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``make demo`` serves on DEMO_PORT; a value that is not a port stops it before anything starts."""
+    from tools.demo import demo_port
+
+    monkeypatch.setenv("DEMO_PORT", "8123")
+    assert demo_port() == 8123
+    monkeypatch.delenv("DEMO_PORT")
+    assert demo_port() == 7071
+    for bad in ("http", "0", "70000", "-1"):
+        monkeypatch.setenv("DEMO_PORT", bad)
+        with pytest.raises(SystemExit, match="DEMO_PORT must be a port number"):
+            demo_port()

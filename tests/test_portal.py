@@ -167,6 +167,87 @@ def test_tiles_show_counts_and_filter_the_table(page: Page, portal: Portal) -> N
     assert page.dialogs == [] and page.errors == []
 
 
+def test_days_inactive_for_every_customer_and_the_policy_in_view(page: Page, portal: Portal) -> None:
+    """Customers with no sign-in on record showed an empty "Days inactive" (a tooltip only) and sorted last.
+    Every row shows what the store proves (inactiveForAtLeastDays, "N+" where the log's start bounds it,
+    with what it is counted from), the column sorts by it, the policy and the recommended count are in
+    view, and the tile hints follow the configured thresholds."""
+    p = page.page
+    report = portal.api("/api/audit")
+    customers, summary, coverage = report["customers"], report["summary"], report["coverage"]
+    assert p.locator('th[data-sort="daysActive"]').text_content() == "Days enabled"
+    wait_table(p, "() => document.querySelectorAll('#rows tr[data-tenant]').length === 50")
+    by_id = {r["tenantId"]: r for r in customers}
+    shown = p.locator("#rows tr[data-tenant]").evaluate_all(
+        "rows => rows.map(r => [r.dataset.tenant, r.querySelector('td.inactive .days').textContent,"
+        " (r.querySelector('td.inactive .sub') || {}).textContent || ''])"
+    )
+    rows = [by_id[tenant] for tenant, _, _ in shown]
+    # The default order: most inactive first, by the proven figure (blanks no longer sink to the end).
+    assert [r["inactiveForAtLeastDays"] for r in rows] == sorted(
+        (r["inactiveForAtLeastDays"] for r in customers), reverse=True
+    )[:50]
+    unbounded = 0
+    for (_, days, hint), row in zip(shown, rows, strict=True):
+        assert days.rstrip("+") == str(row["inactiveForAtLeastDays"]) and days, row
+        assert row["inactiveForAtLeastDays"] <= row["daysActive"]
+        if row["lastSignInAt"] is None and row["establishedAt"] < coverage["from"]:
+            unbounded += 1
+            assert days.endswith("+") and hint.startswith("no sign-in since capture began"), (days, hint)
+    assert unbounded, "the estate has customers without any sign-in on record"
+
+    p.locator('th[data-sort="inactiveForAtLeastDays"] button').click()
+    wait_table(
+        p,
+        "() => document.querySelector('th[data-sort=\"inactiveForAtLeastDays\"]').getAttribute('aria-sort')"
+        " === 'ascending'",
+    )
+    least = min(r["inactiveForAtLeastDays"] for r in customers)
+    wait_table(
+        p,
+        "(n) => document.querySelector('#rows td.inactive .days').textContent.replace('+', '') === String(n)",
+        least,
+    )
+
+    policy = p.locator("#policy-line").text_content()
+    assert policy.startswith("Policy: report mode") and "removal recommended after 60 days" in policy
+    hints = {
+        b: p.locator(f'.tile[data-bucket="{b}"] .tile-hint').text_content() for b in ("90+", "61-90", "30-60")
+    }
+    assert hints == {
+        "90+": "Removal recommended (over 60 days)",
+        "61-90": "Removal recommended (over 60 days)",
+        "30-60": "No partner sign-in for 30+ days",
+    }
+    recommended = p.locator('.tile[data-recommendation="remove"]')
+    assert recommended.locator("[data-count]").text_content() == str(summary["recommendedForRemoval"])
+    recommended.click()
+    wait_table(
+        p,
+        "(n) => document.querySelector('#range').textContent.endsWith('of ' + n)",
+        str(summary["recommendedForRemoval"]),
+    )
+    assert p.locator("#rows .badge.rec-remove").count() == p.locator("#rows tr[data-tenant]").count()
+    shot(p, "dashboard-recommended.png")
+
+    idle = next(r for r in rows if r["recommendation"] == "remove" and not r["excluded"])
+    p.goto(f"{portal.url}/#/customers/{idle['tenantId']}")
+    p.wait_for_function(
+        "() => [...document.querySelectorAll('#customer-facts dt')].some(d => d.textContent === 'Removal')"
+    )
+    facts = dict(
+        zip(
+            p.locator("#customer-facts dt").all_text_contents(),
+            p.locator("#customer-facts dd").all_text_contents(),
+            strict=True,
+        )
+    )
+    assert facts["Removal"].startswith("Would be removed from ") and "report mode now" in facts["Removal"]
+    assert facts["Days inactive"].startswith(str(idle["inactiveForAtLeastDays"]))
+    shot(p, "customer-removal-outlook.png")
+    assert page.dialogs == [] and page.errors == []
+
+
 def test_search_and_sort(page: Page, portal: Portal) -> None:
     p = page.page
     customers = portal.api("/api/audit")["customers"]

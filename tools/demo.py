@@ -4,7 +4,7 @@
 2. starts Azurite and the Graph/Partner Center emulator on free loopback ports;
 3. runs the audit (``python -m shared.cli audit``) and prints the tiles and the customer table;
 4. runs one enforcement cycle in ``report`` mode and shows what enforcement would do;
-5. serves the portal on http://127.0.0.1:7071 with ``--local-operator`` until interrupted
+5. serves the portal on http://127.0.0.1:7071 (``DEMO_PORT``) with ``--local-operator`` until interrupted
    (set DEMO_SERVE=0 to stop after step 4).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -42,7 +43,28 @@ def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
     return result
 
 
+def demo_port() -> int:
+    """``DEMO_PORT`` (default 7071): the portal's port, checked before anything starts."""
+    raw = os.environ.get("DEMO_PORT", "7071").strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise SystemExit(f"demo: DEMO_PORT must be a port number (1-65535), not {raw!r}")
+    return int(raw)
+
+
+def cli_hint(env: dict[str, str], emulator_url: str) -> str:
+    """How to run the command line against the running demo, from another shell."""
+    keep = (
+        "AzureWebJobsStorage",
+        *(k for k in sorted(env) if k.startswith(("SIGNIN_", "NOTIFY_", "HOST_CLOCK"))),
+    )
+    exports = " ".join(f"{k}={shlex.quote(env[k])}" for k in keep if k in env)
+    return (
+        f"env {exports} \\\n  .venv/bin/python -m shared.cli --emulator {emulator_url} audit --format table"
+    )
+
+
 def main() -> int:
+    port = demo_port()
     if DEMO.exists():
         shutil.rmtree(DEMO)
     DEMO.mkdir()
@@ -137,7 +159,9 @@ def main() -> int:
             print("(enforcement cycle unavailable)")
 
         if os.environ.get("DEMO_SERVE", "1") != "0":
-            banner("5. Portal on http://127.0.0.1:7071 (local operator with both roles). Ctrl-C to stop")
+            banner(f"5. Portal on http://127.0.0.1:{port} (local operator with both roles). Ctrl-C to stop")
+            print("The command line against this demo, from another shell (gdap, enforce ... the same way):")
+            print(cli_hint(env, emulator.url), flush=True)
             server = subprocess.Popen(
                 [
                     sys.executable,
@@ -149,7 +173,7 @@ def main() -> int:
                     "--host",
                     "127.0.0.1",
                     "--port",
-                    "7071",
+                    str(port),
                     "--local-operator",
                 ],
                 cwd=ROOT,

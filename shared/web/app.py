@@ -364,7 +364,12 @@ def register_customer_routes(app: FastAPI) -> None:
                 "culture": known.culture if known else "",
                 "evaluation": None
                 if index is None
-                else {"id": index.evaluation_id, "asOf": index.head["asOf"]},
+                else {
+                    "id": index.evaluation_id,
+                    "asOf": index.head["asOf"],
+                    "coverage": index.head["coverage"],
+                    "policy": index.head["policy"],
+                },
                 "row": row,
                 "relationships": [
                     relationship_detail(r)

@@ -15,14 +15,14 @@
   const SUMMARY_KEYS = { "90+": "inactiveOver90Days", "61-90": "inactive61To90Days", "30-60": "inactive30To60Days",
                          "new": "establishedLast7Days" };
   const DEFAULT_SORT = "-inactiveForAtLeastDays";
-  const DESCENDING_FIRST = new Set(["agentsSignedInLastDay", "signInsLastDay", "daysActive", "daysInactive",
+  const DESCENDING_FIRST = new Set(["agentsSignedInLastDay", "signInsLastDay", "daysActive", "inactiveForAtLeastDays",
                                     "lastSignInAt", "recommendation"]);
 
   const state = {
     lang: "en",
     me: null,
     roles: {},
-    query: { bucket: null, q: "", sort: DEFAULT_SORT, page: 1, pageSize: 50 },
+    query: { bucket: null, recommendation: null, q: "", sort: DEFAULT_SORT, page: 1, pageSize: 50 },
     page: null,
     selection: new Map(),       // tenantId -> displayName, kept across pages
     removals: new Map(),        // removal id -> removal (with displayName)
@@ -211,6 +211,7 @@
     const q = state.query;
     const params = new URLSearchParams();
     if (q.bucket) params.set("bucket", q.bucket);
+    if (q.recommendation) params.set("recommendation", q.recommendation);
     if (q.q) params.set("q", q.q);
     if (q.sort !== DEFAULT_SORT) params.set("sort", q.sort);
     for (const [key, value] of Object.entries(extra || {})) params.set(key, value);
@@ -259,21 +260,68 @@
     } else {
       coverage.textContent = "";
     }
+    const policy = page && page.policy ? page.policy : null;
+    $("policy-line").textContent = policy ? policyLine(policy) : "";
     for (const tile of document.querySelectorAll(".tile")) {
       const bucket = tile.dataset.bucket;
-      const count = summary ? summary[SUMMARY_KEYS[bucket]] : null;
+      const recommended = tile.dataset.recommendation === "remove";
+      const key = recommended ? "recommendedForRemoval" : SUMMARY_KEYS[bucket];
+      const count = summary && summary[key] !== undefined ? summary[key] : null;
       tile.querySelector("[data-count]").textContent = count === null ? "–" : fmtNumber(count);
       tile.querySelector("[data-share]").textContent = count === null ? "" : t("tileShare", { pct: fmtPercent(count, total) });
-      tile.setAttribute("aria-pressed", state.query.bucket === bucket ? "true" : "false");
+      const pressed = recommended ? state.query.recommendation === "remove" : state.query.bucket === bucket;
+      tile.setAttribute("aria-pressed", pressed ? "true" : "false");
       tile.disabled = !summary;
+      const hint = tile.querySelector("[data-hint]");
+      if (hint) hint.textContent = policy ? tileHint(policy, recommended ? "recommended" : bucket) : "";
     }
     const chip = $("filter-chip");
-    if (state.query.bucket) {
-      $("filter-chip-text").textContent = t("filterOn", { name: t(TILE_KEYS[state.query.bucket]) });
+    const names = [];
+    if (state.query.bucket) names.push(t(TILE_KEYS[state.query.bucket]));
+    if (state.query.recommendation === "remove") names.push(t("tileRecommended"));
+    if (names.length) {
+      $("filter-chip-text").textContent = t("filterOn", { name: names.join(" · ") });
       chip.hidden = false;
     } else {
       chip.hidden = true;
     }
+  }
+
+  // The policy in view: mode and thresholds as configured (the evaluation's head), not fixed text.
+  function policyLine(policy) {
+    const mode = policy.mode === "enforce" ? t("policyEnforce", { remove: policy.removeAfterDays })
+      : t("policyReport");
+    const parts = [mode, t("policyRecommend", { n: policy.recommendAfterDays }),
+      t("policyRemove", { n: policy.removeAfterDays })];
+    return t("policyTitle") + " " + parts.join(" · ");
+  }
+
+  const BUCKET_RANGES = { "90+": [91, Infinity], "61-90": [61, 90], "30-60": [30, 60] };
+
+  function tileHint(policy, which) {
+    if (which === "recommended") {
+      return policy.mode === "enforce" ? t("hintRecommendedEnforce", { n: policy.removeAfterDays })
+        : t("hintRecommendedReport");
+    }
+    const range = BUCKET_RANGES[which];
+    if (!range) return t("tileHintNew");
+    const [low, high] = range;
+    if (policy.mode === "enforce" && low > policy.removeAfterDays) {
+      return t("hintRemoved", { n: policy.removeAfterDays });
+    }
+    if (low > policy.recommendAfterDays) return t("hintRecommended", { n: policy.recommendAfterDays });
+    if (high > policy.recommendAfterDays) return t("hintRecommendedAfter", { n: policy.recommendAfterDays });
+    return t("hintIdle", { n: low });
+  }
+
+  // When a customer becomes a removal candidate if nobody signs in: the day inactiveForAtLeastDays
+  // exceeds removeAfterDays (shared.domain.rules.days_until_candidate).
+  function removalOutlook(row, policy, asOf) {
+    if (!policy) return "";
+    if (row.excluded) return t("outlookExcluded");
+    const days = Math.max(0, policy.removeAfterDays + 1 - row.inactiveForAtLeastDays);
+    const date = fmtDate(new Date(Date.parse(asOf) + days * 86400000).toISOString());
+    return policy.mode === "enforce" ? t("outlookEnforce", { date }) : t("outlookReport", { date });
   }
 
   function relationshipCell(row) {
@@ -289,6 +337,22 @@
     if (names.length > shown.length) roles.appendChild(el("span", { class: "more" }, " " + t("moreRoles", { n: names.length - shown.length })));
     cell.appendChild(roles);
     return cell;
+  }
+
+  // Days inactive as the store proves them (inactiveForAtLeastDays, counted from the latest of the last
+  // sign-in, the establishment and the start of the captured sign-in log), for every customer: a bare
+  // number when the last sign-in sets it, else what it is counted from; "N+" when the log's start does
+  // (the customer may have been idle longer than the log reaches back).
+  function inactivity(row, coverage) {
+    const n = fmtNumber(row.inactiveForAtLeastDays);
+    const from = coverage && coverage.from ? coverage.from : null;
+    const time = (v) => (v ? Date.parse(v) : -Infinity);
+    const last = time(row.lastSignInAt);
+    if (row.lastSignInAt && last >= time(row.establishedAt) && last >= time(from)) return { text: n, hint: "" };
+    if (row.establishedAt && time(row.establishedAt) >= time(from)) {
+      return { text: n, hint: t("inactiveSinceEstablished", { date: fmtDate(row.establishedAt) }) };
+    }
+    return { text: n + "+", hint: t("inactiveSinceCapture", { date: fmtDate(from) }) };
   }
 
   function renderRows() {
@@ -315,12 +379,9 @@
       const name = el("td", { class: "customer" },
         el("a", { href: "#/customers/" + encodeURIComponent(row.tenantId), class: "name" }, row.displayName || row.tenantId),
         el("div", { class: "tenant mono" }, row.tenantId));
-      const inactive = el("td", { class: "num" });
-      if (row.daysInactive !== null && row.daysInactive !== undefined) {
-        inactive.textContent = fmtNumber(row.daysInactive);
-      } else if (row.inactiveForAtLeastDays > 0) {
-        inactive.setAttribute("title", t("neverSignedIn", { n: row.inactiveForAtLeastDays }));
-      }
+      const proven = inactivity(row, page.coverage);
+      const inactive = el("td", { class: "num inactive" }, el("span", { class: "days" }, proven.text));
+      if (proven.hint) inactive.appendChild(el("div", { class: "sub" }, proven.hint));
       const recommendation = el("td", { class: "recommendation" });
       if (row.recommendation === "remove") {
         recommendation.appendChild(el("span", { class: "badge rec-remove" }, t("recRemove")));
@@ -652,8 +713,8 @@
       append(facts, [
         fact(t("relTypes"), row.relationshipTypes.join(" + ")),
         fact(t("colDaysActive"), fmtNumber(row.daysActive)),
-        fact(t("colDaysInactive"), row.daysInactive === null ? "" : fmtNumber(row.daysInactive)),
-        fact(t("inactiveAtLeast"), t("days", { n: fmtNumber(row.inactiveForAtLeastDays) })),
+        fact(t("colDaysInactive"), [inactivity(row, c.evaluation && c.evaluation.coverage)]
+          .map((p) => (p.hint ? p.text + " (" + p.hint + ")" : p.text))[0]),
         fact(t("colLastSignIn"), fmtDateTime(row.lastSignInAt)),
         fact(t("lastSignInKind"), row.lastSignInKind === "interactive" ? t("kindInteractive")
           : row.lastSignInKind === "nonInteractive" ? t("kindNonInteractive") : ""),
@@ -661,6 +722,7 @@
         fact(t("colSignIns"), t("signInsSplit", { n: fmtNumber(row.signInsLastDay),
           non: fmtNumber(row.nonInteractiveSignInsLastDay || 0) })),
         fact(t("colRecommendation"), row.recommendation === "remove" ? t("recRemove") : t("recNone")),
+        fact(t("outlookTitle"), removalOutlook(row, c.evaluation && c.evaluation.policy, c.evaluation && c.evaluation.asOf)),
       ]);
     }
 
@@ -811,11 +873,16 @@
     });
     for (const tile of document.querySelectorAll(".tile")) {
       tile.addEventListener("click", () => {
+        if (tile.dataset.recommendation) {
+          const value = tile.dataset.recommendation;
+          setQuery({ recommendation: state.query.recommendation === value ? null : value });
+          return;
+        }
         const bucket = tile.dataset.bucket;
         setQuery({ bucket: state.query.bucket === bucket ? null : bucket });
       });
     }
-    $("filter-clear").addEventListener("click", () => setQuery({ bucket: null }));
+    $("filter-clear").addEventListener("click", () => setQuery({ bucket: null, recommendation: null }));
     $("search").addEventListener("input", (event) => {
       window.clearTimeout(state.searchTimer);
       const value = event.target.value;
