@@ -72,7 +72,7 @@ param signinIngestSchedule string = '0 */15 * * * *'
 param evaluationSchedule string = '0 30 6 * * *'
 
 // ---------------------------------------------------------------------------------------------
-// Ingestion and policy (CONTRACTS.md section 6)
+// Ingestion and policy (README, Configuration)
 // ---------------------------------------------------------------------------------------------
 
 @description('SIGNIN_BACKFILL_DAYS: how far back the first ingestion reads; never more than the tenant\'s sign-in log retention.')

@@ -2,7 +2,7 @@
 // function app. The browser portal at "/" redirects to the Entra sign-in page; "/api/*" is
 // excluded from that redirect, so an unauthenticated API call reaches the app without an
 // X-MS-CLIENT-PRINCIPAL header and the app answers 401 (and 403 without the app role), as
-// CONTRACTS.md section 7 requires. Signed-in requests carry the principal on every path.
+// docs/definitions.md section 6 describes. Signed-in requests carry the principal on every path.
 
 @description('Name of the existing function app.')
 param functionAppName string

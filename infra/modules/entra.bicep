@@ -85,7 +85,7 @@ var grantedGraphRoles = concat([
   }
 ] : [])
 
-// The product's app roles (CONTRACTS.md section 7). Fixed ids: they must not change between
+// The product's app roles (docs/definitions.md section 6). Fixed ids: they must not change between
 // deployments, or every assignment would be orphaned.
 var relationshipsReadRoleId = '4f6d1c8e-2a55-4c2b-9e0e-6a3d6f1b7c01'
 var relationshipsRemoveRoleId = '9b2e7a44-53c1-4f0d-8d6a-1c5e2f8a9d02'

@@ -1,4 +1,4 @@
-"""The audit report's types (CONTRACTS section 5): one place for its shape.
+"""The audit report's types (docs/definitions.md section 3): one place for its shape.
 
 The report *is* JSON from the moment it is computed (the CLI prints it, the API serves it, a stored
 evaluation keeps it, the portal pages 10,000 rows of it from precomputed text), so its rows are typed

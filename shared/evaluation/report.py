@@ -1,4 +1,4 @@
-"""The report of CONTRACTS section 5 (:class:`shared.domain.report.Report`), computed from the store.
+"""The report of docs/definitions.md section 3 (:class:`shared.domain.report.Report`), computed from the store.
 
 The same computation backs ``python -m shared.cli audit``, ``GET /api/audit`` and the evaluation timer.
 """

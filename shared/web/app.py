@@ -1,4 +1,4 @@
-"""The HTTP API (CONTRACTS section 7) and the portal, as one ASGI app.
+"""The HTTP API (docs/definitions.md section 6) and the portal, as one ASGI app.
 
 The same app object runs in the function app (``functions/http_api.py`` hands every request to it
 through ``func.AsgiMiddleware``), under ``python -m shared.cli serve`` (uvicorn) and in tests
@@ -255,12 +255,12 @@ def register_audit_routes(app: FastAPI) -> None:
     @app.get(
         "/api/audit",
         tags=["audit"],
-        summary="The audit report (CONTRACTS section 5) of the latest evaluation",
+        summary="The audit report (docs/definitions.md section 3) of the latest evaluation",
         responses={
             200: {
                 "model": Report,
                 "content": {"text/csv": {}},
-                "description": "the report (JSON, CONTRACTS section 5) or CSV",
+                "description": "the report (JSON, docs/definitions.md section 3) or CSV",
             },
             **schemas.ERRORS,
         },

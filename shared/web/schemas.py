@@ -46,7 +46,7 @@ class Me(BaseModel):
 
 
 class CustomerRow(ReportRow):
-    """A customer row of the audit report (CONTRACTS section 5, :class:`shared.domain.report.ReportRow`)
+    """A customer row of the audit report (docs/definitions.md section 3, :class:`shared.domain.report.ReportRow`)
     with what the portal shows beside it."""
 
     relationshipTypes: list[str]
