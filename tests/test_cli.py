@@ -38,7 +38,9 @@ def test_audit_json_csv_and_table(env: dict[str, str], capsys: pytest.CaptureFix
 
     code, out, _ = run_main(["audit", "--as-of", "2026-11-21T00:00:00Z", "--format", "csv"], capsys)
     assert code == 0
-    rows = list(csv.DictReader(io.StringIO(out)))
+    assert out.startswith("\ufefftenantId,")  # Excel's UTF-8 mark, as the API's download has it
+    rows = list(csv.DictReader(io.StringIO(out.removeprefix("\ufeff"))))
+    assert any("Global Administrator" in r["roleNames"] for r in rows)  # names beside the role ids
     assert [r["tenantId"] for r in rows] == [c["tenantId"] for c in report["customers"]]
     assert rows[0]["bucket"] == "30-60" and rows[0]["daysInactive"] == ""
 

@@ -95,7 +95,7 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 async def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from shared.evaluation.audit import FutureAsOfError, audit
-    from shared.evaluation.formats import report_csv, report_table
+    from shared.evaluation.formats import CSV_BOM, report_csv, report_table
     from shared.services import Services
 
     async with Services(settings) as services:
@@ -107,7 +107,7 @@ async def _audit(settings: Settings, args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
     elif args.format == "csv":
-        sys.stdout.write(report_csv(report))
+        sys.stdout.write(CSV_BOM + report_csv(report))  # the same bytes as GET /api/audit?format=csv
     else:
         sys.stdout.write(report_table(report, limit=args.limit))
     return EXIT_OK

@@ -7,12 +7,18 @@ import io
 from typing import Any
 
 from shared.domain.report import Report
+from shared.domain.roles import role_name
+
+# Excel opens a CSV as UTF-8 only when it starts with a byte order mark: every CSV the product writes
+# (the API's downloads, `audit --format csv`) starts with one.
+CSV_BOM = "\ufeff"
 
 CSV_COLUMNS = [
     "tenantId",
     "displayName",
     "relationshipTypes",
     "roles",
+    "roleNames",
     "establishedAt",
     "daysActive",
     "lastSignInAt",
@@ -49,7 +55,12 @@ def report_csv(report: Report) -> str:
     for row in report["customers"]:
         types = sorted({r["type"] for r in row["relationships"]})
         roles = sorted({role for r in row["relationships"] for role in r["roles"]})
-        values = {**row, "relationshipTypes": "+".join(types), "roles": " ".join(roles)}
+        values = {
+            **row,
+            "relationshipTypes": "+".join(types),
+            "roles": " ".join(roles),
+            "roleNames": "; ".join(role_name(r) for r in roles),
+        }
         writer.writerow([csv_safe(values.get(c)) for c in CSV_COLUMNS])
     return buffer.getvalue()
 

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from fastapi import Query as FastApiQuery
 from fastapi.responses import JSONResponse, Response
 
+from shared.evaluation.formats import CSV_BOM
 from shared.platform.timeutil import iso, parse_iso
 from shared.services import Services
 from shared.web.auth import (
@@ -249,8 +250,8 @@ def json_response(content: Any, status: int = 200) -> Response:
 
 def csv_response(body: bytes, filename: str) -> Response:
     return Response(
-        b"\xef\xbb\xbf" + body,
-        media_type="text/csv; charset=utf-8",  # BOM: Excel reads UTF-8
+        CSV_BOM.encode("utf-8") + body,
+        media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
