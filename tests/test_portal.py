@@ -541,3 +541,40 @@ def test_serve_refuses_local_operator_on_a_public_host() -> None:
     )
     assert result.returncode == 2 and "loopback" in result.stderr
     assert time.monotonic() - started < 60
+
+
+def test_activity_page_lists_the_audit_trail_translated(page: Page, portal: Portal) -> None:
+    """The Activity page lists /api/actions newest first (who, what, when, why, result), filters by
+    customer, and shows actions and results in words, never as recorded ("removal.completed")."""
+    p = page.page
+    trail = portal.api("/api/actions?limit=100")["actions"]
+    assert trail, "the removals of the earlier test are in the trail"
+    p.goto(f"{portal.url}/#/activity")
+    p.wait_for_function(
+        "(n) => document.querySelectorAll('#trail-rows tbody tr').length === n",
+        arg=len(trail),
+        timeout=10_000,
+    )
+    cells = p.locator("#trail-rows tbody tr").first.locator("td").all_text_contents()
+    assert cells[1] == (trail[0]["tenantId"] or "") and cells[4] == (trail[0]["actor"] or "")
+    text = p.locator("#trail-rows").inner_text()
+    recorded = {a["action"] for a in trail} | {a["result"] for a in trail if a["result"]}
+    assert not [name for name in recorded if "." in name and name in text], recorded
+    assert "Removal: completed" in text or "Removal: queued" in text
+    shot(p, "activity.png")
+
+    tenant = next(a["tenantId"] for a in trail if a["tenantId"])
+    p.locator("#trail-customer").fill(tenant)
+    expected = len(portal.api(f"/api/actions?limit=100&tenantId={tenant}")["actions"])
+    p.wait_for_function(
+        "(x) => [...document.querySelectorAll('#trail-rows tbody tr')].length === x.n && "
+        "[...document.querySelectorAll('#trail-rows tbody tr td:nth-child(2)')].every(td => td.textContent === x.t)",
+        arg={"n": expected, "t": tenant},
+        timeout=10_000,
+    )
+    p.locator("#language").select_option("ja")
+    p.wait_for_function("() => document.querySelector('#trail-title').textContent === 'アクティビティ'")
+    p.wait_for_function("() => document.querySelector('#trail-rows thead').innerText.includes('日時')")
+    assert "削除: " in p.locator("#trail-rows tbody").inner_text()
+    shot(p, "activity-ja.png")
+    assert page.dialogs == [] and page.errors == []

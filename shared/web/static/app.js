@@ -25,6 +25,9 @@
     query: { bucket: null, recommendation: null, q: "", sort: DEFAULT_SORT, page: 1, pageSize: 50 },
     page: null,
     selection: new Map(),       // tenantId -> displayName, kept across pages
+    trail: [],                  // the audit trail shown on #/activity, newest first
+    trailSeq: 0,
+    trailTimer: null,
     removals: new Map(),        // removal id -> removal (with displayName)
     pollTimer: null,
     refreshTimer: null,
@@ -776,10 +779,7 @@
     } else if (!c.actions.length) {
       actions.appendChild(el("p", { class: "muted" }, t("noActions")));
     } else {
-      actions.appendChild(table([t("actionAt"), t("actionWhat"), t("actionStatus"), t("actionBy"), t("actionReason")],
-        c.actions.map((a) => [el("td", { class: "nowrap" }, fmtDateTime(a.at)),
-          [a.action, a.relationshipType, a.detail].filter(Boolean).join(" · "), a.result || "", a.actor || "",
-          a.reason || ""])));
+      actions.appendChild(actionsTable(c.actions, false));
     }
     if (window.DAM_GDAP) window.DAM_GDAP.customerRendered(c);
   }
@@ -844,13 +844,81 @@
     host.appendChild(legend);
   }
 
+  // --- the audit trail (#/activity) ------------------------------------------------------------
+  // An action's name is "<subject>.<verb>" (removal.completed, gdap.terminate, notification.customer-removal):
+  // both parts are translated where the portal knows them, and shown as recorded otherwise.
+  function actionLabel(name) {
+    const [subject, ...rest] = String(name || "").split(".");
+    const verb = rest.join(".");
+    const s = t("actSubject_" + subject), v = t("actVerb_" + verb);
+    const known = (text, key) => (text === key ? null : text);
+    const subjectText = known(s, "actSubject_" + subject) || subject;
+    const verbText = known(v, "actVerb_" + verb) || verb;
+    return verb ? subjectText + ": " + verbText : subjectText;
+  }
+
+  function resultLabel(result) {
+    if (!result) return "";
+    const text = t("actResult_" + result);
+    return text === "actResult_" + result ? result : text;
+  }
+
+  function actionsTable(actions, withCustomer) {
+    const headers = [t("actionAt"), ...(withCustomer ? [t("colCustomer")] : []), t("actionWhat"),
+      t("actionStatus"), t("actionBy"), t("actionReason")];
+    return table(headers, actions.map((a) => [
+      el("td", { class: "nowrap" }, fmtDateTime(a.at)),
+      ...(withCustomer ? [a.tenantId ? el("td", null, el("a", { href: "#/customers/" + encodeURIComponent(a.tenantId),
+        class: "mono" }, a.tenantId)) : el("td", null, "")] : []),
+      [actionLabel(a.action), a.relationshipType, a.detail].filter(Boolean).join(" · "),
+      el("td", { class: "result result-" + (a.result || "none") }, resultLabel(a.result)),
+      a.actor || "",
+      a.reason || ""]), "trail-table");
+  }
+
+  function renderTrail() {
+    const host = clear($("trail-rows"));
+    host.appendChild(state.trail.length ? actionsTable(state.trail, true) : el("p", { class: "muted" }, t("noActions")));
+  }
+
+  async function showTrail(more) {
+    $("dashboard").hidden = true;
+    $("gdap").hidden = true;
+    $("customer").hidden = true;
+    $("trail").hidden = false;
+    const host = $("trail-rows");
+    const seq = ++state.trailSeq;
+    const customer = $("trail-customer").value.trim();
+    const params = new URLSearchParams({ limit: "100" });
+    if (/^[0-9a-f-]{36}$/i.test(customer)) params.set("tenantId", customer);
+    if (more && state.trail.length) params.set("until", state.trail[state.trail.length - 1].at);
+    try {
+      const result = await api("/api/actions?" + params.toString());
+      if (seq !== state.trailSeq) return;
+      const fresh = result.body.actions.filter((a) => !state.trail.some((b) => b.id === a.id));
+      state.trail = more ? state.trail.concat(fresh) : result.body.actions;
+      renderTrail();
+      $("trail-more").hidden = result.body.count < 100 || (more && !fresh.length);
+    } catch (failure) {
+      if (seq !== state.trailSeq) return;
+      clear(host).appendChild(el("p", { class: "error" }, t("error", { message: failure.message })));
+    }
+  }
+
   // --- routing and wiring -----------------------------------------------------------------------
   function route() {
     const match = /^#\/customers\/([^/?#]+)$/.exec(window.location.hash);
     if (match) {
+      $("trail").hidden = true;
       showCustomer(decodeURIComponent(match[1]));
       return;
     }
+    if (window.location.hash === "#/activity") {
+      state.trail = [];
+      showTrail(false);
+      return;
+    }
+    $("trail").hidden = true;
     const gdap = window.DAM_GDAP;  // gdap.js: the GDAP lifecycle view (#/gdap)
     if (gdap && gdap.route(window.location.hash)) return;
     $("gdap").hidden = true;
@@ -869,6 +937,7 @@
       renderRemovalStatus();
       loadTrend();
       if (!$("customer").hidden) route();
+      if (!$("trail").hidden) renderTrail();
       if (window.DAM_GDAP) window.DAM_GDAP.languageChanged();
     });
     for (const tile of document.querySelectorAll(".tile")) {
@@ -951,6 +1020,11 @@
     $("next").addEventListener("click", () => setQuery({ page: state.query.page + 1 }));
     $("refresh").addEventListener("click", refreshNow);
     window.addEventListener("hashchange", route);
+    $("trail-more").addEventListener("click", () => showTrail(true));
+    $("trail-customer").addEventListener("input", () => {
+      window.clearTimeout(state.trailTimer);
+      state.trailTimer = window.setTimeout(() => { state.trail = []; showTrail(false); }, 250);
+    });
     let resizeTimer = null;
     window.addEventListener("resize", () => {
       window.clearTimeout(resizeTimer);

@@ -91,6 +91,7 @@
     if (WINDOWS.indexOf(within) >= 0) g.within = within;
     $("dashboard").hidden = true;
     $("customer").hidden = true;
+    $("trail").hidden = true;
     $("gdap").hidden = false;
     showView(params.get("section"));
     return true;
