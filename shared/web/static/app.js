@@ -76,14 +76,18 @@
   }
 
   // --- language ----------------------------------------------------------------------------------
+  const SINGULAR = /(?<![\d.,])(1) (day|customer|relationship|role|removal|agent|sign-in|request|assignment)s\b/g;
+
   function t(key, values) {
     const table = I18N[state.lang] || I18N.en;
     let text = table[key] !== undefined ? table[key] : (I18N.en[key] !== undefined ? I18N.en[key] : key);
     for (const [name, value] of Object.entries(values || {})) {
       text = text.split("{" + name + "}").join(String(value));
     }
-    return text;
+    // English counts of one are singular ("1 day", "1 customer"); Japanese has no plural.
+    return values && state.lang !== "ja" ? text.replace(SINGULAR, "$1 $2") : text;
   }
+
 
   function chooseLanguage() {
     const saved = safeStorage("get", "dam.lang");
