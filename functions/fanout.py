@@ -13,6 +13,7 @@ import logging
 
 import azure.functions as func
 
+from functions.queue_triggers import register_poison_trigger
 from shared.evaluation.fanout import handle_shard_message, handle_shard_poison
 from shared.runtime import get_services
 
@@ -35,9 +36,11 @@ async def evaluation_shard(msg: func.QueueMessage) -> None:
     )
 
 
-@bp.function_name("evaluation_shard_poison")
-@bp.queue_trigger(arg_name="msg", queue_name="evaluation-shards-poison", connection="AzureWebJobsStorage")
-async def evaluation_shard_poison(msg: func.QueueMessage) -> None:
-    services = await get_services()
-    await handle_shard_poison(services, msg.get_body())
-    log.error("evaluation shard message %s was set aside after repeated failures", msg.id)
+register_poison_trigger(
+    bp,
+    "evaluation_shard_poison",
+    "evaluation-shards-poison",
+    handle_shard_poison,
+    "evaluation shard message",
+    log,
+)
