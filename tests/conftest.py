@@ -6,8 +6,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,19 @@ def registered_functions() -> dict[str, Any]:
     from function_app import app
 
     return {f.get_function_name(): f for f in app.get_functions()}
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m shared.cli *args`` as a real process from the repository root, with ``env`` (this
+    process's environment when None); its output captured as text, at most two minutes."""
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args],
+        cwd=ROOT,
+        env=dict(os.environ if env is None else env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def load_example() -> dict[str, Any]:
