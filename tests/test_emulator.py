@@ -9,7 +9,6 @@ import asyncio
 import copy
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
+from tools.emulator.generate import command as generate_command
 from tools.emulator.testing import EXAMPLE_SCENARIO, REPO_ROOT, RunningEmulator, start_emulator
 
 LIFECYCLE = Path(__file__).parent / "scenarios" / "emulator_lifecycle.json"
@@ -1282,21 +1282,9 @@ def generate(tmp: Path, name: str, *extra: str) -> Path:
     out = tmp / name
     subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "tools.emulator.generate",
-            "--customers",
-            "400",
-            "--signins",
-            "40000",
-            "--days",
-            "90",
-            "--seed",
-            "11",
-            "--now",
-            "2026-11-21T00:00:00Z",
-            "--out",
-            str(out),
+            *generate_command(
+                customers=400, signins=40000, days=90, seed=11, now="2026-11-21T00:00:00Z", out=out
+            ),
             *extra,
         ],
         cwd=REPO_ROOT,

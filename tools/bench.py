@@ -48,7 +48,9 @@ import httpx
 
 from shared.platform.sharding import SHARDS
 from tools.azurite import ROOT, RunningAzurite, free_port, start_azurite
+from tools.emulator.generate import command as generate_command
 from tools.emulator.testing import RunningEmulator, start_emulator
+from tools.product import local_serve_command
 
 AS_OF = "2026-11-21T00:00:00Z"
 DAYS = 30  # sign-ins spread over the 30 days the default backfill reads
@@ -244,19 +246,7 @@ def ratio(product: float, floor: float) -> float | None:
 def measure_api(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefix: str) -> dict[str, Any]:
     """The product's HTTP API (``shared.cli serve``, uvicorn) against a floor server of equal answers."""
     port, floor_port = free_port(), free_port()
-    product_cmd = [
-        sys.executable,
-        "-m",
-        "shared.cli",
-        "--emulator",
-        emulator.url,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--local-operator",
-    ]
+    product_cmd = local_serve_command(emulator.url, port)
     floor_cmd = [sys.executable, "-m", "tools.bench_floor", "serve", "--port", str(floor_port)]
     env = {"AzureWebJobsStorage": storage, "STORAGE_PREFIX": prefix, "EMULATOR_URL": emulator.url}
     base, floor_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
@@ -359,22 +349,16 @@ def measure_fanout(spec: EstateSpec, storage: str, emulator: RunningEmulator, pr
 
 def generate(customers: int, sign_ins: int, seed: int, scenario: Path) -> None:
     """A generated estate (``tools.emulator.generate``) over DAYS days up to AS_OF, mostly non-interactive."""
-    options = {
-        "--customers": customers,
-        "--signins": sign_ins,
-        "--days": DAYS,
-        "--seed": seed,
-        "--now": AS_OF,
-        "--retention-days": DAYS,
-        "--noninteractive-per-interactive": NONINTERACTIVE_PER_INTERACTIVE,
-        "--out": scenario,
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "tools.emulator.generate",
-        *(str(x) for kv in options.items() for x in kv),
-    ]
+    command = generate_command(
+        customers=customers,
+        signins=sign_ins,
+        days=DAYS,
+        seed=seed,
+        now=AS_OF,
+        retention_days=DAYS,
+        noninteractive_per_interactive=NONINTERACTIVE_PER_INTERACTIVE,
+        out=scenario,
+    )
     subprocess.run(command, cwd=ROOT, check=True)
 
 

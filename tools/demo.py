@@ -22,6 +22,8 @@ from typing import Any
 
 from shared.evaluation.formats import pad
 from tools.azurite import start_azurite
+from tools.emulator.generate import command as generate_command
+from tools.product import cli_command, local_serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -32,9 +34,7 @@ def banner(text: str) -> None:
 
 
 def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args], cwd=ROOT, env=env, text=True, capture_output=True
-    )
+    result = subprocess.run(cli_command(*args), cwd=ROOT, env=env, text=True, capture_output=True)
     if result.stderr:
         sys.stderr.write(result.stderr)
     if check and result.returncode != 0:
@@ -50,25 +50,9 @@ def main() -> int:
     estate = DEMO / "estate.json"
     banner("1. Generating a partner estate: 300 customers, 90 days of sign-ins")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.emulator.generate",
-            "--customers",
-            "300",
-            "--signins",
-            "20000",
-            "--days",
-            "90",
-            "--retention-days",
-            "120",
-            "--seed",
-            "42",
-            "--now",
-            now,
-            "--out",
-            str(estate),
-        ],
+        generate_command(
+            customers=300, signins=20000, days=90, retention_days=120, seed=42, now=now, out=estate
+        ),
         cwd=ROOT,
         check=True,
     )
@@ -138,23 +122,7 @@ def main() -> int:
 
         if os.environ.get("DEMO_SERVE", "1") != "0":
             banner("5. Portal on http://127.0.0.1:7071 (local operator with both roles). Ctrl-C to stop")
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "shared.cli",
-                    "--emulator",
-                    emulator.url,
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "7071",
-                    "--local-operator",
-                ],
-                cwd=ROOT,
-                env=env,
-            )
+            server = subprocess.Popen(local_serve_command(emulator.url, 7071), cwd=ROOT, env=env)
             try:
                 server.wait()
             except KeyboardInterrupt:
