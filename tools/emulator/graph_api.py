@@ -220,45 +220,52 @@ async def create_request(request: web.Request, m: dict[str, str]) -> web.StreamR
     return _entity(request, ctx, req.wire(), 201, {"Location": _rel_url(request, rel, "requests", req.id)})
 
 
+def _part_context(m: dict[str, str], part: str) -> str:
+    """The @odata.context of one relationship's ``requests``, ``operations`` or ``accessAssignments``."""
+    return f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/{part}"
+
+
+def _requests_context(m: dict[str, str]) -> str:
+    return _part_context(m, "requests")
+
+
+def _operations_context(m: dict[str, str]) -> str:
+    return _part_context(m, "operations")
+
+
+def _aa_context(m: dict[str, str]) -> str:
+    return _part_context(m, "accessAssignments")
+
+
+def _part_page(request: web.Request, context: str, items: list[dict[str, Any]]) -> web.StreamResponse:
+    """One page of a relationship's requests, operations or access assignments (offset paging)."""
+    page, link = offset_page(request, query_params(request), items, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
+    return collection(request, context, page, link)
+
+
 async def list_requests(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
-    e = estate(request)
-    reqs = [r.wire() for r in e.list_requests(m["rid"])]
-    page, link = offset_page(request, query_params(request), reqs, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
-    return collection(
-        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests", page, link
-    )
+    reqs = [r.wire() for r in estate(request).list_requests(m["rid"])]
+    return _part_page(request, _requests_context(m), reqs)
 
 
 async def get_request(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     req = estate(request).get_request(m["rid"], m["sub"])
-    return _entity(
-        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests", req.wire()
-    )
+    return _entity(request, _requests_context(m), req.wire())
 
 
 async def list_operations(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     ops = [o.wire() for o in estate(request).list_operations(m["rid"])]
-    page, link = offset_page(request, query_params(request), ops, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
-    return collection(
-        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations", page, link
-    )
+    return _part_page(request, _operations_context(m), ops)
 
 
 async def get_operation(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     op = estate(request).get_operation(m["rid"], m["sub"])
-    return _entity(
-        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations", op.wire()
-    )
-
-
-def _aa_context(m: dict[str, str]) -> str:
-    return f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/accessAssignments"
+    return _entity(request, _operations_context(m), op.wire())
 
 
 async def list_assignments(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     items = [a.wire() for a in estate(request).list_assignments(m["rid"])]
-    page, link = offset_page(request, query_params(request), items, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
-    return collection(request, _aa_context(m), page, link)
+    return _part_page(request, _aa_context(m), items)
 
 
 async def get_assignment(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
@@ -450,8 +457,8 @@ SIGNIN_HANDLERS: set[Handler] = {list_signins, get_signin}
 GRAPH_LISTS: dict[Handler, Callable[[dict[str, str]], str]] = {
     list_signins: lambda m: "auditLogs/signIns",
     list_relationships: lambda m: "tenantRelationships/delegatedAdminRelationships",
-    list_requests: lambda m: f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests",
-    list_operations: lambda m: f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations",
+    list_requests: _requests_context,
+    list_operations: _operations_context,
     list_assignments: _aa_context,
     list_dac: lambda m: "tenantRelationships/delegatedAdminCustomers",
     list_contracts: lambda m: "contracts",
