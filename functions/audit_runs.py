@@ -8,20 +8,20 @@ import logging
 
 import azure.functions as func
 
-from functions.queue_triggers import register_poison_trigger
+from functions.queue_triggers import register_poison_trigger, register_queue_trigger
 from shared.evaluation.audit_runs import handle_audit_run_message, handle_audit_run_poison
-from shared.runtime import get_services
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-@bp.function_name("audit_runs")
-@bp.queue_trigger(arg_name="msg", queue_name="audit-runs", connection="AzureWebJobsStorage")
-async def audit_runs(msg: func.QueueMessage) -> None:
-    services = await get_services()
-    status = await handle_audit_run_message(services, msg.get_body())
-    log.info("audit run message %s: %s", msg.id, status)
+register_queue_trigger(
+    bp,
+    "audit_runs",
+    "audit-runs",
+    lambda services, msg: handle_audit_run_message(services, msg.get_body()),
+    lambda msg, status: log.info("audit run message %s: %s", msg.id, status),
+)
 
 
 register_poison_trigger(

@@ -1,11 +1,13 @@
-"""The queue triggers every area registers alike: a work queue whose busy work is deferred
-(:func:`shared.platform.queues.handle_or_defer`), and a poison queue whose messages are handed to the
-area's handler and logged as set aside. Each area names its functions, queues and handlers."""
+"""The queue triggers every area registers alike: one message handed to the area's handler with the
+process's services, and the outcome logged. Work queues whose busy work is deferred
+(:func:`shared.platform.queues.handle_or_defer`) and poison queues (messages set aside) are two kinds
+of it. Each area names its functions, queues, handlers and log lines."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import azure.functions as func
 
@@ -15,8 +17,25 @@ from shared.services import Services
 
 CONNECTION = "AzureWebJobsStorage"
 
+Outcome = TypeVar("Outcome")
 MessageHandler = Callable[..., Awaitable[str]]  # (services, body, *, message_id, dequeue_count) -> status
 PoisonHandler = Callable[[Services, bytes], Awaitable[None]]
+
+
+def register_queue_trigger(
+    bp: func.Blueprint,
+    name: str,
+    queue_name: str,
+    handle: Callable[[Services, func.QueueMessage], Awaitable[Outcome]],
+    report: Callable[[func.QueueMessage, Outcome], None],
+) -> None:
+    """``name`` on ``queue_name``: ``handle`` each message, then ``report`` what came of it."""
+
+    @bp.function_name(name)
+    @bp.queue_trigger(arg_name="msg", queue_name=queue_name, connection=CONNECTION)
+    async def trigger(msg: func.QueueMessage) -> None:
+        services = await get_services()
+        report(msg, await handle(services, msg))
 
 
 def register_deferring_trigger(
@@ -24,11 +43,8 @@ def register_deferring_trigger(
 ) -> None:
     """``name`` on ``queue_name``: ``handle`` each message, or defer it when it is busy or must wait."""
 
-    @bp.function_name(name)
-    @bp.queue_trigger(arg_name="msg", queue_name=queue_name, connection=CONNECTION)
-    async def trigger(msg: func.QueueMessage) -> None:
-        services = await get_services()
-        status = await handle_or_defer(
+    def handle_or_defer_message(services: Services, msg: func.QueueMessage) -> Awaitable[str]:
+        return handle_or_defer(
             services.storage,
             queue_name,
             msg.get_body(),
@@ -37,7 +53,11 @@ def register_deferring_trigger(
                 services, msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1
             ),
         )
+
+    def report(msg: func.QueueMessage, status: str) -> None:
         log.info("%s %s: %s", what, msg.id, status)
+
+    register_queue_trigger(bp, name, queue_name, handle_or_defer_message, report)
 
 
 def register_poison_trigger(
@@ -45,9 +65,9 @@ def register_poison_trigger(
 ) -> None:
     """``name`` on ``queue_name`` (a ``-poison`` queue): ``handle`` each message and log it as set aside."""
 
-    @bp.function_name(name)
-    @bp.queue_trigger(arg_name="msg", queue_name=queue_name, connection=CONNECTION)
-    async def poison(msg: func.QueueMessage) -> None:
-        services = await get_services()
-        await handle(services, msg.get_body())
+    def report(msg: func.QueueMessage, _: None) -> None:
         log.error("%s %s was set aside after repeated failures", what, msg.id)
+
+    register_queue_trigger(
+        bp, name, queue_name, lambda services, msg: handle(services, msg.get_body()), report
+    )
