@@ -72,6 +72,13 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Comp
     )
 
 
+def figures_name(request: pytest.FixtureRequest, suite: str) -> str:
+    """The name a reliability suite's figures are recorded under: ``<suite>-soak`` when this run
+    selects the soak tests (``-m soak``; ``not soak`` does not count), ``suite`` otherwise."""
+    soak = "soak" in (request.config.getoption("markexpr") or "").replace("not soak", "")
+    return f"{suite}-soak" if soak else suite
+
+
 def load_example() -> dict[str, Any]:
     return json.loads(EXAMPLE_SCENARIO.read_text(encoding="utf-8"))
 

@@ -32,7 +32,7 @@ from shared.platform.settings import Settings
 from shared.platform.timeutil import parse_iso
 from shared.removals.worker import drain_removals
 from shared.services import Services
-from tests.conftest import TEST_PACE, load_example, run_cli, settings_with
+from tests.conftest import TEST_PACE, figures_name, load_example, run_cli, settings_with
 from tests.test_enforcement import ENFORCE, LAMNA, NORTHWIND, PROSEWARE, WINGTIP, estate, gdap_ids
 from tools import chaos
 
@@ -111,9 +111,8 @@ def tally(
 def write_figures(request: pytest.FixtureRequest) -> Any:
     yield
     if FIGURES["runs"]:
-        soak = "soak" in (request.config.getoption("markexpr") or "").replace("not soak", "")
         chaos.record(
-            "faults-soak" if soak else "faults",
+            figures_name(request, "faults"),
             {
                 **{k: v for k, v in FIGURES.items() if k != "faultsServed"},
                 "faultsServed": dict(sorted(FIGURES["faultsServed"].items())),
