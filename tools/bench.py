@@ -588,6 +588,11 @@ def measure_pace(spec: PaceSpec, work: Path) -> dict[str, Any]:
     }
 
 
+def judged(unit: str, product: float, floor: float, ratio: float | None, passed: bool) -> dict[str, Any]:
+    """A measured target: the product's and the floor's figure in one ``unit`` format, their ratio, pass."""
+    return {"value": unit.format(product), "floor": unit.format(floor), "ratio": ratio, "passed": passed}
+
+
 def judge(
     estates: list[dict[str, Any]], quick: bool, pace: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -606,38 +611,23 @@ def judge(
         }
         if quick or small is None or large is None:
             entry["note"] = "judged on the full run only"
-        elif key in ("ingestion", "ingestionMixed"):
-            ing = (small if key == "ingestion" else large)["ingestion"]
-            entry.update(
-                value=f"{ing['product']['seconds']:.2f} s",
-                floor=f"{ing['floor']['seconds']:.2f} s",
-                ratio=ing["ratio"],
-                passed=ing["ratio"] is not None and ing["ratio"] <= 1.0,
+        elif key in ("ingestion", "ingestionMixed", "evaluation"):
+            section = "evaluation" if key == "evaluation" else "ingestion"
+            timed = (small if key == "ingestion" else large)[section]
+            product, floor = timed["product"]["seconds"], timed["floor"]["seconds"]
+            passed = (
+                product < 20 if key == "evaluation" else timed["ratio"] is not None and timed["ratio"] <= 1.0
             )
-        elif key == "evaluation":
-            ev = large["evaluation"]
-            entry.update(
-                value=f"{ev['product']['seconds']:.2f} s",
-                floor=f"{ev['floor']['seconds']:.2f} s",
-                ratio=ev["ratio"],
-                passed=ev["product"]["seconds"] < 20,
-            )
+            entry.update(judged("{:.2f} s", product, floor, timed["ratio"], passed))
         elif key == "api":
             api = large["api"]
             entry.update(
-                value=f"{api['p95Ms']:.1f} ms",
-                floor=f"{api['floorP95Ms']:.1f} ms",
-                ratio=api["ratioP95"],
-                passed=api["p95Ms"] < 150,
+                judged("{:.1f} ms", api["p95Ms"], api["floorP95Ms"], api["ratioP95"], api["p95Ms"] < 150)
             )
         elif key == "memory":
             mem = large["memory"]
-            entry.update(
-                value=f"{mem['ingestMaxRssMb']:.0f} MB",
-                floor=f"{mem['floorMaxRssMb']:.0f} MB",
-                ratio=mem["ratio"],
-                passed=mem["ingestMaxRssMb"] < 400,
-            )
+            rss = mem["ingestMaxRssMb"]
+            entry.update(judged("{:.0f} MB", rss, mem["floorMaxRssMb"], mem["ratio"], rss < 400))
         elif key == "pace":
             if pace is None:
                 entry["note"] = "not measured"
