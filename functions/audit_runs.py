@@ -8,7 +8,7 @@ import logging
 
 import azure.functions as func
 
-from functions.queue_triggers import register_poison_trigger, register_queue_trigger
+from functions.triggers import register_poison_trigger, register_queue_trigger
 from shared.evaluation.audit_runs import handle_audit_run_message, handle_audit_run_poison
 
 bp = func.Blueprint()

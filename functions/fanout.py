@@ -14,7 +14,7 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.queue_triggers import register_poison_trigger, register_queue_trigger
+from functions.triggers import register_poison_trigger, register_queue_trigger
 from shared.evaluation.fanout import handle_shard_message, handle_shard_poison
 
 bp = func.Blueprint()

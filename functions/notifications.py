@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from functions.queue_triggers import register_deferring_trigger, register_poison_trigger
+from functions.triggers import register_deferring_trigger, register_poison_trigger
 from shared.notifications.worker import (
     NOTIFICATIONS_QUEUE,
     handle_notification_message,

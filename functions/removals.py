@@ -12,7 +12,7 @@ import logging
 
 import azure.functions as func
 
-from functions.queue_triggers import register_deferring_trigger, register_poison_trigger
+from functions.triggers import register_deferring_trigger, register_poison_trigger
 from shared.removals.worker import REMOVALS_QUEUE, handle_removal_message, handle_removal_poison
 
 bp = func.Blueprint()

@@ -1,7 +1,8 @@
-"""The queue triggers every area registers alike: one message handed to the area's handler with the
-process's services, and the outcome logged. Work queues whose busy work is deferred
+"""The triggers every area registers alike. A timer runs the area's work with the process's services on
+a schedule its setting names. A queue trigger hands one message to the area's handler with the
+services and logs the outcome; work queues whose busy work is deferred
 (:func:`shared.platform.queues.handle_or_defer`) and poison queues (messages set aside) are two kinds
-of it. Each area names its functions, queues, handlers and log lines."""
+of it. Each area names its functions, schedules, queues, handlers and log lines."""
 
 from __future__ import annotations
 
@@ -20,6 +21,19 @@ CONNECTION = "AzureWebJobsStorage"
 Outcome = TypeVar("Outcome")
 MessageHandler = Callable[..., Awaitable[str]]  # (services, body, *, message_id, dequeue_count) -> status
 PoisonHandler = Callable[[Services, bytes], Awaitable[None]]
+
+
+def register_timer_trigger(
+    bp: func.Blueprint, name: str, schedule_setting: str, run: Callable[[Services], Awaitable[None]]
+) -> None:
+    """``name`` on the schedule the setting ``schedule_setting`` holds (not run on start-up): ``run``."""
+
+    @bp.function_name(name)
+    @bp.timer_trigger(
+        arg_name="timer", schedule=f"%{schedule_setting}%", run_on_startup=False, use_monitor=True
+    )
+    async def trigger(timer: func.TimerRequest) -> None:
+        await run(await get_services())
 
 
 def register_queue_trigger(
