@@ -145,6 +145,11 @@ def log(message: str) -> None:
 # --- processes -------------------------------------------------------------------------------------
 
 
+def store_args(storage: str, emulator_url: str, prefix: str) -> list[str]:
+    """The options a bench worker or floor step reads its store and estate from, as of AS_OF."""
+    return ["--storage", storage, "--emulator", emulator_url, "--prefix", prefix, "--as-of", AS_OF]
+
+
 def python_step(
     module: str, *args: str, profile: Path | None = None, timeout: float = 1800
 ) -> dict[str, Any]:
@@ -304,7 +309,7 @@ def measure_api(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefi
 
 def measure_fanout(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefix: str) -> dict[str, Any]:
     """The sharded evaluation: the timer's fan-out, then ``fanout_workers`` queue-worker processes."""
-    common = ["--storage", storage, "--emulator", emulator.url, "--prefix", prefix, "--as-of", AS_OF]
+    common = store_args(storage, emulator.url, prefix)
     started_at = time.time()
     start = python_step("tools.bench_worker", "fanout", *common)
     idle = "0.3" if spec.fanout_workers == 1 else "1.5"  # one worker: nobody else can add messages
@@ -397,29 +402,11 @@ def run_estate(spec: EstateSpec, work: Path, profile: bool) -> dict[str, Any]:
         # The floor writes every sign-in: its own Azurite, so the product's store stays as in Azure.
         log(f"{spec.name}: ingestion floor (httpx paging, raw 100-entity transactions)")
         floor_ingest = python_step(
-            "tools.bench_floor",
-            "ingest",
-            "--storage",
-            floor_azurite.connection_string,
-            "--emulator",
-            emulator.url,
-            "--prefix",
-            "floor",
-            "--as-of",
-            AS_OF,
+            "tools.bench_floor", "ingest", *store_args(floor_azurite.connection_string, emulator.url, "floor")
         )
         floor_azurite.stop()
         floor_azurite = None
-        common = [
-            "--storage",
-            azurite.connection_string,
-            "--emulator",
-            emulator.url,
-            "--prefix",
-            "bench",
-            "--as-of",
-            AS_OF,
-        ]
+        common = store_args(azurite.connection_string, emulator.url, "bench")
         log(f"{spec.name}: relationship sync")
         sync = python_step("tools.bench_worker", "sync", *common, profile=prof("sync"))
         log(f"{spec.name}: ingestion")
@@ -527,16 +514,7 @@ def measure_pace(spec: PaceSpec, work: Path) -> dict[str, Any]:
         azurite_future = pool.submit(start_azurite, in_memory=True)
         emulator, azurite = emulator_future.result(), azurite_future.result()
     try:
-        common = [
-            "--storage",
-            azurite.connection_string,
-            "--emulator",
-            emulator.url,
-            "--prefix",
-            "pace",
-            "--as-of",
-            AS_OF,
-        ]
+        common = store_args(azurite.connection_string, emulator.url, "pace")
         python_step("tools.bench_worker", "sync", *common)
         pace = f"{spec.requests}/{spec.window_seconds}s"
         ingest = python_step(
