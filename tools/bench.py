@@ -367,6 +367,17 @@ def generate(customers: int, sign_ins: int, seed: int, scenario: Path) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
+def ingest_figures(step: dict[str, Any], entities_written: Any, **more: Any) -> dict[str, Any]:
+    """An ingestion step's (the product's or the floor's) time, rate, entities written, ``more``, peak memory."""
+    return {
+        "seconds": round(step["seconds"], 3),
+        "signInsPerSecond": round(step["signIns"] / step["seconds"]),
+        "entitiesWritten": entities_written,
+        **more,
+        "maxRssMb": round(step["maxRssMb"], 1),
+    }
+
+
 def run_estate(spec: EstateSpec, work: Path, profile: bool) -> dict[str, Any]:
     scenario = work / f"estate-{spec.name}.json"
     log(f"{spec.name}: generating {spec.customers} customers, {spec.sign_ins} sign-ins")
@@ -442,19 +453,11 @@ def run_estate(spec: EstateSpec, work: Path, profile: bool) -> dict[str, Any]:
     }
     result["signInsIngested"] = ingest["signIns"]
     result["ingestion"] = {
-        "product": {
-            "seconds": round(ingest["seconds"], 3),
-            "signInsPerSecond": round(ingest["signIns"] / ingest["seconds"]),
-            "entitiesWritten": ingest["entities"],
-            "slices": ingest["slices"],
-            "maxRssMb": round(ingest["maxRssMb"], 1),
-        },
+        "product": ingest_figures(ingest, ingest["entities"], slices=ingest["slices"]),
         "floor": {
-            "seconds": round(floor_ingest["seconds"], 3),
-            "signInsPerSecond": round(floor_ingest["signIns"] / floor_ingest["seconds"]),
-            "entitiesWritten": floor_ingest["entitiesWritten"],
-            "transactions": floor_ingest["transactions"],
-            "maxRssMb": round(floor_ingest["maxRssMb"], 1),
+            **ingest_figures(
+                floor_ingest, floor_ingest["entitiesWritten"], transactions=floor_ingest["transactions"]
+            ),
             "signIns": floor_ingest["signIns"],
             "signInsByKind": floor_ingest["signInsByKind"],
             "pages": floor_ingest["pages"],
