@@ -8,24 +8,22 @@ import logging
 
 import azure.functions as func
 
+from functions.triggers import register_poison_trigger, register_queue_trigger
 from shared.evaluation.audit_runs import handle_audit_run_message, handle_audit_run_poison
-from shared.runtime import get_services
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-@bp.function_name("audit_runs")
-@bp.queue_trigger(arg_name="msg", queue_name="audit-runs", connection="AzureWebJobsStorage")
-async def audit_runs(msg: func.QueueMessage) -> None:
-    services = await get_services()
-    status = await handle_audit_run_message(services, msg.get_body())
-    log.info("audit run message %s: %s", msg.id, status)
+register_queue_trigger(
+    bp,
+    "audit_runs",
+    "audit-runs",
+    lambda services, msg: handle_audit_run_message(services, msg.get_body()),
+    lambda msg, status: log.info("audit run message %s: %s", msg.id, status),
+)
 
 
-@bp.function_name("audit_runs_poison")
-@bp.queue_trigger(arg_name="msg", queue_name="audit-runs-poison", connection="AzureWebJobsStorage")
-async def audit_runs_poison(msg: func.QueueMessage) -> None:
-    services = await get_services()
-    await handle_audit_run_poison(services, msg.get_body())
-    log.error("audit run message %s was set aside after repeated failures", msg.id)
+register_poison_trigger(
+    bp, "audit_runs_poison", "audit-runs-poison", handle_audit_run_poison, "audit run message", log
+)

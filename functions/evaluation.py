@@ -6,18 +6,16 @@ import logging
 
 import azure.functions as func
 
+from functions.triggers import register_timer_trigger
 from shared.evaluation.fanout import should_fan_out, start_sharded_evaluation
 from shared.evaluation.run import run_evaluation
-from shared.runtime import get_services
+from shared.services import Services
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-@bp.function_name("evaluation")
-@bp.timer_trigger(arg_name="timer", schedule="%EVALUATION_SCHEDULE%", run_on_startup=False, use_monitor=True)
-async def evaluation(timer: func.TimerRequest) -> None:
-    services = await get_services()
+async def evaluation(services: Services) -> None:
     if await should_fan_out(services):  # a large estate: one queue message per customer shard
         started = await start_sharded_evaluation(services, await services.now())
         log.info(
@@ -37,3 +35,6 @@ async def evaluation(timer: func.TimerRequest) -> None:
         len(summary["warned"]),
         summary["halted"],
     )
+
+
+register_timer_trigger(bp, "evaluation", "EVALUATION_SCHEDULE", evaluation)

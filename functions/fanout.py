@@ -10,21 +10,18 @@ where it is recorded and the partner admins are alerted: the evaluation then nev
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import azure.functions as func
 
+from functions.triggers import register_poison_trigger, register_queue_trigger
 from shared.evaluation.fanout import handle_shard_message, handle_shard_poison
-from shared.runtime import get_services
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-@bp.function_name("evaluation_shard")
-@bp.queue_trigger(arg_name="msg", queue_name="evaluation-shards", connection="AzureWebJobsStorage")
-async def evaluation_shard(msg: func.QueueMessage) -> None:
-    services = await get_services()
-    result = await handle_shard_message(services, msg.get_body())
+def _log_shard(msg: func.QueueMessage, result: dict[str, Any]) -> None:
     log.info(
         "evaluation %s shard %s: %d rows (%d of 16 shards stored)%s",
         result["evaluationId"],
@@ -35,9 +32,20 @@ async def evaluation_shard(msg: func.QueueMessage) -> None:
     )
 
 
-@bp.function_name("evaluation_shard_poison")
-@bp.queue_trigger(arg_name="msg", queue_name="evaluation-shards-poison", connection="AzureWebJobsStorage")
-async def evaluation_shard_poison(msg: func.QueueMessage) -> None:
-    services = await get_services()
-    await handle_shard_poison(services, msg.get_body())
-    log.error("evaluation shard message %s was set aside after repeated failures", msg.id)
+register_queue_trigger(
+    bp,
+    "evaluation_shard",
+    "evaluation-shards",
+    lambda services, msg: handle_shard_message(services, msg.get_body()),
+    _log_shard,
+)
+
+
+register_poison_trigger(
+    bp,
+    "evaluation_shard_poison",
+    "evaluation-shards-poison",
+    handle_shard_poison,
+    "evaluation shard message",
+    log,
+)

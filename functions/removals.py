@@ -12,33 +12,13 @@ import logging
 
 import azure.functions as func
 
-from shared.platform.queues import handle_or_defer
+from functions.triggers import register_deferring_trigger, register_poison_trigger
 from shared.removals.worker import REMOVALS_QUEUE, handle_removal_message, handle_removal_poison
-from shared.runtime import get_services
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
-
-@bp.function_name("removals")
-@bp.queue_trigger(arg_name="msg", queue_name="removals", connection="AzureWebJobsStorage")
-async def removals(msg: func.QueueMessage) -> None:
-    services = await get_services()
-    status = await handle_or_defer(
-        services.storage,
-        REMOVALS_QUEUE,
-        msg.get_body(),
-        msg.id or "",
-        lambda: handle_removal_message(
-            services, msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1
-        ),
-    )
-    log.info("removal message %s: %s", msg.id, status)
-
-
-@bp.function_name("removals_poison")
-@bp.queue_trigger(arg_name="msg", queue_name="removals-poison", connection="AzureWebJobsStorage")
-async def removals_poison(msg: func.QueueMessage) -> None:
-    services = await get_services()
-    await handle_removal_poison(services, msg.get_body())
-    log.error("removal message %s was set aside after repeated failures", msg.id)
+register_deferring_trigger(bp, "removals", REMOVALS_QUEUE, handle_removal_message, "removal message", log)
+register_poison_trigger(
+    bp, "removals_poison", "removals-poison", handle_removal_poison, "removal message", log
+)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,26 @@ def registered_functions() -> dict[str, Any]:
     from function_app import app
 
     return {f.get_function_name(): f for f in app.get_functions()}
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m shared.cli *args`` as a real process from the repository root, with ``env`` (this
+    process's environment when None); its output captured as text, at most two minutes."""
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args],
+        cwd=ROOT,
+        env=dict(os.environ if env is None else env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def figures_name(request: pytest.FixtureRequest, suite: str) -> str:
+    """The name a reliability suite's figures are recorded under: ``<suite>-soak`` when this run
+    selects the soak tests (``-m soak``; ``not soak`` does not count), ``suite`` otherwise."""
+    soak = "soak" in (request.config.getoption("markexpr") or "").replace("not soak", "")
+    return f"{suite}-soak" if soak else suite
 
 
 def load_example() -> dict[str, Any]:

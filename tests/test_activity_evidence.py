@@ -5,8 +5,6 @@ sign-in Entra writes late still stops a removal, and a refused log is never read
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ from shared.evaluation.run import run_evaluation
 from shared.platform.state import StateStore
 from shared.removals.worker import process_removal_queue
 from shared.services import Services
-from tests.conftest import ROOT, settings_with
+from tests.conftest import run_cli, settings_with
 from tests.oracle import comparable, expected_report
 from tests.test_audit_integration import AS_OF, generate
 from tests.test_enforcement import (
@@ -153,14 +151,7 @@ def test_a_tenant_without_the_licence_for_sign_in_logs_stops_with_exit_3(
     emulator.post_scenario(scenario)
     environment = {**os.environ, **ENFORCE}
     for command in ("audit", "enforce"):
-        done = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "--emulator", emulator.url, command],
-            cwd=ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        done = run_cli("--emulator", emulator.url, command, env=environment)
         assert done.returncode == 3, done.stderr
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "P1 or P2" in errors[0], done.stderr

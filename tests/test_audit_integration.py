@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from shared.services import Services
 from shared.signins.ingestion import ingest_sign_ins, ingestion_for
 from tests.conftest import ROOT, load_example, settings_with
 from tests.oracle import comparable, expected_report
+from tools.emulator.generate import command as generate_command
 
 AS_OF = parse_iso("2026-11-21T00:00:00Z")
 
@@ -45,25 +45,15 @@ def generate(
 ) -> dict[str, Any]:
     out = tmp_path / f"estate-{seed}.json"
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.emulator.generate",
-            "--customers",
-            str(customers),
-            "--signins",
-            str(signins),
-            "--days",
-            str(days),
-            "--seed",
-            str(seed),
-            "--now",
-            now,
-            "--retention-days",
-            str(retention),
-            "--out",
-            str(out),
-        ],
+        generate_command(
+            customers=customers,
+            signins=signins,
+            days=days,
+            seed=seed,
+            now=now,
+            retention_days=retention,
+            out=out,
+        ),
         check=True,
         cwd=ROOT,
     )

@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from azure.data.tables import TableServiceClient
 
 from shared.cli.main import main
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 
 def tables_with_prefix(connection_string: str, prefix: str) -> list[str]:
@@ -113,14 +110,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
 
 def test_upstream_failure_exits_3_as_a_real_process(env: dict[str, str], emulator: Any) -> None:
     emulator.add_faults([{"method": "GET", "pathPrefix": "/v1.0/organization", "status": 403, "times": 5}])
-    result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "audit", "--as-of", "2026-11-21T00:00:00Z"],
-        cwd=ROOT,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli("audit", "--as-of", "2026-11-21T00:00:00Z")
     assert result.returncode == 3, result.stderr
     assert result.stdout == ""
     assert "upstream service failed" in result.stderr and "403" in result.stderr

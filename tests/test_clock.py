@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +19,7 @@ from shared.platform.state import StateStore
 from shared.platform.timeutil import CLOCK, iso, parse_iso
 from shared.runtime import close_services
 from shared.services import Services
-from tests.conftest import ROOT, load_example, registered_functions, settings_with
+from tests.conftest import load_example, registered_functions, run_cli, settings_with
 
 NOW = parse_iso(load_example()["now"])
 A_YEAR_AHEAD = datetime.now(UTC) + timedelta(days=365)
@@ -112,30 +110,12 @@ def test_a_future_audit_is_refused_and_records_nothing(env: dict[str, str], emul
 
     coverage, heads = run(go())
     assert coverage.intervals == [] and heads == []
-    command = [
-        sys.executable,
-        "-m",
-        "shared.cli",
-        "--emulator",
-        emulator.url,
-        "audit",
-        "--as-of",
-        iso(NOW + timedelta(days=54)),
-    ]
-    done = subprocess.run(
-        command, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120
-    )
+    command = ["--emulator", emulator.url, "audit", "--as-of"]
+    done = run_cli(*command, iso(NOW + timedelta(days=54)))
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "future" in done.stderr and done.stdout == ""
     # A few seconds ahead is clock skew, not the future.
-    skewed = subprocess.run(
-        [*command[:-1], iso(NOW + timedelta(seconds=30))],
-        cwd=ROOT,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    skewed = run_cli(*command, iso(NOW + timedelta(seconds=30)))
     assert skewed.returncode == 0, skewed.stderr
     assert json.loads(skewed.stdout)["schemaVersion"] == 1
 
@@ -159,8 +139,7 @@ def test_ingestion_refuses_to_run_on_a_host_whose_clock_is_off(env: dict[str, st
     from tests.conftest import TEST_PACE
 
     environment = {**os.environ, **TEST_PACE, "HOST_CLOCK_MAX_SKEW_MINUTES": "5"}
-    command = [sys.executable, "-m", "shared.cli", "--emulator", emulator.url, "audit"]
-    done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    done = run_cli("--emulator", emulator.url, "audit", env=environment)
     assert done.returncode == 3, done.stderr  # the emulator's clock is the scenario's, days from this host's
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "HOST_CLOCK_MAX_SKEW_MINUTES" in errors[0]

@@ -26,7 +26,7 @@ from shared.platform.timeutil import parse_iso
 from shared.removals.progress import get_removal
 from shared.removals.worker import drain_removals
 from shared.services import Services
-from tests.conftest import TEST_PACE, settings_with
+from tests.conftest import TEST_PACE, figures_name, settings_with
 from tests.test_enforcement import CANDIDATES, ENFORCE, estate
 from tools import chaos
 
@@ -97,8 +97,7 @@ def check(reference: dict[str, Any], emulator: Any, settings: Settings) -> None:
 def write_figures(request: pytest.FixtureRequest) -> Any:
     yield
     if FIGURES:
-        soak = "soak" in (request.config.getoption("markexpr") or "").replace("not soak", "")
-        chaos.record("concurrency-soak" if soak else "concurrency", dict(sorted(FIGURES.items())))
+        chaos.record(figures_name(request, "concurrency"), dict(sorted(FIGURES.items())))
 
 
 def test_two_evaluations_and_two_workers_at_once(

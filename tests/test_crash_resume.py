@@ -31,7 +31,7 @@ from shared.platform.settings import Settings
 from shared.platform.storage import Storage, query_all
 from shared.platform.timeutil import parse_iso
 from shared.services import Services
-from tests.conftest import TEST_PACE
+from tests.conftest import TEST_PACE, figures_name
 from tests.test_enforcement import ENFORCE, estate
 from tools import chaos
 
@@ -204,8 +204,7 @@ def check_against(reference: dict[str, Any], t: Target, emulator: Any) -> None:
 def write_figures(request: pytest.FixtureRequest) -> Any:
     yield
     if FIGURES:
-        soak = "soak" in (request.config.getoption("markexpr") or "").replace("not soak", "")
-        chaos.record("crash-resume-soak" if soak else "crash-resume", dict(sorted(FIGURES.items())))
+        chaos.record(figures_name(request, "crash-resume"), dict(sorted(FIGURES.items())))
 
 
 # --- fixed kill points (make test) -------------------------------------------------------------------------

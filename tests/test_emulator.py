@@ -9,7 +9,6 @@ import asyncio
 import copy
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
+from tools.emulator.generate import command as generate_command
 from tools.emulator.testing import EXAMPLE_SCENARIO, REPO_ROOT, RunningEmulator, start_emulator
 
 LIFECYCLE = Path(__file__).parent / "scenarios" / "emulator_lifecycle.json"
@@ -78,14 +78,6 @@ def follow(api: httpx.Client, url: str) -> list[dict[str, Any]]:
 
 def etag_of(api: httpx.Client, rel_id: str) -> str:
     return str(api.get(f"{REL}/{rel_id}").json()["@odata.etag"])
-
-
-def state_rel(emu: RunningEmulator, rel_id: str) -> dict[str, Any]:
-    for customer in emu.state(sign_ins=False)["customers"]:
-        for rel in customer["gdapRelationships"]:
-            if rel["id"] == rel_id:
-                return dict(rel)
-    raise AssertionError(f"relationship {rel_id} not in state")
 
 
 # ---------------------------------------------------------------------------------------------- auth
@@ -684,7 +676,7 @@ def test_sign_in_log_licence_and_missing_permissions(emu: RunningEmulator, api: 
     assert code(api.get(f"/v1.0/groups/{group}/transitiveMembers")) == (403, "Authorization_RequestDenied")
     assert code(api.get("/v1.0/groups")) == (403, "Authorization_RequestDenied")
     assert api.get("/v1.0/organization").status_code == 200 and emu.outbox() == []
-    assert state_rel(emu, GA_REL)["status"] == "active"
+    assert emu.gdap_relationship(GA_REL)["status"] == "active"
     emu.post_scenario(
         {
             **LIFE,
@@ -840,7 +832,7 @@ def test_if_match_etags_and_updates(emu: RunningEmulator, api: httpx.Client) -> 
         f"{REL}/{GA_REL}", json={"autoExtendDuration": "P180D"}, headers={"If-Match": etag_of(api, GA_REL)}
     )
     assert resp.status_code == 200 and resp.json()["autoExtendDuration"] == "P180D"
-    assert state_rel(emu, GA_REL)["roles"] == [HELPDESK, EXCHANGE]
+    assert emu.gdap_relationship(GA_REL)["roles"] == [HELPDESK, EXCHANGE]
 
     # DELETE only in created
     assert api.delete(f"{REL}/{GA_REL}", headers={"If-Match": etag_of(api, GA_REL)}).status_code == 409
@@ -857,7 +849,7 @@ def test_terminate_progresses_on_later_reads(emu: RunningEmulator, api: httpx.Cl
     assert req["@odata.type"] == "#microsoft.graph.delegatedAdminRelationshipRequest"
     assert req["action"] == "terminate" and req["status"] == "created"
     assert resp.headers["Location"] == f"{emu.url}{REL}/{GA_REL}/requests/{req['id']}"
-    assert state_rel(emu, GA_REL)["status"] == "terminationRequested"
+    assert emu.gdap_relationship(GA_REL)["status"] == "terminationRequested"
     again = api.post(f"{REL}/{GA_REL}/requests", json={"action": "terminate"})
     assert again.status_code == 409 and again.json()["error"]["code"] == "Conflict"
     assert "already being terminated" in again.json()["error"]["message"]
@@ -1004,7 +996,7 @@ def test_async_durations_are_scenario_set_and_failures_are_reported(
             LIFE, GA_REL, failAccessAssignments=True, asyncDurations={"accessAssignment": "PT1M"}
         )
     )
-    taken = {a["groupId"] for a in state_rel(emu, GA_REL)["accessAssignments"]}
+    taken = {a["groupId"] for a in emu.gdap_relationship(GA_REL)["accessAssignments"]}
     group = next(g["id"] for g in LIFE["groups"] if g["id"] not in taken)
     made = api.post(
         f"{REL}/{GA_REL}/accessAssignments",
@@ -1048,13 +1040,16 @@ def test_clock_advance_expires_or_extends(emu: RunningEmulator, api: httpx.Clien
     emu.post_scenario(LIFE)
     emu.advance("PT6H")
     assert (
-        state_rel(emu, "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002")["status"]
+        emu.gdap_relationship("22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002")[
+            "status"
+        ]
         == "active"
     )
     assert emu.advance("P1D") == "2026-11-22T06:00:00.0000000Z"
-    expired = state_rel(emu, "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002")
-    extended = state_rel(
-        emu,
+    expired = emu.gdap_relationship(
+        "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002"
+    )
+    extended = emu.gdap_relationship(
         "22222222-2222-4222-8222-222222222222-a1b2c3d4-0000-4000-8000-000000000002".replace(
             "-222222222222-a1b2", "-333333333333-a1b2"
         ),
@@ -1282,21 +1277,9 @@ def generate(tmp: Path, name: str, *extra: str) -> Path:
     out = tmp / name
     subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "tools.emulator.generate",
-            "--customers",
-            "400",
-            "--signins",
-            "40000",
-            "--days",
-            "90",
-            "--seed",
-            "11",
-            "--now",
-            "2026-11-21T00:00:00Z",
-            "--out",
-            str(out),
+            *generate_command(
+                customers=400, signins=40000, days=90, seed=11, now="2026-11-21T00:00:00Z", out=out
+            ),
             *extra,
         ],
         cwd=REPO_ROOT,

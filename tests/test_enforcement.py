@@ -685,23 +685,12 @@ def test_cli_enforce_prints_the_summary_and_exits_3_on_upstream_failure(
     enforced: dict[str, Any], emulator: Any
 ) -> None:
     import os
-    import subprocess
-    import sys
 
-    from tests.conftest import ROOT
+    from tests.conftest import run_cli
 
     environment = {**os.environ, **ENFORCE}
-    command = [
-        sys.executable,
-        "-m",
-        "shared.cli",
-        "--emulator",
-        emulator.url,
-        "enforce",
-        "--as-of",
-        iso(AS_OF),
-    ]
-    done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    command = ["--emulator", emulator.url, "enforce"]
+    done = run_cli(*command, "--as-of", iso(AS_OF), env=environment)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert {"asOf", "mode", "candidates", "removed", "warned", "skipped", "halted", "wouldRemove"} <= set(
@@ -715,19 +704,10 @@ def test_cli_enforce_prints_the_summary_and_exits_3_on_upstream_failure(
         [{"method": "GET", "pathPrefix": "/beta/auditLogs/signIns", "status": 403, "times": -1}]
     )
     # enforce acts on the present only: an asOf that is not Microsoft's now is refused, nothing written.
-    elsewhere = subprocess.run(
-        [*command[:-1], iso(AS_OF + timedelta(hours=7))],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    elsewhere = run_cli(*command, "--as-of", iso(AS_OF + timedelta(hours=7)), env=environment)
     assert elsewhere.returncode == 2 and "present only" in elsewhere.stderr and elsewhere.stdout == ""
     emulator.set_now(iso(AS_OF + timedelta(hours=7)))
-    failed = subprocess.run(
-        command[:-2], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
-    )
+    failed = run_cli(*command, env=environment)
     assert failed.returncode == 3
     assert "upstream service failed" in failed.stderr and "sign-in ingestion failed" in failed.stderr
     # What was done so far is reported: the summary (the staleness guard halted removals) on stdout.

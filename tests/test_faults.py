@@ -15,8 +15,6 @@ import asyncio
 import copy
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -34,7 +32,7 @@ from shared.platform.settings import Settings
 from shared.platform.timeutil import parse_iso
 from shared.removals.worker import drain_removals
 from shared.services import Services
-from tests.conftest import ROOT, TEST_PACE, load_example, settings_with
+from tests.conftest import TEST_PACE, figures_name, load_example, run_cli, settings_with
 from tests.test_enforcement import ENFORCE, LAMNA, NORTHWIND, PROSEWARE, WINGTIP, estate, gdap_ids
 from tools import chaos
 
@@ -113,9 +111,8 @@ def tally(
 def write_figures(request: pytest.FixtureRequest) -> Any:
     yield
     if FIGURES["runs"]:
-        soak = "soak" in (request.config.getoption("markexpr") or "").replace("not soak", "")
         chaos.record(
-            "faults-soak" if soak else "faults",
+            figures_name(request, "faults"),
             {
                 **{k: v for k, v in FIGURES.items() if k != "faultsServed"},
                 "faultsServed": dict(sorted(FIGURES["faultsServed"].items())),
@@ -575,14 +572,7 @@ def test_soak_cli_survives_faults_as_a_real_process(
         ]
     )
     environment = {**os.environ, "STORAGE_PREFIX": env["STORAGE_PREFIX"] + "cli"}
-    done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "audit", "--as-of", "2026-11-21T00:00:00Z"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli("audit", "--as-of", "2026-11-21T00:00:00Z", env=environment)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == example_reference
     FIGURES["faultsServed"].update(served(emulator))

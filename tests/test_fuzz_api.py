@@ -28,7 +28,7 @@ from shared.platform.settings import Settings
 from shared.platform.timeutil import parse_iso
 from shared.web.auth import READ_ROLE, REMOVE_ROLE, encode_principal
 from shared.web.server import build_app
-from tests.conftest import audited_example
+from tests.conftest import audited_example, figures_name
 from tools import chaos
 
 with warnings.catch_warnings():
@@ -276,8 +276,7 @@ def test_oversized_and_cross_site_bodies_are_refused(client: TestClient, audited
 def write_figures(request: pytest.FixtureRequest) -> Any:
     yield
     if FIGURES:
-        soak = "soak" in (request.config.getoption("markexpr") or "").replace("not soak", "")
-        chaos.record("fuzz-soak" if soak else "fuzz", dict(sorted(FIGURES.items())))
+        chaos.record(figures_name(request, "fuzz"), dict(sorted(FIGURES.items())))
 
 
 @pytest.mark.soak

@@ -201,14 +201,6 @@ def mutations(emulator: Any, method: str, needle: str = "") -> list[dict[str, An
     return [e for e in emulator.log() if e["method"] == method and needle in e["path"]]
 
 
-def emulator_rel(emulator: Any, relationship_id: str) -> dict[str, Any]:
-    for customer in emulator.state(sign_ins=False)["customers"]:
-        for rel in customer["gdapRelationships"]:
-            if rel["id"] == relationship_id:
-                return dict(rel)
-    raise AssertionError(f"{relationship_id} not in the emulator")
-
-
 # --- templates and the report ---------------------------------------------------------------------
 
 
@@ -373,7 +365,7 @@ def test_request_from_a_template_through_the_cli(
     )
     [lock] = mutations(emulator, "POST", "/requests")
     assert lock["path"] == f"{REL_PATH}/{rid}/requests" and lock["body"] == {"action": "lockForApproval"}
-    assert emulator_rel(emulator, rid)["status"] == "approvalPending"
+    assert emulator.gdap_relationship(rid)["status"] == "approvalPending"
     actions = [(a["Action"], a["Result"]) for a in actions_of(ADATUM)]
     assert ("gdap.request", "created") in actions and ("gdap.lockForApproval", "approvalPending") in actions
 
@@ -460,7 +452,7 @@ def test_a_taken_name_and_a_failed_lock_are_recovered(gdap_env: dict[str, Any]) 
     # Created but not locked: the follow-up locks it.
     assert first["status"] == "created" and "lockForApproval" in first["error"]
     assert follow["requests"][0]["state"] == "approvalPending" and follow["requests"][0]["error"] is None
-    assert emulator_rel(emulator, first["id"])["status"] == "approvalPending"
+    assert emulator.gdap_relationship(first["id"])["status"] == "approvalPending"
     assert [e["body"] for e in mutations(emulator, "POST", "/requests") if "fault" not in e] == [
         {"action": "lockForApproval"}
     ]
@@ -511,7 +503,7 @@ def test_follow_up_takes_an_approved_request_to_active_access_assignments(gdap_e
         ADMIN_AGENTS: list(template.access_assignments[0].roles),
         HELPDESK_AGENTS: list(template.access_assignments[1].roles),
     }
-    assert {a["status"] for a in emulator_rel(emulator, rid)["accessAssignments"]} == {"active"}
+    assert {a["status"] for a in emulator.gdap_relationship(rid)["accessAssignments"]} == {"active"}
 
     # Done: later follow-ups create nothing (and do not even read it).
     before = len(emulator.log(all_requests=True))
@@ -730,7 +722,7 @@ def test_remove_global_admin_with_if_match_and_the_long_running_operation(
     assert code == 0, err
     # The operation takes emulator time (PT1H): until then it is requested, not completed.
     assert result["result"] == "requested" and result["operationStatus"] == "notStarted", result
-    assert GLOBAL_ADMINISTRATOR in emulator_rel(emulator, wingtip)["roles"]
+    assert GLOBAL_ADMINISTRATOR in emulator.gdap_relationship(wingtip)["roles"]
     emulator.advance("PT1H")
     code, result, err = cli(["gdap", "remove-global-admin", "--relationship", wingtip], capsys)
     assert code == 0, err
@@ -741,8 +733,8 @@ def test_remove_global_admin_with_if_match_and_the_long_running_operation(
     assert all(p["headers"]["if-match"] for p in patches)
     sent = [r["roleDefinitionId"] for r in patches[-1]["body"]["accessDetails"]["unifiedRoles"]]
     assert GLOBAL_ADMINISTRATOR not in sent and set(sent) == set(result["rolesAfter"])
-    assert GLOBAL_ADMINISTRATOR not in emulator_rel(emulator, wingtip)["roles"]
-    assert emulator_rel(emulator, wingtip)["operations"][0]["status"] == "succeeded"
+    assert GLOBAL_ADMINISTRATOR not in emulator.gdap_relationship(wingtip)["roles"]
+    assert emulator.gdap_relationship(wingtip)["operations"][0]["status"] == "succeeded"
 
     async def stored(service: GdapService, services: Services) -> Any:
         _, rels = await RelationshipStore(services.storage).load_customer(WINGTIP)
@@ -776,14 +768,14 @@ def test_global_admin_removal_that_takes_hours_is_requested_until_the_clock_pass
     [op] = followed["operations"]
     assert op["state"] == "requested" and op["operationStatus"] == "running"
     assert "still running" in op["reason"]
-    assert GLOBAL_ADMINISTRATOR in emulator_rel(emulator, wingtip)["roles"]
+    assert GLOBAL_ADMINISTRATOR in emulator.gdap_relationship(wingtip)["roles"]
     assert ("gdap.removeGlobalAdministrator", "completed") not in [
         (a["Action"], a["Result"]) for a in actions_of(WINGTIP)
     ]
     emulator.advance("PT1H")
     [op] = with_service(lambda service, services: service.follow_up())["operations"]
     assert op["state"] == "succeeded" and op["operationStatus"] == "succeeded" and op["reason"] is None
-    assert GLOBAL_ADMINISTRATOR not in emulator_rel(emulator, wingtip)["roles"]
+    assert GLOBAL_ADMINISTRATOR not in emulator.gdap_relationship(wingtip)["roles"]
     assert ("gdap.removeGlobalAdministrator", "completed") in [
         (a["Action"], a["Result"]) for a in actions_of(WINGTIP)
     ]
@@ -811,7 +803,7 @@ def test_global_admin_removal_that_fails_is_reported_failed_with_the_reason(
     code, result, err = cli(["gdap", "remove-global-admin", "--relationship", wingtip], capsys)
     assert code == 0 and result["result"] == "failed" and result["operationStatus"] == "failed", (result, err)
     assert "failed at 2026-" in result["reason"] and "still granted" in result["reason"]
-    assert GLOBAL_ADMINISTRATOR in emulator_rel(emulator, wingtip)["roles"]
+    assert GLOBAL_ADMINISTRATOR in emulator.gdap_relationship(wingtip)["roles"]
     trail = [a for a in actions_of(WINGTIP) if a["Action"] == "gdap.removeGlobalAdministrator"]
     assert [a["Result"] for a in trail if a["Result"] in ("completed", "failed")] == ["failed"]
     assert any("Global Administrator is still granted" in a.get("Detail", "") for a in trail), trail

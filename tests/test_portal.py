@@ -26,6 +26,7 @@ from shared.platform.timeutil import parse_iso
 from shared.services import Services
 from tests.browser import Page, Portal, require_chromium, serve, serve_environment, shot
 from tests.conftest import ROOT
+from tools.emulator.generate import command as generate_command
 
 pytestmark = pytest.mark.browser
 
@@ -37,25 +38,7 @@ XSS_NAME = "<img src=x onerror=alert(1)>"
 def estate(tmp: Path) -> dict[str, Any]:
     out = tmp / "portal-estate.json"
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.emulator.generate",
-            "--customers",
-            "160",
-            "--signins",
-            "4000",
-            "--days",
-            "90",
-            "--retention-days",
-            "90",
-            "--seed",
-            "5",
-            "--now",
-            NOW,
-            "--out",
-            str(out),
-        ],
+        generate_command(customers=160, signins=4000, days=90, retention_days=90, seed=5, now=NOW, out=out),
         check=True,
         cwd=ROOT,
     )

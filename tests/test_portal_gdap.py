@@ -28,7 +28,6 @@ from tests.test_gdap import (
     TAILSPIN,
     WINGTIP,
     bulk_tenant,
-    emulator_rel,
     gdap_scenario,
     rel_id,
 )
@@ -122,8 +121,10 @@ def test_extend_remove_global_admin_and_request_from_the_portal(page: Page, port
             ).count()
             == 1
         )
-    assert emulator_rel(portal.emulator, rel_id(scenario, bulk_tenant(0)))["autoExtendDuration"] == "P180D"
-    assert emulator_rel(portal.emulator, failing)["autoExtendDuration"] == "PT0S"
+    assert (
+        portal.emulator.gdap_relationship(rel_id(scenario, bulk_tenant(0)))["autoExtendDuration"] == "P180D"
+    )
+    assert portal.emulator.gdap_relationship(failing)["autoExtendDuration"] == "PT0S"
     portal.emulator.clear_faults()
     shot(p, "gdap-extended.png", full_page=True)
 
@@ -143,13 +144,13 @@ def test_extend_remove_global_admin_and_request_from_the_portal(page: Page, port
     # "Check approvals" follows Microsoft's long-running operation to the end (the emulator's: 1 h).
     p.locator("#gdap-follow-up").click()
     p.wait_for_function("() => !document.querySelector('#gdap-follow-up').disabled")
-    assert GLOBAL_ADMINISTRATOR in emulator_rel(portal.emulator, wingtip)["roles"]  # still running
+    assert GLOBAL_ADMINISTRATOR in portal.emulator.gdap_relationship(wingtip)["roles"]  # still running
     portal.emulator.advance("PT2H")
     for _ in range(2):
         p.locator("#gdap-follow-up").click()
         p.wait_for_function("() => !document.querySelector('#gdap-follow-up').disabled")
     p.wait_for_function("() => !document.querySelector('#gdap-ga tr[data-relationship]')")
-    assert GLOBAL_ADMINISTRATOR not in emulator_rel(portal.emulator, wingtip)["roles"]
+    assert GLOBAL_ADMINISTRATOR not in portal.emulator.gdap_relationship(wingtip)["roles"]
 
     # Request GDAP: customer and template, then the invitation link.
     p.locator("#gdap-request").click()
@@ -173,7 +174,7 @@ def test_extend_remove_global_admin_and_request_from_the_portal(page: Page, port
     link.wait_for(state="visible")
     assert link.get_attribute("href") == INVITATION_URL.format(id=created["id"]) == link.text_content()
     assert p.evaluate("document.activeElement.id") == "gdap-invitation-link"
-    assert emulator_rel(portal.emulator, created["id"])["status"] == "approvalPending"
+    assert portal.emulator.gdap_relationship(created["id"])["status"] == "approvalPending"
     shot(p, "gdap-request-result.png")
     p.keyboard.press("Escape")
     p.wait_for_selector(f'#gdap-requests tr[data-request="{created["id"]}"]')

@@ -48,7 +48,9 @@ import httpx
 
 from shared.platform.sharding import SHARDS
 from tools.azurite import ROOT, RunningAzurite, free_port, start_azurite
+from tools.emulator.generate import command as generate_command
 from tools.emulator.testing import RunningEmulator, start_emulator
+from tools.product import local_serve_command
 
 AS_OF = "2026-11-21T00:00:00Z"
 DAYS = 30  # sign-ins spread over the 30 days the default backfill reads
@@ -141,6 +143,11 @@ def log(message: str) -> None:
 
 
 # --- processes -------------------------------------------------------------------------------------
+
+
+def store_args(storage: str, emulator_url: str, prefix: str) -> list[str]:
+    """The options a bench worker or floor step reads its store and estate from, as of AS_OF."""
+    return ["--storage", storage, "--emulator", emulator_url, "--prefix", prefix, "--as-of", AS_OF]
 
 
 def python_step(
@@ -244,19 +251,7 @@ def ratio(product: float, floor: float) -> float | None:
 def measure_api(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefix: str) -> dict[str, Any]:
     """The product's HTTP API (``shared.cli serve``, uvicorn) against a floor server of equal answers."""
     port, floor_port = free_port(), free_port()
-    product_cmd = [
-        sys.executable,
-        "-m",
-        "shared.cli",
-        "--emulator",
-        emulator.url,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--local-operator",
-    ]
+    product_cmd = local_serve_command(emulator.url, port)
     floor_cmd = [sys.executable, "-m", "tools.bench_floor", "serve", "--port", str(floor_port)]
     env = {"AzureWebJobsStorage": storage, "STORAGE_PREFIX": prefix, "EMULATOR_URL": emulator.url}
     base, floor_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
@@ -314,7 +309,7 @@ def measure_api(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefi
 
 def measure_fanout(spec: EstateSpec, storage: str, emulator: RunningEmulator, prefix: str) -> dict[str, Any]:
     """The sharded evaluation: the timer's fan-out, then ``fanout_workers`` queue-worker processes."""
-    common = ["--storage", storage, "--emulator", emulator.url, "--prefix", prefix, "--as-of", AS_OF]
+    common = store_args(storage, emulator.url, prefix)
     started_at = time.time()
     start = python_step("tools.bench_worker", "fanout", *common)
     idle = "0.3" if spec.fanout_workers == 1 else "1.5"  # one worker: nobody else can add messages
@@ -359,23 +354,28 @@ def measure_fanout(spec: EstateSpec, storage: str, emulator: RunningEmulator, pr
 
 def generate(customers: int, sign_ins: int, seed: int, scenario: Path) -> None:
     """A generated estate (``tools.emulator.generate``) over DAYS days up to AS_OF, mostly non-interactive."""
-    options = {
-        "--customers": customers,
-        "--signins": sign_ins,
-        "--days": DAYS,
-        "--seed": seed,
-        "--now": AS_OF,
-        "--retention-days": DAYS,
-        "--noninteractive-per-interactive": NONINTERACTIVE_PER_INTERACTIVE,
-        "--out": scenario,
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "tools.emulator.generate",
-        *(str(x) for kv in options.items() for x in kv),
-    ]
+    command = generate_command(
+        customers=customers,
+        signins=sign_ins,
+        days=DAYS,
+        seed=seed,
+        now=AS_OF,
+        retention_days=DAYS,
+        noninteractive_per_interactive=NONINTERACTIVE_PER_INTERACTIVE,
+        out=scenario,
+    )
     subprocess.run(command, cwd=ROOT, check=True)
+
+
+def ingest_figures(step: dict[str, Any], entities_written: Any, **more: Any) -> dict[str, Any]:
+    """An ingestion step's (the product's or the floor's) time, rate, entities written, ``more``, peak memory."""
+    return {
+        "seconds": round(step["seconds"], 3),
+        "signInsPerSecond": round(step["signIns"] / step["seconds"]),
+        "entitiesWritten": entities_written,
+        **more,
+        "maxRssMb": round(step["maxRssMb"], 1),
+    }
 
 
 def run_estate(spec: EstateSpec, work: Path, profile: bool) -> dict[str, Any]:
@@ -413,29 +413,11 @@ def run_estate(spec: EstateSpec, work: Path, profile: bool) -> dict[str, Any]:
         # The floor writes every sign-in: its own Azurite, so the product's store stays as in Azure.
         log(f"{spec.name}: ingestion floor (httpx paging, raw 100-entity transactions)")
         floor_ingest = python_step(
-            "tools.bench_floor",
-            "ingest",
-            "--storage",
-            floor_azurite.connection_string,
-            "--emulator",
-            emulator.url,
-            "--prefix",
-            "floor",
-            "--as-of",
-            AS_OF,
+            "tools.bench_floor", "ingest", *store_args(floor_azurite.connection_string, emulator.url, "floor")
         )
         floor_azurite.stop()
         floor_azurite = None
-        common = [
-            "--storage",
-            azurite.connection_string,
-            "--emulator",
-            emulator.url,
-            "--prefix",
-            "bench",
-            "--as-of",
-            AS_OF,
-        ]
+        common = store_args(azurite.connection_string, emulator.url, "bench")
         log(f"{spec.name}: relationship sync")
         sync = python_step("tools.bench_worker", "sync", *common, profile=prof("sync"))
         log(f"{spec.name}: ingestion")
@@ -471,19 +453,11 @@ def run_estate(spec: EstateSpec, work: Path, profile: bool) -> dict[str, Any]:
     }
     result["signInsIngested"] = ingest["signIns"]
     result["ingestion"] = {
-        "product": {
-            "seconds": round(ingest["seconds"], 3),
-            "signInsPerSecond": round(ingest["signIns"] / ingest["seconds"]),
-            "entitiesWritten": ingest["entities"],
-            "slices": ingest["slices"],
-            "maxRssMb": round(ingest["maxRssMb"], 1),
-        },
+        "product": ingest_figures(ingest, ingest["entities"], slices=ingest["slices"]),
         "floor": {
-            "seconds": round(floor_ingest["seconds"], 3),
-            "signInsPerSecond": round(floor_ingest["signIns"] / floor_ingest["seconds"]),
-            "entitiesWritten": floor_ingest["entitiesWritten"],
-            "transactions": floor_ingest["transactions"],
-            "maxRssMb": round(floor_ingest["maxRssMb"], 1),
+            **ingest_figures(
+                floor_ingest, floor_ingest["entitiesWritten"], transactions=floor_ingest["transactions"]
+            ),
             "signIns": floor_ingest["signIns"],
             "signInsByKind": floor_ingest["signInsByKind"],
             "pages": floor_ingest["pages"],
@@ -543,16 +517,7 @@ def measure_pace(spec: PaceSpec, work: Path) -> dict[str, Any]:
         azurite_future = pool.submit(start_azurite, in_memory=True)
         emulator, azurite = emulator_future.result(), azurite_future.result()
     try:
-        common = [
-            "--storage",
-            azurite.connection_string,
-            "--emulator",
-            emulator.url,
-            "--prefix",
-            "pace",
-            "--as-of",
-            AS_OF,
-        ]
+        common = store_args(azurite.connection_string, emulator.url, "pace")
         python_step("tools.bench_worker", "sync", *common)
         pace = f"{spec.requests}/{spec.window_seconds}s"
         ingest = python_step(
@@ -604,6 +569,11 @@ def measure_pace(spec: PaceSpec, work: Path) -> dict[str, Any]:
     }
 
 
+def judged(unit: str, product: float, floor: float, ratio: float | None, passed: bool) -> dict[str, Any]:
+    """A measured target: the product's and the floor's figure in one ``unit`` format, their ratio, pass."""
+    return {"value": unit.format(product), "floor": unit.format(floor), "ratio": ratio, "passed": passed}
+
+
 def judge(
     estates: list[dict[str, Any]], quick: bool, pace: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -622,38 +592,23 @@ def judge(
         }
         if quick or small is None or large is None:
             entry["note"] = "judged on the full run only"
-        elif key in ("ingestion", "ingestionMixed"):
-            ing = (small if key == "ingestion" else large)["ingestion"]
-            entry.update(
-                value=f"{ing['product']['seconds']:.2f} s",
-                floor=f"{ing['floor']['seconds']:.2f} s",
-                ratio=ing["ratio"],
-                passed=ing["ratio"] is not None and ing["ratio"] <= 1.0,
+        elif key in ("ingestion", "ingestionMixed", "evaluation"):
+            section = "evaluation" if key == "evaluation" else "ingestion"
+            timed = (small if key == "ingestion" else large)[section]
+            product, floor = timed["product"]["seconds"], timed["floor"]["seconds"]
+            passed = (
+                product < 20 if key == "evaluation" else timed["ratio"] is not None and timed["ratio"] <= 1.0
             )
-        elif key == "evaluation":
-            ev = large["evaluation"]
-            entry.update(
-                value=f"{ev['product']['seconds']:.2f} s",
-                floor=f"{ev['floor']['seconds']:.2f} s",
-                ratio=ev["ratio"],
-                passed=ev["product"]["seconds"] < 20,
-            )
+            entry.update(judged("{:.2f} s", product, floor, timed["ratio"], passed))
         elif key == "api":
             api = large["api"]
             entry.update(
-                value=f"{api['p95Ms']:.1f} ms",
-                floor=f"{api['floorP95Ms']:.1f} ms",
-                ratio=api["ratioP95"],
-                passed=api["p95Ms"] < 150,
+                judged("{:.1f} ms", api["p95Ms"], api["floorP95Ms"], api["ratioP95"], api["p95Ms"] < 150)
             )
         elif key == "memory":
             mem = large["memory"]
-            entry.update(
-                value=f"{mem['ingestMaxRssMb']:.0f} MB",
-                floor=f"{mem['floorMaxRssMb']:.0f} MB",
-                ratio=mem["ratio"],
-                passed=mem["ingestMaxRssMb"] < 400,
-            )
+            rss = mem["ingestMaxRssMb"]
+            entry.update(judged("{:.0f} MB", rss, mem["floorMaxRssMb"], mem["ratio"], rss < 400))
         elif key == "pace":
             if pace is None:
                 entry["note"] = "not measured"

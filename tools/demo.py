@@ -23,6 +23,8 @@ from typing import Any
 
 from shared.evaluation.formats import pad
 from tools.azurite import start_azurite
+from tools.emulator.generate import command as generate_command
+from tools.product import cli_command, local_serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -33,9 +35,7 @@ def banner(text: str) -> None:
 
 
 def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args], cwd=ROOT, env=env, text=True, capture_output=True
-    )
+    result = subprocess.run(cli_command(*args), cwd=ROOT, env=env, text=True, capture_output=True)
     if result.stderr:
         sys.stderr.write(result.stderr)
     if check and result.returncode != 0:
@@ -72,25 +72,9 @@ def main() -> int:
     estate = DEMO / "estate.json"
     banner("1. Generating a partner estate: 300 customers, 90 days of sign-ins")
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.emulator.generate",
-            "--customers",
-            "300",
-            "--signins",
-            "20000",
-            "--days",
-            "90",
-            "--retention-days",
-            "120",
-            "--seed",
-            "42",
-            "--now",
-            now,
-            "--out",
-            str(estate),
-        ],
+        generate_command(
+            customers=300, signins=20000, days=90, retention_days=120, seed=42, now=now, out=estate
+        ),
         cwd=ROOT,
         check=True,
     )
@@ -162,23 +146,7 @@ def main() -> int:
             banner(f"5. Portal on http://127.0.0.1:{port} (local operator with both roles). Ctrl-C to stop")
             print("The command line against this demo, from another shell (gdap, enforce ... the same way):")
             print(cli_hint(env, emulator.url), flush=True)
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "shared.cli",
-                    "--emulator",
-                    emulator.url,
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--local-operator",
-                ],
-                cwd=ROOT,
-                env=env,
-            )
+            server = subprocess.Popen(local_serve_command(emulator.url, port), cwd=ROOT, env=env)
             try:
                 server.wait()
             except KeyboardInterrupt:

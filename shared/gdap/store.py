@@ -4,9 +4,10 @@ it made to them (extend, Global Administrator removal, assignments)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from azure.data.tables import UpdateMode
 
@@ -31,6 +32,27 @@ OPEN_STATES = ("created", "approvalPending", "approved", "activating", "assignin
 
 def invitation_link(relationship_id: str) -> str:
     return INVITATION_URL.format(id=relationship_id)
+
+
+class _Row(Protocol):
+    def to_entity(self) -> dict[str, Any]: ...
+
+
+_R = TypeVar("_R", bound=_Row)
+
+
+class _RowTable(Generic[_R]):
+    """A table of rows written whole (upsert, replace) and read back with ``from_entity``."""
+
+    def __init__(self, storage: Storage, name: str, from_entity: Callable[[dict[str, Any]], _R]) -> None:
+        self.table = storage.table(name)
+        self.from_entity = from_entity
+
+    async def save(self, row: _R) -> None:
+        await self.table.upsert_entity(row.to_entity(), mode=UpdateMode.REPLACE)
+
+    async def rows(self, query: str | None = None, params: dict[str, Any] | None = None) -> list[_R]:
+        return [self.from_entity(e) async for e in query_all(self.table, query, params)]
 
 
 @dataclass
@@ -143,12 +165,9 @@ class GdapRequest:
         }
 
 
-class GdapRequestStore:
+class GdapRequestStore(_RowTable[GdapRequest]):
     def __init__(self, storage: Storage) -> None:
-        self.table = storage.table("GdapRequests")
-
-    async def save(self, row: GdapRequest) -> None:
-        await self.table.upsert_entity(row.to_entity(), mode=UpdateMode.REPLACE)
+        super().__init__(storage, "GdapRequests", GdapRequest.from_entity)
 
     async def get(self, tenant_id: str, relationship_id: str) -> GdapRequest | None:
         entity = await get_or_none(self.table, shard_of(tenant_id), f"{tenant_id}|{relationship_id}")
@@ -156,18 +175,15 @@ class GdapRequestStore:
 
     async def for_tenant(self, tenant_id: str) -> list[GdapRequest]:
         query, params = tenant_range(tenant_id)
-        rows = [GdapRequest.from_entity(e) async for e in query_all(self.table, query, params)]
-        return sorted(rows, key=lambda r: r.requested_at, reverse=True)
+        return sorted(await self.rows(query, params), key=lambda r: r.requested_at, reverse=True)
 
     async def open_rows(self) -> list[GdapRequest]:
         names = {f"s{i}": s for i, s in enumerate(OPEN_STATES)}
         query = " or ".join(f"State eq @{k}" for k in names)
-        rows = [GdapRequest.from_entity(e) async for e in query_all(self.table, query, names)]
-        return sorted(rows, key=lambda r: r.requested_at)
+        return sorted(await self.rows(query, names), key=lambda r: r.requested_at)
 
     async def all(self) -> list[GdapRequest]:
-        rows = [GdapRequest.from_entity(e) async for e in query_all(self.table)]
-        return sorted(rows, key=lambda r: r.requested_at)
+        return sorted(await self.rows(), key=lambda r: r.requested_at)
 
 
 @dataclass
@@ -239,22 +255,13 @@ class GdapOperation:
         }
 
 
-class GdapOperationStore:
+class GdapOperationStore(_RowTable[GdapOperation]):
     def __init__(self, storage: Storage) -> None:
-        self.table = storage.table("GdapOperations")
-
-    async def save(self, op: GdapOperation) -> None:
-        await self.table.upsert_entity(op.to_entity(), mode=UpdateMode.REPLACE)
+        super().__init__(storage, "GdapOperations", GdapOperation.from_entity)
 
     async def open_operations(self) -> list[GdapOperation]:
-        return [
-            GdapOperation.from_entity(e)
-            async for e in query_all(self.table, "State eq @s", {"s": "requested"})
-        ]
+        return await self.rows("State eq @s", {"s": "requested"})
 
     async def for_relationship(self, relationship_id: str) -> list[GdapOperation]:
-        rows = [
-            GdapOperation.from_entity(e)
-            async for e in query_all(self.table, "RelationshipId eq @r", {"r": relationship_id})
-        ]
+        rows = await self.rows("RelationshipId eq @r", {"r": relationship_id})
         return sorted(rows, key=lambda o: o.requested_at, reverse=True)

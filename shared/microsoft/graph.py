@@ -209,9 +209,10 @@ class GraphClient:
     # compare the whole value and drop "b2bCollaboration,serviceProvider", so the query asks for every
     # cross-tenant sign-in (`ne 'none'`, as Microsoft's MSIdentityTools does) and ``qualifies`` keeps
     # the values that include the serviceProvider flag.
-    def _sign_in_filter(self, kind: str, *clauses: str) -> str:
+    def _sign_in_log_url(self, kind: str, page_size: int, *clauses: str) -> str:
+        """A sign-in log query for qualifying sign-ins of one kind that also meet ``clauses``."""
         event_type = SIGNIN_EVENT_TYPES[kind]
-        return " and ".join(
+        flt = " and ".join(
             [
                 *clauses,
                 "crossTenantAccessType ne 'none'",
@@ -219,17 +220,20 @@ class GraphClient:
                 f"signInEventTypes/any(t: t eq '{event_type}')",
             ]
         )
-
-    def sign_in_url(self, start: datetime, end: datetime, kind: str = "interactive") -> str:
-        flt = self._sign_in_filter(
-            kind, f"createdDateTime ge {graph_literal(start)}", f"createdDateTime le {graph_literal(end)}"
-        )
         query = urlencode(
-            {"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(SIGNIN_PAGE_SIZE)},
+            {"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(page_size)},
             quote_via=quote,
             safe="$,/'",
         )
         return f"{self.root}/beta/auditLogs/signIns?{query}"
+
+    def sign_in_url(self, start: datetime, end: datetime, kind: str = "interactive") -> str:
+        return self._sign_in_log_url(
+            kind,
+            SIGNIN_PAGE_SIZE,
+            f"createdDateTime ge {graph_literal(start)}",
+            f"createdDateTime le {graph_literal(end)}",
+        )
 
     async def _send_raw(self, info: RequestInformation, *, write: bool = False) -> dict[str, Any]:
         info.headers.try_add("Accept", "application/json")
@@ -275,15 +279,12 @@ class GraphClient:
     def customer_sign_in_url(self, tenant_id: str, since: datetime, kind: str = "interactive") -> str:
         if not GUID_RE.match(tenant_id):
             raise ValueError(f"not a tenant id: {tenant_id!r}")
-        flt = self._sign_in_filter(
-            kind, f"resourceTenantId eq '{tenant_id.lower()}'", f"createdDateTime ge {graph_literal(since)}"
+        return self._sign_in_log_url(
+            kind,
+            PRECHECK_PAGE_SIZE,
+            f"resourceTenantId eq '{tenant_id.lower()}'",
+            f"createdDateTime ge {graph_literal(since)}",
         )
-        query = urlencode(
-            {"$filter": flt, "$select": SIGNIN_SELECT, "$top": str(PRECHECK_PAGE_SIZE)},
-            quote_via=quote,
-            safe="$,/'",
-        )
-        return f"{self.root}/beta/auditLogs/signIns?{query}"
 
     async def latest_sign_in(
         self, tenant_id: str, since: datetime, partner_tenant: str | None = None

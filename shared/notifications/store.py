@@ -12,17 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import (
-    ResourceNotFoundError,
-)
-
 from shared.platform.actions import record_action
 from shared.platform.lease import Heartbeat
 from shared.platform.state import StateStore, partner_state
 from shared.platform.storage import (
     Storage,
-    create_if_absent,
-    replace_if_unchanged,
+    create_row,
+    get_with_etag,
+    replace_row,
     shard_of,
 )
 from shared.platform.timeutil import iso, parse_optional, utcnow
@@ -114,25 +111,16 @@ class NotificationStore:
 
     async def get(self, key: str) -> NotificationRow | None:
         rk = _row_key(key)
-        try:
-            entity = await self.table.get_entity(shard_of(rk), rk)
-        except ResourceNotFoundError:
-            return None
-        return NotificationRow.from_entity(dict(entity), entity.metadata.get("etag"))
+        found = await get_with_etag(self.table, shard_of(rk), rk)
+        return None if found is None else NotificationRow.from_entity(*found)
 
     async def create(self, row: NotificationRow) -> bool:
         """Insert; False when a row for this key exists already."""
-        etag = await create_if_absent(self.table, row.to_entity())
-        if etag is None:
-            return False
-        row.etag = etag
-        return True
+        return await create_row(self.table, row)
 
     async def replace(self, row: NotificationRow) -> None:
         """ETag-conditional replace; raises :class:`ConflictingWrite` when someone else wrote first."""
-        row.etag = await replace_if_unchanged(
-            self.table, row.to_entity(), row.etag, f"notification {row.key}"
-        )
+        await replace_row(self.table, row, f"notification {row.key}")
 
 
 class HeldNotification(NotificationStore):

@@ -13,7 +13,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from azure.core import MatchConditions
@@ -253,6 +253,23 @@ async def get_or_none(table: TableClient, pk: str, rk: str) -> dict[str, Any] | 
         return None
 
 
+async def get_with_etag(table: TableClient, pk: str, rk: str) -> tuple[dict[str, Any], str | None] | None:
+    """The row and its ETag, or None when there is none."""
+    try:
+        entity = await table.get_entity(pk, rk)
+    except ResourceNotFoundError:
+        return None
+    return dict(entity), entity.metadata.get("etag")
+
+
+class ETaggedRow(Protocol):
+    """A stored row written only where its ETag still matches (removals, notifications)."""
+
+    etag: str | None
+
+    def to_entity(self) -> dict[str, Any]: ...
+
+
 class ConflictingWrite(RuntimeError):
     """An ETag-conditional write lost against another writer."""
 
@@ -287,6 +304,21 @@ async def replace_if_unchanged(
             raise ConflictingWrite(f"{what} was changed by another writer") from exc
         raise
     return str(result.get("etag") or "")
+
+
+async def create_row(table: TableClient, row: ETaggedRow) -> bool:
+    """Insert ``row``, which takes the new ETag; False when a row with its keys exists already."""
+    etag = await create_if_absent(table, row.to_entity())
+    if etag is None:
+        return False
+    row.etag = etag
+    return True
+
+
+async def replace_row(table: TableClient, row: ETaggedRow, what: str) -> None:
+    """ETag-conditional replace of ``row``, which takes the new ETag; raises :class:`ConflictingWrite`
+    (naming ``what``) when someone else wrote first."""
+    row.etag = await replace_if_unchanged(table, row.to_entity(), row.etag, what)
 
 
 SAFE_KEY = re.compile(r"^[^/\\#?\x00-\x1f\x7f-\x9f]{1,512}$")

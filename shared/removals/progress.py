@@ -41,6 +41,22 @@ async def get_removal(services: Services, removal_id: str) -> dict[str, Any] | N
     return removal.to_json()
 
 
+async def _record_termination(
+    services: Services, removal: Removal, rel: dict[str, Any], action: str, result: str, step: str, note: str
+) -> None:
+    """The ``Actions`` row for how a requested GDAP termination ended (idempotent per ``step``)."""
+    await record_action(
+        services.storage,
+        **removal.trail(),
+        action=action,
+        result=result,
+        relationship_type="GDAP",
+        relationship_id=rel["id"],
+        action_id=f"{removal.id}:GDAP-{rel['id']}:{step}",
+        detail=f"{rel.get('displayName', '')}: {note}",
+    )
+
+
 async def refresh_removal(services: Services, removal: Removal) -> Removal:
     """``requested`` -> ``completed`` once every requested GDAP relationship reads ``terminated``."""
     if removal.status != "requested":
@@ -59,15 +75,14 @@ async def refresh_removal(services: Services, removal: Removal) -> Removal:
         if status in GDAP_DONE or current is None:
             rel["state"], rel["completedAt"] = "completed", iso(now)
             changed = True
-            await record_action(
-                services.storage,
-                **removal.trail(),
-                action="gdap.terminated",
-                result="completed",
-                relationship_type="GDAP",
-                relationship_id=rel["id"],
-                action_id=f"{removal.id}:GDAP-{rel['id']}:terminated",
-                detail=f"{rel.get('displayName', '')}: {'terminated' if current else 'no longer listed'}",
+            await _record_termination(
+                services,
+                removal,
+                rel,
+                "gdap.terminated",
+                "completed",
+                "terminated",
+                "terminated" if current else "no longer listed",
             )
         elif status not in GDAP_REQUESTED and rel.get("requestId"):
             # Neither terminating nor terminated: did Microsoft give the terminate request up? A failed
@@ -79,15 +94,8 @@ async def refresh_removal(services: Services, removal: Removal) -> Removal:
                     f"Microsoft reports the terminate request {rel['requestId']} failed; the "
                     f"relationship is {status}, so the access is kept"
                 )
-                await record_action(
-                    services.storage,
-                    **removal.trail(),
-                    action="gdap.terminate",
-                    result="failed",
-                    relationship_type="GDAP",
-                    relationship_id=rel["id"],
-                    action_id=f"{removal.id}:GDAP-{rel['id']}:failed",
-                    detail=f"{rel.get('displayName', '')}: {rel['note']}",
+                await _record_termination(
+                    services, removal, rel, "gdap.terminate", "failed", "failed", rel["note"]
                 )
         if current is not None:
             await RelationshipStore(services.storage).keep_seen(current)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.domain.report import ReportRow
@@ -20,8 +19,10 @@ from shared.platform.lease import Heartbeat
 from shared.platform.queues import Busy
 from shared.platform.storage import (
     Storage,
-    create_if_absent,
+    create_row,
+    get_with_etag,
     replace_if_unchanged,
+    replace_row,
     shard_of,
 )
 from shared.platform.timeutil import iso, parse_optional, utcnow
@@ -206,26 +207,17 @@ class RemovalStore:
         self.table = storage.table("Removals")
 
     async def get(self, removal_id: str) -> Removal | None:
-        try:
-            entity = await self.table.get_entity(shard_of(removal_id), removal_id)
-        except ResourceNotFoundError:
-            return None
-        return Removal.from_entity(dict(entity), entity.metadata.get("etag"))
+        found = await get_with_etag(self.table, shard_of(removal_id), removal_id)
+        return None if found is None else Removal.from_entity(*found)
 
     async def create(self, removal: Removal) -> bool:
         """Insert; False when a removal with this id exists already."""
-        etag = await create_if_absent(self.table, removal.to_entity())
-        if etag is None:
-            return False
-        removal.etag = etag
-        return True
+        return await create_row(self.table, removal)
 
     async def replace(self, removal: Removal) -> None:
         """ETag-conditional replace; raises :class:`ConflictingWrite` when someone else wrote first."""
         removal.updated_at = utcnow()
-        removal.etag = await replace_if_unchanged(
-            self.table, removal.to_entity(), removal.etag, f"removal {removal.id}"
-        )
+        await replace_row(self.table, removal, f"removal {removal.id}")
 
     async def renew_lease(self, removal: Removal, until: datetime) -> None:
         """Move only the lease's end, if nobody wrote the removal since (ETag); the rest stays as stored."""

@@ -196,13 +196,18 @@ class _Parser:
         tok = self.peek()
         if tok and tok[0] == "lparen":
             self.i += 1
-            node = self.parse_or()
-            close = self.peek()
-            if not close or close[0] != "rparen":
-                raise FilterError(f"Syntax error: ')' expected in '{self.text}'.")
-            self.i += 1
-            return node
+            return self.parse_parenthesised("')' expected")
         return self.parse_compare()
+
+    def parse_parenthesised(self, missing: str) -> Node:
+        """An expression up to its closing ``)`` (the ``(`` already read); ``missing`` says what is wrong
+        when the ``)`` is not there."""
+        node = self.parse_or()
+        close = self.peek()
+        if not close or close[0] != "rparen":
+            raise FilterError(f"Syntax error: {missing} in '{self.text}'.")
+        self.i += 1
+        return node
 
     def parse_compare(self) -> Node:
         tok = self.peek()
@@ -237,12 +242,7 @@ class _Parser:
             )
         var = tok[1]
         self.i += 2
-        body = self.parse_or()
-        close = self.peek()
-        if not close or close[0] != "rparen":
-            raise FilterError(f"Syntax error: ')' expected after the lambda expression in '{self.text}'.")
-        self.i += 1
-        return Lambda(prop, op, var, body)
+        return Lambda(prop, op, var, self.parse_parenthesised("')' expected after the lambda expression"))
 
     def parse_literal(self) -> Any:
         tok = self.peek()

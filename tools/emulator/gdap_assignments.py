@@ -135,15 +135,9 @@ class AssignmentLifecycle(RelationshipLifecycle):
             aa.modified = max(aa.modified, op.modified)
             aa.etag = self.next_etag(aa.id)
 
-        op = self.new_operation(
-            "delegatedAdminAccessAssignmentUpdate",
-            {"id": aa.id, "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in roles]}},
-            apply,
-            rel,
-            on_end,
+        op = self.start_role_update(
+            "delegatedAdminAccessAssignmentUpdate", aa, {"id": aa.id}, roles, rel, apply, on_end
         )
-        rel.operations.append(op)
-        aa.pending_op = op
         aa.modified = self.now
         aa.etag = self.next_etag(aa.id)
         return aa, op

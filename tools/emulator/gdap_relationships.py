@@ -31,13 +31,14 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from .entities import (
     AUTO_EXTEND_VALUES,
     GDAP_FILTER_PROPS,
     GLOBAL_ADMIN_ROLE,
     TERMINATING_STATUSES,
+    SimAccessAssignment,
     SimCustomer,
     SimOperation,
     SimRelationship,
@@ -48,6 +49,30 @@ from .estate_core import SimEstateCore
 from .filter_checks import check_props
 from .filters import Node, evaluate
 from .values import lower_set, parse_duration, role_list
+
+
+class _Identified(Protocol):
+    id: str
+
+
+_Item = TypeVar("_Item", bound=_Identified)
+
+
+def _settled(items: list[_Item], settle: Callable[[_Item], None]) -> list[_Item]:
+    """A relationship's requests or operations, each settled to ``now``."""
+    for item in items:
+        settle(item)
+    return list(items)
+
+
+def _settled_one(items: list[_Item], item_id: str, settle: Callable[[_Item], None], what: str) -> _Item:
+    """The one with ``item_id``, settled to ``now``; 404 when there is none."""
+    for item in items:
+        if item.id == item_id:
+            settle(item)
+            return item
+    raise not_found(f"The {what} '{item_id}' was not found.")
+
 
 APPROVAL_PENDING_LIFETIME = timedelta(days=90)  # dap-faq: an unapproved GDAP request expires after 90 days
 MAX_DISPLAY_NAME = 50
@@ -375,18 +400,35 @@ class RelationshipLifecycle(SimEstateCore):
                 ended, rel.pending_op = rel.pending_op, None
                 self._touch(rel, ended.modified if ended is not None else self.now)
 
-            op = self.new_operation(
-                "delegatedAdminRelationshipUpdate",
-                {"accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in new_roles]}},
-                apply,
-                rel,
-                on_end,
+            op = self.start_role_update(
+                "delegatedAdminRelationshipUpdate", rel, {}, new_roles, rel, apply, on_end
             )
-            rel.operations.append(op)
-            rel.pending_op = op
         rel.modified = self.now
         rel.etag = self.next_etag(rel.id)
         return rel, op
+
+    def start_role_update(
+        self,
+        op_type: str,
+        target: SimRelationship | SimAccessAssignment,
+        data: dict[str, Any],
+        roles: list[str],
+        rel: SimRelationship,
+        apply: Callable[[], None],
+        on_end: Callable[[], None],
+    ) -> SimOperation:
+        """A change of ``target``'s roles as a long-running operation of ``rel`` (``data`` and the new
+        ``accessDetails``); ``target`` is busy with it until it ends."""
+        op = self.new_operation(
+            op_type,
+            {**data, "accessDetails": {"unifiedRoles": [{"roleDefinitionId": r} for r in roles]}},
+            apply,
+            rel,
+            on_end,
+        )
+        rel.operations.append(op)
+        target.pending_op = op
+        return op
 
     def new_operation(
         self,
@@ -480,32 +522,16 @@ class RelationshipLifecycle(SimEstateCore):
             req.status, req.modified = "succeeded", req.due
 
     def list_requests(self, rid: str) -> list[SimRelationshipRequest]:
-        rel = self.get_relationship(rid)
-        for req in rel.requests:
-            self.settle_request(req)
-        return list(rel.requests)
+        return _settled(self.get_relationship(rid).requests, self.settle_request)
 
     def get_request(self, rid: str, req_id: str) -> SimRelationshipRequest:
-        rel = self.get_relationship(rid)
-        for req in rel.requests:
-            if req.id == req_id:
-                self.settle_request(req)
-                return req
-        raise not_found(f"The request '{req_id}' was not found.")
+        return _settled_one(self.get_relationship(rid).requests, req_id, self.settle_request, "request")
 
     def list_operations(self, rid: str) -> list[SimOperation]:
-        rel = self.get_relationship(rid)
-        for op in rel.operations:
-            self.settle_operation(op)
-        return list(rel.operations)
+        return _settled(self.get_relationship(rid).operations, self.settle_operation)
 
     def get_operation(self, rid: str, op_id: str) -> SimOperation:
-        rel = self.get_relationship(rid)
-        for op in rel.operations:
-            if op.id == op_id:
-                self.settle_operation(op)
-                return op
-        raise not_found(f"The operation '{op_id}' was not found.")
+        return _settled_one(self.get_relationship(rid).operations, op_id, self.settle_operation, "operation")
 
     def approve(self, rid: str, body: Any) -> SimRelationship:
         """Emulator control: the customer approves an approvalPending relationship."""

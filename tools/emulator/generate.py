@@ -794,6 +794,13 @@ def _parse_now(value: str | None) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def command(**options: object) -> list[str]:
+    """The command line that runs this generator as its own process, ``options`` as its flags in order
+    (``retention_days=90``: ``--retention-days 90``)."""
+    flags = [(f"--{name.replace('_', '-')}", str(value)) for name, value in options.items()]
+    return [sys.executable, "-m", "tools.emulator.generate", *(x for flag in flags for x in flag)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.emulator.generate", description="Write a large realistic emulator scenario."

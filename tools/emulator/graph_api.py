@@ -220,50 +220,41 @@ async def create_request(request: web.Request, m: dict[str, str]) -> web.StreamR
     return _entity(request, ctx, req.wire(), 201, {"Location": _rel_url(request, rel, "requests", req.id)})
 
 
-async def list_requests(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
-    e = estate(request)
-    reqs = [r.wire() for r in e.list_requests(m["rid"])]
-    page, link = offset_page(request, query_params(request), reqs, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
-    return collection(
-        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests", page, link
-    )
-
-
-async def get_request(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
-    req = estate(request).get_request(m["rid"], m["sub"])
-    return _entity(
-        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests", req.wire()
-    )
-
-
-async def list_operations(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
-    ops = [o.wire() for o in estate(request).list_operations(m["rid"])]
-    page, link = offset_page(request, query_params(request), ops, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
-    return collection(
-        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations", page, link
-    )
-
-
-async def get_operation(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
-    op = estate(request).get_operation(m["rid"], m["sub"])
-    return _entity(
-        request, f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations", op.wire()
-    )
+def _part_context(m: dict[str, str], part: str) -> str:
+    """The @odata.context of one relationship's ``requests``, ``operations`` or ``accessAssignments``."""
+    return f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/{part}"
 
 
 def _aa_context(m: dict[str, str]) -> str:
-    return f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/accessAssignments"
+    return _part_context(m, "accessAssignments")
 
 
-async def list_assignments(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
-    items = [a.wire() for a in estate(request).list_assignments(m["rid"])]
-    page, link = offset_page(request, query_params(request), items, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
-    return collection(request, _aa_context(m), page, link)
+def _part_handlers(
+    part: str,
+    list_items: Callable[[SimEstate, str], list[Any]],
+    get_item: Callable[[SimEstate, str, str], Any],
+) -> tuple[Handler, Handler]:
+    """GET of one relationship's ``part`` (a page, offset paging) and GET of one of them (``sub``)."""
+
+    async def list_part(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+        items = [x.wire() for x in list_items(estate(request), m["rid"])]
+        page, link = offset_page(request, query_params(request), items, GDAP_PAGE_MAX, GDAP_PAGE_MAX)
+        return collection(request, _part_context(m, part), page, link)
+
+    async def get_part(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+        item = get_item(estate(request), m["rid"], m["sub"])
+        return _entity(request, _part_context(m, part), item.wire())
+
+    return list_part, get_part
 
 
-async def get_assignment(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
-    aa = estate(request).get_assignment(m["rid"], m["sub"])
-    return _entity(request, _aa_context(m), aa.wire())
+list_requests, get_request = _part_handlers("requests", SimEstate.list_requests, SimEstate.get_request)
+list_operations, get_operation = _part_handlers(
+    "operations", SimEstate.list_operations, SimEstate.get_operation
+)
+list_assignments, get_assignment = _part_handlers(
+    "accessAssignments", SimEstate.list_assignments, SimEstate.get_assignment
+)
 
 
 def _aa_url(request: web.Request, rel_id: str, aa: SimAccessAssignment) -> str:
@@ -450,8 +441,8 @@ SIGNIN_HANDLERS: set[Handler] = {list_signins, get_signin}
 GRAPH_LISTS: dict[Handler, Callable[[dict[str, str]], str]] = {
     list_signins: lambda m: "auditLogs/signIns",
     list_relationships: lambda m: "tenantRelationships/delegatedAdminRelationships",
-    list_requests: lambda m: f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/requests",
-    list_operations: lambda m: f"tenantRelationships/delegatedAdminRelationships('{m['rid']}')/operations",
+    list_requests: lambda m: _part_context(m, "requests"),
+    list_operations: lambda m: _part_context(m, "operations"),
     list_assignments: _aa_context,
     list_dac: lambda m: "tenantRelationships/delegatedAdminCustomers",
     list_contracts: lambda m: "contracts",

@@ -81,6 +81,14 @@ class RunningEmulator:
         result: dict[str, Any] = self._call("GET", "/_emulator/state" + suffix)
         return result
 
+    def gdap_relationship(self, rel_id: str) -> dict[str, Any]:
+        """One GDAP relationship as the emulator's state holds it (AssertionError when it holds none)."""
+        for customer in self.state(sign_ins=False)["customers"]:
+            for rel in customer["gdapRelationships"]:
+                if rel["id"] == rel_id:
+                    return dict(rel)
+        raise AssertionError(f"relationship {rel_id} not in the emulator's state")
+
     def log(self, all_requests: bool = False) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call(
             "GET", "/_emulator/log" + ("?all=true" if all_requests else "")
