@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from typing import Any
 
 import pytest
@@ -136,13 +137,8 @@ def test_an_unreachable_storage_account_is_one_line_exit_3(env: dict[str, str]) 
     closed = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=eA==;" + "".join(
         f"{kind}Endpoint=http://127.0.0.1:9/devstoreaccount1;" for kind in ("Blob", "Queue", "Table")
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "audit", "--as-of", "2026-11-21T00:00:00Z"],
-        cwd=ROOT,
-        env={**os.environ, "AzureWebJobsStorage": closed},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_cli(
+        "audit", "--as-of", "2026-11-21T00:00:00Z", env={**os.environ, "AzureWebJobsStorage": closed}
     )
     assert result.returncode == 3 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
