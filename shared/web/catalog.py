@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -121,6 +122,24 @@ class CustomerIndex:
         self._position = {r["tenantId"]: i for i, r in enumerate(rows)}
         self._orders: dict[str, list[int]] = {}
         self._columns: dict[str, list[Any]] = {}
+        # The filters as sets of positions, and the search texts joined by newlines with each row's start,
+        # for one C-level scan: a needle without a newline cannot span two rows.
+        self._by_bucket: dict[str, set[int]] = {}
+        self._by_recommendation: dict[str, set[int]] = {}
+        self._by_type: dict[str, set[int]] = {}
+        for i, row in enumerate(rows):
+            self._by_bucket.setdefault(row["bucket"], set()).add(i)
+            if row["establishedLast7Days"]:
+                self._by_bucket.setdefault("new", set()).add(i)
+            self._by_recommendation.setdefault(row["recommendation"], set()).add(i)
+            for kind in row["relationshipTypes"]:
+                self._by_type.setdefault(kind, set()).add(i)
+        self._starts: list[int] = []
+        offset = 0
+        for text in haystacks:
+            self._starts.append(offset)
+            offset += len(text) + 1
+        self._joined = "\n".join(haystacks)
         for field in SORT_KEYS:  # a few ms each at 10,000 rows, once per evaluation: no request pays them
             self.column(field)
         self._json: list[str | None] = [None] * len(rows)
@@ -190,29 +209,41 @@ class CustomerIndex:
         return order
 
     def matching(self, query: Query) -> list[int]:
+        """Positions of the rows ``query`` selects, in its sort order.
+
+        Each filter is a precomputed set of positions (bucket, recommendation, type) or one scan of the
+        joined search text in C (``str.find``), intersected; the order is then walked once. A Python
+        pass that tested every row's fields was most of a filtered request at 10,000 customers."""
         query.validate()
         needle = search_text(query.q.strip())
-        rows, haystacks = self.rows, self._haystacks
-        out = []
-        for i in self.order(query.sort):
-            row = rows[i]
-            if query.bucket is not None:
-                if query.bucket == "new":
-                    if not row["establishedLast7Days"]:
-                        continue
-                elif row["bucket"] != query.bucket:
-                    continue
-            if query.recommendation is not None and row["recommendation"] != query.recommendation:
-                continue
-            if (
-                query.relationship_type is not None
-                and query.relationship_type not in row["relationshipTypes"]
-            ):
-                continue
-            if needle and needle not in haystacks[i]:
-                continue
-            out.append(i)
-        return out
+        chosen: set[int] | None = None
+        for subset in (
+            None if query.bucket is None else self._by_bucket.get(query.bucket, set()),
+            None
+            if query.recommendation is None
+            else self._by_recommendation.get(query.recommendation, set()),
+            None if query.relationship_type is None else self._by_type.get(query.relationship_type, set()),
+            self._search(needle) if needle else None,
+        ):
+            if subset is not None:
+                chosen = set(subset) if chosen is None else chosen & subset
+        order = self.order(query.sort)
+        if chosen is None:
+            return list(order)
+        return [i for i in order if i in chosen]
+
+    def _search(self, needle: str) -> set[int]:
+        """Rows whose search text holds ``needle``: found in the joined text, each row once."""
+        if "\n" in needle:
+            return {i for i, text in enumerate(self._haystacks) if needle in text}
+        text, starts = self._joined, self._starts
+        found: set[int] = set()
+        position = text.find(needle)
+        while position != -1:
+            row = bisect_right(starts, position) - 1
+            found.add(row)
+            position = text.find(needle, starts[row + 1] if row + 1 < len(starts) else len(text))
+        return found
 
     def page(self, query: Query) -> bytes:
         """The JSON answer of ``GET /api/customers`` for ``query``."""
