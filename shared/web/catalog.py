@@ -127,12 +127,12 @@ class CustomerIndex:
         self._by_bucket: dict[str, set[int]] = {}
         self._by_recommendation: dict[str, set[int]] = {}
         self._by_type: dict[str, set[int]] = {}
-        for i, row in enumerate(rows):
-            self._by_bucket.setdefault(row["bucket"], set()).add(i)
-            if row["establishedLast7Days"]:
+        for i, shown in enumerate(rows):
+            self._by_bucket.setdefault(shown["bucket"], set()).add(i)
+            if shown["establishedLast7Days"]:
                 self._by_bucket.setdefault("new", set()).add(i)
-            self._by_recommendation.setdefault(row["recommendation"], set()).add(i)
-            for kind in row["relationshipTypes"]:
+            self._by_recommendation.setdefault(shown["recommendation"], set()).add(i)
+            for kind in shown["relationshipTypes"]:
                 self._by_type.setdefault(kind, set()).add(i)
         self._starts: list[int] = []
         offset = 0
