@@ -696,6 +696,21 @@ def test_extend_of_an_unknown_relationship_is_an_error_and_extends_nothing(
     assert mutations(emulator, "PATCH") == []
 
 
+def test_extend_reads_a_named_relationship_once(
+    gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The check that a named relationship exists is the read its extension uses: one GET, one PATCH."""
+    scenario, emulator = gdap_env["scenario"], gdap_env["emulator"]
+    audit()
+    known = rel_id(scenario, RELECLOUD)
+    before = len(emulator.log(all_requests=True))
+    code, summary, err = cli(["gdap", "extend", "--relationship", known], capsys)
+    assert code == 0 and summary["extended"] == 1, err
+    path = f"{REL_PATH}/{known}"
+    calls = [(e["method"], e["path"]) for e in emulator.log(all_requests=True)[before:] if e["path"] == path]
+    assert calls == [("GET", path), ("PATCH", path)], calls
+
+
 def test_template_names_match_whatever_their_case(
     gdap_env: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -85,24 +85,26 @@ async def extend(
             raise GdapError("name at least one relationship, or all expiring ones", code="malformedBody")
         targets = [(i, None) for i in dict.fromkeys(ids)]
     semaphore = asyncio.Semaphore(CONCURRENCY)
+    read: dict[str, Relationship] = {}  # named relationships, read once: the first attempt uses them
     if not all_expiring:
         # A relationship id that names nothing is bad input: refused before anything changes.
-        async def known(rid: str) -> bool:
+        async def get(rid: str) -> Relationship | None:
             async with semaphore:
-                return await services.graph.get_relationship(rid) is not None
+                return await services.graph.get_relationship(rid)
 
-        found = await asyncio.gather(*(known(rid) for rid, _ in targets))
-        unknown = [rid for (rid, _), ok in zip(targets, found, strict=True) if not ok]
+        found = await asyncio.gather(*(get(rid) for rid, _ in targets))
+        unknown = [rid for (rid, _), rel in zip(targets, found, strict=True) if rel is None]
         if unknown:
             raise GdapError(
                 f"no such GDAP relationship: {', '.join(unknown)}; nothing was extended",
                 status=404,
                 code="relationshipNotFound",
             )
+        read = {rid: rel for (rid, _), rel in zip(targets, found, strict=True) if rel is not None}
 
     async def one(rid: str, tenant: str | None) -> dict[str, Any]:
         async with semaphore:
-            return await _extend_one(services, rid, tenant, actor)
+            return await _extend_one(services, rid, tenant, actor, read.get(rid))
 
     results = await asyncio.gather(*(one(rid, tenant) for rid, tenant in targets))
     counts = {
@@ -121,11 +123,14 @@ def _outcome(rel_id: str, tenant: str | None, result: str, reason: str = "", **e
     return {"relationshipId": rel_id, "tenantId": tenant, "result": result, "reason": reason or None, **extra}
 
 
-async def _extend_one(services: Services, rid: str, tenant: str | None, actor: str) -> dict[str, Any]:
+async def _extend_one(
+    services: Services, rid: str, tenant: str | None, actor: str, first: Relationship | None = None
+) -> dict[str, Any]:
+    """``first``: the relationship as just read, used by the first attempt instead of reading it again."""
     graph = services.graph
     try:
         for attempt in range(3):
-            rel = await graph.get_relationship(rid)
+            rel = first if attempt == 0 and first is not None else await graph.get_relationship(rid)
             if rel is None:
                 return _outcome(rid, tenant, "skipped", "the relationship no longer exists")
             tenant = rel.tenant_id
