@@ -13,12 +13,7 @@ from datetime import datetime
 from shared.evaluation.store import EvaluationStore
 from shared.microsoft.graph import GraphClient
 from shared.microsoft.partner_center import PartnerCenterClient
-from shared.platform.identity import (
-    graph_credential,
-    graph_write_credential,
-    mail_credential,
-    partner_center_credential,
-)
+from shared.platform.identity import graph_credential, own_identity_credential, partner_center_credential
 from shared.platform.ratelimit import SlidingWindowLimiter
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import Settings
@@ -37,8 +32,8 @@ class Services:
         self.graph = GraphClient(
             settings.graph_root,
             graph_credential(settings),
-            write_credential=graph_write_credential(settings),
-            mail_credential=mail_credential(settings),
+            write_credential=own_identity_credential(settings, settings.graph_write_client_id),
+            mail_credential=own_identity_credential(settings, settings.mail_client_id),
             retry_delay=delay,
             max_retries=max_retries,
             sign_in_limiter=None if pace is None else SlidingWindowLimiter(*pace),

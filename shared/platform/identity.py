@@ -239,16 +239,11 @@ def graph_credential(settings: Settings, client_id: str = "") -> Any:
     return DefaultAzureCredential(managed_identity_client_id=client_id or None)
 
 
-def graph_write_credential(settings: Settings) -> Any:
-    """The identity of the GDAP writes, or None when they run as the app's own."""
-    same = settings.graph_write_client_id in ("", settings.azure_client_id)
-    return None if same else graph_credential(settings, settings.graph_write_client_id)
-
-
-def mail_credential(settings: Settings) -> Any:
-    """The identity that sends mail, or None when it is the app's own."""
-    same = settings.mail_client_id in ("", settings.azure_client_id)
-    return None if same else graph_credential(settings, settings.mail_client_id)
+def own_identity_credential(settings: Settings, client_id: str) -> Any:
+    """The credential of a job's own identity (GRAPH_WRITE_CLIENT_ID, MAIL_CLIENT_ID), or None when the
+    job runs as the app's (the setting is empty or names AZURE_CLIENT_ID)."""
+    same = client_id in ("", settings.azure_client_id)
+    return None if same else graph_credential(settings, client_id)
 
 
 def partner_center_credential(settings: Settings) -> Any:
