@@ -40,6 +40,14 @@ NCRONTAB_FIELDS = (
 )
 
 
+def _ncrontab_value(token: str, low: int, names: tuple[str, ...]) -> int:
+    """A field value: a number, or a month or weekday name (-1 when it is neither)."""
+    if token.isdigit():
+        return int(token)
+    upper = token.upper()
+    return names.index(upper) + low if upper in names else -1
+
+
 def ncrontab_problem(expression: str) -> str | None:
     """What is wrong with a six-field NCRONTAB expression, or None."""
     fields_ = expression.split()
@@ -52,14 +60,7 @@ def ncrontab_problem(expression: str) -> str | None:
                 return f"{what}: step {step!r}"
             if base == "*":
                 continue
-            bounds = [
-                int(token)
-                if token.isdigit()
-                else names.index(token.upper()) + low
-                if token.upper() in names
-                else -1
-                for token in base.split("-", 1)
-            ]
+            bounds = [_ncrontab_value(token, low, names) for token in base.split("-", 1)]
             if not all(low <= b <= high for b in bounds):
                 return f"{what}: {item!r} is not within {low}-{high}"
             if bounds != sorted(bounds):

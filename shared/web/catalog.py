@@ -225,8 +225,8 @@ class CustomerIndex:
             None if query.relationship_type is None else self._by_type.get(query.relationship_type, set()),
             self._search(needle) if needle else None,
         ):
-            if subset is not None:
-                chosen = set(subset) if chosen is None else chosen & subset
+            if subset is not None:  # never changed in place: & makes a new set
+                chosen = subset if chosen is None else chosen & subset
         order = self.order(query.sort)
         if chosen is None:
             return list(order)

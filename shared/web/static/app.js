@@ -717,11 +717,11 @@
     const facts = clear($("customer-facts"));
     if (row) {
       const fact = (label, value) => [el("div", { class: "fact" }, el("dt", null, label), el("dd", null, value))];
+      const proven = inactivity(row, c.evaluation && c.evaluation.coverage);
       append(facts, [
         fact(t("relTypes"), row.relationshipTypes.join(" + ")),
         fact(t("colDaysActive"), fmtNumber(row.daysActive)),
-        fact(t("colDaysInactive"), [inactivity(row, c.evaluation && c.evaluation.coverage)]
-          .map((p) => (p.hint ? p.text + " (" + p.hint + ")" : p.text))[0]),
+        fact(t("colDaysInactive"), proven.hint ? proven.text + " (" + proven.hint + ")" : proven.text),
         fact(t("colLastSignIn"), fmtDateTime(row.lastSignInAt)),
         fact(t("lastSignInKind"), row.lastSignInKind === "interactive" ? t("kindInteractive")
           : row.lastSignInKind === "nonInteractive" ? t("kindNonInteractive") : ""),
@@ -851,20 +851,21 @@
   // --- the audit trail (#/activity) ------------------------------------------------------------
   // An action's name is "<subject>.<verb>" (removal.completed, gdap.terminate, notification.customer-removal):
   // both parts are translated where the portal knows them, and shown as recorded otherwise.
+  // The translation of ``key``, or ``fallback`` where there is none (t answers an unknown key itself).
+  function tOr(key, fallback) {
+    const text = t(key);
+    return text === key ? fallback : text;
+  }
+
   function actionLabel(name) {
     const [subject, ...rest] = String(name || "").split(".");
     const verb = rest.join(".");
-    const s = t("actSubject_" + subject), v = t("actVerb_" + verb);
-    const known = (text, key) => (text === key ? null : text);
-    const subjectText = known(s, "actSubject_" + subject) || subject;
-    const verbText = known(v, "actVerb_" + verb) || verb;
-    return verb ? subjectText + ": " + verbText : subjectText;
+    const subjectText = tOr("actSubject_" + subject, subject);
+    return verb ? subjectText + ": " + tOr("actVerb_" + verb, verb) : subjectText;
   }
 
   function resultLabel(result) {
-    if (!result) return "";
-    const text = t("actResult_" + result);
-    return text === "actResult_" + result ? result : text;
+    return result ? tOr("actResult_" + result, result) : "";
   }
 
   function actionsTable(actions, withCustomer) {
