@@ -1,4 +1,4 @@
-"""An independent, brute-force reading of CONTRACTS section 1 straight from a scenario file.
+"""An independent, brute-force reading of docs/definitions.md sections 1-2 straight from a scenario file.
 
 Written from the contract, not from the product's code: it walks every raw sign-in for every
 customer. Integration tests compare the product's report (emulator -> msgraph-sdk -> Azurite ->

@@ -1,4 +1,4 @@
-"""The HTTP API (CONTRACTS section 7): every route, both roles, and bad input that must change nothing.
+"""The HTTP API (docs/definitions.md section 6): every route, both roles, and bad input that must change nothing.
 
 Requests go through the real ASGI app (Starlette's TestClient) against Azurite and the emulator;
 one test goes through the function app's HTTP function with a real ``func.HttpRequest``.

@@ -1,6 +1,6 @@
 """One clock, Microsoft's: the present is what the Date header of Microsoft's answers says (the
 emulator's clock here), never the host's calendar; and --as-of can neither rewrite history nor the
-present (CONTRACTS section 4)."""
+present (docs/definitions.md section 5)."""
 
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ def test_who_may_do_what_and_cross_site_changes(estate: dict[str, Any]) -> None:
 
 def test_granting_access_is_its_own_role(estate: dict[str, Any]) -> None:
     """Relationships.Remove removes and reduces access; only Relationships.Grant requests, invites,
-    re-establishes or prolongs it (CONTRACTS section 7)."""
+    re-establishes or prolongs it (docs/definitions.md section 6)."""
     emulator = estate["emulator"]
     with client(estate["settings"]) as c:
         for path in GRANTS:

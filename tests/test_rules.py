@@ -1,4 +1,4 @@
-"""CONTRACTS section 1 at its edges, as pure functions (no storage, no network)."""
+"""docs/definitions.md sections 1-2 at its edges, as pure functions (no storage, no network)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m shared.cli [--emulator URL] COMMAND [options]`` (CONTRACTS section 4).
+"""Command line: ``python -m shared.cli [--emulator URL] COMMAND [options]`` (docs/definitions.md section 5).
 
 Exit codes: 0 success; 2 bad arguments or settings (one line on stderr, nothing written);
 3 an upstream service failed after retries (what was done so far is kept).

@@ -58,7 +58,7 @@ class Relationship:
 
     @property
     def active(self) -> bool:
-        """CONTRACTS section 1: DAP with dapEnabled, or GDAP with status active."""
+        """docs/definitions.md sections 1-2: DAP with dapEnabled, or GDAP with status active."""
         if self.type == "DAP":
             return self.status == "active"
         return self.status == GDAP_ACTIVE

@@ -1,4 +1,4 @@
-"""The monitoring rules of CONTRACTS section 1, as pure functions (no I/O)."""
+"""The monitoring rules of docs/definitions.md sections 1-2, as pure functions (no I/O)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def qualifies(raw: dict[str, Any], partner_tenant: str) -> bool:
 
 
 def bucket_of(days: int) -> Bucket:
-    """active d <= 29; 30-60; 61-90; 90+ d >= 91 (CONTRACTS decides the seed's overlapping ranges)."""
+    """active d <= 29; 30-60; 61-90; 90+ d >= 91 (docs/definitions.md section 1 settles the seed's overlapping ranges)."""
     if days <= 29:
         return "active"
     if days <= 60:

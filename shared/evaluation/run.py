@@ -1,4 +1,4 @@
-"""Policy enforcement: the daily evaluation and the whole automated cycle (CONTRACTS sections 1, 4, 6).
+"""Policy enforcement: the daily evaluation and the whole automated cycle (docs/definitions.md sections 1-2, 5, 4).
 
 ``run_evaluation`` is what the evaluation timer runs: refresh the store, compute and keep the report
 (the daily snapshot the trends read), then apply the policy -- recommendations are in the report;

@@ -1,4 +1,4 @@
-"""Notifications: mail to customers and partner admins through Graph ``sendMail`` (CONTRACTS section 6).
+"""Notifications: mail to customers and partner admins through Graph ``sendMail`` (docs/definitions.md section 4).
 
 Every mail is a small JSON message on the ``notifications`` queue with an idempotency key. The worker
 writes a ``Notifications`` state row (``queued -> sending -> sent | skipped | failed``, ETag-conditional)

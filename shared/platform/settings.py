@@ -208,7 +208,7 @@ class Settings:
         "Wait between polls of a GDAP long-running operation that names no Retry-After",
     )
 
-    # --- policy (CONTRACTS section 6) ------------------------------------------------------------
+    # --- policy (docs/definitions.md section 4) ------------------------------------------------------------
     policy_mode: str = _setting("POLICY_MODE", "report", "report: never remove; enforce: remove candidates")
     recommend_after_days: int = _setting("RECOMMEND_AFTER_DAYS", 60, "Recommend removal after this many days")
     remove_after_days: int = _setting("REMOVE_AFTER_DAYS", 90, "Removal candidate after this many days")

@@ -52,7 +52,7 @@ def removal_from_row(
     now: datetime,
     decided_at: datetime | None = None,
 ) -> Removal:
-    """A queued removal for one customer row of a stored evaluation (CONTRACTS section 5)."""
+    """A queued removal for one customer row of a stored evaluation (docs/definitions.md section 3)."""
     last = parse_optional(row.get("lastSignInAt"))
     established = parse_optional(row.get("establishedAt"))
     if source == "policy":

@@ -1,7 +1,7 @@
 """Removals: requests (portal or policy), the removal queue worker, and the append-only ``Actions`` trail.
 
 A removal is one customer's delegated admin access going away: DAP through the Partner Center
-``PATCH`` and every active GDAP relationship through a terminate request (CONTRACTS sections 6, 7).
+``PATCH`` and every active GDAP relationship through a terminate request (docs/definitions.md sections 4, 6).
 
 Exactly-once towards Microsoft, on an at-least-once queue:
 
@@ -205,7 +205,7 @@ async def _skip(services: Services, store: RemovalStore, removal: Removal, reaso
 
 
 async def _prechecks(services: Services, removal: Removal, live: LiveState) -> str | None:
-    """The reason to skip the whole removal, or None to go ahead (CONTRACTS section 6)."""
+    """The reason to skip the whole removal, or None to go ahead (docs/definitions.md section 4)."""
     settings = services.settings
     if removal.source == "policy" and removal.tenant_id in settings.excluded_tenants:
         return "excluded: the customer is in EXCLUDED_TENANTS now"
