@@ -63,12 +63,14 @@ GET_ROUTES = [
     "/api/trends",
     "/api/removals/00000000-0000-0000-0000-000000000000",
     "/api/removals?ids=00000000-0000-0000-0000-000000000000",
+    "/api/removals?since=2026-11-01T00:00:00Z",
+    "/api/exclusions",
     "/api/audit/runs/" + "0" * 32,
     "/api/me",
     "/api/roles",
     "/api/openapi.json",
 ]
-POST_ROUTES = ["/api/removals", "/api/audit/run"]
+POST_ROUTES = ["/api/removals", "/api/removals/preview", "/api/audit/run"]
 
 
 def run(coro: Any) -> Any:
@@ -523,6 +525,10 @@ def test_openapi_document_lists_every_route(settings: Settings) -> None:
         ("/api/removals", "post"),
         ("/api/removals", "get"),
         ("/api/removals/{removal_id}", "get"),
+        ("/api/removals/preview", "post"),
+        ("/api/exclusions", "get"),
+        ("/api/exclusions/{tenant_id}", "put"),
+        ("/api/exclusions/{tenant_id}", "delete"),
         ("/api/me", "get"),
     ]:
         assert method in paths[path], (path, method)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.domain.report import Report
-from shared.evaluation.report import compute_report, policy_from_settings
+from shared.evaluation.report import compute_report, current_policy
 from shared.platform.timeutil import iso
 from shared.relationships.sync import sync_relationships
 from shared.signins.ingestion import ingest_sign_ins
@@ -35,7 +35,7 @@ async def build_report(services: Services, as_of: datetime) -> Report:
         services.storage,
         as_of=as_of,
         partner_tenant_id=await services.partner_tenant_id(),
-        policy=policy_from_settings(services.settings),
+        policy=await current_policy(services.storage, services.settings),
     )
 
 

@@ -32,7 +32,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.domain.rules import sort_rows
-from shared.evaluation.report import compute_report, policy_from_settings, report_head
+from shared.evaluation.report import compute_report, current_policy, policy_from_settings, report_head
 from shared.evaluation.store import new_evaluation_id
 from shared.platform.settings import EVALUATION_SHARDS_QUEUE
 from shared.platform.sharding import SHARDS
@@ -160,7 +160,7 @@ async def handle_shard_message(services: Services, body: bytes | str) -> dict[st
         services.storage,
         as_of=run.effective,
         partner_tenant_id=run.partner_tenant_id,
-        policy=policy_from_settings(services.settings),
+        policy=await current_policy(services.storage, services.settings),
         shard=shard,
         coverage=run.coverage,
     )

@@ -70,7 +70,13 @@ def decide(report: Report, settings: Settings) -> Decision:
         r for r in rows if r["inactiveForAtLeastDays"] > remove_after and in_scope(r["relationships"], scope)
     ]
     skipped: list[dict[str, Any]] = [
-        {"tenantId": r["tenantId"], "displayName": r["displayName"], "reason": "excluded (EXCLUDED_TENANTS)"}
+        {
+            "tenantId": r["tenantId"],
+            "displayName": r["displayName"],
+            "reason": "excluded (EXCLUDED_TENANTS)"
+            if r["tenantId"] in settings.excluded_tenants
+            else "excluded (an exclusion managed in the portal)",
+        }
         for r in over
         if r["excluded"]
     ]

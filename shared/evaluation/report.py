@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.domain.report import Report, ReportHead, ReportRow
 from shared.domain.rules import Policy, customer_row, sort_rows, summarize
+from shared.exclusions.store import excluded_tenants
 from shared.platform.state import Coverage, StateStore
 from shared.platform.storage import Storage
 from shared.platform.timeutil import iso
@@ -19,13 +20,20 @@ from shared.signins.activity import ActivityReader
 SCHEMA_VERSION = 1
 
 
-def policy_from_settings(settings: Any) -> Policy:
+def policy_from_settings(settings: Any, excluded: frozenset[str] | None = None) -> Policy:
+    """The policy of the settings; ``excluded`` (EXCLUDED_TENANTS and the stored exclusions,
+    :func:`current_policy`) replaces the setting's exclusions when given."""
     return Policy(
         mode=settings.policy_mode,
         recommend_after_days=settings.recommend_after_days,
         remove_after_days=settings.remove_after_days,
-        excluded=frozenset(settings.excluded_tenants),
+        excluded=frozenset(settings.excluded_tenants) if excluded is None else excluded,
     )
+
+
+async def current_policy(storage: Storage, settings: Any) -> Policy:
+    """The policy as it stands: the settings, with the exclusions managed in the portal added."""
+    return policy_from_settings(settings, await excluded_tenants(storage, settings))
 
 
 async def compute_report(

@@ -238,6 +238,18 @@ class RemovalStore:
             return Removal.from_entity(dict(e), e.metadata.get("etag"))
         return None
 
+    async def open_or_changed_since(self, since: datetime, limit: int) -> list[Removal]:
+        """Every removal still under way and every one updated at or after ``since``, newest first (at
+        most ``limit``): what a view computed at ``since`` does not know yet."""
+        out = []
+        async for e in self.table.query_entities(
+            "Status eq 'queued' or Status eq 'requesting' or Status eq 'requested' or UpdatedAt ge @since",
+            parameters={"since": iso(since)},
+        ):
+            out.append(Removal.from_entity(dict(e), e.metadata.get("etag")))
+        out.sort(key=lambda r: r.updated_at, reverse=True)
+        return out[:limit]
+
     async def with_status(self, status: str) -> list[Removal]:
         out = []
         async for e in self.table.query_entities("Status eq @s", parameters={"s": status}):

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.exclusions.store import ExclusionStore
 from shared.notifications.enqueue import enqueue_partner_alert
 from shared.notifications.store import mail_broken
 from shared.platform.actions import record_action, record_unreadable
@@ -209,6 +210,11 @@ async def _prechecks(services: Services, removal: Removal, live: LiveState) -> s
     settings = services.settings
     if removal.source == "policy" and removal.tenant_id in settings.excluded_tenants:
         return "excluded: the customer is in EXCLUDED_TENANTS now"
+    if removal.source == "policy":
+        # An exclusion added in the portal after the evaluation still stops the policy.
+        exclusion = await ExclusionStore(services.storage).get(removal.tenant_id)
+        if exclusion is not None:
+            return f"excluded: {exclusion.by or 'someone'} excluded the customer at {iso(exclusion.at) if exclusion.at else ''}"
     active = [r for r in removal.relationships if live.status_of(r) == "active"]
     if not active:
         states = ", ".join(

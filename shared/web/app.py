@@ -34,11 +34,8 @@ from shared.domain.roles import role_catalog, role_name
 from shared.evaluation.audit_runs import drain_audit_runs, get_audit_run, start_audit_run
 from shared.evaluation.trends import trend_points
 from shared.platform.actions import list_actions
-from shared.platform.settings import SettingsError
 from shared.platform.timeutil import iso, iso_optional, parse_iso, utcnow
 from shared.relationships.store import RelationshipStore
-from shared.removals import progress
-from shared.removals import request as removal_requests
 from shared.signins.agents import AgentDirectory
 from shared.signins.history import agents_of, sign_in_history
 from shared.web import schemas
@@ -57,7 +54,6 @@ from shared.web.catalog import (
     QueryError,
 )
 from shared.web.http import (
-    GUID,
     ApiError,
     Requires,
     WebConfig,
@@ -71,12 +67,12 @@ from shared.web.http import (
     parse_guid,
     parse_time,
     reader,
-    remover,
     services_of,
     storage_missing,
     time_query,
     web_state,
 )
+from shared.web.removals_api import register_exclusion_routes, register_removal_routes
 from shared.web.security import (
     HeadAndOptions,
     HostCheck,
@@ -86,9 +82,6 @@ from shared.web.security import (
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-REMOVAL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-MAX_REMOVAL_IDS = 100
-MAX_REASON = 500
 DRAIN_INTERVAL_SECONDS = 5.0
 
 
@@ -247,6 +240,7 @@ def register_api(app: FastAPI) -> None:
     register_action_routes(app)
     register_run_routes(app)
     register_removal_routes(app)
+    register_exclusion_routes(app)
 
 
 def register_audit_routes(app: FastAPI) -> None:
@@ -472,81 +466,6 @@ def register_run_routes(app: FastAPI) -> None:
         return json_response(run)
 
 
-def register_removal_routes(app: FastAPI) -> None:
-    """Asking for removals and following them."""
-
-    @app.post(
-        "/api/removals",
-        tags=["removals"],
-        status_code=202,
-        summary="Request the removal of delegated admin access (executed by the removal queue)",
-        responses={202: {"model": schemas.RemovalsAccepted}, **schemas.ERRORS},
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": schemas.RemovalRequest.model_json_schema()}},
-            }
-        },
-    )
-    async def request_removals(request: Request, principal: Principal = remover) -> Response:
-        body = await json_body(request)
-        tenant_ids, reason = validate_removal_request(body)
-        services = await services_of(request)
-        try:
-            removals = await removal_requests.request_removals(
-                services,
-                tenant_ids,
-                requested_by=principal.display,
-                reason=reason,
-                source="user",
-                customer_notified=True,
-            )
-        except SettingsError as exc:  # e.g. NOTIFY_SENDER missing while customers are to be notified
-            log.error("removal request refused: %s", exc)
-            raise ApiError(503, "notConfigured", f"removals are not configured: {exc}") from None
-        except ValueError as exc:
-            raise ApiError(
-                400, "unknownTenantId", str(exc) or "a tenant id is not under monitoring"
-            ) from None
-        state = web_state(request)
-        if state.drain_wakeup is not None:
-            state.drain_wakeup.set()
-        return json_response({"removals": removals}, status=202)
-
-    @app.get(
-        "/api/removals/{removal_id}",
-        tags=["removals"],
-        summary="The state of one removal",
-        responses={200: {"model": schemas.Removal}, **schemas.ERRORS},
-    )
-    async def get_removal(request: Request, removal_id: str, principal: Principal = reader) -> Response:
-        if not REMOVAL_ID.fullmatch(removal_id):
-            raise ApiError(400, "invalidParameter", "not a removal id")
-        removal = await progress.get_removal(await services_of(request), removal_id)
-        if removal is None:
-            raise ApiError(404, "unknownRemoval", "no removal with this id")
-        return json_response(removal)
-
-    @app.get(
-        "/api/removals",
-        tags=["removals"],
-        summary="The state of several removals (ids=a,b,c)",
-        responses={200: {"model": schemas.RemovalList}, **schemas.ERRORS},
-    )
-    async def list_removals(request: Request, ids: str = "", principal: Principal = reader) -> Response:
-        wanted = [i for i in ids.split(",") if i]
-        if not wanted or len(wanted) > MAX_REMOVAL_IDS or not all(REMOVAL_ID.fullmatch(i) for i in wanted):
-            raise ApiError(400, "invalidParameter", f"ids must list 1 to {MAX_REMOVAL_IDS} removal ids")
-        services = await services_of(request)
-        found = await asyncio.gather(*(progress.get_removal(services, i) for i in wanted))
-        return json_response(
-            {
-                "removals": [r for r in found if r is not None],
-                "missing": [i for i, r in zip(wanted, found, strict=True) if r is None],
-            }
-        )
-
-
 # --- the OpenAPI document ----------------------------------------------------------------------------
 
 
@@ -615,38 +534,6 @@ def visible_actions(items: list[dict[str, Any]], principal: Principal) -> list[d
             item = {**item, "detail": ADDRESS.sub("(address hidden)", str(item["detail"]))}
         out.append(item)
     return out
-
-
-def validate_removal_request(body: dict[str, Any]) -> tuple[list[str], str]:
-    """The tenant ids and reason of a removal request, or a 400 that names what is wrong."""
-    ids = body.get("tenantIds")
-    if not isinstance(ids, list) or not ids:
-        raise ApiError(400, "malformedBody", "tenantIds must be a non-empty list of tenant ids")
-    if len(ids) > MAX_REMOVAL_IDS:
-        raise ApiError(400, "tooManyTenantIds", f"at most {MAX_REMOVAL_IDS} tenant ids per request")
-    bad = [i for i in ids if not isinstance(i, str) or not GUID.fullmatch(i)]
-    if bad:
-        raise ApiError(
-            400,
-            "invalidTenantId",
-            "every tenant id must be a GUID",
-            {"invalid": [str(b)[:64] for b in bad[:10]]},
-        )
-    if body.get("customerNotified") is not True:
-        raise ApiError(
-            400,
-            "customerNotNotified",
-            "customerNotified must be true: notify the customers before removing their access",
-        )
-    reason = body.get("reason", "")
-    if reason is None:
-        reason = ""
-    if not isinstance(reason, str) or len(reason) > MAX_REASON:
-        raise ApiError(400, "malformedBody", f"reason must be text of at most {MAX_REASON} characters")
-    if any(not ch.isprintable() and ch not in "\n\t" for ch in reason):
-        raise ApiError(400, "malformedBody", "reason must not contain control characters")
-    tenant_ids = list(dict.fromkeys(i.lower() for i in ids))
-    return tenant_ids, reason.strip() or "Removal requested in the portal"
 
 
 def relationship_detail(rel: Any) -> dict[str, Any]:

@@ -159,3 +159,60 @@ class RemovalsAccepted(BaseModel):
 class RemovalList(BaseModel):
     removals: list[Removal]
     missing: list[str]
+
+
+class RemovalPreviewRequest(BaseModel):
+    tenantIds: list[str] = Field(min_length=1, max_length=100, description="customer tenant ids (GUIDs)")
+
+
+class RemovedRelationship(BaseModel):
+    type: Literal["DAP", "GDAP"]
+    id: str
+    displayName: str
+    roles: list[str]
+    roleNames: list[str]
+
+
+class RemovalUnderWay(BaseModel):
+    id: str
+    status: str
+
+
+class RemovalPreviewCustomer(BaseModel):
+    tenantId: str
+    displayName: str
+    inactiveForAtLeastDays: int | None = None
+    recommendation: str | None = None
+    refused: Literal["notMonitored", "nothingInScope"] | None = Field(
+        description="why a removal request for this customer would be refused"
+    )
+    underWay: RemovalUnderWay | None = Field(
+        default=None, description="a removal already under way: a request returns it instead of a new one"
+    )
+    removes: list[RemovedRelationship] = Field(description="what the removal ends (REMOVAL_SCOPE)")
+    recipients: list[str] = Field(description="who the customer notice is sent to (none: nobody)")
+    warnings: list[Literal["active", "signedInLastDay", "notRecommended", "excluded"]]
+
+
+class RemovalPreview(BaseModel):
+    evaluationId: str
+    scope: list[str]
+    notifyCustomers: bool
+    customers: list[RemovalPreviewCustomer]
+
+
+class ExclusionRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=500, description="why the customer is excluded")
+
+
+class Exclusion(BaseModel):
+    tenantId: str
+    displayName: str
+    reason: str
+    excludedBy: str
+    excludedAt: str | None
+    source: Literal["portal", "setting"]
+
+
+class Exclusions(BaseModel):
+    exclusions: list[Exclusion]
