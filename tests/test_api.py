@@ -383,6 +383,11 @@ def test_customers_filter_sort_and_page(settings: Settings) -> None:
         second = c.get("/api/customers?sort=name&pageSize=2&page=3", headers=READER).json()
         assert second["pages"] == 3 and second["total"] == 5 and len(second["customers"]) == 1
         assert names("type=DAP&sort=name") == ["Adatum Ltd", "Lamna Ltd", "Proseware Ltd"]
+        assert names("type=both&sort=name") == ["Lamna Ltd"]
+        assert names("excluded=true") == [] and len(names("excluded=false")) == 5
+        exchange = "29232cdf-9323-42fd-ade2-1d097af3e4de"
+        assert names(f"role={exchange}") == ["Wingtip Ltd", "Lamna Ltd", "Relecloud Ltd"]
+        assert {"id": exchange, "name": "Exchange Administrator", "customers": 3} in page["facets"]["roles"]
         csv_text = c.get("/api/customers?bucket=30-60&format=csv", headers=READER).content.decode("utf-8-sig")
         assert [r["displayName"] for r in csv.DictReader(io.StringIO(csv_text))] == [
             "Wingtip Ltd",
@@ -398,6 +403,8 @@ def test_customers_filter_sort_and_page(settings: Settings) -> None:
             "pageSize=-1",
             "recommendation=maybe",
             "type=CSP",
+            "excluded=maybe",
+            "role=admin",
             "format=pdf",
             "q=" + "x" * 201,
         ):

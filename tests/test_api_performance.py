@@ -72,7 +72,7 @@ def synthetic_report(n: int, seed: int = 3) -> dict[str, Any]:
                 "agentsSignedInLastDay": rnd.randint(0, 3),
                 "signInsLastDay": rnd.randint(0, 9),
                 "recommendation": "remove" if d > 60 else "none",
-                "excluded": False,
+                "excluded": rnd.random() < 0.1,
             }
         )
     rows = sort_rows(rows)
@@ -203,7 +203,16 @@ def reference_matching(index: CustomerIndex, query: Query) -> list[int]:
             continue
         if query.recommendation is not None and row["recommendation"] != query.recommendation:
             continue
-        if query.relationship_type is not None and query.relationship_type not in row["relationshipTypes"]:
+        if query.relationship_type == "both" and row["relationshipTypes"] != ["DAP", "GDAP"]:
+            continue
+        if (
+            query.relationship_type in ("DAP", "GDAP")
+            and query.relationship_type not in row["relationshipTypes"]
+        ):
+            continue
+        if query.excluded is not None and row["excluded"] != query.excluded:
+            continue
+        if query.role is not None and query.role not in row["roles"]:
             continue
         if needle and needle not in index._haystacks[i]:  # noqa: SLF001 - the reference reads the raw texts
             continue
@@ -225,6 +234,10 @@ def test_filters_and_search_select_exactly_the_rows_the_definition_does() -> Non
             q=rnd.choice(needles),
             sort=rnd.choice(["-inactiveForAtLeastDays", "name", "-lastSignInAt"]),
             recommendation=rnd.choice([None, "remove", "none"]),
-            relationship_type=rnd.choice([None, "DAP", "GDAP"]),
+            relationship_type=rnd.choice([None, "DAP", "GDAP", "both"]),
+            excluded=rnd.choice([None, True, False]),
+            role=rnd.choice([None, None, *ROLES[:3], "00000000-0000-0000-0000-000000000000"]),
         )
         assert index.matching(query) == reference_matching(index, query), query
+    held = {f["id"]: f["customers"] for f in index.facets["roles"]}
+    assert held == {r: sum(r in row["roles"] for row in index.rows) for r in held} and set(held) <= set(ROLES)

@@ -287,12 +287,20 @@ def register_customer_routes(app: FastAPI) -> None:
         page: str | None = PAGE.query(),
         pageSize: str | None = PAGE_SIZE.query(),
         recommendation: str | None = choice_query(None, ("remove", "none")),
-        type: str | None = choice_query(None, ("DAP", "GDAP"), "relationship type"),
+        type: str | None = choice_query(
+            None, ("DAP", "GDAP", "both"), "relationship type; both: customers holding DAP and GDAP"
+        ),
+        excluded: str | None = choice_query(None, ("true", "false"), "excluded from removal by the policy"),
+        role: str | None = FastApiQuery(
+            None, max_length=36, description="a role definition id some relationship holds"
+        ),
         format: str = FORMAT,
         principal: Principal = reader,
     ) -> Response:
         if format not in ("json", "csv"):
             raise ApiError(400, "invalidParameter", "format must be json or csv")
+        if excluded not in (None, "", "true", "false"):
+            raise ApiError(400, "invalidParameter", "excluded must be true or false")
         query = Query(
             bucket=bucket or None,
             q=q,
@@ -301,6 +309,8 @@ def register_customer_routes(app: FastAPI) -> None:
             page_size=PAGE_SIZE.parse(pageSize),
             recommendation=recommendation or None,
             relationship_type=type or None,
+            excluded=None if not excluded else excluded == "true",
+            role=role or None,
         )
         try:
             query.validate()

@@ -8,6 +8,7 @@ over a precomputed order plus the serialisation of one page.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable
@@ -45,6 +46,10 @@ def sort_field(sort: str) -> str:
     return sort[1:] if sort.startswith("-") else sort
 
 
+RELATIONSHIP_FILTERS = (None, "DAP", "GDAP", "both")
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 class QueryError(ValueError):
     """A query parameter the index cannot answer (a 400 for the caller)."""
 
@@ -62,7 +67,9 @@ class Query:
     page: int = 1
     page_size: int = 50
     recommendation: str | None = None
-    relationship_type: str | None = None
+    relationship_type: str | None = None  # DAP, GDAP, or both (customers holding both kinds)
+    excluded: bool | None = None
+    role: str | None = None  # a role definition id some relationship of the customer holds
 
     def validate(self) -> None:
         if self.bucket is not None and self.bucket not in BUCKET_FILTERS:
@@ -75,8 +82,10 @@ class Query:
             raise QueryError(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
         if self.recommendation not in (None, "remove", "none"):
             raise QueryError("recommendation must be remove or none")
-        if self.relationship_type not in (None, "DAP", "GDAP"):
-            raise QueryError("type must be DAP or GDAP")
+        if self.relationship_type not in RELATIONSHIP_FILTERS:
+            raise QueryError("type must be DAP, GDAP or both")
+        if self.role is not None and not GUID_RE.match(self.role):
+            raise QueryError("role must be a role definition id (GUID)")
         if len(self.q) > 200:
             raise QueryError("q must be at most 200 characters")
 
@@ -127,13 +136,26 @@ class CustomerIndex:
         self._by_bucket: dict[str, set[int]] = {}
         self._by_recommendation: dict[str, set[int]] = {}
         self._by_type: dict[str, set[int]] = {}
+        self._by_excluded: dict[bool, set[int]] = {True: set(), False: set()}
+        self._by_role: dict[str, set[int]] = {}
         for i, shown in enumerate(rows):
+            self._by_excluded[bool(shown["excluded"])].add(i)
+            for role in shown["roles"]:
+                self._by_role.setdefault(role.lower(), set()).add(i)
             self._by_bucket.setdefault(shown["bucket"], set()).add(i)
             if shown["establishedLast7Days"]:
                 self._by_bucket.setdefault("new", set()).add(i)
             self._by_recommendation.setdefault(shown["recommendation"], set()).add(i)
             for kind in shown["relationshipTypes"]:
                 self._by_type.setdefault(kind, set()).add(i)
+        self._by_type["both"] = self._by_type.get("DAP", set()) & self._by_type.get("GDAP", set())
+        # What the filter control offers: every role some customer holds, with how many hold it.
+        self.facets = {
+            "roles": [
+                {"id": role, "name": role_name(role), "customers": len(positions)}
+                for role, positions in sorted(self._by_role.items(), key=lambda x: (-len(x[1]), x[0]))
+            ]
+        }
         self._starts: list[int] = []
         offset = 0
         for text in haystacks:
@@ -223,6 +245,8 @@ class CustomerIndex:
             if query.recommendation is None
             else self._by_recommendation.get(query.recommendation, set()),
             None if query.relationship_type is None else self._by_type.get(query.relationship_type, set()),
+            None if query.excluded is None else self._by_excluded[query.excluded],
+            None if query.role is None else self._by_role.get(query.role.lower(), set()),
             self._search(needle) if needle else None,
         ):
             if subset is not None:  # never changed in place: & makes a new set
@@ -267,7 +291,10 @@ class CustomerIndex:
                 "pageSize": query.page_size,
                 "recommendation": query.recommendation,
                 "type": query.relationship_type,
+                "excluded": query.excluded,
+                "role": query.role,
             },
+            "facets": self.facets,
             "total": total,
             "page": query.page,
             "pageSize": query.page_size,

@@ -62,6 +62,9 @@ class CustomerPage(BaseModel):
     policy: dict[str, Any]
     summary: Summary
     query: dict[str, Any]
+    facets: dict[str, Any] = Field(
+        description="what the filters can choose from: roles (id, name, customers holding it)"
+    )
     total: int
     page: int
     pageSize: int
