@@ -443,7 +443,26 @@ def test_remove_two_customers(page: Page, portal: Portal) -> None:
 
     dialog = p.locator("#remove-dialog")
     assert dialog.is_visible()
-    assert sorted(dialog.locator("#remove-list .name").all_text_contents()) == sorted(names)
+    # The confirmation says per customer what goes and who is e-mailed (POST /api/removals/preview).
+    p.wait_for_function("() => document.querySelectorAll('#remove-list > li[data-tenant]').length === 2")
+    assert sorted(dialog.locator("#remove-list > li .name").all_text_contents()) == sorted(names)
+    scenario = {c["tenantId"]: c for c in portal.scenario["customers"]}
+    for tenant in chosen:
+        item = dialog.locator(f'#remove-list > li[data-tenant="{tenant}"]')
+        kinds = sorted(item.locator(".removes li").evaluate_all("items => items.map(li => li.dataset.type)"))
+        customer = scenario[tenant]
+        dap = customer.get("dap") or {}
+        expected = (["DAP"] if dap.get("enabled", dap.get("dapEnabled")) else []) + [
+            "GDAP" for g in customer.get("gdapRelationships", []) if g["status"] == "active"
+        ]
+        assert kinds == sorted(expected), (tenant, kinds)
+        mail = item.locator(".mail-line").text_content() or ""
+        if customer.get("contacts"):  # Partner Center tells the company profile's address: the first
+            assert mail == "Notice e-mailed to: " + customer["contacts"][0], mail
+        else:
+            assert mail.startswith("No notice is e-mailed"), mail
+        assert item.locator(".warnings li").count() == 0  # 90+ days inactive and recommended
+    assert dialog.locator("#remove-warned").is_hidden()
     consequences = " ".join(dialog.locator(".consequences li").all_text_contents())
     for needle in (
         "service requests",
@@ -473,6 +492,11 @@ def test_remove_two_customers(page: Page, portal: Portal) -> None:
     status.wait_for(state="visible")
     assert sorted(status.locator("li .name").all_text_contents()) == sorted(names)
     assert "may take a few minutes" in (p.locator("#removal-status-note").text_content() or "")
+    # A customer whose removal is under way no longer offers Remove: its state stands in the checkbox's place.
+    for tenant in chosen:
+        row = p.locator(f'#rows tr[data-tenant="{tenant}"]')
+        assert row.locator("input.row-select").count() == 0
+        assert row.locator("[data-removal-status]").count() == 1
     # serve drains the removal queue itself; Microsoft then terminates GDAP relationships over hours
     # (the emulator's default: 2 h), so the removals are requested until its clock passes that.
     p.wait_for_function(
@@ -481,8 +505,18 @@ def test_remove_two_customers(page: Page, portal: Portal) -> None:
         "li => li.dataset.status !== 'queued')",
         timeout=45_000,
     )
+    # The state survives a reload (GET /api/removals?since=), and so do the filter and the URL.
+    assert "bucket=90%2B" in p.url
+    p.reload()
+    status.wait_for(state="visible")
+    p.wait_for_function("() => document.querySelectorAll('#removal-status-list li').length === 2")
+    for tenant in chosen:
+        p.locator(f'#rows tr[data-tenant="{tenant}"] [data-removal-status]').wait_for()
+    assert p.locator('.tile[data-bucket="90+"]').get_attribute("aria-pressed") == "true"
+    before = int((p.locator('.tile[data-bucket="90+"] [data-count]').text_content() or "0").replace(",", ""))
     portal.emulator.advance("PT3H")
-    # The portal polls until every removal has finished.
+    # The portal polls until every removal has finished, then computes the figures again by itself:
+    # the removed customers leave the table and the tile, with no "Refresh now".
     p.wait_for_function(
         "() => [...document.querySelectorAll('#removal-status-list li')].length === 2 && "
         "[...document.querySelectorAll('#removal-status-list li')].every("
@@ -491,6 +525,13 @@ def test_remove_two_customers(page: Page, portal: Portal) -> None:
     )
     states = status.locator("li").evaluate_all("items => items.map(li => li.dataset.status)")
     assert states == ["completed", "completed"], states
+    p.wait_for_function(
+        "(gone) => gone.every(t => !document.querySelector(`#rows tr[data-tenant=\"${t}\"]`))",
+        arg=chosen,
+        timeout=60_000,
+    )
+    after = int((p.locator('.tile[data-bucket="90+"] [data-count]').text_content() or "0").replace(",", ""))
+    assert after == before - 2, (before, after)
     shot(p, "removal-status.png")
     removed = {
         json.dumps(e).lower()

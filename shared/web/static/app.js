@@ -18,11 +18,24 @@
   const DESCENDING_FIRST = new Set(["agentsSignedInLastDay", "signInsLastDay", "daysActive", "inactiveForAtLeastDays",
                                     "lastSignInAt", "recommendation"]);
 
+  const PAGE_SIZES = [25, 50, 100, 250];
+  const BATCH = 100;               // tenant ids per removal request (the API's limit)
+  // A removal in these states holds the customer: it is not offered for removal again.
+  const HOLDING = new Set(["queued", "requested", "completed"]);
+  const defaultQuery = () => ({ bucket: null, recommendation: null, q: "", sort: DEFAULT_SORT, page: 1, pageSize: 50,
+                                type: null, excluded: null, role: null });
+
   const state = {
     lang: "en",
     me: null,
     roles: {},
-    query: { bucket: null, recommendation: null, q: "", sort: DEFAULT_SORT, page: 1, pageSize: 50 },
+    query: defaultQuery(),
+    exclusions: new Map(),      // tenantId -> exclusion (GET /api/exclusions)
+    removalsSince: null,        // the evaluation whose later removals were read (GET /api/removals?since=)
+    refreshing: false,
+    preview: null,              // the removal dialog's preview: customers from POST /api/removals/preview
+    previewSeq: 0,
+    excludeTarget: null,
     page: null,
     selection: new Map(),       // tenantId -> displayName, kept across pages
     trail: [],                  // the audit trail shown on #/activity, newest first
@@ -221,8 +234,43 @@
     if (q.recommendation) params.set("recommendation", q.recommendation);
     if (q.q) params.set("q", q.q);
     if (q.sort !== DEFAULT_SORT) params.set("sort", q.sort);
+    if (q.type) params.set("type", q.type);
+    if (q.excluded) params.set("excluded", q.excluded);
+    if (q.role) params.set("role", q.role);
     for (const [key, value] of Object.entries(extra || {})) params.set(key, value);
     return params.toString();
+  }
+
+  // The dashboard's filter, search, sort and page live in the URL (#/?bucket=90%2B&sort=name&page=2), so
+  // that a reload, a bookmark or a shared link shows the same rows.
+  function queryFromHash(hash) {
+    const at = hash.indexOf("?");
+    const params = new URLSearchParams(at >= 0 ? hash.slice(at + 1) : "");
+    const query = defaultQuery();
+    for (const key of ["bucket", "recommendation", "type", "excluded", "role"]) {
+      if (params.get(key)) query[key] = params.get(key);
+    }
+    if (params.get("q")) query.q = params.get("q");
+    if (params.get("sort")) query.sort = params.get("sort");
+    const page = parseInt(params.get("page") || "", 10);
+    if (page >= 1) query.page = page;
+    const size = parseInt(params.get("pageSize") || "", 10);
+    if (PAGE_SIZES.includes(size)) query.pageSize = size;
+    return query;
+  }
+
+  function dashboardHash() {
+    const extra = {};
+    if (state.query.page > 1) extra.page = state.query.page;
+    if (state.query.pageSize !== 50) extra.pageSize = state.query.pageSize;
+    const qs = queryString(extra);
+    return "#/" + (qs ? "?" + qs : "");
+  }
+
+  function writeHash() {
+    const wanted = dashboardHash();
+    const now = window.location.hash || "#/";
+    if (now !== wanted) window.history.replaceState(null, "", wanted);
   }
 
   async function loadCustomers() {
@@ -235,6 +283,7 @@
       state.page = result.body;
       notice(null);
       renderDashboard();
+      if (state.removalsSince !== state.page.evaluatedAt) loadRemovals();
     } catch (failure) {
       if (seq !== state.loadSeq) return;
       state.page = null;
@@ -247,6 +296,7 @@
   }
 
   function renderDashboard() {
+    renderFilters();
     renderSummary(state.page);
     renderRows();
     renderPager();
@@ -286,6 +336,10 @@
     const names = [];
     if (state.query.bucket) names.push(t(TILE_KEYS[state.query.bucket]));
     if (state.query.recommendation === "remove") names.push(t("tileRecommended"));
+    if (state.query.recommendation === "none") names.push(t("filterNotRecommended"));
+    if (state.query.type) names.push(t("chipType_" + state.query.type));
+    if (state.query.excluded) names.push(t(state.query.excluded === "true" ? "excluded" : "filterNotExcluded"));
+    if (state.query.role) names.push(roleLabel(state.query.role));
     if (names.length) {
       $("filter-chip-text").textContent = t("filterOn", { name: names.join(" · ") });
       chip.hidden = false;
@@ -372,17 +426,28 @@
     }
     const canRemove = state.me && state.me.canRemove;
     for (const row of page.customers) {
+      const removal = holdingRemoval(row.tenantId);
+      if (removal) state.selection.delete(row.tenantId);
       const selected = state.selection.has(row.tenantId);
-      const checkbox = el("input", { type: "checkbox", class: "row-select", "data-tenant": row.tenantId,
-                                     "aria-label": t("selectRow", { name: row.displayName || row.tenantId }) });
-      checkbox.checked = selected;
-      checkbox.disabled = !canRemove;
-      checkbox.addEventListener("change", () => {
-        if (checkbox.checked) state.selection.set(row.tenantId, row.displayName || row.tenantId);
-        else state.selection.delete(row.tenantId);
-        tr.classList.toggle("selected", checkbox.checked);
-        renderSelection();
-      });
+      let select;
+      if (removal) {
+        // Removal asked for (or done): not offered again; the state is shown where the checkbox was.
+        select = el("span", { class: "badge status-" + removal.status, "data-removal-status": removal.status,
+                              title: t("removalOf", { status: t("status_" + removal.status) }) },
+                    t("status_" + removal.status));
+      } else {
+        const checkbox = el("input", { type: "checkbox", class: "row-select", "data-tenant": row.tenantId,
+                                       "aria-label": t("selectRow", { name: row.displayName || row.tenantId }) });
+        checkbox.checked = selected;
+        checkbox.disabled = !canRemove;
+        checkbox.addEventListener("change", () => {
+          if (checkbox.checked) state.selection.set(row.tenantId, row.displayName || row.tenantId);
+          else state.selection.delete(row.tenantId);
+          tr.classList.toggle("selected", checkbox.checked);
+          renderSelection();
+        });
+        select = checkbox;
+      }
       const name = el("td", { class: "customer" },
         el("a", { href: "#/customers/" + encodeURIComponent(row.tenantId), class: "name" }, row.displayName || row.tenantId),
         el("div", { class: "tenant mono" }, row.tenantId));
@@ -395,9 +460,10 @@
       } else {
         recommendation.appendChild(el("span", { class: "muted" }, t("recNone")));
       }
-      if (row.excluded) recommendation.appendChild(el("span", { class: "badge excluded" }, t("excluded")));
-      const tr = el("tr", { class: selected ? "selected" : null, "data-tenant": row.tenantId, "data-bucket": row.bucket },
-        el("td", { class: "col-select" }, checkbox),
+      if (isExcluded(row)) recommendation.appendChild(el("span", { class: "badge excluded" }, t("excluded")));
+      const tr = el("tr", { class: [selected ? "selected" : "", removal ? "removing" : ""].join(" ").trim() || null,
+                            "data-tenant": row.tenantId, "data-bucket": row.bucket },
+        el("td", { class: "col-select" }, select),
         name,
         relationshipCell(row),
         el("td", { class: "num" }, fmtNumber(row.agentsSignedInLastDay)),
@@ -408,6 +474,46 @@
         recommendation);
       body.appendChild(tr);
     }
+  }
+
+  // A customer is excluded by the evaluation's row, or by an exclusion made since (the next evaluation
+  // counts it; the portal shows it at once).
+  function isExcluded(row) {
+    return !!row.excluded || state.exclusions.has(row.tenantId);
+  }
+
+  // The newest removal of the customer that holds it: under way, or completed after the evaluation the
+  // table shows (a completed one before it is already in the figures).
+  function holdingRemoval(tenantId) {
+    let found = null;
+    for (const removal of state.removals.values()) {
+      if (removal.tenantId !== tenantId || !HOLDING.has(removal.status)) continue;
+      if (removal.status === "completed" && state.page && removal.updatedAt && removal.updatedAt < state.page.evaluatedAt) continue;
+      if (!found || String(removal.requestedAt) > String(found.requestedAt)) found = removal;
+    }
+    return found;
+  }
+
+  function renderFilters() {
+    const q = state.query;
+    $("filter-type").value = q.type || "";
+    $("filter-recommendation").value = q.recommendation || "";
+    $("filter-excluded").value = q.excluded || "";
+    const select = clear($("filter-role"));
+    select.appendChild(el("option", { value: "" }, t("filterAnyRole")));
+    const roles = (state.page && state.page.facets && state.page.facets.roles) || [];
+    const known = new Set(roles.map((r) => r.id));
+    if (q.role && !known.has(q.role)) roles.push({ id: q.role, name: q.role, customers: 0 });
+    for (const role of roles) {
+      select.appendChild(el("option", { value: role.id },
+        t("filterRoleOption", { name: roleLabel(role.id, role.name), n: fmtNumber(role.customers) })));
+    }
+    select.value = q.role || "";
+    const active = ["type", "excluded", "role"].filter((k) => q[k]).length + (q.recommendation ? 1 : 0);
+    $("filters-count").textContent = active ? fmtNumber(active) : "";
+    $("filters-count").hidden = !active;
+    if ($("search").value.trim() !== q.q) $("search").value = q.q;
+    $("page-size").value = String(q.pageSize);
   }
 
   function renderPager() {
@@ -448,6 +554,7 @@
   function setQuery(changes) {
     Object.assign(state.query, changes);
     if (!("page" in changes)) state.query.page = 1;
+    writeHash();
     loadCustomers();
   }
 
@@ -528,25 +635,118 @@
   }
 
   // --- removal dialog and status ----------------------------------------------------------------
-  function openRemoveDialog(targets, returnFocus) {
+  // The dialog first asks the API what each removal would do (POST /api/removals/preview): per customer
+  // the relationships and roles it ends, who is e-mailed, and warnings (active, not recommended,
+  // excluded) that must be acknowledged a second time. Selections over BATCH go in several requests.
+  function chunks(items, size) {
+    const out = [];
+    for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+    return out;
+  }
+
+  async function openRemoveDialog(targets, returnFocus) {
     state.dialogTargets = targets;
     state.dialogReturnFocus = returnFocus;
+    state.preview = null;
+    const seq = ++state.previewSeq;
     $("remove-intro").textContent = t("dialogIntro", { n: fmtNumber(targets.length) });
-    const list = clear($("remove-list"));
-    for (const target of targets) {
-      list.appendChild(el("li", null, el("span", { class: "name" }, target.displayName), " ",
-                          el("span", { class: "mono muted" }, target.tenantId)));
-    }
+    clear($("remove-list"));
+    clear($("remove-refused-list"));
+    $("remove-refused").hidden = true;
+    $("remove-warned").hidden = true;
+    $("remove-ack-warned").checked = false;
+    $("remove-loading").hidden = false;
+    $("remove-progress").hidden = true;
     $("remove-ack").checked = false;
     $("remove-reason").value = "";
-    $("remove-confirm").disabled = true;
     $("remove-confirm").textContent = t("confirmRemove");
     $("remove-error").hidden = true;
+    updateConfirm();
     $("remove-dialog").showModal();
     $("remove-ack").focus();
+    try {
+      const customers = [];
+      let notify = true;
+      let scope = [];
+      for (const batch of chunks(targets.map((x) => x.tenantId), BATCH)) {
+        const result = await api("/api/removals/preview", { body: { tenantIds: batch } });
+        customers.push(...result.body.customers);
+        notify = result.body.notifyCustomers;
+        scope = result.body.scope;
+      }
+      if (seq !== state.previewSeq) return;
+      const names = new Map(targets.map((x) => [x.tenantId, x.displayName]));
+      for (const c of customers) c.displayName = c.displayName || names.get(c.tenantId) || c.tenantId;
+      state.preview = { customers, notify, scope };
+      renderPreview();
+    } catch (failure) {
+      if (seq !== state.previewSeq) return;
+      $("remove-error").textContent = failure.status === 403 ? t("forbidden") : t("error", { message: failure.message });
+      $("remove-error").hidden = false;
+    } finally {
+      if (seq === state.previewSeq) $("remove-loading").hidden = true;
+      updateConfirm();
+    }
+  }
+
+  function relationshipLine(r) {
+    const roles = r.roles.map((id, i) => roleLabel(id, r.roleNames[i])).join(", ");
+    return el("li", { "data-type": r.type },
+      el("span", { class: "badge type-" + r.type.toLowerCase() }, r.type), " ",
+      r.type === "DAP" ? t("removesDap") : r.displayName || r.id,
+      roles ? el("span", { class: "muted" }, " · " + roles) : null);
+  }
+
+  function renderPreview() {
+    const preview = state.preview;
+    const list = clear($("remove-list"));
+    const refused = clear($("remove-refused-list"));
+    let warned = 0;
+    for (const c of preview.customers) {
+      if (c.refused) {
+        refused.appendChild(el("li", { "data-tenant": c.tenantId }, el("span", { class: "name" }, c.displayName), " · ",
+          t("refused_" + c.refused, { scope: preview.scope.join(", ") })));
+        continue;
+      }
+      if (c.warnings.length) warned++;
+      const item = el("li", { "data-tenant": c.tenantId, class: c.warnings.length ? "has-warnings" : null },
+        el("div", null, el("span", { class: "name" }, c.displayName), " ",
+           el("span", { class: "mono muted small" }, c.tenantId)));
+      if (c.warnings.length) {
+        const warnings = el("ul", { class: "warnings" });
+        for (const w of c.warnings) {
+          warnings.appendChild(el("li", { "data-warning": w }, t("warn_" + w, { n: fmtNumber(c.inactiveForAtLeastDays || 0) })));
+        }
+        item.appendChild(warnings);
+      }
+      if (c.underWay) {
+        item.appendChild(el("p", { class: "small muted" }, t("underWay", { status: t("status_" + c.underWay.status) })));
+      }
+      item.appendChild(el("ul", { class: "removes" }, c.removes.map(relationshipLine)));
+      const mail = !preview.notify ? t("mailOff")
+        : c.recipients.length ? t("mailTo", { to: c.recipients.join(", ") }) : t("mailNobody");
+      item.appendChild(el("p", { class: "small mail-line" }, mail));
+      list.appendChild(item);
+    }
+    $("remove-refused").hidden = !refused.children.length;
+    $("remove-warned").hidden = !warned;
+    $("remove-warned-text").textContent = warned ? t("warnedText", { n: fmtNumber(warned) }) : "";
+    const sendable = preview.customers.filter((c) => !c.refused).length;
+    $("remove-intro").textContent = t("dialogIntro", { n: fmtNumber(sendable) });
+  }
+
+  function previewTargets() {
+    return state.preview ? state.preview.customers.filter((c) => !c.refused) : [];
+  }
+
+  function updateConfirm() {
+    const warned = state.preview && state.preview.customers.some((c) => !c.refused && c.warnings.length);
+    $("remove-confirm").disabled = !state.preview || !previewTargets().length || !$("remove-ack").checked
+      || (warned && !$("remove-ack-warned").checked);
   }
 
   function closeRemoveDialog() {
+    state.previewSeq++;
     const dialog = $("remove-dialog");
     if (dialog.open) dialog.close();
   }
@@ -559,38 +759,77 @@
       error.hidden = false;
       return;
     }
+    const targets = previewTargets();
+    if (!targets.length) return;
     const confirm = $("remove-confirm");
     confirm.disabled = true;
     confirm.textContent = t("removing");
-    const targets = state.dialogTargets;
+    const progress = $("remove-progress");
+    const batches = chunks(targets, BATCH);
+    const reason = $("remove-reason").value.trim();
+    let accepted = 0;
     try {
-      const result = await api("/api/removals", { body: {
-        tenantIds: targets.map((x) => x.tenantId),
-        customerNotified: true,
-        reason: $("remove-reason").value.trim(),
-      } });
-      const names = new Map(targets.map((x) => [x.tenantId, x.displayName]));
-      for (const removal of result.body.removals) {
-        state.removals.set(removal.id, Object.assign({ displayName: names.get(removal.tenantId) || removal.tenantId }, removal));
+      for (const batch of batches) {
+        if (batches.length > 1) {
+          progress.textContent = t("removingBatch", { done: fmtNumber(accepted), total: fmtNumber(targets.length) });
+          progress.hidden = false;
+        }
+        const result = await api("/api/removals", { body: {
+          tenantIds: batch.map((x) => x.tenantId), customerNotified: true, reason } });
+        const names = new Map(batch.map((x) => [x.tenantId, x.displayName]));
+        for (const removal of result.body.removals) {
+          state.removals.set(removal.id, Object.assign({ displayName: names.get(removal.tenantId) || removal.tenantId,
+            requestedAt: new Date().toISOString() }, removal));
+        }
+        for (const target of batch) state.selection.delete(target.tenantId);
+        accepted += batch.length;
       }
-      for (const target of targets) state.selection.delete(target.tenantId);
       closeRemoveDialog();
-      notice(t("accepted", { n: fmtNumber(result.body.removals.length) }), "success");
-      renderRemovalStatus();
-      renderSelection();
-      for (const box of document.querySelectorAll("#rows .row-select")) {
-        box.checked = state.selection.has(box.dataset.tenant);
-        box.closest("tr").classList.toggle("selected", box.checked);
-      }
-      renderSelection();
+      notice(t("accepted", { n: fmtNumber(accepted) }), "success");
+      afterRemovalsChanged();
       $("removal-status").focus();
       pollRemovals();
     } catch (failure) {
-      error.textContent = failure.status === 403 && failure.code === "forbidden" ? t("forbidden") : t("error", { message: failure.message });
+      const message = failure.status === 403 && failure.code === "forbidden" ? t("forbidden") : failure.message;
+      error.textContent = accepted
+        ? t("batchFailed", { done: fmtNumber(accepted), total: fmtNumber(targets.length), message })
+        : t("error", { message });
       error.hidden = false;
-      confirm.disabled = !$("remove-ack").checked;
+      progress.hidden = true;
       confirm.textContent = t("confirmRemove");
+      if (accepted) {
+        // What was accepted is under way: the dialog keeps only the rest, to be sent again or cancelled.
+        state.preview.customers = state.preview.customers.filter((c) => c.refused || state.selection.has(c.tenantId));
+        renderPreview();
+        afterRemovalsChanged();
+        pollRemovals();
+      }
+      updateConfirm();
     }
+  }
+
+  // The table, the customer view and the status list show what the removals hold.
+  function afterRemovalsChanged() {
+    renderRemovalStatus();
+    if (state.page) renderRows();
+    renderSelection();
+    if (!$("customer").hidden && state.detail) renderCustomerState(state.detail);
+  }
+
+  // Removals the shown evaluation does not know yet (requested since, or still under way): read once per
+  // evaluation, so that their state survives a reload and reaches every user.
+  async function loadRemovals() {
+    const since = state.page && state.page.evaluatedAt;
+    if (!since) return;
+    state.removalsSince = since;
+    try {
+      const result = await api("/api/removals?since=" + encodeURIComponent(since));
+      for (const removal of result.body.removals) {
+        state.removals.set(removal.id, Object.assign({}, state.removals.get(removal.id), removal));
+      }
+      afterRemovalsChanged();
+      pollRemovals();
+    } catch (failure) { /* the table stands; the removals' state shows when the next poll succeeds */ }
   }
 
   function renderRemovalStatus() {
@@ -617,56 +856,157 @@
     window.clearTimeout(state.pollTimer);
     const pending = Array.from(state.removals.values()).filter((r) => !TERMINAL.has(r.status)).map((r) => r.id);
     if (!pending.length) return;
+    let finished = 0;
     try {
-      for (let i = 0; i < pending.length; i += 100) {
-        const result = await api("/api/removals?ids=" + encodeURIComponent(pending.slice(i, i + 100).join(",")));
+      for (const batch of chunks(pending, 100)) {
+        const result = await api("/api/removals?ids=" + encodeURIComponent(batch.join(",")));
         for (const removal of result.body.removals) {
           const known = state.removals.get(removal.id);
+          if (known && !TERMINAL.has(known.status) && TERMINAL.has(removal.status)) finished++;
           state.removals.set(removal.id, Object.assign({}, known, removal));
         }
       }
-      renderRemovalStatus();
+      afterRemovalsChanged();
     } catch (failure) { /* keep polling: the status is shown as last known */ }
-    if (Array.from(state.removals.values()).some((r) => !TERMINAL.has(r.status))) {
-      state.pollTimer = window.setTimeout(pollRemovals, 2000);
-    }
+    const open = Array.from(state.removals.values()).some((r) => !TERMINAL.has(r.status));
+    // When the last removal under way has finished, the figures are computed again (an on-demand
+    // audit): the table, tiles and customer view follow without "Refresh now".
+    if (finished && !open) refreshNow({ auto: true });
+    if (open) state.pollTimer = window.setTimeout(pollRemovals, 2000);
   }
 
   // --- refresh (on-demand audit) -------------------------------------------------------------------
-  async function refreshNow() {
+  async function refreshNow(options) {
+    const auto = !!(options && options.auto);
+    if (state.refreshing) return;
+    state.refreshing = true;
     const button = $("refresh");
     button.disabled = true;
-    notice(t("refreshRunning"), "info");
+    notice(t(auto ? "refreshAfterChange" : "refreshRunning"), "info");
     try {
       const result = await api("/api/audit/run", { body: {} });
-      await waitForRun(result.body.id);
+      await waitForRun(result.body.id, auto);
     } catch (failure) {
       showFailure(failure);
       button.disabled = false;
+      state.refreshing = false;
     }
   }
 
-  async function waitForRun(id) {
+  async function waitForRun(id, auto) {
     const button = $("refresh");
     try {
       const result = await api("/api/audit/runs/" + encodeURIComponent(id));
       const run = result.body;
       if (run.status === "running") {
-        state.refreshTimer = window.setTimeout(() => waitForRun(id), 1500);
+        state.refreshTimer = window.setTimeout(() => waitForRun(id, auto), 1500);
         return;
       }
       button.disabled = false;
+      state.refreshing = false;
       if (run.status === "succeeded") {
-        await loadCustomers();
+        await Promise.all([loadCustomers(), loadExclusions()]);
         loadTrend();
-        notice(t("refreshDone"), "success");
+        if (!$("customer").hidden) route();
+        if (!$("trail").hidden) renderExclusions();
+        notice(t(auto ? "refreshedAfterChange" : "refreshDone"), "success");
       } else {
         notice(t("refreshFailed", { error: run.error || "" }), "error");
       }
     } catch (failure) {
       button.disabled = false;
+      state.refreshing = false;
       showFailure(failure);
     }
+  }
+
+  // --- exclusions ----------------------------------------------------------------------------------
+  // Customers the policy never removes: EXCLUDED_TENANTS (shown, changed in the settings only) and the
+  // exclusions holders of Relationships.Remove make here (stored and audited by the API).
+  async function loadExclusions() {
+    try {
+      const result = await api("/api/exclusions");
+      state.exclusions = new Map(result.body.exclusions.map((x) => [x.tenantId, x]));
+    } catch (failure) { /* the rows' own flags still show what the evaluation excluded */ }
+  }
+
+  function exclusionText(x) {
+    return x.source === "setting" ? t("excludedBySetting")
+      : t("excludedBy", { by: x.excludedBy, date: fmtDate(x.excludedAt), reason: x.reason });
+  }
+
+  function renderExclusions() {
+    const host = clear($("exclusions"));
+    const items = Array.from(state.exclusions.values());
+    if (!items.length) { host.appendChild(el("p", { class: "muted" }, t("exclusionsNone"))); return; }
+    host.appendChild(table([t("colCustomer"), t("actionReason"), t("actionBy"), t("actionAt"), t("exclSource")],
+      items.map((x) => [
+        el("td", null, el("a", { href: "#/customers/" + encodeURIComponent(x.tenantId) }, x.displayName || x.tenantId)),
+        x.source === "setting" ? "" : x.reason, x.excludedBy || "", fmtDateTime(x.excludedAt),
+        t(x.source === "setting" ? "exclSourceSetting" : "exclSourcePortal")]), "exclusions-table"));
+  }
+
+  function openExcludeDialog(include) {
+    const target = state.detail;
+    if (!target) return;
+    state.excludeTarget = { tenantId: target.tenantId, include };
+    const name = target.displayName || target.tenantId;
+    $("exclude-title").textContent = t(include ? "includeTitle" : "excludeTitle", { name });
+    $("exclude-intro").textContent = t(include ? "includeIntro" : "excludeIntro");
+    $("exclude-reason-label").textContent = t(include ? "includeReasonLabel" : "excludeReasonLabel");
+    $("exclude-confirm").textContent = t(include ? "includeButton" : "excludeConfirm");
+    $("exclude-reason").value = "";
+    $("exclude-error").hidden = true;
+    $("exclude-confirm").disabled = false;
+    $("exclude-dialog").showModal();
+    $("exclude-reason").focus();
+  }
+
+  async function submitExclusion(event) {
+    event.preventDefault();
+    const target = state.excludeTarget;
+    if (!target) return;
+    const reason = $("exclude-reason").value.trim();
+    const error = $("exclude-error");
+    if (!target.include && !reason) {
+      error.textContent = t("reasonRequired");
+      error.hidden = false;
+      return;
+    }
+    $("exclude-confirm").disabled = true;
+    const path = "/api/exclusions/" + encodeURIComponent(target.tenantId);
+    try {
+      if (target.include) await api(path + (reason ? "?reason=" + encodeURIComponent(reason) : ""), { method: "DELETE", body: {} });
+      else await api(path, { method: "PUT", body: { reason } });
+      $("exclude-dialog").close();
+      await loadExclusions();
+      if (state.detail) renderCustomerState(state.detail);
+      if (state.page) renderRows();
+      // The counts and recommendations follow at once: the figures are computed again.
+      refreshNow({ auto: true });
+    } catch (failure) {
+      error.textContent = failure.status === 403 ? t("forbidden") : t("error", { message: failure.message });
+      error.hidden = false;
+      $("exclude-confirm").disabled = false;
+    }
+  }
+
+  // The customer view's state that changes without reloading it: a removal under way, an exclusion.
+  function renderCustomerState(c) {
+    const row = c.row;
+    const canRemove = !!(state.me && state.me.canRemove);
+    const removal = holdingRemoval(c.tenantId);
+    const status = $("customer-removal");
+    status.hidden = !removal;
+    status.textContent = removal ? t("customerRemovalState", { status: t("status_" + removal.status),
+      at: fmtDateTime(removal.requestedAt), by: removal.requestedBy || "" }) : "";
+    $("customer-remove").hidden = !(row && canRemove && !removal);
+    const exclusion = state.exclusions.get(c.tenantId);
+    const note = $("customer-exclusion");
+    note.hidden = !exclusion;
+    note.textContent = exclusion ? exclusionText(exclusion) : "";
+    $("customer-exclude").hidden = !(canRemove && !exclusion);
+    $("customer-include").hidden = !(canRemove && exclusion && exclusion.source === "portal");
   }
 
   // --- customer detail --------------------------------------------------------------------------
@@ -678,8 +1018,9 @@
     $("customer-name").textContent = t("loading");
     $("customer-tenant").textContent = tenantId;
     for (const id of ["customer-facts", "activity", "agents", "changes", "relationships", "actions"]) clear($(id));
-    $("customer-remove").hidden = true;
-    $("customer-not-monitored").hidden = true;
+    for (const id of ["customer-remove", "customer-exclude", "customer-include", "customer-removal",
+                      "customer-exclusion", "customer-not-monitored"]) $(id).hidden = true;
+    state.detail = null;
     // Navigating on (another customer, a language switch) before the answer arrives starts a newer
     // request; a late answer for an earlier one must not paint over it.
     const seq = ++state.customerSeq;
@@ -710,9 +1051,9 @@
     $("customer-domain-wrap").hidden = !c.defaultDomainName;
     const row = c.row;
     $("customer-not-monitored").hidden = !!row;
-    const removeButton = $("customer-remove");
-    removeButton.hidden = !(row && state.me && state.me.canRemove);
+    state.detail = c;
     state.detailTarget = row ? { tenantId: c.tenantId, displayName: c.displayName || c.tenantId } : null;
+    renderCustomerState(c);
 
     const facts = clear($("customer-facts"));
     if (row) {
@@ -729,7 +1070,8 @@
         fact(t("colSignIns"), t("signInsSplit", { n: fmtNumber(row.signInsLastDay),
           non: fmtNumber(row.nonInteractiveSignInsLastDay || 0) })),
         fact(t("colRecommendation"), row.recommendation === "remove" ? t("recRemove") : t("recNone")),
-        fact(t("outlookTitle"), removalOutlook(row, c.evaluation && c.evaluation.policy, c.evaluation && c.evaluation.asOf)),
+        fact(t("outlookTitle"), removalOutlook(Object.assign({}, row, { excluded: isExcluded(row) }),
+          c.evaluation && c.evaluation.policy, c.evaluation && c.evaluation.asOf)),
       ]);
     }
 
@@ -921,6 +1263,7 @@
     if (window.location.hash === "#/activity") {
       state.trail = [];
       showTrail(false);
+      loadExclusions().then(renderExclusions);
       return;
     }
     $("trail").hidden = true;
@@ -929,6 +1272,15 @@
     $("gdap").hidden = true;
     $("customer").hidden = true;
     $("dashboard").hidden = false;
+    if (window.location.hash.indexOf("?") >= 0) {
+      const wanted = queryFromHash(window.location.hash);
+      if (JSON.stringify(wanted) !== JSON.stringify(state.query)) {
+        state.query = wanted;
+        state.page = null;
+      }
+    } else if (state.page) {
+      writeHash();  // back from a customer or another view: the dashboard keeps its filters
+    }
     if (!state.page) loadCustomers();
     if (gdap) gdap.dashboardShown();
   }
@@ -956,7 +1308,19 @@
         setQuery({ bucket: state.query.bucket === bucket ? null : bucket });
       });
     }
-    $("filter-clear").addEventListener("click", () => setQuery({ bucket: null, recommendation: null }));
+    const noFilters = { bucket: null, recommendation: null, type: null, excluded: null, role: null };
+    $("filter-clear").addEventListener("click", () => setQuery(noFilters));
+    $("filters-reset").addEventListener("click", () => setQuery(noFilters));
+    $("filters-toggle").addEventListener("click", () => {
+      const panel = $("filters");
+      panel.hidden = !panel.hidden;
+      $("filters-toggle").setAttribute("aria-expanded", panel.hidden ? "false" : "true");
+      if (!panel.hidden) $("filter-type").focus();
+    });
+    for (const [id, key] of [["filter-type", "type"], ["filter-recommendation", "recommendation"],
+                             ["filter-excluded", "excluded"], ["filter-role", "role"]]) {
+      $(id).addEventListener("change", (event) => setQuery({ [key]: event.target.value || null }));
+    }
     $("search").addEventListener("input", (event) => {
       window.clearTimeout(state.searchTimer);
       const value = event.target.value;
@@ -1006,9 +1370,14 @@
       if (state.detailTarget) openRemoveDialog([state.detailTarget], $("customer-remove"));
     });
     $("remove-ack").addEventListener("change", (event) => {
-      $("remove-confirm").disabled = !event.target.checked;
+      updateConfirm();
       if (event.target.checked) $("remove-error").hidden = true;
     });
+    $("remove-ack-warned").addEventListener("change", updateConfirm);
+    $("customer-exclude").addEventListener("click", () => openExcludeDialog(false));
+    $("customer-include").addEventListener("click", () => openExcludeDialog(true));
+    $("exclude-form").addEventListener("submit", submitExclusion);
+    $("exclude-cancel").addEventListener("click", () => $("exclude-dialog").close());
     $("remove-form").addEventListener("submit", submitRemoval);
     $("remove-cancel").addEventListener("click", closeRemoveDialog);
     $("remove-dialog").addEventListener("close", () => {
@@ -1023,7 +1392,7 @@
     $("page-size").addEventListener("change", (event) => setQuery({ pageSize: Number(event.target.value) || 50 }));
     $("prev").addEventListener("click", () => setQuery({ page: Math.max(1, state.query.page - 1) }));
     $("next").addEventListener("click", () => setQuery({ page: state.query.page + 1 }));
-    $("refresh").addEventListener("click", refreshNow);
+    $("refresh").addEventListener("click", () => refreshNow());
     window.addEventListener("hashchange", route);
     $("trail-more").addEventListener("click", () => showTrail(true));
     $("trail-customer").addEventListener("input", () => {
@@ -1058,6 +1427,7 @@
       renderSummary(null);
       return;
     }
+    await loadExclusions();
     route();
     loadTrend();
   }
