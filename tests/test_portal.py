@@ -526,7 +526,7 @@ def test_remove_two_customers(page: Page, portal: Portal) -> None:
     states = status.locator("li").evaluate_all("items => items.map(li => li.dataset.status)")
     assert states == ["completed", "completed"], states
     p.wait_for_function(
-        "(gone) => gone.every(t => !document.querySelector(`#rows tr[data-tenant=\"${t}\"]`))",
+        '(gone) => gone.every(t => !document.querySelector(`#rows tr[data-tenant="${t}"]`))',
         arg=chosen,
         timeout=60_000,
     )
