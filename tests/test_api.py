@@ -421,6 +421,20 @@ def test_customer_detail(settings: Settings) -> None:
         assert types["DAP"]["roleNames"] == ["Global Administrator", "Helpdesk Administrator"]
         gdap = types["GDAP"]
         assert gdap["accessAssignments"] and gdap["accessAssignments"][0]["roleNames"]
+        # The partner's groups by name (the sync looked them up), with the id kept beside the name.
+        groups = {g["id"]: g["displayName"] for g in load_example()["groups"]}
+        assert all(a["groupName"] == groups[a["groupId"]] for a in gdap["accessAssignments"])
+        wingtip = c.get(f"/api/customers/{WINGTIP}", headers=READER).json()
+        assert [a["groupName"] for r in wingtip["relationships"] for a in r["accessAssignments"]] == [
+            "HelpdeskAgents"
+        ]
+        csv_rows = list(
+            csv.DictReader(
+                io.StringIO(c.get("/api/audit?format=csv", headers=READER).content.decode("utf-8-sig"))
+            )
+        )
+        assert next(r for r in csv_rows if r["tenantId"] == WINGTIP)["accessGroups"] == "HelpdeskAgents"
+        assert next(r for r in csv_rows if r["tenantId"] == ADATUM)["accessGroups"] == ""  # DAP only
         days = detail["signIns"]["days"]
         assert len(days) == 30 and days[-1]["day"] == "2026-11-21" and days[0]["day"] == "2026-10-23"
         active_days = [d for d in days if d["signIns"]]
@@ -1106,3 +1120,38 @@ def test_recipients_addresses_only_to_removers(settings: Settings, emulator: Any
             as_remover = json.dumps(c.get(path, headers=REMOVER).json())
             assert "wingtip.example" not in as_reader and "(address hidden)" in as_reader, path
             assert "admin@wingtip.example" in as_remover, path
+
+
+def test_group_names_a_sync_may_not_read_stay_ids(
+    env: dict[str, str], emulator: Any, monkeypatch: Any
+) -> None:
+    """Without GroupMember.Read.All the groups cannot be named: the sync and the report go on, the
+    customer view and the CSV show the group's id, and the names come with the next sync that may."""
+    scenario = load_example()
+    scenario["missingPermissions"] = ["GroupMember.Read.All"]
+    emulator.post_scenario(scenario)
+    settings = settings_with()
+    run(_audit(settings))
+    with client(settings) as c:
+        wingtip = c.get(f"/api/customers/{WINGTIP}", headers=READER).json()
+        assignments = [a for r in wingtip["relationships"] for a in r["accessAssignments"]]
+        assert assignments and all(a["groupName"] == "" for a in assignments)
+        rows = list(
+            csv.DictReader(
+                io.StringIO(c.get("/api/audit?format=csv", headers=READER).content.decode("utf-8-sig"))
+            )
+        )
+        assert next(r for r in rows if r["tenantId"] == WINGTIP)["accessGroups"] == assignments[0]["groupId"]
+    scenario["missingPermissions"] = []
+    emulator.post_scenario(scenario)
+    run(_audit(settings))
+    with client(settings) as c:
+        wingtip = c.get(f"/api/customers/{WINGTIP}", headers=READER).json()
+        assert [a["groupName"] for r in wingtip["relationships"] for a in r["accessAssignments"]] == [
+            "HelpdeskAgents"
+        ]
+
+
+async def _audit(settings: Settings) -> None:
+    async with Services(settings) as services:
+        await audit(services, AS_OF)

@@ -19,6 +19,11 @@ SignInKind = Literal["interactive", "nonInteractive"]
 RelationshipType = Literal["DAP", "GDAP"]
 
 
+class AccessGroup(TypedDict):
+    id: str
+    displayName: str
+
+
 class ReportRelationship(TypedDict):
     """An active relationship of a customer under monitoring."""
 
@@ -32,6 +37,9 @@ class ReportRelationship(TypedDict):
     roles: list[str]
     expiresInDays: int | None  # floor((endsAt - asOf) / 1 day); null when the end is unknown
     includesGlobalAdministrator: bool
+    # GDAP: the partner's security groups its active access assignments give roles to (name "" when the
+    # product could not read it); DAP: none. Absent in evaluations stored before it was added.
+    accessGroups: NotRequired[list[AccessGroup]]
     roleNames: NotRequired[list[str]]  # the API and the portal add the roles' names
 
 

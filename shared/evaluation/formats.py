@@ -30,6 +30,7 @@ CSV_COLUMNS = [
     "signInsLastDay",
     "recommendation",
     "excluded",
+    "accessGroups",  # GDAP access assignments' security groups, by name (by id where the name is unknown)
 ]
 
 
@@ -60,6 +61,13 @@ def report_csv(report: Report) -> str:
             "relationshipTypes": "+".join(types),
             "roles": " ".join(roles),
             "roleNames": "; ".join(role_name(r) for r in roles),
+            "accessGroups": "; ".join(
+                dict.fromkeys(
+                    g.get("displayName") or g["id"]
+                    for r in row["relationships"]
+                    for g in r.get("accessGroups", [])
+                )
+            ),
         }
         writer.writerow([csv_safe(values.get(c)) for c in CSV_COLUMNS])
     return buffer.getvalue()

@@ -14,6 +14,7 @@ from shared.exclusions.store import excluded_tenants
 from shared.platform.state import Coverage, StateStore
 from shared.platform.storage import Storage
 from shared.platform.timeutil import iso
+from shared.relationships.groups import GroupNames, access_groups
 from shared.relationships.store import Estate, RelationshipStore
 from shared.signins.activity import ActivityReader
 
@@ -58,6 +59,7 @@ async def compute_report(
     coverage_from = span[0] if span else None
     monitored = estate.monitored()
     activity = await ActivityReader(storage).read(as_of, monitored, coverage_from, shard=shard)
+    group_names = await GroupNames(storage).load()
     rows: list[ReportRow] = []
     for tenant in monitored:
         customer = estate.customers.get(tenant)
@@ -80,6 +82,10 @@ async def compute_report(
             last_sign_in_kind=a.last_sign_in_kind,
         )
         if row is not None:
+            by_id = {r.id: r for r in rels}
+            for shown in row["relationships"]:
+                rel = by_id.get(shown["id"])
+                shown["accessGroups"] = access_groups(rel, group_names) if rel is not None else []
             rows.append(row)
     rows = sort_rows(rows)
     return {

@@ -15,6 +15,7 @@ from shared.microsoft.graph import GraphClient
 from shared.microsoft.partner_center import PartnerCenterClient
 from shared.platform.storage import Storage, upsert_all
 from shared.platform.timeutil import iso
+from shared.relationships.groups import GroupNames
 from shared.relationships.store import RelationshipStore, customer_entity
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ class RelationshipSync:
         gdap = await self.graph.list_relationships()
         stored_by_key = {(r.tenant_id, r.key): r for rs in before.relationships.values() for r in rs}
         await self._access_assignments(gdap, stored_by_key)
+        # People know the access assignments' groups by name: named once, kept (never fails the sync).
+        await GroupNames(self.storage).learn(
+            self.graph, {a.group_id for r in gdap if r.active for a in r.access_assignments}
+        )
         fresh: list[Relationship] = list(gdap)
         customers: dict[str, Customer] = {}
         for rel in gdap:

@@ -35,6 +35,7 @@ from shared.evaluation.audit_runs import drain_audit_runs, get_audit_run, start_
 from shared.evaluation.trends import trend_points
 from shared.platform.actions import list_actions
 from shared.platform.timeutil import iso, iso_optional, parse_iso, utcnow
+from shared.relationships.groups import GroupNames
 from shared.relationships.store import RelationshipStore
 from shared.signins.agents import AgentDirectory
 from shared.signins.history import agents_of, sign_in_history
@@ -352,6 +353,7 @@ def register_customer_routes(app: FastAPI) -> None:
         end = parse_iso(index.head["asOf"]) if index is not None else utcnow()
         start = end - timedelta(days=span - 1)
         history = await sign_in_history(services, tenant, start, end)
+        group_names = await GroupNames(services.storage).load()
         agents = agents_of(history)
         names = await AgentDirectory(services.storage).names(a["userId"] for a in agents)
         for agent in agents:
@@ -376,7 +378,7 @@ def register_customer_routes(app: FastAPI) -> None:
                 },
                 "row": row,
                 "relationships": [
-                    relationship_detail(r)
+                    relationship_detail(r, group_names)
                     for r in sorted(
                         relationships, key=lambda r: (not r.active, r.type, r.established_at or end, r.id)
                     )
@@ -546,7 +548,7 @@ def visible_actions(items: list[dict[str, Any]], principal: Principal) -> list[d
     return out
 
 
-def relationship_detail(rel: Any) -> dict[str, Any]:
+def relationship_detail(rel: Any, group_names: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "type": rel.type,
         "id": rel.id,
@@ -564,6 +566,7 @@ def relationship_detail(rel: Any) -> dict[str, Any]:
             {
                 "id": a.id,
                 "groupId": a.group_id,
+                "groupName": (group_names or {}).get(a.group_id.lower(), ""),
                 "status": a.status,
                 "roles": list(a.roles),
                 "roleNames": [role_name(r) for r in a.roles],

@@ -1108,7 +1108,9 @@
         if (r.accessAssignments.length) {
           const list = el("ul", { class: "assignments" });
           for (const a of r.accessAssignments) {
-            list.appendChild(el("li", null, el("span", { class: "mono" }, t("group", { id: a.groupId })), ": ",
+            const group = a.groupName ? el("span", { class: "group", title: a.groupId }, a.groupName)
+              : el("span", { class: "mono" }, t("group", { id: a.groupId }));
+            list.appendChild(el("li", null, group, ": ",
               a.roles.map((id, i) => roleLabel(id, a.roleNames[i])).join(", ") + " (" + a.status + ")"));
           }
           roles.appendChild(el("div", { class: "small muted" }, t("accessAssignments")));
