@@ -186,7 +186,7 @@
       return;
     }
     host.appendChild(table(
-      ["", t("colCustomer"), t("relName"), t("relEnds"), t("gdapExpiresIn"), t("relRoles"), t("actionWhat")],
+      [el("span", { class: "visually-hidden" }, t("colSelect")), t("colCustomer"), t("relName"), t("relEnds"), t("gdapExpiresIn"), t("relRoles"), t("actionWhat")],
       items.map((r) => {
         const done = isExtended(r.relationshipId);
         const box = el("input", { type: "checkbox", class: "gdap-select", "data-relationship": r.relationshipId,
