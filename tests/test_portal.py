@@ -401,11 +401,11 @@ def test_japanese_ui(page_ja: Page, portal: Portal) -> None:
     p = page_ja.page
     total = portal.api("/api/audit")["summary"]["customersUnderMonitoring"]
     assert p.evaluate("document.documentElement.lang") == "ja"
-    assert p.locator("#headline").text_content() == f"委任された管理者アクセス権を持つ顧客: {total}"
+    assert p.locator("#headline").text_content() == f"委任された管理者アクセス許可を持つ顧客: {total}"
     assert p.locator('.tile[data-bucket="90+"] .tile-label').text_content() == "90 日より長い期間非アクティブ"
     assert p.locator('.tile[data-bucket="new"] .tile-label').text_content() == "過去 7 日間に確立"
     assert p.locator('th[data-sort="recommendation"] button').text_content() == "推奨事項"
-    assert p.locator("#remove").text_content() == "委任されたアクセス権を削除"
+    assert p.locator("#remove").text_content() == "委任された管理者アクセス許可を削除"
     shot(p, "dashboard-ja.png")
     busy = max(portal.api("/api/audit")["customers"], key=lambda r: (r["signInsLastDay"], r["tenantId"]))
     p.goto(f"{portal.url}/#/customers/{busy['tenantId']}")
@@ -721,6 +721,14 @@ def test_table_header_stays_in_view_and_the_pager_is_above_and_below(page: Page,
     p.evaluate("() => document.querySelector('.table-card .table-wrap').scrollTop = 0")
     p.evaluate("() => window.scrollTo(0, 0)")
     assert visible >= 4, visible
+    # English counts: "1 customer", "2 customers", never "customer(s)".
+    said = p.evaluate(
+        "() => [window.DAM.t('dialogIntro', {n: '1'}), window.DAM.t('accepted', {n: '2'}),"
+        " window.DAM.t('signInsOn', {day: 'x', n: '1', interactive: '1', non: '0', agents: '1'})]"
+    )
+    assert said[0].endswith("for 1 customer:") and said[1] == "2 removals requested.", said
+    assert said[2] == "x: 1 sign-in (1 interactive, 0 non-interactive), 1 agent", said
+    assert not [k for k, v in p.evaluate("window.DAM_I18N.en").items() if "(s)" in v and "{" in v]
     assert page.dialogs == [] and page.errors == []
 
 
@@ -745,7 +753,7 @@ REASONS = {
         " (非対話型、2026年11月20日 00:00 UTC より後)"
     ),
     "no longer active (DAP Contoso: disabled, GDAP Helpdesk: terminationRequested)": (
-        "有効ではなくなりました (DAP Contoso: 無効, GDAP Helpdesk: 終了を要求済み)"
+        "有効ではなくなりました (DAP Contoso: 無効、GDAP Helpdesk: 終了を要求済み)"
     ),
     "skipped: excluded: the customer is in EXCLUDED_TENANTS now": (
         "スキップ: 除外: この顧客は現在 EXCLUDED_TENANTS に含まれています"
@@ -757,6 +765,11 @@ REASONS = {
     ),
     "gave up after 5 attempts: HTTP 503": "5 回試行して中止しました: HTTP 503",
     "the operator's own words": "the operator's own words",
+    "template helpdesk (matchingRoles)": "テンプレート helpdesk (以前のロールに一致するテンプレート)",
+    "GDAP-contoso-1: the relationship no longer exists": "GDAP-contoso-1: 関係はもう存在しません",
+    "GDAP-contoso-1: terminated": "GDAP-contoso-1: 終了",
+    "not active (status expired)": "有効ではありません (状態: 期限切れ)",
+    "Adatum: partner's note: keep": "Adatum: partner's note: keep",
 }
 
 

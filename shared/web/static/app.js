@@ -163,6 +163,9 @@
       { month: "short", day: "numeric", timeZone: "UTC" }).format(date);
   }
 
+  // Between the items of a list: Japanese writes 、 where English writes a comma.
+  const listSeparator = () => (state.lang === "ja" ? "、" : ", ");
+
   function roleLabel(id, fallback) {
     const entry = state.roles[id];
     if (entry) return entry[state.lang] || entry.en;
@@ -356,7 +359,7 @@
     cell.appendChild(types);
     const names = row.roles.map((id) => roleLabel(id)).sort((a, b) => a.localeCompare(b));
     const shown = names.slice(0, 3);
-    const roles = el("div", { class: "roles", title: names.join(", ") }, shown.join(", "));
+    const roles = el("div", { class: "roles", title: names.join(listSeparator()) }, shown.join(listSeparator()));
     if (names.length > shown.length) roles.appendChild(el("span", { class: "more" }, " " + t("moreRoles", { n: names.length - shown.length })));
     cell.appendChild(roles);
     return cell;
@@ -789,12 +792,12 @@
       [t("relType"), t("relName"), t("relStatus"), t("relEstablished"), t("relEnds"), t("relAutoExtend"), t("relRoles")],
       c.relationships.map((r) => {
         const roles = el("td", { class: "roles-cell" },
-          el("div", null, r.roles.map((id, i) => roleLabel(id, r.roleNames[i])).join(", ")));
+          el("div", null, r.roles.map((id, i) => roleLabel(id, r.roleNames[i])).join(listSeparator())));
         if (r.accessAssignments.length) {
           const list = el("ul", { class: "assignments" });
           for (const a of r.accessAssignments) {
             list.appendChild(el("li", null, el("span", { class: "mono" }, t("group", { id: a.groupId })), ": ",
-              a.roles.map((id, i) => roleLabel(id, a.roleNames[i])).join(", ") + " (" + statusLabel(a.status) + ")"));
+              a.roles.map((id, i) => roleLabel(id, a.roleNames[i])).join(listSeparator()) + " (" + statusLabel(a.status) + ")"));
           }
           roles.appendChild(el("div", { class: "small muted" }, t("accessAssignments")));
           roles.appendChild(list);
@@ -931,6 +934,11 @@
     ["reasonNotListed", /^no longer listed$/],
     ["reasonGoneRelationship", /^the relationship no longer exists$/],
     ["reasonNoGlobalAdmin", /^does not include Global Administrator$/],
+    ["reasonNotActive", /^not active \(status (?<status>\w+)\)$/],
+    ["reasonTemplate", /^template (?<template>\S+) \((?<basis>previousRequest|matchingRoles)\)$/],
+    ["reasonApproved", /^approved by the customer, active since (?<at>\S+)$/],
+    ["reasonAutoExtend", /^auto-extend (?<duration>P\w+) \(ends (?<at>\S+)\)$/],
+    ["reasonAssigned", /^security group (?<group>.+) \((?<id>[0-9a-f-]{36})\) -> (?<roles>.+)$/],
   ];
   const REASON_TIME = /^\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:\d{2})$/;
 
@@ -944,7 +952,8 @@
         if (value === undefined) values[name] = "";
         else if (name === "status") values[name] = statusLabel(value);
         else if (name === "kind") values[name] = t(value === "interactive" ? "kindInteractive" : "kindNonInteractive");
-        else if (name === "states") values[name] = detailLabel(value.split(", ").join("; ")).split("; ").join(", ");
+        else if (name === "basis") values[name] = t("basis_" + value);
+        else if (name === "states") values[name] = detailLabel(value.split(", ").join("; ")).split("; ").join(listSeparator());
         else if (name === "n" || name === "limit" || name === "hours" || name === "remove") values[name] = fmtNumber(Number(value));
         else if (value === "never" || value === "nowhere") values[name] = t("reasonNever");
         else if (REASON_TIME.test(value)) values[name] = fmtDateTime(value);
@@ -955,7 +964,15 @@
     // "skipped: <reason>", "failed: <reason>" (a removal's end as the enforcement summary says it).
     const prefixed = /^(skipped|failed|completed|requested): (.+)$/.exec(reason);
     if (prefixed) return statusLabel(prefixed[1]) + ": " + reasonLabel(prefixed[2]);
-    return detailLabel(reason);
+    const detail = detailLabel(reason);
+    if (detail !== reason) return detail;
+    // "<relationship or customer>: <reason or status>" (the GDAP steps name the relationship first).
+    const named = /^([^:]+): (.+)$/.exec(reason);
+    if (named) {
+      const said = /^\w+$/.test(named[2]) ? statusLabel(named[2]) : reasonLabel(named[2]);
+      if (said !== named[2]) return named[1] + ": " + said;
+    }
+    return reason;
   }
 
   // What a removal did per relationship ("DAP Contoso: requested; GDAP Helpdesk: skipped"): each state

@@ -205,7 +205,7 @@
         if (result) {
           action.appendChild(el("span", { class: "badge gdap-result result-" + result.result, "data-result": result.result },
             t("gdapResult_" + result.result)));
-          if (result.reason) action.appendChild(el("div", { class: "small muted" }, result.reason));
+          if (result.reason) action.appendChild(el("div", { class: "small muted" }, D.reasonLabel(result.reason)));
         }
         if (!r.canAutoExtend) {
           action.appendChild(el("span", { class: "small muted" }, t("gdapCannotExtendGa")));
