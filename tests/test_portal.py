@@ -401,11 +401,11 @@ def test_japanese_ui(page_ja: Page, portal: Portal) -> None:
     p = page_ja.page
     total = portal.api("/api/audit")["summary"]["customersUnderMonitoring"]
     assert p.evaluate("document.documentElement.lang") == "ja"
-    assert p.locator("#headline").text_content() == f"委任された管理者アクセス権を持つ顧客: {total}"
+    assert p.locator("#headline").text_content() == f"委任された管理者アクセス許可を持つ顧客: {total}"
     assert p.locator('.tile[data-bucket="90+"] .tile-label').text_content() == "90 日より長い期間非アクティブ"
     assert p.locator('.tile[data-bucket="new"] .tile-label').text_content() == "過去 7 日間に確立"
     assert p.locator('th[data-sort="recommendation"] button').text_content() == "推奨事項"
-    assert p.locator("#remove").text_content() == "委任されたアクセス権を削除"
+    assert p.locator("#remove").text_content() == "委任された管理者アクセス許可を削除"
     shot(p, "dashboard-ja.png")
     busy = max(portal.api("/api/audit")["customers"], key=lambda r: (r["signInsLastDay"], r["tenantId"]))
     p.goto(f"{portal.url}/#/customers/{busy['tenantId']}")
@@ -580,7 +580,9 @@ def test_activity_page_lists_the_audit_trail_translated(page: Page, portal: Port
         timeout=10_000,
     )
     cells = p.locator("#trail-rows tbody tr").first.locator("td").all_text_contents()
-    assert cells[1] == (trail[0]["tenantId"] or "") and cells[4] == (trail[0]["actor"] or "")
+    actor = trail[0]["actor"] or ""
+    assert cells[1] == (trail[0]["tenantId"] or "")
+    assert cells[4] == {"policy": "Policy", "system": "System"}.get(actor, actor)
     text = p.locator("#trail-rows").inner_text()
     recorded = {a["action"] for a in trail} | {a["result"] for a in trail if a["result"]}
     assert not [name for name in recorded if "." in name and name in text], recorded
@@ -601,4 +603,288 @@ def test_activity_page_lists_the_audit_trail_translated(page: Page, portal: Port
     p.wait_for_function("() => document.querySelector('#trail-rows thead').innerText.includes('日時')")
     assert "削除: " in p.locator("#trail-rows tbody").inner_text()
     shot(p, "activity-ja.png")
+    assert page.dialogs == [] and page.errors == []
+
+
+# --- language, layout and accessibility ---------------------------------------------------------------
+# Every view (dashboard, customer, activity, GDAP) and every dialog open, in both languages, at a desktop
+# and a phone width: an axe-core scan that fails on any violation, and screenshots people look at.
+
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+WIDTHS = {1440: 1000, 390: 844}
+
+
+def _ready(p: Any, predicate: str) -> None:
+    p.wait_for_function(predicate, timeout=15_000)
+    p.wait_for_load_state("networkidle")
+    p.evaluate("document.fonts.ready")
+
+
+def _settle(p: Any) -> None:
+    # The charts are drawn at the width shown (a resize redraws them after 150 ms).
+    p.wait_for_timeout(250)
+
+
+def walk(p: Any, portal: Portal) -> Iterator[str]:
+    """Every view and dialog, one after the other; yields each state's name while it is shown."""
+    customers = portal.api("/api/audit")["customers"]
+    busy = max(customers, key=lambda r: (r["signInsLastDay"], r["tenantId"]))
+    p.goto(portal.url + "/#/")
+    _ready(p, "() => document.querySelectorAll('#rows tr[data-tenant]').length > 0")
+    _settle(p)
+    yield "dashboard"
+    p.locator("#rows tr[data-tenant] input.row-select").first.check()
+    p.locator("#remove").click()
+    _ready(p, "() => document.querySelector('#remove-dialog').open")
+    yield "dialog-remove"
+    p.locator("#remove-cancel").click()
+    p.locator("#selection-clear").click()
+    p.goto(f"{portal.url}/#/customers/{busy['tenantId']}")
+    _ready(p, "() => document.querySelector('#activity svg rect.bar') !== null")
+    _settle(p)
+    yield "customer"
+    p.goto(portal.url + "/#/activity")
+    _ready(p, "() => document.querySelector('#trail-rows table, #trail-rows p') !== null")
+    yield "activity"
+    p.goto(portal.url + "/#/gdap")
+    _ready(
+        p,
+        "() => document.querySelector('#gdap-ga table, #gdap-ga p') !== null"
+        " && document.querySelector('#gdap-unused table, #gdap-unused p') !== null",
+    )
+    yield "gdap"
+    p.locator("#gdap-request").click()
+    _ready(
+        p,
+        "() => document.querySelector('#gdap-request-dialog').open"
+        " && document.querySelector('#gdap-template option') !== null",
+    )
+    yield "dialog-gdap-request"
+    p.locator("#gdap-request-cancel").click()
+    p.locator("[data-remove-ga]").first.click()
+    _ready(p, "() => document.querySelector('#ga-dialog').open")
+    yield "dialog-global-admin"
+    p.locator("#ga-cancel").click()
+
+
+def _violations(p: Any) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(p)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + "; ".join(" ".join(n["target"]) for n in v["nodes"][:5])
+        for v in results.response["violations"]
+    ]
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+@pytest.mark.parametrize("locale", ["en-US", "ja-JP"])
+def test_axe_finds_no_violation_on_any_view(browser: Any, portal: Portal, locale: str, width: int) -> None:
+    """axe-core (WCAG 2.x A and AA rules and best practices) on every view and open dialog."""
+    from tests.browser import opened_page
+
+    found: dict[str, list[str]] = {}
+    with opened_page(browser, portal.url, locale) as page:
+        page.page.set_viewport_size({"width": width, "height": WIDTHS[width]})
+        for state in walk(page.page, portal):
+            violations = _violations(page.page)
+            if violations:
+                found[state] = violations
+        assert page.errors == []
+    assert not found, json.dumps(found, indent=1, ensure_ascii=False)
+
+
+def test_screenshots_of_every_view_at_desktop_and_phone_width(browser: Any, portal: Portal) -> None:
+    """test-artifacts/screenshots/{view}-{lang}-{width}.png. The page never scrolls sideways (only a
+    wide table inside its own frame does), and the top bar and an open dialog fit the window."""
+    from tests.browser import opened_page
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for locale in ("en-US", "ja-JP"):
+        lang = locale[:2]
+        with opened_page(browser, portal.url, locale) as page:
+            p = page.page
+            for width, height in WIDTHS.items():
+                p.set_viewport_size({"width": width, "height": height})
+                for state in walk(p, portal):
+                    dialog = state.startswith("dialog")
+                    p.screenshot(path=str(SCREENSHOTS / f"{state}-{lang}-{width}.png"), full_page=not dialog)
+                    layout = p.evaluate(
+                        """() => {
+                          const view = document.documentElement.clientWidth;
+                          const out = (r) => r.left < -0.5 || r.right > view + 0.5;
+                          const bar = [...document.querySelectorAll('.topbar > *')]
+                            .filter((n) => n.getClientRects().length && !n.classList.contains('visually-hidden'))
+                            .filter((n) => out(n.getBoundingClientRect())).map((n) => n.className || n.id);
+                          const open = document.querySelector('dialog[open]');
+                          const r = open ? open.getBoundingClientRect() : null;
+                          return { scroll: document.documentElement.scrollWidth - view, bar,
+                                   dialog: r ? (out(r) || r.bottom > window.innerHeight + 0.5) : false };
+                        }"""
+                    )
+                    assert layout == {"scroll": 0, "bar": [], "dialog": False}, (state, lang, width, layout)
+            assert page.dialogs == [] and page.errors == []
+
+
+def test_table_header_stays_in_view_and_the_pager_is_above_and_below(page: Page, portal: Portal) -> None:
+    p = page.page
+    total = portal.api("/api/audit")["summary"]["customersUnderMonitoring"]
+    assert p.locator("#range-top").text_content() == f"1–50 of {total}"
+    assert p.locator("#range").text_content() == f"1–50 of {total}"
+    labels = p.locator("nav.pager").evaluate_all("navs => navs.map(n => n.getAttribute('aria-label'))")
+    assert labels == ["Pages (above the table)", "Pages (below the table)"]
+    # The top pager turns the page (and the bottom one says so too).
+    p.locator("#next-top").click()
+    wait_table(p, "() => document.querySelector('#range').textContent.startsWith('51')")
+    assert p.locator("#range-top").text_content().startswith("51–")
+    assert p.locator("#prev-top").is_enabled()
+    p.locator("#prev-top").click()
+    wait_table(p, "() => document.querySelector('#range-top').textContent.startsWith('1–')")
+    # Scrolled through the rows, the column headers stay at the top of the table's frame.
+    header = p.locator("#customers thead th[data-sort='name']")
+    before = header.bounding_box()
+    p.locator("#rows tr[data-tenant]").nth(40).scroll_into_view_if_needed()
+    p.wait_for_timeout(100)
+    wrap = p.locator(".table-card .table-wrap").bounding_box()
+    after = header.bounding_box()
+    assert p.locator(".table-card .table-wrap").evaluate("w => w.scrollTop") > 0
+    assert before and after and wrap and after["y"] >= wrap["y"] - 1 and after["y"] <= wrap["y"] + 1
+    assert p.evaluate(
+        "() => document.elementFromPoint(innerWidth / 2, "
+        f"{after['y'] + after['height'] / 2}).closest('thead') !== null"
+    )
+    # More rows above the fold than before (a 1440 x 1000 window showed 4 rows).
+    visible = p.evaluate(
+        "() => [...document.querySelectorAll('#rows tr[data-tenant]')]"
+        ".filter(r => r.getBoundingClientRect().bottom <= innerHeight).length"
+    )
+    p.evaluate("() => document.querySelector('.table-card .table-wrap').scrollTop = 0")
+    p.evaluate("() => window.scrollTo(0, 0)")
+    assert visible >= 4, visible
+    # English counts: "1 customer", "2 customers", never "customer(s)".
+    said = p.evaluate(
+        "() => [window.DAM.t('dialogIntro', {n: '1'}), window.DAM.t('accepted', {n: '2'}),"
+        " window.DAM.t('signInsOn', {day: 'x', n: '1', interactive: '1', non: '0', agents: '1'})]"
+    )
+    assert said[0].endswith("for 1 customer:") and said[1] == "2 removals requested.", said
+    assert said[2] == "x: 1 sign-in (1 interactive, 0 non-interactive), 1 agent", said
+    assert not [k for k, v in p.evaluate("window.DAM_I18N.en").items() if "(s)" in v and "{" in v]
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_japanese_lines_break_between_phrases(page_ja: Page) -> None:
+    p = page_ja.page
+    styles = p.evaluate(
+        "() => ['#page-title', '.pageIntro, .page-head p', '#remove-dialog .consequences li']"
+        ".map(s => getComputedStyle(document.querySelector(s)).wordBreak)"
+    )
+    assert styles == ["auto-phrase"] * 3, styles
+    p.locator("#language").select_option("en")
+    assert p.evaluate("getComputedStyle(document.querySelector('.page-head p')).wordBreak") == "normal"
+
+
+REASONS = {
+    "excluded: the customer is in EXCLUDED_TENANTS now": "除外: この顧客は現在 EXCLUDED_TENANTS に含まれています",
+    "no partner sign-in for at least 95 days (policy: remove after 90 days)": (
+        "少なくとも 95 日間パートナーのサインインなし (ポリシー: 90 日を超えると削除)"
+    ),
+    "signed in since: an agent signed in at 2026-11-20T15:29:00Z (non-interactive, after 2026-11-20T00:00:00Z)": (
+        "その後サインインあり: エージェントが 2026年11月20日 15:29 UTC にサインインしました"
+        " (非対話型、2026年11月20日 00:00 UTC より後)"
+    ),
+    "no longer active (DAP Contoso: disabled, GDAP Helpdesk: terminationRequested)": (
+        "有効ではなくなりました (DAP Contoso: 無効、GDAP Helpdesk: 終了を要求済み)"
+    ),
+    "skipped: excluded: the customer is in EXCLUDED_TENANTS now": (
+        "スキップ: 除外: この顧客は現在 EXCLUDED_TENANTS に含まれています"
+    ),
+    "DAP Contoso: completed; GDAP Helpdesk: requested": "DAP Contoso: 完了; GDAP Helpdesk: 要求済み",
+    "stale: the last successful sign-in ingestion (never) is more than 6 hours before 2026-11-21T00:00:00Z": (
+        "サインイン データが古い: 最後に成功したサインインの取り込み (記録なし) が 2026年11月21日 00:00 UTC"
+        " より 6 時間以上前です"
+    ),
+    "gave up after 5 attempts: HTTP 503": "5 回試行して中止しました: HTTP 503",
+    "the operator's own words": "the operator's own words",
+    "template helpdesk (matchingRoles)": "テンプレート helpdesk (以前のロールに一致するテンプレート)",
+    "GDAP-contoso-1: the relationship no longer exists": "GDAP-contoso-1: 関係はもう存在しません",
+    "GDAP-contoso-1: terminated": "GDAP-contoso-1: 終了",
+    "not active (status expired)": "有効ではありません (状態: 期限切れ)",
+    "Adatum: partner's note: keep": "Adatum: partner's note: keep",
+}
+
+
+def test_statuses_and_reasons_are_words_in_both_languages(page_ja: Page, portal: Portal) -> None:
+    """Statuses (Microsoft's relationship and assignment statuses, DAP's, a removal's) and the reasons
+    the product writes reach the reader in words; an operator's own reason is shown as written."""
+    p = page_ja.page
+    said = p.evaluate("(rs) => rs.map(r => window.DAM.reasonLabel(r))", list(REASONS))
+    assert dict(zip(REASONS, said, strict=True)) == REASONS
+    statuses = [
+        "active",
+        "disabled",
+        "terminationRequested",
+        "terminated",
+        "approvalPending",
+        "expired",
+        "activating",
+        "approved",
+        "created",
+        "expiring",
+        "terminating",
+        "pending",
+        "deleted",
+        "error",
+    ]
+    words = p.evaluate("(ss) => ss.map(s => window.DAM.statusLabel(s))", statuses)
+    assert all(w and w != s and not w.isascii() for s, w in zip(statuses, words, strict=True)), words
+    # The customer view: a relationship that is no longer active says so in words.
+    ended = next(
+        c
+        for c in portal.scenario["customers"]
+        if any(g["status"] == "terminated" for g in c.get("gdapRelationships", []))
+        and any(g["status"] == "active" for g in c.get("gdapRelationships", []))
+    )
+    p.goto(f"{portal.url}/#/customers/{ended['tenantId']}")
+    p.wait_for_selector("#relationships .badge.status-rel[data-status='terminated']")
+    badges = p.locator("#relationships .badge.status-rel").evaluate_all(
+        "bs => bs.map(b => [b.dataset.status, b.textContent])"
+    )
+    assert ["terminated", "終了"] in badges and all(not text.isascii() for _, text in badges), badges
+    text = p.locator("#customer").inner_text()
+    for code in ("terminationRequested", "approvalPending", "terminated", "(active)"):
+        assert code not in text, code
+    p.locator("#language").select_option("en")
+    p.wait_for_function(
+        "() => (document.querySelector('#relationships .badge.status-rel') || {}).textContent === 'Active'"
+    )
+    assert page_ja.dialogs == [] and page_ja.errors == []
+
+
+def test_a_japanese_customers_times_are_japan_time(page: Page, portal: Portal) -> None:
+    """The customer's culture decides the zone: ja-JP customers' times in JST (UTC+9), others in UTC."""
+    from datetime import timedelta
+
+    p = page.page
+    rows = {r["tenantId"]: r for r in portal.api("/api/audit")["customers"] if r["lastSignInAt"]}
+    culture = {c["tenantId"]: c.get("culture", "") for c in portal.scenario["customers"]}
+    japanese = next(t for t in sorted(rows) if culture[t] == "ja-JP")
+    english = next(t for t in sorted(rows) if culture[t] == "en-US")
+    for tenant, shift, zone in ((japanese, 9, "JST"), (english, 0, "UTC")):
+        p.goto(f"{portal.url}/#/customers/{tenant}")
+        p.wait_for_function(
+            "() => [...document.querySelectorAll('#customer-facts dt')].some(d => d.textContent === 'Last sign-in')"
+        )
+        facts = dict(
+            zip(
+                p.locator("#customer-facts dt").all_text_contents(),
+                p.locator("#customer-facts dd").all_text_contents(),
+                strict=True,
+            )
+        )
+        local = parse_iso(rows[tenant]["lastSignInAt"]) + timedelta(hours=shift)
+        shown = facts["Last sign-in"]
+        assert shown.startswith(f"{local.day} {local:%b}") and shown.endswith(
+            f"{local:%Y}, {local:%H:%M} {zone}"
+        )
     assert page.dialogs == [] and page.errors == []

@@ -195,7 +195,7 @@ def test_reestablish_and_the_azure_rbac_note_in_japanese(page_ja: Page, portal: 
         "顧客の Azure サブスクリプションで確認してください。"
     )
     button = p.locator("#customer-reestablish")
-    assert button.is_visible() and button.text_content() == "アクセス権を再確立"
+    assert button.is_visible() and button.text_content() == "アクセス許可を再確立"
     button.click()
     link = p.locator("#gdap-invitation-link")
     link.wait_for(state="visible")

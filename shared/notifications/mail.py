@@ -14,6 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from shared.domain.roles import role_name
+from shared.notifications.wording import mode_label, reason_label, run_label, status_label, zone_name, zone_of
 from shared.platform.settings import Settings, SettingsError
 from shared.platform.timeutil import parse_optional
 
@@ -63,7 +64,12 @@ def _moment(value: Any) -> datetime | None:
 
 
 def _date(value: Any, language: str = "en") -> str:
-    moment = _moment(value)
+    """The day a moment falls on in the zone of the mail's language (a bare date is that day)."""
+    if isinstance(value, str) and len(value) == 10:
+        moment = _moment(value)
+    else:
+        moment = _moment(value)
+        moment = moment.astimezone(zone_of(language)) if moment is not None else None
     if moment is None:
         return ""
     return (
@@ -72,17 +78,24 @@ def _date(value: Any, language: str = "en") -> str:
 
 
 def _datetime(value: Any, language: str = "en") -> str:
+    """A moment in the zone of the mail's language, the zone named: Japanese mail in JST, English in UTC."""
     moment = _moment(value)
     if moment is None:
         return ""
+    moment = moment.astimezone(zone_of(language))
     if language == "ja":
-        return f"{moment.year}年{moment.month}月{moment.day}日 {moment:%H:%M} (UTC)"
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+        return f"{moment.year}年{moment.month}月{moment.day}日 {moment:%H:%M} {zone_name(language)}"
+    return moment.strftime("%Y-%m-%d %H:%M ") + zone_name(language)
 
 
 def _days(value: Any) -> str:
     """A count of days in English: "1 day", "20 days"."""
     return f"{value} day" if value == 1 else f"{value} days"
+
+
+def _plural(value: Any, noun: str) -> str:
+    """A count in English: "1 customer", "3 customers"."""
+    return f"{value} {noun}" if value == 1 else f"{value} {noun}s"
 
 
 @lru_cache(maxsize=1)
@@ -100,6 +113,11 @@ def environment() -> Environment:
     env.filters["datetime"] = _datetime
     env.filters["role"] = role_name
     env.filters["days"] = _days
+    env.filters["plural"] = _plural
+    env.filters["mode"] = mode_label
+    env.filters["run"] = run_label
+    env.filters["reason"] = reason_label
+    env.filters["status"] = status_label
     return env
 
 

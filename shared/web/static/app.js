@@ -143,22 +143,41 @@
   const fmtPercent = (n, total) => new Intl.NumberFormat(state.lang === "ja" ? "ja-JP" : "en-US",
     { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 }).format(total ? n / total : 0);
 
-  function fmtDateTime(iso) {
+  // Times are UTC, except a Japanese customer's (billing-profile culture ja-*, the one that decides the
+  // language of its mail): those are Japan's time (Asia/Tokyo), and the zone is always named.
+  const JAPAN = "Asia/Tokyo";
+  const zoneOf = (culture) => (/^ja(-|$)/i.test(String(culture || "")) ? JAPAN : "UTC");
+
+  function fmtDateTime(iso, zone) {
     if (!iso) return "";
     const date = new Date(iso);
     if (isNaN(date.getTime())) return "";
+    const timeZone = zone === JAPAN ? JAPAN : "UTC";
     return new Intl.DateTimeFormat(state.lang === "ja" ? "ja-JP" : "en-GB",
-      { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone: "UTC" })
-      .format(date) + " UTC";
+      { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone })
+      .format(date) + " " + t(timeZone === JAPAN ? "zoneJapan" : "zoneUtc");
   }
 
-  function fmtDate(iso) {
+  // A day: "2026-11-20" is that day; a moment is the day it falls on in ``zone`` (UTC unless named).
+  function fmtDate(iso, zone) {
     if (!iso) return "";
     const date = new Date(iso.length === 10 ? iso + "T00:00:00Z" : iso);
     if (isNaN(date.getTime())) return "";
+    const timeZone = iso.length !== 10 && zone === JAPAN ? JAPAN : "UTC";
     return new Intl.DateTimeFormat(state.lang === "ja" ? "ja-JP" : "en-GB",
-      { year: "numeric", month: "short", day: "numeric", timeZone: "UTC" }).format(date);
+      { year: "numeric", month: "short", day: "numeric", timeZone }).format(date);
   }
+
+  // A day under a chart's axis: month and day ("24 Aug", "8月24日"); the year is in each bar's title.
+  function fmtAxisDate(iso) {
+    const date = new Date(String(iso).length === 10 ? iso + "T00:00:00Z" : iso);
+    if (isNaN(date.getTime())) return "";
+    return new Intl.DateTimeFormat(state.lang === "ja" ? "ja-JP" : "en-GB",
+      { month: "short", day: "numeric", timeZone: "UTC" }).format(date);
+  }
+
+  // Between the items of a list: Japanese writes 、 where English writes a comma.
+  const listSeparator = () => (state.lang === "ja" ? "、" : ", ");
 
   function roleLabel(id, fallback) {
     const entry = state.roles[id];
@@ -394,7 +413,7 @@
     cell.appendChild(types);
     const names = row.roles.map((id) => roleLabel(id)).sort((a, b) => a.localeCompare(b));
     const shown = names.slice(0, 3);
-    const roles = el("div", { class: "roles", title: names.join(", ") }, shown.join(", "));
+    const roles = el("div", { class: "roles", title: names.join(listSeparator()) }, shown.join(listSeparator()));
     if (names.length > shown.length) roles.appendChild(el("span", { class: "more" }, " " + t("moreRoles", { n: names.length - shown.length })));
     cell.appendChild(roles);
     return cell;
@@ -521,10 +540,13 @@
     if (!page) return;
     const from = page.total ? (page.page - 1) * page.pageSize + 1 : 0;
     const to = Math.min(page.total, page.page * page.pageSize);
-    $("range").textContent = t("range", { from: fmtNumber(from), to: fmtNumber(to), total: fmtNumber(page.total) });
-    $("page-of").textContent = t("pageOf", { page: fmtNumber(page.page), pages: fmtNumber(page.pages) });
-    $("prev").disabled = page.page <= 1;
-    $("next").disabled = page.page >= page.pages;
+    // The same pager above and below the table: a long page need not be scrolled through to turn it.
+    for (const at of ["", "-top"]) {
+      $("range" + at).textContent = t("range", { from: fmtNumber(from), to: fmtNumber(to), total: fmtNumber(page.total) });
+      $("page-of" + at).textContent = t("pageOf", { page: fmtNumber(page.page), pages: fmtNumber(page.pages) });
+      $("prev" + at).disabled = page.page <= 1;
+      $("next" + at).disabled = page.page >= page.pages;
+    }
   }
 
   function renderSortHeaders() {
@@ -596,11 +618,11 @@
       chart.appendChild(svg("line", { x1: left, x2: width - right, y1: y(value), y2: y(value), class: "grid-line" }));
       chart.appendChild(svg("text", { x: left - 6, y: y(value) + 4, class: "axis-label", "text-anchor": "end" }, fmtNumber(value)));
     }
-    const step = Math.max(1, Math.ceil(points.length / 8));
+    const step = labelStep(points.length, width - left - right);
     points.forEach((p, i) => {
       if (i % step === 0 || i === points.length - 1) {
         const anchor = points.length === 1 ? "middle" : i === 0 ? "start" : i === points.length - 1 ? "end" : "middle";
-        chart.appendChild(svg("text", { x: x(i), y: height - 8, class: "axis-label", "text-anchor": anchor }, fmtDate(p.day)));
+        chart.appendChild(svg("text", { x: x(i), y: height - 8, class: "axis-label", "text-anchor": anchor }, fmtAxisDate(p.day)));
       }
     });
     for (const s of series) {
@@ -616,7 +638,14 @@
 
   // The chart is drawn at the width it is shown, so its text is never stretched.
   function chartWidth(host) {
-    return Math.max(320, Math.round(host.getBoundingClientRect().width) || 900);
+    return Math.max(280, Math.round(host.getBoundingClientRect().width) || 900);
+  }
+
+  // Every how many points a date is written under the axis: one date per 90 px at most (a date is
+  // about 70 px wide at the axis' size), so that dates never overlap, on a phone neither.
+  function labelStep(count, plotWidth) {
+    const fit = Math.max(2, Math.floor(plotWidth / 90));
+    return Math.max(1, Math.ceil(count / fit));
   }
 
   // An integer axis for counts: 0, step, 2 step, ... up to the first multiple of step at or above max.
@@ -845,7 +874,7 @@
         el("span", { class: "badge status-" + removal.status }, t("status_" + removal.status)));
       if (removal.status === "skipped" || removal.status === "failed") {
         const why = removal.reason || "";
-        if (why) item.appendChild(el("span", { class: "muted small" }, String(why)));
+        if (why) item.appendChild(el("span", { class: "muted small reason" }, reasonLabel(why)));
       }
       list.appendChild(item);
     }
@@ -1055,6 +1084,7 @@
     state.detailTarget = row ? { tenantId: c.tenantId, displayName: c.displayName || c.tenantId } : null;
     renderCustomerState(c);
 
+    const zone = zoneOf(c.culture);
     const facts = clear($("customer-facts"));
     if (row) {
       const fact = (label, value) => [el("div", { class: "fact" }, el("dt", null, label), el("dd", null, value))];
@@ -1063,7 +1093,7 @@
         fact(t("relTypes"), row.relationshipTypes.join(" + ")),
         fact(t("colDaysActive"), fmtNumber(row.daysActive)),
         fact(t("colDaysInactive"), proven.hint ? proven.text + " (" + proven.hint + ")" : proven.text),
-        fact(t("colLastSignIn"), fmtDateTime(row.lastSignInAt)),
+        fact(t("colLastSignIn"), fmtDateTime(row.lastSignInAt, zone)),
         fact(t("lastSignInKind"), row.lastSignInKind === "interactive" ? t("kindInteractive")
           : row.lastSignInKind === "nonInteractive" ? t("kindNonInteractive") : ""),
         fact(t("colAgents"), fmtNumber(row.agentsSignedInLastDay)),
@@ -1093,8 +1123,8 @@
     const changes = $("changes");
     if (c.changes.length) {
       changes.appendChild(table([t("actionAt"), t("relName"), t("relStatus")],
-        c.changes.slice().reverse().map((x) => [fmtDateTime(x.at), el("td", { class: "mono" }, x.relationship),
-          (x.from ? x.from + " → " : "") + x.to])));
+        c.changes.slice().reverse().map((x) => [fmtDateTime(x.at, zone), el("td", { class: "mono" }, x.relationship),
+          (x.from ? statusLabel(x.from) + " → " : "") + statusLabel(x.to)])));
     } else {
       changes.appendChild(el("p", { class: "muted" }, t("noChanges")));
     }
@@ -1104,21 +1134,22 @@
       [t("relType"), t("relName"), t("relStatus"), t("relEstablished"), t("relEnds"), t("relAutoExtend"), t("relRoles")],
       c.relationships.map((r) => {
         const roles = el("td", { class: "roles-cell" },
-          el("div", null, r.roles.map((id, i) => roleLabel(id, r.roleNames[i])).join(", ")));
+          el("div", null, r.roles.map((id, i) => roleLabel(id, r.roleNames[i])).join(listSeparator())));
         if (r.accessAssignments.length) {
           const list = el("ul", { class: "assignments" });
           for (const a of r.accessAssignments) {
             const group = a.groupName ? el("span", { class: "group", title: a.groupId }, a.groupName)
               : el("span", { class: "mono" }, t("group", { id: a.groupId }));
             list.appendChild(el("li", null, group, ": ",
-              a.roles.map((id, i) => roleLabel(id, a.roleNames[i])).join(", ") + " (" + a.status + ")"));
+              a.roles.map((id, i) => roleLabel(id, a.roleNames[i])).join(listSeparator()) + " (" + statusLabel(a.status) + ")"));
           }
           roles.appendChild(el("div", { class: "small muted" }, t("accessAssignments")));
           roles.appendChild(list);
         }
         return [el("td", null, el("span", { class: "badge type-" + r.type.toLowerCase() }, r.type)),
-                r.displayName, el("td", null, el("span", { class: "badge status-rel " + (r.active ? "rel-active" : "rel-inactive") }, r.status)),
-                fmtDate(r.establishedAt), fmtDate(r.endsAt), r.autoExtend ? t("yes") : t("no"), roles];
+                r.displayName, el("td", null, el("span", { class: "badge status-rel " + (r.active ? "rel-active" : "rel-inactive"),
+                  "data-status": r.status }, statusLabel(r.status))),
+                fmtDate(r.establishedAt, zone), fmtDate(r.endsAt, zone), r.autoExtend ? t("yes") : t("no"), roles];
       })));
 
     const actions = $("actions");
@@ -1127,7 +1158,7 @@
     } else if (!c.actions.length) {
       actions.appendChild(el("p", { class: "muted" }, t("noActions")));
     } else {
-      actions.appendChild(actionsTable(c.actions, false));
+      actions.appendChild(actionsTable(c.actions, false, zone));
     }
     if (window.DAM_GDAP) window.DAM_GDAP.customerRendered(c);
   }
@@ -1162,7 +1193,7 @@
       chart.appendChild(svg("line", { x1: left, x2: width - right, y1: y(value), y2: y(value), class: "grid-line" }));
       chart.appendChild(svg("text", { x: left - 6, y: y(value) + 4, class: "axis-label", "text-anchor": "end" }, fmtNumber(value)));
     }
-    const step = Math.max(1, Math.ceil(days.length / 8));
+    const step = labelStep(days.length, width - left - right);
     days.forEach((d, i) => {
       const x = left + i * band;
       const c = counts(d);
@@ -1180,7 +1211,8 @@
       }
       chart.appendChild(group);
       if (i % step === 0) {
-        chart.appendChild(svg("text", { x: x + band / 2, y: height - 8, class: "axis-label", "text-anchor": "middle" }, fmtDate(d.day)));
+        chart.appendChild(svg("text", { x: i ? x + band / 2 : x, y: height - 8, class: "axis-label",
+          "text-anchor": i ? "middle" : "start" }, fmtAxisDate(d.day)));
       }
     });
     host.appendChild(chart);
@@ -1212,17 +1244,111 @@
     return result ? tOr("actResult_" + result, result) : "";
   }
 
-  function actionsTable(actions, withCustomer) {
+  // Relationship and access assignment statuses as Microsoft reports them (GDAP relationships:
+  // delegatedAdminRelationshipStatus, https://learn.microsoft.com/en-us/graph/api/resources/delegatedadminrelationship;
+  // access assignments: delegatedAdminAccessAssignmentStatus,
+  // https://learn.microsoft.com/en-us/graph/api/resources/delegatedadminaccessassignment), DAP's as the
+  // product records it (active, disabled), and a removal's per-relationship states: in words, never as codes.
+  function statusLabel(status) {
+    if (!status) return "";
+    const text = tOr("relStatus_" + status, "");
+    return text || resultLabel(status);
+  }
+
+  // Reasons the product writes (skips, holds, halts) are English sentences with values in them: each
+  // known one is matched and said again in the reader's language, its times and statuses formatted;
+  // anything else (an operator's own words, an error text from a service) is shown as written.
+  const REASONS = [
+    ["reasonExcludedNow", /^excluded: the customer is in EXCLUDED_TENANTS now$/],
+    ["reasonExcluded", /^excluded \(EXCLUDED_TENANTS\)$/],
+    ["reasonNoLongerActive", /^no longer active \((?<states>.*)\)$/],
+    ["reasonNoLongerActiveStatus", /^no longer active \(status (?<status>\w+)\)$/],
+    ["reasonNewRelationship", /^a new relationship was established since the evaluation: (?<names>.+)$/],
+    ["reasonSignedInStore", /^signed in since: the store holds a sign-in at (?<at>\S+) \(after (?<since>\S+)\)$/],
+    ["reasonSignedInGraph", /^signed in since: an agent signed in at (?<at>\S+) \((?<kind>interactive|non-interactive), after (?<since>\S+)\)$/],
+    ["reasonCoverage", /^coverage: the sign-in log held since (?<from>\S+) proves only (?<n>\d+) days of inactivity$/],
+    ["reasonAlready", /^removal (?<id>\S+) for this inactivity stretch is already (?<status>\w+)$/],
+    ["reasonPolicy", /^no partner sign-in for at least (?<n>\d+) days \(policy: remove after (?<remove>\d+) days\)$/],
+    ["reasonBreaker", /^circuit breaker: (?<n>\d+) removal candidates, more than MAX_REMOVALS_PER_RUN \((?<limit>\d+)\)$/],
+    ["reasonStale", /^stale: the last successful sign-in ingestion \((?<at>\S+)\) is more than (?<hours>\d+) hours before (?<asOf>\S+)$/],
+    ["reasonMail", /^mail: customer notices cannot be sent \((?<detail>.*)\); nothing is removed until a mail goes out again$/],
+    ["reasonNotFinished", /^not finished in this run \(status (?<status>\w+)\)$/],
+    ["reasonGaveUp", /^gave up after (?<n>\d+) attempts(?<detail>: .*)?$/],
+    ["reasonNothing", /^nothing to remove$/],
+    ["reasonNotListed", /^no longer listed$/],
+    ["reasonGoneRelationship", /^the relationship no longer exists$/],
+    ["reasonNoGlobalAdmin", /^does not include Global Administrator$/],
+    ["reasonNotActive", /^not active \(status (?<status>\w+)\)$/],
+    ["reasonTemplate", /^template (?<template>\S+) \((?<basis>previousRequest|matchingRoles)\)$/],
+    ["reasonApproved", /^approved by the customer, active since (?<at>\S+)$/],
+    ["reasonAutoExtend", /^auto-extend (?<duration>P\w+) \(ends (?<at>\S+)\)$/],
+    ["reasonAssigned", /^security group (?<group>.+) \((?<id>[0-9a-f-]{36})\) -> (?<roles>.+)$/],
+  ];
+  const REASON_TIME = /^\d{4}-\d{2}-\d{2}T[\d:.]+(?:Z|[+-]\d{2}:\d{2})$/;
+
+  function reasonLabel(text) {
+    const reason = String(text || "");
+    for (const [key, pattern] of REASONS) {
+      const match = pattern.exec(reason);
+      if (!match) continue;
+      const values = {};
+      for (const [name, value] of Object.entries(match.groups || {})) {
+        if (value === undefined) values[name] = "";
+        else if (name === "status") values[name] = statusLabel(value);
+        else if (name === "kind") values[name] = t(value === "interactive" ? "kindInteractive" : "kindNonInteractive");
+        else if (name === "basis") values[name] = t("basis_" + value);
+        else if (name === "states") values[name] = detailLabel(value.split(", ").join("; ")).split("; ").join(listSeparator());
+        else if (name === "n" || name === "limit" || name === "hours" || name === "remove") values[name] = fmtNumber(Number(value));
+        else if (value === "never" || value === "nowhere") values[name] = t("reasonNever");
+        else if (REASON_TIME.test(value)) values[name] = fmtDateTime(value);
+        else values[name] = value;
+      }
+      return t(key, values);
+    }
+    // "skipped: <reason>", "failed: <reason>" (a removal's end as the enforcement summary says it).
+    const prefixed = /^(skipped|failed|completed|requested): (.+)$/.exec(reason);
+    if (prefixed) return statusLabel(prefixed[1]) + ": " + reasonLabel(prefixed[2]);
+    const detail = detailLabel(reason);
+    if (detail !== reason) return detail;
+    // "<relationship or customer>: <reason or status>" (the GDAP steps name the relationship first).
+    const named = /^([^:]+): (.+)$/.exec(reason);
+    if (named) {
+      const said = /^\w+$/.test(named[2]) ? statusLabel(named[2]) : reasonLabel(named[2]);
+      if (said !== named[2]) return named[1] + ": " + said;
+    }
+    return reason;
+  }
+
+  // What a removal did per relationship ("DAP Contoso: requested; GDAP Helpdesk: skipped"): each state
+  // (or note) in words.
+  function detailLabel(text) {
+    const detail = String(text || "");
+    const parts = detail.split("; ");
+    const one = /^(DAP|GDAP) (.+): (.+)$/;
+    if (!parts.every((part) => one.test(part))) return detail;
+    return parts.map((part) => {
+      const [, type, name, what] = one.exec(part);
+      const said = /^\w+$/.test(what) ? statusLabel(what) : reasonLabel(what);
+      return type + " " + name + ": " + said;
+    }).join("; ");
+  }
+
+  function actionsTable(actions, withCustomer, zone) {
     const headers = [t("actionAt"), ...(withCustomer ? [t("colCustomer")] : []), t("actionWhat"),
       t("actionStatus"), t("actionBy"), t("actionReason")];
     return table(headers, actions.map((a) => [
-      el("td", { class: "nowrap" }, fmtDateTime(a.at)),
+      el("td", { class: "nowrap" }, fmtDateTime(a.at, zone)),
       ...(withCustomer ? [a.tenantId ? el("td", null, el("a", { href: "#/customers/" + encodeURIComponent(a.tenantId),
         class: "mono" }, a.tenantId)) : el("td", null, "")] : []),
-      [actionLabel(a.action), a.relationshipType, a.detail].filter(Boolean).join(" · "),
+      [actionLabel(a.action), a.relationshipType, a.detail ? reasonLabel(a.detail) : ""].filter(Boolean).join(" · "),
       el("td", { class: "result result-" + (a.result || "none") }, resultLabel(a.result)),
-      a.actor || "",
-      a.reason || ""]), "trail-table");
+      actorLabel(a.actor),
+      a.reason ? reasonLabel(a.reason) : ""]), "trail-table");
+  }
+
+  // Who acted: the policy and the system by name in the reader's language, people by their sign-in name.
+  function actorLabel(actor) {
+    return actor === "policy" || actor === "system" ? t("actor_" + actor) : (actor || "");
   }
 
   function renderTrail() {
@@ -1392,8 +1518,10 @@
     });
     $("removal-status").setAttribute("tabindex", "-1");
     $("page-size").addEventListener("change", (event) => setQuery({ pageSize: Number(event.target.value) || 50 }));
-    $("prev").addEventListener("click", () => setQuery({ page: Math.max(1, state.query.page - 1) }));
-    $("next").addEventListener("click", () => setQuery({ page: state.query.page + 1 }));
+    for (const at of ["", "-top"]) {
+      $("prev" + at).addEventListener("click", () => setQuery({ page: Math.max(1, state.query.page - 1) }));
+      $("next" + at).addEventListener("click", () => setQuery({ page: state.query.page + 1 }));
+    }
     $("refresh").addEventListener("click", () => refreshNow());
     window.addEventListener("hashchange", route);
     $("trail-more").addEventListener("click", () => showTrail(true));
@@ -1413,7 +1541,7 @@
 
   // The helpers gdap.js (loaded after this file) builds the GDAP lifecycle view with.
   window.DAM = { $, el, clear, append, api, t, notice, showFailure, fmtNumber, fmtDate, fmtDateTime, roleLabel,
-                 state };
+                 state, statusLabel, reasonLabel };
 
   async function start() {
     state.lang = chooseLanguage();

@@ -186,7 +186,7 @@
       return;
     }
     host.appendChild(table(
-      ["", t("colCustomer"), t("relName"), t("relEnds"), t("gdapExpiresIn"), t("relRoles"), t("actionWhat")],
+      [el("span", { class: "visually-hidden" }, t("colSelect")), t("colCustomer"), t("relName"), t("relEnds"), t("gdapExpiresIn"), t("relRoles"), t("actionWhat")],
       items.map((r) => {
         const done = isExtended(r.relationshipId);
         const box = el("input", { type: "checkbox", class: "gdap-select", "data-relationship": r.relationshipId,
@@ -205,7 +205,7 @@
         if (result) {
           action.appendChild(el("span", { class: "badge gdap-result result-" + result.result, "data-result": result.result },
             t("gdapResult_" + result.result)));
-          if (result.reason) action.appendChild(el("div", { class: "small muted" }, result.reason));
+          if (result.reason) action.appendChild(el("div", { class: "small muted" }, D.reasonLabel(result.reason)));
         }
         if (!r.canAutoExtend) {
           action.appendChild(el("span", { class: "small muted" }, t("gdapCannotExtendGa")));
