@@ -151,6 +151,7 @@ def test_each_cause_is_noticed_alerted_once_listed_and_in_the_trail(
     assert causes[(LAMNA, "GDAP")]["cause"] == "partnerOutside"
     assert causes[(WINGTIP, "GDAP")]["cause"] == "expired"
     assert causes[(RELECLOUD, "GDAP")]["endedAt"] == at  # Microsoft's endDateTime, not when it was seen
+    assert causes[(ADATUM, "DAP")]["endedAt"] == at  # Partner Center's endDateTime of the DAP customer
     assert causes[(WINGTIP, "GDAP")]["endedAt"] == iso(AS_OF + timedelta(hours=1))
     assert causes[(ADATUM, "DAP")]["lastSignInAt"] == "2026-11-20T21:00:00Z"
     assert causes[(LAMNA, "GDAP")]["stillActive"] is True  # Lamna keeps DAP

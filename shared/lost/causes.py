@@ -56,8 +56,9 @@ class Cause:
 
 
 def ended_at(ending: Ending) -> datetime:
-    """Microsoft's stamp of the end when it has one (GDAP ``endDateTime``), else when the sync saw it."""
-    if ending.type == "GDAP" and ending.ends_at is not None and ending.ends_at <= ending.seen_at:
+    """Microsoft's stamp of the end when it has one (``endDateTime`` of the GDAP relationship or of the
+    DAP customer), else when the sync saw it."""
+    if ending.ends_at is not None and ending.ends_at <= ending.seen_at:
         return ending.ends_at
     return ending.seen_at
 
@@ -69,8 +70,8 @@ def infer_cause(ending: Ending, *, product_removal: str | None, last_activity: d
     if product_removal:
         return Cause(PRODUCT, f"removed by this product (removal {product_removal})", at)
     if ending.type == "DAP":
-        if last_activity is not None and ending.seen_at - last_activity >= DAP_INACTIVITY:
-            days = (ending.seen_at - last_activity).days
+        if last_activity is not None and at - last_activity >= DAP_INACTIVITY:
+            days = (at - last_activity).days
             return Cause(
                 MICROSOFT_INACTIVITY,
                 f"DAP removed outside this product after {days} days without partner activity: most "

@@ -63,6 +63,7 @@ class RelationshipSync:
                         display_name="DAP (Admin Agents, Helpdesk Agents)",
                         status="active" if item.dap_enabled else "disabled",
                         established_at=item.start,
+                        ends_at=None if item.dap_enabled else item.end,
                         roles=list(DAP_ROLES),
                         customer_name=item.display_name,
                     )
