@@ -301,3 +301,55 @@ def test_digest_lists_lost_access_once(
 def test_cause_rules(ending: Ending, last: Any, cause: str) -> None:
     assert infer_cause(ending, product_removal=None, last_activity=last).cause == cause
     assert infer_cause(ending, product_removal="r1", last_activity=last).cause == "product"
+
+
+def test_the_demo_estate_shows_every_cause(
+    settings: Settings, emulator: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make demo``'s estate (same generator options): two hours after ``now`` each cause has happened."""
+    import json
+    import subprocess
+
+    from tools.emulator.generate import command
+
+    out = tmp_path / "estate.json"
+    subprocess.run(
+        command(
+            customers=300,
+            signins=20000,
+            days=90,
+            retention_days=120,
+            seed=42,
+            now=NOW,
+            lost_access=1,
+            out=out,
+        ),
+        check=True,
+    )
+    scenario = json.loads(out.read_text(encoding="utf-8"))
+    emulator.post_scenario(scenario)
+    monkeypatch.setenv("NOTIFY_SENDER", scenario["partner"]["senderMailbox"])
+    settings = settings_with()
+    audited(settings)
+    emulator.advance("PT2H")
+    sync(settings)
+    body = api_get(settings, "/api/lost-access", READER).json()
+    found = [(r["type"], r["cause"]) for r in body["lostAccess"]]
+    for case in (
+        ("DAP", "customer"),
+        ("DAP", "microsoftInactivity"),
+        ("GDAP", "customer"),
+        ("GDAP", "expired"),
+    ):
+        assert found.count(case) == 1, found
+    # The estate also holds terminations someone at the partner requested before the product ran: they
+    # complete within the two hours and are terminations this product did not make.
+    terminating = {
+        r["id"]
+        for c in scenario["customers"]
+        for r in c["gdapRelationships"]
+        if r["status"] in ("terminationRequested", "terminating")
+    }
+    outside = {r["relationshipId"] for r in body["lostAccess"] if r["cause"] == "partnerOutside"}
+    assert outside <= terminating and len(found) == 4 + len(outside)
+    assert len(lost_alerts(emulator)) == len(found)
