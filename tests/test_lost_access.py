@@ -353,3 +353,42 @@ def test_the_demo_estate_shows_every_cause(
     outside = {r["relationshipId"] for r in body["lostAccess"] if r["cause"] == "partnerOutside"}
     assert outside <= terminating and len(found) == 4 + len(outside)
     assert len(lost_alerts(emulator)) == len(found)
+
+
+def test_a_crash_mid_way_is_finished_by_the_next_sync_without_repeats(
+    settings: Settings, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording the ending fails (the relationship's new state is not written before it, so the next sync
+    sees the change again), then the alert fails after the trail row: nothing is lost, and the next syncs
+    finish it with one trail row and one alert."""
+    import shared.lost.service as service
+    import shared.relationships.store as store
+
+    audited(settings)
+    emulator.customer_actions({"action": "removeDap", "tenantId": ADATUM})
+    real_create = store.create_if_absent
+
+    async def failing_create(table: Any, entity: Any) -> Any:
+        raise RuntimeError("storage went away")
+
+    monkeypatch.setattr(store, "create_if_absent", failing_create)
+    with pytest.raises(RuntimeError, match="storage went away"):
+        sync(settings)
+    monkeypatch.setattr(store, "create_if_absent", real_create)
+
+    real_alert = service.enqueue_partner_alert
+
+    async def failing_alert(*args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("queue went away")
+
+    monkeypatch.setattr(service, "enqueue_partner_alert", failing_alert)
+    assert "lost" not in sync(settings)  # the relationship row is written now; the alert failed
+    assert [a["tenantId"] for a in trail(settings)] == [ADATUM]
+    assert not lost_alerts(emulator)
+    monkeypatch.setattr(service, "enqueue_partner_alert", real_alert)
+
+    assert sync(settings)["lost"] == {"lostAccess": 1, "removedByProduct": 0}
+    assert sync(settings)["lost"] == {"lostAccess": 0, "removedByProduct": 0}
+    assert len(lost_alerts(emulator)) == 1 and len(trail(settings)) == 1
+    [row] = api_get(settings, "/api/lost-access", READER).json()["lostAccess"]
+    assert (row["tenantId"], row["cause"]) == (ADATUM, "customer")
