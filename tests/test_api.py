@@ -932,6 +932,7 @@ def test_portal_has_no_inline_script_style_or_handlers() -> None:
         '<script src="/static/i18n.js" defer>',
         '<script src="/static/app.js" defer>',
         '<script src="/static/gdap.js" defer>',
+        '<script src="/static/lost.js" defer>',
     ]
     assert "<style" not in html and " style=" not in html
     assert not re.search(r"\son[a-z]+\s*=", html)

@@ -63,6 +63,31 @@ def cli_hint(env: dict[str, str], emulator_url: str) -> str:
     )
 
 
+def lost_access(env: dict[str, str], emulator: Any, scenario: dict[str, Any]) -> None:
+    """The estate's customers act (scenario events: DAP removed, GDAP terminated; a relationship expires):
+    the emulator's clock moves two hours, the next sync notices it, and what it found is printed."""
+    import asyncio
+
+    from shared.lost.service import list_lost_access
+    from shared.platform.settings import Settings
+    from shared.services import Services
+
+    emulator.advance("PT2H")
+    cli(env, "--emulator", emulator.url, "audit", "--format", "json")
+
+    async def read() -> list[dict[str, Any]]:
+        async with Services(Settings.from_env({**env, "EMULATOR_URL": emulator.url})) as services:
+            return await list_lost_access(services)
+
+    rows = asyncio.run(read())
+    for row in rows:
+        what = "DAP" if row["type"] == "DAP" else f"GDAP {row['relationshipName']}"
+        print(f"  {pad(row['displayName'][:36], 38)} {pad(what[:30], 32)} {row['cause']}")
+    print(
+        f"{len(rows)} ended outside this product: alerted once, in the trail, the portal's Lost access page"
+    )
+
+
 def main() -> int:
     port = demo_port()
     if DEMO.exists():
@@ -73,7 +98,14 @@ def main() -> int:
     banner("1. Generating a partner estate: 300 customers, 90 days of sign-ins")
     subprocess.run(
         generate_command(
-            customers=300, signins=20000, days=90, retention_days=120, seed=42, now=now, out=estate
+            customers=300,
+            signins=20000,
+            days=90,
+            retention_days=120,
+            seed=42,
+            now=now,
+            lost_access=1,
+            out=estate,
         ),
         cwd=ROOT,
         check=True,
@@ -114,6 +146,9 @@ def main() -> int:
         banner("3. Audit: python -m shared.cli --emulator URL audit --format table")
         result = cli(env, "--emulator", emulator.url, "audit", "--format", "table", "--limit", "25")
         print(result.stdout, end="")
+
+        banner("3b. Two hours later: access lost without this product removing it")
+        lost_access(env, emulator, scenario)
 
         banner("4. One enforcement cycle in report mode (nothing is removed)")
         result = cli(env, "--emulator", emulator.url, "enforce", check=False)

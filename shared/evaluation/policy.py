@@ -14,6 +14,7 @@ from shared.domain.report import Report, ReportRow
 from shared.domain.rules import days_until_candidate
 from shared.evaluation.report import policy_from_settings
 from shared.evaluation.warnings import brief_row, remove_on, warn_before_removal
+from shared.lost.service import lost_for_digest, mark_lost_in_digest
 from shared.notifications.digests import listed_in_digest, mark_listed_in_digest
 from shared.notifications.enqueue import (
     enqueue_partner_alert,
@@ -318,11 +319,15 @@ async def _digest(
     marked right after the digest is enqueued, so no later run lists them again, and the key, named by
     the removals, makes two runs that compute the same list at the same moment send it once."""
     pending = [q for q in summary["queued"] if not await listed_in_digest(services.storage, q["removalId"])]
-    if not (pending or warned or summary["halted"]):
+    lost = await lost_for_digest(services)  # access lost outside this product, each listed once
+    if not (pending or warned or summary["halted"] or lost):
         return
     by_id = {r["tenantId"]: r for r in report["customers"]}
-    named = json.dumps(sorted(q["removalId"] for q in pending)).encode()
-    key = f"digest:{hashlib.sha256(named).hexdigest()[:32]}" if pending else f"digest:{evaluation_id}"
+    names: Any = sorted(q["removalId"] for q in pending)
+    if lost:
+        names = {"removals": names, "lostAccess": sorted(item["id"] for item in lost)}
+    named = json.dumps(names).encode()
+    key = f"digest:{hashlib.sha256(named).hexdigest()[:32]}" if pending or lost else f"digest:{evaluation_id}"
     if await enqueue_partner_digest(
         services,
         key,
@@ -333,9 +338,11 @@ async def _digest(
             "removals": [brief_row(by_id[q["tenantId"]]) for q in pending][:MAX_LISTED],
             "warned": warned[:MAX_LISTED],
             "skipped": summary["skipped"][:MAX_LISTED],
+            "lostAccess": lost[:MAX_LISTED],
         },
     ):
         await mark_listed_in_digest(services.storage, [q["removalId"] for q in pending])
+        await mark_lost_in_digest(services, [item["id"] for item in lost[:MAX_LISTED]])
 
 
 async def alert_partner(

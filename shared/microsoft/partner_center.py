@@ -42,6 +42,7 @@ class DapCustomer:
     dap_enabled: bool
     start: datetime | None
     last_sign_in: datetime | None
+    end: datetime | None = None  # endDateTime: when DAP was removed (list-delegated-admin-customers)
 
 
 @dataclass
@@ -165,6 +166,7 @@ class PartnerCenterClient:
                             dap_enabled=bool(item.get("dapEnabled")),
                             start=parse_optional(item.get("startDateTime")),
                             last_sign_in=parse_optional(item.get("lastSignInDateTime")),
+                            end=parse_optional(item.get("endDateTime")),
                         ),
                     )
             skip += len(items)

@@ -59,6 +59,7 @@ TABLES = (
     "GdapRequests",  # PK shard, RK tenantId|relationshipId: GDAP requests this product made (template)
     "GdapOperations",  # PK shard, RK tenantId|operationId: long-running GDAP changes (Global Admin removal)
     "Exclusions",  # PK shard, RK tenantId: customers excluded from removal in the portal (who, when, why)
+    "AccessEndings",  # PK shard, RK tenantId|key[|DAP start]: access that ended, who ended it, the alert
 )
 
 

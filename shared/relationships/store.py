@@ -15,10 +15,52 @@ from typing import Any
 from azure.data.tables import UpdateMode
 
 from shared.domain.models import AccessAssignment, Customer, Relationship
-from shared.platform.storage import Storage, query_all, shard_of, upsert_all
+from shared.platform.storage import Storage, create_if_absent, query_all, shard_of, upsert_all
 from shared.platform.timeutil import iso, parse_optional, utcnow
 
 log = logging.getLogger(__name__)
+
+# Statuses in which a GDAP relationship still grants access, and those in which it has ended for good.
+GDAP_HOLDING = ("active", "expiring", "terminationRequested", "terminating")
+GDAP_ENDED = ("terminated", "expired")
+
+
+def ends_access(before: str | None, rel: Relationship) -> bool:
+    """Whether a status change takes away access the partner held: DAP enabled -> disabled, a GDAP
+    relationship that granted access -> terminated or expired. A first sight (``before`` None) is history,
+    not a loss."""
+    if rel.type == "DAP":
+        return before == "active" and rel.status == "disabled"
+    return before in GDAP_HOLDING and rel.status in GDAP_ENDED
+
+
+def ending_entity(rel: Relationship, stored: dict[str, Any], seen_at: datetime) -> dict[str, Any]:
+    """One ``AccessEndings`` row: a relationship that stopped granting access, as the store saw it end.
+
+    One row per ending: a GDAP relationship ends once (its id is never reused); DAP can be granted
+    again, so its ending is named by the DAP establishment it ends."""
+    name = f"{rel.tenant_id}|{rel.key}"
+    if rel.type == "DAP":
+        name += f"|{stored.get('EstablishedAt') or ''}"
+    return {
+        "PartitionKey": shard_of(rel.tenant_id),
+        "RowKey": name,
+        "TenantId": rel.tenant_id,
+        "Key": rel.key,
+        "Type": rel.type,
+        "RelationshipId": rel.id,
+        "DisplayName": rel.display_name or str(stored.get("DisplayName") or ""),
+        "CustomerName": rel.customer_name or str(stored.get("CustomerName") or ""),
+        "Roles": json.dumps(rel.roles or json.loads(stored.get("Roles") or "[]")),
+        "From": str(stored.get("Status") or ""),
+        "To": rel.status,
+        "SeenAt": iso(seen_at),
+        "EndsAt": iso(rel.ends_at) if rel.ends_at else "",
+        "PreviousEndsAt": str(stored.get("EndsAt") or ""),
+        "EstablishedAt": str(stored.get("EstablishedAt") or ""),
+        "AutoExtendDuration": str(stored.get("AutoExtendDuration") or ""),
+        "State": "noticed",
+    }
 
 
 def tenant_range(tenant_id: str) -> tuple[str, dict[str, Any]]:
@@ -168,12 +210,15 @@ class RelationshipStore:
         stored_status = {(r.tenant_id, r.key): r.status for rs in stored.values() for r in rs}
         writes: list[dict[str, Any]] = []
         changes: list[dict[str, Any]] = []
+        endings: list[dict[str, Any]] = []
         for rel in fresh:
             entity = relationship_entity(rel)
             ident = (rel.tenant_id, rel.key)
             if stored_entities.get(ident) != entity:
                 writes.append(entity)
             before = stored_status.get(ident)
+            if ends_access(before, rel):
+                endings.append(ending_entity(rel, stored_entities[ident], seen_at))
             if before != rel.status:
                 changes.append(
                     {
@@ -187,6 +232,10 @@ class RelationshipStore:
                         "To": rel.status,
                     }
                 )
+        # Endings first: once the relationship's row says "ended" no later write sees the change again, so a
+        # crash in between must leave the ending recorded (insert-only: a repeat keeps the first row).
+        for ending in endings:
+            await create_if_absent(self.storage.table("AccessEndings"), ending)
         await upsert_all(self.storage.table("Relationships"), writes, UpdateMode.REPLACE)
         await upsert_all(self.storage.table("RelationshipChanges"), changes, UpdateMode.REPLACE)
         return len(writes)

@@ -68,6 +68,7 @@ class RelationshipSync:
                         display_name="DAP (Admin Agents, Helpdesk Agents)",
                         status="active" if item.dap_enabled else "disabled",
                         established_at=item.start,
+                        ends_at=None if item.dap_enabled else item.end,
                         roles=list(DAP_ROLES),
                         customer_name=item.display_name,
                     )
@@ -164,6 +165,15 @@ class RelationshipSync:
 
 
 async def sync_relationships(services: Services, now: datetime) -> dict[str, Any]:
-    """One sync of DAP and GDAP relationships into the store."""
+    """One sync of DAP and GDAP relationships into the store, then the access that ended without this
+    product removing it is noticed (:mod:`shared.lost`)."""
     await services.storage.ensure()
-    return await RelationshipSync(services.storage, services.graph, services.partner_center).run(now)
+    result = await RelationshipSync(services.storage, services.graph, services.partner_center).run(now)
+    from shared.lost.service import notice_lost_access  # the concept above: it explains what sync saw
+
+    try:
+        result["lost"] = await notice_lost_access(services)
+    except Exception:
+        # The endings stay recorded ("noticed"): the next sync explains and announces them.
+        log.exception("lost access could not be processed; the next sync retries")
+    return result

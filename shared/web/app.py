@@ -184,6 +184,9 @@ def create_app(config: WebConfig) -> FastAPI:
     from shared.web.gdap_api import register_gdap_api  # imports this module: registered last
 
     register_gdap_api(app)
+    from shared.web.lost_api import register_lost_api
+
+    register_lost_api(app)
     return app
 
 

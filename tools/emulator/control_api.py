@@ -94,6 +94,11 @@ async def ctl_approve(request: web.Request, m: dict[str, str]) -> web.StreamResp
     return pc_json(rel.wire())
 
 
+async def ctl_customer_actions(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    """The customer removes DAP or terminates a GDAP relationship (:mod:`.customer_side`)."""
+    return pc_json(estate(request).schedule_events(body_json(request)))
+
+
 async def ctl_health(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     e = estate(request)
     return pc_json({"ok": True, "now": e.now_ts, "signIns": len(e.signins), "customers": len(e.customers)})

@@ -14,6 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from .customer_side import CustomerSide
 from .dap import DapCustomers
 from .entities import (
     CUSTOMER_VISIBLE_STATUSES,
@@ -34,7 +35,7 @@ from .signin_wire import SignInEncoding
 from .values import lower_set, parse_duration, parse_optional_time, parse_time, role_list, stable_guid, ts
 
 
-class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox, DapCustomers):
+class SimEstate(AssignmentLifecycle, CustomerSide, SignInEncoding, SignInFiltering, MailOutbox, DapCustomers):
     """The whole emulated world. Not thread-safe: the aiohttp server runs it on one event loop."""
 
     def __init__(self, scenario: dict[str, Any]) -> None:
@@ -118,6 +119,8 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
         self.outbox = []
         self.vault: dict[str, list[dict[str, Any]]] = {}  # Key Vault secrets: name -> versions, oldest first
         self.settle_all()
+        if scenario.get("events"):
+            self.schedule_events(scenario["events"])
 
     def missing_for(self, app_id: str | None) -> set[str]:
         """The permissions (lower case) that the identity a token names lacks."""
@@ -245,6 +248,8 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
         if self.expiring_window:
             out["expiringWindow"] = self.expiring_window_text
         out["faults"] = [f.scenario() for f in self.faults]
+        if self.events:
+            out["events"] = [self.event_scenario(e) for e in self.events]
         out["outbox"] = self.outbox
         return out
 
@@ -263,6 +268,7 @@ class SimEstate(AssignmentLifecycle, SignInEncoding, SignInFiltering, MailOutbox
 
     def settle_all(self) -> None:
         """Bring every relationship, request, operation and access assignment to what it is at ``now``."""
+        self.apply_due_events()
         for rel in self.relationships.values():
             self.settle_relationship(rel)
             for op in rel.operations:

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import io
 import itertools
 import json
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 DAY = 86400.0
@@ -794,6 +795,63 @@ def _parse_now(value: str | None) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def with_lost_access(scenario: dict[str, Any], per_cause: int = 1) -> dict[str, Any]:
+    """Add the cases of access lost outside the product (``make demo`` shows them): ``per_cause`` customers
+    each whose customer removes DAP while it is in use, whose DAP goes after 90+ days unused (as Microsoft
+    removes it), whose customer terminates GDAP, and whose GDAP relationship expires. The customers' acts
+    are scenario ``events`` 30 minutes after ``now`` and the expiries an hour after it, so a sync at ``now``
+    sees the access and one two hours later sees it gone. Deterministic for a scenario."""
+    now = datetime.fromisoformat(str(scenario["now"]).replace("Z", "+00:00"))
+    last: dict[str, str] = {}
+    for s in scenario.get("signIns") or []:
+        if s.get("errorCode", 0) == 0 and "serviceProvider" in str(s.get("crossTenantAccessType", "")):
+            tenant = str(s["resourceTenantId"])
+            last[tenant] = max(last.get(tenant, ""), str(s["createdDateTime"]))
+    recent = _iso((now - timedelta(days=30)).timestamp())
+    stale = _iso((now - timedelta(days=120)).timestamp())
+    taken: set[str] = set()
+    events: list[dict[str, Any]] = []
+    at = _iso((now + timedelta(minutes=30)).timestamp())
+
+    def active_gdap(c: dict[str, Any]) -> list[dict[str, Any]]:
+        return [r for r in c.get("gdapRelationships") or [] if r.get("status") == "active"]
+
+    def dap_on(c: dict[str, Any]) -> bool:
+        return bool((c.get("dap") or {}).get("enabled"))
+
+    def pick(test: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        chosen = [c for c in sorted(scenario["customers"], key=lambda c: c["tenantId"]) if test(c)]
+        chosen = [c for c in chosen if c["tenantId"] not in taken][:per_cause]
+        taken.update(c["tenantId"] for c in chosen)
+        return chosen
+
+    for c in pick(lambda c: dap_on(c) and not active_gdap(c) and last.get(c["tenantId"], "") >= recent):
+        events.append({"at": at, "action": "removeDap", "tenantId": c["tenantId"]})
+    for c in pick(
+        lambda c: (
+            dap_on(c)
+            and not active_gdap(c)
+            and last.get(c["tenantId"], "") < stale
+            and str(c["dap"].get("startDateTime") or "") < stale
+        )
+    ):
+        events.append({"at": at, "action": "removeDap", "tenantId": c["tenantId"]})
+    for c in pick(
+        lambda c: not dap_on(c) and len(active_gdap(c)) == 1 and last.get(c["tenantId"], "") >= recent
+    ):
+        events.append({"at": at, "action": "terminateGdap", "relationshipId": active_gdap(c)[0]["id"]})
+    for c in pick(
+        lambda c: (
+            not dap_on(c)
+            and len(active_gdap(c)) == 1
+            and active_gdap(c)[0].get("autoExtendDuration") in ("PT0S", "P0D", None)
+        )
+    ):
+        active_gdap(c)[0]["endDateTime"] = _iso((now + timedelta(hours=1)).timestamp())
+    scenario["events"] = [*(scenario.get("events") or []), *events]
+    return scenario
+
+
 def command(**options: object) -> list[str]:
     """The command line that runs this generator as its own process, ``options`` as its flags in order
     (``retention_days=90``: ``--retention-days 90``)."""
@@ -819,6 +877,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="R",
         help="mix in about R non-interactive sign-ins per interactive one (default 0: none)",
     )
+    parser.add_argument(
+        "--lost-access",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N customers per cause of access lost outside the product (scenario events; default 0)",
+    )
     parser.add_argument("--out", help="output file (default stdout)")
     args = parser.parse_args(argv)
     if args.customers < 1 or args.signins < 0 or args.days < 1:
@@ -839,6 +904,17 @@ def main(argv: list[str] | None = None) -> int:
         args.agents,
         noninteractive_per_interactive=args.noninteractive_per_interactive,
     )
+    if args.lost_access > 0:
+        buffer = io.StringIO()
+        gen.write(buffer)
+        scenario = with_lost_access(json.loads(buffer.getvalue()), args.lost_access)
+        text = json.dumps(scenario, ensure_ascii=False)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+        else:
+            sys.stdout.write(text)
+        return 0
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="\n") as fh:
             gen.write(fh)

@@ -23,6 +23,7 @@ from .control_api import (
     ctl_approve,
     ctl_clear_faults,
     ctl_clock,
+    ctl_customer_actions,
     ctl_health,
     ctl_list_faults,
     ctl_log,
@@ -144,6 +145,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", r"/_emulator/faults", ctl_add_faults),
     ("DELETE", r"/_emulator/faults", ctl_clear_faults),
     ("POST", rf"/_emulator/approve/(?P<rid>{_SEG})", ctl_approve),
+    ("POST", r"/_emulator/customerActions", ctl_customer_actions),
     ("GET", r"/_emulator/health", ctl_health),
 ]
 _COMPILED = [

@@ -125,6 +125,11 @@ class RunningEmulator:
         result: dict[str, Any] = self._call("POST", f"/_emulator/approve/{relationship_id}", body or {})
         return result
 
+    def customer_actions(self, actions: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, Any]]:
+        """The customer removes DAP or terminates GDAP (``at`` optional: now), see customer_side.py."""
+        result: list[dict[str, Any]] = self._call("POST", "/_emulator/customerActions", actions)
+        return result
+
     def stderr(self) -> str:
         try:
             return self._stderr_path.read_text(errors="replace")

@@ -1382,6 +1382,8 @@
 
   // --- routing and wiring -----------------------------------------------------------------------
   function route() {
+    const lost = window.DAM_LOST;  // lost.js: the Lost access view (#/lost)
+    if (lost && lost.route(window.location.hash)) return;
     const match = /^#\/customers\/([^/?#]+)$/.exec(window.location.hash);
     if (match) {
       $("trail").hidden = true;
