@@ -189,7 +189,7 @@ def test_ja_alert(settings: Settings, emulator: Any, monkeypatch: pytest.MonkeyP
     emulator.customer_actions({"action": "removeDap", "tenantId": ADATUM})
     sync(settings)
     mail = str([m for m in emulator.outbox() if "Adatum" in str(m)])
-    assert "委任された管理者アクセスが失われました" in mail
+    assert "委任された管理者アクセス許可が失われました" in mail
     assert "顧客がパートナーの管理者ロールを削除しました" in mail
 
 
