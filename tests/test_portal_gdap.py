@@ -7,6 +7,9 @@ removed customer's access with the Azure RBAC note, in English and Japanese. Scr
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +19,8 @@ import pytest
 from shared.evaluation.audit import audit
 from shared.platform.settings import Settings
 from shared.services import Services
-from tests.browser import Page, Portal, require_chromium, serve, serve_environment, shot
+from tests.browser import Page, Portal, opened_page, require_chromium, serve, serve_environment, shot
+from tests.conftest import ARTIFACTS, ROOT
 from tests.test_gdap import (
     ADATUM,
     AS_OF,
@@ -24,6 +28,7 @@ from tests.test_gdap import (
     GLOBAL_ADMINISTRATOR,
     GROUP_ENV,
     INVITATION_URL,
+    NOW,
     REL_PATH,
     RELECLOUD,
     TAILSPIN,
@@ -32,6 +37,7 @@ from tests.test_gdap import (
     gdap_scenario,
     rel_id,
 )
+from tools.emulator.generate import command as generate_command
 
 pytestmark = pytest.mark.browser
 
@@ -290,6 +296,12 @@ def test_reestablish_and_the_azure_rbac_note_in_japanese(page_ja: Page, portal: 
         "DAP または GDAP を削除しても、Azure サブスクリプションのロールの割り当ては削除されません。"
         "顧客の Azure サブスクリプションで確認してください。"
     )
+    # The relationship status history names the relationship, its id beside it and as the tooltip.
+    tailspin_rel = rel_id(portal.scenario, TAILSPIN)
+    change = p.locator(f'#changes td.change-rel[data-relationship="GDAP-{tailspin_rel}"]').first
+    assert (change.locator("div").first.text_content() or "") == "Tailspin-gdap-0"
+    assert tailspin_rel in (change.get_attribute("title") or "")
+    assert change.locator(".mono").text_content() == tailspin_rel
     button = p.locator("#customer-reestablish")
     assert button.is_visible() and button.text_content() == "アクセス権を再確立"
     button.click()
@@ -350,3 +362,97 @@ def test_reestablish_says_which_roles_it_drops_and_why(page: Page, portal: Porta
     confirm.locator("#gdap-bulk-cancel").click()
     assert [r for r in portal.api("/api/gdap/requests")["requests"] if r["tenantId"] == FOURTH_COFFEE] == []
     assert page.errors == []
+
+
+SCREENSHOTS = ARTIFACTS / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def estate300(
+    azurite: Any, emulator_process: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Portal]:
+    """The generated 300-customer estate (every GDAP status, Japanese and English customers), audited
+    once, served on its own."""
+    require_chromium()
+    out = tmp_path_factory.mktemp("estate300") / "estate.json"
+    subprocess.run(
+        generate_command(customers=300, signins=3000, days=90, retention_days=90, seed=3, now=NOW, out=out),
+        check=True,
+        cwd=ROOT,
+    )
+    scenario = json.loads(out.read_text(encoding="utf-8"))
+    emulator_process.post_scenario(scenario)
+    env = serve_environment(
+        {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "STORAGE_PREFIX": "e" + uuid.uuid4().hex[:12],
+            "EMULATOR_URL": emulator_process.url,
+            "SIGNIN_BACKFILL_DAYS": "90",
+            "NOTIFY_SENDER": scenario["partner"]["senderMailbox"],
+        }
+    )
+
+    async def audit_it() -> None:
+        async with Services(Settings.from_env(env)) as services:
+            await audit(services, AS_OF)
+
+    # In a thread of its own: the module's browser (Playwright's sync API) runs an event loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, audit_it()).result()
+    with serve(env) as url:
+        yield Portal(url, scenario, emulator_process)
+
+
+def test_the_view_at_300_customers_is_short_pages_and_fits_a_phone(browser: Any, estate300: Portal) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    total = None
+    for locale, lang in (("en-US", "en"), ("ja-JP", "ja")):
+        with opened_page(browser, estate300.url, locale) as page:
+            p = page.page
+            p.goto(f"{estate300.url}/#/gdap")
+            p.wait_for_function(
+                "() => document.querySelectorAll('#gdap-rows tr').length === 25", timeout=30_000
+            )
+            items = p.evaluate("document.querySelector('#gdap-range').textContent")
+            # One table, 25 items a page: the old stacked tables were about 16,000 px tall here.
+            height = p.evaluate("document.documentElement.scrollHeight")
+            assert height < 3000, height
+            if lang == "en":
+                assert items.startswith("1–25 of ")
+                total = int(items.split(" of ")[1].replace(",", ""))
+                assert total > 100  # the estate has that many GDAP items: paging is what keeps it short
+                p.locator("#gdap-next").click()
+                p.wait_for_function(
+                    "() => document.querySelector('#gdap-range').textContent.startsWith('26–50')"
+                )
+                assert p.locator("#gdap-page-of").text_content() == f"Page 2 of {(total + 24) // 25}"
+                p.locator("#gdap-prev").click()
+                p.wait_for_function(
+                    "() => document.querySelector('#gdap-range').textContent.startsWith('1–25')"
+                )
+                # Select all on the page selects what a bulk action can take, nothing elsewhere.
+                p.locator('#gdap-kind-tiles [data-kind="ga"]').click()
+                p.locator("#gdap-select-page").check()
+                selected = p.locator("#gdap-rows input.gdap-select:checked").count()
+                assert (
+                    selected > 0
+                    and p.locator("#gdap-bulk-ga").text_content()
+                    == f"Remove Global Administrator ({selected})"
+                )
+                assert p.locator("#gdap-bulk-extend").text_content() == "Extend (0)"
+                p.locator("#gdap-selection-clear").click()
+                p.locator("#gdap-filter-clear").click()
+                p.wait_for_function("() => document.querySelectorAll('#gdap-rows tr').length === 25")
+            else:
+                assert p.locator("#gdap-title").text_content() == "GDAP ライフサイクル"
+            shot(p, f"screenshots/gdap-view-1440-{lang}.png")
+            # 390 px wide: nothing wider than the screen, every row readable.
+            p.set_viewport_size({"width": 390, "height": 844})
+            p.wait_for_timeout(200)
+            assert p.evaluate("document.documentElement.scrollWidth") <= 390
+            assert p.evaluate("document.querySelector('#language').getBoundingClientRect().right") <= 390
+            assert p.evaluate("document.querySelector('#gdap-items').getBoundingClientRect().right") <= 390
+            shot(p, f"screenshots/gdap-view-390-{lang}.png")
+            p.evaluate("document.querySelector('#gdap-rows').scrollIntoView()")
+            shot(p, f"screenshots/gdap-view-390-{lang}-rows.png")
+            assert page.dialogs == [] and page.errors == []

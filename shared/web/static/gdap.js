@@ -285,7 +285,7 @@
     if (item.kind === "expiring") {
       const days = d.expiresInDays;
       return el("span", { class: "badge gdap-kind kind-expiring" + (days !== null && days <= 1 ? " urgent" : "") },
-        days === null ? t("gdapKind_expiring") : t("gdapKindEnds", { n: fmt(days) }));
+        days === null ? t("gdapKind_expiring") : days < 1 ? t("gdapKindEndsToday") : t("gdapKindEnds", { n: fmt(days) }));
     }
     return el("span", { class: "badge gdap-kind kind-" + item.kind }, t("gdapKind_" + item.kind));
   }

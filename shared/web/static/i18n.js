@@ -342,6 +342,7 @@ window.DAM_I18N = {
     gdapKind_ga: "Global Administrator",
     gdapKind_unused: "Unused assignment",
     gdapKindEnds: "Ends in {n} days",
+    gdapKindEndsToday: "Ends within a day",
     gdapOutcome_done: "Done",
     gdapOutcome_refused: "Refused",
     gdapOutcome_failed: "Failed",
@@ -373,7 +374,7 @@ window.DAM_I18N = {
     gdapReestablishRequested: "Roles requested ({template})",
     gdapReestablishKeepsAll: "Every role held before is requested again.",
     gdapReestablishDropped: "Roles held before that are not requested again:",
-    gdapDropReason_globalAdministrator: "Global Administrator is never requested again automatically: a relationship with it cannot auto-extend. Request it separately if it is really needed.",
+    gdapDropReason_globalAdministrator: "never requested again automatically: a relationship with it cannot auto-extend. Request it separately if it is really needed.",
     gdapDropReason_notInTemplate: "not in the template {template}",
     gdapReestablishConfirm: "Request re-establishment",
     changeRelationshipId: "Relationship ID: {id}"
@@ -718,6 +719,7 @@ window.DAM_I18N = {
     gdapKind_ga: "グローバル管理者",
     gdapKind_unused: "未使用の割り当て",
     gdapKindEnds: "終了まで {n} 日",
+    gdapKindEndsToday: "1 日以内に終了",
     gdapOutcome_done: "完了",
     gdapOutcome_refused: "拒否",
     gdapOutcome_failed: "失敗",
@@ -749,7 +751,7 @@ window.DAM_I18N = {
     gdapReestablishRequested: "要求するロール ({template})",
     gdapReestablishKeepsAll: "以前のロールはすべて再度要求されます。",
     gdapReestablishDropped: "以前のロールのうち、再度要求されないもの:",
-    gdapDropReason_globalAdministrator: "グローバル管理者は自動では再度要求されません。グローバル管理者を含む関係は自動延長できないためです。本当に必要な場合は別途要求してください。",
+    gdapDropReason_globalAdministrator: "自動では再度要求されません。グローバル管理者を含む関係は自動延長できないためです。本当に必要な場合は別途要求してください。",
     gdapDropReason_notInTemplate: "テンプレート「{template}」に含まれていません",
     gdapReestablishConfirm: "再確立を要求",
     changeRelationshipId: "関係 ID: {id}"
