@@ -735,7 +735,10 @@
     $("gdap-copy").addEventListener("click", copyLink);
     $("gdap-bulk-dialog").addEventListener("close", () => {
       g.bulk = null;
-      if (g.returnFocus && document.body.contains(g.returnFocus)) g.returnFocus.focus();
+      const back = g.returnFocus;
+      // The bulk button that opened it is disabled once its items are done: the table's search then.
+      if (back && document.body.contains(back) && !back.disabled) back.focus();
+      else if (!$("gdap").hidden) $("gdap-search").focus();
     });
     $("gdap-request-dialog").addEventListener("close", () => {
       if (g.returnFocus && document.body.contains(g.returnFocus)) g.returnFocus.focus();

@@ -377,7 +377,8 @@ window.DAM_I18N = {
     gdapDropReason_globalAdministrator: "never requested again automatically: a relationship with it cannot auto-extend. Request it separately if it is really needed.",
     gdapDropReason_notInTemplate: "not in the template {template}",
     gdapReestablishConfirm: "Request re-establishment",
-    changeRelationshipId: "Relationship ID: {id}"
+    changeRelationshipId: "Relationship ID: {id}",
+    actVerb_removeAccessAssignment: "unused access assignment removed"
   },
   ja: {
     appName: "委任管理者モニター",
@@ -754,6 +755,7 @@ window.DAM_I18N = {
     gdapDropReason_globalAdministrator: "自動では再度要求されません。グローバル管理者を含む関係は自動延長できないためです。本当に必要な場合は別途要求してください。",
     gdapDropReason_notInTemplate: "テンプレート「{template}」に含まれていません",
     gdapReestablishConfirm: "再確立を要求",
-    changeRelationshipId: "関係 ID: {id}"
+    changeRelationshipId: "関係 ID: {id}",
+    actVerb_removeAccessAssignment: "未使用のアクセスの割り当てを削除"
   }
 };
