@@ -371,7 +371,8 @@ def test_unused_assignments_are_removed_only_when_proven_unused(estate: dict[str
         left = c.get("/api/gdap/least-privilege", headers=READER).json()["unusedAssignments"]
         assert lamna_unused["assignmentId"] not in {u["assignmentId"] for u in left}
         detail = c.get(f"/api/customers/{LAMNA}", headers=READER).json()
-        assert "gdap.removeAccessAssignment" in {a["action"] for a in detail["actions"]}
+        trail = [a["result"] for a in detail["actions"] if a["action"] == "gdap.removeAccessAssignment"]
+        assert sorted(trail) == ["requested", "requesting"]  # on record before the DELETE, and after
 
 
 def test_reestablish_says_which_roles_it_keeps_and_drops(estate: dict[str, Any]) -> None:

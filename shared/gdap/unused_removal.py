@@ -166,6 +166,18 @@ async def _delete(
             }
         if status != "active":
             return {**head, "result": "refused", "reason": f"not active (status {status})"}
+        # In the trail before the request: a crash between the two leaves the attempt on record (the
+        # next attempt reads the assignment ``deleting`` and sends nothing).
+        await record_gdap_action(
+            services.storage,
+            rel.tenant_id,
+            actor,
+            "gdap.removeAccessAssignment",
+            "requesting",
+            rel.id,
+            f"{rel.display_name}: group {head['groupName'] or head['groupId']}: removing {', '.join(head['roles'])}",
+            action_id=f"gdap:{aid}:removeRequesting",
+        )
         try:
             await graph.delete_access_assignment(rel.id, aid, str(live.get("@odata.etag") or ""))
         except UpstreamError as exc:

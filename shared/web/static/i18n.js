@@ -378,7 +378,8 @@ window.DAM_I18N = {
     gdapDropReason_notInTemplate: "not in the template {template}",
     gdapReestablishConfirm: "Request re-establishment",
     changeRelationshipId: "Relationship ID: {id}",
-    actVerb_removeAccessAssignment: "unused access assignment removed"
+    actVerb_removeAccessAssignment: "unused access assignment removed",
+    actResult_requesting: "requesting"
   },
   ja: {
     appName: "委任管理者モニター",
@@ -756,6 +757,7 @@ window.DAM_I18N = {
     gdapDropReason_notInTemplate: "テンプレート「{template}」に含まれていません",
     gdapReestablishConfirm: "再確立を要求",
     changeRelationshipId: "関係 ID: {id}",
-    actVerb_removeAccessAssignment: "未使用のアクセスの割り当てを削除"
+    actVerb_removeAccessAssignment: "未使用のアクセスの割り当てを削除",
+    actResult_requesting: "要求中"
   }
 };
