@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -395,6 +396,38 @@ def test_the_view_and_its_confirmation_have_no_serious_accessibility_violations(
     p.locator("#gdap-bulk-dialog").wait_for(state="visible")
     assert serious("#gdap-bulk-dialog") == []
     p.locator("#gdap-bulk-cancel").click()
+
+
+def test_every_string_of_the_view_is_in_english_and_japanese() -> None:
+    static = ROOT / "shared" / "web" / "static"
+    source = (static / "i18n.js").read_text(encoding="utf-8")
+    en_part, ja_part = source.split("\n  ja: {")
+    key = re.compile(r'^\s+"?([A-Za-z0-9_.-]+)"?:', re.M)
+    en, ja = set(key.findall(en_part)) - {"en"}, set(key.findall(ja_part))
+    script = (static / "gdap.js").read_text(encoding="utf-8") + (static / "index.html").read_text(
+        encoding="utf-8"
+    )
+    used = set(re.findall(r'\bt\("([A-Za-z0-9_]+)"', script)) | set(
+        re.findall(r'data-i18n[a-z-]*="([A-Za-z0-9_]+)"', script)
+    )
+    used |= set(re.findall(r'"(gdap[A-Za-z0-9]+|gaCons[0-9])"', script)) & (en | ja)  # keys kept in tables
+    dynamic = {
+        "gdapBulk_": ("expiring", "ga", "unused"),
+        "gdapBulkTitle_": ("expiring", "ga", "unused"),
+        "gdapBulkIntro_": ("expiring", "ga", "unused"),
+        "gdapBulkConfirm_": ("expiring", "ga", "unused"),
+        "gdapKind_": ("request", "expiring", "ga", "unused"),
+        "gdapFilter_": ("request", "ga", "unused"),
+        "gdapOutcome_": ("done", "refused", "failed"),
+        "gdapResult_": ("extended", "unchanged", "skipped", "failed", "requested", "completed", "refused"),
+        "gdapDropReason_": ("globalAdministrator", "notInTemplate"),
+        "tileExpiring": ("30", "7", "1"),
+    }
+    used = {k for k in used if k not in dynamic and not k.endswith("_")}  # a prefix: its values below
+    dynamic["gdapBasis_"] = ("previousRequest", "matchingRoles", "pendingRequest")
+    used |= {prefix + value for prefix, values in dynamic.items() for value in values}
+    assert used - en == set() and used - ja == set()
+    assert en == ja
 
 
 SCREENSHOTS = ARTIFACTS / "screenshots"

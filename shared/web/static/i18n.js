@@ -378,7 +378,7 @@ window.DAM_I18N = {
     gdapDropReason_notInTemplate: "not in the template {template}",
     gdapReestablishConfirm: "Request re-establishment",
     changeRelationshipId: "Relationship ID: {id}",
-    actVerb_removeAccessAssignment: "unused access assignment removed",
+    actVerb_removeAccessAssignment: "removal of an unused access assignment",
     actResult_requesting: "requesting"
   },
   ja: {
@@ -757,7 +757,7 @@ window.DAM_I18N = {
     gdapDropReason_notInTemplate: "テンプレート「{template}」に含まれていません",
     gdapReestablishConfirm: "再確立を要求",
     changeRelationshipId: "関係 ID: {id}",
-    actVerb_removeAccessAssignment: "未使用のアクセスの割り当てを削除",
+    actVerb_removeAccessAssignment: "未使用のアクセスの割り当ての削除",
     actResult_requesting: "要求中"
   }
 };
