@@ -522,3 +522,29 @@ def test_the_view_at_300_customers_is_short_pages_and_fits_a_phone(browser: Any,
             p.evaluate("document.querySelector('#gdap-rows').scrollIntoView()")
             shot(p, f"screenshots/gdap-view-390-{lang}-rows.png")
             assert page.dialogs == [] and page.errors == []
+    with opened_page(browser, estate300.url, "en-US") as page:
+        p = page.page
+        p.goto(f"{estate300.url}/#/gdap?kind=unused")
+        p.wait_for_function("() => document.querySelectorAll('#gdap-rows tr').length === 25", timeout=30_000)
+        # Remove every unused assignment (the route's kind=unused is the tile's filter): selected over
+        # three pages of 100, sent 100 at a time.
+        assert p.locator('#gdap-kind-tiles [data-kind="unused"]').get_attribute("aria-pressed") == "true"
+        p.locator("#gdap-page-size").select_option("100")
+        unused = int(p.locator('#gdap-kind-tiles [data-kind="unused"] [data-count]').text_content() or "0")
+        assert unused > 100
+        for _ in range((unused + 99) // 100):
+            p.locator("#gdap-select-page").check()
+            if p.locator("#gdap-next").is_enabled():
+                p.locator("#gdap-next").click()
+        calls: list[str] = []
+        p.on("request", lambda r: calls.append(r.url) if "remove-unused-assignments" in r.url else None)
+        p.locator("#gdap-bulk-unused").click()
+        assert p.locator("#gdap-bulk-list > li").count() == unused
+        p.locator("#gdap-bulk-confirm").click()
+        p.wait_for_function(
+            "() => document.querySelector('#gdap-bulk-summary').textContent !== ''", timeout=120_000
+        )
+        assert len(calls) == (unused + 99) // 100
+        assert p.locator("#gdap-bulk-list [data-outcome]").count() == unused
+        p.locator("#gdap-bulk-cancel").click()
+        assert page.dialogs == [] and page.errors == []

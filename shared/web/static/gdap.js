@@ -409,6 +409,8 @@
     openDialog(kind === "expiring" ? "primary" : "danger", t("gdapBulkConfirm_" + kind, { n: fmt(items.length) }));
   }
 
+  const BULK_CHUNK = 100;
+
   const BULK_NOTES = {
     expiring: ["gdapNoteExtend1", "gdapNoteExtend2"],
     ga: ["gaCons1", "gaCons2", "gaCons3"],
@@ -444,21 +446,25 @@
     const confirm = $("gdap-bulk-confirm");
     confirm.disabled = true;
     confirm.textContent = t("gdapWorking");
-    const ids = bulk.items.map((x) => x.relationshipId);
-    const request = bulk.kind === "expiring" ? ["/api/gdap/extend", { relationshipIds: ids }]
-      : bulk.kind === "ga" ? ["/api/gdap/remove-global-admin/bulk", { relationshipIds: ids }]
-      : ["/api/gdap/remove-unused-assignments", {
-          assignments: bulk.items.map((x) => ({ relationshipId: x.relationshipId, assignmentId: x.data.assignmentId })),
-          days: g.leastPrivilege ? g.leastPrivilege.windowDays : 90 }];
-    let answer;
+    // The API takes at most 100 items a call: larger selections go in consecutive calls.
+    const body = (items) => bulk.kind === "unused"
+      ? { assignments: items.map((x) => ({ relationshipId: x.relationshipId, assignmentId: x.data.assignmentId })),
+          days: g.leastPrivilege ? g.leastPrivilege.windowDays : 90 }
+      : { relationshipIds: items.map((x) => x.relationshipId) };
+    const path = { expiring: "/api/gdap/extend", ga: "/api/gdap/remove-global-admin/bulk",
+                   unused: "/api/gdap/remove-unused-assignments" }[bulk.kind];
+    const answer = { results: [] };
     try {
-      answer = (await api(request[0], { body: request[1] })).body;
+      for (let i = 0; i < bulk.items.length; i += BULK_CHUNK) {
+        const part = (await api(path, { body: body(bulk.items.slice(i, i + BULK_CHUNK)) })).body;
+        answer.results.push(...part.results);
+      }
     } catch (failure) {
       $("gdap-bulk-error").textContent = t("error", { message: failure.message });
       $("gdap-bulk-error").hidden = false;
       confirm.disabled = false;
       confirm.textContent = g.confirmText;
-      return;
+      if (!answer.results.length) return;
     }
     const counts = { done: 0, refused: 0, failed: 0 };
     for (const item of bulk.items) {
