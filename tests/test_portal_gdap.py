@@ -538,13 +538,18 @@ def test_the_view_at_300_customers_is_short_pages_and_fits_a_phone(browser: Any,
                 p.locator("#gdap-next").click()
         calls: list[str] = []
         p.on("request", lambda r: calls.append(r.url) if "remove-unused-assignments" in r.url else None)
+        p.set_viewport_size({"width": 390, "height": 844})
         p.locator("#gdap-bulk-unused").click()
         assert p.locator("#gdap-bulk-list > li").count() == unused
+        dialog = p.locator("#gdap-bulk-dialog").bounding_box()
+        assert dialog is not None and dialog["x"] >= 0 and dialog["x"] + dialog["width"] <= 390
+        shot(p, "screenshots/gdap-bulk-confirm-390-en.png")
         p.locator("#gdap-bulk-confirm").click()
         p.wait_for_function(
             "() => document.querySelector('#gdap-bulk-summary').textContent !== ''", timeout=120_000
         )
         assert len(calls) == (unused + 99) // 100
         assert p.locator("#gdap-bulk-list [data-outcome]").count() == unused
+        shot(p, "screenshots/gdap-bulk-results-390-en.png")
         p.locator("#gdap-bulk-cancel").click()
         assert page.dialogs == [] and page.errors == []
