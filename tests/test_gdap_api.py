@@ -3,23 +3,33 @@ bad input that changes nothing. Through the real ASGI app against Azurite and th
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from shared.platform.settings import Settings
+from shared.platform.timeutil import iso
 from shared.web.auth import GRANT_ROLE, READ_ROLE, REMOVE_ROLE, encode_principal
 from shared.web.server import build_app
 from tests.conftest import settings_with
 from tests.test_gdap import (
     ADATUM,
+    AS_OF,
     FOURTH_COFFEE,
+    GLOBAL_ADMINISTRATOR,
     GROUP_ENV,
+    HELPDESK,
+    HELPDESK_AGENTS,
     LAMNA,
+    MUNSON,
     REL_PATH,
+    RELECLOUD,
+    TAILSPIN,
     WINGTIP,
     audit,
     gdap_scenario,
@@ -52,7 +62,14 @@ POSTS = {
     "/api/gdap/extend": {"all": True},
     "/api/gdap/remove-global-admin": {"relationshipId": "x"},
     "/api/gdap/reestablish": {"customer": FOURTH_COFFEE},
+    "/api/gdap/remove-global-admin/bulk": {"relationshipIds": ["x"]},
+    "/api/gdap/remove-unused-assignments": {"assignments": [{"relationshipId": "x", "assignmentId": "y"}]},
 }
+REDUCTIONS = (
+    "/api/gdap/remove-global-admin",
+    "/api/gdap/remove-global-admin/bulk",
+    "/api/gdap/remove-unused-assignments",
+)
 
 
 @pytest.fixture
@@ -102,12 +119,9 @@ def test_granting_access_is_its_own_role(estate: dict[str, Any]) -> None:
         for path in GRANTS:
             refused = c.post(path, json=POSTS[path], headers={**REMOVER, **JSON})
             assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden", path
-        reduced = c.post(
-            "/api/gdap/remove-global-admin",
-            json=POSTS["/api/gdap/remove-global-admin"],
-            headers={**GRANTER, **JSON},
-        )
-        assert reduced.status_code == 403
+        for path in REDUCTIONS:
+            reduced = c.post(path, json=POSTS[path], headers={**GRANTER, **JSON})
+            assert reduced.status_code == 403, path
         assert c.get("/api/me", headers=GRANTER).json()["canGrant"] is True
         assert c.get("/api/me", headers=REMOVER).json()["canGrant"] is False
     assert mutations(emulator, "POST") == [] and mutations(emulator, "PATCH") == []
@@ -246,3 +260,160 @@ def test_reestablish_and_openapi(estate: dict[str, Any]) -> None:
         ):
             assert path in paths, path
         assert "requestBody" in paths["/api/gdap/requests"]["post"]
+
+
+def test_bulk_global_administrator_removal_has_a_result_per_relationship(estate: dict[str, Any]) -> None:
+    scenario, emulator = estate["scenario"], estate["emulator"]
+    wingtip, lamna, munson = rel_id(scenario, WINGTIP), rel_id(scenario, LAMNA), rel_id(scenario, MUNSON)
+    path = "/api/gdap/remove-global-admin/bulk"
+    with client(estate["settings"]) as c:
+        for bad in ({}, {"relationshipIds": []}, {"relationshipIds": "x"}, {"relationshipIds": ["a b"]}):
+            assert c.post(path, json=bad, headers=ADMIN).status_code == 400, bad
+        # One unknown id refuses the whole batch: nothing is changed.
+        unknown = c.post(path, json={"relationshipIds": [wingtip, "missing-rel"]}, headers=ADMIN)
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknownRelationship"
+        assert mutations(emulator, "PATCH") == []
+        answer = c.post(path, json={"relationshipIds": [wingtip, lamna, munson, wingtip]}, headers=REMOVER)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        results = {r["relationshipId"]: r for r in body["results"]}
+        assert (body["total"], body["requested"], body["unchanged"], body["refused"]) == (3, 1, 1, 1)
+        assert (
+            results[wingtip]["result"] == "requested"
+            and GLOBAL_ADMINISTRATOR not in results[wingtip]["rolesAfter"]
+        )
+        assert results[lamna]["result"] == "unchanged"
+        assert results[munson]["result"] == "refused" and results[munson]["code"] == "notActive"
+        assert "only while the relationship is active" in results[munson]["reason"]
+        assert results[wingtip]["displayName"] and results[wingtip]["customerName"] == "Wingtip Ltd"
+        # Again: the removal under way is followed, not sent twice.
+        again = c.post(path, json={"relationshipIds": [wingtip]}, headers=REMOVER).json()
+        assert again["results"][0]["operationId"] == results[wingtip]["operationId"]
+    assert len(mutations(emulator, "PATCH", wingtip)) == 1
+    assert mutations(emulator, "PATCH", munson) == [] and mutations(emulator, "PATCH", lamna) == []
+
+
+def test_unused_assignments_are_removed_only_when_proven_unused(estate: dict[str, Any]) -> None:
+    scenario, emulator = estate["scenario"], estate["emulator"]
+    path = "/api/gdap/remove-unused-assignments"
+    with client(estate["settings"]) as c:
+        flagged = c.get("/api/gdap/least-privilege", headers=READER).json()["unusedAssignments"]
+        by_tenant = {u["tenantId"]: u for u in flagged}
+        lamna_unused, wingtip_unused = by_tenant[LAMNA], by_tenant[WINGTIP]
+        lamna_rel = next(c for c in scenario["customers"] if c["tenantId"] == LAMNA)["gdapRelationships"][0]
+        used = next(a for a in lamna_rel["accessAssignments"] if a["groupId"] != HELPDESK_AGENTS)
+
+        def ref(item: dict[str, Any]) -> dict[str, str]:
+            return {"relationshipId": item["relationshipId"], "assignmentId": item["assignmentId"]}
+
+        for bad in (
+            {},
+            {"assignments": []},
+            {"assignments": [{"relationshipId": "x"}]},
+            {"assignments": "x"},
+        ):
+            assert c.post(path, json=bad, headers=ADMIN).status_code == 400, bad
+        unknown = c.post(
+            path,
+            json={
+                "assignments": [
+                    ref(lamna_unused),
+                    {"relationshipId": lamna_rel["id"], "assignmentId": "nope"},
+                ]
+            },
+            headers=ADMIN,
+        )
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknownAssignment"
+        assert mutations(emulator, "DELETE") == []
+
+        # An agent signs in to Wingtip after the evaluation: its assignment is no longer proven unused.
+        emulator.advance("PT1H")
+        agent = next(a for a in scenario["agents"] if HELPDESK_AGENTS not in a["groupIds"])
+        emulator.add_sign_ins(
+            [
+                {
+                    "id": str(uuid.uuid4()),
+                    "createdDateTime": iso(AS_OF + timedelta(minutes=30)),
+                    "userId": agent["id"],
+                    "resourceTenantId": WINGTIP,
+                    "crossTenantAccessType": "serviceProvider",
+                    "errorCode": 0,
+                    "appDisplayName": "Azure Portal",
+                }
+            ]
+        )
+        answer = c.post(
+            path,
+            json={
+                "assignments": [
+                    ref(lamna_unused),
+                    ref(wingtip_unused),
+                    {"relationshipId": lamna_rel["id"], "assignmentId": used["id"]},
+                ]
+            },
+            headers=REMOVER,
+        )
+        assert answer.status_code == 200, answer.text
+        results = {r["assignmentId"]: r for r in answer.json()["results"]}
+        assert results[lamna_unused["assignmentId"]]["result"] == "requested"
+        assert results[lamna_unused["assignmentId"]]["groupName"] == "HelpdeskAgents"
+        assert results[wingtip_unused["assignmentId"]]["result"] == "refused"
+        assert "signed in to this customer" in results[wingtip_unused["assignmentId"]]["reason"]
+        assert results[used["id"]]["result"] == "refused"
+        assert "not proven unused" in results[used["id"]]["reason"]
+        [delete] = mutations(emulator, "DELETE")
+        assert delete["path"].endswith("/accessAssignments/" + lamna_unused["assignmentId"])
+        assert delete["headers"]["if-match"]
+        # Again: being removed already, nothing is sent twice; the report no longer lists it.
+        again = c.post(path, json={"assignments": [ref(lamna_unused)]}, headers=REMOVER).json()
+        assert again["results"][0]["result"] == "unchanged"
+        assert len(mutations(emulator, "DELETE")) == 1
+        left = c.get("/api/gdap/least-privilege", headers=READER).json()["unusedAssignments"]
+        assert lamna_unused["assignmentId"] not in {u["assignmentId"] for u in left}
+        detail = c.get(f"/api/customers/{LAMNA}", headers=READER).json()
+        trail = [a["result"] for a in detail["actions"] if a["action"] == "gdap.removeAccessAssignment"]
+        assert sorted(trail) == ["requested", "requesting"]  # on record before the DELETE, and after
+
+
+def test_reestablish_says_which_roles_it_keeps_and_drops(estate: dict[str, Any]) -> None:
+    emulator = estate["emulator"]
+    with client(estate["settings"]) as c:
+        tailspin = c.get(f"/api/gdap/reestablish/preview?customer={TAILSPIN}", headers=READER)
+        assert tailspin.status_code == 200, tailspin.text
+        plan = tailspin.json()
+        assert (plan["template"], plan["basis"], plan["keepsEveryRole"]) == (
+            "exchange-admin",
+            "matchingRoles",
+            True,
+        )
+        assert plan["previous"]["displayName"] == "Tailspin-gdap-0" and len(plan["keptRoles"]) == 3
+        assert plan["droppedRoles"] == [] and len(plan["addedRoles"]) == 1
+        fourth = c.get(f"/api/gdap/reestablish/preview?customer={FOURTH_COFFEE}", headers=READER).json()
+        assert fourth["template"] == "helpdesk" and fourth["previous"]["type"] == "DAP"
+        assert fourth["keptRoles"] == [HELPDESK] and fourth["keepsEveryRole"] is False
+        [dropped] = fourth["droppedRoles"]
+        assert dropped["role"] == GLOBAL_ADMINISTRATOR and dropped["reason"] == "globalAdministrator"
+        assert "cannot auto-extend" in dropped["detail"]
+        refused = c.get(f"/api/gdap/reestablish/preview?customer={ADATUM}", headers=READER)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "stillActive"
+        assert c.get("/api/gdap/reestablish/preview?customer=nope", headers=READER).status_code == 400
+        assert mutations(emulator, "POST") == []  # a preview changes nothing
+        # The request itself says the same.
+        made = c.post("/api/gdap/reestablish", json={"customer": FOURTH_COFFEE}, headers=ADMIN).json()
+        assert [d["role"] for d in made["droppedRoles"]] == [GLOBAL_ADMINISTRATOR]
+        assert made["keptRoles"] == [HELPDESK]
+        # While that request is open, the preview shows it.
+        pending = c.get(f"/api/gdap/reestablish/preview?customer={FOURTH_COFFEE}", headers=READER).json()
+        assert pending["basis"] == "pendingRequest" and pending["pendingRequest"] == made["id"]
+
+
+def test_expiring_says_the_end_date_after_extension(estate: dict[str, Any]) -> None:
+    scenario = estate["scenario"]
+    with client(estate["settings"]) as c:
+        items = {
+            r["relationshipId"]: r
+            for r in c.get("/api/gdap/expiring", headers=READER).json()["relationships"]
+        }
+    relecloud = items[rel_id(scenario, RELECLOUD)]
+    assert relecloud["endsAtIfExtended"] == iso(AS_OF + timedelta(days=185))
+    assert items[rel_id(scenario, WINGTIP)]["endsAtIfExtended"] is None  # Global Administrator: cannot

@@ -6,13 +6,13 @@ Global Administrator cannot auto-extend and is skipped."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.domain.models import Relationship
 from shared.domain.rules import expires_in_days, includes_global_administrator, is_expiring
 from shared.gdap.base import CONCURRENCY, GdapError, record_gdap_action, relationship_id_of
-from shared.gdap.templates import AUTO_EXTEND_DURATION
+from shared.gdap.templates import AUTO_EXTEND_DURATION, duration_days
 from shared.platform.retry import UpstreamError
 from shared.platform.timeutil import iso, iso_optional, utcnow
 from shared.relationships.store import RelationshipStore
@@ -58,6 +58,11 @@ async def expiring(
                 "roles": list(rel.roles),
                 "includesGlobalAdministrator": ga,
                 "canAutoExtend": not ga,
+                # Auto-extend prolongs the relationship's validity by autoExtendDuration (P180D) when
+                # endDateTime is reached (https://learn.microsoft.com/graph/api/resources/delegatedadminrelationship).
+                "endsAtIfExtended": None
+                if ga or rel.ends_at is None
+                else iso(rel.ends_at + timedelta(days=duration_days(AUTO_EXTEND_DURATION))),
                 "window": next((w for w in sorted(EXPIRY_WINDOWS) if is_expiring(rel, moment, w)), None),
             }
         )

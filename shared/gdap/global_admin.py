@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.domain.models import GLOBAL_ADMINISTRATOR, Relationship
 from shared.domain.rules import includes_global_administrator
-from shared.gdap.base import GdapError, record_gdap_action, relationship_id_of
+from shared.gdap.base import CONCURRENCY, GdapError, record_gdap_action, relationship_id_of
 from shared.gdap.store import GdapOperation, GdapOperationStore
 from shared.platform.retry import UpstreamError
 from shared.platform.storage import Storage
@@ -235,3 +235,49 @@ async def global_administrators(
                 }
             )
     return out
+
+
+MAX_RELATIONSHIPS = 100
+
+
+async def remove_global_admin_many(
+    services: Services, relationship_ids: Any, *, actor: str
+) -> dict[str, Any]:
+    """Remove Global Administrator from several relationships, with a result per relationship: the
+    single removal's (``requested``, ``completed``, ``unchanged``, ``failed``), or ``refused`` with the
+    reason it gives (not active, Global Administrator its only role). A relationship the store does not
+    know is bad input: nothing is changed (404 ``unknownRelationship``)."""
+    if not isinstance(relationship_ids, list) or not 1 <= len(relationship_ids) <= MAX_RELATIONSHIPS:
+        raise GdapError(
+            f"relationshipIds must list 1 to {MAX_RELATIONSHIPS} relationship ids", code="malformedBody"
+        )
+    ids = list(dict.fromkeys(relationship_id_of(i) for i in relationship_ids))
+    await services.storage.ensure()
+    estate = await RelationshipStore(services.storage).load()
+    known = {r.id: r for rs in estate.relationships.values() for r in rs if r.type == "GDAP"}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise GdapError(
+            f"no such GDAP relationship: {', '.join(unknown)}; nothing was changed",
+            status=404,
+            code="unknownRelationship",
+        )
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(rid: str) -> dict[str, Any]:
+        rel = known[rid]
+        head = {**_head(rid, rel), "customerName": rel.customer_name or None}
+        async with semaphore:
+            try:
+                return {**head, **await remove_global_admin(services, rid, actor=actor)}
+            except GdapError as exc:
+                return {**head, "result": "refused", "reason": exc.message, "code": exc.code}
+            except UpstreamError as exc:
+                return {**head, "result": "failed", "reason": str(exc)[:500]}
+
+    results = list(await asyncio.gather(*(one(rid) for rid in ids)))
+    counts = {
+        k: sum(1 for r in results if r["result"] == k)
+        for k in ("requested", "completed", "unchanged", "refused", "failed")
+    }
+    return {"total": len(results), **counts, "results": results}

@@ -19,6 +19,7 @@ from shared.gdap import (
     reestablish,
     requests,
     summary,
+    unused_removal,
 )
 from shared.gdap.catalog import role_catalog
 from shared.gdap.templates import RoleTemplate
@@ -109,3 +110,16 @@ class GdapService:
 
     async def summary(self, as_of: datetime | None = None) -> dict[str, Any]:
         return await summary.summary(self.services, as_of)
+
+    async def remove_global_admin_many(self, relationship_ids: Any, *, actor: str) -> dict[str, Any]:
+        return await global_admin.remove_global_admin_many(self.services, relationship_ids, actor=actor)
+
+    async def remove_unused_assignments(
+        self, assignments: Any, *, actor: str, as_of: datetime, window_days: int = 90
+    ) -> dict[str, Any]:
+        return await unused_removal.remove_unused_assignments(
+            self.services, assignments, actor=actor, as_of=as_of, window_days=window_days
+        )
+
+    async def reestablish_preview(self, tenant_id: Any) -> dict[str, Any]:
+        return await reestablish.reestablish_preview(self.services, self.catalog, tenant_id)

@@ -523,6 +523,32 @@ class GraphClient:
         )
         return access_assignment_from_json(item)
 
+    async def get_access_assignment(self, relationship_id: str, assignment_id: str) -> dict[str, Any] | None:
+        """One access assignment as raw JSON (``status``, ``@odata.etag``), None when Graph answers 404
+        (https://learn.microsoft.com/graph/api/delegatedadminaccessassignment-get)."""
+        builder = self._relationships.by_delegated_admin_relationship_id(
+            relationship_id
+        ).access_assignments.by_delegated_admin_access_assignment_id(assignment_id)
+        return await self._get_or_none(
+            builder.to_get_request_information(),
+            f"GET .../{relationship_id}/accessAssignments/{assignment_id}",
+        )
+
+    async def delete_access_assignment(self, relationship_id: str, assignment_id: str, etag: str) -> None:
+        """DELETE an access assignment with ``If-Match: etag`` (required; 204 No Content: the group loses
+        the roles; the assignment goes through ``deleting`` to ``deleted``), as the write identity
+        (https://learn.microsoft.com/graph/api/delegatedadminaccessassignment-delete). A changed ETag
+        raises UpstreamError with status 412, one being deleted already 409."""
+        config: RequestConfiguration[Any] = RequestConfiguration()
+        config.headers.add("If-Match", etag)
+        builder = self._relationships.by_delegated_admin_relationship_id(
+            relationship_id
+        ).access_assignments.by_delegated_admin_access_assignment_id(assignment_id)
+        await self._write_json(
+            builder.to_delete_request_information(config),
+            f"DELETE .../{relationship_id}/accessAssignments/{assignment_id}",
+        )
+
     async def group_member_ids(self, group_id: str) -> list[str]:
         """Ids of the users in a partner security group, nested groups included (transitiveMembers)."""
         params = TransitiveMembersRequestBuilder.TransitiveMembersRequestBuilderGetQueryParameters(

@@ -1,7 +1,8 @@
 """The GDAP lifecycle routes (``/api/gdap/...``) of the HTTP API, on the same rules as the others.
 
-Reads need ``Relationships.Read``; every change (requests, follow-up, extend, removing Global
-Administrator, re-establish) needs ``Relationships.Remove`` and passes the same JSON-only, same-site
+Reads need ``Relationships.Read``; a reduction of access (removing Global Administrator, unused access
+assignments) needs ``Relationships.Remove``, a grant (requests, follow-up, extend, re-establish)
+``Relationships.Grant``; every change passes the same JSON-only, same-site
 body check as ``POST /api/removals``. The work is done by :class:`shared.gdap.service.GdapService`.
 """
 
@@ -67,6 +68,20 @@ class ExtendBody(BaseModel):
 
 class RemoveGlobalAdminBody(BaseModel):
     relationshipId: str
+
+
+class RemoveGlobalAdminManyBody(BaseModel):
+    relationshipIds: list[str] = Field(min_length=1, max_length=100)
+
+
+class AssignmentRef(BaseModel):
+    relationshipId: str
+    assignmentId: str
+
+
+class RemoveUnusedAssignmentsBody(BaseModel):
+    assignments: list[AssignmentRef] = Field(min_length=1, max_length=100)
+    days: int = Field(default=90, ge=1, le=730, description="the least-privilege window the portal showed")
 
 
 class GdapRequestAnswer(BaseModel):
@@ -301,6 +316,59 @@ def register_gdap_api(app: FastAPI) -> None:
         service = await _service(request)
         result = await _run(service.remove_global_admin(body.get("relationshipId"), actor=principal.display))
         return json_response(result, status=202 if result["result"] == "requested" else 200)
+
+    @app.post(
+        "/api/gdap/remove-global-admin/bulk",
+        tags=["gdap"],
+        summary="Remove Global Administrator from several relationships (1 to 100), a result per "
+        "relationship (requested, completed, unchanged, refused with the reason, failed)",
+        responses=schemas.ERRORS,
+        openapi_extra=_body_schema(RemoveGlobalAdminManyBody),
+    )
+    async def remove_global_admin_many(request: Request, principal: Principal = remover) -> Response:
+        body = await json_body(request)
+        service = await _service(request)
+        return json_response(
+            await _run(service.remove_global_admin_many(body.get("relationshipIds"), actor=principal.display))
+        )
+
+    @app.post(
+        "/api/gdap/remove-unused-assignments",
+        tags=["gdap"],
+        summary="Remove access assignments nobody used (1 to 100): each only when proven unused and "
+        "no partner agent signed in to that customer since; a result per assignment",
+        responses=schemas.ERRORS,
+        openapi_extra=_body_schema(RemoveUnusedAssignmentsBody),
+    )
+    async def remove_unused_assignments(request: Request, principal: Principal = remover) -> Response:
+        body = await json_body(request)
+        days = body.get("days", 90)
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 730:
+            raise ApiError(400, "malformedBody", "days must be a whole number of days between 1 and 730")
+        moment = await default_as_of(request, None)
+        service = await _service(request)
+        return json_response(
+            await _run(
+                service.remove_unused_assignments(
+                    body.get("assignments"), actor=principal.display, as_of=moment, window_days=days
+                )
+            )
+        )
+
+    @app.get(
+        "/api/gdap/reestablish/preview",
+        tags=["gdap"],
+        summary="What re-establishing would request, changing nothing: the template and why, the roles "
+        "held before, those requested, and each dropped role with the reason",
+        responses=schemas.ERRORS,
+    )
+    async def reestablish_preview(
+        request: Request,
+        customer: str = FastApiQuery("", max_length=64, description="customer tenant id (GUID)"),
+        principal: Principal = reader,
+    ) -> Response:
+        service = await _service(request)
+        return json_response(await _run(service.reestablish_preview(customer)))
 
     @app.post(
         "/api/gdap/reestablish",

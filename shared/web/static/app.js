@@ -1122,9 +1122,19 @@
 
     const changes = $("changes");
     if (c.changes.length) {
+      // A change names its relationship by key ("DAP", "GDAP-<id>"): show the relationship's name, the id beside it.
+      const names = new Map(c.relationships.map((r) => [r.type === "DAP" ? "DAP" : "GDAP-" + r.id, r]));
       changes.appendChild(table([t("actionAt"), t("relName"), t("relStatus")],
-        c.changes.slice().reverse().map((x) => [fmtDateTime(x.at, zone), el("td", { class: "mono" }, x.relationship),
-          (x.from ? statusLabel(x.from) + " → " : "") + statusLabel(x.to)])));
+        c.changes.slice().reverse().map((x) => {
+          const rel = names.get(x.relationship);
+          const id = x.relationship.replace(/^GDAP-/, "");
+          const name = rel ? (rel.type === "DAP" ? "DAP" : rel.displayName || id) : id;
+          return [fmtDateTime(x.at, zone),
+            el("td", { class: "change-rel", "data-relationship": x.relationship, title: t("changeRelationshipId", { id: id }) },
+              el("div", null, name),
+              rel && rel.type !== "DAP" && name !== id ? el("div", { class: "small muted mono" }, id) : null),
+            (x.from ? statusLabel(x.from) + " → " : "") + statusLabel(x.to)];
+        })));
     } else {
       changes.appendChild(el("p", { class: "muted" }, t("noChanges")));
     }
