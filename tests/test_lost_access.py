@@ -392,3 +392,17 @@ def test_a_crash_mid_way_is_finished_by_the_next_sync_without_repeats(
     assert len(lost_alerts(emulator)) == 1 and len(trail(settings)) == 1
     [row] = api_get(settings, "/api/lost-access", READER).json()["lostAccess"]
     assert (row["tenantId"], row["cause"]) == (ADATUM, "customer")
+
+
+def test_without_a_sender_the_alert_waits_for_one(
+    settings: Settings, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audited(settings)
+    emulator.customer_actions({"action": "removeDap", "tenantId": ADATUM})
+    monkeypatch.delenv("NOTIFY_SENDER")
+    unsent = settings_with()
+    assert sync(unsent)["lost"] == {"lostAccess": 0, "removedByProduct": 0}
+    assert len(trail(settings)) == 1 and not lost_alerts(emulator)
+    assert api_get(settings, "/api/lost-access", READER).json()["count"] == 1  # shown all the same
+    assert sync(settings)["lost"] == {"lostAccess": 1, "removedByProduct": 0}  # NOTIFY_SENDER set again
+    assert len(lost_alerts(emulator)) == 1 and len(trail(settings)) == 1

@@ -85,6 +85,7 @@ def test_lost_access_view_and_request_again(page: Page, portal: Portal) -> None:
     # One click: a new GDAP request from the template used before, and its invitation link.
     button = adatum.locator(f'button[data-reestablish="{ADATUM}"]')
     assert button.text_content() == "Request again"
+    assert button.get_attribute("aria-label") == "Request delegated admin access to Adatum Ltd again"
     button.click()
     link = p.locator(f'[data-requested="{ADATUM}"] a')
     link.wait_for(state="visible")

@@ -83,8 +83,9 @@ def _label(row: LostAccess) -> str:
     return "DAP" if row.type == "DAP" else f"GDAP {row.display_name or row.relationship_id}"
 
 
-async def announce(services: Services, row: LostAccess) -> None:
-    """The trail row and the partner admins' alert, each once (action id, alert key)."""
+async def announce(services: Services, row: LostAccess) -> bool:
+    """The trail row and the partner admins' alert, each once (action id, alert key). False when the alert
+    cannot go out yet (partner admins named but no NOTIFY_SENDER): it stays to be sent by a later sync."""
     await record_action(
         services.storage,
         tenant_id=row.tenant_id,
@@ -98,6 +99,10 @@ async def announce(services: Services, row: LostAccess) -> None:
         action_id=f"lost:{row.id}",
         at=row.seen_at,
     )
+    settings = services.settings
+    if settings.notify_partner_addresses and not settings.notify_sender:
+        log.warning("lost access %s: NOTIFY_SENDER is not set; the alert waits for it", row.id)
+        return False
     await enqueue_partner_alert(
         services,
         "lostAccess",
@@ -113,6 +118,7 @@ async def announce(services: Services, row: LostAccess) -> None:
             "detail": row.detail,
         },
     )
+    return True
 
 
 async def notice_lost_access(services: Services) -> dict[str, Any]:
@@ -126,9 +132,10 @@ async def notice_lost_access(services: Services) -> dict[str, Any]:
                 await classify(services, store, row)
             if row.cause == PRODUCT:
                 product += 1
-            else:
-                await announce(services, row)
+            elif await announce(services, row):
                 lost.append(row.id)
+            else:
+                continue  # stays "classified": announced by a later sync
             await store.done(row)
     if lost:
         log.info("lost access noticed: %s", ", ".join(lost))

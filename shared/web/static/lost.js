@@ -44,8 +44,8 @@
     }
     if (row.stillActive) return el("td", { class: "lost-action muted" }, t("lostStillActive"));
     if (!canGrant()) return el("td", { class: "lost-action muted" }, "—");
-    const button = el("button", { type: "button", class: "button secondary", "data-reestablish": row.tenantId },
-      t("lostRequestAgain"));
+    const button = el("button", { type: "button", class: "button secondary", "data-reestablish": row.tenantId,
+      "aria-label": t("lostRequestAgainFor", { name: row.displayName || row.tenantId }) }, t("lostRequestAgain"));
     button.addEventListener("click", () => reestablish(row, button));
     return el("td", { class: "lost-action" }, button);
   }
