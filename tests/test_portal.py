@@ -647,11 +647,7 @@ def walk(p: Any, portal: Portal) -> Iterator[str]:
     _ready(p, "() => document.querySelector('#trail-rows table, #trail-rows p') !== null")
     yield "activity"
     p.goto(portal.url + "/#/gdap")
-    _ready(
-        p,
-        "() => document.querySelector('#gdap-ga table, #gdap-ga p') !== null"
-        " && document.querySelector('#gdap-unused table, #gdap-unused p') !== null",
-    )
+    _ready(p, "() => document.querySelectorAll('#gdap-rows tr').length > 0")
     yield "gdap"
     p.locator("#gdap-request").click()
     _ready(
@@ -661,10 +657,13 @@ def walk(p: Any, portal: Portal) -> Iterator[str]:
     )
     yield "dialog-gdap-request"
     p.locator("#gdap-request-cancel").click()
-    p.locator("[data-remove-ga]").first.click()
-    _ready(p, "() => document.querySelector('#ga-dialog').open")
+    p.locator('#gdap-kind-tiles [data-kind="ga"]').click()
+    _ready(p, "() => document.querySelector('#gdap-rows tr[data-kind=\"ga\"] input.gdap-select') !== null")
+    p.locator('#gdap-rows tr[data-kind="ga"] input.gdap-select').first.check()
+    p.locator("#gdap-bulk-ga").click()
+    _ready(p, "() => document.querySelector('#gdap-bulk-dialog').open")
     yield "dialog-global-admin"
-    p.locator("#ga-cancel").click()
+    p.locator("#gdap-bulk-cancel").click()
 
 
 def _violations(p: Any) -> list[str]:
@@ -746,9 +745,9 @@ def test_table_header_stays_in_view_and_the_pager_is_above_and_below(page: Page,
     before = header.bounding_box()
     p.locator("#rows tr[data-tenant]").nth(40).scroll_into_view_if_needed()
     p.wait_for_timeout(100)
-    wrap = p.locator(".table-card .table-wrap").bounding_box()
+    wrap = p.locator("#dashboard .table-card .table-wrap").bounding_box()
     after = header.bounding_box()
-    assert p.locator(".table-card .table-wrap").evaluate("w => w.scrollTop") > 0
+    assert p.locator("#dashboard .table-card .table-wrap").evaluate("w => w.scrollTop") > 0
     assert before and after and wrap and after["y"] >= wrap["y"] - 1 and after["y"] <= wrap["y"] + 1
     assert p.evaluate(
         "() => document.elementFromPoint(innerWidth / 2, "
@@ -759,7 +758,7 @@ def test_table_header_stays_in_view_and_the_pager_is_above_and_below(page: Page,
         "() => [...document.querySelectorAll('#rows tr[data-tenant]')]"
         ".filter(r => r.getBoundingClientRect().bottom <= innerHeight).length"
     )
-    p.evaluate("() => document.querySelector('.table-card .table-wrap').scrollTop = 0")
+    p.evaluate("() => document.querySelector('#dashboard .table-card .table-wrap').scrollTop = 0")
     p.evaluate("() => window.scrollTo(0, 0)")
     assert visible >= 4, visible
     # English counts: "1 customer", "2 customers", never "customer(s)".
