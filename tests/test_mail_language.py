@@ -315,6 +315,13 @@ def test_mail_reads_in_its_language(kind: str, variant: str, context: dict[str, 
                 ), (name, readable)
 
 
+def test_japanese_mail_breaks_lines_between_phrases() -> None:
+    """Mail clients built on Chromium break Japanese between phrases, not inside a word (削|除)."""
+    context = {**BASE, **MAIL[0][2]}
+    assert "word-break: auto-phrase" in render("customer-removal", "ja", context).html
+    assert "auto-phrase" not in render("customer-removal", "en", context).html
+
+
 def test_times_follow_the_language_of_the_mail() -> None:
     """15:05 UTC on 21 November is 00:05 on 22 November in Japan: the Japanese notice says so."""
     context = {**BASE, **MAIL[0][2]}
