@@ -679,6 +679,7 @@ def relationship_detail(rel: Any) -> dict[str, Any]:
 async def drain_removal_queue(state: WebState) -> None:
     """serve only: what the queue functions do in Azure (on-demand audits, removals, then the mail they
     cause), every few seconds and after each request."""
+    from shared.notifications.webhook_worker import drain_webhooks
     from shared.notifications.worker import process_notification_queue
     from shared.removals.worker import process_removal_queue
 
@@ -693,6 +694,7 @@ async def drain_removal_queue(state: WebState) -> None:
             await drain_audit_runs(services)
             await process_removal_queue(services)
             await process_notification_queue(services)
+            await drain_webhooks(services)
         except asyncio.CancelledError:
             raise
         except Exception:
