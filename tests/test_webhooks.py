@@ -475,3 +475,42 @@ def test_the_daily_gdap_digest_goes_to_the_webhook_once_without_mail(
     [body] = receiver.bodies()
     assert body["kind"] == "partner-gdap-digest" and body["key"].startswith("gdap-digest:")
     assert body["subject"].startswith("GDAP: ") and body["data"]["relationships"]
+
+
+# --- the API ------------------------------------------------------------------------------------------
+
+
+def test_api_shows_the_webhook_and_posts_a_test_for_operators_only(
+    env: dict[str, str], emulator: Any, receiver: Receiver
+) -> None:
+    from tests.test_api import READER, REMOVER, assert_error, client
+
+    settings = webhook_settings(receiver, "teams")
+    same_site = {**REMOVER, "Origin": "http://testserver"}
+    with client(settings) as c:
+        status = c.get("/api/webhook", headers=READER)
+        assert status.status_code == 200 and SECRET not in status.text
+        assert status.json() == {
+            "configured": True,
+            "format": "teams",
+            "target": "127.0.0.1",
+            "link": PORTAL + "/",
+        }
+        assert_error(
+            c.post("/api/webhook/test", headers={**READER, "Origin": "http://testserver"}, json={}), 403
+        )
+        assert_error(
+            c.post("/api/webhook/test", headers={**REMOVER, "Origin": "https://evil.example"}, json={}), 403
+        )
+        assert receiver.requests == []  # refused requests post nothing
+        sent = c.post("/api/webhook/test", headers=same_site, json={})
+        assert sent.status_code == 200 and sent.json()["result"] == "sent" and len(receiver.requests) == 1
+        receiver.answer((410, {}, "flow deleted"))
+        failed = assert_error(c.post("/api/webhook/test", headers=same_site, json={}), 502, "webhookFailed")
+        assert "HTTP 410 from 127.0.0.1" in failed["message"] and failed["result"]["status"] == 410
+        assert SECRET not in json.dumps(failed)
+    with client(settings_with()) as c:
+        assert c.get("/api/webhook", headers=READER).json()["configured"] is False
+        assert_error(c.post("/api/webhook/test", headers=same_site, json={}), 503, "notConfigured")
+    trail = [a for a in _trail(settings) if a["action"] == "webhook.test"]
+    assert sorted(a["result"] for a in trail) == ["failed", "sent"]

@@ -190,6 +190,9 @@ def create_app(config: WebConfig) -> FastAPI:
     from shared.web.gdap_api import register_gdap_api  # imports this module: registered last
 
     register_gdap_api(app)
+    from shared.web.webhook_api import register_webhook_api
+
+    register_webhook_api(app)
     return app
 
 
