@@ -314,7 +314,18 @@ window.DAM_I18N = {
     gaCons3: "To get Global Administrator back, the customer must approve a new relationship request.",
     gaConfirm: "Remove Global Administrator",
     gaRequestedNotice: "Removal of Global Administrator from {name} requested; Microsoft applies it in the background.",
-    gaDoneNotice: "Global Administrator removed from {name}."
+    gaDoneNotice: "Global Administrator removed from {name}.",
+    // --- alert webhook (webhook.js, the Activity page) ---
+    webhookTitle: "Alert webhook",
+    webhookOff: "No alert webhook is set (ALERT_WEBHOOK_URL): alerts, warnings and digests go by mail only.",
+    webhookOnTeams: "Alerts, warnings and digests also go to a Teams webhook at {host} (Adaptive Card).",
+    webhookOnJson: "Alerts, warnings and digests also go to a webhook at {host} (JSON).",
+    webhookTestButton: "Send a test message",
+    webhookTesting: "Sending…",
+    webhookTestSent: "The webhook took the test message ({detail}).",
+    webhookTestFailed: "The webhook did not take the test message: {detail}",
+    actSubject_webhook: "Webhook",
+    actVerb_test: "test message"
   },
   ja: {
     appName: "委任管理者モニター",
@@ -628,6 +639,17 @@ window.DAM_I18N = {
     gaCons3: "グローバル管理者を再度付与するには、顧客が新しい関係の要求を承認する必要があります。",
     gaConfirm: "グローバル管理者を削除",
     gaRequestedNotice: "{name} からのグローバル管理者の削除を要求しました。Microsoft がバックグラウンドで適用します。",
-    gaDoneNotice: "{name} からグローバル管理者を削除しました。"
+    gaDoneNotice: "{name} からグローバル管理者を削除しました。",
+    // --- alert webhook (webhook.js, the Activity page) ---
+    webhookTitle: "アラート用 Webhook",
+    webhookOff: "アラート用 Webhook は設定されていません (ALERT_WEBHOOK_URL)。アラート、警告、ダイジェストはメールでのみ届きます。",
+    webhookOnTeams: "アラート、警告、ダイジェストは {host} の Teams Webhook にも送信されます (アダプティブ カード)。",
+    webhookOnJson: "アラート、警告、ダイジェストは {host} の Webhook にも送信されます (JSON)。",
+    webhookTestButton: "テスト メッセージを送信",
+    webhookTesting: "送信しています…",
+    webhookTestSent: "Webhook がテスト メッセージを受け付けました ({detail})。",
+    webhookTestFailed: "Webhook がテスト メッセージを受け付けませんでした: {detail}",
+    actSubject_webhook: "Webhook",
+    actVerb_test: "テスト メッセージ"
   }
 };
