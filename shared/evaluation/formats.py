@@ -30,6 +30,8 @@ CSV_COLUMNS = [
     "signInsLastDay",
     "recommendation",
     "excluded",
+    "resellerId",
+    "resellerName",
 ]
 
 
@@ -55,11 +57,14 @@ def report_csv(report: Report) -> str:
     for row in report["customers"]:
         types = sorted({r["type"] for r in row["relationships"]})
         roles = sorted({role for r in row["relationships"] for role in r["roles"]})
+        reseller = row.get("reseller")
         values = {
             **row,
             "relationshipTypes": "+".join(types),
             "roles": " ".join(roles),
             "roleNames": "; ".join(role_name(r) for r in roles),
+            "resellerId": reseller["id"] if reseller else None,
+            "resellerName": reseller["name"] if reseller else None,
         }
         writer.writerow([csv_safe(values.get(c)) for c in CSV_COLUMNS])
     return buffer.getvalue()

@@ -297,6 +297,9 @@ def register_customer_routes(app: FastAPI) -> None:
         pageSize: str | None = PAGE_SIZE.query(),
         recommendation: str | None = choice_query(None, ("remove", "none")),
         type: str | None = choice_query(None, ("DAP", "GDAP"), "relationship type"),
+        reseller: str | None = FastApiQuery(
+            None, max_length=200, description="an indirect reseller's tenant id or name (any case)"
+        ),
         format: str = FORMAT,
         principal: Principal = reader,
     ) -> Response:
@@ -310,6 +313,7 @@ def register_customer_routes(app: FastAPI) -> None:
             page_size=PAGE_SIZE.parse(pageSize),
             recommendation=recommendation or None,
             relationship_type=type or None,
+            reseller=reseller or None,
         )
         try:
             query.validate()

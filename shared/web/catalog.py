@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from shared.domain.report import Report
+from shared.domain.report import Report, ReportRow, Summary
 from shared.domain.roles import role_name
+from shared.domain.rules import summarize
 from shared.evaluation.formats import report_csv
+from shared.platform.timeutil import parse_iso
 
 BUCKET_FILTERS = ("active", "30-60", "61-90", "90+", "new")  # "new": established in the last 7 days
 DEFAULT_SORT = "-inactiveForAtLeastDays"
@@ -63,6 +65,7 @@ class Query:
     page_size: int = 50
     recommendation: str | None = None
     relationship_type: str | None = None
+    reseller: str | None = None  # an indirect reseller's tenant id or name (any case)
 
     def validate(self) -> None:
         if self.bucket is not None and self.bucket not in BUCKET_FILTERS:
@@ -79,6 +82,8 @@ class Query:
             raise QueryError("type must be DAP or GDAP")
         if len(self.q) > 200:
             raise QueryError("q must be at most 200 characters")
+        if self.reseller is not None and not 1 <= len(self.reseller.strip()) <= 200:
+            raise QueryError("reseller must be a reseller's tenant id or name (at most 200 characters)")
 
 
 class CustomerIndex:
@@ -127,13 +132,25 @@ class CustomerIndex:
         self._by_bucket: dict[str, set[int]] = {}
         self._by_recommendation: dict[str, set[int]] = {}
         self._by_type: dict[str, set[int]] = {}
+        self._by_reseller: dict[str, set[int]] = {}  # by the reseller's tenant id and by its name, folded
+        resellers: dict[str, dict[str, Any]] = {}
         for i, shown in enumerate(rows):
+            reseller = shown.get("reseller") or {}
+            for name in {str(reseller.get("id") or ""), str(reseller.get("name") or "")} - {""}:
+                self._by_reseller.setdefault(search_text(name), set()).add(i)
+            if reseller.get("id"):
+                entry = resellers.setdefault(
+                    reseller["id"], {"id": reseller["id"], "name": reseller.get("name") or "", "customers": 0}
+                )
+                entry["customers"] += 1
             self._by_bucket.setdefault(shown["bucket"], set()).add(i)
             if shown["establishedLast7Days"]:
                 self._by_bucket.setdefault("new", set()).add(i)
             self._by_recommendation.setdefault(shown["recommendation"], set()).add(i)
             for kind in shown["relationshipTypes"]:
                 self._by_type.setdefault(kind, set()).add(i)
+        # The resellers the rows name, for a filter's choices: by name, then id.
+        self.resellers = sorted(resellers.values(), key=lambda r: (search_text(r["name"]), r["id"]))
         self._starts: list[int] = []
         offset = 0
         for text in haystacks:
@@ -223,6 +240,9 @@ class CustomerIndex:
             if query.recommendation is None
             else self._by_recommendation.get(query.recommendation, set()),
             None if query.relationship_type is None else self._by_type.get(query.relationship_type, set()),
+            None
+            if query.reseller is None
+            else self._by_reseller.get(search_text(query.reseller.strip()), set()),
             self._search(needle) if needle else None,
         ):
             if subset is not None:  # never changed in place: & makes a new set
@@ -267,7 +287,10 @@ class CustomerIndex:
                 "pageSize": query.page_size,
                 "recommendation": query.recommendation,
                 "type": query.relationship_type,
+                "reseller": query.reseller,
             },
+            "resellers": self.resellers,
+            **({"resellerSummary": self._reseller_summary(query.reseller)} if query.reseller else {}),
             "total": total,
             "page": query.page,
             "pageSize": query.page_size,
@@ -276,6 +299,11 @@ class CustomerIndex:
         prefix = json.dumps(head, ensure_ascii=False)[:-1]
         body = ",".join(self.row_json(i) for i in chosen)
         return f'{prefix},"customers":[{body}]}}'.encode()
+
+    def _reseller_summary(self, reseller: str) -> Summary:
+        """The tiles' counts for one reseller's customers (``summary`` is the whole estate's)."""
+        chosen = sorted(self._by_reseller.get(search_text(reseller.strip()), set()))
+        return summarize(cast(list[ReportRow], [self.rows[i] for i in chosen]), parse_iso(self.head["asOf"]))
 
     def csv(self, query: Query) -> bytes:
         matches = self.matching(query)

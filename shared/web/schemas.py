@@ -54,6 +54,12 @@ class CustomerRow(ReportRow):
     roleNames: list[str]
 
 
+class ResellerCount(BaseModel):
+    id: str = Field(description="the reseller's tenant id (the customers' associatedPartnerId)")
+    name: str = Field(description="its name as Partner Center reports it; empty when unknown")
+    customers: int
+
+
 class CustomerPage(BaseModel):
     evaluationId: str
     evaluatedAt: str
@@ -62,6 +68,12 @@ class CustomerPage(BaseModel):
     policy: dict[str, Any]
     summary: Summary
     query: dict[str, Any]
+    resellers: list[ResellerCount] = Field(
+        default_factory=list, description="the indirect resellers the rows name, with their customers"
+    )
+    resellerSummary: Summary | None = Field(
+        default=None, description="with reseller=: the tiles' counts for that reseller's customers"
+    )
     total: int
     page: int
     pageSize: int
