@@ -418,6 +418,10 @@ def test_webhook_settings_are_checked_without_repeating_the_url() -> None:
         with pytest.raises(SettingsError, match="ALERT_WEBHOOK_URL") as caught:
             Settings.from_env({"ALERT_WEBHOOK_URL": url})
         assert SECRET not in str(caught.value)
+    with pytest.raises(SettingsError, match="Key Vault reference App Service could not resolve"):
+        Settings.from_env(
+            {"ALERT_WEBHOOK_URL": "@Microsoft.KeyVault(VaultName=kv;SecretName=alert-webhook-url)"}
+        )
     assert Settings.from_env({"ALERT_WEBHOOK_URL": f"https://prod.logic.azure.com/x?sig={SECRET}"})
     assert Settings.from_env({"ALERT_WEBHOOK_URL": "http://localhost:8080/hook"})
     with pytest.raises(SettingsError, match="PORTAL_URL"):

@@ -471,6 +471,12 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 def webhook_url_problem(url: str) -> str | None:
     """What is wrong with a webhook URL (without repeating it: it carries its own credential), or None.
     https only; plain http only to this machine (a local receiver)."""
+    if url.startswith("@Microsoft.KeyVault("):
+        # App Service leaves a reference it cannot resolve in place of the value.
+        return (
+            "is a Key Vault reference App Service could not resolve: the secret is missing or the "
+            "app's identity cannot read it (docs/deploy.md, Alert webhook)"
+        )
     match = re.fullmatch(r"(https?)://([^/?#\s@]+)([/?][^\s]*)?", url)
     if match is None:
         return "is not an http(s) URL"
