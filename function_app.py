@@ -9,6 +9,7 @@ from functions.http_api import bp as http_api
 from functions.ingestion import bp as ingestion
 from functions.notifications import bp as notifications
 from functions.removals import bp as removals
+from functions.webhooks import bp as webhooks
 
 app = func.FunctionApp()
 app.register_functions(ingestion)
@@ -18,3 +19,4 @@ app.register_functions(fanout)
 app.register_functions(removals)
 app.register_functions(notifications)
 app.register_functions(audit_runs)
+app.register_functions(webhooks)

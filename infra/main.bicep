@@ -192,6 +192,23 @@ param notifyCustomersBeforeRemoval bool = false
 ])
 param notifyPartnerLanguage string = 'en'
 
+@secure()
+@description('ALERT_WEBHOOK_URL: a webhook that also receives the partner admins\' alerts, warnings and digests (its URL is its credential), stored in Key Vault. Empty: keep what the vault holds.')
+param alertWebhookUrl string = ''
+
+@description('Whether ALERT_WEBHOOK_URL references the vault\'s webhook secret. Set it once the secret is there (given as alertWebhookUrl now or earlier); false: no webhook.')
+param alertWebhookEnabled bool = false
+
+@description('ALERT_WEBHOOK_FORMAT: json (the product\'s own event document) or teams (an Adaptive Card for a Teams Workflows webhook).')
+@allowed([
+  'json'
+  'teams'
+])
+param alertWebhookFormat string = 'json'
+
+@description('PORTAL_URL: the portal address webhook messages link to; empty: the function app\'s host name.')
+param portalUrl string = ''
+
 // ---------------------------------------------------------------------------------------------
 // GDAP
 // ---------------------------------------------------------------------------------------------
@@ -232,6 +249,8 @@ var queueNames = [
   'evaluation-shards-poison'
   'audit-runs'
   'audit-runs-poison'
+  'webhooks'
+  'webhooks-poison'
 ]
 
 // Every setting of shared.platform.settings.Settings that the partner chooses, with the class's defaults.
@@ -269,6 +288,8 @@ var appSettings = {
   NOTIFY_CUSTOMERS: notifyCustomers ? 'true' : 'false'
   NOTIFY_CUSTOMERS_BEFORE_REMOVAL: notifyCustomersBeforeRemoval ? 'true' : 'false'
   NOTIFY_PARTNER_LANGUAGE: notifyPartnerLanguage
+  ALERT_WEBHOOK_FORMAT: alertWebhookFormat
+  PORTAL_URL: portalUrl
   GDAP_GROUP_ADMINAGENTS: gdapGroupAdminAgents
   GDAP_GROUP_HELPDESKAGENTS: gdapGroupHelpdeskAgents
 }
@@ -359,6 +380,7 @@ module keyVault 'modules/keyvault.bicep' = {
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
     partnerCenterAppSecret: partnerCenterAppSecret
     partnerCenterRefreshToken: partnerCenterRefreshToken
+    alertWebhookUrl: alertWebhookUrl
   }
 }
 
@@ -397,8 +419,10 @@ module functionApp 'modules/functionapp.bicep' = {
     keyVaultSecretNames: {
       appSecret: keyVault.outputs.appSecretName
       refreshToken: keyVault.outputs.refreshTokenName
+      alertWebhookUrl: keyVault.outputs.alertWebhookUrlName
     }
     partnerCenterSecretsFromKeyVault: dapEnabled
+    alertWebhookFromKeyVault: alertWebhookEnabled || !empty(alertWebhookUrl)
     appSettings: appSettings
   }
   // The host must be able to reach its storage the moment it starts.

@@ -34,6 +34,8 @@ def test_timer_triggers_are_registered_with_schedules_from_settings() -> None:
         "evaluation_shard_poison",
         "audit_runs",
         "audit_runs_poison",
+        "webhooks",
+        "webhooks_poison",
     }
     timers = {
         name: f.get_trigger().get_dict_repr()

@@ -58,6 +58,9 @@ param keyVaultSecretNames object
 @description('Whether PARTNER_CENTER_APP_SECRET / PARTNER_CENTER_REFRESH_TOKEN reference the vault (DAP enabled) or stay empty.')
 param partnerCenterSecretsFromKeyVault bool
 
+@description('Whether ALERT_WEBHOOK_URL references the vault\'s webhook secret or stays empty (no webhook).')
+param alertWebhookFromKeyVault bool
+
 @description('The product\'s settings (name -> string value), one per entry of shared.platform.settings.Settings that is not provided by the platform here.')
 param appSettings object
 
@@ -88,6 +91,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 
 // Version-less references: a new secret version is picked up without a redeployment.
 var appSecretReference = '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${keyVaultSecretNames.appSecret})'
+var alertWebhookReference = '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${keyVaultSecretNames.alertWebhookUrl})'
 var refreshTokenReference = '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${keyVaultSecretNames.refreshToken})'
 
 // Settings that come from the platform resources rather than from the partner's choices.
@@ -105,6 +109,7 @@ var platformSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
   PARTNER_CENTER_APP_SECRET: partnerCenterSecretsFromKeyVault ? appSecretReference : ''
   PARTNER_CENTER_REFRESH_TOKEN: partnerCenterSecretsFromKeyVault ? refreshTokenReference : ''
+  ALERT_WEBHOOK_URL: alertWebhookFromKeyVault ? alertWebhookReference : ''
   // The same secret by its URI: the app reads its newest version on start and writes every rotated token.
   PARTNER_CENTER_REFRESH_TOKEN_SECRET_URI: partnerCenterSecretsFromKeyVault ? '${vault.properties.vaultUri}secrets/${keyVaultSecretNames.refreshToken}' : ''
   // App Service Authentication signs users in with the app registration, using the managed

@@ -37,11 +37,19 @@ param partnerCenterAppSecret string = ''
 @description('Partner Center App+User refresh token. Empty: the secret is left as it is (or not created).')
 param partnerCenterRefreshToken string = ''
 
+@secure()
+@description('ALERT_WEBHOOK_URL (the URL is the webhook\'s credential). Empty: the secret is left as it is (or not created).')
+param alertWebhookUrl string = ''
+
 @description('Secret names, as referenced from the app settings.')
 param secretNames object = {
   appSecret: 'partner-center-app-secret'
   refreshToken: 'partner-center-refresh-token'
+  alertWebhookUrl: 'alert-webhook-url'
 }
+
+@description('Days until the webhook secret expires (a Workflows webhook URL has no expiry of its own; the date prompts a review).')
+param alertWebhookValidityDays int = 730
 
 @description('Days until the application secret expires (set it to the secret\'s real lifetime in Partner Center).')
 param appSecretValidityDays int = 365
@@ -151,8 +159,19 @@ module refreshToken 'keyvault-secret.bicep' = if (!empty(partnerCenterRefreshTok
   }
 }
 
+module alertWebhook 'keyvault-secret.bicep' = if (!empty(alertWebhookUrl)) {
+  name: 'secret-alert-webhook-url'
+  params: {
+    vaultName: vault.name
+    name: secretNames.alertWebhookUrl
+    value: alertWebhookUrl
+    expiresOn: dateTimeToEpoch(dateTimeAdd(writtenAt, 'P${alertWebhookValidityDays}D'))
+  }
+}
+
 output id string = vault.id
 output name string = vault.name
 output uri string = vault.properties.vaultUri
 output appSecretName string = secretNames.appSecret
 output refreshTokenName string = secretNames.refreshToken
+output alertWebhookUrlName string = secretNames.alertWebhookUrl

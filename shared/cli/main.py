@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     enforce = commands.add_parser("enforce", help="run the whole automated cycle once")
     enforce.add_argument("--as-of", type=_as_of, help="ISO time the cycle runs for (default: now)")
 
+    webhook = commands.add_parser("webhook", help="the alert webhook (ALERT_WEBHOOK_URL)")
+    webhook_commands = webhook.add_subparsers(dest="webhook_command", required=True, parser_class=_Parser)
+    webhook_commands.add_parser(
+        "test", help="post a test event now and print the result (exit 3 when the webhook does not take it)"
+    )
+
     from shared.cli.gdap import add_gdap_commands
 
     add_gdap_commands(commands, _as_of)
@@ -140,6 +146,20 @@ async def _enforce(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _webhook(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.notifications.webhook_worker import send_test
+    from shared.services import Services
+
+    async with Services(settings) as services:
+        result = await send_test(services, actor="cli")
+    sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=1) + "\n")
+    if result["result"] != "sent":
+        # One line, never the URL (it is the webhook's credential): its host and what it answered.
+        print(f"error: webhook test failed: {result['detail']}", file=sys.stderr)
+        return EXIT_UPSTREAM
+    return EXIT_OK
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.local_operator and args.host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError("--local-operator is accepted only with a loopback --host")
@@ -178,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush_telemetry()
         if args.command == "serve":
             return _serve(settings, args)
+        if args.command == "webhook":
+            return _run(lambda: _webhook(settings, args))
         if args.command == "gdap":
             from shared.cli.gdap import run_gdap
 

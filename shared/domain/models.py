@@ -80,3 +80,7 @@ class Customer:
     default_domain: str = ""
     culture: str = ""
     contacts: list[str] = field(default_factory=list)
+    # An indirect provider's customer: its indirect reseller as Partner Center names it (the customer's
+    # associatedPartnerId, the reseller's tenant id, and that reseller's name); empty otherwise.
+    reseller_id: str = ""
+    reseller_name: str = ""

@@ -43,6 +43,13 @@ class ReportRelationship(TypedDict):
     roleNames: NotRequired[list[str]]  # the API and the portal add the roles' names
 
 
+class ResellerRef(TypedDict):
+    """An indirect provider's customer's indirect reseller, as Partner Center names it."""
+
+    id: str  # the reseller's tenant id (the customer's associatedPartnerId)
+    name: str  # its name; empty when Partner Center did not say
+
+
 class ReportRow(TypedDict):
     """One customer under monitoring."""
 
@@ -62,6 +69,7 @@ class ReportRow(TypedDict):
     lastSignInKind: SignInKind | None
     recommendation: Recommendation
     excluded: bool
+    reseller: NotRequired[ResellerRef | None]  # null: a direct customer (or not known)
 
 
 class Summary(TypedDict):

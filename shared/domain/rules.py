@@ -8,7 +8,14 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared.domain.models import GLOBAL_ADMINISTRATOR, Relationship
-from shared.domain.report import PolicyJson, ReportRelationship, ReportRow, SignInKind, Summary
+from shared.domain.report import (
+    PolicyJson,
+    ReportRelationship,
+    ReportRow,
+    ResellerRef,
+    SignInKind,
+    Summary,
+)
 from shared.platform.timeutil import (
     iso,
     iso_optional,
@@ -114,6 +121,7 @@ def customer_row(
     policy: Policy,
     non_interactive_last_day: int = 0,
     last_sign_in_kind: SignInKind | None = None,
+    reseller: ResellerRef | None = None,
 ) -> ReportRow | None:
     """One customer's row of the report, or None when the customer is not under monitoring."""
     active = sorted((r for r in relationships if r.active), key=lambda r: (r.type, r.id))
@@ -141,6 +149,7 @@ def customer_row(
         "lastSignInKind": last_sign_in_kind if last_sign_in is not None else None,
         "recommendation": "remove" if d > policy.recommend_after_days and not excluded else "none",
         "excluded": excluded,
+        "reseller": reseller,
     }
 
 

@@ -31,6 +31,8 @@ CSV_COLUMNS = [
     "recommendation",
     "excluded",
     "accessGroups",  # GDAP access assignments' security groups, by name (by id where the name is unknown)
+    "resellerId",
+    "resellerName",
 ]
 
 
@@ -56,6 +58,7 @@ def report_csv(report: Report) -> str:
     for row in report["customers"]:
         types = sorted({r["type"] for r in row["relationships"]})
         roles = sorted({role for r in row["relationships"] for role in r["roles"]})
+        reseller = row.get("reseller")
         values = {
             **row,
             "relationshipTypes": "+".join(types),
@@ -68,6 +71,8 @@ def report_csv(report: Report) -> str:
                     for g in r.get("accessGroups", [])
                 )
             ),
+            "resellerId": reseller["id"] if reseller else None,
+            "resellerName": reseller["name"] if reseller else None,
         }
         writer.writerow([csv_safe(values.get(c)) for c in CSV_COLUMNS])
     return buffer.getvalue()

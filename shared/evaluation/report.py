@@ -80,6 +80,11 @@ async def compute_report(
             policy=policy,
             non_interactive_last_day=a.non_interactive_last_day,
             last_sign_in_kind=a.last_sign_in_kind,
+            reseller=(
+                {"id": customer.reseller_id, "name": customer.reseller_name}
+                if customer and customer.reseller_id
+                else None
+            ),
         )
         if row is not None:
             by_id = {r.id: r for r in rels}

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from shared.evaluation.audit import build_report
 from shared.evaluation.policy import UNEXPECTED, alert_partner, apply_policy
 from shared.notifications.mail import mail_needed, require_sender
+from shared.notifications.webhook_worker import drain_webhooks
 from shared.notifications.worker import drain_notifications
 from shared.platform.retry import UpstreamError
 from shared.platform.state import ConcurrentRunError, Coverage, StateStore
@@ -155,10 +156,19 @@ async def run_cycle(services: Services, as_of: datetime) -> dict[str, Any]:
                 }
             )
     notifications = await drain_notifications(services)
+    # The webhook's copies of the alerts and the digest. A failing webhook does not fail the cycle (it is
+    # in the trail, and mailed: the mail of a given-up delivery is sent right after).
+    webhooks = await drain_webhooks(services)
+    if webhooks.failed:
+        late = await drain_notifications(services)
+        notifications.processed += late.processed
+        notifications.poisoned += late.poisoned
+        notifications.errors += late.errors
     summary["notifications"] = {
         "processed": before.processed + notifications.processed,
         "failed": len(before.poisoned) + len(notifications.poisoned),
     }
+    summary["webhooks"] = webhooks.as_json()
     errors = before.errors + removals.errors + notifications.errors
     failures = [e for e in errors if isinstance(e, UpstreamError)]
     if summary.get("refreshError"):

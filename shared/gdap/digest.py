@@ -1,7 +1,8 @@
 """The partner's daily GDAP digest: once per UTC day (kept in ``Digests``), the partner admins
 (``NOTIFY_PARTNER_ADDRESSES``, from ``NOTIFY_SENDER``) get the ``partner-gdap-digest`` mail of the
 relationships that end within 30 days without auto-extend and those that hold Global Administrator (at
-most 200 of each named); nothing is sent when nothing ends."""
+most 200 of each named), and ``ALERT_WEBHOOK_URL`` the same digest once; nothing is sent when nothing
+ends."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from shared.gdap.base import ACTOR_SYSTEM, active_gdap
 from shared.gdap.expiry import expiring
 from shared.gdap.global_admin import global_administrators
 from shared.notifications.digests import GDAP_EXPIRY, digest_marked, mark_digest
+from shared.notifications.enqueue import enqueue_webhook
 from shared.platform.actions import record_action
 from shared.platform.state import StateStore
 from shared.platform.timeutil import day_key, iso, utcnow
@@ -38,33 +40,35 @@ async def expiry_digest(services: Services, as_of: datetime | None = None) -> di
     ending = await expiring(services, 30, moment)
     if not ending["relationships"]:
         return {"day": day, "result": "nothingEnding"}
+    estate = await RelationshipStore(services.storage).load()
+    names = {t: c.display_name for t, c in estate.customers.items()}
+    listed = ending["relationships"][:MAX_LISTED]
+    global_admins = await global_administrators(services.storage, active_gdap(estate), names)
+    key, data = (
+        f"gdap-digest:{day}",
+        {
+            "asOf": iso(moment),
+            "counts": ending["counts"],
+            "relationships": listed,
+            "more": len(ending["relationships"]) - len(listed),
+            "globalAdmins": global_admins[:MAX_LISTED],
+        },
+    )
+    # The webhook (ALERT_WEBHOOK_URL) gets the day's digest once, mail or no mail.
+    webhook = await enqueue_webhook(services, "partner-gdap-digest", key, data)
     recipients = list(settings.notify_partner_addresses)
     if not recipients or not settings.notify_sender:
         return {
             "day": day,
             "result": "notConfigured",
             "reason": "NOTIFY_PARTNER_ADDRESSES and NOTIFY_SENDER are needed to mail the digest",
+            **({"webhook": "queued"} if webhook else {}),
         }
     from shared.notifications.worker import NotificationBusy, send_now
 
-    estate = await RelationshipStore(services.storage).load()
-    names = {t: c.display_name for t, c in estate.customers.items()}
-    listed = ending["relationships"][:MAX_LISTED]
-    global_admins = await global_administrators(services.storage, active_gdap(estate), names)
     # The one mail path: a Notifications row keyed by the day (sent once), queued, sent here under its lease.
     try:
-        status, sent = await send_now(
-            services,
-            "partner-gdap-digest",
-            f"gdap-digest:{day}",
-            {
-                "asOf": iso(moment),
-                "counts": ending["counts"],
-                "relationships": listed,
-                "more": len(ending["relationships"]) - len(listed),
-                "globalAdmins": global_admins[:MAX_LISTED],
-            },
-        )
+        status, sent = await send_now(services, "partner-gdap-digest", key, data)
     except NotificationBusy:  # the notifications function is sending it right now
         return {"day": day, "result": "queued"}
     if status != "sent" or sent is None:

@@ -50,6 +50,9 @@ class PartnerCustomer:
     tenant_id: str
     company_name: str
     domain: str
+    # associatedPartnerId: the indirect reseller of an indirect provider's customer (its tenant id)
+    # (https://learn.microsoft.com/partner-center/developer/customer-resources#customer).
+    reseller_id: str = ""
 
 
 @dataclass
@@ -186,7 +189,10 @@ class PartnerCenterClient:
                 if tenant:
                     out.append(
                         PartnerCustomer(
-                            tenant, str(profile.get("companyName") or ""), str(profile.get("domain") or "")
+                            tenant,
+                            str(profile.get("companyName") or ""),
+                            str(profile.get("domain") or ""),
+                            str(item.get("associatedPartnerId") or "").lower(),
                         )
                     )
             following = (page.get("links") or {}).get("next")
@@ -195,6 +201,23 @@ class PartnerCenterClient:
             headers = {h["key"]: h["value"] for h in following.get("headers", []) if "key" in h}
             # links.next.uri is relative to the API root ("/v1/customers?size=500").
             url = self_root_join(self.pc_root, str(following.get("uri") or url))
+
+    async def indirect_resellers(self) -> dict[str, str]:
+        """An indirect provider's resellers, tenant id -> name: ``GET /v1/relationships?relationship_type=
+        IsIndirectCloudSolutionProviderOf``, a collection of PartnerRelationship resources (``id`` is the
+        reseller's tenant id, ``name`` its name)
+        (https://learn.microsoft.com/partner-center/developer/retrieve-a-list-of-indirect-resellers,
+        https://learn.microsoft.com/partner-center/developer/relationships-resources)."""
+        page = await self._json(
+            "GET",
+            f"{self.pc_root}/v1/relationships?relationship_type=IsIndirectCloudSolutionProviderOf",
+            scope=PARTNER_CENTER_SCOPE,
+        )
+        out: dict[str, str] = {}
+        for item in page.get("items") or []:
+            if isinstance(item, dict) and item.get("id"):
+                out[str(item["id"]).lower()] = str(item.get("name") or "")
+        return out
 
     async def billing_profile(self, tenant_id: str) -> BillingProfile | None:
         try:

@@ -7,11 +7,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from shared.domain.report import ReportRow
-from shared.notifications.store import NotificationRow, NotificationStore
-from shared.platform.settings import NOTIFICATIONS_QUEUE
+from shared.notifications.store import PARTNER_KINDS, NotificationRow, NotificationStore
+from shared.notifications.webhook import target_id
+from shared.platform.settings import NOTIFICATIONS_QUEUE, WEBHOOKS_QUEUE
 from shared.platform.storage import (
     Storage,
 )
+from shared.platform.timeutil import iso, utcnow
 from shared.relationships.store import RelationshipStore
 
 if TYPE_CHECKING:
@@ -66,19 +68,59 @@ async def enqueue_customer_warning(services: Services, row: ReportRow, stretch: 
     return True
 
 
-async def enqueue_partner(services: Services, kind: str, key: str, data: dict[str, Any]) -> bool:
-    """Partner-admin mail; nothing when NOTIFY_PARTNER_ADDRESSES is empty (the Actions row stays)."""
+WEBHOOK_KIND = (
+    "webhook"  # the Notifications row of one webhook delivery (shared.notifications.webhook_worker)
+)
+
+
+def webhook_delivery_key(url: str, key: str) -> str:
+    """A delivery's key: the event's key for this target, so that each target gets each event once."""
+    return f"webhook:{target_id(url)}:{key}"
+
+
+async def enqueue_webhook(services: Services, kind: str, key: str, data: dict[str, Any]) -> bool:
+    """Queue a partner alert, warning or digest for ``ALERT_WEBHOOK_URL`` (nothing when it is empty):
+    its content in a ``Notifications`` row keyed per target and event (created once), its key on the
+    ``webhooks`` queue. The queue is the mail's twin, not the mail's: a webhook that fails holds up no mail."""
+    url = services.settings.alert_webhook_url
+    if not url or kind not in PARTNER_KINDS:
+        return False
+    delivery = webhook_delivery_key(url, key)
+    content = {"kind": kind, "key": key, "at": iso(utcnow()), "data": data}
+    if len(json.dumps(content, ensure_ascii=False).encode("utf-8")) > 60_000:
+        raise ValueError(f"webhook event {key} is too large ({kind})")
+    await NotificationStore(services.storage).create(
+        NotificationRow(key=delivery, kind=WEBHOOK_KIND, tenant_id="", data=content)
+    )
+    # Sent even when the row existed: a crash between the two writes must not lose the message; a
+    # delivery that finds the row sent sends nothing.
+    await services.storage.queue(WEBHOOKS_QUEUE).send_message(
+        json.dumps({"v": 1, "key": delivery}, ensure_ascii=False, separators=(",", ":"))
+    )
+    return True
+
+
+async def enqueue_partner(
+    services: Services, kind: str, key: str, data: dict[str, Any], *, webhook: bool = True
+) -> bool:
+    """Partner-admin mail, and the same event to the webhook when one is set (``webhook``); no mail when
+    NOTIFY_PARTNER_ADDRESSES is empty (the Actions row stays). Whether anything was queued."""
+    queued = await enqueue_webhook(services, kind, key, data) if webhook else False
     if not services.settings.notify_partner_addresses:
         log.info("%s %s: NOTIFY_PARTNER_ADDRESSES is empty; not mailed", kind, key)
-        return False
+        return queued
     await enqueue_notification(
         services.storage, kind, key, {**data, "recipients": list(services.settings.notify_partner_addresses)}
     )
     return True
 
 
-async def enqueue_partner_alert(services: Services, alert: str, key: str, data: dict[str, Any]) -> bool:
-    return await enqueue_partner(services, "partner-alert", f"alert:{key}", {"alert": alert, **data})
+async def enqueue_partner_alert(
+    services: Services, alert: str, key: str, data: dict[str, Any], *, webhook: bool = True
+) -> bool:
+    return await enqueue_partner(
+        services, "partner-alert", f"alert:{key}", {"alert": alert, **data}, webhook=webhook
+    )
 
 
 async def enqueue_partner_warning(services: Services, key: str, customers: list[dict[str, Any]]) -> bool:

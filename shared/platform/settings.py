@@ -24,7 +24,10 @@ REMOVALS_QUEUE = "removals"
 NOTIFICATIONS_QUEUE = "notifications"
 EVALUATION_SHARDS_QUEUE = "evaluation-shards"  # one message per customer shard (shared.evaluation.fanout)
 AUDIT_RUNS_QUEUE = "audit-runs"  # one message per on-demand audit (shared.evaluation.audit_runs)
-QUEUES = (REMOVALS_QUEUE, NOTIFICATIONS_QUEUE, EVALUATION_SHARDS_QUEUE, AUDIT_RUNS_QUEUE)
+WEBHOOKS_QUEUE = "webhooks"  # one message per webhook delivery (shared.notifications.webhook_worker)
+QUEUES = (REMOVALS_QUEUE, NOTIFICATIONS_QUEUE, EVALUATION_SHARDS_QUEUE, AUDIT_RUNS_QUEUE, WEBHOOKS_QUEUE)
+
+WEBHOOK_FORMATS = ("json", "teams")
 
 
 # The timer trigger's NCRONTAB: six fields, {second} {minute} {hour} {day} {month} {day-of-week}, each a
@@ -252,6 +255,26 @@ class Settings:
         "theirs from the billing-profile culture)",
     )
 
+    # --- webhook (shared.notifications.webhook) ----------------------------------------------------
+    alert_webhook_url: str = _setting(
+        "ALERT_WEBHOOK_URL",
+        "",
+        "Webhook that also receives the partner admins' alerts, warnings and digests (a secret: a Key "
+        "Vault reference in Azure; never logged); empty: mail only",
+    )
+    alert_webhook_format: str = _setting(
+        "ALERT_WEBHOOK_FORMAT",
+        "json",
+        "Body posted to ALERT_WEBHOOK_URL: json (the product's own event document) or teams (an "
+        "Adaptive Card message for a Teams Workflows webhook)",
+    )
+    portal_url: str = _setting(
+        "PORTAL_URL",
+        "",
+        "Portal address webhook messages link to; empty: https://<WEBSITE_HOSTNAME>/ where App Service "
+        "sets it, else no link",
+    )
+
     # --- GDAP (shared.gdap) ---------------------------------------------------------------------------
     gdap_group_admin_agents: str = _setting(
         "GDAP_GROUP_ADMINAGENTS",
@@ -315,6 +338,16 @@ class Settings:
     def validate(self) -> None:
         if self.policy_mode not in ("report", "enforce"):
             raise SettingsError(f"POLICY_MODE must be 'report' or 'enforce', not {self.policy_mode!r}")
+        if self.alert_webhook_format not in WEBHOOK_FORMATS:
+            raise SettingsError(
+                f"ALERT_WEBHOOK_FORMAT must be 'json' or 'teams', not {self.alert_webhook_format!r}"
+            )
+        if self.alert_webhook_url:
+            problem = webhook_url_problem(self.alert_webhook_url)
+            if problem:  # the value itself is a secret: never repeated
+                raise SettingsError(f"ALERT_WEBHOOK_URL {problem}")
+        if self.portal_url and not re.match(r"^https?://[^/\s]+", self.portal_url):
+            raise SettingsError(f"PORTAL_URL must be an http(s) URL, not {self.portal_url!r}")
         if self.notify_partner_language not in ("en", "ja"):
             raise SettingsError(
                 f"NOTIFY_PARTNER_LANGUAGE must be 'en' or 'ja', not {self.notify_partner_language!r}"
@@ -415,7 +448,12 @@ class Settings:
 
     def describe(self) -> dict[str, Any]:
         """Settings without secrets, for logs and the portal."""
-        hidden = {"storage_connection", "partner_center_app_secret", "partner_center_refresh_token"}
+        hidden = {
+            "storage_connection",
+            "partner_center_app_secret",
+            "partner_center_refresh_token",
+            "alert_webhook_url",
+        }
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -425,6 +463,27 @@ class Settings:
                 value = sorted(value) if isinstance(value, frozenset) else list(value)
             out[_env_name(f)] = value
         return out
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """What is wrong with a webhook URL (without repeating it: it carries its own credential), or None.
+    https only; plain http only to this machine (a local receiver)."""
+    if url.startswith("@Microsoft.KeyVault("):
+        # App Service leaves a reference it cannot resolve in place of the value.
+        return (
+            "is a Key Vault reference App Service could not resolve: the secret is missing or the "
+            "app's identity cannot read it (docs/deploy.md, Alert webhook)"
+        )
+    match = re.fullmatch(r"(https?)://([^/?#\s@]+)([/?][^\s]*)?", url)
+    if match is None:
+        return "is not an http(s) URL"
+    scheme, host = match.group(1), match.group(2).lower()
+    if scheme == "http" and host.rsplit(":", 1)[0] not in LOOPBACK_HOSTS:
+        return "must use https (plain http only to 127.0.0.1 or localhost)"
+    return None
 
 
 def _looks_like_address(value: str) -> bool:

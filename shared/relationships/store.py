@@ -122,6 +122,8 @@ def customer_entity(c: Customer) -> dict[str, Any]:
         "DefaultDomain": c.default_domain,
         "Culture": c.culture,
         "Contacts": json.dumps(c.contacts),
+        # Only for an indirect reseller's customers: rows written before there were resellers stay as they are.
+        **({"ResellerId": c.reseller_id, "ResellerName": c.reseller_name} if c.reseller_id else {}),
     }
 
 
@@ -132,6 +134,8 @@ def customer_from_entity(e: dict[str, Any]) -> Customer:
         default_domain=e.get("DefaultDomain", ""),
         culture=e.get("Culture", ""),
         contacts=json.loads(e.get("Contacts") or "[]"),
+        reseller_id=e.get("ResellerId", ""),
+        reseller_name=e.get("ResellerName", ""),
     )
 
 

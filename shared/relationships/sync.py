@@ -12,11 +12,12 @@ from azure.data.tables import UpdateMode
 
 from shared.domain.models import DAP_ROLES, Customer, Relationship
 from shared.microsoft.graph import GraphClient
-from shared.microsoft.partner_center import PartnerCenterClient
+from shared.microsoft.partner_center import PartnerCenterClient, PartnerCustomer
+from shared.platform.retry import UpstreamError
 from shared.platform.storage import Storage, upsert_all
 from shared.platform.timeutil import iso
 from shared.relationships.groups import GroupNames
-from shared.relationships.store import RelationshipStore, customer_entity
+from shared.relationships.store import Estate, RelationshipStore, customer_entity
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -76,10 +77,15 @@ class RelationshipSync:
                 customer = customers.setdefault(item.tenant_id, Customer(item.tenant_id, item.display_name))
                 customer.display_name = customer.display_name or item.display_name
                 fresh_keys.add((item.tenant_id, "DAP"))
-            for pc in await self.partner_center.list_customers():
+            listed = await self.partner_center.list_customers()
+            resellers = await self._reseller_names(listed, before)
+            for pc in listed:
                 customer = customers.setdefault(pc.tenant_id, Customer(pc.tenant_id, pc.company_name))
                 customer.display_name = pc.company_name or customer.display_name
                 customer.default_domain = pc.domain
+                # The list says who the reseller is now (none: a direct customer, or no longer indirect).
+                customer.reseller_id = pc.reseller_id
+                customer.reseller_name = resellers.get(pc.reseller_id, "") if pc.reseller_id else ""
             # DAP rows that no longer appear in the list are no longer enabled.
             for (tenant, key), rel in stored_by_key.items():
                 if key == "DAP" and (tenant, key) not in fresh_keys and rel.status != "disabled":
@@ -98,6 +104,9 @@ class RelationshipSync:
                 customer.contacts = customer.contacts or old.contacts
                 customer.default_domain = customer.default_domain or old.default_domain
                 customer.display_name = customer.display_name or old.display_name
+                if self.partner_center is None:  # not read this time: what the store knew
+                    customer.reseller_id = customer.reseller_id or old.reseller_id
+                    customer.reseller_name = customer.reseller_name or old.reseller_name
         await self._billing_profiles(customers, fresh)
 
         written = await self.store.write(fresh, before.relationships, now)
@@ -142,6 +151,20 @@ class RelationshipSync:
                 rel.access_assignments = await self.graph.list_access_assignments(rel.id)
 
         await asyncio.gather(*(fill(r) for r in gdap if r.active))
+
+    async def _reseller_names(self, listed: list[PartnerCustomer], before: Estate) -> dict[str, str]:
+        """The names of the resellers the customer list names (asked for only when it names one). A
+        refused or failing read keeps the names the store had: a reseller's name is a label, never a
+        reason to stop the sync."""
+        assert self.partner_center is not None
+        known = {c.reseller_id: c.reseller_name for c in before.customers.values() if c.reseller_id}
+        if not any(pc.reseller_id for pc in listed):
+            return known
+        try:
+            return {**known, **await self.partner_center.indirect_resellers()}
+        except UpstreamError as exc:
+            log.warning("could not read the indirect resellers' names; keeping the stored ones: %s", exc)
+            return known
 
     async def _billing_profiles(self, customers: dict[str, Customer], fresh: list[Relationship]) -> None:
         """Culture and e-mail from the billing profile, fetched once per monitored customer."""

@@ -187,6 +187,9 @@ def create_app(config: WebConfig) -> FastAPI:
     from shared.web.lost_api import register_lost_api
 
     register_lost_api(app)
+    from shared.web.webhook_api import register_webhook_api
+
+    register_webhook_api(app)
     return app
 
 
@@ -298,6 +301,9 @@ def register_customer_routes(app: FastAPI) -> None:
         role: str | None = FastApiQuery(
             None, max_length=36, description="a role definition id some relationship holds"
         ),
+        reseller: str | None = FastApiQuery(
+            None, max_length=200, description="an indirect reseller's tenant id or name (any case)"
+        ),
         format: str = FORMAT,
         principal: Principal = reader,
     ) -> Response:
@@ -315,6 +321,7 @@ def register_customer_routes(app: FastAPI) -> None:
             relationship_type=type or None,
             excluded=None if not excluded else excluded == "true",
             role=role or None,
+            reseller=reseller or None,
         )
         try:
             query.validate()
@@ -582,6 +589,7 @@ def relationship_detail(rel: Any, group_names: dict[str, str] | None = None) -> 
 async def drain_removal_queue(state: WebState) -> None:
     """serve only: what the queue functions do in Azure (on-demand audits, removals, then the mail they
     cause), every few seconds and after each request."""
+    from shared.notifications.webhook_worker import drain_webhooks
     from shared.notifications.worker import process_notification_queue
     from shared.removals.worker import process_removal_queue
 
@@ -596,6 +604,7 @@ async def drain_removal_queue(state: WebState) -> None:
             await drain_audit_runs(services)
             await process_removal_queue(services)
             await process_notification_queue(services)
+            await drain_webhooks(services)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from shared.domain.report import Report
+from shared.domain.report import Report, ReportRow, Summary
 from shared.domain.roles import role_name
+from shared.domain.rules import summarize
 from shared.evaluation.formats import report_csv
+from shared.platform.timeutil import parse_iso
 
 BUCKET_FILTERS = ("active", "30-60", "61-90", "90+", "new")  # "new": established in the last 7 days
 DEFAULT_SORT = "-inactiveForAtLeastDays"
@@ -70,6 +72,7 @@ class Query:
     relationship_type: str | None = None  # DAP, GDAP, or both (customers holding both kinds)
     excluded: bool | None = None
     role: str | None = None  # a role definition id some relationship of the customer holds
+    reseller: str | None = None  # an indirect reseller's tenant id or name (any case)
 
     def validate(self) -> None:
         if self.bucket is not None and self.bucket not in BUCKET_FILTERS:
@@ -88,6 +91,8 @@ class Query:
             raise QueryError("role must be a role definition id (GUID)")
         if len(self.q) > 200:
             raise QueryError("q must be at most 200 characters")
+        if self.reseller is not None and not 1 <= len(self.reseller.strip()) <= 200:
+            raise QueryError("reseller must be a reseller's tenant id or name (at most 200 characters)")
 
 
 class CustomerIndex:
@@ -142,6 +147,17 @@ class CustomerIndex:
             self._by_excluded[bool(shown["excluded"])].add(i)
             for role in shown["roles"]:
                 self._by_role.setdefault(role.lower(), set()).add(i)
+        self._by_reseller: dict[str, set[int]] = {}  # by the reseller's tenant id and by its name, folded
+        resellers: dict[str, dict[str, Any]] = {}
+        for i, shown in enumerate(rows):
+            reseller = shown.get("reseller") or {}
+            for name in {str(reseller.get("id") or ""), str(reseller.get("name") or "")} - {""}:
+                self._by_reseller.setdefault(search_text(name), set()).add(i)
+            if reseller.get("id"):
+                entry = resellers.setdefault(
+                    reseller["id"], {"id": reseller["id"], "name": reseller.get("name") or "", "customers": 0}
+                )
+                entry["customers"] += 1
             self._by_bucket.setdefault(shown["bucket"], set()).add(i)
             if shown["establishedLast7Days"]:
                 self._by_bucket.setdefault("new", set()).add(i)
@@ -156,6 +172,8 @@ class CustomerIndex:
                 for role, positions in sorted(self._by_role.items(), key=lambda x: (-len(x[1]), x[0]))
             ]
         }
+        # The resellers the rows name, for a filter's choices: by name, then id.
+        self.resellers = sorted(resellers.values(), key=lambda r: (search_text(r["name"]), r["id"]))
         self._starts: list[int] = []
         offset = 0
         for text in haystacks:
@@ -247,6 +265,9 @@ class CustomerIndex:
             None if query.relationship_type is None else self._by_type.get(query.relationship_type, set()),
             None if query.excluded is None else self._by_excluded[query.excluded],
             None if query.role is None else self._by_role.get(query.role.lower(), set()),
+            None
+            if query.reseller is None
+            else self._by_reseller.get(search_text(query.reseller.strip()), set()),
             self._search(needle) if needle else None,
         ):
             if subset is not None:  # never changed in place: & makes a new set
@@ -293,8 +314,11 @@ class CustomerIndex:
                 "type": query.relationship_type,
                 "excluded": query.excluded,
                 "role": query.role,
+                "reseller": query.reseller,
             },
             "facets": self.facets,
+            "resellers": self.resellers,
+            **({"resellerSummary": self._reseller_summary(query.reseller)} if query.reseller else {}),
             "total": total,
             "page": query.page,
             "pageSize": query.page_size,
@@ -303,6 +327,11 @@ class CustomerIndex:
         prefix = json.dumps(head, ensure_ascii=False)[:-1]
         body = ",".join(self.row_json(i) for i in chosen)
         return f'{prefix},"customers":[{body}]}}'.encode()
+
+    def _reseller_summary(self, reseller: str) -> Summary:
+        """The tiles' counts for one reseller's customers (``summary`` is the whole estate's)."""
+        chosen = sorted(self._by_reseller.get(search_text(reseller.strip()), set()))
+        return summarize(cast(list[ReportRow], [self.rows[i] for i in chosen]), parse_iso(self.head["asOf"]))
 
     def csv(self, query: Query) -> bytes:
         matches = self.matching(query)

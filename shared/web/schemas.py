@@ -54,6 +54,12 @@ class CustomerRow(ReportRow):
     roleNames: list[str]
 
 
+class ResellerCount(BaseModel):
+    id: str = Field(description="the reseller's tenant id (the customers' associatedPartnerId)")
+    name: str = Field(description="its name as Partner Center reports it; empty when unknown")
+    customers: int
+
+
 class CustomerPage(BaseModel):
     evaluationId: str
     evaluatedAt: str
@@ -64,6 +70,12 @@ class CustomerPage(BaseModel):
     query: dict[str, Any]
     facets: dict[str, Any] = Field(
         description="what the filters can choose from: roles (id, name, customers holding it)"
+    )
+    resellers: list[ResellerCount] = Field(
+        default_factory=list, description="the indirect resellers the rows name, with their customers"
+    )
+    resellerSummary: Summary | None = Field(
+        default=None, description="with reseller=: the tiles' counts for that reseller's customers"
     )
     total: int
     page: int

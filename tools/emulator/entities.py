@@ -246,6 +246,8 @@ class SimCustomer:
     contacts: list[str]
     dap: dict[str, Any] | None
     relationships: list[str] = field(default_factory=list)  # relationship ids
+    # The indirect reseller of an indirect provider's customer: {"id": tenant id, "name", "mpnId"}.
+    reseller: dict[str, str] | None = None
 
     @property
     def commerce_id(self) -> str:
@@ -260,4 +262,5 @@ class SimCustomer:
             "contacts": list(self.contacts),
             "dap": None if self.dap is None else dict(self.dap),
             "gdapRelationships": [rels[r].scenario() for r in self.relationships if r in rels],
+            **({"reseller": dict(self.reseller)} if self.reseller else {}),
         }

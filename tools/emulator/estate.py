@@ -154,6 +154,13 @@ class SimEstate(AssignmentLifecycle, CustomerSide, SignInEncoding, SignInFilteri
             contacts=[str(x) for x in c.get("contacts") or []],
             dap=dap,
         )
+        reseller = c.get("reseller")
+        if isinstance(reseller, dict) and reseller.get("id"):
+            customer.reseller = {
+                "id": str(reseller["id"]).lower(),
+                "name": str(reseller.get("name") or ""),
+                "mpnId": str(reseller.get("mpnId") or ""),
+            }
         self.customers[tenant_id.lower()] = customer
         for r in c.get("gdapRelationships") or []:
             self._load_relationship(r, customer)

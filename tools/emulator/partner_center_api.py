@@ -31,6 +31,7 @@ def pc_customer(c: SimCustomer) -> dict[str, Any]:
             "attributes": {"objectType": "CustomerCompanyProfile"},
         },
         "relationshipToPartner": "reseller",
+        **({"associatedPartnerId": c.reseller["id"]} if c.reseller else {}),
         "allowDelegatedAccess": bool(c.dap and c.dap.get("enabled")),
         "links": {"self": {"uri": f"/v1/customers/{c.tenant_id}", "method": "GET", "headers": []}},
         "attributes": {"objectType": "Customer"},
@@ -148,6 +149,34 @@ async def pc_list_customers(request: web.Request, m: dict[str, str]) -> web.Stre
     body["links"]["self"] = {"uri": f"/v1/customers?size={size}", "method": "GET", "headers": []}
     body["attributes"] = {"objectType": "Collection"}
     return pc_json(body)
+
+
+async def pc_relationships(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    """``GET /v1/relationships?relationship_type=IsIndirectCloudSolutionProviderOf``: the signed-in
+    indirect provider's resellers as PartnerRelationship resources (a ResourceCollection), the resellers
+    its customers name in ``associatedPartnerId``
+    (https://learn.microsoft.com/partner-center/developer/retrieve-a-list-of-indirect-resellers)."""
+    kind = query_params(request).get("relationship_type")
+    if kind not in ("IsIndirectCloudSolutionProviderOf", "IsIndirectResellerOf"):
+        raise EmulatorError(400, "2001", f"Invalid relationship_type '{kind}'.")
+    resellers: dict[str, dict[str, str]] = {}
+    if kind == "IsIndirectCloudSolutionProviderOf":
+        for c in estate(request).customers.values():
+            if c.reseller:
+                resellers.setdefault(c.reseller["id"], c.reseller)
+    items = [
+        {
+            "id": r["id"],
+            "name": r["name"],
+            "relationshipType": "IsIndirectCloudSolutionProviderOf",
+            "state": "Active",
+            "mpnId": r["mpnId"],
+            "location": "",
+            "attributes": {"objectType": "PartnerRelationship"},
+        }
+        for r in sorted(resellers.values(), key=lambda r: r["id"])
+    ]
+    return pc_json({"totalCount": len(items), "items": items, "attributes": {"objectType": "Collection"}})
 
 
 async def pc_get_customer(request: web.Request, m: dict[str, str]) -> web.StreamResponse:

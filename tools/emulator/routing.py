@@ -72,6 +72,7 @@ from .partner_center_api import (
     pc_get_customer,
     pc_list_customers,
     pc_patch_customer,
+    pc_relationships,
 )
 from .wire import (
     GRAPH_CONTENT_TYPE,
@@ -130,6 +131,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", _V + rf"/users/(?P<id>{_SEG})", get_user),
     ("POST", _V + rf"/users/(?P<id>{_SEG})/(?:microsoft\.graph\.)?sendMail", send_mail),
     ("GET", r"/partnercenter/v1/customers", pc_list_customers),
+    ("GET", r"/partnercenter/v1/relationships", pc_relationships),
     ("GET", rf"/partnercenter/v1/customers/(?P<id>{_SEG})", pc_get_customer),
     ("PATCH", rf"/partnercenter/v1/customers/(?P<id>{_SEG})", pc_patch_customer),
     ("GET", rf"/partnercenter/v1/customers/(?P<id>{_SEG})/profiles/billing", pc_billing),

@@ -520,7 +520,18 @@ window.DAM_I18N = {
     gdapReestablishConfirm: "Request re-establishment",
     changeRelationshipId: "Relationship ID: {id}",
     actVerb_removeAccessAssignment: "removal of an unused access assignment",
-    actResult_requesting: "requesting"
+    actResult_requesting: "requesting",
+    // --- alert webhook (webhook.js, the Activity page) ---
+    webhookTitle: "Alert webhook",
+    webhookOff: "No alert webhook is set (ALERT_WEBHOOK_URL): alerts, warnings and digests go by mail only.",
+    webhookOnTeams: "Alerts, warnings and digests also go to a Teams webhook at {host} (Adaptive Card).",
+    webhookOnJson: "Alerts, warnings and digests also go to a webhook at {host} (JSON).",
+    webhookTestButton: "Send a test message",
+    webhookTesting: "Sending…",
+    webhookTestSent: "The webhook took the test message ({detail}).",
+    webhookTestFailed: "The webhook did not take the test message: {detail}",
+    actSubject_webhook: "Webhook",
+    actVerb_test: "test message"
   },
   ja: {
     // --- removal confirmation, removal state, exclusions, filters (app.js) ---
@@ -1040,6 +1051,17 @@ window.DAM_I18N = {
     gdapReestablishConfirm: "再確立を要求",
     changeRelationshipId: "関係 ID: {id}",
     actVerb_removeAccessAssignment: "未使用のアクセスの割り当ての削除",
-    actResult_requesting: "要求中"
+    actResult_requesting: "要求中",
+    // --- alert webhook (webhook.js, the Activity page) ---
+    webhookTitle: "アラート用 Webhook",
+    webhookOff: "アラート用 Webhook は設定されていません (ALERT_WEBHOOK_URL)。アラート、警告、ダイジェストはメールでのみ届きます。",
+    webhookOnTeams: "アラート、警告、ダイジェストは {host} の Teams Webhook にも送信されます (アダプティブ カード)。",
+    webhookOnJson: "アラート、警告、ダイジェストは {host} の Webhook にも送信されます (JSON)。",
+    webhookTestButton: "テスト メッセージを送信",
+    webhookTesting: "送信しています…",
+    webhookTestSent: "Webhook がテスト メッセージを受け付けました ({detail})。",
+    webhookTestFailed: "Webhook がテスト メッセージを受け付けませんでした: {detail}",
+    actSubject_webhook: "Webhook",
+    actVerb_test: "テスト メッセージ"
   }
 };
