@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from shared.azure_roles.store import AzureRoleStore
 from shared.domain.report import Report, ReportHead, ReportRow
 from shared.domain.rules import Policy, customer_row, sort_rows, summarize
 from shared.platform.state import Coverage, StateStore
@@ -50,6 +51,7 @@ async def compute_report(
     coverage_from = span[0] if span else None
     monitored = estate.monitored()
     activity = await ActivityReader(storage).read(as_of, monitored, coverage_from, shard=shard)
+    azure = await AzureRoleStore(storage).load(shard=shard)
     rows: list[ReportRow] = []
     for tenant in monitored:
         customer = estate.customers.get(tenant)
@@ -72,6 +74,9 @@ async def compute_report(
             last_sign_in_kind=a.last_sign_in_kind,
         )
         if row is not None:
+            roles = azure.get(tenant)
+            row["azureRoleAssignments"] = list(roles.assignments) if roles else []  # type: ignore[arg-type]
+            row["azureRolesState"] = roles.state if roles else None
             rows.append(row)
     rows = sort_rows(rows)
     return {

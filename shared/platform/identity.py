@@ -246,6 +246,49 @@ def own_identity_credential(settings: Settings, client_id: str) -> Any:
     return None if same else graph_credential(settings, client_id)
 
 
+def tenant_development_token(tenant_id: str) -> str:
+    """The emulator's bearer token for Resource Manager in one customer tenant: an unsigned JWT whose
+    ``tid`` claim names the tenant that issued it, as Entra ID's access tokens do."""
+
+    def part(value: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    claims = {"tid": tenant_id, "aud": "https://management.azure.com"}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def resource_manager_credential(settings: Settings, tenant_id: str) -> Any:
+    """The credential for Azure Resource Manager in the customer tenant ``tenant_id``.
+
+    Azure access of a CSP partner is its users' (members of Admin Agents, or of a GDAP group with an
+    Azure role), reached through the customer tenant's own authority: the Partner Center App+User
+    refresh token (the secure application model the DAP calls use) redeemed at
+    ``login.microsoftonline.com/{customer tenant}`` for Resource Manager. A managed identity cannot be
+    issued tokens by another tenant. Against the emulator: an unsigned token naming the tenant."""
+    if settings.emulator_url:
+        return StaticTokenCredential(tenant_development_token(tenant_id))
+    base = partner_center_credential(settings)
+    return RefreshTokenCredential(
+        tenant_id,
+        settings.partner_center_app_id,
+        settings.partner_center_app_secret,
+        base._refresh_token,
+        base._store,
+    )
+
+
+def resource_manager_configured(settings: Settings) -> bool:
+    """Whether Azure role assignments can be read: the App+User credentials are set (or the emulator)."""
+    return bool(
+        settings.emulator_url
+        or (
+            settings.partner_center_app_id
+            and settings.partner_center_app_secret
+            and settings.partner_center_refresh_token
+        )
+    )
+
+
 def partner_center_credential(settings: Settings) -> Any:
     if settings.emulator_url:
         return StaticTokenCredential()

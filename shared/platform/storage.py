@@ -58,6 +58,7 @@ TABLES = (
     "Notifications",  # PK shard, RK sha256(idempotency key): mail state (sending -> sent)
     "GdapRequests",  # PK shard, RK tenantId|relationshipId: GDAP requests this product made (template)
     "GdapOperations",  # PK shard, RK tenantId|operationId: long-running GDAP changes (Global Admin removal)
+    "AzureRoles",  # PK shard, RK tenantId: the partner's Azure role assignments in the customer, last read
 )
 
 

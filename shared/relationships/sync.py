@@ -159,6 +159,11 @@ class RelationshipSync:
 
 
 async def sync_relationships(services: Services, now: datetime) -> dict[str, Any]:
-    """One sync of DAP and GDAP relationships into the store."""
+    """One sync of DAP and GDAP relationships into the store, then of the partner's Azure role
+    assignments in the customers under monitoring (``shared.azure_roles``)."""
+    from shared.azure_roles.sync import sync_azure_roles
+
     await services.storage.ensure()
-    return await RelationshipSync(services.storage, services.graph, services.partner_center).run(now)
+    result = await RelationshipSync(services.storage, services.graph, services.partner_center).run(now)
+    result["azureRoles"] = await sync_azure_roles(services, now)
+    return result

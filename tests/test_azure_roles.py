@@ -1,0 +1,329 @@
+"""Azure role assignments that survive DAP and GDAP: read from Resource Manager (through the emulator's
+``/arm`` routes, with api-version, nextLink paging, 204 / 403 / 409 answers), reported per customer and
+counted, deleted with ``REMOVAL_SCOPE`` including ``azure`` and otherwise listed in the customer's notice.
+
+The estate is the example with subscriptions added: Proseware (DAP only, ja-JP, idle) and Lamna (DAP and
+GDAP, idle) are removal candidates with REMOVE_AFTER_DAYS=15; Adatum is active; Fourth Coffee (DAP enabled
+here) has two foreign principals (another partner's too), which Resource Manager cannot tell apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from shared.evaluation.audit import audit
+from shared.evaluation.run import run_cycle
+from shared.platform.actions import list_actions
+from shared.platform.settings import Settings, SettingsError
+from shared.platform.timeutil import parse_iso
+from shared.services import Services
+from tests.conftest import load_example, settings_with
+
+AS_OF = parse_iso("2026-11-21T00:00:00Z")
+ADATUM = "92276658-1e27-41c0-8a6a-63ec24ede6a4"
+PROSEWARE = "ec66a787-95e7-41d1-b731-af10506bf2ef"
+LAMNA = "3f98e277-4cbd-47ad-9c90-a9587403e430"
+FOURTH = "9be4bcfc-49b6-4a08-b2e6-cc3ababced20"
+HELPDESK_GROUP = "9531985d-5d9d-49f8-9818-e811892f902b"  # the partner's GDAP group in Lamna's relationship
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+SUB_P1 = "11111111-aaaa-4aaa-8aaa-000000000001"
+SUB_P2 = "11111111-aaaa-4aaa-8aaa-000000000002"
+SUB_L1 = "22222222-bbbb-4bbb-8bbb-000000000001"
+SUB_A1 = "33333333-cccc-4ccc-8ccc-000000000001"
+SUB_F1 = "44444444-dddd-4ddd-8ddd-000000000001"
+FP_PROSEWARE = "aaaaaaaa-0000-4000-8000-00000000f001"  # the Admin Agents foreign principal in Proseware
+FP_LAMNA = "aaaaaaaa-0000-4000-8000-00000000f002"
+FP_ADATUM = "aaaaaaaa-0000-4000-8000-00000000f003"
+CUSTOMER_USER = "bbbbbbbb-0000-4000-8000-00000000e001"
+ENFORCE = {
+    "POLICY_MODE": "enforce",
+    "RECOMMEND_AFTER_DAYS": "15",
+    "REMOVE_AFTER_DAYS": "15",
+    "NOTIFY_SENDER": "notices@contoso.example",
+    "NOTIFY_PARTNER_ADDRESSES": "admins@contoso.example",
+    "PARTNER_CENTER_APP_ID": "",
+}
+WITH_AZURE = {**ENFORCE, "REMOVAL_SCOPE": "dap,gdap,azure"}
+
+
+def assignment(
+    name: str, role: str, principal: str, sub: str, kind: str = "ForeignGroup", scope: str = ""
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "roleDefinitionId": role,
+        "principalId": principal,
+        "principalType": kind,
+        **({"scope": scope} if scope else {}),
+    }
+
+
+def estate(**marks: dict[str, Any]) -> dict[str, Any]:
+    """The example plus Azure subscriptions; ``marks`` adds fields to a subscription by id (denied ...)."""
+    scenario = copy.deepcopy(load_example())
+    subscriptions = {
+        PROSEWARE: [
+            {
+                "subscriptionId": SUB_P1,
+                "displayName": "Proseware Production",
+                "roleAssignments": [
+                    assignment("00000000-0000-4000-8000-0000000000p1", OWNER, FP_PROSEWARE, SUB_P1),
+                    assignment(
+                        "00000000-0000-4000-8000-0000000000p2",
+                        CONTRIBUTOR,
+                        FP_PROSEWARE,
+                        SUB_P1,
+                        scope=f"/subscriptions/{SUB_P1}/resourceGroups/web",
+                    ),
+                    assignment("00000000-0000-4000-8000-0000000000p3", OWNER, CUSTOMER_USER, SUB_P1, "User"),
+                ],
+            },
+            {
+                "subscriptionId": SUB_P2,
+                "displayName": "Proseware Dev",
+                "roleAssignments": [
+                    assignment("00000000-0000-4000-8000-0000000000p4", OWNER, FP_PROSEWARE, SUB_P2)
+                ],
+            },
+        ],
+        LAMNA: [
+            {
+                "subscriptionId": SUB_L1,
+                "displayName": "Lamna Azure plan",
+                "roleAssignments": [
+                    assignment("00000000-0000-4000-8000-0000000000l1", OWNER, FP_LAMNA, SUB_L1),
+                    assignment("00000000-0000-4000-8000-0000000000l2", READER, HELPDESK_GROUP, SUB_L1),
+                ],
+            }
+        ],
+        ADATUM: [
+            {
+                "subscriptionId": SUB_A1,
+                "displayName": "Adatum",
+                "roleAssignments": [
+                    assignment("00000000-0000-4000-8000-0000000000a1", OWNER, FP_ADATUM, SUB_A1)
+                ],
+            }
+        ],
+        FOURTH: [
+            {
+                "subscriptionId": SUB_F1,
+                "displayName": "Fourth Coffee",
+                "roleAssignments": [
+                    assignment(
+                        "00000000-0000-4000-8000-0000000000f1",
+                        OWNER,
+                        "cccccccc-0000-4000-8000-000000000001",
+                        SUB_F1,
+                    ),
+                    assignment(
+                        "00000000-0000-4000-8000-0000000000f2",
+                        OWNER,
+                        "cccccccc-0000-4000-8000-000000000002",
+                        SUB_F1,
+                    ),
+                ],
+            }
+        ],
+    }
+    for c in scenario["customers"]:
+        if c["tenantId"] == FOURTH:
+            c["dap"]["enabled"] = True  # under monitoring, with DAP: its foreign principals are in question
+        subs = subscriptions.get(c["tenantId"])
+        if subs:
+            c["azureSubscriptions"] = [{**s, **marks.get(s["subscriptionId"], {})} for s in subs]
+    return scenario
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def with_services(settings: Settings, work: Callable[[Services], Awaitable[Any]]) -> Any:
+    async with Services(settings) as services:
+        return await work(services)
+
+
+def report(settings: Settings) -> dict[str, Any]:
+    return run(with_services(settings, lambda s: audit(s, AS_OF)))  # type: ignore[no-any-return]
+
+
+def cycle(settings: Settings) -> dict[str, Any]:
+    return run(with_services(settings, lambda s: run_cycle(s, AS_OF)))  # type: ignore[no-any-return]
+
+
+def arm_deletes(emulator: Any) -> list[str]:
+    return [
+        e["path"].rsplit("/", 1)[-1]
+        for e in emulator.log()
+        if e["method"] == "DELETE" and e["path"].startswith("/arm/") and not e.get("fault")
+    ]
+
+
+def remaining(emulator: Any, tenant: str) -> dict[str, list[str]]:
+    state = {c["tenantId"]: c for c in emulator.state(sign_ins=False)["customers"]}
+    return {
+        s["subscriptionId"]: sorted(a["name"] for a in s["roleAssignments"])
+        for s in state[tenant]["azureSubscriptions"]
+    }
+
+
+@pytest.fixture
+def azure_estate(env: dict[str, str], emulator: Any) -> Any:
+    emulator.post_scenario(estate())
+    return emulator
+
+
+def test_role_assignments_are_reported_per_customer_and_counted(azure_estate: Any) -> None:
+    result = report(settings_with())
+    rows = {r["tenantId"]: r for r in result["customers"]}
+    proseware = rows[PROSEWARE]
+    assert proseware["azureRolesState"] == "read"
+    # Only the partner's foreign principal, on every subscription and scope; the customer's own user is not listed.
+    assert sorted(
+        (a["subscriptionName"], a["roleName"], a["scope"], a["principal"])
+        for a in proseware["azureRoleAssignments"]
+    ) == [
+        ("Proseware Dev", "Owner", f"/subscriptions/{SUB_P2}", "adminAgents"),
+        ("Proseware Production", "Contributor", f"/subscriptions/{SUB_P1}/resourceGroups/web", "adminAgents"),
+        ("Proseware Production", "Owner", f"/subscriptions/{SUB_P1}", "adminAgents"),
+    ]
+    lamna = {(a["roleName"], a["principal"]) for a in rows[LAMNA]["azureRoleAssignments"]}
+    assert lamna == {("Owner", "adminAgents"), ("Reader", "gdapGroup")}
+    assert rows[ADATUM]["azureRoleAssignments"][0]["principalId"] == FP_ADATUM
+    # Two foreign principals: which one is this partner's cannot be told, so none is claimed (or removed).
+    assert rows[FOURTH]["azureRoleAssignments"] == []
+    assert result["summary"]["customersWithAzureRoleAssignments"] == 3
+    # The lists were read to their end through nextLink (three assignments, pages of two).
+    reads = [
+        e
+        for e in azure_estate.log(all_requests=True)
+        if e["path"].endswith(f"{SUB_P1}/providers/Microsoft.Authorization/roleAssignments")
+    ]
+    assert len(reads) == 2
+    assert not arm_deletes(azure_estate)  # an audit removes nothing
+
+
+def test_removal_with_azure_scope_deletes_them_once_and_mails_them_as_removed(azure_estate: Any) -> None:
+    settings = settings_with(**WITH_AZURE)
+    summary = cycle(settings)
+    assert {PROSEWARE, LAMNA} <= set(summary["removed"])
+    assert sorted(arm_deletes(azure_estate)) == sorted(
+        [
+            "00000000-0000-4000-8000-0000000000p1",
+            "00000000-0000-4000-8000-0000000000p2",
+            "00000000-0000-4000-8000-0000000000p4",
+            "00000000-0000-4000-8000-0000000000l1",
+            "00000000-0000-4000-8000-0000000000l2",
+        ]
+    )
+    # The customer's own assignment stays; the active customer's are untouched.
+    assert remaining(azure_estate, PROSEWARE) == {
+        SUB_P1: ["00000000-0000-4000-8000-0000000000p3"],
+        SUB_P2: [],
+    }
+    assert remaining(azure_estate, ADATUM) == {SUB_A1: ["00000000-0000-4000-8000-0000000000a1"]}
+    trail = run(with_services(settings, lambda s: list_actions(s.storage, tenant_id=LAMNA)))
+    deleted = [a for a in trail if a["action"] == "azure.roleAssignment.delete"]
+    assert sorted(a["result"] for a in deleted) == ["removed", "removed"]
+    body = _first_notice_for(azure_estate, "lamna")
+    assert "Lamna Azure plan" in body and "Owner" in body and "Reader" in body
+    assert "holds no roles on your Azure subscriptions any more" in body
+    ja = _first_notice_for(azure_estate, "proseware")
+    assert "Proseware Production" in ja and "Proseware Dev" in ja and "もう保持していません" in ja
+    # Never twice: another cycle finds nothing to delete.
+    before = len(arm_deletes(azure_estate))
+    cycle(settings)
+    assert len(arm_deletes(azure_estate)) == before
+
+
+def test_without_azure_scope_nothing_is_deleted_and_the_notice_lists_what_remains(azure_estate: Any) -> None:
+    cycle(settings_with(**ENFORCE))
+    assert not arm_deletes(azure_estate)
+    body = _first_notice_for(azure_estate, "lamna")
+    assert "still holds these roles" in body and "Lamna Azure plan" in body and "Owner, Reader" in body
+    ja = _first_notice_for(azure_estate, "proseware")
+    assert "引き続き保持" in ja and "Proseware Production" in ja and "Contributor、Owner" in ja
+
+
+def test_an_excluded_customer_keeps_its_azure_roles(azure_estate: Any) -> None:
+    cycle(settings_with(**WITH_AZURE, EXCLUDED_TENANTS=PROSEWARE))
+    deleted = arm_deletes(azure_estate)
+    assert deleted and not any(name.endswith(("p1", "p2", "p3", "p4")) for name in deleted)
+    assert remaining(azure_estate, PROSEWARE)[SUB_P1] == [
+        "00000000-0000-4000-8000-0000000000p1",
+        "00000000-0000-4000-8000-0000000000p2",
+        "00000000-0000-4000-8000-0000000000p3",
+    ]
+
+
+def test_a_refused_read_removes_nothing_in_azure_and_says_so(env: dict[str, str], emulator: Any) -> None:
+    emulator.post_scenario(estate(**{SUB_L1: {"denied": True}}))
+    settings = settings_with(**WITH_AZURE)
+    rows = {r["tenantId"]: r for r in report(settings)["customers"]}
+    assert rows[LAMNA]["azureRolesState"] == "denied" and rows[LAMNA]["azureRoleAssignments"] == []
+    cycle(settings)
+    assert not any(name.endswith(("l1", "l2")) for name in arm_deletes(emulator))
+    assert remaining(emulator, LAMNA)[SUB_L1] == [
+        "00000000-0000-4000-8000-0000000000l1",
+        "00000000-0000-4000-8000-0000000000l2",
+    ]
+    trail = run(with_services(settings, lambda s: list_actions(s.storage, tenant_id=LAMNA)))
+    assert any(a["action"] == "azure.read" and a["result"] == "failed" for a in trail)
+    # The DAP and GDAP removal went ahead; the notice keeps the general advice (nothing could be read).
+    assert "Access control (IAM)" in _first_notice_for(emulator, "lamna")
+
+
+def test_a_refused_delete_keeps_the_assignment_and_lists_it_as_remaining(
+    env: dict[str, str], emulator: Any
+) -> None:
+    scenario = estate()
+    scenario["faults"] = [
+        {
+            "method": "DELETE",
+            "pathPrefix": f"/arm/subscriptions/{SUB_L1}/providers",
+            "status": 403,
+            "times": -1,
+        }
+    ]
+    emulator.post_scenario(scenario)
+    settings = settings_with(**WITH_AZURE)
+    cycle(settings)
+    assert remaining(emulator, LAMNA)[SUB_L1] == [
+        "00000000-0000-4000-8000-0000000000l1",
+        "00000000-0000-4000-8000-0000000000l2",
+    ]
+    trail = run(with_services(settings, lambda s: list_actions(s.storage, tenant_id=LAMNA)))
+    assert sorted(a["result"] for a in trail if a["action"] == "azure.roleAssignment.delete") == [
+        "kept",
+        "kept",
+    ]
+    body = _first_notice_for(emulator, "lamna")
+    assert "still holds these roles" in body and "Owner, Reader" in body
+
+
+def test_azure_scope_without_credentials_is_refused_before_anything(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EMULATOR_URL")
+    settings = settings_with(REMOVAL_SCOPE="dap,gdap,azure", DAP_ENABLED="false")
+    with pytest.raises(SettingsError, match="REMOVAL_SCOPE includes azure"):
+        Services(settings)
+    with pytest.raises(SettingsError, match="REMOVAL_SCOPE"):
+        settings_with(REMOVAL_SCOPE="azure")
+
+
+def _first_notice_for(emulator: Any, slug: str) -> str:
+    for mail in emulator.outbox():
+        message = mail["message"]
+        to = [r["emailAddress"]["address"] for r in message.get("toRecipients", [])]
+        if any(slug in address for address in to) and "admins@" not in ",".join(to):
+            return str(message["body"]["content"])
+    raise AssertionError(f"no notice to {slug}")
