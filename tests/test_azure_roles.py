@@ -327,3 +327,132 @@ def _first_notice_for(emulator: Any, slug: str) -> str:
         if any(slug in address for address in to) and "admins@" not in ",".join(to):
             return str(message["body"]["content"])
     raise AssertionError(f"no notice to {slug}")
+
+
+def test_the_customer_api_and_the_report_carry_them(azure_estate: Any) -> None:
+    from tests.test_api import READER, client
+
+    settings = settings_with()
+    report(settings)
+    with client(settings) as c:
+        detail = c.get(f"/api/customers/{LAMNA}", headers=READER).json()
+        audit_json = c.get("/api/audit", headers=READER).json()
+    assert detail["azureRoles"]["state"] == "read" and detail["azureRoles"]["readAt"]
+    assert {(a["subscriptionName"], a["roleName"]) for a in detail["azureRoles"]["assignments"]} == {
+        ("Lamna Azure plan", "Owner"),
+        ("Lamna Azure plan", "Reader"),
+    }
+    assert audit_json["summary"]["customersWithAzureRoleAssignments"] == 3
+    row = next(r for r in audit_json["customers"] if r["tenantId"] == LAMNA)
+    assert len(row["azureRoleAssignments"]) == 2
+
+
+def test_the_emulator_speaks_resource_manager(azure_estate: Any) -> None:
+    import httpx
+
+    from shared.platform.identity import tenant_development_token
+
+    auth = {"Authorization": f"Bearer {tenant_development_token(PROSEWARE)}"}
+    base = azure_estate.url + "/arm"
+    missing = httpx.get(f"{base}/subscriptions", headers=auth)
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "MissingApiVersionParameter"
+    subs = httpx.get(f"{base}/subscriptions?api-version=2022-12-01", headers=auth).json()
+    assert [s["subscriptionId"] for s in subs["value"]] == [SUB_P1, SUB_P2] and "nextLink" not in subs
+    # Another tenant's subscription is not found with this tenant's token.
+    other = httpx.get(
+        f"{base}/subscriptions/{SUB_L1}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01",
+        headers=auth,
+    )
+    assert other.status_code == 404 and other.json()["error"]["code"] == "SubscriptionNotFound"
+    page = httpx.get(
+        f"{base}/subscriptions/{SUB_P1}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01",
+        headers=auth,
+    ).json()
+    assert len(page["value"]) == 2 and page["nextLink"].startswith(base)
+    rest = httpx.get(page["nextLink"], headers=auth).json()
+    assert len(rest["value"]) == 1 and "nextLink" not in rest
+    filtered = httpx.get(
+        f"{base}/subscriptions/{SUB_P1}/providers/Microsoft.Authorization/roleAssignments"
+        f"?api-version=2022-04-01&$filter=principalId eq '{CUSTOMER_USER}'",
+        headers=auth,
+    ).json()
+    assert [a["properties"]["principalType"] for a in filtered["value"]] == ["User"]
+    target = page["value"][0]["id"]
+    first = httpx.delete(f"{base}{target}?api-version=2022-04-01", headers=auth)
+    again = httpx.delete(f"{base}{target}?api-version=2022-04-01", headers=auth)
+    assert (first.status_code, first.json()["id"], again.status_code) == (200, target, 204)
+
+
+@pytest.fixture(scope="module")
+def portal(azurite: Any, emulator_process: Any) -> Any:
+    import uuid
+
+    from tests.browser import Portal, require_chromium, serve, serve_environment
+
+    require_chromium()
+    scenario = estate()
+    emulator_process.post_scenario(scenario)
+    env = serve_environment(
+        {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "STORAGE_PREFIX": "z" + uuid.uuid4().hex[:12],
+            "EMULATOR_URL": emulator_process.url,
+            "NOTIFY_SENDER": "notices@contoso.example",
+        }
+    )
+    report(Settings.from_env(env))
+    with serve(env) as url:
+        yield Portal(url, scenario, emulator_process)
+
+
+@pytest.mark.browser
+def test_the_customer_view_lists_them_as_text(page: Any, portal: Any) -> None:
+    p = page.page
+    p.goto(f"{portal.url}/#/customers/{PROSEWARE}")
+    p.wait_for_selector("#azure-roles table tbody tr")
+    rows = p.locator("#azure-roles table tbody tr").all_inner_texts()
+    assert len(rows) == 3
+    assert any(
+        "Proseware Production" in r and "Owner" in r and "Admin Agents (foreign principal)" in r for r in rows
+    )
+    assert any(f"/subscriptions/{SUB_P1}/resourceGroups/web" in r and "Contributor" in r for r in rows)
+    assert p.locator("#azure-roles-title").text_content() == "Azure role assignments"
+    p.goto(f"{portal.url}/#/customers/{FOURTH}")
+    p.wait_for_function(
+        "() => (document.querySelector('#azure-roles p') || {}).textContent?.startsWith('No Azure role assignments')"
+    )
+
+
+@pytest.mark.browser
+def test_the_customer_view_in_japanese(page_ja: Any, portal: Any) -> None:
+    p = page_ja.page
+    p.goto(f"{portal.url}/#/customers/{LAMNA}")
+    p.wait_for_selector("#azure-roles table tbody tr")
+    assert p.locator("#azure-roles-title").text_content() == "Azure のロールの割り当て"
+    text = p.locator("#azure-roles").inner_text()
+    assert (
+        "管理エージェント (外部プリンシパル)" in text
+        and f"GDAP セキュリティ グループ {HELPDESK_GROUP}" in text
+    )
+
+
+def test_deleted_azure_roles_are_mailed_even_when_no_relationship_was_left(
+    env: dict[str, str], emulator: Any
+) -> None:
+    """Proseware's DAP PATCH answers 404 (the customer is gone from Partner Center): the DAP part is
+    skipped, but its Azure roles were deleted, so the removal completes and the customer is told."""
+    scenario = estate()
+    scenario["faults"] = [
+        {
+            "method": "PATCH",
+            "pathPrefix": f"/partnercenter/v1/customers/{PROSEWARE}",
+            "status": 404,
+            "times": -1,
+        }
+    ]
+    emulator.post_scenario(scenario)
+    summary = cycle(settings_with(**WITH_AZURE))
+    assert PROSEWARE in summary["removed"]
+    assert remaining(emulator, PROSEWARE) == {SUB_P1: ["00000000-0000-4000-8000-0000000000p3"], SUB_P2: []}
+    ja = _first_notice_for(emulator, "proseware")
+    assert "Proseware Production" in ja and "代理管理特権 (DAP)" not in ja

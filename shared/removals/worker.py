@@ -274,7 +274,10 @@ async def _execute(services: Services, store: RemovalStore, removal: Removal) ->
     if failures:
         raise failures[0]
     states = {r["state"] for r in removal.relationships}
-    if states <= {"skipped"}:
+    # Azure role assignments deleted count as removed access: the customer is told even when every
+    # relationship turned out to be gone already.
+    azure_removed = any(a["state"] == "removed" for a in removal.azure_roles or [])
+    if states <= {"skipped"} and not azure_removed:
         return await _skip(
             services,
             store,

@@ -314,7 +314,21 @@ window.DAM_I18N = {
     gaCons3: "To get Global Administrator back, the customer must approve a new relationship request.",
     gaConfirm: "Remove Global Administrator",
     gaRequestedNotice: "Removal of Global Administrator from {name} requested; Microsoft applies it in the background.",
-    gaDoneNotice: "Global Administrator removed from {name}."
+    gaDoneNotice: "Global Administrator removed from {name}.",
+    // --- Azure role assignments (customer view) ---
+    azureRolesTitle: "Azure role assignments",
+    azureRolesIntro: "Roles your Admin Agents foreign principal and GDAP security groups hold on this customer's Azure subscriptions. They are not removed with DAP or GDAP; with REMOVAL_SCOPE including azure, a removal deletes them too.",
+    azureRolesUnread: "Not read yet: Azure role assignments are read with each relationship sync.",
+    azureRolesNone: "No Azure role assignments of yours on this customer's subscriptions (read {at}).",
+    azureRolesDenied: "Azure Resource Manager refused the last read ({at}); shown is what was read before.",
+    azureRolesFailed: "The last read from Azure Resource Manager failed ({at}); shown is what was read before.",
+    azureRolesReadAt: "Read {at}.",
+    azureSubscription: "Subscription",
+    azureRole: "Role",
+    azureScope: "Scope",
+    azurePrincipal: "Held by",
+    azurePrincipalAdminAgents: "Admin Agents (foreign principal)",
+    azurePrincipalGroup: "GDAP security group {id}"
   },
   ja: {
     appName: "委任管理者モニター",
@@ -628,6 +642,20 @@ window.DAM_I18N = {
     gaCons3: "グローバル管理者を再度付与するには、顧客が新しい関係の要求を承認する必要があります。",
     gaConfirm: "グローバル管理者を削除",
     gaRequestedNotice: "{name} からのグローバル管理者の削除を要求しました。Microsoft がバックグラウンドで適用します。",
-    gaDoneNotice: "{name} からグローバル管理者を削除しました。"
+    gaDoneNotice: "{name} からグローバル管理者を削除しました。",
+    // --- Azure role assignments (customer view) ---
+    azureRolesTitle: "Azure のロールの割り当て",
+    azureRolesIntro: "管理エージェントの外部プリンシパルと GDAP セキュリティ グループが、この顧客の Azure サブスクリプションで保持しているロールです。DAP や GDAP を削除しても残ります。REMOVAL_SCOPE に azure を含めると、削除時にこれらも削除されます。",
+    azureRolesUnread: "まだ読み取っていません。Azure のロールの割り当ては関係の同期のたびに読み取ります。",
+    azureRolesNone: "この顧客のサブスクリプションに、貴社のロールの割り当てはありません ({at} に読み取り)。",
+    azureRolesDenied: "前回の読み取り ({at}) は Azure Resource Manager に拒否されました。表示しているのはそれ以前に読み取った内容です。",
+    azureRolesFailed: "前回の Azure Resource Manager からの読み取り ({at}) は失敗しました。表示しているのはそれ以前に読み取った内容です。",
+    azureRolesReadAt: "{at} に読み取りました。",
+    azureSubscription: "サブスクリプション",
+    azureRole: "ロール",
+    azureScope: "スコープ",
+    azurePrincipal: "保持者",
+    azurePrincipalAdminAgents: "管理エージェント (外部プリンシパル)",
+    azurePrincipalGroup: "GDAP セキュリティ グループ {id}"
   }
 };
