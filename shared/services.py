@@ -51,11 +51,13 @@ class Services:
             sign_in_limiter=None if pace is None else SlidingWindowLimiter(*pace),
         )
         self.partner_center: PartnerCenterClient | None = None
+        app_user = None
         if settings.dap_enabled:
+            app_user = partner_center_credential(settings)
             self.partner_center = PartnerCenterClient(
                 settings.partner_center_root,
                 settings.customer_admin_root,
-                partner_center_credential(settings),
+                app_user,
                 retry_base=delay / 3,
                 max_retries=max_retries,
             )
@@ -64,7 +66,7 @@ class Services:
         if resource_manager_configured(settings):
             self.resource_manager = ResourceManagerClient(
                 settings.resource_manager_root,
-                lambda tenant: resource_manager_credential(settings, tenant),
+                resource_manager_credential(settings, app_user),
                 retry_base=delay / 3,
                 max_retries=max_retries,
             )

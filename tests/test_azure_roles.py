@@ -201,6 +201,9 @@ def test_role_assignments_are_reported_per_customer_and_counted(azure_estate: An
     # Two foreign principals: which one is this partner's cannot be told, so none is claimed (or removed).
     assert rows[FOURTH]["azureRoleAssignments"] == []
     assert result["summary"]["customersWithAzureRoleAssignments"] == 3
+    from shared.evaluation.formats import report_table
+
+    assert "  Azure role assignments held       3" in report_table(result)  # the CLI's tiles (make demo)
     # The lists were read to their end through nextLink (three assignments, pages of two).
     reads = [
         e
@@ -383,6 +386,56 @@ def test_the_emulator_speaks_resource_manager(azure_estate: Any) -> None:
     assert (first.status_code, first.json()["id"], again.status_code) == (200, target, 204)
 
 
+def test_deleted_azure_roles_are_mailed_even_when_no_relationship_was_left(
+    env: dict[str, str], emulator: Any
+) -> None:
+    """Proseware's DAP PATCH answers 404 (the customer is gone from Partner Center): the DAP part is
+    skipped, but its Azure roles were deleted, so the removal completes and the customer is told."""
+    scenario = estate()
+    scenario["faults"] = [
+        {
+            "method": "PATCH",
+            "pathPrefix": f"/partnercenter/v1/customers/{PROSEWARE}",
+            "status": 404,
+            "times": -1,
+        }
+    ]
+    emulator.post_scenario(scenario)
+    summary = cycle(settings_with(**WITH_AZURE))
+    assert PROSEWARE in summary["removed"]
+    assert remaining(emulator, PROSEWARE) == {SUB_P1: ["00000000-0000-4000-8000-0000000000p3"], SUB_P2: []}
+    ja = _first_notice_for(emulator, "proseware")
+    assert "Proseware Production" in ja and "代理管理特権 (DAP)" not in ja
+
+
+def test_the_resource_manager_token_is_the_app_user_chain_at_the_customer_authority() -> None:
+    """One refresh token for Partner Center and every customer tenant: a token for a customer tenant comes
+    from that tenant's authority, is cached apart, and the rotated refresh token is the one used next."""
+    from tests.test_identity import credential
+
+    made, provider = credential()
+    authorities: list[str] = []
+    made._apps = {}
+
+    class Recording:
+        def __init__(self, authority: str) -> None:
+            self.authority = authority
+
+        def acquire_token_by_refresh_token(self, refresh_token: str, scopes: list[str]) -> dict[str, Any]:
+            authorities.append(self.authority)
+            return provider.acquire_token_by_refresh_token(refresh_token, scopes)
+
+    made._apps[f"https://login.microsoftonline.com/{LAMNA}"] = Recording(LAMNA)
+    pc = made.get_token("https://api.partnercenter.microsoft.com/user_impersonation").token
+    arm = made.get_token("https://management.azure.com/user_impersonation", tenant_id=LAMNA).token
+    again = made.get_token("https://management.azure.com/user_impersonation", tenant_id=LAMNA).token
+    assert pc != arm and arm == again and authorities == [LAMNA]
+    assert provider.calls == ["refresh-0", "refresh-1"]
+
+
+# --- the portal (browser tests last: Playwright's module-scoped browser holds an event loop) ---
+
+
 @pytest.fixture(scope="module")
 def portal(azurite: Any, emulator_process: Any) -> Any:
     import uuid
@@ -434,25 +487,3 @@ def test_the_customer_view_in_japanese(page_ja: Any, portal: Any) -> None:
         "管理エージェント (外部プリンシパル)" in text
         and f"GDAP セキュリティ グループ {HELPDESK_GROUP}" in text
     )
-
-
-def test_deleted_azure_roles_are_mailed_even_when_no_relationship_was_left(
-    env: dict[str, str], emulator: Any
-) -> None:
-    """Proseware's DAP PATCH answers 404 (the customer is gone from Partner Center): the DAP part is
-    skipped, but its Azure roles were deleted, so the removal completes and the customer is told."""
-    scenario = estate()
-    scenario["faults"] = [
-        {
-            "method": "PATCH",
-            "pathPrefix": f"/partnercenter/v1/customers/{PROSEWARE}",
-            "status": 404,
-            "times": -1,
-        }
-    ]
-    emulator.post_scenario(scenario)
-    summary = cycle(settings_with(**WITH_AZURE))
-    assert PROSEWARE in summary["removed"]
-    assert remaining(emulator, PROSEWARE) == {SUB_P1: ["00000000-0000-4000-8000-0000000000p3"], SUB_P2: []}
-    ja = _first_notice_for(emulator, "proseware")
-    assert "Proseware Production" in ja and "代理管理特権 (DAP)" not in ja

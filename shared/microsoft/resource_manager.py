@@ -20,7 +20,8 @@ for a customer's Azure CSP subscriptions"). The calls, as documented:
   (https://learn.microsoft.com/rest/api/authorization/role-assignments/delete).
 
 Tokens: one per customer tenant (Resource Manager only serves a tenant's subscriptions to a token issued
-by that tenant), from ``credential_for(tenant_id)`` (``shared.platform.identity.resource_manager_credential``).
+by that tenant), asked of ``credential`` with azure-core's ``tenant_id`` keyword
+(``shared.platform.identity.resource_manager_credential``).
 Retries as the Partner Center client does: 429 and 503/504 for every method, 500/502 for reads only.
 """
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -75,15 +75,14 @@ class ResourceManagerClient:
     def __init__(
         self,
         root: str,
-        credential_for: Callable[[str], Any],
+        credential: Any,
         *,
         max_retries: int = 5,
         retry_base: float = 1.0,
         timeout: float = 60.0,
     ) -> None:
         self.root = root.rstrip("/")
-        self._credential_for = credential_for
-        self._credentials: dict[str, Any] = {}
+        self._credential = credential
         self._max_retries = max_retries
         self._retry_base = retry_base
         self._role_names: dict[str, str] = {}
@@ -93,14 +92,11 @@ class ResourceManagerClient:
         await self._http.aclose()
 
     async def _token(self, tenant_id: str) -> str:
-        credential = self._credentials.get(tenant_id)
-        if credential is None:
-            credential = self._credentials[tenant_id] = self._credential_for(tenant_id)
-        get_token = credential.get_token
+        get_token = self._credential.get_token
         if asyncio.iscoroutinefunction(get_token):
-            result = await get_token(RESOURCE_MANAGER_SCOPE)
+            result = await get_token(RESOURCE_MANAGER_SCOPE, tenant_id=tenant_id)
         else:
-            result = await asyncio.to_thread(get_token, RESOURCE_MANAGER_SCOPE)
+            result = await asyncio.to_thread(get_token, RESOURCE_MANAGER_SCOPE, tenant_id=tenant_id)
         return str(result.token)
 
     async def request(
