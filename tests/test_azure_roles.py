@@ -454,6 +454,8 @@ def portal(azurite: Any, emulator_process: Any) -> Any:
         }
     )
     report(Settings.from_env(env))
+    # Lamna's access is removed with its Azure roles; Proseware (excluded) keeps everything.
+    cycle(Settings.from_env({**env, **WITH_AZURE, "EXCLUDED_TENANTS": PROSEWARE}))
     with serve(env) as url:
         yield Portal(url, scenario, emulator_process)
 
@@ -477,13 +479,21 @@ def test_the_customer_view_lists_them_as_text(page: Any, portal: Any) -> None:
 
 
 @pytest.mark.browser
+def test_the_customer_view_shows_their_deletion_in_the_trail(page: Any, portal: Any) -> None:
+    p = page.page
+    p.goto(f"{portal.url}/#/customers/{LAMNA}")
+    p.wait_for_selector("#actions table tbody tr")
+    trail = p.locator("#actions table").inner_text()
+    assert "Azure: role assignment deleted" in trail and "removed" in trail
+    assert p.locator("#azure-roles p").first.text_content().startswith("No Azure role assignments")
+
+
+@pytest.mark.browser
 def test_the_customer_view_in_japanese(page_ja: Any, portal: Any) -> None:
     p = page_ja.page
-    p.goto(f"{portal.url}/#/customers/{LAMNA}")
+    p.goto(f"{portal.url}/#/customers/{PROSEWARE}")
     p.wait_for_selector("#azure-roles table tbody tr")
     assert p.locator("#azure-roles-title").text_content() == "Azure のロールの割り当て"
     text = p.locator("#azure-roles").inner_text()
-    assert (
-        "管理エージェント (外部プリンシパル)" in text
-        and f"GDAP セキュリティ グループ {HELPDESK_GROUP}" in text
-    )
+    assert "管理エージェント (外部プリンシパル)" in text and "Proseware Production" in text
+    assert "サブスクリプション" in p.locator("#azure-roles table thead").inner_text()

@@ -328,7 +328,13 @@ window.DAM_I18N = {
     azureScope: "Scope",
     azurePrincipal: "Held by",
     azurePrincipalAdminAgents: "Admin Agents (foreign principal)",
-    azurePrincipalGroup: "GDAP security group {id}"
+    azurePrincipalGroup: "GDAP security group {id}",
+    actSubject_azure: "Azure",
+    actVerb_read: "role assignments read",
+    "actVerb_roleAssignment.delete": "role assignment deleted",
+    actResult_removed: "removed",
+    actResult_absent: "already gone",
+    actResult_kept: "kept"
   },
   ja: {
     appName: "委任管理者モニター",
@@ -656,6 +662,12 @@ window.DAM_I18N = {
     azureScope: "スコープ",
     azurePrincipal: "保持者",
     azurePrincipalAdminAgents: "管理エージェント (外部プリンシパル)",
-    azurePrincipalGroup: "GDAP セキュリティ グループ {id}"
+    azurePrincipalGroup: "GDAP セキュリティ グループ {id}",
+    actSubject_azure: "Azure",
+    actVerb_read: "ロールの割り当ての読み取り",
+    "actVerb_roleAssignment.delete": "ロールの割り当ての削除",
+    actResult_removed: "削除済み",
+    actResult_absent: "削除済み (既に存在しません)",
+    actResult_kept: "保持"
   }
 };
