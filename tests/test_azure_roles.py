@@ -4,7 +4,7 @@ counted, deleted with ``REMOVAL_SCOPE`` including ``azure`` and otherwise listed
 
 The estate is the example with subscriptions added: Proseware (DAP only, ja-JP, idle) and Lamna (DAP and
 GDAP, idle) are removal candidates with REMOVE_AFTER_DAYS=15; Adatum is active; Fourth Coffee (DAP enabled
-here) has two foreign principals (another partner's too), which Resource Manager cannot tell apart.
+here) has only other partners' foreign principals, which are not this partner's to show or remove.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ SUB_P2 = "11111111-aaaa-4aaa-8aaa-000000000002"
 SUB_L1 = "22222222-bbbb-4bbb-8bbb-000000000001"
 SUB_A1 = "33333333-cccc-4ccc-8ccc-000000000001"
 SUB_F1 = "44444444-dddd-4ddd-8ddd-000000000001"
-FP_PROSEWARE = "aaaaaaaa-0000-4000-8000-00000000f001"  # the Admin Agents foreign principal in Proseware
-FP_LAMNA = "aaaaaaaa-0000-4000-8000-00000000f002"
-FP_ADATUM = "aaaaaaaa-0000-4000-8000-00000000f003"
+# The partner's AdminAgents group: its object id is the principal of its Azure roles in every customer.
+ADMIN_AGENTS = "d23f0824-128b-4f33-8c5c-7fd0a6a3a450"
+FP_PROSEWARE = FP_LAMNA = FP_ADATUM = ADMIN_AGENTS
 CUSTOMER_USER = "bbbbbbbb-0000-4000-8000-00000000e001"
 ENFORCE = {
     "POLICY_MODE": "enforce",
@@ -198,7 +198,7 @@ def test_role_assignments_are_reported_per_customer_and_counted(azure_estate: An
     lamna = {(a["roleName"], a["principal"]) for a in rows[LAMNA]["azureRoleAssignments"]}
     assert lamna == {("Owner", "adminAgents"), ("Reader", "gdapGroup")}
     assert rows[ADATUM]["azureRoleAssignments"][0]["principalId"] == FP_ADATUM
-    # Two foreign principals: which one is this partner's cannot be told, so none is claimed (or removed).
+    # Other partners' foreign groups are not this partner's: none is claimed (or removed).
     assert rows[FOURTH]["azureRoleAssignments"] == []
     assert result["summary"]["customersWithAzureRoleAssignments"] == 3
     from shared.evaluation.formats import report_table
@@ -431,6 +431,32 @@ def test_the_resource_manager_token_is_the_app_user_chain_at_the_customer_author
     again = made.get_token("https://management.azure.com/user_impersonation", tenant_id=LAMNA).token
     assert pc != arm and arm == again and authorities == [LAMNA]
     assert provider.calls == ["refresh-0", "refresh-1"]
+
+
+def test_the_admin_agents_group_is_the_setting_or_the_one_graph_names() -> None:
+    from types import SimpleNamespace
+
+    from shared.azure_roles.store import admin_agents_group
+
+    class Graph:
+        def __init__(self, found: list[dict[str, str]]) -> None:
+            self.found = found
+
+        async def find_groups(self, name: str) -> list[dict[str, str]]:
+            assert name == "AdminAgents"
+            return self.found
+
+    def services(setting: str, found: list[dict[str, str]]) -> Any:
+        return SimpleNamespace(settings=SimpleNamespace(gdap_group_admin_agents=setting), graph=Graph(found))
+
+    one = [{"id": ADMIN_AGENTS.upper()}]
+    two = [{"id": ADMIN_AGENTS}, {"id": CUSTOMER_USER}]
+    assert run(admin_agents_group(services("", one))) == ADMIN_AGENTS
+    assert run(admin_agents_group(services(CUSTOMER_USER, two))) == CUSTOMER_USER
+    assert (
+        run(admin_agents_group(services("", two))) is None
+    )  # in doubt: no Admin Agents assignment is claimed
+    assert run(admin_agents_group(services("", []))) is None
 
 
 # --- the portal (browser tests last: Playwright's module-scoped browser holds an event loop) ---

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from shared.azure_roles.store import DENIED, AzureRoles, AzureRoleStore, read_customer
+from shared.azure_roles.store import DENIED, AzureRoles, AzureRoleStore, admin_agents_group, read_customer
 from shared.platform.actions import record_action
 from shared.platform.retry import UpstreamError
 from shared.relationships.store import RelationshipStore
@@ -45,7 +45,7 @@ async def remove_azure_roles(services: Services, store: RemovalStore, removal: R
             return
         _, relationships = await RelationshipStore(services.storage).load_customer(tenant)
         try:
-            live = await read_customer(client, tenant, relationships)
+            live = await read_customer(client, tenant, relationships, await admin_agents_group(services))
         except UpstreamError as exc:
             if exc.status not in DENIED:
                 raise  # retried by the queue; nothing was deleted

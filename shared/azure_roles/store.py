@@ -2,16 +2,20 @@
 the customer's subscriptions, as last read from Resource Manager (one row per customer, replaced by
 each read), and the reading of them (:func:`read_customer`), which the sync and the removal share.
 
-Which principals are the partner's. Resource Manager names a principal by object id and type only:
+Which principals are the partner's. Resource Manager names a principal by object id and type only, and
+the partner's groups keep their own object ids in the customer tenant (principal type ``ForeignGroup``):
 
+* the Admin Agents group, Owner of the Azure CSP subscriptions the partner provisioned: Microsoft's
+  procedure to reinstate it assigns the role to the object id of the partner tenant's ``AdminAgents``
+  group (https://learn.microsoft.com/partner-center/customers/reinstate-csp, "Reinstate admin
+  privileges for a customer's Azure CSP subscriptions"); its id is ``GDAP_GROUP_ADMINAGENTS`` or the one
+  partner group Graph names ``AdminAgents``;
 * a GDAP security group of the partner, by its id (the access assignments of the customer's GDAP
-  relationships name them);
-* the Admin Agents group, which appears in the customer tenant as a foreign principal
-  (``principalType`` ``ForeignGroup``, https://learn.microsoft.com/partner-center/customers/revoke-reinstate-csp):
-  attributed to the partner only when it has (or had) DAP with the customer and exactly one foreign
-  group other than its GDAP groups holds roles there. A customer served by several partners has several
-  foreign groups that Resource Manager cannot tell apart; then none is attributed (and none removed):
-  in doubt, nothing is removed.
+  relationships name them).
+
+Any other principal -- another partner's foreign group included -- is not the partner's and is neither
+shown nor removed. When the Admin Agents group cannot be told (no setting, Graph names none or several),
+only the GDAP groups are.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from shared.platform.retry import UpstreamError
 from shared.platform.storage import Storage, get_or_none, query_all, shard_of
 from shared.platform.timeutil import iso, parse_optional
 
-FOREIGN_GROUP = "ForeignGroup"
 DENIED = (401, 403)
 
 
@@ -85,27 +88,39 @@ class AzureRoleStore:
         await self.table.upsert_entity(row.to_entity())
 
 
-def partner_principals(
-    relationships: list[Relationship], assignments: list[RoleAssignment]
-) -> dict[str, str]:
-    """principal id -> ``gdapGroup`` | ``adminAgents`` for the principals provably the partner's."""
-    groups = {
-        a.group_id.lower()
+def partner_principals(relationships: list[Relationship], admin_agents: str | None) -> dict[str, str]:
+    """principal id -> ``gdapGroup`` | ``adminAgents`` for the principals that are the partner's."""
+    out = {
+        a.group_id.lower(): "gdapGroup"
         for r in relationships
         if r.type == "GDAP"
         for a in r.access_assignments
         if a.group_id
     }
-    out = dict.fromkeys(groups, "gdapGroup")
-    had_dap = any(r.type == "DAP" for r in relationships)
-    foreign = {a.principal_id for a in assignments if a.principal_type == FOREIGN_GROUP} - groups
-    if had_dap and len(foreign) == 1:
-        out[next(iter(foreign))] = "adminAgents"
+    if admin_agents:
+        out[admin_agents.lower()] = "adminAgents"
     return out
 
 
+async def admin_agents_group(services: Any) -> str | None:
+    """The partner's AdminAgents group id: ``GDAP_GROUP_ADMINAGENTS``, else the one group Graph names
+    ``AdminAgents``; None when it cannot be told (then no Admin Agents assignment is claimed)."""
+    configured = services.settings.gdap_group_admin_agents
+    if configured:
+        return str(configured).lower()
+    try:
+        found = await services.graph.find_groups("AdminAgents")
+    except UpstreamError:
+        return None
+    ids = {str(g.get("id") or "").lower() for g in found if g.get("id")}
+    return ids.pop() if len(ids) == 1 else None
+
+
 async def read_customer(
-    client: ResourceManagerClient, tenant_id: str, relationships: list[Relationship]
+    client: ResourceManagerClient,
+    tenant_id: str,
+    relationships: list[Relationship],
+    admin_agents: str | None,
 ) -> list[dict[str, Any]]:
     """The partner's role assignments on every subscription it sees in the customer tenant, as report
     entries. Raises :class:`UpstreamError` when Resource Manager refuses or fails."""
@@ -119,7 +134,7 @@ async def read_customer(
                 continue
             raise
         found.extend((subscription.display_name, a) for a in items)
-    principals = partner_principals(relationships, [a for _, a in found])
+    principals = partner_principals(relationships, admin_agents)
     out = []
     for name, a in found:
         kind = principals.get(a.principal_id)

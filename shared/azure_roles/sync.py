@@ -10,7 +10,13 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.azure_roles.store import AzureRoles, AzureRoleStore, failure_state, read_customer
+from shared.azure_roles.store import (
+    AzureRoles,
+    AzureRoleStore,
+    admin_agents_group,
+    failure_state,
+    read_customer,
+)
 from shared.platform.retry import UpstreamError
 from shared.platform.timeutil import iso
 from shared.relationships.store import RelationshipStore
@@ -27,6 +33,7 @@ async def sync_azure_roles(services: Services, now: datetime) -> dict[str, Any]:
     if client is None:
         return {"at": iso(now), "read": 0, "skipped": "no Resource Manager credentials"}
     estate = await RelationshipStore(services.storage).load()
+    admin_agents = await admin_agents_group(services)
     store = AzureRoleStore(services.storage)
     semaphore = asyncio.Semaphore(CONCURRENCY)
     counts = {"read": 0, "denied": 0, "failed": 0, "assignments": 0}
@@ -35,7 +42,9 @@ async def sync_azure_roles(services: Services, now: datetime) -> dict[str, Any]:
         async with semaphore:
             previous = await store.get(tenant)
             try:
-                assignments = await read_customer(client, tenant, estate.relationships.get(tenant, []))
+                assignments = await read_customer(
+                    client, tenant, estate.relationships.get(tenant, []), admin_agents
+                )
             except UpstreamError as exc:
                 state = failure_state(exc)
                 log.warning("Azure role assignments of %s: %s", tenant, exc)

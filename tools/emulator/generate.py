@@ -315,17 +315,18 @@ AZURE_ROLES = {
 
 
 def azure_subscriptions(
-    tenant_id: str, name: str, dap: dict[str, Any] | None, rels: list[dict[str, Any]]
+    tenant_id: str, name: str, dap: dict[str, Any] | None, rels: list[dict[str, Any]], admin_agents: str
 ) -> list[dict[str, Any]]:
-    """Azure subscriptions the partner provisioned for a customer: its Admin Agents foreign principal is
-    Owner (Azure CSP), sometimes a GDAP group holds a role too, and the customer's own user is Owner as
-    well. Drawn from a generator of the customer's own, so the rest of the estate is unchanged."""
-    if dap is None:
+    """Azure subscriptions the partner provisioned for a customer: its Admin Agents group (a foreign
+    principal there) is Owner (Azure CSP), sometimes a GDAP group holds a role too, and the customer's
+    own user is Owner as well. Drawn from a generator of the customer's own, so the rest of the estate
+    is unchanged."""
+    if dap is None or not admin_agents:
         return []
     rng = random.Random(f"azure-{tenant_id}")
     if rng.random() >= AZURE_SHARE:
         return []
-    foreign = _guid(rng)
+    foreign = admin_agents
     groups = sorted({a["groupId"] for r in rels for a in r.get("accessAssignments", [])})
     out = []
     for k in range(rng.choice((1, 1, 2))):
@@ -704,7 +705,8 @@ class Generator:
                 "dap": dap,
                 "gdapRelationships": rels,
             }
-            subscriptions = azure_subscriptions(tenant_id, name, dap, rels)
+            admin_agents = next((g["id"] for g in groups if g["displayName"] == "AdminAgents"), "")
+            subscriptions = azure_subscriptions(tenant_id, name, dap, rels, admin_agents)
             if subscriptions:
                 customer["azureSubscriptions"] = subscriptions
             yield customer, profile
