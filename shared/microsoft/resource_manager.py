@@ -4,7 +4,7 @@ role assignments its principals hold on them, over httpx.
 Removing DAP or GDAP does not end Azure access: the partner's Admin Agents group appears in a customer
 tenant as a *foreign principal* (principal type ``ForeignGroup``) that is Owner of the Azure CSP
 subscriptions the partner provisioned, and only deleting that role assignment ends it
-(https://learn.microsoft.com/partner-center/customers/revoke-reinstate-csp, "Reinstate admin privileges
+(https://learn.microsoft.com/partner-center/customers/reinstate-csp, "Reinstate admin privileges
 for a customer's Azure CSP subscriptions"). The calls, as documented:
 
 * Subscriptions - List: ``GET /subscriptions?api-version=2022-12-01``, paged with ``nextLink``
