@@ -44,6 +44,9 @@ param partnerCenterBaseUrl string = 'https://api.partnercenter.microsoft.com'
 @description('CUSTOMER_ADMIN_BASE_URL: Partner Center CustomerServiceAdminApi root (delegatedAdminCustomers).')
 param customerAdminBaseUrl string = 'https://traf-pcsvcadmin-prod.trafficmanager.net/CustomerServiceAdminApi/Web'
 
+@description('RESOURCE_MANAGER_BASE_URL: Azure Resource Manager root (Azure role assignments in customer tenants).')
+param resourceManagerBaseUrl string = 'https://management.azure.com'
+
 @description('DAP_ENABLED: read and remove legacy DAP through Partner Center (needs the App+User credentials below).')
 param dapEnabled bool = true
 
@@ -142,12 +145,15 @@ param removeAfterDays int = 90
 @maxValue(365)
 param warnDaysBeforeRemoval int = 14
 
-@description('REMOVAL_SCOPE: comma-separated relationship types removal touches (dap, gdap).')
+@description('REMOVAL_SCOPE: comma-separated relationship types removal touches (dap, gdap; azure also deletes the Azure role assignments of the partner).')
 @allowed([
   'dap,gdap'
   'gdap,dap'
   'dap'
   'gdap'
+  'dap,gdap,azure'
+  'dap,azure'
+  'gdap,azure'
 ])
 param removalScope string = 'dap,gdap'
 
@@ -261,6 +267,7 @@ var appSettings = {
   GRAPH_BASE_URL: graphBaseUrl
   PARTNER_CENTER_BASE_URL: partnerCenterBaseUrl
   CUSTOMER_ADMIN_BASE_URL: customerAdminBaseUrl
+  RESOURCE_MANAGER_BASE_URL: resourceManagerBaseUrl
   PARTNER_CENTER_APP_ID: partnerCenterAppId
   DAP_ENABLED: dapEnabled ? 'true' : 'false'
   RELATIONSHIP_SYNC_SCHEDULE: relationshipSyncSchedule

@@ -13,10 +13,17 @@ from datetime import datetime
 from shared.evaluation.store import EvaluationStore
 from shared.microsoft.graph import GraphClient
 from shared.microsoft.partner_center import PartnerCenterClient
-from shared.platform.identity import graph_credential, own_identity_credential, partner_center_credential
+from shared.microsoft.resource_manager import ResourceManagerClient
+from shared.platform.identity import (
+    graph_credential,
+    own_identity_credential,
+    partner_center_credential,
+    resource_manager_configured,
+    resource_manager_credential,
+)
 from shared.platform.ratelimit import SlidingWindowLimiter
 from shared.platform.retry import UpstreamError
-from shared.platform.settings import Settings
+from shared.platform.settings import Settings, SettingsError
 from shared.platform.state import partner_state
 from shared.platform.storage import Storage
 from shared.platform.timeutil import CLOCK
@@ -25,6 +32,11 @@ from shared.platform.timeutil import CLOCK
 class Services:
     def __init__(self, settings: Settings, *, max_retries: int = 5) -> None:
         self.settings = settings
+        if "azure" in settings.removal_scope and not resource_manager_configured(settings):
+            raise SettingsError(
+                "REMOVAL_SCOPE includes azure, which needs the Partner Center App+User credentials "
+                "(PARTNER_CENTER_APP_ID, PARTNER_CENTER_APP_SECRET, PARTNER_CENTER_REFRESH_TOKEN)"
+            )
         self.storage = Storage(settings)
         # The same policy against Microsoft and the emulator: settings (tests shorten them), no switch.
         pace = settings.sign_in_pace()  # Graph's sign-in log limit (shared.platform.ratelimit)
@@ -39,11 +51,22 @@ class Services:
             sign_in_limiter=None if pace is None else SlidingWindowLimiter(*pace),
         )
         self.partner_center: PartnerCenterClient | None = None
+        app_user = None
         if settings.dap_enabled:
+            app_user = partner_center_credential(settings)
             self.partner_center = PartnerCenterClient(
                 settings.partner_center_root,
                 settings.customer_admin_root,
-                partner_center_credential(settings),
+                app_user,
+                retry_base=delay / 3,
+                max_retries=max_retries,
+            )
+        # Azure role assignments in customer tenants: App+User, per customer tenant (docs/deploy.md).
+        self.resource_manager: ResourceManagerClient | None = None
+        if resource_manager_configured(settings):
+            self.resource_manager = ResourceManagerClient(
+                settings.resource_manager_root,
+                resource_manager_credential(settings, app_user),
                 retry_base=delay / 3,
                 max_retries=max_retries,
             )
@@ -65,6 +88,8 @@ class Services:
         await self.graph.close()
         if self.partner_center is not None:
             await self.partner_center.close()
+        if self.resource_manager is not None:
+            await self.resource_manager.close()
         await self.storage.close()
 
     async def now(self) -> datetime:

@@ -76,6 +76,7 @@ def test_example_estate_report(env: dict[str, str]) -> None:
         "recommendedForRemoval": 0,
         "gdapExpiringWithin30Days": 0,
         "gdapWithGlobalAdministrator": 0,
+        "customersWithAzureRoleAssignments": 0,
     }
     rows = {r["displayName"]: r for r in report["customers"]}
     assert [r["displayName"] for r in report["customers"]] == [

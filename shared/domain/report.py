@@ -50,6 +50,21 @@ class ResellerRef(TypedDict):
     name: str  # its name; empty when Partner Center did not say
 
 
+class AzureRoleAssignment(TypedDict):
+    """An Azure role assignment a principal of the partner holds on one of the customer's subscriptions
+    (it survives the removal of DAP and GDAP)."""
+
+    id: str
+    subscriptionId: str
+    subscriptionName: str
+    scope: str
+    roleDefinitionId: str
+    roleName: str
+    principalId: str
+    principalType: str
+    principal: Literal["adminAgents", "gdapGroup"]
+
+
 class ReportRow(TypedDict):
     """One customer under monitoring."""
 
@@ -70,6 +85,10 @@ class ReportRow(TypedDict):
     recommendation: Recommendation
     excluded: bool
     reseller: NotRequired[ResellerRef | None]  # null: a direct customer (or not known)
+    # The partner's Azure role assignments in the customer as last read (empty when none or never read),
+    # and how that read went: read | denied (Resource Manager refused) | failed | null (never read).
+    azureRoleAssignments: NotRequired[list[AzureRoleAssignment]]
+    azureRolesState: NotRequired[str | None]
 
 
 class Summary(TypedDict):
@@ -81,6 +100,7 @@ class Summary(TypedDict):
     recommendedForRemoval: int
     gdapExpiringWithin30Days: NotRequired[int]
     gdapWithGlobalAdministrator: NotRequired[int]
+    customersWithAzureRoleAssignments: NotRequired[int]
 
 
 # The window of the sign-in log the store holds without a gap, up to asOf (null: none). "from" is a

@@ -172,6 +172,7 @@ def summarize(rows: list[ReportRow], as_of: datetime | None = None) -> Summary:
         summary["gdapWithGlobalAdministrator"] = sum(
             1 for rel in gdap if includes_global_administrator(rel["roles"])
         )
+        summary["customersWithAzureRoleAssignments"] = sum(1 for r in rows if r.get("azureRoleAssignments"))
     return summary
 
 

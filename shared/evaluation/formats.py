@@ -98,8 +98,11 @@ def report_table(report: Report, limit: int | None = None) -> str:
         f"  Inactive 30-60 days          {s['inactive30To60Days']:>6}  {_pct(s['inactive30To60Days'], total):>6}",
         f"  Established in last 7 days   {s['establishedLast7Days']:>6}  {_pct(s['establishedLast7Days'], total):>6}",
         f"  Recommended for removal      {s['recommendedForRemoval']:>6}  {_pct(s['recommendedForRemoval'], total):>6}",
-        "",
     ]
+    azure = s.get("customersWithAzureRoleAssignments")
+    if azure is not None:  # Azure roles of the partner that removing DAP or GDAP leaves in place
+        lines.append(f"  Azure role assignments held  {azure:>6}  {_pct(azure, total):>6}")
+    lines.append("")
     header = [
         "Customer",
         "Type",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from shared.azure_roles.store import AzureRoleStore
 from shared.domain.report import Report, ReportHead, ReportRow
 from shared.domain.rules import Policy, customer_row, sort_rows, summarize
 from shared.exclusions.store import excluded_tenants
@@ -60,6 +61,7 @@ async def compute_report(
     monitored = estate.monitored()
     activity = await ActivityReader(storage).read(as_of, monitored, coverage_from, shard=shard)
     group_names = await GroupNames(storage).load()
+    azure = await AzureRoleStore(storage).load(shard=shard)
     rows: list[ReportRow] = []
     for tenant in monitored:
         customer = estate.customers.get(tenant)
@@ -91,6 +93,9 @@ async def compute_report(
             for shown in row["relationships"]:
                 rel = by_id.get(shown["id"])
                 shown["accessGroups"] = access_groups(rel, group_names) if rel is not None else []
+            roles = azure.get(tenant)
+            row["azureRoleAssignments"] = list(roles.assignments) if roles else []  # type: ignore[arg-type]
+            row["azureRolesState"] = roles.state if roles else None
             rows.append(row)
     rows = sort_rows(rows)
     return {

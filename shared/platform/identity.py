@@ -161,6 +161,7 @@ class RefreshTokenCredential:
         self._authority = f"https://login.microsoftonline.com/{tenant_id or 'organizations'}"
         self._client_id, self._client_secret = client_id, client_secret
         self._app: Any = None  # MSAL's client, made on first use (it reads the authority's metadata)
+        self._apps: dict[str, Any] = {}  # MSAL's clients of other tenants' authorities (tenant_id=)
         self._refresh_token = refresh_token
         self._store = store
         self._loaded = store is None
@@ -199,20 +200,29 @@ class RefreshTokenCredential:
         MSAL documents ``acquire_token_by_refresh_token`` as always going to the identity provider (it
         is meant for migrating a refresh token, not for every call), so the access token is kept here
         until it nears its expiry; the refresh token it returns (rotated) replaces the old one."""
-        key = " ".join(sorted(scopes))
+        # ``tenant_id`` (azure-core's keyword): the token is issued by that tenant's authority -- a customer
+        # tenant for Resource Manager -- from the same refresh token, which stays one rotating chain.
+        tenant = str(kwargs.get("tenant_id") or "")
+        authority = f"https://login.microsoftonline.com/{tenant}" if tenant else self._authority
+        key = tenant + "|" + " ".join(sorted(scopes))
         with self._lock:
             cached = self._tokens.get(key)
             if cached is not None and cached.expires_on - time.time() > EARLY_REFRESH_SECONDS:
                 return cached
             if not self._loaded:
                 self._load()
-            if self._app is None:
+            app = self._apps.get(authority) if tenant else self._app
+            if app is None:
                 import msal  # azure-identity's own dependency
 
-                self._app = msal.ConfidentialClientApplication(
-                    self._client_id, client_credential=self._client_secret, authority=self._authority
+                app = msal.ConfidentialClientApplication(
+                    self._client_id, client_credential=self._client_secret, authority=authority
                 )
-            result = self._app.acquire_token_by_refresh_token(self._refresh_token, scopes=list(scopes))
+                if tenant:
+                    self._apps[authority] = app
+                else:
+                    self._app = app
+            result = app.acquire_token_by_refresh_token(self._refresh_token, scopes=list(scopes))
             if "access_token" not in result:
                 raise PermissionError(
                     f"Partner Center token refused: {result.get('error_description', result)}"
@@ -244,6 +254,53 @@ def own_identity_credential(settings: Settings, client_id: str) -> Any:
     job runs as the app's (the setting is empty or names AZURE_CLIENT_ID)."""
     same = client_id in ("", settings.azure_client_id)
     return None if same else graph_credential(settings, client_id)
+
+
+def tenant_development_token(tenant_id: str) -> str:
+    """The emulator's bearer token for Resource Manager in one customer tenant: an unsigned JWT whose
+    ``tid`` claim names the tenant that issued it, as Entra ID's access tokens do."""
+
+    def part(value: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    claims = {"tid": tenant_id, "aud": "https://management.azure.com"}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+class TenantDevelopmentCredential:
+    """The emulator's credential for Resource Manager: a token naming the tenant asked for (``tenant_id``)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(
+            tenant_development_token(str(kwargs.get("tenant_id") or "")), int(time.time()) + 3600
+        )
+
+
+def resource_manager_credential(settings: Settings, partner_center: Any = None) -> Any:
+    """The credential for Azure Resource Manager in customer tenants, asked with ``tenant_id=``.
+
+    Azure access of a CSP partner is its users' (members of Admin Agents, or of a GDAP group with an
+    Azure role), reached through the customer tenant's own authority: the Partner Center App+User
+    refresh token (the secure application model the DAP calls use) redeemed at
+    ``login.microsoftonline.com/{customer tenant}`` for Resource Manager -- the same credential object
+    as Partner Center's (``partner_center``) when there is one, so the refresh token stays one rotating
+    chain. A managed identity cannot be issued tokens by another tenant. Against the emulator: an
+    unsigned token naming the tenant."""
+    if settings.emulator_url:
+        return TenantDevelopmentCredential()
+    return partner_center if partner_center is not None else partner_center_credential(settings)
+
+
+def resource_manager_configured(settings: Settings) -> bool:
+    """Whether Azure role assignments can be read: the App+User credentials are set (or the emulator)."""
+    return bool(
+        settings.emulator_url
+        or (
+            settings.partner_center_app_id
+            and settings.partner_center_app_secret
+            and settings.partner_center_refresh_token
+        )
+    )
 
 
 def partner_center_credential(settings: Settings) -> Any:

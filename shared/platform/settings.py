@@ -120,6 +120,11 @@ class Settings:
         "https://traf-pcsvcadmin-prod.trafficmanager.net/CustomerServiceAdminApi/Web",
         "Partner Center CustomerServiceAdminApi root (delegatedAdminCustomers)",
     )
+    resource_manager_base_url: str = _setting(
+        "RESOURCE_MANAGER_BASE_URL",
+        "https://management.azure.com",
+        "Azure Resource Manager root (the partner's Azure role assignments in customer tenants)",
+    )
     emulator_url: str = _setting(
         "EMULATOR_URL", "", "Development only: point every Microsoft endpoint at this emulator root"
     )
@@ -218,7 +223,11 @@ class Settings:
     warn_days_before_removal: int = _setting(
         "WARN_DAYS_BEFORE_REMOVAL", 14, "Warn this many days before a customer becomes a candidate"
     )
-    removal_scope: tuple[str, ...] = _setting("REMOVAL_SCOPE", ("dap", "gdap"), "Relationship types removed")
+    removal_scope: tuple[str, ...] = _setting(
+        "REMOVAL_SCOPE",
+        ("dap", "gdap"),
+        "Relationship types removed; azure also deletes the partner's Azure role assignments",
+    )
     max_removals_per_run: int = _setting(
         "MAX_REMOVALS_PER_RUN", 25, "Circuit breaker: more candidates than this and nothing is removed"
     )
@@ -307,6 +316,12 @@ class Settings:
         return self.customer_admin_base_url.rstrip("/")
 
     @property
+    def resource_manager_root(self) -> str:
+        if self.emulator_url:
+            return self.emulator_url.rstrip("/") + "/arm"
+        return self.resource_manager_base_url.rstrip("/")
+
+    @property
     def enforce(self) -> bool:
         return self.policy_mode == "enforce"
 
@@ -391,10 +406,11 @@ class Settings:
             )
         if 24 % self.signin_slice_hours:
             raise SettingsError(f"SIGNIN_SLICE_HOURS must divide 24, not {self.signin_slice_hours}")
-        unknown = set(self.removal_scope) - {"dap", "gdap"}
-        if unknown or not self.removal_scope:
+        unknown = set(self.removal_scope) - {"dap", "gdap", "azure"}
+        if unknown or not set(self.removal_scope) & {"dap", "gdap"}:
             raise SettingsError(
-                f"REMOVAL_SCOPE must be a comma-separated subset of dap,gdap, not {','.join(self.removal_scope)!r}"
+                "REMOVAL_SCOPE must be a comma-separated subset of dap,gdap,azure naming dap or gdap "
+                f"(azure goes with a relationship's removal), not {','.join(self.removal_scope)!r}"
             )
         for tenant in self.excluded_tenants:
             if not GUID_RE.match(tenant):
@@ -424,6 +440,7 @@ class Settings:
             ("EMULATOR_URL", self.emulator_url),
             ("PARTNER_CENTER_BASE_URL", self.partner_center_base_url),
             ("CUSTOMER_ADMIN_BASE_URL", self.customer_admin_base_url),
+            ("RESOURCE_MANAGER_BASE_URL", self.resource_manager_base_url),
         ):
             if url and not re.match(r"^https?://[^/\s]+", url):
                 raise SettingsError(f"{name} must be an http(s) URL, not {url!r}")

@@ -60,6 +60,7 @@ TABLES = (
     "GdapOperations",  # PK shard, RK tenantId|operationId: long-running GDAP changes (Global Admin removal)
     "Exclusions",  # PK shard, RK tenantId: customers excluded from removal in the portal (who, when, why)
     "AccessEndings",  # PK shard, RK tenantId|key[|DAP start]: access that ended, who ended it, the alert
+    "AzureRoles",  # PK shard, RK tenantId: the partner's Azure role assignments in the customer, last read
 )
 
 

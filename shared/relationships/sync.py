@@ -188,15 +188,18 @@ class RelationshipSync:
 
 
 async def sync_relationships(services: Services, now: datetime) -> dict[str, Any]:
-    """One sync of DAP and GDAP relationships into the store, then the access that ended without this
-    product removing it is noticed (:mod:`shared.lost`)."""
-    await services.storage.ensure()
-    result = await RelationshipSync(services.storage, services.graph, services.partner_center).run(now)
+    """One sync of DAP and GDAP relationships into the store; then the access that ended without this
+    product removing it is noticed (:mod:`shared.lost`), and the partner's Azure role assignments in the
+    customers under monitoring are read (``shared.azure_roles``)."""
+    from shared.azure_roles.sync import sync_azure_roles
     from shared.lost.service import notice_lost_access  # the concept above: it explains what sync saw
 
+    await services.storage.ensure()
+    result = await RelationshipSync(services.storage, services.graph, services.partner_center).run(now)
     try:
         result["lost"] = await notice_lost_access(services)
     except Exception:
         # The endings stay recorded ("noticed"): the next sync explains and announces them.
         log.exception("lost access could not be processed; the next sync retries")
+    result["azureRoles"] = await sync_azure_roles(services, now)
     return result

@@ -39,6 +39,19 @@ async def enqueue_customer_removal_notice(services: Services, removal: Removal) 
             if r["type"] == "GDAP"
         ],
     }
+    # Azure role assignments survive DAP and GDAP: the notice says which were deleted with them
+    # (REMOVAL_SCOPE with azure) and which remain, by subscription and role; the general advice only
+    # where they were never read.
+    from shared.azure_roles.removal import remaining_azure_roles
+    from shared.azure_roles.store import AzureRoleStore, by_subscription
+
+    stored = await AzureRoleStore(services.storage).get(removal.tenant_id)
+    read_live = removal.azure_roles is not None and not removal.azure_note
+    data["azureKnown"] = read_live or (
+        stored is not None and (stored.state == "read" or bool(stored.assignments))
+    )
+    data["azureRemoved"] = by_subscription([a for a in removal.azure_roles or [] if a["state"] == "removed"])
+    data["azureRemaining"] = by_subscription(await remaining_azure_roles(services, removal))
     await enqueue_notification(
         services.storage, "customer-removal", f"customer-removal:{removal.id}", data, removal.tenant_id
     )

@@ -91,6 +91,10 @@ class Removal:
     lease_until: datetime | None = None
     last_error: str = ""
     notice_queued: bool = False
+    # The partner's Azure role assignments this removal deletes (REMOVAL_SCOPE with azure), each with its
+    # state (pending -> requesting -> removed | absent | kept); None until the live state was read.
+    azure_roles: list[dict[str, Any]] | None = None
+    azure_note: str = ""  # why no Azure role assignment could be read or deleted, if none could
     etag: str | None = None
 
     def trail(self) -> dict[str, Any]:
@@ -142,6 +146,10 @@ class Removal:
             "LeaseUntil": iso(self.lease_until) if self.lease_until else "",
             "LastError": self.last_error[:4000],
             "NoticeQueued": self.notice_queued,
+            "AzureRoles": ""
+            if self.azure_roles is None
+            else json.dumps(self.azure_roles, ensure_ascii=False),
+            "AzureNote": self.azure_note[:4000],
         }
 
     @classmethod
@@ -173,6 +181,8 @@ class Removal:
             lease_until=parse_optional(e.get("LeaseUntil")),
             last_error=str(e.get("LastError", "")),
             notice_queued=bool(e.get("NoticeQueued", False)),
+            azure_roles=json.loads(e["AzureRoles"]) if e.get("AzureRoles") else None,
+            azure_note=str(e.get("AzureNote", "")),
             etag=etag,
         )
 
@@ -194,6 +204,7 @@ class Removal:
             "inactiveDays": self.inactive_days,
             "attempts": self.attempts,
             "relationships": [dict(r) for r in self.relationships],
+            "azureRoleAssignments": [dict(a) for a in self.azure_roles or []],
         }
 
 

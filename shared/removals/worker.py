@@ -256,11 +256,18 @@ async def _prechecks(services: Services, removal: Removal, live: LiveState) -> s
 
 async def _execute(services: Services, store: RemovalStore, removal: Removal) -> str:
     live = await live_state(services, removal)
-    started = any(r["state"] != "pending" for r in removal.relationships)
+    started = any(r["state"] != "pending" for r in removal.relationships) or any(
+        a["state"] != "pending" for a in removal.azure_roles or []
+    )
     if not started:
         reason = await _prechecks(services, removal, live)
         if reason is not None:
             return await _skip(services, store, removal, reason)
+    if "azure" in removal.scope:
+        # Azure first: with DAP and GDAP gone the partner may no longer reach the tenant (shared.azure_roles.removal).
+        from shared.azure_roles.removal import remove_azure_roles
+
+        await remove_azure_roles(services, store, removal)
     # DAP first: it is the broadest access (Global Administrator). One relationship failing does not
     # hold back the others; the failure is raised afterwards so that the queue retries what is left.
     failures: list[UpstreamError] = []
@@ -273,7 +280,10 @@ async def _execute(services: Services, store: RemovalStore, removal: Removal) ->
     if failures:
         raise failures[0]
     states = {r["state"] for r in removal.relationships}
-    if states <= {"skipped"}:
+    # Azure role assignments deleted count as removed access: the customer is told even when every
+    # relationship turned out to be gone already.
+    azure_removed = any(a["state"] == "removed" for a in removal.azure_roles or [])
+    if states <= {"skipped"} and not azure_removed:
         return await _skip(
             services,
             store,

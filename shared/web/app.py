@@ -29,6 +29,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.azure_roles.store import AzureRoleStore
 from shared.domain.report import Report
 from shared.domain.roles import role_catalog, role_name
 from shared.evaluation.audit_runs import drain_audit_runs, get_audit_run, start_audit_run
@@ -371,6 +372,7 @@ def register_customer_routes(app: FastAPI) -> None:
         actions = visible_actions(
             await list_actions(services.storage, tenant_id=tenant, limit=200), principal
         )
+        azure = await AzureRoleStore(services.storage).get(tenant)
         name = (known.display_name if known else "") or next((r.customer_name for r in relationships), "")
         return json_response(
             {
@@ -397,6 +399,15 @@ def register_customer_routes(app: FastAPI) -> None:
                 "signIns": {"from": iso(start), "to": iso(end), "days": history},
                 "agents": agents,
                 "actions": actions,
+                # The partner's Azure role assignments in the customer, as last read (null: never read).
+                "azureRoles": None
+                if azure is None
+                else {
+                    "state": azure.state,
+                    "readAt": iso(azure.read_at) if azure.read_at else None,
+                    "error": azure.error or None,
+                    "assignments": azure.assignments,
+                },
             }
         )
 

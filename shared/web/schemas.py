@@ -115,6 +115,7 @@ class CustomerDetail(BaseModel):
     signIns: dict[str, Any]
     agents: list[Agent]
     actions: list[dict[str, Any]] | None
+    azureRoles: dict[str, Any] | None = None  # the partner's Azure role assignments, as last read
 
 
 class Actions(BaseModel):

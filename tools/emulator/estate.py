@@ -28,7 +28,13 @@ from .faults import Fault, Throttle
 from .filters import format_timestamp
 from .gdap_assignments import AssignmentLifecycle
 from .outbox import MailOutbox
-from .scenario import DEFAULT_ASYNC_DURATIONS, parse_async_durations, partner_domain, partner_domains
+from .scenario import (
+    DEFAULT_ASYNC_DURATIONS,
+    load_azure_subscriptions,
+    parse_async_durations,
+    partner_domain,
+    partner_domains,
+)
 from .signin_log import SignInLog, SignInRow, signin_row, signin_scenario
 from .signin_query import SignInFiltering
 from .signin_wire import SignInEncoding
@@ -75,6 +81,8 @@ class SimEstate(AssignmentLifecycle, CustomerSide, SignInEncoding, SignInFilteri
         self.expiring_window_text = str(window)
         self.customers = {}
         self.relationships = {}
+        # Resource Manager (tools.emulator.resource_manager_api): customer tenant -> its subscriptions.
+        self.azure_subscriptions: dict[str, list[dict[str, Any]]] = {}
         for c in scenario.get("customers") or []:
             self._load_customer(c)
         for r in scenario.get("gdapRelationshipsWithoutCustomer") or []:
@@ -162,6 +170,9 @@ class SimEstate(AssignmentLifecycle, CustomerSide, SignInEncoding, SignInFilteri
                 "mpnId": str(reseller.get("mpnId") or ""),
             }
         self.customers[tenant_id.lower()] = customer
+        subscriptions = load_azure_subscriptions(c.get("azureSubscriptions"), tenant_id)
+        if subscriptions:
+            self.azure_subscriptions[tenant_id.lower()] = subscriptions
         for r in c.get("gdapRelationships") or []:
             self._load_relationship(r, customer)
 
@@ -220,6 +231,13 @@ class SimEstate(AssignmentLifecycle, CustomerSide, SignInEncoding, SignInFilteri
 
     # ---- export
 
+    def _customer_scenario(self, c: SimCustomer) -> dict[str, Any]:
+        out = c.scenario(self.relationships)
+        subscriptions = self.azure_subscriptions.get(c.tenant_id.lower())
+        if subscriptions:
+            out["azureSubscriptions"] = subscriptions
+        return out
+
     def scenario(self, include_signins: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
             "now": ts(self.now),
@@ -233,7 +251,7 @@ class SimEstate(AssignmentLifecycle, CustomerSide, SignInEncoding, SignInFilteri
             },
             "groups": list(self.groups.values()),
             "agents": self.agents,
-            "customers": [c.scenario(self.relationships) for c in self.customers.values()],
+            "customers": [self._customer_scenario(c) for c in self.customers.values()],
         }
         orphans = [r.scenario() for r in self.relationships.values() if r.customer_tenant_id is None]
         if orphans:

@@ -305,6 +305,68 @@ DEFAULT_NONINTERACTIVE = 4.0
 AUTOMATION_ONLY_SHARE = 0.12  # of active customers, with --noninteractive-per-interactive > 0
 
 
+AZURE_SHARE = (
+    0.25  # customers with DAP whose partner provisioned Azure subscriptions (Owner through Admin Agents)
+)
+AZURE_ROLES = {
+    "owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+}
+
+
+def azure_subscriptions(
+    tenant_id: str, name: str, dap: dict[str, Any] | None, rels: list[dict[str, Any]], admin_agents: str
+) -> list[dict[str, Any]]:
+    """Azure subscriptions the partner provisioned for a customer: its Admin Agents group (a foreign
+    principal there) is Owner (Azure CSP), sometimes a GDAP group holds a role too, and the customer's
+    own user is Owner as well. Drawn from a generator of the customer's own, so the rest of the estate
+    is unchanged."""
+    if dap is None or not admin_agents:
+        return []
+    rng = random.Random(f"azure-{tenant_id}")
+    if rng.random() >= AZURE_SHARE:
+        return []
+    foreign = admin_agents
+    groups = sorted({a["groupId"] for r in rels for a in r.get("accessAssignments", [])})
+    out = []
+    for k in range(rng.choice((1, 1, 2))):
+        sid = _guid(rng)
+        assignments = [
+            {
+                "name": _guid(rng),
+                "roleDefinitionId": AZURE_ROLES["owner"],
+                "principalId": foreign,
+                "principalType": "ForeignGroup",
+            },
+            {
+                "name": _guid(rng),
+                "roleDefinitionId": AZURE_ROLES["owner"],
+                "principalId": _guid(rng),
+                "principalType": "User",
+            },
+        ]
+        if groups and rng.random() < 0.5:
+            assignments.append(
+                {
+                    "name": _guid(rng),
+                    "roleDefinitionId": AZURE_ROLES[rng.choice(("contributor", "reader"))],
+                    "principalId": groups[0],
+                    "principalType": "ForeignGroup",
+                    "scope": f"/subscriptions/{sid}/resourceGroups/rg-{k + 1}",
+                }
+            )
+        out.append(
+            {
+                "subscriptionId": sid,
+                "displayName": f"{name} Azure plan {k + 1}".strip(),
+                "state": "Enabled",
+                "roleAssignments": assignments,
+            }
+        )
+    return out
+
+
 def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
     total = sum(w for _, w in table)
     x = rng.random() * total
@@ -644,6 +706,10 @@ class Generator:
                 "dap": dap,
                 "gdapRelationships": rels,
             }
+            admin_agents = next((g["id"] for g in groups if g["displayName"] == "AdminAgents"), "")
+            subscriptions = azure_subscriptions(tenant_id, name, dap, rels, admin_agents)
+            if subscriptions:
+                customer["azureSubscriptions"] = subscriptions
             yield customer, profile
 
     # ---- sign-ins

@@ -74,6 +74,7 @@ from .partner_center_api import (
     pc_patch_customer,
     pc_relationships,
 )
+from .resource_manager_api import ROUTES as RESOURCE_MANAGER_ROUTES
 from .wire import (
     GRAPH_CONTENT_TYPE,
     RUNTIME,
@@ -91,7 +92,7 @@ from .wire import (
     raw_query,
 )
 
-API_PREFIXES = ("/v1.0/", "/beta/", "/partnercenter/", "/customeradmin/", "/keyvault/")
+API_PREFIXES = ("/v1.0/", "/beta/", "/partnercenter/", "/customeradmin/", "/keyvault/", "/arm/")
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 _V = r"/(?P<version>v1\.0|beta)"
@@ -138,6 +139,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", r"/customeradmin/v1/delegatedAdminCustomers", ca_delegated_admin_customers),
     ("GET", rf"/keyvault/secrets/(?P<name>{_SEG})(?:/(?P<secret_version>{_SEG}))?", kv_secret),
     ("PUT", rf"/keyvault/secrets/(?P<name>{_SEG})", kv_secret),
+    *RESOURCE_MANAGER_ROUTES,
     ("GET", r"/_emulator/log", ctl_log),
     ("GET", r"/_emulator/state", ctl_state),
     ("POST", r"/_emulator/scenario", ctl_scenario),

@@ -63,3 +63,31 @@ def partner_domains(partner: dict[str, Any]) -> list[str]:
     if main not in domains:
         domains.insert(0, main)
     return domains
+
+
+def load_azure_subscriptions(value: Any, tenant_id: str) -> list[dict[str, Any]]:
+    """A customer's ``azureSubscriptions`` from a scenario, checked."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(s, dict) and s.get("subscriptionId") for s in value):
+        raise bad_request(
+            f"customer {tenant_id}: 'azureSubscriptions' is a list of {{\"subscriptionId\": ...}}."
+        )
+    out = []
+    for s in value:
+        assignments = s.get("roleAssignments") or []
+        if not all(
+            isinstance(a, dict) and a.get("name") and a.get("roleDefinitionId") and a.get("principalId")
+            for a in assignments
+        ):
+            raise bad_request(
+                f"customer {tenant_id}: each role assignment has a name, a roleDefinitionId and a principalId.",
+            )
+        out.append(
+            {
+                **s,
+                "subscriptionId": str(s["subscriptionId"]),
+                "roleAssignments": [dict(a) for a in assignments],
+            }
+        )
+    return out

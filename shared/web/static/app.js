@@ -1046,7 +1046,7 @@
     view.hidden = false;
     $("customer-name").textContent = t("loading");
     $("customer-tenant").textContent = tenantId;
-    for (const id of ["customer-facts", "activity", "agents", "changes", "relationships", "actions"]) clear($(id));
+    for (const id of ["customer-facts", "activity", "agents", "changes", "relationships", "actions", "azure-roles"]) clear($(id));
     for (const id of ["customer-remove", "customer-exclude", "customer-include", "customer-removal",
                       "customer-exclusion", "customer-not-monitored"]) $(id).hidden = true;
     state.detail = null;
@@ -1170,7 +1170,33 @@
     } else {
       actions.appendChild(actionsTable(c.actions, false, zone));
     }
+    renderAzureRoles($("azure-roles"), c.azureRoles);
     if (window.DAM_GDAP) window.DAM_GDAP.customerRendered(c);
+  }
+
+  // Azure role assignments the partner's principals hold on the customer's subscriptions (they survive
+  // DAP and GDAP): by subscription, role, scope and principal, with how the last read went.
+  function renderAzureRoles(host, azure) {
+    if (!azure) {
+      host.appendChild(el("p", { class: "muted" }, t("azureRolesUnread")));
+      return;
+    }
+    if (azure.state !== "read") {
+      host.appendChild(el("p", { class: "notice azure-roles-refused" },
+        t(azure.state === "denied" ? "azureRolesDenied" : "azureRolesFailed", { at: fmtDateTime(azure.readAt) })));
+    }
+    if (!azure.assignments.length) {
+      if (azure.state === "read") host.appendChild(el("p", { class: "muted" }, t("azureRolesNone", { at: fmtDateTime(azure.readAt) })));
+      return;
+    }
+    host.appendChild(table([t("azureSubscription"), t("azureRole"), t("azureScope"), t("azurePrincipal")],
+      azure.assignments.map((a) => [
+        el("td", null, a.subscriptionName || a.subscriptionId, el("div", { class: "small muted mono" }, a.subscriptionId)),
+        a.roleName,
+        el("td", { class: "mono small azure-scope" }, a.scope),
+        a.principal === "adminAgents" ? t("azurePrincipalAdminAgents") : t("azurePrincipalGroup", { id: a.principalId }),
+      ]), "azure-roles"));
+    host.appendChild(el("p", { class: "small muted" }, t("azureRolesReadAt", { at: fmtDateTime(azure.readAt) })));
   }
 
   // Stacked bars per day: interactive sign-ins at the bottom, non-interactive ones above them.

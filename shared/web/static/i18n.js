@@ -531,7 +531,27 @@ window.DAM_I18N = {
     webhookTestSent: "The webhook took the test message ({detail}).",
     webhookTestFailed: "The webhook did not take the test message: {detail}",
     actSubject_webhook: "Webhook",
-    actVerb_test: "test message"
+    actVerb_test: "test message",
+    // --- Azure role assignments (customer view) ---
+    azureRolesTitle: "Azure role assignments",
+    azureRolesIntro: "Roles your Admin Agents foreign principal and GDAP security groups hold on this customer's Azure subscriptions. They are not removed with DAP or GDAP; with REMOVAL_SCOPE including azure, a removal deletes them too.",
+    azureRolesUnread: "Not read yet: Azure role assignments are read with each relationship sync.",
+    azureRolesNone: "No Azure role assignments of yours on this customer's subscriptions (read {at}).",
+    azureRolesDenied: "Azure Resource Manager refused the last read ({at}); shown is what was read before.",
+    azureRolesFailed: "The last read from Azure Resource Manager failed ({at}); shown is what was read before.",
+    azureRolesReadAt: "Read {at}.",
+    azureSubscription: "Subscription",
+    azureRole: "Role",
+    azureScope: "Scope",
+    azurePrincipal: "Held by",
+    azurePrincipalAdminAgents: "Admin Agents (foreign principal)",
+    azurePrincipalGroup: "GDAP security group {id}",
+    actSubject_azure: "Azure",
+    actVerb_read: "role assignments read",
+    "actVerb_roleAssignment.delete": "role assignment deleted",
+    actResult_removed: "removed",
+    actResult_absent: "already gone",
+    actResult_kept: "kept"
   },
   ja: {
     // --- removal confirmation, removal state, exclusions, filters (app.js) ---
@@ -1062,6 +1082,26 @@ window.DAM_I18N = {
     webhookTestSent: "Webhook がテスト メッセージを受け付けました ({detail})。",
     webhookTestFailed: "Webhook がテスト メッセージを受け付けませんでした: {detail}",
     actSubject_webhook: "Webhook",
-    actVerb_test: "テスト メッセージ"
+    actVerb_test: "テスト メッセージ",
+    // --- Azure role assignments (customer view) ---
+    azureRolesTitle: "Azure のロールの割り当て",
+    azureRolesIntro: "管理エージェントの外部プリンシパルと GDAP セキュリティ グループが、この顧客の Azure サブスクリプションで保持しているロールです。DAP や GDAP を削除しても残ります。REMOVAL_SCOPE に azure を含めると、削除時にこれらも削除されます。",
+    azureRolesUnread: "まだ読み取っていません。Azure のロールの割り当ては関係の同期のたびに読み取ります。",
+    azureRolesNone: "この顧客のサブスクリプションに、貴社のロールの割り当てはありません ({at} に読み取り)。",
+    azureRolesDenied: "前回の読み取り ({at}) は Azure Resource Manager に拒否されました。表示しているのはそれ以前に読み取った内容です。",
+    azureRolesFailed: "前回の Azure Resource Manager からの読み取り ({at}) は失敗しました。表示しているのはそれ以前に読み取った内容です。",
+    azureRolesReadAt: "{at} に読み取りました。",
+    azureSubscription: "サブスクリプション",
+    azureRole: "ロール",
+    azureScope: "スコープ",
+    azurePrincipal: "保持者",
+    azurePrincipalAdminAgents: "管理エージェント (外部プリンシパル)",
+    azurePrincipalGroup: "GDAP セキュリティ グループ {id}",
+    actSubject_azure: "Azure",
+    actVerb_read: "ロールの割り当ての読み取り",
+    "actVerb_roleAssignment.delete": "ロールの割り当ての削除",
+    actResult_removed: "削除済み",
+    actResult_absent: "削除済み (既に存在しません)",
+    actResult_kept: "保持"
   }
 };
