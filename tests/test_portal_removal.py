@@ -22,11 +22,16 @@ from tests.test_portal import NOW, estate
 
 pytestmark = pytest.mark.browser
 
+RESELLER = {"id": "4c3a8b52-0d1e-4f6a-9b7c-2d5e8f1a3b6c", "name": "Fabrikam 販売 KK", "mpnId": "4711"}
+
 
 @pytest.fixture(scope="module")
 def portal(azurite: Any, emulator_process: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     require_chromium()
     scenario = estate(tmp_path_factory.mktemp("removal-portal"))
+    # An indirect provider's estate: Partner Center names a reseller for some of the customers.
+    for c in scenario["customers"][:40]:
+        c["reseller"] = RESELLER
     emulator_process.post_scenario(scenario)
     env = serve_environment(
         {
@@ -164,6 +169,31 @@ def test_an_exclusion_made_on_the_customer_page(page: Page, portal: Portal) -> N
         p.locator("#exclude-confirm").click()
     assert ended.value.status == 204
     p.locator("#customer-exclude").wait_for()
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_the_reseller_filter_and_its_tiles(page: Page, portal: Portal) -> None:
+    p = page.page
+    visit(p, portal.url + "/#/?sort=name")
+    p.locator("#filters-toggle").click()
+    assert p.locator("#filter-reseller-wrap").is_visible()
+    whole = portal.api("/api/customers?pageSize=1")
+    mine = portal.api("/api/customers?pageSize=1&reseller=" + RESELLER["id"])
+    assert [r["id"] for r in whole["resellers"]] == [RESELLER["id"]] and mine["total"] > 0
+    with p.expect_response(lambda r: "reseller=" in r.url and "/api/customers?" in r.url):
+        p.locator("#filter-reseller").select_option(RESELLER["id"])
+    p.wait_for_function("() => location.hash.includes('reseller=')")
+    p.wait_for_function(
+        "(n) => document.querySelector('#range').textContent.endsWith(' ' + n)", arg=str(mine["total"])
+    )
+    # The tiles count that reseller's customers.
+    tile = p.locator('.tile[data-bucket="30-60"] [data-count]')
+    assert tile.text_content() == str(mine["resellerSummary"]["inactive30To60Days"])
+    assert RESELLER["name"] in (p.locator("#filter-chip-text").text_content() or "")
+    # The Azure tile counts the customers whose partner principals hold Azure roles.
+    azure = p.locator(".tile-azure [data-count]").text_content()
+    assert azure == str(mine["resellerSummary"]["customersWithAzureRoleAssignments"])
+    shot(p, "filter-reseller.png")
     assert page.dialogs == [] and page.errors == []
 
 

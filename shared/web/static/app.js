@@ -23,7 +23,7 @@
   // A removal in these states holds the customer: it is not offered for removal again.
   const HOLDING = new Set(["queued", "requested", "completed"]);
   const defaultQuery = () => ({ bucket: null, recommendation: null, q: "", sort: DEFAULT_SORT, page: 1, pageSize: 50,
-                                type: null, excluded: null, role: null });
+                                type: null, excluded: null, role: null, reseller: null });
 
   const state = {
     lang: "en",
@@ -256,6 +256,7 @@
     if (q.type) params.set("type", q.type);
     if (q.excluded) params.set("excluded", q.excluded);
     if (q.role) params.set("role", q.role);
+    if (q.reseller) params.set("reseller", q.reseller);
     for (const [key, value] of Object.entries(extra || {})) params.set(key, value);
     return params.toString();
   }
@@ -266,7 +267,7 @@
     const at = hash.indexOf("?");
     const params = new URLSearchParams(at >= 0 ? hash.slice(at + 1) : "");
     const query = defaultQuery();
-    for (const key of ["bucket", "recommendation", "type", "excluded", "role"]) {
+    for (const key of ["bucket", "recommendation", "type", "excluded", "role", "reseller"]) {
       if (params.get(key)) query[key] = params.get(key);
     }
     if (params.get("q")) query.q = params.get("q");
@@ -325,7 +326,8 @@
   }
 
   function renderSummary(page) {
-    const summary = page ? page.summary : null;
+    // With a reseller chosen, the tiles count that reseller's customers (resellerSummary).
+    const summary = page ? page.resellerSummary || page.summary : null;
     const total = summary ? summary.customersUnderMonitoring : 0;
     $("headline").textContent = summary ? t("headline", { n: fmtNumber(total) }) : "";
     const coverage = $("coverage");
@@ -338,7 +340,12 @@
     }
     const policy = page && page.policy ? page.policy : null;
     $("policy-line").textContent = policy ? policyLine(policy) : "";
-    for (const tile of document.querySelectorAll(".tile")) {
+    for (const tile of document.querySelectorAll(".tile[data-static]")) {
+      const count = summary && summary[tile.dataset.summary] !== undefined ? summary[tile.dataset.summary] : null;
+      tile.querySelector("[data-count]").textContent = count === null ? "–" : fmtNumber(count);
+      tile.querySelector("[data-share]").textContent = count === null ? "" : t("tileShare", { pct: fmtPercent(count, total) });
+    }
+    for (const tile of document.querySelectorAll(".tile:not([data-static])")) {
       const bucket = tile.dataset.bucket;
       const recommended = tile.dataset.recommendation === "remove";
       const key = recommended ? "recommendedForRemoval" : SUMMARY_KEYS[bucket];
@@ -359,6 +366,7 @@
     if (state.query.type) names.push(t("chipType_" + state.query.type));
     if (state.query.excluded) names.push(t(state.query.excluded === "true" ? "excluded" : "filterNotExcluded"));
     if (state.query.role) names.push(roleLabel(state.query.role));
+    if (state.query.reseller) names.push(resellerName(state.query.reseller));
     if (names.length) {
       $("filter-chip-text").textContent = t("filterOn", { name: names.join(" · ") });
       chip.hidden = false;
@@ -528,11 +536,28 @@
         t("filterRoleOption", { name: roleLabel(role.id, role.name), n: fmtNumber(role.customers) })));
     }
     select.value = q.role || "";
-    const active = ["type", "excluded", "role"].filter((k) => q[k]).length + (q.recommendation ? 1 : 0);
+    // Indirect resellers, where Partner Center names any (an indirect provider's estate).
+    const resellers = (state.page && state.page.resellers) || [];
+    const resellerSelect = clear($("filter-reseller"));
+    resellerSelect.appendChild(el("option", { value: "" }, t("filterAnyReseller")));
+    const choices = resellers.slice();
+    if (q.reseller && !choices.some((r) => r.id === q.reseller)) choices.push({ id: q.reseller, name: q.reseller, customers: 0 });
+    for (const r of choices) {
+      resellerSelect.appendChild(el("option", { value: r.id },
+        t("filterRoleOption", { name: r.name || r.id, n: fmtNumber(r.customers) })));
+    }
+    resellerSelect.value = q.reseller || "";
+    $("filter-reseller-wrap").hidden = !choices.length;
+    const active = ["type", "excluded", "role", "reseller"].filter((k) => q[k]).length + (q.recommendation ? 1 : 0);
     $("filters-count").textContent = active ? fmtNumber(active) : "";
     $("filters-count").hidden = !active;
     if ($("search").value.trim() !== q.q) $("search").value = q.q;
     $("page-size").value = String(q.pageSize);
+  }
+
+  function resellerName(id) {
+    const found = ((state.page && state.page.resellers) || []).find((r) => r.id === id);
+    return found && found.name ? found.name : id;
   }
 
   function renderPager() {
@@ -1463,7 +1488,7 @@
       if (!$("trail").hidden) renderTrail();
       if (window.DAM_GDAP) window.DAM_GDAP.languageChanged();
     });
-    for (const tile of document.querySelectorAll(".tile")) {
+    for (const tile of document.querySelectorAll(".tile:not([data-static])")) {
       tile.addEventListener("click", () => {
         if (tile.dataset.recommendation) {
           const value = tile.dataset.recommendation;
@@ -1474,7 +1499,7 @@
         setQuery({ bucket: state.query.bucket === bucket ? null : bucket });
       });
     }
-    const noFilters = { bucket: null, recommendation: null, type: null, excluded: null, role: null };
+    const noFilters = { bucket: null, recommendation: null, type: null, excluded: null, role: null, reseller: null };
     $("filter-clear").addEventListener("click", () => setQuery(noFilters));
     $("filters-reset").addEventListener("click", () => setQuery(noFilters));
     $("filters-toggle").addEventListener("click", () => {
@@ -1484,7 +1509,8 @@
       if (!panel.hidden) $("filter-type").focus();
     });
     for (const [id, key] of [["filter-type", "type"], ["filter-recommendation", "recommendation"],
-                             ["filter-excluded", "excluded"], ["filter-role", "role"]]) {
+                             ["filter-excluded", "excluded"], ["filter-role", "role"],
+                             ["filter-reseller", "reseller"]]) {
       $(id).addEventListener("change", (event) => setQuery({ [key]: event.target.value || null }));
     }
     $("search").addEventListener("input", (event) => {

@@ -4,6 +4,10 @@
 window.DAM_I18N = {
   en: {
     // --- removal confirmation, removal state, exclusions, filters (app.js) ---
+    tileAzure: "With Azure role assignments",
+    tileHintAzure: "Azure roles of your principals: removing DAP or GDAP leaves them in place",
+    filterReseller: "Reseller",
+    filterAnyReseller: "Any reseller",
     previewLoading: "Checking what each removal would do…",
     removesDap: "DAP: the Admin Agents and Helpdesk Agents groups' roles",
     mailTo: "Notice e-mailed to: {to}",
@@ -555,6 +559,10 @@ window.DAM_I18N = {
   },
   ja: {
     // --- removal confirmation, removal state, exclusions, filters (app.js) ---
+    tileAzure: "Azure のロール割り当てあり",
+    tileHintAzure: "パートナーのプリンシパルの Azure ロール: DAP や GDAP を削除しても残ります",
+    filterReseller: "リセラー",
+    filterAnyReseller: "すべてのリセラー",
     previewLoading: "削除される内容を確認しています…",
     removesDap: "DAP: 管理エージェントとヘルプデスク エージェントのグループのロール",
     mailTo: "通知メールの送信先: {to}",
