@@ -162,7 +162,7 @@ def main() -> int:
             if summary.get("wouldHalt"):
                 print(f"In enforce mode the circuit breaker would halt the run: {summary['wouldHalt']}")
             if would:
-                print(f"In enforce mode, {len(would)} customer(s) would lose delegated access, e.g.:")
+                print(f"In enforce mode, {customers(len(would))} would lose delegated access, e.g.:")
                 for item in would[:10]:
                     rels = ", ".join(item.get("relationships", []))
                     print(
@@ -171,7 +171,7 @@ def main() -> int:
             warn = summary.get("wouldWarn", [])
             if warn:
                 print(
-                    f"{len(warn)} customer(s) would get an advance warning "
+                    f"{customers(len(warn))} would get an advance warning "
                     f"({env.get('WARN_DAYS_BEFORE_REMOVAL', '14')} days before removal)."
                 )
         else:
@@ -195,3 +195,8 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def customers(n: int) -> str:
+    """ "1 customer", "2 customers"."""
+    return f"{n} customer" + ("" if n == 1 else "s")
