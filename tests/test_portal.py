@@ -887,4 +887,10 @@ def test_a_japanese_customers_times_are_japan_time(page: Page, portal: Portal) -
         assert shown.startswith(f"{local.day} {local:%b}") and shown.endswith(
             f"{local:%Y}, {local:%H:%M} {zone}"
         )
+        # The dashboard's "Last sign-in" column too (the report row carries the culture).
+        assert rows[tenant]["culture"] == culture[tenant]
+        p.goto(f"{portal.url}/#/?q={tenant}")
+        cell = p.locator(f'#rows tr[data-tenant="{tenant}"] td.nowrap')
+        cell.wait_for()
+        assert (cell.text_content() or "") == shown
     assert page.dialogs == [] and page.errors == []

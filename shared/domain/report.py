@@ -89,6 +89,7 @@ class ReportRow(TypedDict):
     # and how that read went: read | denied (Resource Manager refused) | failed | null (never read).
     azureRoleAssignments: NotRequired[list[AzureRoleAssignment]]
     azureRolesState: NotRequired[str | None]
+    culture: NotRequired[str]  # the customer's culture as Partner Center reports it (e.g. ja-JP); "" unknown
 
 
 class Summary(TypedDict):

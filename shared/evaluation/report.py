@@ -93,6 +93,8 @@ async def compute_report(
             for shown in row["relationships"]:
                 rel = by_id.get(shown["id"])
                 shown["accessGroups"] = access_groups(rel, group_names) if rel is not None else []
+            # The customer's culture decides the time zone people see its times in (ja-JP: JST).
+            row["culture"] = customer.culture if customer else ""
             roles = azure.get(tenant)
             row["azureRoleAssignments"] = list(roles.assignments) if roles else []  # type: ignore[arg-type]
             row["azureRolesState"] = roles.state if roles else None

@@ -497,7 +497,7 @@
         el("td", { class: "num" }, fmtNumber(row.signInsLastDay)),
         el("td", { class: "num" }, fmtNumber(row.daysActive)),
         inactive,
-        el("td", { class: "nowrap" }, fmtDateTime(row.lastSignInAt)),
+        el("td", { class: "nowrap" }, fmtDateTime(row.lastSignInAt, zoneOf(row.culture))),
         recommendation);
       body.appendChild(tr);
     }
