@@ -185,6 +185,9 @@ param notifySender string = ''
 @description('NOTIFY_PARTNER_ADDRESSES: comma-separated partner admin addresses for warnings, digests and alerts.')
 param notifyPartnerAddresses string = ''
 
+@description('RESELLER_DIGEST_CONTACTS: optional, indirect providers: <reseller tenant id>=a@x;b@x, ... gets the digest of its own customers.')
+param resellerDigestContacts string = ''
+
 @description('NOTIFY_CUSTOMERS: e-mail the customer\'s contacts after a removal.')
 param notifyCustomers bool = true
 
@@ -292,6 +295,7 @@ var appSettings = {
   EVALUATION_SHARD_THRESHOLD: string(evaluationShardThreshold)
   NOTIFY_SENDER: notifySender
   NOTIFY_PARTNER_ADDRESSES: notifyPartnerAddresses
+  RESELLER_DIGEST_CONTACTS: resellerDigestContacts
   NOTIFY_CUSTOMERS: notifyCustomers ? 'true' : 'false'
   NOTIFY_CUSTOMERS_BEFORE_REMOVAL: notifyCustomersBeforeRemoval ? 'true' : 'false'
   NOTIFY_PARTNER_LANGUAGE: notifyPartnerLanguage

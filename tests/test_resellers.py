@@ -12,8 +12,10 @@ import io
 from typing import Any
 
 import httpx
+import pytest
 
 from shared.evaluation.audit import audit
+from shared.platform.settings import SettingsError
 from shared.relationships.store import RelationshipStore
 from shared.services import Services
 from tests.conftest import load_example, settings_with
@@ -162,3 +164,48 @@ def test_reseller_names_survive_a_failed_read_and_a_customer_can_go_direct(
     assert refused and all(e.get("fault") for e in refused)
     assert rows[PROSEWARE]["reseller"] == {"id": RESELLER_A["id"], "name": RESELLER_A["name"]}
     assert rows[WINGTIP]["reseller"] is None
+
+
+def test_each_reseller_gets_the_digest_of_its_own_customers(env: dict[str, str], emulator: Any) -> None:
+    """RESELLER_DIGEST_CONTACTS: the enforcement digest also goes to each named reseller's contacts, with
+    only that reseller's customers; once, like the partner's; a reseller with nothing in it gets none."""
+    from shared.evaluation.run import run_cycle
+    from shared.notifications.worker import process_notification_queue
+    from tests.test_enforcement import ENFORCE, NORTHWIND, TAILSPIN, estate
+
+    enforced = estate()
+    for c in enforced["customers"]:
+        if c["tenantId"] in (PROSEWARE, TAILSPIN):
+            c["reseller"] = RESELLER_A
+        elif c["tenantId"] == ADATUM:  # active: in no digest
+            c["reseller"] = RESELLER_B
+    emulator.post_scenario(enforced)
+    contacts = f"{RESELLER_A['id']}=ops@fabrikam.example;cto@fabrikam.example, {RESELLER_B['id']}=it@tailwind.example"
+    settings = settings_with(**ENFORCE, RESELLER_DIGEST_CONTACTS=contacts)
+
+    async def cycle() -> None:
+        async with Services(settings) as services:
+            await run_cycle(services, AS_OF)
+            await process_notification_queue(services)
+            await run_cycle(services, AS_OF)  # again: nothing new is sent
+            await process_notification_queue(services)
+
+    run(cycle())
+    to_reseller = [
+        m["message"]
+        for m in emulator.outbox()
+        if "ops@fabrikam.example" in [r["emailAddress"]["address"] for r in m["message"]["toRecipients"]]
+    ]
+    assert len(to_reseller) == 1, [
+        [r["emailAddress"]["address"] for r in m["message"]["toRecipients"]] for m in emulator.outbox()
+    ]
+    body = to_reseller[0]["body"]["content"]
+    assert RESELLER_A["name"] in body and "Proseware" in body and "Tailspin" in body
+    assert "Lamna" not in body and "Wingtip" not in body and "Northwind" not in body and NORTHWIND not in body
+    assert not [
+        m
+        for m in emulator.outbox()
+        if "it@tailwind.example" in [r["emailAddress"]["address"] for r in m["message"]["toRecipients"]]
+    ]
+    with pytest.raises(SettingsError, match="RESELLER_DIGEST_CONTACTS"):
+        settings_with(**ENFORCE, RESELLER_DIGEST_CONTACTS="fabrikam=ops@fabrikam.example")

@@ -17,6 +17,7 @@ from shared.evaluation.warnings import brief_row, remove_on, warn_before_removal
 from shared.lost.service import lost_for_digest, mark_lost_in_digest
 from shared.notifications.digests import listed_in_digest, mark_listed_in_digest
 from shared.notifications.enqueue import (
+    enqueue_notification,
     enqueue_partner_alert,
     enqueue_partner_digest,
 )
@@ -341,8 +342,65 @@ async def _digest(
             "lostAccess": lost[:MAX_LISTED],
         },
     ):
+        await reseller_digests(services, key, report, pending, warned, summary, lost)
         await mark_listed_in_digest(services.storage, [q["removalId"] for q in pending])
         await mark_lost_in_digest(services, [item["id"] for item in lost[:MAX_LISTED]])
+
+
+def reseller_of(row: Any) -> str:
+    """The row's indirect reseller's tenant id (lower case), "" for a direct customer."""
+    reseller: dict[str, Any] = dict(row.get("reseller") or {})
+    return str(reseller.get("id") or "").lower()
+
+
+def reseller_name(row: Any) -> str:
+    reseller: dict[str, Any] = dict(row.get("reseller") or {})
+    return str(reseller.get("name") or "")
+
+
+async def reseller_digests(
+    services: Services,
+    key: str,
+    report: Report,
+    pending: list[dict[str, Any]],
+    warned: list[dict[str, Any]],
+    summary: dict[str, Any],
+    lost: list[dict[str, Any]],
+) -> None:
+    """The same digest to each indirect reseller named in RESELLER_DIGEST_CONTACTS, with only its own
+    customers (nothing when none of them is in it); keyed by the partner digest's key, so sent once."""
+    contacts = services.settings.reseller_contacts
+    if not contacts:
+        return
+    by_id = {r["tenantId"]: r for r in report["customers"]}
+    for reseller, addresses in contacts.items():
+        mine = {t for t, r in by_id.items() if reseller_of(r) == reseller}
+        if not mine:
+            continue
+        part = {
+            "removals": [brief_row(by_id[q["tenantId"]]) for q in pending if q["tenantId"] in mine],
+            "warned": [w for w in warned if w.get("tenantId") in mine],
+            "skipped": [s for s in summary["skipped"] if s.get("tenantId") in mine],
+            "lostAccess": [x for x in lost if x.get("tenantId") in mine],
+        }
+        if not any(part.values()):
+            continue
+        name = next((reseller_name(by_id[t]) for t in mine), "")
+        await enqueue_notification(
+            services.storage,
+            "partner-digest",
+            f"{key}:reseller:{reseller}",
+            {
+                "summary": {
+                    "asOf": report["asOf"],
+                    "mode": services.settings.policy_mode,
+                    "halted": summary["halted"],
+                    **{k: v[:MAX_LISTED] for k, v in part.items()},
+                    "reseller": {"id": reseller, "name": name},
+                },
+                "recipients": list(addresses),  # shown in the trail; the worker reads the setting
+            },
+        )
 
 
 async def alert_partner(

@@ -220,7 +220,7 @@ async def _send(
     # The stored content, never the message's (a row written before content was stored: the message's).
     kind, data = row.kind, dict(row.data if row.data is not None else message.get("data") or {})
     sender = require_sender(settings)
-    wanted = await _recipients(services, kind, row.tenant_id)
+    wanted = await _recipients(services, kind, row.tenant_id, data)
     recipients = [a for a in dict.fromkeys(wanted) if valid_address(a)]
     language = (
         language_of(data.get("culture")) if kind in CUSTOMER_KINDS else settings.notify_partner_language
@@ -254,9 +254,15 @@ async def _send(
     return "sent"
 
 
-async def _recipients(services: Services, kind: str, tenant_id: str) -> list[str]:
-    """Who gets this kind of mail, from the settings and the store: partner admins for partner mail, the
-    customer's own contacts (billing profile) for customer mail."""
+async def _recipients(
+    services: Services, kind: str, tenant_id: str, data: dict[str, Any] | None = None
+) -> list[str]:
+    """Who gets this kind of mail, from the settings and the store: partner admins for partner mail (an
+    indirect reseller's digest: its RESELLER_DIGEST_CONTACTS), the customer's own contacts (billing
+    profile) for customer mail. Never from the stored content: it names the reseller, not the addresses."""
+    reseller = ((data or {}).get("summary") or {}).get("reseller") if kind == "partner-digest" else None
+    if reseller:
+        return list(services.settings.reseller_contacts.get(str(reseller.get("id", "")).lower(), ()))
     if kind in PARTNER_KINDS:
         return [str(a).strip() for a in services.settings.notify_partner_addresses]
     customer, _ = (

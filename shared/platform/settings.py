@@ -254,6 +254,12 @@ class Settings:
     notify_customers: bool = _setting(
         "NOTIFY_CUSTOMERS", True, "Mail the customer's contacts after a removal"
     )
+    reseller_digest_contacts: str = _setting(
+        "RESELLER_DIGEST_CONTACTS",
+        "",
+        "Optional, indirect providers: each enforcement digest also to an indirect reseller's contacts, "
+        "with only that reseller's customers: '<reseller tenant id>=a@x.example;b@x.example, <id>=...'",
+    )
     notify_customers_before_removal: bool = _setting(
         "NOTIFY_CUSTOMERS_BEFORE_REMOVAL", False, "Also warn customers ahead of removal"
     )
@@ -350,6 +356,23 @@ class Settings:
         settings.validate()
         return settings
 
+    @property
+    def reseller_contacts(self) -> dict[str, tuple[str, ...]]:
+        """RESELLER_DIGEST_CONTACTS as reseller tenant id (lower case) -> addresses."""
+        out: dict[str, tuple[str, ...]] = {}
+        for part in (p.strip() for p in self.reseller_digest_contacts.split(",")):
+            if not part:
+                continue
+            reseller, _, addresses = part.partition("=")
+            reseller = reseller.strip().lower()
+            listed = tuple(a.strip() for a in addresses.split(";") if a.strip())
+            if not GUID_RE.match(reseller) or not listed:
+                raise SettingsError(
+                    f"RESELLER_DIGEST_CONTACTS: {part!r} is not '<reseller tenant id>=address;address'"
+                )
+            out[reseller] = out.get(reseller, ()) + listed
+        return out
+
     def validate(self) -> None:
         if self.policy_mode not in ("report", "enforce"):
             raise SettingsError(f"POLICY_MODE must be 'report' or 'enforce', not {self.policy_mode!r}")
@@ -423,13 +446,16 @@ class Settings:
         ):
             if group_id and not GUID_RE.match(group_id):
                 raise SettingsError(f"{group_setting}: {group_id!r} is not a security group id (GUID)")
+        contacts = self.reseller_contacts  # raises SettingsError when malformed
         for address in (
+            *(a for addresses in contacts.values() for a in addresses),
             *self.notify_partner_addresses,
             *([self.notify_sender] if self.notify_sender else []),
         ):
             if not _looks_like_address(address):
                 raise SettingsError(
-                    f"{address!r} is not an e-mail address (NOTIFY_SENDER / NOTIFY_PARTNER_ADDRESSES)"
+                    f"{address!r} is not an e-mail address "
+                    "(NOTIFY_SENDER / NOTIFY_PARTNER_ADDRESSES / RESELLER_DIGEST_CONTACTS)"
                 )
         if self.storage_prefix and not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,19}", self.storage_prefix):
             raise SettingsError(
