@@ -31,7 +31,7 @@ from shared.platform.timeutil import parse_iso
 from shared.services import Services
 from shared.web.auth import GRANT_ROLE, READ_ROLE, REMOVE_ROLE, encode_principal, parse_principal
 from shared.web.server import build_app, served_hosts
-from tests.conftest import audited_example, load_example, settings_with
+from tests.conftest import ROOT, audited_example, load_example, settings_with
 from tests.test_enforcement import with_services
 
 with warnings.catch_warnings():  # starlette nags about its httpx transport on import
@@ -1157,3 +1157,16 @@ def test_group_names_a_sync_may_not_read_stay_ids(
 async def _audit(settings: Settings) -> None:
     async with Services(settings) as services:
         await audit(services, AS_OF)
+
+
+def test_the_stylesheet_is_well_formed() -> None:
+    """Every block of app.css is closed: one lost brace nests every later rule in the block before it
+    (a merge once put the desktop layout inside a phone-width media query)."""
+    css = re.sub(r"/\*.*?\*/", "", (ROOT / "shared" / "web" / "static" / "app.css").read_text(), flags=re.S)
+    depth = 0
+    for line_number, line in enumerate(css.split("\n"), 1):
+        if line.startswith("@media") and depth != 0:
+            raise AssertionError(f"app.css line {line_number}: @media inside an open block")
+        depth += line.count("{") - line.count("}")
+        assert depth >= 0, f"app.css line {line_number}: a brace closes nothing"
+    assert depth == 0, "app.css ends with an open block"

@@ -340,10 +340,9 @@
     }
     const policy = page && page.policy ? page.policy : null;
     $("policy-line").textContent = policy ? policyLine(policy) : "";
-    for (const tile of document.querySelectorAll(".tile[data-static]")) {
+    for (const tile of document.querySelectorAll("[data-static][data-summary]")) {
       const count = summary && summary[tile.dataset.summary] !== undefined ? summary[tile.dataset.summary] : null;
       tile.querySelector("[data-count]").textContent = count === null ? "–" : fmtNumber(count);
-      tile.querySelector("[data-share]").textContent = count === null ? "" : t("tileShare", { pct: fmtPercent(count, total) });
     }
     for (const tile of document.querySelectorAll(".tile:not([data-static])")) {
       const bucket = tile.dataset.bucket;

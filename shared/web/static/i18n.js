@@ -4,8 +4,8 @@
 window.DAM_I18N = {
   en: {
     // --- removal confirmation, removal state, exclusions, filters (app.js) ---
-    tileAzure: "With Azure role assignments",
-    tileHintAzure: "Azure roles of your principals: removing DAP or GDAP leaves them in place",
+    tileAzure: "Azure role assignments",
+    tileHintAzure: "Customers: removing DAP or GDAP leaves these",
     filterReseller: "Reseller",
     filterAnyReseller: "Any reseller",
     previewLoading: "Checking what each removal would do…",
@@ -559,8 +559,8 @@ window.DAM_I18N = {
   },
   ja: {
     // --- removal confirmation, removal state, exclusions, filters (app.js) ---
-    tileAzure: "Azure のロール割り当てあり",
-    tileHintAzure: "パートナーのプリンシパルの Azure ロール: DAP や GDAP を削除しても残ります",
+    tileAzure: "Azure のロールの割り当て",
+    tileHintAzure: "顧客数: DAP や GDAP を削除しても残ります",
     filterReseller: "リセラー",
     filterAnyReseller: "すべてのリセラー",
     previewLoading: "削除される内容を確認しています…",
