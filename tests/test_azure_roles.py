@@ -498,6 +498,8 @@ def test_the_customer_view_lists_them_as_text(page: Any, portal: Any) -> None:
     )
     assert any(f"/subscriptions/{SUB_P1}/resourceGroups/web" in r and "Contributor" in r for r in rows)
     assert p.locator("#azure-roles-title").text_content() == "Azure role assignments"
+    # Read, the roles are listed: the generic "review your Azure roles" advice is not shown.
+    assert p.locator("#azure-rbac-note").is_hidden()
     p.goto(f"{portal.url}/#/customers/{FOURTH}")
     p.wait_for_function(
         "() => (document.querySelector('#azure-roles p') || {}).textContent?.startsWith('No Azure role assignments')"

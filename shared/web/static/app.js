@@ -1195,6 +1195,8 @@
       actions.appendChild(actionsTable(c.actions, false, zone));
     }
     renderAzureRoles($("azure-roles"), c.azureRoles);
+    // The generic advice only where the customer's Azure roles are not known; read, they are listed.
+    $("azure-rbac-note").hidden = !!(c.azureRoles && c.azureRoles.state === "read");
     if (window.DAM_GDAP) window.DAM_GDAP.customerRendered(c);
   }
 
