@@ -88,6 +88,11 @@ def lost_access(env: dict[str, str], emulator: Any, scenario: dict[str, Any]) ->
     )
 
 
+def customers(n: int) -> str:
+    """ "1 customer", "2 customers"."""
+    return f"{n} customer" + ("" if n == 1 else "s")
+
+
 def main() -> int:
     port = demo_port()
     if DEMO.exists():
@@ -195,8 +200,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def customers(n: int) -> str:
-    """ "1 customer", "2 customers"."""
-    return f"{n} customer" + ("" if n == 1 else "s")
