@@ -298,6 +298,14 @@ class Settings:
         "empty: looked up in Graph by display name",
     )
 
+    # --- Agents: standing access nobody uses (shared.agents) ----------------------------------------
+    agent_inactive_days: int = _setting(
+        "AGENT_INACTIVE_DAYS",
+        90,
+        "A partner agent with group membership and no sign-in into any customer for this many days "
+        "(proven by the stored sign-in log) is flagged idle, with a recommendation to remove it from the group",
+    )
+
     # --- derived helpers ------------------------------------------------------------------------
     @property
     def graph_root(self) -> str:
@@ -381,6 +389,7 @@ class Settings:
             ("RETRY_DELAY_MS", self.retry_delay_ms, 0, 600_000),
             ("HOST_CLOCK_MAX_SKEW_MINUTES", self.host_clock_max_skew_minutes, 1, 100 * 365 * 24 * 60),
             ("GDAP_POLL_SECONDS", self.gdap_poll_seconds, 0, 3600),
+            ("AGENT_INACTIVE_DAYS", self.agent_inactive_days, 1, 3650),
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
