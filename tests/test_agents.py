@@ -283,3 +283,31 @@ def test_api_csv_and_cli(estate: dict[str, Any], env: dict[str, str]) -> None:
     assert table.returncode == 0 and "removeFromGroups" in table.stdout
     bad = run_cli("agents", "--format", "xml")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_partner_digest_lists_newly_idle_agents_once(
+    env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.evaluation.run import run_cycle
+    from shared.notifications.worker import drain_notifications
+
+    emulator.post_scenario(scenario())
+    monkeypatch.setenv("AGENT_INACTIVE_DAYS", "20")
+    monkeypatch.setenv("NOTIFY_SENDER", "notices@contoso.example")
+    monkeypatch.setenv("NOTIFY_PARTNER_ADDRESSES", "admins@contoso.example")
+    monkeypatch.setenv("POLICY_MODE", "enforce")  # the partner digest is the enforcement run's
+    settings = settings_with()
+
+    async def cycle() -> None:
+        async with Services(settings) as services:
+            await run_cycle(services, await services.now())
+            await drain_notifications(services)
+
+    run(cycle())
+    digests = [m for m in emulator.outbox() if "idle agents" in str(m)]
+    assert len(digests) == 1, emulator.outbox()
+    text = str(digests[0])
+    assert TIER2_IDLE in text and "Tier2-Exchange" in text and BUSY not in text
+    emulator.advance("PT1H")
+    run(cycle())
+    assert len([m for m in emulator.outbox() if "idle agents" in str(m)]) == 1  # listed once

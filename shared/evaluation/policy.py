@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.agents.digest import idle_agents_for_digest, mark_idle_agents_in_digest
 from shared.domain.report import Report, ReportRow
 from shared.domain.rules import days_until_candidate
 from shared.evaluation.report import policy_from_settings
@@ -320,14 +321,21 @@ async def _digest(
     the removals, makes two runs that compute the same list at the same moment send it once."""
     pending = [q for q in summary["queued"] if not await listed_in_digest(services.storage, q["removalId"])]
     lost = await lost_for_digest(services)  # access lost outside this product, each listed once
-    if not (pending or warned or summary["halted"] or lost):
+    idle = await idle_agents_for_digest(services, parse_iso(report["asOf"]))  # each idle stretch once
+    if not (pending or warned or summary["halted"] or lost or idle):
         return
     by_id = {r["tenantId"]: r for r in report["customers"]}
     names: Any = sorted(q["removalId"] for q in pending)
     if lost:
         names = {"removals": names, "lostAccess": sorted(item["id"] for item in lost)}
+    if idle:
+        names = {"named": names, "idleAgents": sorted(item["mark"] for item in idle)}
     named = json.dumps(names).encode()
-    key = f"digest:{hashlib.sha256(named).hexdigest()[:32]}" if pending or lost else f"digest:{evaluation_id}"
+    key = (
+        f"digest:{hashlib.sha256(named).hexdigest()[:32]}"
+        if pending or lost or idle
+        else f"digest:{evaluation_id}"
+    )
     if await enqueue_partner_digest(
         services,
         key,
@@ -339,10 +347,12 @@ async def _digest(
             "warned": warned[:MAX_LISTED],
             "skipped": summary["skipped"][:MAX_LISTED],
             "lostAccess": lost[:MAX_LISTED],
+            "idleAgents": idle[:MAX_LISTED],
         },
     ):
         await mark_listed_in_digest(services.storage, [q["removalId"] for q in pending])
         await mark_lost_in_digest(services, [item["id"] for item in lost[:MAX_LISTED]])
+        await mark_idle_agents_in_digest(services, idle[:MAX_LISTED])
 
 
 async def alert_partner(
