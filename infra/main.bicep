@@ -230,6 +230,13 @@ param gdapGroupHelpdeskAgents string = ''
 @maxValue(3650)
 param agentInactiveDays int = 90
 
+@description('AGENT_REMOVAL_MODE: off (idle agents are only flagged) or enforce (each evaluation removes them from their groups).')
+@allowed([
+  'off'
+  'enforce'
+])
+param agentRemovalMode string = 'off'
+
 // ---------------------------------------------------------------------------------------------
 // Entra ID
 // ---------------------------------------------------------------------------------------------
@@ -305,6 +312,7 @@ var appSettings = {
   GDAP_GROUP_ADMINAGENTS: gdapGroupAdminAgents
   GDAP_GROUP_HELPDESKAGENTS: gdapGroupHelpdeskAgents
   AGENT_INACTIVE_DAYS: string(agentInactiveDays)
+  AGENT_REMOVAL_MODE: agentRemovalMode
 }
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

@@ -311,3 +311,39 @@ def test_partner_digest_lists_newly_idle_agents_once(
     emulator.advance("PT1H")
     run(cycle())
     assert len([m for m in emulator.outbox() if "idle agents" in str(m)]) == 1  # listed once
+    assert deletes(emulator) == []  # AGENT_REMOVAL_MODE is off by default: never automatic
+
+
+def run_evaluation_now(settings: Settings) -> dict[str, Any]:
+    from shared.evaluation.run import run_evaluation
+
+    async def go() -> dict[str, Any]:
+        async with Services(settings) as services:
+            return await run_evaluation(services, await services.now())
+
+    result: dict[str, Any] = run(go())
+    return result
+
+
+def test_agent_removal_mode_enforce_removes_idle_agents(
+    env: dict[str, str], emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.platform.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="AGENT_REMOVAL_MODE"):
+        settings_with(AGENT_REMOVAL_MODE="auto")
+    emulator.post_scenario(scenario())
+    monkeypatch.setenv("AGENT_INACTIVE_DAYS", "20")
+    monkeypatch.setenv("AGENT_REMOVAL_MODE", "enforce")
+    # More memberships to remove than the breaker allows: none is removed.
+    halted = run_evaluation_now(settings_with(MAX_REMOVALS_PER_RUN="1"))
+    assert halted["agentRemovals"]["halted"] and deletes(emulator) == []
+    summary = run_evaluation_now(settings_with())
+    removed = {(r["userId"], r["groupId"]) for r in summary["agentRemovals"]["removed"]}
+    assert (TIER2_IDLE, TIER2) in removed and (ADMIN_IDLE, ADMIN_AGENTS) in removed
+    assert not any(user in (BUSY, TIER2_BUSY, HELPDESK_RECENT) for user, _ in removed)
+    assert TIER2 not in groups_of(emulator, TIER2_IDLE) and ADMIN_AGENTS in groups_of(emulator, BUSY)
+    rows = [r for r in trail(settings_with()) if r["Result"] == "completed"]
+    assert len(rows) == len(removed) and {r["Actor"] for r in rows} == {"policy"}
+    again = run_evaluation_now(settings_with())  # nothing left to remove: nothing sent again
+    assert again["agentRemovals"]["removed"] == [] and len(deletes(emulator)) == len(removed)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.agents.report import agents_report
 from shared.gdap.base import GdapError
-from shared.platform.actions import record_action
+from shared.platform.actions import POLICY_ACTOR, record_action
 from shared.platform.retry import UpstreamError
 from shared.platform.settings import GUID_RE
 from shared.signins.ingestion import ingest_sign_ins
@@ -59,6 +59,51 @@ async def remove_agent_from_group(
     now = await services.now()
     await ingest_sign_ins(services, now, now)  # the re-check reads the log up to the present
     report = await agents_report(services, now)
+    return await _remove_one(services, report, user, group, reason, actor)
+
+
+async def remove_idle_agents(services: Services) -> dict[str, Any]:
+    """``AGENT_REMOVAL_MODE=enforce`` only: remove every idle agent from every group that gives it
+    access, after ingesting the log up to the present (the same re-check as a person's request). More
+    removals than ``MAX_REMOVALS_PER_RUN`` remove none (``halted``, recorded). Off by default."""
+    summary: dict[str, Any] = {"removed": [], "refused": [], "failed": [], "halted": None}
+    if services.settings.agent_removal_mode != "enforce":
+        return summary
+    await services.storage.ensure()
+    now = await services.now()
+    await ingest_sign_ins(services, now, now)
+    report = await agents_report(services, now)
+    pairs = [(a["userId"], g["groupId"]) for a in report["agents"] if a["idle"] for g in a["groups"]]
+    limit = services.settings.max_removals_per_run
+    if len(pairs) > limit:
+        summary["halted"] = (
+            f"{len(pairs)} agent group memberships to remove, more than MAX_REMOVALS_PER_RUN ({limit})"
+        )
+        await record_action(
+            services.storage,
+            tenant_id=None,
+            actor=POLICY_ACTOR,
+            action=ACTION,
+            result="halted",
+            reason=summary["halted"],
+            detail=json.dumps({"pairs": len(pairs)}),
+        )
+        return summary
+    reason = f"no sign-in into any customer for at least {report['inactiveDays']} days (AGENT_REMOVAL_MODE=enforce)"
+    for user, group in pairs:
+        try:
+            await _remove_one(services, report, user, group, reason, POLICY_ACTOR)
+            summary["removed"].append({"userId": user, "groupId": group})
+        except GdapError as exc:
+            summary["refused"].append({"userId": user, "groupId": group, "reason": exc.message})
+        except UpstreamError as exc:
+            summary["failed"].append({"userId": user, "groupId": group, "reason": str(exc)})
+    return summary
+
+
+async def _remove_one(
+    services: Services, report: dict[str, Any], user: str, group: str, reason: str, actor: str
+) -> dict[str, Any]:
     agent = next((a for a in report["agents"] if a["userId"] == user), None)
     membership = None if agent is None else next((g for g in agent["groups"] if g["groupId"] == group), None)
     detail: dict[str, Any] = {"userId": user, "groupId": group}

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.agents.digest import idle_agents_for_digest, mark_idle_agents_in_digest
+from shared.agents.removal import remove_idle_agents
 from shared.domain.report import Report, ReportRow
 from shared.domain.rules import days_until_candidate
 from shared.evaluation.report import policy_from_settings
@@ -23,6 +24,7 @@ from shared.notifications.enqueue import (
 )
 from shared.notifications.store import mail_broken
 from shared.platform.actions import POLICY_ACTOR, record_action
+from shared.platform.retry import UpstreamError
 from shared.platform.settings import Settings
 from shared.platform.state import StateStore
 from shared.platform.telemetry import EVENT_EVALUATION_COMPLETED, track_event
@@ -173,6 +175,12 @@ async def _apply(
     summary["halted"] = await _guards(
         services, summary, evaluation_id, as_of=as_of, refresh_error=refresh_error
     )
+    if settings.agent_removal_mode == "enforce" and not summary["halted"]:
+        # Idle agents out of their groups (never with the default AGENT_REMOVAL_MODE=off).
+        try:
+            summary["agentRemovals"] = await remove_idle_agents(services)
+        except UpstreamError as exc:
+            summary["agentRemovals"] = {"error": str(exc)}
     if summary["halted"] or not settings.enforce:
         return summary
     if decision.would_halt:

@@ -305,6 +305,12 @@ class Settings:
         "A partner agent with group membership and no sign-in into any customer for this many days "
         "(proven by the stored sign-in log) is flagged idle, with a recommendation to remove it from the group",
     )
+    agent_removal_mode: str = _setting(
+        "AGENT_REMOVAL_MODE",
+        "off",
+        "off: idle agents are only flagged and removed from a group by a person; enforce: each evaluation "
+        "also removes them from every group that gives them access",
+    )
 
     # --- derived helpers ------------------------------------------------------------------------
     @property
@@ -361,6 +367,10 @@ class Settings:
     def validate(self) -> None:
         if self.policy_mode not in ("report", "enforce"):
             raise SettingsError(f"POLICY_MODE must be 'report' or 'enforce', not {self.policy_mode!r}")
+        if self.agent_removal_mode not in ("off", "enforce"):
+            raise SettingsError(
+                f"AGENT_REMOVAL_MODE must be 'off' or 'enforce', not {self.agent_removal_mode!r}"
+            )
         if self.alert_webhook_format not in WEBHOOK_FORMATS:
             raise SettingsError(
                 f"ALERT_WEBHOOK_FORMAT must be 'json' or 'teams', not {self.alert_webhook_format!r}"
