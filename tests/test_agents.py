@@ -162,6 +162,7 @@ def test_report_values_per_agent(estate: dict[str, Any]) -> None:
         {"groupId": TIER2, "groupName": "Tier2-Exchange", "kind": "gdap", "customers": 1}
     ]
     assert tier2["lastSignInAt"] is None and tier2["customersLast30Days"] == 0
+    assert tier2["userPrincipalName"] and tier2["displayName"]  # named by the directory: never signed in
     assert tier2["idle"] is True and tier2["recommendation"] == "removeFromGroups"
     assert agents[TIER2_BUSY]["idle"] is False
     assert result["summary"]["idle"] == sum(a["idle"] for a in result["agents"])
@@ -347,3 +348,28 @@ def test_agent_removal_mode_enforce_removes_idle_agents(
     assert len(rows) == len(removed) and {r["Actor"] for r in rows} == {"policy"}
     again = run_evaluation_now(settings_with())  # nothing left to remove: nothing sent again
     assert again["agentRemovals"]["removed"] == [] and len(deletes(emulator)) == len(removed)
+
+
+def test_emulator_serves_member_removal_with_graph_semantics(emulator: Any) -> None:
+    """``DELETE /groups/{id}/members/{id}/$ref``: 204, then 404 (no longer a member); unknown group 404;
+    without GroupMember.ReadWrite.All 403 and nothing changes."""
+    import httpx
+
+    emulator.post_scenario(scenario())
+    path = f"/v1.0/groups/{TIER2}/members/{TIER2_IDLE}/$ref"
+    with httpx.Client(
+        base_url=emulator.url, headers={"Authorization": "Bearer test-token"}, timeout=30
+    ) as api:
+        first = api.delete(path)
+        assert first.status_code == 204 and not first.content
+        assert TIER2 not in groups_of(emulator, TIER2_IDLE)
+        again = api.delete(path)
+        assert again.status_code == 404 and again.json()["error"]["code"] == "Request_ResourceNotFound"
+        unknown = api.delete(f"/v1.0/groups/00000000-0000-4000-8000-000000000000/members/{TIER2_IDLE}/$ref")
+        assert unknown.status_code == 404
+        emulator.post_scenario(scenario(missingPermissions=["GroupMember.ReadWrite.All"]))
+        refused = api.delete(path)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "Authorization_RequestDenied"
+        assert TIER2 in groups_of(emulator, TIER2_IDLE)
+        # Reads need GroupMember.Read.All, not the write permission.
+        assert api.get(f"/v1.0/groups/{TIER2}/transitiveMembers").status_code == 200

@@ -77,17 +77,25 @@ async def access_groups(services: Services) -> dict[str, _Group]:
     return groups
 
 
-async def _members(services: Services, groups: dict[str, _Group], errors: list[str]) -> dict[str, set[str]]:
+async def _members(
+    services: Services, groups: dict[str, _Group], errors: list[str], people: dict[str, tuple[str, str]]
+) -> dict[str, set[str]]:
+    """Live (transitive) user members per group; ``people`` gets each member's (UPN, display name)."""
     semaphore = asyncio.Semaphore(CONCURRENCY)
     members: dict[str, set[str]] = {}
 
     async def one(group: _Group) -> None:
         async with semaphore:
             try:
-                members[group.group_id] = set(await services.graph.group_member_ids(group.group_id))
+                users = await services.graph.group_member_users(group.group_id)
                 group.name = await services.graph.group_display_name(group.group_id) or ""
             except UpstreamError as exc:
                 errors.append(f"group {group.group_id}: {exc}")
+                return
+        members[group.group_id] = {u["id"] for u in users}
+        for u in users:
+            if u["userPrincipalName"] or u["displayName"]:
+                people[u["id"]] = (u["userPrincipalName"], u["displayName"])
 
     await asyncio.gather(*(one(g) for g in groups.values()))
     return members
@@ -135,10 +143,12 @@ async def agents_report(services: Services, as_of: datetime | None = None) -> di
     coverage_from, evidence_end = max(spans, key=lambda s: s[1]) if spans else (None, moment)
     errors: list[str] = []
     groups = await access_groups(services)
-    members = await _members(services, groups, errors)
+    people: dict[str, tuple[str, str]] = {}
+    members = await _members(services, groups, errors, people)
     use = await _use(services, coverage_from, evidence_end) if coverage_from is not None else {}
     agent_ids = set(use) | {m for ms in members.values() for m in ms}
-    names = await AgentDirectory(services.storage).names(agent_ids)
+    # Names from the sign-in log, else from the directory (members who never signed in).
+    names = {**people, **await AgentDirectory(services.storage).names(agent_ids)}
     rows: list[dict[str, Any]] = []
     for user in sorted(agent_ids):
         held = [g for g in groups.values() if user in members.get(g.group_id, set())]
