@@ -350,6 +350,7 @@ class SimEstate(AssignmentLifecycle, CustomerSide, SignInEncoding, SignInFilteri
         for a in self.agents:
             if a["id"].lower() == member_id.lower() and gid in lower_set(a["groupIds"]):
                 a["groupIds"] = [g for g in a["groupIds"] if g.lower() != gid]
+                self._admins = None  # the AdminAgents members (DAP's Global Administrator path) changed
                 return
         raise not_found(
             f"Resource '{member_id}' does not exist or one of its queried reference-property objects are "
