@@ -228,6 +228,18 @@ param gdapGroupAdminAgents string = ''
 @description('GDAP_GROUP_HELPDESKAGENTS: partner security group id for the templates\' HelpdeskAgents group; empty: looked up in Graph by display name.')
 param gdapGroupHelpdeskAgents string = ''
 
+@description('AGENT_INACTIVE_DAYS: a partner agent with group membership and no sign-in into any customer for this many days is flagged idle.')
+@minValue(1)
+@maxValue(3650)
+param agentInactiveDays int = 90
+
+@description('AGENT_REMOVAL_MODE: off (idle agents are only flagged) or enforce (each evaluation removes them from their groups).')
+@allowed([
+  'off'
+  'enforce'
+])
+param agentRemovalMode string = 'off'
+
 // ---------------------------------------------------------------------------------------------
 // Entra ID
 // ---------------------------------------------------------------------------------------------
@@ -303,6 +315,8 @@ var appSettings = {
   PORTAL_URL: portalUrl
   GDAP_GROUP_ADMINAGENTS: gdapGroupAdminAgents
   GDAP_GROUP_HELPDESKAGENTS: gdapGroupHelpdeskAgents
+  AGENT_INACTIVE_DAYS: string(agentInactiveDays)
+  AGENT_REMOVAL_MODE: agentRemovalMode
 }
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

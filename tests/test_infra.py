@@ -430,6 +430,7 @@ def test_each_identity_holds_only_its_jobs_permissions(parsed: dict[str, Any]) -
             ("identityPrincipalId", "Directory.Read.All"),
             ("identityPrincipalId", "DelegatedAdminRelationship.Read.All"),
             ("writerPrincipalId", "DelegatedAdminRelationship.ReadWrite.All"),
+            ("writerPrincipalId", "GroupMember.ReadWrite.All"),
             ("mailPrincipalId", "Mail.Send"),
         ]
     )
@@ -456,6 +457,7 @@ def test_entra_module_defines_the_app_roles_and_graph_permissions() -> None:
         "DelegatedAdminRelationship.Read.All": "f6e9e124-4586-492f-adc0-c6f96e4823fd",
         "DelegatedAdminRelationship.ReadWrite.All": "cc13eba4-8cd8-44c6-b4d4-f93237adce58",
         "Mail.Send": "b633e1c5-b582-4048-a93e-9f11b44c7e96",
+        "GroupMember.ReadWrite.All": "dbaae8cf-10b5-4b86-a4a1-f871c94c6695",
     }.items():
         assert f"'{permission}': '{app_role_id}'" in text
     assert "Microsoft.Graph/appRoleAssignedTo@v1.0" in text

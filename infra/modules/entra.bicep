@@ -51,7 +51,9 @@ var graphUserReadScope = 'e1fe6dd8-ba31-4d61-89e7-88639da4683d'
 //   GET /organization and the groups' transitiveMembers, so GroupMember.Read.All and
 //   Organization.Read.All would add nothing while the contracts are read;
 // - the GDAP writer: DelegatedAdminRelationship.ReadWrite.All (terminate, requests, access assignments,
-//   PATCH), nothing else;
+//   PATCH) and GroupMember.ReadWrite.All (removing an idle agent from a partner group: DELETE
+//   /groups/{id}/members/{id}/$ref, https://learn.microsoft.com/graph/api/group-delete-members lists it as
+//   least privileged), nothing else;
 // - the mail identity: no Graph permission by default (Exchange Online RBAC for Applications scopes
 //   "Application Mail.Send" to the sender mailbox); Mail.Send only when grantMailSend.
 var graphAppRoles = {
@@ -60,6 +62,7 @@ var graphAppRoles = {
   'DelegatedAdminRelationship.Read.All': 'f6e9e124-4586-492f-adc0-c6f96e4823fd'
   'DelegatedAdminRelationship.ReadWrite.All': 'cc13eba4-8cd8-44c6-b4d4-f93237adce58'
   'Mail.Send': 'b633e1c5-b582-4048-a93e-9f11b44c7e96'
+  'GroupMember.ReadWrite.All': 'dbaae8cf-10b5-4b86-a4a1-f871c94c6695'
 }
 var grantedGraphRoles = concat([
   {
@@ -77,6 +80,10 @@ var grantedGraphRoles = concat([
   {
     principalId: writerPrincipalId
     appRoleId: graphAppRoles['DelegatedAdminRelationship.ReadWrite.All']
+  }
+  {
+    principalId: writerPrincipalId
+    appRoleId: graphAppRoles['GroupMember.ReadWrite.All']
   }
 ], grantMailSend ? [
   {

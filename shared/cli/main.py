@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         "test", help="post a test event now and print the result (exit 3 when the webhook does not take it)"
     )
 
+    agents = commands.add_parser(
+        "agents",
+        help="per partner agent: use of customers, the groups that give it access, idle agents flagged "
+        "(from the stored estate and sign-in log, with live group membership); removes nothing",
+    )
+    agents.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
     from shared.cli.gdap import add_gdap_commands
 
     add_gdap_commands(commands, _as_of)
@@ -160,6 +167,36 @@ async def _webhook(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _agents(settings: Settings, args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from shared.agents.report import agents_csv_rows, agents_report
+    from shared.services import Services
+
+    async with Services(settings) as services:
+        report = await agents_report(services)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
+        return EXIT_OK
+    rows = agents_csv_rows(report)
+    if args.format == "csv":
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(rows)
+        sys.stdout.write(out.getvalue())
+        return EXIT_OK
+    columns = (1, 3, 4, 5, 6, 8, 10)  # UPN, last sign-in, 30/90 days, idle days, groups, recommendation
+    table = [[row[i] or rows[n][0] if i == 1 else row[i] for i in columns] for n, row in enumerate(rows)]
+    widths = [max(len(r[c]) for r in table) for c in range(len(columns))]
+    for r in table:
+        sys.stdout.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    if report["note"]:
+        sys.stdout.write(f"note: {report['note']}\n")
+    for error in report["errors"]:
+        sys.stdout.write(f"warning: {error}\n")
+    return EXIT_OK
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.local_operator and args.host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError("--local-operator is accepted only with a loopback --host")
@@ -200,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args)
         if args.command == "webhook":
             return _run(lambda: _webhook(settings, args))
+        if args.command == "agents":
+            return _run(lambda: _agents(settings, args))
         if args.command == "gdap":
             from shared.cli.gdap import run_gdap
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.agents.digest import idle_agents_for_digest, mark_idle_agents_in_digest
+from shared.agents.removal import remove_idle_agents
 from shared.domain.report import Report, ReportRow
 from shared.domain.rules import days_until_candidate
 from shared.evaluation.report import policy_from_settings
@@ -23,6 +25,7 @@ from shared.notifications.enqueue import (
 )
 from shared.notifications.store import mail_broken
 from shared.platform.actions import POLICY_ACTOR, record_action
+from shared.platform.retry import UpstreamError
 from shared.platform.settings import Settings
 from shared.platform.state import StateStore
 from shared.platform.telemetry import EVENT_EVALUATION_COMPLETED, track_event
@@ -173,6 +176,12 @@ async def _apply(
     summary["halted"] = await _guards(
         services, summary, evaluation_id, as_of=as_of, refresh_error=refresh_error
     )
+    if settings.agent_removal_mode == "enforce" and not summary["halted"]:
+        # Idle agents out of their groups (never with the default AGENT_REMOVAL_MODE=off).
+        try:
+            summary["agentRemovals"] = await remove_idle_agents(services)
+        except UpstreamError as exc:
+            summary["agentRemovals"] = {"error": str(exc)}
     if summary["halted"] or not settings.enforce:
         return summary
     if decision.would_halt:
@@ -321,14 +330,21 @@ async def _digest(
     the removals, makes two runs that compute the same list at the same moment send it once."""
     pending = [q for q in summary["queued"] if not await listed_in_digest(services.storage, q["removalId"])]
     lost = await lost_for_digest(services)  # access lost outside this product, each listed once
-    if not (pending or warned or summary["halted"] or lost):
+    idle = await idle_agents_for_digest(services, parse_iso(report["asOf"]))  # each idle stretch once
+    if not (pending or warned or summary["halted"] or lost or idle):
         return
     by_id = {r["tenantId"]: r for r in report["customers"]}
     names: Any = sorted(q["removalId"] for q in pending)
     if lost:
         names = {"removals": names, "lostAccess": sorted(item["id"] for item in lost)}
+    if idle:
+        names = {"named": names, "idleAgents": sorted(item["mark"] for item in idle)}
     named = json.dumps(names).encode()
-    key = f"digest:{hashlib.sha256(named).hexdigest()[:32]}" if pending or lost else f"digest:{evaluation_id}"
+    key = (
+        f"digest:{hashlib.sha256(named).hexdigest()[:32]}"
+        if pending or lost or idle
+        else f"digest:{evaluation_id}"
+    )
     if await enqueue_partner_digest(
         services,
         key,
@@ -340,11 +356,13 @@ async def _digest(
             "warned": warned[:MAX_LISTED],
             "skipped": summary["skipped"][:MAX_LISTED],
             "lostAccess": lost[:MAX_LISTED],
+            "idleAgents": idle[:MAX_LISTED],
         },
     ):
         await reseller_digests(services, key, report, pending, warned, summary, lost)
         await mark_listed_in_digest(services.storage, [q["removalId"] for q in pending])
         await mark_lost_in_digest(services, [item["id"] for item in lost[:MAX_LISTED]])
+        await mark_idle_agents_in_digest(services, idle[:MAX_LISTED])
 
 
 def reseller_of(row: Any) -> str:

@@ -563,6 +563,43 @@ class GraphClient:
             if item.get("id") and item.get("@odata.type", "#microsoft.graph.user") == "#microsoft.graph.user"
         ]
 
+    async def group_member_users(self, group_id: str) -> list[dict[str, str]]:
+        """The users in a partner security group, nested groups included (transitiveMembers), each as
+        ``{"id" (lower case), "userPrincipalName", "displayName"}``."""
+        params = TransitiveMembersRequestBuilder.TransitiveMembersRequestBuilderGetQueryParameters(
+            select=["id", "userPrincipalName", "displayName"], top=999
+        )
+        builder = self.client.groups.by_group_id(group_id).transitive_members
+        info = builder.to_get_request_information(RequestConfiguration(query_parameters=params))
+        return [
+            {
+                "id": str(item["id"]).lower(),
+                "userPrincipalName": str(item.get("userPrincipalName") or ""),
+                "displayName": str(item.get("displayName") or ""),
+            }
+            async for item in self._pages(info, f"GET /groups/{group_id}/transitiveMembers")
+            if item.get("id") and item.get("@odata.type", "#microsoft.graph.user") == "#microsoft.graph.user"
+        ]
+
+    async def remove_group_member(self, group_id: str, member_id: str) -> bool:
+        """Remove a user from a partner security group, as the write identity: ``DELETE
+        /groups/{id}/members/{memberId}/$ref`` answers 204 No Content; the least privileged application
+        permission is GroupMember.ReadWrite.All (https://learn.microsoft.com/graph/api/group-delete-members).
+        False when Graph answers 404 (not a direct member, or already removed): nothing was changed."""
+        info = RequestInformation()
+        info.http_method = Method.DELETE
+        info.url = (
+            f"{self.root}/v1.0/groups/{quote(group_id, safe='')}/members/{quote(member_id, safe='')}/$ref"
+        )
+        what = f"DELETE /groups/{group_id}/members/{member_id}/$ref"
+        try:
+            await retry_transient(lambda: self._send_raw(info, write=True), what=what)
+        except APIError as exc:
+            if _status_of(exc) == 404:
+                return False
+            raise graph_error(exc, what) from exc
+        return True
+
     async def group_display_name(self, group_id: str) -> str | None:
         info = self.client.groups.by_group_id(group_id).to_get_request_information()
         what = f"GET /groups/{group_id}"

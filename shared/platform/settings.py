@@ -304,6 +304,20 @@ class Settings:
         "empty: looked up in Graph by display name",
     )
 
+    # --- Agents: standing access nobody uses (shared.agents) ----------------------------------------
+    agent_inactive_days: int = _setting(
+        "AGENT_INACTIVE_DAYS",
+        90,
+        "A partner agent with group membership and no sign-in into any customer for this many days "
+        "(proven by the stored sign-in log) is flagged idle, with a recommendation to remove it from the group",
+    )
+    agent_removal_mode: str = _setting(
+        "AGENT_REMOVAL_MODE",
+        "off",
+        "off: idle agents are only flagged and removed from a group by a person; enforce: each evaluation "
+        "also removes them from every group that gives them access",
+    )
+
     # --- derived helpers ------------------------------------------------------------------------
     @property
     def graph_root(self) -> str:
@@ -376,6 +390,10 @@ class Settings:
     def validate(self) -> None:
         if self.policy_mode not in ("report", "enforce"):
             raise SettingsError(f"POLICY_MODE must be 'report' or 'enforce', not {self.policy_mode!r}")
+        if self.agent_removal_mode not in ("off", "enforce"):
+            raise SettingsError(
+                f"AGENT_REMOVAL_MODE must be 'off' or 'enforce', not {self.agent_removal_mode!r}"
+            )
         if self.alert_webhook_format not in WEBHOOK_FORMATS:
             raise SettingsError(
                 f"ALERT_WEBHOOK_FORMAT must be 'json' or 'teams', not {self.alert_webhook_format!r}"
@@ -404,6 +422,7 @@ class Settings:
             ("RETRY_DELAY_MS", self.retry_delay_ms, 0, 600_000),
             ("HOST_CLOCK_MAX_SKEW_MINUTES", self.host_clock_max_skew_minutes, 1, 100 * 365 * 24 * 60),
             ("GDAP_POLL_SECONDS", self.gdap_poll_seconds, 0, 3600),
+            ("AGENT_INACTIVE_DAYS", self.agent_inactive_days, 1, 3650),
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{name} must be between {low} and {high}, not {value}")

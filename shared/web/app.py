@@ -188,6 +188,9 @@ def create_app(config: WebConfig) -> FastAPI:
     from shared.web.lost_api import register_lost_api
 
     register_lost_api(app)
+    from shared.web.agents_api import register_agents_api
+
+    register_agents_api(app)
     from shared.web.webhook_api import register_webhook_api
 
     register_webhook_api(app)

@@ -342,6 +342,22 @@ class SimEstate(AssignmentLifecycle, CustomerSide, SignInEncoding, SignInFilteri
         gid = group["id"].lower()
         return [a for a in self.agents if gid in lower_set(a["groupIds"])]
 
+    def remove_group_member(self, group_id: str, member_id: str) -> None:
+        """``DELETE /groups/{id}/members/{id}/$ref``: the user is no longer a direct member (204); an
+        unknown group, or a user that is not a direct member, is 404 (Request_ResourceNotFound)."""
+        self.group_members(group_id)  # 404 for an unknown group
+        gid = group_id.lower()
+        for a in self.agents:
+            if a["id"].lower() == member_id.lower() and gid in lower_set(a["groupIds"]):
+                a["groupIds"] = [g for g in a["groupIds"] if g.lower() != gid]
+                self._admins = None  # the AdminAgents members (DAP's Global Administrator path) changed
+                return
+        raise not_found(
+            f"Resource '{member_id}' does not exist or one of its queried reference-property objects are "
+            "not present.",
+            "Request_ResourceNotFound",
+        )
+
 
 def build_estate(scenario: dict[str, Any]) -> SimEstate:
     """Build the estate without the cyclic GC repeatedly walking a million fresh sign-ins, then move

@@ -357,6 +357,13 @@ async def group_members(request: web.Request, m: dict[str, str]) -> web.StreamRe
     return collection(request, "directoryObjects", page, link)
 
 
+async def remove_group_member(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    """``DELETE /groups/{id}/members/{memberId}/$ref``: 204 No Content, 404 when the user is not a
+    direct member (https://learn.microsoft.com/graph/api/group-delete-members)."""
+    estate(request).remove_group_member(m["id"], m["member"])
+    return empty(204)
+
+
 GROUP_FILTERABLE = ("id", "displayname", "securityenabled", "mailenabled")
 
 
@@ -459,6 +466,7 @@ GDAP_READ = "DelegatedAdminRelationship.Read.All"
 GDAP_WRITE = "DelegatedAdminRelationship.ReadWrite.All"
 MAIL_SEND = "Mail.Send"
 GROUP_MEMBER_READ = "GroupMember.Read.All"
+GROUP_MEMBER_WRITE = "GroupMember.ReadWrite.All"
 _GDAP_READERS: tuple[Handler, ...] = (
     list_relationships,
     get_relationship,
@@ -489,6 +497,7 @@ REQUIRED_PERMISSIONS: dict[Handler, frozenset[str]] = {
     group_members: frozenset({GROUP_MEMBER_READ}),
     get_group: frozenset({GROUP_MEMBER_READ}),
     list_groups: frozenset({GROUP_MEMBER_READ}),
+    remove_group_member: frozenset({GROUP_MEMBER_WRITE}),
 }
 
 

@@ -63,6 +63,7 @@ from .graph_api import (
     patch_assignment,
     patch_relationship,
     refusal,
+    remove_group_member,
     send_mail,
 )
 from .keyvault_api import challenge, kv_secret
@@ -127,6 +128,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
         _V + rf"/groups/(?P<id>{_SEG})/(?:transitiveMembers|members)(?:/microsoft\.graph\.user)?",
         group_members,
     ),
+    ("DELETE", _V + rf"/groups/(?P<id>{_SEG})/members/(?P<member>{_SEG})/\$ref", remove_group_member),
     ("GET", _V + rf"/groups/(?P<id>{_SEG})", get_group),
     ("GET", _V + r"/groups", list_groups),
     ("GET", _V + rf"/users/(?P<id>{_SEG})", get_user),

@@ -1444,6 +1444,8 @@
 
   // --- routing and wiring -----------------------------------------------------------------------
   function route() {
+    const agents = window.DAM_AGENTS;  // agents.js: the Agents view (#/agents)
+    if (agents && agents.route(window.location.hash)) return;
     const lost = window.DAM_LOST;  // lost.js: the Lost access view (#/lost)
     if (lost && lost.route(window.location.hash)) return;
     const match = /^#\/customers\/([^/?#]+)$/.exec(window.location.hash);
