@@ -19,7 +19,7 @@ from shared.azure_roles.store import admin_agents_group
 from shared.gdap.base import CONCURRENCY
 from shared.platform.retry import UpstreamError
 from shared.platform.state import StateStore
-from shared.platform.timeutil import DAY, day_start, iso, iso_optional, whole_days
+from shared.platform.timeutil import days_covering, iso, iso_optional, whole_days
 from shared.relationships.store import RelationshipStore
 from shared.signins.activity import DayActivity, day_entities
 from shared.signins.agents import AgentDirectory
@@ -105,11 +105,7 @@ async def _use(
     services: Services, start: datetime, end: datetime
 ) -> dict[str, tuple[datetime, str, dict[str, datetime]]]:
     """Per agent (lower-case id): (last sign-in, its customer, last sign-in per customer) in [start, end]."""
-    days = []
-    day = day_start(start)
-    while day <= end:
-        days.append(day)
-        day += DAY
+    days = days_covering(start, end)
     semaphore = asyncio.Semaphore(CONCURRENCY)
     per_agent: dict[str, dict[str, datetime]] = {}
 

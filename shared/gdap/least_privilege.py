@@ -16,7 +16,15 @@ from shared.gdap.global_admin import global_administrators
 from shared.platform.retry import UpstreamError
 from shared.platform.state import StateStore
 from shared.platform.storage import Storage, partition
-from shared.platform.timeutil import DAY, day_key, day_start, iso, iso_optional, utcnow, whole_days
+from shared.platform.timeutil import (
+    day_key,
+    day_start,
+    days_covering,
+    iso,
+    iso_optional,
+    utcnow,
+    whole_days,
+)
 from shared.relationships.store import RelationshipStore
 from shared.signins.activity import DayActivity
 
@@ -141,11 +149,7 @@ async def _agents_in_window(
     """Agents with a qualifying sign-in in [start, end], per customer, from the stored daily aggregates."""
     table = storage.table("SignInDays")
     out: dict[str, set[str]] = {}
-    days = []
-    day = day_start(start)
-    while day <= end:
-        days.append(day)
-        day += DAY
+    days = days_covering(start, end)
     semaphore = asyncio.Semaphore(CONCURRENCY)
 
     async def one(day: datetime) -> None:

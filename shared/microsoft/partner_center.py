@@ -16,13 +16,7 @@ from typing import Any
 import httpx
 
 from shared.platform.identity import CUSTOMER_ADMIN_SCOPE, PARTNER_CENTER_SCOPE
-from shared.platform.retry import (
-    MAX_RETRY_AFTER_SECONDS,
-    UpstreamError,
-    backoff_seconds,
-    may_retry,
-    retry_after_seconds,
-)
+from shared.platform.retry import UpstreamError, send_with_retries
 from shared.platform.timeutil import observe_response_date, parse_optional
 
 log = logging.getLogger(__name__)
@@ -32,7 +26,6 @@ DAP_PAGE_SIZE = 100
 CUSTOMER_PAGE_SIZE = 200
 MAX_DAP_CUSTOMERS = 1_000_000  # a guard against a service that never answers a short page
 # Transport failures that prove the request never left: safe to retry even for a change.
-NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass
@@ -106,7 +99,8 @@ class PartnerCenterClient:
     ) -> httpx.Response:
         """One call with retries. Returns the response when its status is in ``ok``; raises otherwise."""
         what = f"{method} {url.split('?')[0]}"
-        for attempt in range(self._max_retries + 1):
+
+        async def send() -> httpx.Response:
             request_headers = {
                 "Authorization": f"Bearer {await self._token(scope)}",
                 "Accept": "application/json",
@@ -114,31 +108,17 @@ class PartnerCenterClient:
                 "MS-RequestId": str(uuid.uuid4()),
                 **(headers or {}),
             }
-            try:
-                response = await self._http.request(method, url, json=json_body, headers=request_headers)
-                await response.aread()
-            except httpx.TransportError as exc:
-                if attempt == self._max_retries or (method != "GET" and not isinstance(exc, NOT_SENT)):
-                    # A change that may have reached the service (its answer timed out or was cut) is
-                    # not sent again blindly: the caller re-reads the live state (removals do).
-                    raise UpstreamError(f"{what}: {type(exc).__name__}: {exc}") from exc
-                await asyncio.sleep(backoff_seconds(attempt, self._retry_base))
-                continue
-            if response.status_code in ok:
-                return response
-            if may_retry(method, response.status_code) and attempt < self._max_retries:
-                delay = retry_after_seconds(response.headers.get("Retry-After"))
-                if delay is None:
-                    delay = backoff_seconds(attempt, self._retry_base)
-                if delay < MAX_RETRY_AFTER_SECONDS:
-                    log.warning("%s answered %s; retrying in %.1fs", what, response.status_code, delay)
-                    await asyncio.sleep(delay)
-                    continue
-            raise UpstreamError(
-                f"{what}: answered {response.status_code} {_error_text(response)}",
-                status=response.status_code,
-            )
-        raise AssertionError("unreachable")
+            return await self._http.request(method, url, json=json_body, headers=request_headers)
+
+        response = await send_with_retries(
+            send, method=method, what=what, ok=ok, max_retries=self._max_retries, retry_base=self._retry_base
+        )
+        if response.status_code in ok:
+            return response
+        raise UpstreamError(
+            f"{what}: answered {response.status_code} {_error_text(response)}",
+            status=response.status_code,
+        )
 
     async def _json(self, method: str, url: str, *, scope: str, **kwargs: Any) -> Any:
         response = await self.request(method, url, scope=scope, **kwargs)

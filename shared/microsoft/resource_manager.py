@@ -35,13 +35,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.platform.retry import (
-    MAX_RETRY_AFTER_SECONDS,
-    UpstreamError,
-    backoff_seconds,
-    may_retry,
-    retry_after_seconds,
-)
+from shared.platform.retry import UpstreamError, send_with_retries
 from shared.platform.timeutil import observe_response_date
 
 log = logging.getLogger(__name__)
@@ -50,7 +44,6 @@ RESOURCE_MANAGER_SCOPE = "https://management.azure.com/user_impersonation"
 SUBSCRIPTIONS_API_VERSION = "2022-12-01"
 AUTHORIZATION_API_VERSION = "2022-04-01"
 MAX_PAGES = 1000  # a guard against a service whose nextLink never ends
-NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass
@@ -104,36 +97,25 @@ class ResourceManagerClient:
     ) -> httpx.Response:
         """One call with retries; the response when its status is in ``ok``, else :class:`UpstreamError`."""
         what = f"{method} {url.split('?')[0]}"
-        for attempt in range(self._max_retries + 1):
+
+        async def send() -> httpx.Response:
             headers = {
                 "Authorization": f"Bearer {await self._token(tenant_id)}",
                 "Accept": "application/json",
             }
-            try:
-                response = await self._http.request(method, url, headers=headers)
-                await response.aread()
-            except httpx.TransportError as exc:
-                if attempt == self._max_retries or (method != "GET" and not isinstance(exc, NOT_SENT)):
-                    raise UpstreamError(f"{what}: {type(exc).__name__}: {exc}") from exc
-                await asyncio.sleep(backoff_seconds(attempt, self._retry_base))
-                continue
-            if response.status_code in ok:
-                return response
-            if may_retry(method, response.status_code) and attempt < self._max_retries:
-                delay = retry_after_seconds(response.headers.get("Retry-After"))
-                if delay is None:
-                    delay = backoff_seconds(attempt, self._retry_base)
-                if delay < MAX_RETRY_AFTER_SECONDS:
-                    log.warning("%s answered %s; retrying in %.1fs", what, response.status_code, delay)
-                    await asyncio.sleep(delay)
-                    continue
-            code, message = _error(response)
-            raise UpstreamError(
-                f"{what}: Resource Manager answered {response.status_code} {code} {message}".strip(),
-                status=response.status_code,
-                code=code or None,
-            )
-        raise AssertionError("unreachable")
+            return await self._http.request(method, url, headers=headers)
+
+        response = await send_with_retries(
+            send, method=method, what=what, ok=ok, max_retries=self._max_retries, retry_base=self._retry_base
+        )
+        if response.status_code in ok:
+            return response
+        code, message = _error(response)
+        raise UpstreamError(
+            f"{what}: Resource Manager answered {response.status_code} {code} {message}".strip(),
+            status=response.status_code,
+            code=code or None,
+        )
 
     async def _pages(self, url: str, tenant_id: str) -> list[dict[str, Any]]:
         """Every item of a list, following ``nextLink`` (absolute, as Resource Manager sends it) to the end."""

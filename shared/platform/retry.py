@@ -92,3 +92,45 @@ async def retry_transient(
             log.warning("%s failed (%s); retrying in %.1fs", what, type(exc).__name__, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
+
+
+# Failures before the request left this machine: safe to send again, whatever the method.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+async def send_with_retries(
+    send: Callable[[], Awaitable[httpx.Response]],
+    *,
+    method: str,
+    what: str,
+    ok: tuple[int, ...],
+    max_retries: int,
+    retry_base: float,
+) -> httpx.Response:
+    """One REST call (``send`` makes a fresh request each attempt, e.g. with a fresh token): the
+    response once its status is in ``ok``, or the last one that is not (the caller says what it means).
+
+    Network failures and throttling/5xx answers are retried with backoff, honouring ``Retry-After`` up to
+    :data:`MAX_RETRY_AFTER_SECONDS`; a change that may have reached the service (its answer timed out or
+    was cut) is not sent again blindly: :class:`UpstreamError`, and the caller re-reads the live state."""
+    for attempt in range(max_retries + 1):
+        try:
+            response = await send()
+            await response.aread()
+        except httpx.TransportError as exc:
+            if attempt == max_retries or (method != "GET" and not isinstance(exc, NOT_SENT)):
+                raise UpstreamError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            await asyncio.sleep(backoff_seconds(attempt, retry_base))
+            continue
+        if response.status_code in ok:
+            return response
+        if may_retry(method, response.status_code) and attempt < max_retries:
+            delay = retry_after_seconds(response.headers.get("Retry-After"))
+            if delay is None:
+                delay = backoff_seconds(attempt, retry_base)
+            if delay < MAX_RETRY_AFTER_SECONDS:
+                log.warning("%s answered %s; retrying in %.1fs", what, response.status_code, delay)
+                await asyncio.sleep(delay)
+                continue
+        return response
+    raise AssertionError("unreachable")

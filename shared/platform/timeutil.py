@@ -112,6 +112,16 @@ def day_start(value: datetime) -> datetime:
     return value.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def days_covering(start: datetime, end: datetime) -> list[datetime]:
+    """The UTC days (their midnights) from the one holding ``start`` to the one holding ``end``."""
+    days = []
+    day = day_start(start)
+    while day <= end:
+        days.append(day)
+        day += DAY
+    return days
+
+
 def day_key(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d")
 
