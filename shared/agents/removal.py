@@ -123,57 +123,38 @@ async def _remove_one(
         "inactiveForAtLeastDays": agent["inactiveForAtLeastDays"] if agent else None,
         "lastSignInAt": agent["lastSignInAt"] if agent else None,
     }
+
+    async def trail(result: str, **extra: str) -> dict[str, Any]:
+        """This removal's row in the audit trail (every outcome has one)."""
+        return await record_action(
+            services.storage,
+            tenant_id=None,
+            actor=actor,
+            action=ACTION,
+            result=result,
+            reason=reason,
+            detail=json.dumps({**detail, **extra}),
+        )
+
     if agent is None or not agent["idle"]:
         why = (
             f"the agent is not proven idle for {report['inactiveDays']} days "
             f"(last sign-in {agent['lastSignInAt'] if agent else None}, "
             f"at least {agent['inactiveForAtLeastDays'] if agent else 0} days idle in the stored log)"
         )
-        await record_action(
-            services.storage,
-            tenant_id=None,
-            actor=actor,
-            action=ACTION,
-            result="refused",
-            reason=reason,
-            detail=json.dumps({**detail, "why": why}),
-        )
+        await trail("refused", why=why)
         raise GdapError(f"{why}; nothing was removed", status=409, code="agentInUse")
     try:
         removed = await services.graph.remove_group_member(group, user)
     except UpstreamError as exc:
-        await record_action(
-            services.storage,
-            tenant_id=None,
-            actor=actor,
-            action=ACTION,
-            result="failed",
-            reason=reason,
-            detail=json.dumps({**detail, "error": str(exc)[:1000]}),
-        )
+        await trail("failed", error=str(exc)[:1000])
         raise
     if not removed:
         # 404: the user is a member through a nested group only; removing it there is for a person.
         why = "the agent is a member through a nested group only: remove it from that group"
-        await record_action(
-            services.storage,
-            tenant_id=None,
-            actor=actor,
-            action=ACTION,
-            result="refused",
-            reason=reason,
-            detail=json.dumps({**detail, "why": why}),
-        )
+        await trail("refused", why=why)
         raise GdapError(f"{why}; nothing was removed", status=409, code="nestedMembership")
-    row = await record_action(
-        services.storage,
-        tenant_id=None,
-        actor=actor,
-        action=ACTION,
-        result="completed",
-        reason=reason,
-        detail=json.dumps(detail),
-    )
+    row = await trail("completed")
     return {"result": "removed", **detail, "actionId": row["id"]}
 
 
