@@ -89,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agents.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
+    archive = commands.add_parser(
+        "archive", help="the Entra sign-in archive (SIGNIN_ARCHIVE_CONNECTION): import its history, show it"
+    )
+    archive_commands = archive.add_subparsers(dest="archive_command", required=True, parser_class=_Parser)
+    backfill = archive_commands.add_parser(
+        "backfill",
+        help="import the archive's sign-ins of [--from, --to] into the store (only what the store does not "
+        "hold yet; resumable, idempotent); the coverage grows by the hours the archive holds",
+    )
+    backfill.add_argument("--from", dest="start", type=_as_of, required=True, help="ISO time to start at")
+    backfill.add_argument("--to", dest="end", type=_as_of, help="ISO time to end at (default: now)")
+    archive_commands.add_parser("status", help="the sign-in coverage and the last backfill, as JSON")
+
     from shared.cli.gdap import add_gdap_commands
 
     add_gdap_commands(commands, _as_of)
@@ -197,6 +210,19 @@ async def _agents(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _archive(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.services import Services
+    from shared.signins.ingestion import archive_status, backfill_from_archive
+
+    async with Services(settings) as services:
+        if args.archive_command == "backfill":
+            result = await backfill_from_archive(services, args.start, args.end)
+        else:
+            result = await archive_status(services)
+    sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=1) + "\n")
+    return EXIT_OK
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.local_operator and args.host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError("--local-operator is accepted only with a loopback --host")
@@ -239,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(lambda: _webhook(settings, args))
         if args.command == "agents":
             return _run(lambda: _agents(settings, args))
+        if args.command == "archive":
+            return _run(lambda: _archive(settings, args))
         if args.command == "gdap":
             from shared.cli.gdap import run_gdap
 

@@ -197,6 +197,32 @@ class Settings:
         "How late Entra may write a sign-in to the log: removals wait this "
         "long past their decision before their last check, and ingestion re-reads at least this much",
     )
+    # --- the Entra sign-in archive (diagnostic settings -> a storage account) ----------------------
+    signin_archive_connection: str = _setting(
+        "SIGNIN_ARCHIVE_CONNECTION",
+        "",
+        "Optional: the storage account Entra's diagnostic settings archive sign-in logs to, as a "
+        "connection string (Azurite locally) or its blob endpoint https://<account>.blob.core.windows.net "
+        "(read with the app's identity, which needs Storage Blob Data Reader there)",
+    )
+    signin_archive_containers: tuple[str, ...] = _setting(
+        "SIGNIN_ARCHIVE_CONTAINERS",
+        ("insights-logs-signinlogs", "insights-logs-noninteractiveusersigninlogs"),
+        "The archive's containers to read, one per sign-in category (Azure names them insights-logs-"
+        "<category>): an hour counts as read only when each holds its blob",
+    )
+    signin_archive_quiet_hours: int = _setting(
+        "SIGNIN_ARCHIVE_QUIET_HOURS",
+        0,
+        "Hours a container may lack a blob while another container has the hour's blob and it has "
+        "blobs that close before and after (a category with no sign-ins that hour); 0: none",
+    )
+    signin_source: str = _setting(
+        "SIGNIN_SOURCE",
+        "graph",
+        "Where ongoing ingestion reads sign-ins: graph (the Graph log), or archive (the archive, "
+        "also on each new blob); the last check before a removal always asks Graph",
+    )
     host_clock_max_skew_minutes: int = _setting(
         "HOST_CLOCK_MAX_SKEW_MINUTES",
         5,
@@ -423,6 +449,7 @@ class Settings:
             ("HOST_CLOCK_MAX_SKEW_MINUTES", self.host_clock_max_skew_minutes, 1, 100 * 365 * 24 * 60),
             ("GDAP_POLL_SECONDS", self.gdap_poll_seconds, 0, 3600),
             ("AGENT_INACTIVE_DAYS", self.agent_inactive_days, 1, 3650),
+            ("SIGNIN_ARCHIVE_QUIET_HOURS", self.signin_archive_quiet_hours, 0, 7 * 24),
         ):
             if not low <= value <= high:
                 raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
@@ -446,6 +473,15 @@ class Settings:
                 f"SIGNIN_LOG_LATENCY_MINUTES ({self.signin_log_latency_minutes}): sign-ins "
                 "Entra writes late would otherwise never be read"
             )
+        if self.signin_source not in ("graph", "archive"):
+            raise SettingsError(f"SIGNIN_SOURCE must be 'graph' or 'archive', not {self.signin_source!r}")
+        if self.signin_source == "archive" and not self.signin_archive_connection:
+            raise SettingsError("SIGNIN_SOURCE=archive needs SIGNIN_ARCHIVE_CONNECTION (the archive account)")
+        for container in self.signin_archive_containers:
+            if not re.match(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$", container):
+                raise SettingsError(f"SIGNIN_ARCHIVE_CONTAINERS: {container!r} is not a blob container name")
+        if self.signin_archive_connection and not self.signin_archive_containers:
+            raise SettingsError("SIGNIN_ARCHIVE_CONTAINERS names no container")
         if 24 % self.signin_slice_hours:
             raise SettingsError(f"SIGNIN_SLICE_HOURS must divide 24, not {self.signin_slice_hours}")
         unknown = set(self.removal_scope) - {"dap", "gdap", "azure"}

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.data.tables import UpdateMode
 
@@ -35,6 +36,7 @@ from shared.platform.telemetry import EVENT_INGESTION_COMPLETED, EVENT_INGESTION
 from shared.platform.timeutil import CLOCK, day_start, iso, parse_optional, utcnow
 from shared.signins.activity import KIND_NAMES, TICK, DayActivity, day_entities
 from shared.signins.agents import AgentDirectory
+from shared.signins.archive import SignInArchive
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -45,6 +47,36 @@ log = logging.getLogger(__name__)
 # paces the requests), so more slices in flight would only queue on the limiter; 4 keeps a page
 # request ready whenever the window opens while one slice's writes are in progress.
 SLICE_CONCURRENCY = 4
+
+
+class SignInSource(Protocol):
+    """Where the partner's sign-ins are read: the Graph log, or the archive (shared.signins.archive)."""
+
+    async def held(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+        """The parts of [start, end] the source can show completely."""
+        ...
+
+    def sign_ins(self, start: datetime, end: datetime) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        """(kind, raw sign-ins) batches; at least every sign-in created in [start, end]."""
+        ...
+
+
+class GraphSignIns:
+    """The Graph sign-in log: within its retention it holds everything. Both kinds of user sign-in are
+    activity; the log lists each only when asked for it by name, so a stretch is read once per kind."""
+
+    def __init__(self, graph: GraphClient) -> None:
+        self.graph = graph
+
+    async def held(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+        return [(start, end)]
+
+    async def sign_ins(
+        self, start: datetime, end: datetime
+    ) -> AsyncIterator[tuple[int, list[dict[str, Any]]]]:
+        for kind, kind_name in enumerate(KIND_NAMES):
+            async for page in self.graph.sign_in_pages(start, end, kind_name):
+                yield kind, page
 
 
 def slices(start: datetime, end: datetime, hours: int) -> list[tuple[datetime, datetime]]:
@@ -70,9 +102,11 @@ class SignInIngestion:
         backfill_days: int,
         overlap_minutes: int,
         slice_hours: int,
+        source: SignInSource | None = None,
     ) -> None:
         self.storage = storage
         self.graph = graph
+        self.source: SignInSource = source or GraphSignIns(graph)
         self.partner_tenant = partner_tenant.lower()
         self.backfill = timedelta(days=backfill_days)
         self.overlap = timedelta(minutes=overlap_minutes)
@@ -81,7 +115,12 @@ class SignInIngestion:
         self.agents = AgentDirectory(storage)
 
     def pieces(
-        self, coverage: Coverage, as_of: datetime, now: datetime | None = None
+        self,
+        coverage: Coverage,
+        as_of: datetime,
+        now: datetime | None = None,
+        floor: datetime | None = None,
+        overlap: timedelta | None = None,
     ) -> list[tuple[datetime, datetime]]:
         """The parts of [now - backfill, as_of] the store does not hold yet, as slices (``as_of`` <=
         ``now``, Microsoft's present; without ``now``, ``as_of`` is the present).
@@ -90,11 +129,13 @@ class SignInIngestion:
         back from now, so a window older than that cannot be read and is never recorded as read.
         The newest gap starts ``overlap`` earlier, so entries Entra writes late are picked up; gaps
         left by an interrupted run (slices finish out of order) are filled on the next run.
+        ``floor`` and ``overlap`` replace those (the archive's backfill: a stretch of the past, no overlap).
         """
         now = as_of if now is None else now
         if as_of > now:
             raise ValueError(f"cannot ingest up to {iso(as_of)}: the present is {iso(now)}")
-        floor = now - self.backfill
+        floor = now - self.backfill if floor is None else floor
+        overlap = self.overlap if overlap is None else overlap
         gaps: list[tuple[datetime, datetime]] = []
         cursor = floor
         for start, end in coverage.intervals:
@@ -108,7 +149,7 @@ class SignInIngestion:
         if cursor <= as_of:
             gaps.append((cursor, as_of))
         if gaps and gaps[-1][1] == as_of and gaps[-1][0] > floor:
-            gaps[-1] = (max(floor, gaps[-1][0] - self.overlap), as_of)
+            gaps[-1] = (max(floor, gaps[-1][0] - overlap), as_of)
         return [piece for start, end in gaps for piece in slices(start, end, self.slice_hours)]
 
     async def run(
@@ -117,14 +158,22 @@ class SignInIngestion:
         stop_after_slices: int | None = None,
         concurrency: int = SLICE_CONCURRENCY,
         now: datetime | None = None,
+        floor: datetime | None = None,
+        overlap: timedelta | None = None,
+        record_as: str | None = "signins",
     ) -> dict[str, Any]:
         """Ingest up to ``as_of`` (<= ``now``, Microsoft's present; default ``as_of``), several slices
-        at once; each finished slice is checkpointed.
+        at once; each finished slice is checkpointed. Only what the source holds is read and recorded
+        as read (``floor``, ``overlap``: see :meth:`pieces`; ``record_as``: the run record's kind).
 
         ``stop_after_slices`` simulates an interruption (tests): that many slices finish, then it stops.
         """
         coverage = await self.state.load_coverage()
-        pieces = self.pieces(coverage, as_of, now)
+        pieces = [
+            held
+            for start, end in self.pieces(coverage, as_of, now, floor, overlap)
+            for held in await self.source.held(start, end)
+        ]
         totals = {"signIns": 0, "slices": 0, "entities": 0}
         if pieces:
             last = await self._load_last_sign_ins()
@@ -155,7 +204,8 @@ class SignInIngestion:
                 raise errors[0]
         window = [iso(pieces[0][0]), iso(pieces[-1][1])] if pieces else None
         result = {"asOf": iso(as_of), "window": window, **totals}
-        await self.state.record_success("signins", as_of, result)
+        if record_as is not None:
+            await self.state.record_success(record_as, as_of, result)
         return result
 
     async def _load_last_sign_ins(self) -> dict[str, datetime]:
@@ -191,31 +241,29 @@ class SignInIngestion:
         day = day_start(start)
         seen: set[str] = set()
         count = 0
-        # Both kinds of user sign-in are activity; the log lists each only when asked for it by name, so
-        # the slice is read once per kind, both in full before anything of the slice is written.
-        for kind, kind_name in enumerate(KIND_NAMES):
-            async for page in self.graph.sign_in_pages(start, end, kind_name):
-                for raw in page:
-                    sign_in_id = str(raw.get("id") or "")
-                    if not sign_in_id or sign_in_id in seen or not qualifies(raw, self.partner_tenant):
-                        continue
-                    at = parse_sign_in_time(raw.get("createdDateTime"))
-                    if at is None or not start <= at <= end:
-                        continue
-                    seen.add(sign_in_id)
-                    tenant = str(raw["resourceTenantId"]).lower()
-                    activity = fresh.get(tenant)
-                    if activity is None:
-                        activity = fresh[tenant] = DayActivity(day)
-                    user_id = str(raw.get("userId") or "")
-                    activity.add(at, user_id, kind)
-                    if user_id and (user_id not in people or at > people[user_id][2]):
-                        people[user_id] = (
-                            str(raw.get("userPrincipalName") or ""),
-                            str(raw.get("userDisplayName") or ""),
-                            at,
-                        )
-                    count += 1
+        # Every kind of user sign-in the source has, all read in full before anything of the slice is written.
+        async for kind, page in self.source.sign_ins(start, end):
+            for raw in page:
+                sign_in_id = str(raw.get("id") or "")
+                if not sign_in_id or sign_in_id in seen or not qualifies(raw, self.partner_tenant):
+                    continue
+                at = parse_sign_in_time(raw.get("createdDateTime"))
+                if at is None or not start <= at <= end:
+                    continue
+                seen.add(sign_in_id)
+                tenant = str(raw["resourceTenantId"]).lower()
+                activity = fresh.get(tenant)
+                if activity is None:
+                    activity = fresh[tenant] = DayActivity(day)
+                user_id = str(raw.get("userId") or "")
+                activity.add(at, user_id, kind)
+                if user_id and (user_id not in people or at > people[user_id][2]):
+                    people[user_id] = (
+                        str(raw.get("userPrincipalName") or ""),
+                        str(raw.get("userDisplayName") or ""),
+                        at,
+                    )
+                count += 1
         table = self.storage.table("SignInDays")
         existing = {e["RowKey"]: DayActivity.from_entity(e) for e in await day_entities(self.storage, day)}
         writes = []
@@ -246,7 +294,9 @@ class SignInIngestion:
 CLOCK_RESOLUTION = timedelta(seconds=1)  # of the Date header (IMF-fixdate has whole seconds)
 
 
-def ingestion_for(services: Services, partner_tenant: str) -> SignInIngestion:
+def ingestion_for(
+    services: Services, partner_tenant: str, source: SignInSource | None = None
+) -> SignInIngestion:
     s = services.settings
     return SignInIngestion(
         services.storage,
@@ -255,15 +305,11 @@ def ingestion_for(services: Services, partner_tenant: str) -> SignInIngestion:
         backfill_days=s.signin_backfill_days,
         overlap_minutes=s.signin_overlap_minutes,
         slice_hours=s.signin_slice_hours,
+        source=source,
     )
 
 
-async def ingest_sign_ins(services: Services, as_of: datetime, now: datetime | None = None) -> dict[str, Any]:
-    """Ingest the sign-in log up to ``min(as_of, now)``: the log cannot be read past Microsoft's
-    present, and its floor is the present less the backfill (never a window the log no longer
-    serves, whatever ``as_of`` says)."""
-    await services.storage.ensure()
-    now = now or await services.now()
+def _check_host_clock(services: Services) -> None:
     skew = abs(CLOCK.host_offset)
     limit = services.settings.host_clock_max_skew_minutes
     if skew > timedelta(minutes=limit):
@@ -272,12 +318,27 @@ async def ingest_sign_ins(services: Services, as_of: datetime, now: datetime | N
             f"more than HOST_CLOCK_MAX_SKEW_MINUTES ({limit}); "
             "ingestion does not run until the host's clock is corrected"
         )
+
+
+async def ingest_sign_ins(services: Services, as_of: datetime, now: datetime | None = None) -> dict[str, Any]:
+    """Ingest the sign-in log up to ``min(as_of, now)``: the log cannot be read past Microsoft's
+    present, and its floor is the present less the backfill (never a window the log no longer
+    serves, whatever ``as_of`` says)."""
+    await services.storage.ensure()
+    now = now or await services.now()
+    _check_host_clock(services)
     if abs(as_of - now) <= CLOCK_RESOLUTION:
         now = as_of  # the Date header tells Microsoft's time to the second: this as_of is the present
+    partner = await services.partner_tenant_id()
     try:
-        result = await ingestion_for(services, await services.partner_tenant_id()).run(
-            min(as_of, now), now=now
-        )
+        if services.settings.signin_source == "archive":
+            async with SignInArchive.from_settings(services.settings, partner) as archive:
+                archive.present = now
+                result = await ingestion_for(services, partner, archive).run(min(as_of, now), now=now)
+                result["source"] = "archive"
+                result["blobsRead"] = archive.blobs_read
+        else:
+            result = await ingestion_for(services, partner).run(min(as_of, now), now=now)
     except Exception as exc:
         track_event(EVENT_INGESTION_FAILED, {"reason": f"{type(exc).__name__}: {exc}"[:500]})
         raise
@@ -287,3 +348,106 @@ async def ingest_sign_ins(services: Services, as_of: datetime, now: datetime | N
         {"signIns": result["signIns"], "slices": result["slices"], "lagMinutes": round(max(0.0, lag), 1)},
     )
     return result
+
+
+def uncovered(coverage: Coverage, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The parts of [start, end] the coverage does not hold."""
+    out = []
+    cursor = start
+    for a, b in coverage.intervals:
+        if b < cursor:
+            continue
+        if a > end:
+            break
+        if a > cursor:
+            out.append((cursor, a - TICK))
+        cursor = max(cursor, b + TICK)
+    if cursor <= end:
+        out.append((cursor, end))
+    return out
+
+
+async def backfill_from_archive(
+    services: Services, start: datetime, end: datetime | None = None
+) -> dict[str, Any]:
+    """Import [start, end] (default: up to now) of the sign-in archive into the same aggregates as the
+    Graph log. Only what the store does not hold yet is read (never what Graph already read), per
+    stretch checkpointed: an interrupted backfill goes on where it stopped, a repeated one reads
+    nothing. The coverage grows by exactly the hours the archive holds; the rest is listed as gaps."""
+    from shared.platform.settings import SettingsError
+
+    settings = services.settings
+    if not settings.signin_archive_connection:
+        raise SettingsError(
+            "SIGNIN_ARCHIVE_CONNECTION is not set: name the account the sign-in archive is in"
+        )
+    await services.storage.ensure()
+    now = await services.now()
+    _check_host_clock(services)
+    end = now if end is None else end
+    if end > now:
+        raise SettingsError(f"the backfill cannot end after the present ({iso(now)}): {iso(end)}")
+    if start >= end:
+        raise SettingsError(f"the backfill must start before it ends: {iso(start)} is not before {iso(end)}")
+    partner = await services.partner_tenant_id()
+    ingestion = ingestion_for(services, partner)
+    async with SignInArchive.from_settings(settings, partner) as archive:
+        ingestion.source = archive
+        try:
+            result = await ingestion.run(end, now=end, floor=start, overlap=timedelta(0), record_as=None)
+        except Exception as exc:
+            track_event(
+                EVENT_INGESTION_FAILED, {"source": "archive", "reason": f"{type(exc).__name__}: {exc}"[:500]}
+            )
+            raise
+        coverage = await ingestion.state.load_coverage()
+        gaps = uncovered(coverage, start, end)
+        missing = await archive.missing_hours(start, end)
+        result.update(
+            {
+                "source": "archive",
+                "from": iso(start),
+                "to": iso(end),
+                "blobsRead": archive.blobs_read,
+                "gaps": [[iso(a), iso(b)] for a, b in gaps],
+                "missingHours": missing,
+                "coverage": [[iso(a), iso(b)] for a, b in coverage.intervals],
+            }
+        )
+    await ingestion.state.record_success("signinArchive", await services.now(), result)
+    track_event(
+        EVENT_INGESTION_COMPLETED,
+        {"source": "archive", "signIns": result["signIns"], "slices": result["slices"], "gaps": len(gaps)},
+    )
+    return result
+
+
+async def archive_status(services: Services) -> dict[str, Any]:
+    """What the store holds of the sign-in log and where it came from: the coverage, the archive's
+    settings and the last backfill (CLI ``archive status``, ``GET /api/signins/coverage``)."""
+    settings = services.settings
+    state = StateStore(services.storage)
+    coverage = await state.load_coverage()
+    at, last = await state.last_success("signinArchive")
+    graph_at, _ = await state.last_success("signins")
+    return {
+        "source": settings.signin_source,
+        "archive": {
+            "configured": bool(settings.signin_archive_connection),
+            "containers": list(settings.signin_archive_containers),
+            "quietHours": settings.signin_archive_quiet_hours,
+        },
+        "coverage": [[iso(a), iso(b)] for a, b in coverage.intervals],
+        "lastIngestionAt": iso(graph_at) if graph_at else None,
+        "lastBackfill": (
+            {
+                "at": iso(at),
+                **{
+                    k: last.get(k)
+                    for k in ("from", "to", "signIns", "slices", "blobsRead", "gaps", "missingHours")
+                },
+            }
+            if at
+            else None
+        ),
+    }

@@ -99,6 +99,13 @@ async def ctl_customer_actions(request: web.Request, m: dict[str, str]) -> web.S
     return pc_json(estate(request).schedule_events(body_json(request)))
 
 
+async def ctl_archive(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
+    """Entra's diagnostic setting: archive the sign-in log to a storage account (:mod:`.archive`)."""
+    from .archive import write_archive
+
+    return pc_json(await write_archive(estate(request), body_json(request)))
+
+
 async def ctl_health(request: web.Request, m: dict[str, str]) -> web.StreamResponse:
     e = estate(request)
     return pc_json({"ok": True, "now": e.now_ts, "signIns": len(e.signins), "customers": len(e.customers)})

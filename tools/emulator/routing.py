@@ -21,6 +21,7 @@ from aiohttp import web
 from .control_api import (
     ctl_add_faults,
     ctl_approve,
+    ctl_archive,
     ctl_clear_faults,
     ctl_clock,
     ctl_customer_actions,
@@ -152,6 +153,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("DELETE", r"/_emulator/faults", ctl_clear_faults),
     ("POST", rf"/_emulator/approve/(?P<rid>{_SEG})", ctl_approve),
     ("POST", r"/_emulator/customerActions", ctl_customer_actions),
+    ("POST", r"/_emulator/archive", ctl_archive),
     ("GET", r"/_emulator/health", ctl_health),
 ]
 _COMPILED = [

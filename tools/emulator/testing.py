@@ -130,6 +130,14 @@ class RunningEmulator:
         result: list[dict[str, Any]] = self._call("POST", "/_emulator/customerActions", actions)
         return result
 
+    def write_archive(self, connection: str, start: str, end: str, **options: Any) -> dict[str, Any]:
+        """Entra's diagnostic setting archives the sign-ins created in [start, end) to the storage account
+        behind ``connection`` (options: see ``tools/emulator/archive.py``)."""
+        result: dict[str, Any] = self._call(
+            "POST", "/_emulator/archive", {"connection": connection, "from": start, "to": end, **options}
+        )
+        return result
+
     def stderr(self) -> str:
         try:
             return self._stderr_path.read_text(errors="replace")
