@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "hold yet; resumable, idempotent); the coverage grows by the hours the archive holds",
     )
     backfill.add_argument("--from", dest="start", type=_as_of, required=True, help="ISO time to start at")
-    backfill.add_argument("--to", dest="end", type=_as_of, help="ISO time to end at (default: now)")
+    backfill.add_argument("--to", dest="end", type=_as_of, help="ISO time to end before (default: now)")
     archive_commands.add_parser("status", help="the sign-in coverage and the last backfill, as JSON")
 
     from shared.cli.gdap import add_gdap_commands

@@ -23,12 +23,14 @@ configured container has its blob for that hour (``SIGNIN_ARCHIVE_QUIET_HOURS`` 
 hours between blobs close before and after, when another container has the hour's blob: a category
 with no sign-in that hour). An hour nobody can show a blob for is a gap, and stays one: the coverage
 grows by the held hours only. A record lands in the blob of the hour it arrived in, which may be the
-hour after its ``createdDateTime``; reading a stretch therefore also reads the blobs up to
-``SIGNIN_LOG_LATENCY_MINUTES`` after its end, and keeps the records by ``createdDateTime``.
+hour after its ``createdDateTime``; reading a stretch therefore also reads the blob of the hour after
+its end (or up to ``SIGNIN_LOG_LATENCY_MINUTES`` after it, when longer), and keeps the records by
+``createdDateTime``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -46,10 +48,15 @@ if TYPE_CHECKING:
     from shared.platform.settings import Settings
 
 HOUR = timedelta(hours=1)
+# How long after its createdDateTime a record may reach the archive, at the least: its blob is the hour it
+# arrived in, so the blob of the hour after a stretch is read too (Microsoft names no bound; the Graph
+# log's SIGNIN_LOG_LATENCY_MINUTES extends it when larger).
+DELIVERY = HOUR
 
 # Each record names its category; the container's name tells it for records that do not.
 CATEGORY_KINDS = {"signinlogs": INTERACTIVE, "noninteractiveusersigninlogs": NON_INTERACTIVE}
 CONTAINER_PREFIX = "insights-logs-"
+DOWNLOADS_AT_ONCE = 8
 
 BLOB_NAME_RE = re.compile(
     r"^tenantId=(?P<tenant>[0-9a-fA-F-]{36})/y=(?P<y>\d{4})/m=(?P<mo>\d{2})/d=(?P<d>\d{2})"
@@ -285,20 +292,21 @@ class SignInArchive:
         """(kind, sign-ins) per blob, for the records of the user sign-in categories whose blob hour
         may hold ``createdDateTime`` in [start, end]: the hours of [start, end + latency]. The caller
         keeps those in [start, end] by ``createdDateTime``."""
-        first, last = hour_of(start), hour_of(end + self.latency)
+        first, last = hour_of(start), hour_of(end + max(self.latency, DELIVERY))
+        wanted: list[tuple[str, str]] = []
         for container in self.containers:
             prefix = await self._tenant_prefix(container)
-            if prefix is None:
-                continue
-            client = self.service.get_container_client(container)
-            for hour in sorted(await self.blob_hours(container, first, last)):
-                name = blob_name(prefix.partition("=")[2], hour)
-                try:
-                    data = await (await client.download_blob(name)).readall()
-                except ResourceNotFoundError:
+            if prefix is not None:
+                tenant = prefix.partition("=")[2]
+                hours = sorted(await self.blob_hours(container, first, last))
+                wanted += [(container, blob_name(tenant, hour)) for hour in hours]
+        # A few blobs downloaded at once (a window, so that memory stays bounded by it), parsed in order.
+        for offset in range(0, len(wanted), DOWNLOADS_AT_ONCE):
+            window = wanted[offset : offset + DOWNLOADS_AT_ONCE]
+            contents = await asyncio.gather(*(self._download(c, n) for c, n in window))
+            for (container, name), data in zip(window, contents, strict=True):
+                if data is None:
                     continue  # deleted since it was listed: the hour is read without it
-                except AzureError as exc:
-                    raise ArchiveError(f"archive blob {container}/{name} could not be read: {exc}") from None
                 self.blobs_read += 1
                 by_kind: dict[int, list[dict[str, Any]]] = {}
                 for record in parse_records(data, f"{container}/{name}"):
@@ -309,3 +317,13 @@ class SignInArchive:
                     by_kind.setdefault(kind, []).append(properties)
                 for kind, items in by_kind.items():
                     yield kind, items
+
+    async def _download(self, container: str, name: str) -> bytes | None:
+        try:
+            return bytes(
+                await (await self.service.get_blob_client(container, name).download_blob()).readall()
+            )
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise ArchiveError(f"archive blob {container}/{name} could not be read: {exc}") from None

@@ -370,7 +370,7 @@ def uncovered(coverage: Coverage, start: datetime, end: datetime) -> list[tuple[
 async def backfill_from_archive(
     services: Services, start: datetime, end: datetime | None = None
 ) -> dict[str, Any]:
-    """Import [start, end] (default: up to now) of the sign-in archive into the same aggregates as the
+    """Import [start, end) (default: up to now) of the sign-in archive into the same aggregates as the
     Graph log. Only what the store does not hold yet is read (never what Graph already read), per
     stretch checkpointed: an interrupted backfill goes on where it stopped, a repeated one reads
     nothing. The coverage grows by exactly the hours the archive holds; the rest is listed as gaps."""
@@ -389,6 +389,7 @@ async def backfill_from_archive(
         raise SettingsError(f"the backfill cannot end after the present ({iso(now)}): {iso(end)}")
     if start >= end:
         raise SettingsError(f"the backfill must start before it ends: {iso(start)} is not before {iso(end)}")
+    end -= TICK  # [start, end): the instant ``end`` belongs to the hour after, which is not asked for
     partner = await services.partner_tenant_id()
     ingestion = ingestion_for(services, partner)
     async with SignInArchive.from_settings(settings, partner) as archive:
@@ -407,7 +408,7 @@ async def backfill_from_archive(
             {
                 "source": "archive",
                 "from": iso(start),
-                "to": iso(end),
+                "to": iso(end + TICK),
                 "blobsRead": archive.blobs_read,
                 "gaps": [[iso(a), iso(b)] for a, b in gaps],
                 "missingHours": missing,

@@ -26,6 +26,7 @@ Answers ``{"blobs", "records", "signIns"}``. Writing the same range again replac
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import zlib
@@ -177,10 +178,16 @@ async def write_archive(e: SimEstate, body: dict[str, Any]) -> dict[str, Any]:
         for container in {c for c, _ in blobs}:
             with contextlib.suppress(ResourceExistsError):
                 await service.create_container(container)
-        for (container, name), data in sorted(blobs.items()):
-            blob = service.get_blob_client(container, name)
-            await blob.create_append_blob()  # replaces an earlier write of the same hour
-            for offset in range(0, len(data), APPEND_BLOCK):
-                await blob.append_block(data[offset : offset + APPEND_BLOCK])
-            records += data.count(b"\n") if body.get("format", "lines") == "lines" else 0
+        limit = asyncio.Semaphore(16)
+
+        async def put(container: str, name: str, data: bytes) -> None:
+            async with limit:
+                blob = service.get_blob_client(container, name)
+                await blob.create_append_blob()  # replaces an earlier write of the same hour
+                for offset in range(0, len(data), APPEND_BLOCK):
+                    await blob.append_block(data[offset : offset + APPEND_BLOCK])
+
+        await asyncio.gather(*(put(c, n, d) for (c, n), d in sorted(blobs.items())))
+        if body.get("format", "lines") == "lines":
+            records = sum(d.count(b"\n") for d in blobs.values())
     return {"blobs": len(blobs), "records": records, "signIns": count}
