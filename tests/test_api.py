@@ -1008,13 +1008,14 @@ def test_portal_has_no_inline_script_style_or_handlers() -> None:
         '<script src="/static/lost.js" defer>',
         '<script src="/static/webhook.js" defer>',
         '<script src="/static/agents.js" defer>',
+        '<script src="/static/evidence.js" defer>',
     ]
     assert "<style" not in html and " style=" not in html
     assert not re.search(r"\son[a-z]+\s*=", html)
     assert "http://" not in html and "https://" not in html  # no CDN, no external fonts
     script = "".join(
         (STATIC / name).read_text(encoding="utf-8")
-        for name in ("app.js", "gdap.js", "webhook.js", "agents.js")
+        for name in ("app.js", "gdap.js", "lost.js", "webhook.js", "agents.js", "evidence.js")
     )
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script
     assert "eval(" not in script and "new Function" not in script
