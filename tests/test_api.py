@@ -65,6 +65,7 @@ GET_ROUTES = [
     "/api/removals?ids=00000000-0000-0000-0000-000000000000",
     "/api/removals?since=2026-11-01T00:00:00Z",
     "/api/exclusions",
+    "/api/signins/coverage",
     "/api/audit/runs/" + "0" * 32,
     "/api/me",
     "/api/roles",
@@ -209,6 +210,7 @@ def test_roles_decide_what_a_principal_may_do(settings: Settings, emulator: Any)
             f"/api/customers/{WINGTIP}",
             "/api/actions",
             "/api/trends",
+            "/api/signins/coverage",
             "/api/me",
             "/api/roles",
             "/api/openapi.json",
@@ -517,6 +519,76 @@ def test_trends_are_daily_points_from_stored_evaluations(settings: Settings) -> 
         assert_error(c.get("/api/trends?days=abc", headers=READER), 400, "invalidParameter")
 
 
+STRETCHES = [
+    ("2026-08-01T00:00:00Z", "2026-09-14T06:00:00Z"),
+    ("2026-09-16T00:00:00Z", "2026-11-21T00:00:00Z"),
+]
+BACKFILL_AT = "2026-11-21T00:20:00Z"
+BACKFILL = {
+    "source": "archive",
+    "from": "2026-08-01T00:00:00Z",
+    "to": "2026-10-22T00:00:00Z",
+    "signIns": 12345,
+    "slices": 82,
+    "blobsRead": 3890,
+    "gaps": [["2026-09-14T06:00:00Z", "2026-09-16T00:00:00Z"]],
+    "missingHours": {"insights-logs-signinlogs": 42, "insights-logs-noninteractiveusersigninlogs": 0},
+    "coverage": [list(s) for s in STRETCHES],
+}
+
+
+async def store_sign_in_evidence(services: Services) -> None:
+    """Two stretches of sign-in log with a gap between them, and the archive backfill that left it."""
+    from shared.platform.state import StateStore
+
+    state = StateStore(services.storage)
+    coverage = await state.load_coverage()
+    coverage.intervals = [(parse_iso(a), parse_iso(b)) for a, b in STRETCHES]
+    await state.save_coverage(coverage)
+    await state.record_success("signinArchive", parse_iso(BACKFILL_AT), BACKFILL)
+
+
+def test_sign_in_coverage_lists_the_stretches_the_gap_and_the_backfill(
+    settings: Settings, env: dict[str, str], emulator: Any
+) -> None:
+    with client(settings) as c:
+        before = c.get("/api/signins/coverage", headers=READER)
+        assert before.status_code == 200, before.text
+        body = before.json()
+        assert body["source"] == "graph" and body["lastBackfill"] is None
+        assert body["archive"] == {
+            "configured": False,
+            "containers": ["insights-logs-signinlogs", "insights-logs-noninteractiveusersigninlogs"],
+            "quietHours": 0,
+        }
+        [(start, end)] = body["coverage"]  # the audit's one stretch, up to its asOf
+        assert parse_iso(end) == AS_OF and parse_iso(start) < AS_OF
+        assert body["lastIngestionAt"] is not None
+
+    archived = settings_with(
+        SIGNIN_ARCHIVE_CONNECTION=env["AzureWebJobsStorage"], SIGNIN_ARCHIVE_QUIET_HOURS="2"
+    )
+    run(with_services(archived, store_sign_in_evidence))
+    with client(archived) as c:
+        body = c.get("/api/signins/coverage", headers=READER).json()
+        assert body["archive"]["configured"] is True and body["archive"]["quietHours"] == 2
+        assert "AccountKey" not in json.dumps(body)  # the connection string itself is never answered
+        assert body["coverage"] == [list(s) for s in STRETCHES]
+        assert body["lastBackfill"] == {
+            "at": BACKFILL_AT,
+            **{
+                k: BACKFILL[k]
+                for k in ("from", "to", "signIns", "slices", "blobsRead", "gaps", "missingHours")
+            },
+        }
+        # Read like the audit report: nobody else.
+        assert_error(c.get("/api/signins/coverage"), 401, "unauthenticated")
+        assert_error(c.get("/api/signins/coverage", headers=NO_ROLES), 403, "forbidden")
+        only_remove = {"X-MS-CLIENT-PRINCIPAL": encode_principal("r@contoso.example", [REMOVE_ROLE])}
+        assert c.get("/api/signins/coverage", headers=only_remove).status_code == 200
+    assert emulator.log() == []  # from the store alone: nothing asked of Microsoft
+
+
 def test_no_evaluation_yet_is_a_json_404(env: dict[str, str]) -> None:
     with client(settings_with()) as c:
         assert_error(c.get("/api/customers", headers=READER), 404, "noEvaluation")
@@ -550,6 +622,7 @@ def test_openapi_document_lists_every_route(settings: Settings) -> None:
         ("/api/exclusions", "get"),
         ("/api/exclusions/{tenant_id}", "put"),
         ("/api/exclusions/{tenant_id}", "delete"),
+        ("/api/signins/coverage", "get"),
         ("/api/me", "get"),
     ]:
         assert method in paths[path], (path, method)
@@ -935,13 +1008,14 @@ def test_portal_has_no_inline_script_style_or_handlers() -> None:
         '<script src="/static/lost.js" defer>',
         '<script src="/static/webhook.js" defer>',
         '<script src="/static/agents.js" defer>',
+        '<script src="/static/evidence.js" defer>',
     ]
     assert "<style" not in html and " style=" not in html
     assert not re.search(r"\son[a-z]+\s*=", html)
     assert "http://" not in html and "https://" not in html  # no CDN, no external fonts
     script = "".join(
         (STATIC / name).read_text(encoding="utf-8")
-        for name in ("app.js", "gdap.js", "webhook.js", "agents.js")
+        for name in ("app.js", "gdap.js", "lost.js", "webhook.js", "agents.js", "evidence.js")
     )
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script
     assert "eval(" not in script and "new Function" not in script

@@ -192,6 +192,17 @@ def test_days_inactive_for_every_customer_and_the_policy_in_view(page: Page, por
         least,
     )
 
+    # The sign-in evidence without the Entra sign-in archive: one unbroken stretch, and how to import older.
+    card = p.locator("#signin-evidence")
+    card.locator("li[data-stretch]").wait_for()
+    assert card.locator("li[data-stretch]").count() == 1 and p.locator("#evidence-note").is_hidden()
+    evidence = " ".join((card.text_content() or "").split())
+    assert "One unbroken stretch, from " in evidence and ": no gaps." in evidence
+    assert "Source: the Graph sign-in log" in evidence and "Last archive backfill" not in evidence
+    assert "the evidence starts at the Graph sign-in log's 30-day retention" in evidence
+    assert "set SIGNIN_ARCHIVE_CONNECTION and run python -m shared.cli archive backfill --from …" in evidence
+    assert card.locator("code").text_content() == "python -m shared.cli archive backfill --from …"
+
     policy = p.locator("#policy-line").text_content()
     assert policy.startswith("Policy: report mode") and "removal recommended after 60 days" in policy
     hints = {

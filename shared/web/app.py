@@ -191,6 +191,9 @@ def create_app(config: WebConfig) -> FastAPI:
     from shared.web.agents_api import register_agents_api
 
     register_agents_api(app)
+    from shared.web.signins_api import register_signins_api
+
+    register_signins_api(app)
     from shared.web.webhook_api import register_webhook_api
 
     register_webhook_api(app)

@@ -232,3 +232,28 @@ class Exclusion(BaseModel):
 
 class Exclusions(BaseModel):
     exclusions: list[Exclusion]
+
+
+class ArchiveSettings(BaseModel):
+    configured: bool = Field(description="SIGNIN_ARCHIVE_CONNECTION is set")
+    containers: list[str] = Field(description="SIGNIN_ARCHIVE_CONTAINERS")
+    quietHours: int = Field(description="SIGNIN_ARCHIVE_QUIET_HOURS")
+
+
+class ArchiveBackfill(BaseModel):
+    at: str = Field(description="when the last archive backfill finished")
+    from_: str | None = Field(None, alias="from")
+    to: str | None = None
+    signIns: int | None = None
+    slices: int | None = None
+    blobsRead: int | None = None
+    gaps: list[list[str]] | None = Field(None, description="[from, to] stretches the archive did not hold")
+    missingHours: dict[str, int] | None = Field(None, description="per container, hours without a blob")
+
+
+class SignInCoverage(BaseModel):
+    source: Literal["graph", "archive"] = Field(description="SIGNIN_SOURCE: where ongoing ingestion reads")
+    archive: ArchiveSettings
+    coverage: list[list[str]] = Field(description="[from, to] stretches of sign-in log the store holds")
+    lastIngestionAt: str | None
+    lastBackfill: ArchiveBackfill | None

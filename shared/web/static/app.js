@@ -89,7 +89,7 @@
   }
 
   // --- language ----------------------------------------------------------------------------------
-  const SINGULAR = /(?<![\d.,])(1) (day|customer|relationship|role|removal|agent|sign-in|request|assignment)s\b/g;
+  const SINGULAR = /(?<![\d.,])(1) (day|customer|relationship|role|removal|agent|sign-in|request|assignment|gap|hour)s\b/g;
 
   function t(key, values) {
     const table = I18N[state.lang] || I18N.en;
@@ -304,6 +304,7 @@
       notice(null);
       renderDashboard();
       if (state.removalsSince !== state.page.evaluatedAt) loadRemovals();
+      if (window.DAM_EVIDENCE) window.DAM_EVIDENCE.evaluated(state.page.evaluatedAt);  // evidence.js
     } catch (failure) {
       if (seq !== state.loadSeq) return;
       state.page = null;
