@@ -109,6 +109,24 @@ param signinPace string = '5/10s'
 @maxValue(1440)
 param signinLogLatencyMinutes int = 15
 
+@description('Resource id of the storage account Entra\'s diagnostic settings archive the sign-in logs to (SIGNIN_ARCHIVE_CONNECTION is its blob endpoint); empty: no archive. The app\'s identity gets Storage Blob Data Reader on it.')
+param signinArchiveAccountId string = ''
+
+@description('SIGNIN_ARCHIVE_CONTAINERS: the archive\'s containers, one per sign-in category.')
+param signinArchiveContainers string = 'insights-logs-signinlogs,insights-logs-noninteractiveusersigninlogs'
+
+@description('SIGNIN_ARCHIVE_QUIET_HOURS: hours a container may lack a blob between blobs close by while another container has the hour\'s blob; 0: none.')
+@minValue(0)
+@maxValue(168)
+param signinArchiveQuietHours int = 0
+
+@description('SIGNIN_SOURCE: graph (the Graph sign-in log) or archive (ongoing ingestion from the archive; needs signinArchiveAccountId).')
+@allowed([
+  'graph'
+  'archive'
+])
+param signinSource string = 'graph'
+
 @description('HOST_CLOCK_MAX_SKEW_MINUTES: ingestion refuses to run when the host clock and Microsoft\'s disagree by more than this.')
 @minValue(1)
 param hostClockMaxSkewMinutes int = 5
@@ -277,6 +295,11 @@ var queueNames = [
 // Every setting of shared.platform.settings.Settings that the partner chooses, with the class's defaults.
 // The platform-derived ones (AzureWebJobsStorage__*, AZURE_CLIENT_ID, the Key Vault references)
 // are added in modules/functionapp.bicep.
+// The archive account, named by its resource id: /subscriptions/{sub}/resourceGroups/{rg}/providers/
+// Microsoft.Storage/storageAccounts/{name}. Without one, the parts point at this deployment (unused).
+var signinArchiveParts = split(empty(signinArchiveAccountId) ? '/subscriptions/${subscription().subscriptionId}/resourceGroups/rg-${environmentName}/providers/Microsoft.Storage/storageAccounts/none' : signinArchiveAccountId, '/')
+var signinArchiveBlobEndpoint = empty(signinArchiveAccountId) ? '' : 'https://${signinArchiveParts[8]}.blob.${environment().suffixes.storage}'
+
 var appSettings = {
   PARTNER_TENANT_ID: empty(partnerTenantId) ? tenant().tenantId : partnerTenantId
   GRAPH_BASE_URL: graphBaseUrl
@@ -293,6 +316,10 @@ var appSettings = {
   SIGNIN_SLICE_HOURS: string(signinSliceHours)
   SIGNIN_PACE: signinPace
   SIGNIN_LOG_LATENCY_MINUTES: string(signinLogLatencyMinutes)
+  SIGNIN_ARCHIVE_CONNECTION: signinArchiveBlobEndpoint
+  SIGNIN_ARCHIVE_CONTAINERS: signinArchiveContainers
+  SIGNIN_ARCHIVE_QUIET_HOURS: string(signinArchiveQuietHours)
+  SIGNIN_SOURCE: signinSource
   RETRY_DELAY_MS: string(retryDelayMs)
   HOST_CLOCK_MAX_SKEW_MINUTES: string(hostClockMaxSkewMinutes)
   GDAP_POLL_SECONDS: string(gdapPollSeconds)
@@ -448,6 +475,8 @@ module functionApp 'modules/functionapp.bicep' = {
     }
     partnerCenterSecretsFromKeyVault: dapEnabled
     alertWebhookFromKeyVault: alertWebhookEnabled || !empty(alertWebhookUrl)
+    signinArchiveBlobEndpoint: signinArchiveBlobEndpoint
+    signinArchiveTrigger: signinSource == 'archive'
     appSettings: appSettings
   }
   // The host must be able to reach its storage the moment it starts.
@@ -520,3 +549,13 @@ output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output ENTRA_APP_CLIENT_ID string = entra.outputs.clientId
 output ENTRA_APP_OBJECT_ID string = entra.outputs.applicationObjectId
+
+// Read access to the sign-in archive, where the partner keeps it (another resource group or subscription).
+module signinArchiveAccess 'modules/archive-access.bicep' = if (!empty(signinArchiveAccountId)) {
+  name: 'signin-archive-access'
+  scope: resourceGroup(signinArchiveParts[2], signinArchiveParts[4])
+  params: {
+    accountName: signinArchiveParts[8]
+    principalId: identity.outputs.principalId
+  }
+}

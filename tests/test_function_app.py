@@ -36,6 +36,8 @@ def test_timer_triggers_are_registered_with_schedules_from_settings() -> None:
         "audit_runs_poison",
         "webhooks",
         "webhooks_poison",
+        "signin_archive_signinlogs",
+        "signin_archive_noninteractiveusersigninlogs",
     }
     timers = {
         name: f.get_trigger().get_dict_repr()

@@ -50,7 +50,9 @@ SETTINGS_NOT_IN_AZURE = {
 }
 # Product settings whose Azure value is derived from the deployment instead of the class default:
 # PARTNER_TENANT_ID is the tenant deployed to (the class's empty default means "ask Graph", same answer).
-DERIVED_IN_AZURE = {"PARTNER_TENANT_ID"}
+# the tenant deployed to; the archive account's blob endpoint, from its resource id
+ARCHIVE_ACCESS = "infra/modules/archive-access.bicep"
+DERIVED_IN_AZURE = {"PARTNER_TENANT_ID", "SIGNIN_ARCHIVE_CONNECTION"}
 
 
 def _tools_or_skip() -> None:
@@ -384,7 +386,11 @@ def test_key_vault_is_rbac_only_purge_protected_and_private(parsed: dict[str, An
 
 def test_role_assignments_live_in_one_module_with_deterministic_names(parsed: dict[str, Any]) -> None:
     assignments = resources_of_type(parsed, "Microsoft.Authorization/roleAssignments")
-    assert {path for path, _, _ in assignments} == {RBAC}
+    # One module, and one other that must be deployed where the partner keeps its sign-in archive.
+    assert {path for path, _, _ in assignments} == {RBAC, ARCHIVE_ACCESS}
+    assert set(tree(parsed, ARCHIVE_ACCESS)["variables"]["roles"]["value"].values()) == {
+        "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"  # Storage Blob Data Reader
+    }
     roles = tree(parsed, RBAC)["variables"]["roles"]["value"]
     assert set(roles.values()) == {
         "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",  # Storage Blob Data Owner

@@ -64,6 +64,12 @@ param alertWebhookFromKeyVault bool
 @description('The product\'s settings (name -> string value), one per entry of shared.platform.settings.Settings that is not provided by the platform here.')
 param appSettings object
 
+@description('Blob endpoint of the Entra sign-in archive (empty: none): the connection SIGNIN_ARCHIVE of the archive blob triggers.')
+param signinArchiveBlobEndpoint string = ''
+
+@description('Whether the archive blob triggers run (SIGNIN_SOURCE=archive); otherwise they are disabled.')
+param signinArchiveTrigger bool = false
+
 @description('Upper bound of instances Flex Consumption may scale out to (40 is the smallest the plan accepts).')
 @minValue(40)
 @maxValue(1000)
@@ -116,6 +122,13 @@ var platformSettings = {
   // identity as a federated credential instead of a client secret (modules/entra.bicep).
   OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: identityClientId
   WEBSITE_AUTH_AAD_ALLOWED_TENANTS: tenant().tenantId
+  // The archive's blob-created triggers (functions/ingestion.py): identity-based connection SIGNIN_ARCHIVE,
+  // disabled unless ongoing ingestion reads the archive (they would find no connection otherwise).
+  SIGNIN_ARCHIVE__blobServiceUri: empty(signinArchiveBlobEndpoint) ? 'https://none.invalid' : signinArchiveBlobEndpoint
+  SIGNIN_ARCHIVE__credential: 'managedidentity'
+  SIGNIN_ARCHIVE__clientId: identityClientId
+  'AzureWebJobs.signin_archive_signinlogs.Disabled': signinArchiveTrigger ? 'false' : 'true'
+  'AzureWebJobs.signin_archive_noninteractiveusersigninlogs.Disabled': signinArchiveTrigger ? 'false' : 'true'
 }
 
 var allSettings = union(appSettings, platformSettings)
