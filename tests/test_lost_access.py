@@ -306,7 +306,8 @@ def test_cause_rules(ending: Ending, last: Any, cause: str) -> None:
 def test_the_demo_estate_shows_every_cause(
     settings: Settings, emulator: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``make demo``'s estate (same generator options): two hours after ``now`` each cause has happened."""
+    """``make demo``'s estate (its generator options, the Graph log kept 120 days where the demo imports the
+    older history from its sign-in archive): two hours after ``now`` each cause has happened."""
     import json
     import subprocess
 

@@ -1,7 +1,10 @@
 """``make demo``: a generated partner estate through the whole product, on this machine only.
 
-1. generates an estate (300 customers, 90 days of sign-ins) into .demo/estate.json;
-2. starts Azurite and the Graph/Partner Center emulator on free loopback ports;
+1. generates an estate (300 customers, 90 days of sign-ins, a Graph log kept 30 days as Entra keeps it)
+   into .demo/estate.json;
+2. starts Azurite and the Graph/Partner Center emulator on free loopback ports; the emulator, as Entra's
+   diagnostic setting, archives 100 days of sign-in logs to a second Azurite (the partner's archive
+   account, two hours missing), and ``python -m shared.cli archive backfill`` imports them;
 3. runs the audit (``python -m shared.cli audit``) and prints the tiles and the customer table;
 4. runs one enforcement cycle in ``report`` mode and shows what enforcement would do;
 5. serves the portal on http://127.0.0.1:7071 (``DEMO_PORT``) with ``--local-operator`` until interrupted
@@ -88,6 +91,36 @@ def lost_access(env: dict[str, str], emulator: Any, scenario: dict[str, Any]) ->
     )
 
 
+def sign_in_archive(env: dict[str, str], emulator: Any, connection: str, now: str) -> None:
+    """The diagnostic setting archives 100 days (two hours of it lost), then the backfill imports them."""
+    from datetime import timedelta
+
+    end = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    start = (end - timedelta(days=100)).replace(minute=0)
+    lost = (end - timedelta(days=98)).replace(minute=0)
+
+    def at(moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    written = emulator.write_archive(
+        connection, at(start), at(end), skip=[{"from": at(lost), "to": at(lost + timedelta(hours=2))}]
+    )
+    print(
+        f"Entra's diagnostic setting wrote {written['blobs']} hourly blobs ({written['signIns']} partner "
+        "sign-ins into customers, and the partner's own) to insights-logs-signinlogs and "
+        "insights-logs-noninteractiveusersigninlogs"
+    )
+    print(f"python -m shared.cli archive backfill --from {at(start)}")
+    result = json.loads(
+        cli(env, "--emulator", emulator.url, "archive", "backfill", "--from", at(start)).stdout
+    )
+    print(f"imported {result['signIns']} qualifying sign-ins from {result['blobsRead']} blobs")
+    for a, b in result["coverage"]:
+        print(f"  the store holds {a} .. {b}")
+    for a, b in result["gaps"]:
+        print(f"  gap (no blob in the archive): {a} .. {b}")
+
+
 def customers(n: int) -> str:
     """ "1 customer", "2 customers"."""
     return f"{n} customer" + ("" if n == 1 else "s")
@@ -100,13 +133,13 @@ def main() -> int:
     DEMO.mkdir()
     now = datetime.now(UTC).replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     estate = DEMO / "estate.json"
-    banner("1. Generating a partner estate: 300 customers, 90 days of sign-ins")
+    banner("1. Generating a partner estate: 300 customers, 90 days of sign-ins, the Graph log kept 30 days")
     subprocess.run(
         generate_command(
             customers=300,
             signins=20000,
             days=90,
-            retention_days=120,
+            retention_days=30,
             seed=42,
             now=now,
             lost_access=1,
@@ -126,14 +159,17 @@ def main() -> int:
     from tools.emulator.testing import start_emulator
 
     emulator = start_emulator(estate)
-    print(f"Azurite tables on 127.0.0.1:{azurite.ports[2]}, emulator on {emulator.url}")
+    archive = start_azurite(str(DEMO / "archive"))
+    print(
+        f"Azurite tables on 127.0.0.1:{azurite.ports[2]}, emulator on {emulator.url}, "
+        f"the sign-in archive account's blobs on 127.0.0.1:{archive.ports[0]}"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("AzureWebJobs")}
     env.update(
         {
             "AzureWebJobsStorage": azurite.connection_string,
-            # The generated log is kept 120 days (Entra keeps 30): backfilling all of it lets the store
-            # prove more than 90 days of inactivity, so every bucket can show.
-            "SIGNIN_BACKFILL_DAYS": "120",
+            # Graph keeps the log 30 days, as Entra does; the older history is the archive's (step 2b).
+            "SIGNIN_ARCHIVE_CONNECTION": archive.connection_string,
             # The demo's emulator does not throttle, so the demo need not wait for Graph's pace.
             "SIGNIN_PACE": "off",
             # The emulator's clock stands still, so a removal waiting for the log to settle would wait for ever.
@@ -148,6 +184,9 @@ def main() -> int:
         }
     )
     try:
+        banner("2b. Evidence from day one: 100 days of Entra's sign-in archive, imported")
+        sign_in_archive(env, emulator, archive.connection_string, now)
+
         banner("3. Audit: python -m shared.cli --emulator URL audit --format table")
         result = cli(env, "--emulator", emulator.url, "audit", "--format", "table", "--limit", "25")
         print(result.stdout, end="")
@@ -195,6 +234,7 @@ def main() -> int:
     finally:
         emulator.stop()
         azurite.stop()
+        archive.stop()
     return 0
 
 
