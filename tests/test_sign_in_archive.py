@@ -397,3 +397,33 @@ def test_emulator_archive_is_microsofts_layout(
         record = json.loads(line)
         assert record["category"] == "SignInLogs" and record["operationName"] == "Sign-in activity"
         assert record["tenantId"] == PARTNER and parse_iso(record["properties"]["createdDateTime"]) >= first
+
+
+def test_a_backfill_and_the_timer_share_the_coverage(env: dict[str, str]) -> None:
+    """A long backfill meets the ingestion timer at a checkpoint: the timer's stretch on other days is
+    kept beside the backfill's; on a day both wrote, the backfill stops unclaimed (and reads it again)."""
+    from shared.platform.state import ConcurrentRunError
+    from shared.signins.ingestion import ingestion_for
+
+    hour = timedelta(hours=1)
+    old, recent = AS_OF - 50 * DAY, AS_OF - 2 * DAY
+
+    async def go() -> list[Any]:
+        async with Services(settings_with()) as services:
+            ingestion = ingestion_for(services, PARTNER)
+            backfill = await ingestion.state.load_coverage()  # read at its start
+            timer = await ingestion.state.load_coverage()
+            timer.add(recent, recent + hour)
+            await ingestion.state.save_coverage(timer)
+            merged = await ingestion._checkpoint(backfill, [(old, old + hour)], share=True)
+            assert merged.intervals == [(old, old + hour), (recent, recent + hour)]
+            timer = await ingestion.state.load_coverage()
+            timer.add(old + 2 * hour, old + 3 * hour)  # the same day as the backfill's slice
+            await ingestion.state.save_coverage(timer)
+            with pytest.raises(ConcurrentRunError):
+                await ingestion._checkpoint(
+                    merged, [(old, old + hour), (old + 5 * hour, old + 6 * hour)], share=True
+                )
+            return (await ingestion.state.load_coverage()).intervals
+
+    assert run(go()) == [(old, old + hour), (old + 2 * hour, old + 3 * hour), (recent, recent + hour)]

@@ -25,7 +25,7 @@ from azure.data.tables import UpdateMode
 from shared.domain.rules import qualifies
 from shared.microsoft.graph import GraphClient, parse_sign_in_time
 from shared.platform.retry import UpstreamError
-from shared.platform.state import Coverage, StateStore
+from shared.platform.state import ConcurrentRunError, Coverage, StateStore
 from shared.platform.storage import (
     Storage,
     query_all,
@@ -161,10 +161,12 @@ class SignInIngestion:
         floor: datetime | None = None,
         overlap: timedelta | None = None,
         record_as: str | None = "signins",
+        share: bool = False,
     ) -> dict[str, Any]:
         """Ingest up to ``as_of`` (<= ``now``, Microsoft's present; default ``as_of``), several slices
         at once; each finished slice is checkpointed. Only what the source holds is read and recorded
-        as read (``floor``, ``overlap``: see :meth:`pieces`; ``record_as``: the run record's kind).
+        as read (``floor``, ``overlap``: see :meth:`pieces`; ``record_as``: the run record's kind;
+        ``share``: see :meth:`_checkpoint`).
 
         ``stop_after_slices`` simulates an interruption (tests): that many slices finish, then it stops.
         """
@@ -179,6 +181,8 @@ class SignInIngestion:
             last = await self._load_last_sign_ins()
             semaphore = asyncio.Semaphore(1 if stop_after_slices is not None else concurrency)
             checkpoint = asyncio.Lock()
+            done: list[tuple[datetime, datetime]] = []
+            held = [coverage]
 
             async def one(start: datetime, end: datetime) -> None:
                 async with semaphore:
@@ -187,8 +191,8 @@ class SignInIngestion:
                     read, written, newest = await self._ingest_slice(start, end)
                     async with checkpoint:  # one writer of LastSignIns and coverage at a time
                         await self._raise_last_sign_ins(last, newest)
-                        coverage.add(start, end)
-                        await self.state.save_coverage(coverage)
+                        done.append((start, end))
+                        held[0] = await self._checkpoint(held[0], done, share)
                         totals["signIns"] += read
                         totals["entities"] += written
                         totals["slices"] += 1
@@ -207,6 +211,35 @@ class SignInIngestion:
         if record_as is not None:
             await self.state.record_success(record_as, as_of, result)
         return result
+
+    async def _checkpoint(
+        self, coverage: Coverage, done: list[tuple[datetime, datetime]], share: bool = False
+    ) -> Coverage:
+        """Add the slice just finished (``done[-1]``) to the coverage and save it; when another run saved
+        it since it was read, :class:`ConcurrentRunError` (two ingestions at once: one gives way).
+
+        ``share`` (the archive backfill, which runs long beside the ingestion timer): the other run's
+        additions are taken in when none lies on a day this run wrote -- each slice lies within one day
+        and rewrites only its day's entities, so the two runs' writes did not meet. When they share a
+        day, one may have overwritten the other's entity: ConcurrentRunError, this run's slices unclaimed
+        (a run again reads them again)."""
+        coverage.add(*done[-1])
+        for _ in range(5):
+            try:
+                await self.state.save_coverage(coverage)
+                return coverage
+            except ConcurrentRunError:
+                if not share:
+                    raise
+                fresh = await self.state.load_coverage()
+                theirs = [part for a, b in fresh.intervals for part in uncovered(coverage, a, b)]
+                days = {day_start(a) for a, _ in done}
+                if any(a < day + timedelta(days=1) and b >= day for a, b in theirs for day in days):
+                    raise
+                for start, end in done:
+                    fresh.add(start, end)
+                coverage = fresh
+        raise ConcurrentRunError("sign-in coverage was changed by another run, again and again")
 
     async def _load_last_sign_ins(self) -> dict[str, datetime]:
         out: dict[str, datetime] = {}
@@ -395,7 +428,9 @@ async def backfill_from_archive(
     async with SignInArchive.from_settings(settings, partner) as archive:
         ingestion.source = archive
         try:
-            result = await ingestion.run(end, now=end, floor=start, overlap=timedelta(0), record_as=None)
+            result = await ingestion.run(
+                end, now=end, floor=start, overlap=timedelta(0), record_as=None, share=True
+            )
         except Exception as exc:
             track_event(
                 EVENT_INGESTION_FAILED, {"source": "archive", "reason": f"{type(exc).__name__}: {exc}"[:500]}
