@@ -431,6 +431,9 @@ async def backfill_from_archive(
             result = await ingestion.run(
                 end, now=end, floor=start, overlap=timedelta(0), record_as=None, share=True
             )
+        except ConcurrentRunError as exc:
+            track_event(EVENT_INGESTION_FAILED, {"source": "archive", "reason": str(exc)})
+            raise UpstreamError(f"{exc}: run the backfill again, it goes on where it stopped") from exc
         except Exception as exc:
             track_event(
                 EVENT_INGESTION_FAILED, {"source": "archive", "reason": f"{type(exc).__name__}: {exc}"[:500]}
