@@ -58,6 +58,22 @@ class Coverage:
                 return start, as_of
         return None
 
+    def missing(self, start: datetime, end: datetime) -> list[Interval]:
+        """The parts of [start, end] the coverage does not hold, oldest first."""
+        out: list[Interval] = []
+        cursor = start
+        for a, b in self.intervals:
+            if b < cursor:
+                continue
+            if a > end:
+                break
+            if a > cursor:
+                out.append((cursor, a - timedelta(microseconds=1)))
+            cursor = max(cursor, b + timedelta(microseconds=1))
+        if cursor <= end:
+            out.append((cursor, end))
+        return out
+
     def latest_end_before(self, moment: datetime) -> datetime | None:
         ends = [end for _, end in self.intervals if end <= moment]
         return max(ends) if ends else None

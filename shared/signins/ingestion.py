@@ -136,18 +136,7 @@ class SignInIngestion:
             raise ValueError(f"cannot ingest up to {iso(as_of)}: the present is {iso(now)}")
         floor = now - self.backfill if floor is None else floor
         overlap = self.overlap if overlap is None else overlap
-        gaps: list[tuple[datetime, datetime]] = []
-        cursor = floor
-        for start, end in coverage.intervals:
-            if end < cursor:
-                continue
-            if start > as_of:
-                break
-            if start > cursor:
-                gaps.append((cursor, start - TICK))
-            cursor = max(cursor, end + TICK)
-        if cursor <= as_of:
-            gaps.append((cursor, as_of))
+        gaps = coverage.missing(floor, as_of)
         if gaps and gaps[-1][1] == as_of and gaps[-1][0] > floor:
             gaps[-1] = (max(floor, gaps[-1][0] - overlap), as_of)
         return [piece for start, end in gaps for piece in slices(start, end, self.slice_hours)]
@@ -232,7 +221,7 @@ class SignInIngestion:
                 if not share:
                     raise
                 fresh = await self.state.load_coverage()
-                theirs = [part for a, b in fresh.intervals for part in uncovered(coverage, a, b)]
+                theirs = [part for a, b in fresh.intervals for part in coverage.missing(a, b)]
                 days = {day_start(a) for a, _ in done}
                 if any(a < day + timedelta(days=1) and b >= day for a, b in theirs for day in days):
                     raise
@@ -383,23 +372,6 @@ async def ingest_sign_ins(services: Services, as_of: datetime, now: datetime | N
     return result
 
 
-def uncovered(coverage: Coverage, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
-    """The parts of [start, end] the coverage does not hold."""
-    out = []
-    cursor = start
-    for a, b in coverage.intervals:
-        if b < cursor:
-            continue
-        if a > end:
-            break
-        if a > cursor:
-            out.append((cursor, a - TICK))
-        cursor = max(cursor, b + TICK)
-    if cursor <= end:
-        out.append((cursor, end))
-    return out
-
-
 async def backfill_from_archive(
     services: Services, start: datetime, end: datetime | None = None
 ) -> dict[str, Any]:
@@ -440,7 +412,7 @@ async def backfill_from_archive(
             )
             raise
         coverage = await ingestion.state.load_coverage()
-        gaps = uncovered(coverage, start, end)
+        gaps = coverage.missing(start, end)
         missing = await archive.missing_hours(start, end)
         result.update(
             {
