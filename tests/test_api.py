@@ -520,7 +520,7 @@ def test_trends_are_daily_points_from_stored_evaluations(settings: Settings) -> 
 
 
 STRETCHES = [
-    ("2026-08-01T00:00:00Z", "2026-09-14T06:00:00Z"),
+    ("2026-08-01T00:00:00Z", "2026-09-14T05:59:59.999999Z"),  # a stretch ends a microsecond before a gap
     ("2026-09-16T00:00:00Z", "2026-11-21T00:00:00Z"),
 ]
 BACKFILL_AT = "2026-11-21T00:20:00Z"

@@ -63,7 +63,7 @@ def test_sign_in_evidence_lists_the_stretches_the_gap_and_the_backfill(page: Pag
     assert card.locator("h2").text_content() == "Sign-in evidence"
     stretches = card.locator("li[data-stretch]").all_text_contents()
     assert [" ".join(s.split()) for s in stretches] == [
-        "1 Aug 2026, 00:00 UTC – 14 Sept 2026, 06:00 UTC (44 days)",
+        "1 Aug 2026, 00:00 UTC – 14 Sept 2026, 05:59 UTC (44 days)",
         "16 Sept 2026, 00:00 UTC – 21 Nov 2026, 00:00 UTC (66 days)",
     ]
     text = " ".join((card.text_content() or "").split())

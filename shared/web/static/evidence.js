@@ -19,7 +19,9 @@
   // [[from, to], ...] -> the holes between consecutive stretches, [[from, to], ...].
   function gapsOf(coverage) {
     const gaps = [];
-    for (let i = 1; i < coverage.length; i++) gaps.push([coverage[i - 1][1], coverage[i][0]]);
+    // A stretch ends a microsecond before the next moment it does not hold: the gap starts there.
+    const after = (iso) => new Date(Date.parse(iso) + 1).toISOString();
+    for (let i = 1; i < coverage.length; i++) gaps.push([after(coverage[i - 1][1]), coverage[i][0]]);
     return gaps;
   }
 
