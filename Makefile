@@ -64,9 +64,14 @@ YEAR_AHEAD := tests/test_clock.py tests/test_rules.py tests/test_functions_enfor
 	tests/test_enforcement.py tests/test_activity_evidence.py tests/test_removal_safety.py tests/test_cli.py \
 	tests/test_notifications.py tests/test_gdap.py tests/test_identity.py tests/test_ratelimit.py
 
+# Test modules run in TEST_WORKERS processes at once (pytest-xdist), each module whole in one of them
+# (its module fixtures, a portal or a generated estate, are built once); each process starts its own
+# Azurite and emulator. CI has two cores.
+TEST_WORKERS ?= 2
+
 test: setup lint typecheck ## lint, type-check and every test, then the clock tests a year ahead
-	$(PY) -m pytest
-	TEST_HOST_CLOCK_AHEAD_DAYS=365 $(PY) -m pytest -q -p no:cacheprovider -m "not browser and not slow" $(YEAR_AHEAD)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	TEST_HOST_CLOCK_AHEAD_DAYS=365 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -q -p no:cacheprovider -m "not browser and not slow" $(YEAR_AHEAD)
 
 # The demo needs no browser: it installs the runtime and Azurite only.
 demo: $(VENV)/.installed node_modules/.installed ## a generated estate through the product, then the portal on 127.0.0.1, port DEMO_PORT (default 7071)
