@@ -427,3 +427,28 @@ def test_a_backfill_and_the_timer_share_the_coverage(env: dict[str, str]) -> Non
             return (await ingestion.state.load_coverage()).intervals
 
     assert run(go()) == [(old, old + hour), (old + 2 * hour, old + 3 * hour), (recent, recent + hour)]
+
+
+def test_an_archive_that_stops_short_of_the_present_is_an_error(
+    env: dict[str, str], emulator: Any, archive: str
+) -> None:
+    """SIGNIN_SOURCE=archive and the export stopped three hours ago: what there is is read, and the
+    ingestion fails naming the end (the evaluation then holds back and alerts), never a quiet success."""
+    from shared.platform.retry import UpstreamError
+    from shared.signins.ingestion import ingest_sign_ins
+
+    stopped = AS_OF - timedelta(hours=3)
+    emulator.write_archive(archive, iso(AS_OF - 2 * DAY), iso(stopped), deliveryMinutes=0)
+
+    async def go() -> list[Any]:
+        async with Services(settings_with(SIGNIN_SOURCE="archive", SIGNIN_BACKFILL_DAYS="2")) as services:
+            with pytest.raises(
+                UpstreamError, match=f"holds nothing after {iso(stopped - timedelta(microseconds=1))}"
+            ):
+                await ingest_sign_ins(services, AS_OF)
+            return (await StateStore(services.storage).load_coverage()).intervals
+
+    [(start, end)] = run(go())
+    assert abs(start - (AS_OF - 2 * DAY)) < timedelta(seconds=1) and end == stopped - timedelta(
+        microseconds=1
+    )

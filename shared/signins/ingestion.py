@@ -356,9 +356,21 @@ async def ingest_sign_ins(services: Services, as_of: datetime, now: datetime | N
         if services.settings.signin_source == "archive":
             async with SignInArchive.from_settings(services.settings, partner) as archive:
                 archive.present = now
-                result = await ingestion_for(services, partner, archive).run(min(as_of, now), now=now)
+                ingestion = ingestion_for(services, partner, archive)
+                result = await ingestion.run(min(as_of, now), now=now)
                 result["source"] = "archive"
                 result["blobsRead"] = archive.blobs_read
+            coverage = await ingestion.state.load_coverage()
+            if coverage.covering(min(as_of, now)) is None:
+                # Read all there was, and it does not reach the present: the export has stopped or lags.
+                # Nothing is proven past its end; the evaluation alerts the partner admins and holds back.
+                end = coverage.latest_end_before(min(as_of, now))
+                raise UpstreamError(
+                    "the sign-in archive holds nothing "
+                    + (f"after {iso(end)}" if end else "for this time")
+                    + ": is Entra's diagnostic setting still archiving the sign-in logs "
+                    f"({', '.join(services.settings.signin_archive_containers)})?"
+                )
         else:
             result = await ingestion_for(services, partner).run(min(as_of, now), now=now)
     except Exception as exc:
