@@ -1,10 +1,11 @@
-"""GET /api/customers over 10,000 customers: filter, sort and page from the cached evaluation, fast."""
+"""GET /api/customers over 10,000 customers: filter, sort and page from the cached evaluation, exact.
+
+How fast is measured by ``make bench`` (the API's p95 at 10,000 customers, docs/performance.md), never
+by a timed test: a timing asserted here fails on a busy machine and proves nothing on a quiet one."""
 
 from __future__ import annotations
 
 import random
-import statistics
-import time
 import uuid
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -106,13 +107,9 @@ QUERIES = [
 ]
 
 
-def test_index_answers_10000_customers_in_milliseconds() -> None:
+def test_index_answers_10000_customers() -> None:
     report = synthetic_report(10_000)
-    started = time.perf_counter()
     index = CustomerIndex("e1", iso(AS_OF), report)
-    build = time.perf_counter() - started
-    assert build < 3.0, build
-    timings = []
     for _ in range(2):  # the second round reuses the sort orders computed by the first
         for bucket, q, sort, page in [
             (None, "", "-inactiveForAtLeastDays", 1),
@@ -122,14 +119,11 @@ def test_index_answers_10000_customers_in_milliseconds() -> None:
             (None, "", "-daysInactive", 150),
             ("new", "", "daysActive", 1),
         ]:
-            t0 = time.perf_counter()
             body = index.page(Query(bucket=bucket, q=q, sort=sort, page=page))
-            timings.append(time.perf_counter() - t0)
             assert body.startswith(b'{"evaluationId"')
-    assert statistics.median(timings) < 0.05, timings
 
 
-def test_customers_route_over_10000_cached_rows_is_fast() -> None:
+def test_customers_route_over_10000_rows_is_served_from_the_cached_index() -> None:
     report = synthetic_report(10_000)
     stored = StoredEvaluation("0000000000001-perf", AS_OF, report)
 
@@ -150,11 +144,8 @@ def test_customers_route_over_10000_cached_rows_is_fast() -> None:
     with TestClient(app) as client:
         first = client.get("/api/customers")  # builds the index once
         assert first.status_code == 200 and first.json()["total"] == 10_000
-        timings = []
         for query in QUERIES * 2:
-            t0 = time.perf_counter()
             response = client.get("/api/customers?" + query)
-            timings.append(time.perf_counter() - t0)
             assert response.status_code == 200, (query, response.text)
         page = client.get("/api/customers?bucket=90%2B&sort=name&pageSize=100&page=2").json()
     expected = sorted(
@@ -165,8 +156,6 @@ def test_customers_route_over_10000_cached_rows_is_fast() -> None:
     assert [r["tenantId"] for r in page["customers"]] == [r["tenantId"] for r in expected[100:200]]
     # Served from the cached index: at most one look at the stored evaluation per 2 seconds.
     assert Evaluations.reads <= 3
-    assert statistics.median(timings) < 0.05, sorted(timings)
-    assert max(timings) < 0.5, sorted(timings)
 
 
 def reference_order(index: CustomerIndex, sort: str) -> list[int]:

@@ -310,9 +310,8 @@ def test_paging_past_1000_is_stable_while_sign_ins_arrive(emu: RunningEmulator, 
     ]
     assert times == sorted(times, reverse=True)
 
-    start = time.perf_counter()
     resp = api.get("/beta/auditLogs/signIns", params={"$filter": flt, "$top": "1000"})
-    assert resp.status_code == 200 and time.perf_counter() - start < 1.0
+    assert resp.status_code == 200  # how fast: make bench, not a timed test
 
 
 # --------------------------------------------------------------------- the sign-in log as beta serves it
